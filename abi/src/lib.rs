@@ -1,0 +1,42 @@
+//! The pabi plugin ABI as data.
+//!
+//! Every other pabi crate takes its names, signatures and numbers from here, so
+//! that the validator, the hosts and the tools cannot drift apart. Each item
+//! cites the clause of `spec/abi.md` that defines it.
+//!
+//! ```
+//! use pabi_abi::{AbiVersion, Status, HOST_ABI};
+//!
+//! let plugin: AbiVersion = "1.0".parse().unwrap();
+//! assert!(HOST_ABI.accepts(plugin));
+//! assert_eq!(Status::from_code(1), Some(Status::InvalidInput));
+//! ```
+
+mod errors;
+mod features;
+mod imports;
+mod limits;
+mod metadata;
+mod section;
+mod status;
+mod version;
+mod wasi;
+
+pub use errors::HostErrorKind;
+pub use features::{feature_profile, named_features, PROFILE_NAME};
+pub use imports::{
+    find_import, ExportSpec, ImportCode, ImportSpec, ValType, EXPORTS, FN_EXPORT_PREFIX, IMPORTS,
+    IMPORT_MODULE, RESERVED_EXPORT_PREFIX,
+};
+pub use limits::Limits;
+pub use metadata::{
+    is_valid_function_name, Capability, FunctionMeta, Metadata, MetadataError, Profile,
+    METADATA_SCHEMA, MAX_METADATA_BYTES,
+};
+pub use section::{
+    embed_metadata, encode_custom_section, find_custom_sections, CustomSection, EmbedError,
+    METADATA_SECTION,
+};
+pub use status::Status;
+pub use version::{AbiVersion, VersionParseError, HOST_ABI};
+pub use wasi::{wasi_import_requirement, WasiRequirement, WASI_MODULE};

@@ -1,0 +1,34 @@
+use std::time::Duration;
+
+/// The limits a host enforces, with the spec's defaults (`LIM-1` … `LIM-8`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory cap in bytes (`LIM-1`).
+    pub max_memory: u64,
+    /// Wall-time deadline, armed before every call into the plugin (`LIM-3`).
+    pub timeout: Duration,
+    /// Fuel per call; `None` turns fuel off (`LIM-4`).
+    pub fuel: Option<u64>,
+    /// Output cap in bytes (`LIM-5`).
+    pub max_output: u64,
+    /// Error message cap in bytes (`LIM-6`).
+    pub max_error_message: u64,
+    /// Wasm stack in bytes (`LIM-7`).
+    pub max_wasm_stack: usize,
+    /// Elements per table (`LIM-8`).
+    pub max_table_elements: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_memory: 128 << 20,
+            timeout: Duration::from_secs(1),
+            fuel: None,
+            max_output: 16 << 20,
+            max_error_message: 64 << 10,
+            max_wasm_stack: 512 << 10,
+            max_table_elements: 10_000,
+        }
+    }
+}

@@ -1,0 +1,274 @@
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AbiVersion, VersionParseError};
+
+/// The metadata JSON Schema (`META-2`), the same file the spec publishes.
+pub const METADATA_SCHEMA: &str = include_str!("../../spec/metadata.schema.json");
+
+/// Largest metadata section payload a host must read (`META-2`).
+pub const MAX_METADATA_BYTES: usize = 64 << 10;
+
+/// The plugin's self-description, read from its `pabi` custom section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub abi: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub profile: Profile,
+    pub functions: Vec<FunctionMeta>,
+    pub capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub statuses: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Core,
+    Wasi,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Core => "core",
+            Profile::Wasi => "wasi",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionMeta {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(default)]
+    pub deterministic: bool,
+}
+
+/// A WASI capability (`WASI-3`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Capability {
+    /// The real wall and monotonic clocks, and real sleeps.
+    Clock,
+    /// Entropy from the host.
+    Random,
+    /// One environment variable.
+    Env(String),
+    /// A directory preopened at a guest path.
+    Fs { guest_path: String, read_only: bool },
+}
+
+impl Capability {
+    /// Parses `clock`, `random`, `env:NAME` or `fs:/guest/path:ro|rw`.
+    pub fn parse(text: &str) -> Option<Capability> {
+        match text {
+            "clock" => return Some(Capability::Clock),
+            "random" => return Some(Capability::Random),
+            _ => {}
+        }
+        if let Some(name) = text.strip_prefix("env:") {
+            let mut chars = name.chars();
+            let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+            let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            return (first_ok && rest_ok).then(|| Capability::Env(name.to_string()));
+        }
+        let rest = text.strip_prefix("fs:")?;
+        let (path, mode) = rest.rsplit_once(':')?;
+        let read_only = match mode {
+            "ro" => true,
+            "rw" => false,
+            _ => return None,
+        };
+        if !path.starts_with('/') || path.contains(['\0', ':']) {
+            return None;
+        }
+        Some(Capability::Fs { guest_path: path.to_string(), read_only })
+    }
+}
+
+impl std::fmt::Display for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Capability::Clock => f.write_str("clock"),
+            Capability::Random => f.write_str("random"),
+            Capability::Env(name) => write!(f, "env:{name}"),
+            Capability::Fs { guest_path, read_only } => {
+                write!(f, "fs:{guest_path}:{}", if *read_only { "ro" } else { "rw" })
+            }
+        }
+    }
+}
+
+/// Why a metadata payload was refused. Each variant names its clause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    #[error("metadata is {0} bytes, more than the {MAX_METADATA_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("metadata is not UTF-8 (invalid byte at offset {0})")]
+    NotUtf8(usize),
+    #[error("metadata is not JSON: {0}")]
+    NotJson(String),
+    #[error("metadata does not match the schema: {}", .0.join("; "))]
+    Schema(Vec<String>),
+    #[error("metadata lists function `{0}` more than once")]
+    DuplicateFunction(String),
+    #[error("metadata `abi`: {0}")]
+    BadVersion(#[from] VersionParseError),
+    #[error("capabilities are declared but the profile is `core`")]
+    CapabilitiesInCore,
+}
+
+impl MetadataError {
+    /// The spec clause the error breaks.
+    pub fn clause(&self) -> &'static str {
+        match self {
+            MetadataError::TooLarge(_) | MetadataError::NotUtf8(_) | MetadataError::NotJson(_) => "META-2",
+            MetadataError::Schema(_) => "META-3",
+            MetadataError::DuplicateFunction(_) => "META-5",
+            MetadataError::BadVersion(_) => "VER-1",
+            MetadataError::CapabilitiesInCore => "WASI-1",
+        }
+    }
+}
+
+fn schema_validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let schema: serde_json::Value =
+            serde_json::from_str(METADATA_SCHEMA).expect("the shipped schema is JSON");
+        jsonschema::validator_for(&schema).expect("the shipped schema compiles")
+    })
+}
+
+impl Metadata {
+    /// Parses and checks a `pabi` section payload: size, UTF-8, JSON, schema,
+    /// unique function names and profile/capability agreement.
+    pub fn parse(bytes: &[u8]) -> Result<Metadata, MetadataError> {
+        if bytes.len() > MAX_METADATA_BYTES {
+            return Err(MetadataError::TooLarge(bytes.len()));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| MetadataError::NotUtf8(e.valid_up_to()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| MetadataError::NotJson(e.to_string()))?;
+        let problems: Vec<String> = schema_validator()
+            .iter_errors(&value)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                let at = if at.is_empty() { "/".to_string() } else { at };
+                format!("at {at}: {e}")
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(MetadataError::Schema(problems));
+        }
+        let meta: Metadata =
+            serde_json::from_value(value).map_err(|e| MetadataError::Schema(vec![e.to_string()]))?;
+        meta.abi_version()?;
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(dup) = meta.functions.iter().find(|f| !seen.insert(f.name.as_str())) {
+            return Err(MetadataError::DuplicateFunction(dup.name.clone()));
+        }
+        if meta.profile == Profile::Core && !meta.capabilities.is_empty() {
+            return Err(MetadataError::CapabilitiesInCore);
+        }
+        Ok(meta)
+    }
+
+    pub fn abi_version(&self) -> Result<AbiVersion, VersionParseError> {
+        self.abi.parse()
+    }
+
+    /// The declared capabilities; the schema guarantees they parse.
+    pub fn parsed_capabilities(&self) -> Vec<Capability> {
+        self.capabilities.iter().filter_map(|c| Capability::parse(c)).collect()
+    }
+
+    pub fn function(&self, name: &str) -> Option<&FunctionMeta> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+}
+
+/// Whether `name` is a valid plugin function name, `[a-z][a-z0-9_]{0,63}`
+/// (`EXP-4`).
+pub fn is_valid_function_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_lowercase()
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"abi":"1.0","name":"text-tools","version":"0.1.0","profile":"core",
+        "functions":[{"name":"upper","input":"text/plain","deterministic":true}],"capabilities":[]}"#;
+
+    #[test]
+    fn accepts_a_good_document() {
+        let meta = Metadata::parse(GOOD.as_bytes()).unwrap();
+        assert_eq!(meta.functions[0].name, "upper");
+        assert!(meta.functions[0].deterministic);
+        assert_eq!(meta.abi_version().unwrap(), AbiVersion::new(1, 0));
+    }
+
+    #[test]
+    fn refuses_each_defect_with_its_clause() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"\xff{}", "META-2"),
+            (b"{", "META-2"),
+            (br#"{"abi":"1.0"}"#, "META-3"),
+            (
+                br#"{"abi":"1.0","name":"x","version":"1","profile":"core","functions":[{"name":"a"}],"capabilities":[]}"#,
+                "META-3",
+            ),
+            (
+                br#"{"abi":"1.0","name":"x","version":"1.0.0","profile":"core","functions":[{"name":"a"},{"name":"a"}],"capabilities":[]}"#,
+                "META-5",
+            ),
+            (
+                br#"{"abi":"1.0","name":"x","version":"1.0.0","profile":"core","functions":[{"name":"a"}],"capabilities":["clock"]}"#,
+                "WASI-1",
+            ),
+        ];
+        for (bytes, clause) in cases {
+            let err = Metadata::parse(bytes).unwrap_err();
+            assert_eq!(err.clause(), *clause, "{err}");
+        }
+        let big = vec![b' '; MAX_METADATA_BYTES + 1];
+        assert_eq!(Metadata::parse(&big).unwrap_err().clause(), "META-2");
+    }
+
+    #[test]
+    fn capabilities_parse_and_print_back() {
+        for text in ["clock", "random", "env:HOME", "env:_X1", "fs:/data:ro", "fs:/:rw"] {
+            assert_eq!(Capability::parse(text).unwrap().to_string(), text);
+        }
+        for bad in ["", "net", "env:", "env:1X", "fs:data:ro", "fs:/data:rx", "fs:/a:b:ro"] {
+            assert_eq!(Capability::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn function_names_follow_exp_4() {
+        assert!(is_valid_function_name("a"));
+        assert!(is_valid_function_name("fnv1a64"));
+        assert!(is_valid_function_name(&"a".repeat(64)));
+        assert!(!is_valid_function_name(&"a".repeat(65)));
+        for bad in ["", "1a", "_a", "A", "a-b", "é"] {
+            assert!(!is_valid_function_name(bad), "{bad}");
+        }
+    }
+}
