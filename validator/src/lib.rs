@@ -1,35 +1,26 @@
-//! Static validation of pabi plugins (API skeleton; rules land next).
+//! Static validation of pabi plugins, without running them.
+//!
+//! Every [`Finding`] names the [`Rule`] it breaks, and every rule's ID is the
+//! spec clause it enforces.
+//!
+//! ```
+//! let wasm = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
+//! let report = pabi_validator::validate(&wasm);
+//! assert!(report.has_errors());
+//! let ids: Vec<_> = report.findings.iter().map(|f| f.rule.id()).collect();
+//! assert!(ids.contains(&"META-1"));
+//! ```
+
+mod checks;
+mod module;
+pub mod render;
+mod rules;
 
 use pabi_abi::{AbiVersion, Metadata};
+use serde::Serialize;
 
-/// How bad a finding is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Warning,
-    Error,
-}
-
-/// A rule of the validator; its ID is the spec clause it enforces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Rule {
-    /// `MOD-1`: the module decodes and validates.
-    Mod1,
-    /// `VER-3`: the plugin's ABI version is one this validator implements.
-    Ver3,
-}
-
-impl Rule {
-    pub fn id(self) -> &'static str {
-        match self {
-            Rule::Mod1 => "MOD-1",
-            Rule::Ver3 => "VER-3",
-        }
-    }
-    pub fn severity(self) -> Severity {
-        Severity::Error
-    }
-}
+pub use module::{ModuleInfo, SectionSize};
+pub use rules::{Rule, Severity};
 
 /// One problem found in a plugin.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,21 +33,95 @@ pub struct Finding {
     pub subject: Option<String>,
 }
 
-/// Everything the validator learned about a plugin.
+impl Finding {
+    pub fn severity(&self) -> Severity {
+        self.rule.severity()
+    }
+}
+
+/// What the validator learned about a plugin: its findings and, where they
+/// could be read, its metadata and shape.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     pub findings: Vec<Finding>,
     pub metadata: Option<Metadata>,
     pub abi: Option<AbiVersion>,
+    /// The decoded module; `None` when it could not be decoded.
+    pub module: Option<ModuleInfo>,
 }
 
 impl Report {
     pub fn has_errors(&self) -> bool {
-        self.findings.iter().any(|f| f.rule.severity() == Severity::Error)
+        self.errors().next().is_some()
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.severity() == Severity::Error)
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.severity() == Severity::Warning)
+    }
+
+    /// Whether a finding for `rule` is present.
+    pub fn breaks(&self, rule: Rule) -> bool {
+        self.findings.iter().any(|f| f.rule == rule)
+    }
+
+    /// The plugin function names, from the exports.
+    pub fn functions(&self) -> Vec<String> {
+        let Some(module) = &self.module else { return Vec::new() };
+        module
+            .exports
+            .iter()
+            .filter_map(|e| e.name.strip_prefix(pabi_abi::FN_EXPORT_PREFIX))
+            .map(str::to_string)
+            .collect()
     }
 }
 
+/// Options of a validation run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Rules whose findings are dropped (`--allow MOD-7`). Only warnings can
+    /// be allowed.
+    pub allow: Vec<Rule>,
+}
+
 /// Validates a plugin binary without running it.
-pub fn validate(_wasm: &[u8]) -> Report {
-    Report::default()
+pub fn validate(wasm: &[u8]) -> Report {
+    validate_with(wasm, &Options::default())
+}
+
+/// Validates a plugin binary with options.
+pub fn validate_with(wasm: &[u8], options: &Options) -> Report {
+    let mut report = checks::run(wasm);
+    report
+        .findings
+        .retain(|f| f.severity() == Severity::Error || !options.allow.contains(&f.rule));
+    report.findings.sort_by_key(|f| (std::cmp::Reverse(f.severity()), f.offset.unwrap_or(usize::MAX)));
+    report
+}
+
+/// The JSON shape of one finding, as `pabi validate --format json` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FindingJson<'a> {
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub message: &'a str,
+    pub offset: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<&'a str>,
+}
+
+impl<'a> From<&'a Finding> for FindingJson<'a> {
+    fn from(f: &'a Finding) -> Self {
+        FindingJson {
+            rule: f.rule.id(),
+            severity: f.severity(),
+            message: &f.message,
+            offset: f.offset,
+            subject: f.subject.as_deref(),
+        }
+    }
 }

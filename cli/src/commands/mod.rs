@@ -1,0 +1,44 @@
+mod embed;
+mod inspect;
+mod validate;
+
+use std::path::Path;
+
+use anyhow::Context;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    Validate(validate::Opts),
+    Inspect(inspect::Opts),
+    Embed(embed::Opts),
+}
+
+impl Command {
+    /// Runs the subcommand and returns its exit code. `Err` means a usage or
+    /// I/O error (exit 2).
+    pub fn run(self) -> anyhow::Result<u8> {
+        match self {
+            Command::Validate(opts) => opts.run(),
+            Command::Inspect(opts) => opts.run(),
+            Command::Embed(opts) => opts.run(),
+        }
+    }
+}
+
+/// Reads a whole file, or standard input for `-`.
+pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("failed to read standard input")?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))
+}
+
+/// The output format shared by the reporting subcommands.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+    Sarif,
+}

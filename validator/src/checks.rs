@@ -1,0 +1,425 @@
+//! The ABI rules, applied to a decoded module.
+
+use std::collections::BTreeSet;
+
+use pabi_abi::{
+    feature_profile, find_import, is_valid_function_name, named_features, wasi_import_requirement, Capability,
+    Metadata, MetadataError, Profile, ValType, WasiRequirement, EXPORTS, FN_EXPORT_PREFIX, HOST_ABI,
+    IMPORT_MODULE, METADATA_SECTION, PROFILE_NAME, RESERVED_EXPORT_PREFIX, WASI_MODULE,
+};
+use wasmparser::{ExternalKind, FuncType, TypeRef, WasmFeatures};
+
+use crate::module::{decode, ModuleInfo};
+use crate::{Finding, Report, Rule};
+
+/// Data segments above this total earn a `MOD-6` warning.
+const LARGE_DATA_BYTES: u64 = 16 << 20;
+
+struct Sink {
+    findings: Vec<Finding>,
+}
+
+impl Sink {
+    fn push(&mut self, rule: Rule, message: impl Into<String>, offset: Option<usize>, subject: Option<&str>) {
+        self.findings.push(Finding {
+            rule,
+            message: message.into(),
+            offset,
+            subject: subject.map(str::to_string),
+        });
+    }
+}
+
+pub(crate) fn run(wasm: &[u8]) -> Report {
+    let mut sink = Sink { findings: Vec::new() };
+    // Metadata first: it is read without validating code (META-6), and it
+    // says whether the float scan is needed.
+    let metadata = read_metadata(wasm, &mut sink);
+    let scan_floats = metadata.as_ref().is_some_and(|m| m.functions.iter().any(|f| f.deterministic));
+
+    let module = match decode(wasm, feature_profile(), scan_floats) {
+        Ok(module) => module,
+        Err(err) => match decode_outside_profile(wasm, err, scan_floats, &mut sink) {
+            Some(module) => module,
+            None => return Report { findings: sink.findings, abi: abi_of(&metadata), metadata, module: None },
+        },
+    };
+
+    check_shape(&module, &mut sink);
+    check_imports(&module, metadata.as_ref(), &mut sink);
+    check_exports(&module, &mut sink);
+    if let Some(meta) = &metadata {
+        check_metadata_against_module(&module, meta, &mut sink);
+    }
+    Report { findings: sink.findings, abi: abi_of(&metadata), metadata, module: Some(module) }
+}
+
+fn abi_of(metadata: &Option<Metadata>) -> Option<pabi_abi::AbiVersion> {
+    metadata.as_ref().and_then(|m| m.abi_version().ok())
+}
+
+/// A module that fails under the profile is either invalid outright
+/// (`MOD-1`, and `None` is returned), or valid with more features. Then the
+/// features it needs are named (`MOD-2`) unless a memory-shape finding
+/// (`MOD-4`) already explains them, and the module is returned for the
+/// remaining checks.
+fn decode_outside_profile(
+    wasm: &[u8],
+    err: crate::module::DecodeError,
+    scan_floats: bool,
+    sink: &mut Sink,
+) -> Option<ModuleInfo> {
+    if err.component {
+        sink.push(Rule::InvalidModule, err.message, Some(err.offset), None);
+        return None;
+    }
+    let everything = WasmFeatures::all();
+    let module = match decode(wasm, everything, scan_floats) {
+        Ok(module) => module,
+        Err(_) => {
+            sink.push(Rule::InvalidModule, format!("invalid WebAssembly: {}", err.message), Some(err.offset), None);
+            return None;
+        }
+    };
+    let profile = feature_profile();
+    let needed: Vec<WasmFeatures> = everything
+        .difference(profile)
+        .iter()
+        .filter(|feature| wasmparser::Validator::new_with_features(profile.union(*feature)).validate_all(wasm).is_ok())
+        .collect();
+    let memory_explains = |feature: &WasmFeatures| {
+        (*feature == WasmFeatures::THREADS && module.memories.iter().any(|(m, _)| m.shared))
+            || (*feature == WasmFeatures::MEMORY64 && module.memories.iter().any(|(m, _)| m.memory64))
+            || (*feature == WasmFeatures::MULTI_MEMORY && module.memories.len() > 1)
+    };
+    if needed.len() == 1 && memory_explains(&needed[0]) {
+        return Some(module);
+    }
+    let names: Vec<String> = needed.iter().flat_map(|f| named_features(*f)).collect();
+    let what = if names.is_empty() {
+        "several features outside the profile".to_string()
+    } else {
+        format!("the `{}` feature", names.join("`, `"))
+    };
+    sink.push(
+        Rule::FeatureOutsideProfile,
+        format!("the module uses {what}, which {PROFILE_NAME} does not include ({})", err.message),
+        Some(err.offset),
+        names.first().map(String::as_str),
+    );
+    Some(module)
+}
+
+fn read_metadata(wasm: &[u8], sink: &mut Sink) -> Option<Metadata> {
+    let sections = match pabi_abi::find_custom_sections(wasm, METADATA_SECTION) {
+        Ok(sections) => sections,
+        // The decode pass reports the malformed module.
+        Err(_) => return None,
+    };
+    let section = match sections.as_slice() {
+        [] => {
+            sink.push(Rule::MetadataSection, "the `pabi` metadata section is missing", None, Some("pabi"));
+            return None;
+        }
+        [one] => one,
+        [_, second, ..] => {
+            sink.push(
+                Rule::MetadataSection,
+                format!("{} `pabi` metadata sections; exactly one is allowed", sections.len()),
+                Some(second.section.start),
+                Some("pabi"),
+            );
+            return None;
+        }
+    };
+    let at = Some(section.section.start);
+    match Metadata::parse(&wasm[section.data.clone()]) {
+        Ok(meta) => {
+            let version = meta.abi_version().expect("Metadata::parse checked the version");
+            if !HOST_ABI.accepts(version) {
+                sink.push(
+                    Rule::UnsupportedVersion,
+                    format!("the plugin declares ABI {version}, but this validator implements ABI {HOST_ABI}"),
+                    at,
+                    Some("abi"),
+                );
+            }
+            Some(meta)
+        }
+        Err(err) => {
+            let rule = match &err {
+                MetadataError::TooLarge(_) | MetadataError::NotUtf8(_) | MetadataError::NotJson(_) => {
+                    Rule::MetadataEncoding
+                }
+                MetadataError::Schema(problems) if problems.iter().all(|p| p.starts_with("at /statuses")) => {
+                    Rule::MetadataStatuses
+                }
+                MetadataError::Schema(problems) if problems.iter().all(|p| p.starts_with("at /abi")) => {
+                    Rule::VersionSyntax
+                }
+                MetadataError::DuplicateFunction(_) => Rule::MetadataDuplicate,
+                MetadataError::BadVersion(_) => Rule::VersionSyntax,
+                MetadataError::CapabilitiesInCore => Rule::WasiInCore,
+                _ => Rule::MetadataSchema,
+            };
+            sink.push(rule, err.to_string(), at, Some("pabi"));
+            None
+        }
+    }
+}
+
+fn check_shape(module: &ModuleInfo, sink: &mut Sink) {
+    if let Some(offset) = module.start {
+        sink.push(Rule::StartSection, "the module has a start section; plugins start through `_initialize`", Some(offset), Some("start"));
+    }
+    match module.memories.as_slice() {
+        [] => sink.push(Rule::MemoryShape, "the module defines no memory", None, None),
+        [(mem, offset)] => {
+            let imported = module.imports.iter().any(|i| matches!(i.ty, TypeRef::Memory(_)));
+            if imported {
+                sink.push(Rule::MemoryShape, "the memory is imported; a plugin must define its own", Some(*offset), None);
+            }
+            if mem.memory64 {
+                sink.push(Rule::MemoryShape, "the memory is 64-bit", Some(*offset), None);
+            }
+            if mem.shared {
+                sink.push(Rule::MemoryShape, "the memory is shared", Some(*offset), None);
+            }
+        }
+        [_, (_, offset), ..] => sink.push(
+            Rule::MemoryShape,
+            format!("the module has {} memories; exactly one is allowed", module.memories.len()),
+            Some(*offset),
+            None,
+        ),
+    }
+    if !module.customs.iter().any(|c| c.name == "name") {
+        sink.push(
+            Rule::MissingNameSection,
+            "no `name` section: trap backtraces will show <unknown> frames",
+            None,
+            Some("name"),
+        );
+    }
+    if module.data_bytes > LARGE_DATA_BYTES {
+        sink.push(
+            Rule::LargeData,
+            format!("data segments hold {} bytes, more than 16 MiB", module.data_bytes),
+            module.data_offset,
+            Some("data"),
+        );
+    }
+}
+
+fn signature_matches(ty: Option<&FuncType>, params: &[ValType], results: &[ValType]) -> bool {
+    let as_wasm = |v: &ValType| match v {
+        ValType::I32 => wasmparser::ValType::I32,
+    };
+    ty.is_some_and(|ty| {
+        ty.params().iter().copied().eq(params.iter().map(as_wasm))
+            && ty.results().iter().copied().eq(results.iter().map(as_wasm))
+    })
+}
+
+fn render_signature(ty: Option<&FuncType>) -> String {
+    match ty {
+        None => "a non-function type".into(),
+        Some(ty) => {
+            let list = |tys: &[wasmparser::ValType]| tys.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+            format!("({}) -> ({})", list(ty.params()), list(ty.results()))
+        }
+    }
+}
+
+fn render_expected(params: &[ValType], results: &[ValType]) -> String {
+    let list = |tys: &[ValType]| vec!["i32"; tys.len()].join(", ");
+    format!("({}) -> ({})", list(params), list(results))
+}
+
+fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Sink) {
+    let profile = metadata.map(|m| m.profile);
+    let declared = metadata.map(|m| m.parsed_capabilities()).unwrap_or_default();
+    let plugin_abi = metadata.and_then(|m| m.abi_version().ok());
+    for import in &module.imports {
+        let subject = format!("{}.{}", import.module, import.name);
+        let at = Some(import.offset);
+        let func_ty = match import.ty {
+            TypeRef::Func(ty) | TypeRef::FuncExact(ty) => module.types.get(ty as usize).and_then(Option::as_ref),
+            TypeRef::Memory(_) => continue, // MOD-4 reports it.
+            _ => {
+                sink.push(Rule::ForeignImport, format!("`{subject}` is not a function; plugins import only functions"), at, Some(&subject));
+                continue;
+            }
+        };
+        match import.module.as_str() {
+            IMPORT_MODULE => {
+                let Some(spec) = find_import(&import.name) else {
+                    sink.push(Rule::UnknownHostFunction, format!("`{subject}` is not a host function of ABI {HOST_ABI}"), at, Some(&subject));
+                    continue;
+                };
+                if !signature_matches(func_ty, spec.params, spec.results) {
+                    sink.push(
+                        Rule::HostFunctionSignature,
+                        format!(
+                            "`{subject}` is imported as {}, but the spec gives {}",
+                            render_signature(func_ty),
+                            render_expected(spec.params, spec.results)
+                        ),
+                        at,
+                        Some(&subject),
+                    );
+                }
+                if let Some(plugin_abi) = plugin_abi {
+                    if spec.since.major == plugin_abi.major && spec.since.minor > plugin_abi.minor {
+                        sink.push(
+                            Rule::ImportTooNew,
+                            format!("`{subject}` arrived in ABI {}, but the plugin declares ABI {plugin_abi}", spec.since),
+                            at,
+                            Some(&subject),
+                        );
+                    }
+                }
+            }
+            WASI_MODULE => check_wasi_import(&import.name, &subject, at, profile, &declared, sink),
+            other => sink.push(
+                Rule::ForeignImport,
+                format!("`{subject}` comes from module `{other}`; plugins import only from `{IMPORT_MODULE}` and, in the wasi profile, `{WASI_MODULE}`"),
+                at,
+                Some(&subject),
+            ),
+        }
+    }
+}
+
+fn check_wasi_import(
+    name: &str,
+    subject: &str,
+    at: Option<usize>,
+    profile: Option<Profile>,
+    declared: &[Capability],
+    sink: &mut Sink,
+) {
+    if profile == Some(Profile::Core) {
+        sink.push(Rule::WasiInCore, format!("`{subject}` is a WASI import, but the plugin declares the `core` profile"), at, Some(subject));
+        return;
+    }
+    let has_fs = declared.iter().any(|c| matches!(c, Capability::Fs { .. }));
+    match wasi_import_requirement(name) {
+        Some(WasiRequirement::Baseline) => {}
+        Some(WasiRequirement::Filesystem) if has_fs => {}
+        Some(WasiRequirement::Filesystem) => sink.push(
+            Rule::UncoveredWasiImport,
+            format!("`{subject}` needs an `fs:` capability, and the plugin declares none"),
+            at,
+            Some(subject),
+        ),
+        Some(WasiRequirement::Forbidden) => sink.push(
+            Rule::UncoveredWasiImport,
+            format!("`{subject}` is a socket function; no capability grants sockets in ABI {HOST_ABI}"),
+            at,
+            Some(subject),
+        ),
+        _ => sink.push(Rule::UncoveredWasiImport, format!("`{subject}` is not a wasi_snapshot_preview1 function"), at, Some(subject)),
+    }
+}
+
+fn check_exports(module: &ModuleInfo, sink: &mut Sink) {
+    let mut memory_exported = false;
+    let mut has_function = false;
+    let mut state_exports = BTreeSet::new();
+    for export in &module.exports {
+        let at = Some(export.offset);
+        let name = export.name.as_str();
+        let func_ty = (export.kind == ExternalKind::Func).then(|| module.func_type(export.index)).flatten();
+        if name == "memory" {
+            if export.kind == ExternalKind::Memory {
+                memory_exported = true;
+            } else {
+                sink.push(Rule::MemoryExport, "the export `memory` is not a memory", at, Some(name));
+            }
+            continue;
+        }
+        if name == "_start" {
+            sink.push(Rule::CommandExport, "`_start` is exported: this is a command module, not a plugin (build a reactor)", at, Some(name));
+            continue;
+        }
+        if let Some(spec) = EXPORTS.iter().find(|spec| spec.name == name) {
+            if name.starts_with("pabi_state_") {
+                state_exports.insert(name);
+            }
+            if export.kind != ExternalKind::Func || !signature_matches(func_ty, spec.params, spec.results) {
+                sink.push(
+                    Rule::LifecycleSignature,
+                    format!("`{name}` has type {}, but the spec gives {}", render_signature(func_ty), render_expected(spec.params, spec.results)),
+                    at,
+                    Some(name),
+                );
+            }
+            continue;
+        }
+        if let Some(function) = name.strip_prefix(FN_EXPORT_PREFIX) {
+            has_function = true;
+            if !is_valid_function_name(function) {
+                sink.push(Rule::FunctionName, format!("`{function}` is not a valid plugin function name ([a-z][a-z0-9_]{{0,63}})"), at, Some(name));
+            }
+            if export.kind != ExternalKind::Func || !signature_matches(func_ty, &[ValType::I32], &[ValType::I32]) {
+                sink.push(
+                    Rule::FunctionSignature,
+                    format!("`{name}` has type {}, but plugin functions are (i32) -> (i32)", render_signature(func_ty)),
+                    at,
+                    Some(name),
+                );
+            }
+            continue;
+        }
+        if name.starts_with(RESERVED_EXPORT_PREFIX) {
+            sink.push(Rule::ReservedExport, format!("`{name}` uses the reserved `pabi_` prefix but is no export of the ABI"), at, Some(name));
+        }
+    }
+    if !memory_exported && !module.memories.is_empty() {
+        sink.push(Rule::MemoryExport, "the memory is not exported as `memory`", None, Some("memory"));
+    }
+    if !has_function {
+        sink.push(Rule::NoFunctions, "the plugin exports no `pabi_fn_*` function", None, None);
+    }
+    if state_exports.len() == 1 {
+        let (have, missing) = if state_exports.contains("pabi_state_save") {
+            ("pabi_state_save", "pabi_state_load")
+        } else {
+            ("pabi_state_load", "pabi_state_save")
+        };
+        sink.push(Rule::StatePair, format!("`{have}` is exported without `{missing}`"), None, Some(have));
+    }
+}
+
+fn check_metadata_against_module(module: &ModuleInfo, meta: &Metadata, sink: &mut Sink) {
+    let exported: BTreeSet<&str> = module
+        .exports
+        .iter()
+        .filter_map(|e| e.name.strip_prefix(FN_EXPORT_PREFIX))
+        .filter(|name| is_valid_function_name(name))
+        .collect();
+    if exported.is_empty() {
+        return; // EXP-8 reports it; every listed function is then missing.
+    }
+    let declared: BTreeSet<&str> = meta.functions.iter().map(|f| f.name.as_str()).collect();
+    for missing in exported.difference(&declared) {
+        sink.push(Rule::MetadataFunctions, format!("`pabi_fn_{missing}` is exported but not listed in the metadata"), None, Some(missing));
+    }
+    for extra in declared.difference(&exported) {
+        sink.push(Rule::MetadataFunctions, format!("the metadata lists `{extra}`, but `pabi_fn_{extra}` is not exported"), None, Some(extra));
+    }
+    if let Some((func, offset)) = module.first_float_function {
+        let deterministic: Vec<&str> = meta.functions.iter().filter(|f| f.deterministic).map(|f| f.name.as_str()).collect();
+        let name = module.function_names.get(&func).map_or_else(|| format!("function {func}"), |n| format!("`{n}`"));
+        sink.push(
+            Rule::FloatInDeterministic,
+            format!(
+                "{name} uses a NaN-producing float or SIMD instruction, and {} declared deterministic; NaN bit patterns differ between engines",
+                deterministic.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ") + if deterministic.len() == 1 { " is" } else { " are" }
+            ),
+            Some(offset),
+            Some(&name),
+        );
+    }
+}

@@ -1,0 +1,112 @@
+use serde::Serialize;
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+macro_rules! rules {
+    ($($variant:ident = $id:literal, $severity:ident, $title:literal;)*) => {
+        /// A rule of the validator. Its ID is the spec clause it enforces
+        /// and never changes meaning.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum Rule {
+            $(#[doc = concat!("`", $id, "`: ", $title)] $variant,)*
+        }
+
+        impl Rule {
+            /// Every rule, in spec order.
+            pub const ALL: &'static [Rule] = &[$(Rule::$variant,)*];
+
+            /// The spec clause ID, e.g. `IMP-3`.
+            pub fn id(self) -> &'static str {
+                match self { $(Rule::$variant => $id,)* }
+            }
+
+            pub fn severity(self) -> Severity {
+                match self { $(Rule::$variant => Severity::$severity,)* }
+            }
+
+            /// A one-line summary of what the rule requires.
+            pub fn title(self) -> &'static str {
+                match self { $(Rule::$variant => $title,)* }
+            }
+        }
+    };
+}
+
+rules! {
+    InvalidModule = "MOD-1", Error, "the plugin must be a valid WebAssembly core module";
+    FeatureOutsideProfile = "MOD-2", Error, "the module must use only the pabi-1.0 feature profile";
+    StartSection = "MOD-3", Error, "the module must not have a start section";
+    MemoryShape = "MOD-4", Error, "the module must define exactly one 32-bit, non-shared memory";
+    MissingNameSection = "MOD-5", Warning, "the module should carry a name section";
+    LargeData = "MOD-6", Warning, "data segments should total no more than 16 MiB";
+    FloatInDeterministic = "MOD-7", Warning, "deterministic functions should not use NaN-producing float or SIMD instructions";
+    ForeignImport = "IMP-1", Error, "imports must be functions from `pabi` (or `wasi_snapshot_preview1` in the wasi profile)";
+    UnknownHostFunction = "IMP-2", Error, "every `pabi` import must name a host function of the spec";
+    HostFunctionSignature = "IMP-3", Error, "every `pabi` import must have the signature the spec gives";
+    ImportTooNew = "IMP-4", Error, "a plugin must not import a host function newer than its declared ABI";
+    MemoryExport = "EXP-1", Error, "the memory must be exported as `memory`";
+    ReservedExport = "EXP-2", Error, "`pabi_` export names are reserved";
+    FunctionSignature = "EXP-3", Error, "plugin functions must have type (i32) -> i32";
+    FunctionName = "EXP-4", Error, "plugin function names must match [a-z][a-z0-9_]{0,63}";
+    LifecycleSignature = "EXP-5", Error, "lifecycle exports must have their exact types";
+    CommandExport = "EXP-6", Error, "a plugin must not export `_start`";
+    StatePair = "EXP-7", Error, "`pabi_state_save` and `pabi_state_load` come together";
+    NoFunctions = "EXP-8", Error, "a plugin must export at least one plugin function";
+    MetadataSection = "META-1", Error, "exactly one `pabi` custom section must be present";
+    MetadataEncoding = "META-2", Error, "the metadata must be UTF-8 JSON of at most 64 KiB";
+    MetadataSchema = "META-3", Error, "the metadata must match the schema";
+    MetadataFunctions = "META-4", Error, "the metadata functions must equal the `pabi_fn_*` exports";
+    MetadataDuplicate = "META-5", Error, "metadata function names must be unique";
+    MetadataStatuses = "META-8", Error, "`statuses` keys must be codes 64-127";
+    VersionSyntax = "VER-1", Error, "`abi` must be MAJOR.MINOR";
+    UnsupportedVersion = "VER-3", Error, "the declared ABI version must be one this validator implements";
+    WasiInCore = "WASI-1", Error, "a core plugin imports no WASI and declares no capabilities";
+    UncoveredWasiImport = "WASI-4", Error, "every WASI import must be allowed and covered by a declared capability";
+}
+
+impl Rule {
+    /// Looks a rule up by its clause ID.
+    pub fn from_id(id: &str) -> Option<Rule> {
+        Rule::ALL.iter().copied().find(|rule| rule.id() == id)
+    }
+
+    /// Where the clause is defined, relative to the repository root.
+    pub fn spec_anchor(self) -> String {
+        format!("spec/abi.md#{}", self.id().to_ascii_lowercase())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_look_like_clauses() {
+        let mut ids: Vec<_> = Rule::ALL.iter().map(|r| r.id()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), Rule::ALL.len());
+        for id in ids {
+            let (area, number) = id.split_once('-').unwrap();
+            assert!(area.chars().all(|c| c.is_ascii_uppercase()), "{id}");
+            assert!(number.parse::<u32>().is_ok(), "{id}");
+            assert_eq!(Rule::from_id(id).unwrap().id(), id);
+        }
+    }
+}
