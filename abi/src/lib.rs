@@ -20,6 +20,7 @@ mod metadata;
 mod section;
 mod status;
 mod version;
+pub mod vectors;
 mod wasi;
 
 pub use errors::HostErrorKind;

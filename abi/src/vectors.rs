@@ -1,0 +1,190 @@
+//! Shared test vectors (`fixtures/vectors/*.json`): the inputs every
+//! language's example plugins must answer byte for byte the same.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// A vector file: the vectors of one plugin.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorFile {
+    /// The plugin's name, e.g. `text`.
+    pub plugin: String,
+    pub vectors: Vec<Vector>,
+}
+
+/// One vector: a single call, or `steps` run in order on one instance.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Vector {
+    pub name: String,
+    #[serde(default)]
+    pub config: Option<Bytes>,
+    #[serde(flatten)]
+    pub call: Option<Step>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub function: String,
+    pub input: Bytes,
+    pub expect: Expect,
+}
+
+/// Bytes written as text, hex, or a repeated pattern.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Bytes {
+    Text(String),
+    Hex(String),
+    Repeat(Box<Repeat>),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Repeat {
+    #[serde(flatten)]
+    pub pattern: Bytes,
+    pub count: usize,
+}
+
+/// What a step must give.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Expect {
+    /// Status OK with this output.
+    Output(ExpectedOutput),
+    /// This non-OK plugin status; the output is ignored.
+    Status(i32),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum ExpectedOutput {
+    Text(String),
+    Hex(String),
+    Sha256(String),
+}
+
+/// Why a vector file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum VectorError {
+    #[error("not a vector file: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("vector `{0}`: give either `function`/`input`/`expect` or `steps`")]
+    Shape(String),
+    #[error("vector `{name}`: bad hex `{hex}`")]
+    Hex { name: String, hex: String },
+}
+
+impl VectorFile {
+    pub fn parse(json: &[u8]) -> Result<VectorFile, VectorError> {
+        let file: VectorFile = serde_json::from_slice(json)?;
+        for vector in &file.vectors {
+            if vector.call.is_some() == !vector.steps.is_empty() {
+                return Err(VectorError::Shape(vector.name.clone()));
+            }
+            let mut byte_fields: Vec<&Bytes> = vector.config.iter().collect();
+            byte_fields.extend(vector.steps().map(|s| &s.input));
+            for bytes in byte_fields {
+                bytes.resolve().map_err(|hex| VectorError::Hex { name: vector.name.clone(), hex })?;
+            }
+        }
+        Ok(file)
+    }
+}
+
+impl Vector {
+    /// The calls of the vector, in order.
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.call.iter().chain(self.steps.iter())
+    }
+}
+
+impl Bytes {
+    /// The bytes, or the hex text that did not decode.
+    pub fn resolve(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Bytes::Text(text) => Ok(text.as_bytes().to_vec()),
+            Bytes::Hex(hex) => decode_hex(hex).ok_or_else(|| hex.clone()),
+            Bytes::Repeat(repeat) => Ok(repeat.pattern.resolve()?.repeat(repeat.count)),
+        }
+    }
+}
+
+impl ExpectedOutput {
+    /// Whether `output` is what is expected.
+    pub fn matches(&self, output: &[u8]) -> bool {
+        match self {
+            ExpectedOutput::Text(text) => output == text.as_bytes(),
+            ExpectedOutput::Hex(hex) => decode_hex(hex).is_some_and(|b| b == output),
+            ExpectedOutput::Sha256(digest) => sha256_hex(output).eq_ignore_ascii_case(digest),
+        }
+    }
+}
+
+/// Lower-case hex of the SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    encode_hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex.
+pub fn encode_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// Decodes hex (either case, no separators); `None` when it is not hex.
+pub fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    hex.as_bytes().chunks(2).map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        let file = VectorFile::parse(
+            br#"{"plugin":"t","vectors":[
+              {"name":"a","function":"echo","input":{"text":"hi"},"expect":{"output":{"text":"hi"}}},
+              {"name":"b","config":{"hex":"4869"},"function":"greet","input":{"repeat":{"hex":"00ff","count":3}},"expect":{"status":1}},
+              {"name":"c","steps":[{"function":"inc","input":{"text":""},"expect":{"output":{"sha256":"E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"}}}]}
+            ]}"#,
+        )
+        .unwrap();
+        let b = &file.vectors[1];
+        assert_eq!(b.config.as_ref().unwrap().resolve().unwrap(), b"Hi");
+        assert_eq!(b.steps().next().unwrap().input.resolve().unwrap(), [0, 255, 0, 255, 0, 255]);
+        let Expect::Output(expected) = &file.vectors[2].steps[0].expect else { panic!() };
+        assert!(expected.matches(b""));
+        assert!(!expected.matches(b"x"));
+    }
+
+    #[test]
+    fn refuses_bad_shapes_and_hex() {
+        let both = br#"{"plugin":"t","vectors":[{"name":"x","function":"f","input":{"text":""},"expect":{"status":1},"steps":[{"function":"f","input":{"text":""},"expect":{"status":1}}]}]}"#;
+        assert!(matches!(VectorFile::parse(both), Err(VectorError::Shape(_))));
+        let bad_hex = br#"{"plugin":"t","vectors":[{"name":"x","function":"f","input":{"hex":"zz"},"expect":{"status":1}}]}"#;
+        assert!(matches!(VectorFile::parse(bad_hex), Err(VectorError::Hex { .. })));
+        assert!(VectorFile::parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode_hex(&encode_hex(&bytes)).unwrap(), bytes);
+        assert_eq!(decode_hex("abc"), None);
+        assert_eq!(decode_hex("0g"), None);
+    }
+}
