@@ -1,0 +1,321 @@
+// Package pabi is the Go plugin development kit for pabi, the plugin ABI for
+// WebAssembly. It works with Go >= 1.24 and with TinyGo:
+//
+//	package main
+//
+//	import "github.com/pabi-dev/pabi/plugins-go/pabi"
+//
+//	//go:wasmexport pabi_fn_shout
+//	func shout(inputLen int32) int32 {
+//		return pabi.Handle(inputLen, func(input []byte) ([]byte, error) {
+//			return append(bytes.ToUpper(input), '!'), nil
+//		})
+//	}
+//
+//	func main() {}
+//
+// Build a reactor module, then add the metadata section (the Go linker cannot
+// write custom sections):
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o raw.wasm .
+//	# or: tinygo build -target=wasip1 -buildmode=c-shared -o raw.wasm .
+//	pabi embed --metadata pabi.json raw.wasm -o plugin.wasm
+//
+// The Go runtime imports a few wasi_snapshot_preview1 functions (clock,
+// random, fd_write, ...), so Go plugins use the `wasi` profile.
+//
+// # What crosses the boundary
+//
+// Exports (//go:wasmexport) take and return int32 only: the input, config or
+// state length in, a status out. Imports (//go:wasmimport) take int32/uint32
+// and an unsafe.Pointer to the first byte of a Go []byte (or string) that
+// the host reads or fills during the import call. No other Go type crosses:
+// not slices, strings, structs, interfaces or Go-allocated memory handed to
+// the host to keep.
+//
+// # Why no pinning is needed
+//
+// pabi copies bytes in and out; no buffer ever changes owner. The host only
+// touches plugin memory inside an import call (input_read, output_write,
+// error_write, log), synchronously, on the goroutine that made the call, and
+// keeps no pointer once the call returns. The buffer is a live argument of
+// that call, so the garbage collector cannot free it, and neither the Go nor
+// the TinyGo collector moves objects. runtime.Pinner exists for pointers the
+// other side keeps after a call returns; pabi never does that. Nothing is
+// exported for the host to allocate or free, so there is no allocator to get
+// wrong.
+package pabi
+
+import (
+	"io"
+	"unsafe"
+)
+
+// Status is what a plugin function returns.
+type Status int32
+
+const (
+	OK           Status = 0 // the output is what was written
+	InvalidInput Status = 1 // the input (or config, or state) was refused
+	Unsupported  Status = 2 // the plugin does not support the request
+	Failed       Status = 3 // the call failed for another reason
+	OutOfMemory  Status = 4 // the plugin ran out of memory
+	// Plugin-defined statuses are 64..127, described in the metadata.
+	CustomMin Status = 64
+	CustomMax Status = 127
+)
+
+// Log levels.
+const (
+	LevelError int32 = 0
+	LevelWarn  int32 = 1
+	LevelInfo  int32 = 2
+	LevelDebug int32 = 3
+	LevelTrace int32 = 4
+)
+
+// The raw imports of module `pabi`, ABI 1.0. Pointers and lengths are
+// unsigned 32-bit values in the plugin's memory.
+
+//go:wasmimport pabi input_read
+func inputRead(dst unsafe.Pointer, offset uint32, length uint32) int32
+
+//go:wasmimport pabi output_write
+func outputWrite(src unsafe.Pointer, length uint32) int32
+
+//go:wasmimport pabi error_write
+func errorWrite(src unsafe.Pointer, length uint32) int32
+
+//go:wasmimport pabi log
+func logWrite(level int32, src unsafe.Pointer, length uint32) int32
+
+// ptr is the address of the first byte of b, for an import call; nil for an
+// empty slice (the host reads no bytes then).
+func ptr(b []byte) unsafe.Pointer {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&b[0])
+}
+
+// strPtr is the address of the first byte of s, for an import call.
+func strPtr(s string) unsafe.Pointer {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(unsafe.StringData(s))
+}
+
+// ReadAt copies up to len(buf) input bytes starting at offset into buf and
+// returns how many it copied, 0 past the end (pabi.input_read).
+func ReadAt(buf []byte, offset uint32) int {
+	if len(buf) == 0 {
+		return 0
+	}
+	n := inputRead(ptr(buf), offset, uint32(len(buf)))
+	if n < 0 {
+		return 0
+	}
+	return int(n)
+}
+
+// Input reads the whole input of the current call: length is the argument
+// of the export (for pabi_init it is the config, for pabi_state_load the
+// state).
+func Input(length int32) []byte {
+	buf := make([]byte, uint32(length))
+	filled := 0
+	for filled < len(buf) {
+		n := ReadAt(buf[filled:], uint32(filled))
+		if n == 0 {
+			break
+		}
+		filled += n
+	}
+	return buf[:filled]
+}
+
+// Config reads the config inside a pabi_init export; it is Input by another
+// name.
+func Config(configLen int32) []byte { return Input(configLen) }
+
+// Reader reads the input in pieces, at increasing offsets, so the input
+// never has to fit in memory at once. It implements io.Reader.
+type Reader struct {
+	offset uint32
+	length uint32
+}
+
+// NewReader returns a Reader over the input of length bytes.
+func NewReader(length int32) *Reader { return &Reader{length: uint32(length)} }
+
+// Read implements io.Reader; it returns (0, io.EOF) at the end.
+func (r *Reader) Read(p []byte) (int, error) {
+	remaining := r.length - r.offset
+	if remaining == 0 {
+		return 0, io.EOF
+	}
+	if uint32(len(p)) > remaining {
+		p = p[:remaining]
+	}
+	n := ReadAt(p, r.offset)
+	if n == 0 {
+		return 0, io.EOF
+	}
+	r.offset += uint32(n)
+	return n, nil
+}
+
+// Output appends b to the output of the current call (pabi.output_write).
+// It fails where output is unavailable, e.g. in pabi_init.
+func Output(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if code := outputWrite(ptr(b), uint32(len(b))); code != 0 {
+		return &Error{Status: Failed, Message: "output_write returned " + itoa(int64(code))}
+	}
+	return nil
+}
+
+// OutputString appends s to the output.
+func OutputString(s string) error {
+	if len(s) == 0 {
+		return nil
+	}
+	if code := outputWrite(strPtr(s), uint32(len(s))); code != 0 {
+		return &Error{Status: Failed, Message: "output_write returned " + itoa(int64(code))}
+	}
+	return nil
+}
+
+// Writer is an io.Writer over Output.
+type Writer struct{}
+
+// Write implements io.Writer.
+func (Writer) Write(p []byte) (int, error) {
+	if err := Output(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteError appends msg to the error message of the current call
+// (pabi.error_write). It returns false when the host truncated it.
+func WriteError(msg string) bool {
+	if len(msg) == 0 {
+		return true
+	}
+	return errorWrite(strPtr(msg), uint32(len(msg))) == 0
+}
+
+// Fail writes msg as the error message and returns status as an int32, for
+// use as `return pabi.Fail(pabi.InvalidInput, "...")` in an export.
+func Fail(status Status, msg string) int32 {
+	WriteError(msg)
+	return int32(status)
+}
+
+// Log sends a line to the host's log at level (LevelError .. LevelTrace).
+func Log(level int32, msg string) {
+	logWrite(level, strPtr(msg), uint32(len(msg)))
+}
+
+// Error is a failed call: a non-zero status and a message for the host.
+type Error struct {
+	Status  Status
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// NewInvalidInput returns an INVALID_INPUT error.
+func NewInvalidInput(msg string) *Error { return &Error{Status: InvalidInput, Message: msg} }
+
+// NewUnsupported returns an UNSUPPORTED error.
+func NewUnsupported(msg string) *Error { return &Error{Status: Unsupported, Message: msg} }
+
+// NewFailed returns a FAILED error.
+func NewFailed(msg string) *Error { return &Error{Status: Failed, Message: msg} }
+
+// NewCustom returns a plugin-defined status (64..127); any other code
+// becomes FAILED. Describe the code in the metadata's `statuses`.
+func NewCustom(code Status, msg string) *Error {
+	if code < CustomMin || code > CustomMax {
+		return &Error{Status: Failed, Message: msg}
+	}
+	return &Error{Status: code, Message: msg}
+}
+
+// Handle is the short path for a plugin function: it reads the whole input,
+// calls f, and writes f's output (status OK) or its error message (the
+// *Error's status, or FAILED for any other error). A panic in f becomes
+// FAILED with the panic message where the toolchain can recover it.
+//
+//	//go:wasmexport pabi_fn_echo
+//	func echo(n int32) int32 {
+//		return pabi.Handle(n, func(in []byte) ([]byte, error) { return in, nil })
+//	}
+func Handle(inputLen int32, f func(input []byte) ([]byte, error)) int32 {
+	return Run(func() error {
+		out, err := f(Input(inputLen))
+		if err != nil {
+			return err
+		}
+		return Output(out)
+	})
+}
+
+// Run runs the body of an export and turns its error into a status (OK for
+// nil). Use it for exports that stream with Reader and Writer, and for
+// pabi_init, pabi_shutdown and the state exports.
+func Run(body func() error) (status int32) {
+	defer func() {
+		if r := recover(); r != nil {
+			msg := "panic"
+			switch v := r.(type) {
+			case string:
+				msg = "panic: " + v
+			case error:
+				msg = "panic: " + v.Error()
+			}
+			Log(LevelError, msg)
+			status = Fail(Failed, msg)
+		}
+	}()
+	err := body()
+	if err == nil {
+		return int32(OK)
+	}
+	if e, ok := err.(*Error); ok {
+		st := e.Status
+		if st == OK {
+			st = Failed
+		}
+		return Fail(st, e.Message)
+	}
+	return Fail(Failed, err.Error())
+}
+
+// itoa formats a signed integer in decimal.
+func itoa(v int64) string {
+	if v < 0 {
+		return "-" + Utoa(uint64(-v))
+	}
+	return Utoa(uint64(v))
+}
+
+// Utoa formats an unsigned integer in decimal (no strconv needed).
+func Utoa(v uint64) string {
+	var buf [20]byte
+	i := len(buf)
+	for {
+		i--
+		buf[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	return string(buf[i:])
+}
