@@ -1,0 +1,375 @@
+//! A loaded plugin: its live instance, calls, re-instantiation after a
+//! failure, crash-loop protection, state moves and hot reload.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pabi_abi::{Metadata, Status};
+use wasmtime::{Store, Trap, TypedFunc, WasmBacktrace};
+
+use crate::host::{Host, Prepared, EPOCH_TICK};
+use crate::imports::{Abort, Limiter, Phase, StoreData};
+use crate::{wasi, Error};
+
+/// A plugin loaded by a [`Host`]: one instance at a time, one call at a
+/// time (`HOST-7`). After a trap or an aborted call the instance is
+/// discarded and a fresh one, initialised with the same configuration,
+/// serves the next call (`LIFE-5`, `LIFE-6`).
+pub struct Plugin {
+    host: Host,
+    prepared: Arc<Prepared>,
+    config: Vec<u8>,
+    instance: Option<Instance>,
+    failures: VecDeque<Instant>,
+    disabled: bool,
+    interrupt_next: bool,
+}
+
+struct Instance {
+    store: Store<StoreData>,
+    instance: wasmtime::Instance,
+}
+
+impl Plugin {
+    pub(crate) fn start(host: Host, prepared: Arc<Prepared>, config: Vec<u8>) -> Result<Plugin, Error> {
+        let instance = instantiate(&host, &prepared, &config)?;
+        Ok(Plugin {
+            host,
+            prepared,
+            config,
+            instance: Some(instance),
+            failures: VecDeque::new(),
+            disabled: false,
+            interrupt_next: false,
+        })
+    }
+
+    /// The plugin's metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.prepared.metadata
+    }
+
+    /// The functions the plugin exports, without the `pabi_fn_` prefix.
+    pub fn functions(&self) -> &[String] {
+        &self.prepared.functions
+    }
+
+    /// Whether the plugin can move its state (`pabi_state_save`/`_load`).
+    pub fn has_state(&self) -> bool {
+        self.prepared.has_state
+    }
+
+    /// Calls `pabi_fn_<name>` with `input` and returns its output.
+    pub fn call(&mut self, name: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+        if !self.prepared.functions.iter().any(|f| f == name) {
+            return Err(Error::UnknownFunction { name: name.to_string() });
+        }
+        let export = format!("{}{name}", pabi_abi::FN_EXPORT_PREFIX);
+        let len = input_len(input, &self.host)?;
+        self.run(Phase::Call, &export, input.to_vec(), |store, f: TypedFunc<i32, i32>| f.call(store, len))
+            .and_then(|(status, output, message)| status_result(status, output, message))
+    }
+
+    /// Runs `pabi_state_save` and returns the state bytes (`LIFE-10`).
+    pub fn save_state(&mut self) -> Result<Vec<u8>, Error> {
+        self.require_state()?;
+        self.run(Phase::StateSave, "pabi_state_save", Vec::new(), |store, f: TypedFunc<(), i32>| f.call(store, ()))
+            .and_then(|(status, output, message)| status_result(status, output, message))
+    }
+
+    /// Runs `pabi_state_load` with `state` (`LIFE-10`).
+    pub fn load_state(&mut self, state: &[u8]) -> Result<(), Error> {
+        self.require_state()?;
+        let len = input_len(state, &self.host)?;
+        self.run(Phase::StateLoad, "pabi_state_load", state.to_vec(), |store, f: TypedFunc<i32, i32>| f.call(store, len))
+            .and_then(|(status, output, message)| status_result(status, output, message))
+            .map(drop)
+    }
+
+    /// Replaces the plugin with a new version (`LIFE-11`): validates and
+    /// initialises it with the same configuration, moves the state when both
+    /// versions can, then swaps. On any failure the old version keeps
+    /// serving and the error is returned.
+    pub fn reload(&mut self, wasm: &[u8]) -> Result<(), Error> {
+        let prepared = Arc::new(self.host.prepare(wasm)?);
+        let mut next = Plugin::start(self.host.clone(), prepared, self.config.clone())?;
+        if self.prepared.has_state && next.prepared.has_state {
+            let state = self.save_state()?;
+            next.load_state(&state)?;
+        }
+        let mut old = std::mem::replace(self, next);
+        old.shutdown_instance();
+        tracing::info!(plugin = %self.prepared.metadata.name, version = %self.prepared.metadata.version, "plugin reloaded");
+        Ok(())
+    }
+
+    /// Runs `pabi_shutdown` and drops the instance (`LIFE-4`). Dropping a
+    /// plugin does the same, ignoring the result.
+    pub fn shutdown(mut self) -> Result<(), Error> {
+        self.shutdown_result()
+    }
+
+    fn shutdown_result(&mut self) -> Result<(), Error> {
+        if self.instance.is_none() || !self.prepared.has_shutdown {
+            self.instance = None;
+            return Ok(());
+        }
+        let result = self
+            .run(Phase::Shutdown, "pabi_shutdown", Vec::new(), |store, f: TypedFunc<(), i32>| f.call(store, ()))
+            .and_then(|(status, output, message)| status_result(status, output, message))
+            .map(drop);
+        self.instance = None;
+        result
+    }
+
+    fn shutdown_instance(&mut self) {
+        if let Err(e) = self.shutdown_result() {
+            tracing::warn!(plugin = %self.prepared.metadata.name, "pabi_shutdown failed: {e}");
+        }
+    }
+
+    /// Bytes of linear memory of the live instance (0 when there is none).
+    pub fn memory_bytes(&mut self) -> u64 {
+        match &mut self.instance {
+            Some(live) => live.store.data().memory.map_or(0, |m| m.data_size(&live.store) as u64),
+            None => 0,
+        }
+    }
+
+    /// Makes the next call end at once with `TIMEOUT`, as if its deadline
+    /// had passed: a way to test recovery from an aborted call.
+    pub fn interrupt_next_call(&mut self) {
+        self.interrupt_next = true;
+    }
+
+    fn require_state(&self) -> Result<(), Error> {
+        if self.prepared.has_state {
+            Ok(())
+        } else {
+            Err(Error::UnknownFunction { name: "pabi_state_save".into() })
+        }
+    }
+
+    /// Runs one export on the live instance (re-creating it first if the
+    /// last one died) and returns (status, output, error message).
+    fn run<P, R>(
+        &mut self,
+        phase: Phase,
+        export: &str,
+        input: Vec<u8>,
+        call: impl FnOnce(&mut Store<StoreData>, TypedFunc<P, R>) -> wasmtime::Result<i32>,
+    ) -> Result<(i32, Vec<u8>, Vec<u8>), Error>
+    where
+        P: wasmtime::WasmParams,
+        R: wasmtime::WasmResults,
+    {
+        if self.disabled {
+            return Err(self.crash_loop());
+        }
+        if self.instance.is_none() {
+            tracing::warn!(plugin = %self.prepared.metadata.name, "re-instantiating after a failure");
+            match instantiate(&self.host, &self.prepared, &self.config) {
+                Ok(instance) => self.instance = Some(instance),
+                Err(e) => return Err(self.record_failure(e)),
+            }
+        }
+        let live = self.instance.as_mut().expect("instantiated above");
+        let func = live
+            .instance
+            .get_typed_func::<P, R>(&mut live.store, export)
+            .map_err(|_| Error::UnknownFunction { name: export.to_string() })?;
+        let interrupt = std::mem::take(&mut self.interrupt_next);
+        let timeout = self.host.config().limits.timeout;
+        let data = live.store.data_mut();
+        data.phase = phase;
+        data.input = input;
+        data.output.clear();
+        data.message.clear();
+        data.limiter.refused = false;
+        arm(&mut live.store, &self.host, if interrupt { Duration::ZERO } else { timeout });
+        match call(&mut live.store, func) {
+            Ok(status) => {
+                let data = live.store.data_mut();
+                data.input = Vec::new();
+                Ok((status, std::mem::take(&mut data.output), std::mem::take(&mut data.message)))
+            }
+            Err(e) => {
+                let error = classify(e, &live.store, &self.host);
+                self.instance = None;
+                Err(self.record_failure(error))
+            }
+        }
+    }
+
+    /// Counts a failure that killed the instance; past the crash limit the
+    /// plugin is disabled (`LIFE-9`).
+    fn record_failure(&mut self, error: Error) -> Error {
+        let config = self.host.config();
+        let now = Instant::now();
+        self.failures.push_back(now);
+        while self.failures.front().is_some_and(|t| now.duration_since(*t) > config.crash_window) {
+            self.failures.pop_front();
+        }
+        tracing::warn!(plugin = %self.prepared.metadata.name, "instance discarded: {error}");
+        if self.failures.len() as u32 >= config.crash_limit {
+            self.disabled = true;
+            tracing::error!(plugin = %self.prepared.metadata.name, "disabled after {} failures", self.failures.len());
+        }
+        error
+    }
+
+    fn crash_loop(&self) -> Error {
+        let config = self.host.config();
+        Error::CrashLoop { failures: config.crash_limit, window: config.crash_window }
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.prepared.metadata.name)
+            .field("functions", &self.prepared.functions)
+            .field("live", &self.instance.is_some())
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        self.shutdown_instance();
+    }
+}
+
+fn input_len(input: &[u8], host: &Host) -> Result<i32, Error> {
+    i32::try_from(input.len()).map_err(|_| Error::MemoryLimit { limit: host.config().limits.max_memory })
+}
+
+/// Maps a returned status to the call's result (`ERR-1` … `ERR-4`): OK
+/// keeps the output; any other status discards it (`FN-5`).
+fn status_result(status: i32, output: Vec<u8>, message: Vec<u8>) -> Result<Vec<u8>, Error> {
+    match Status::from_code(status) {
+        Some(Status::Ok) => Ok(output),
+        Some(_) => Err(Error::PluginError { status, message }),
+        None => Err(Error::UnknownStatus { status }),
+    }
+}
+
+/// Arms the deadline, and the fuel when on, before a call (`LIM-3`, `LIM-4`).
+fn arm(store: &mut Store<StoreData>, host: &Host, timeout: Duration) {
+    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    if let Some(fuel) = host.config().limits.fuel {
+        store.set_fuel(fuel).expect("fuel is enabled in the engine whenever the limit is set");
+    }
+}
+
+/// A fresh instance: `_initialize` once, then `pabi_init(config)` (`LIFE-1`, `LIFE-2`).
+fn instantiate(host: &Host, prepared: &Prepared, config: &[u8]) -> Result<Instance, Error> {
+    let limits = &host.config().limits;
+    let (wasi, virtual_clock) = match &prepared.grants {
+        Some(grants) => {
+            let (ctx, clock) = wasi::context(grants)?;
+            (Some(ctx), clock)
+        }
+        None => (None, None),
+    };
+    let data = StoreData {
+        memory: None,
+        phase: Phase::Initialize,
+        input: Vec::new(),
+        output: Vec::new(),
+        message: Vec::new(),
+        max_output: limits.max_output,
+        max_message: limits.max_error_message,
+        limiter: Limiter { max_memory: limits.max_memory, max_table_elements: limits.max_table_elements, refused: false },
+        wasi,
+        virtual_clock,
+        plugin_name: prepared.metadata.name.clone(),
+    };
+    let mut store = Store::new(&host.inner.engine, data);
+    store.limiter(|data| &mut data.limiter);
+    arm(&mut store, host, limits.timeout);
+    let instance = prepared.pre.instantiate(&mut store).map_err(|e| classify(e, &store, host))?;
+    let memory = instance.get_memory(&mut store, "memory");
+    store.data_mut().memory = memory;
+    if prepared.has_initialize {
+        let initialize = instance
+            .get_typed_func::<(), ()>(&mut store, "_initialize")
+            .map_err(|e| Error::InvalidModule { findings: vec![format!("[EXP-6] {e:#}")] })?;
+        initialize.call(&mut store, ()).map_err(|e| classify(e, &store, host))?;
+    }
+    if prepared.has_init {
+        let init = instance
+            .get_typed_func::<i32, i32>(&mut store, "pabi_init")
+            .map_err(|e| Error::InvalidModule { findings: vec![format!("[EXP-6] {e:#}")] })?;
+        let len = input_len(config, host)?;
+        let data = store.data_mut();
+        data.phase = Phase::Init;
+        data.input = config.to_vec();
+        arm(&mut store, host, limits.timeout);
+        let status = init.call(&mut store, len).map_err(|e| classify(e, &store, host))?;
+        let data = store.data_mut();
+        data.input = Vec::new();
+        status_result(status, Vec::new(), std::mem::take(&mut data.message))?;
+    }
+    store.data_mut().phase = Phase::Call;
+    Ok(Instance { store, instance })
+}
+
+/// Turns a failed wasm call into the spec's error kind.
+fn classify(error: wasmtime::Error, store: &Store<StoreData>, host: &Host) -> Error {
+    let limits = &host.config().limits;
+    if let Some(Abort(e)) = error.downcast_ref::<Abort>() {
+        return e.clone();
+    }
+    let backtrace = error.downcast_ref::<WasmBacktrace>().map(format_backtrace).unwrap_or_default();
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::Interrupt => Error::Timeout { timeout: limits.timeout },
+            Trap::OutOfFuel => Error::FuelExhausted { fuel: limits.fuel.unwrap_or(0) },
+            _ if store.data().limiter.refused => Error::MemoryLimit { limit: limits.max_memory },
+            other => Error::Trap { trap: trap_name(*other), backtrace },
+        };
+    }
+    if store.data().limiter.refused {
+        return Error::MemoryLimit { limit: limits.max_memory };
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return Error::Trap { trap: format!("proc_exit({})", exit.0), backtrace };
+    }
+    Error::Trap { trap: format!("{error:#}"), backtrace }
+}
+
+fn trap_name(trap: Trap) -> String {
+    let name = match trap {
+        Trap::StackOverflow => "stack_overflow",
+        Trap::MemoryOutOfBounds => "memory_out_of_bounds",
+        Trap::HeapMisaligned => "heap_misaligned",
+        Trap::TableOutOfBounds => "table_out_of_bounds",
+        Trap::IndirectCallToNull => "indirect_call_to_null",
+        Trap::BadSignature => "bad_signature",
+        Trap::IntegerOverflow => "integer_overflow",
+        Trap::IntegerDivisionByZero => "integer_divide_by_zero",
+        Trap::BadConversionToInteger => "bad_conversion_to_integer",
+        Trap::UnreachableCodeReached => "unreachable",
+        Trap::NullReference => "null_reference",
+        other => return other.to_string().replace(' ', "_"),
+    };
+    name.to_string()
+}
+
+fn format_backtrace(backtrace: &WasmBacktrace) -> String {
+    backtrace
+        .frames()
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| {
+            let name = frame.func_name().unwrap_or("<unknown>");
+            format!("  {i}: {name} (function {})", frame.func_index())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,221 @@
+//! The `wasi` profile: grant the intersection of what a plugin declares and
+//! what the host allows (`WASI-5`), and keep everything else closed.
+//!
+//! Without the `clock` capability time is virtual: both clocks start at 0
+//! and only sleeps advance them, instantly (`WASI-6`). Without `random`,
+//! randomness comes from a fixed-seed generator (`WASI-7`). Both keep a
+//! plugin deterministic unless it asked for the real thing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pabi_abi::{Capability, Metadata};
+use rand::SeedableRng;
+use wasmtime::{Caller, Linker};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::config::Allow;
+use crate::imports::StoreData;
+use crate::Error;
+
+/// The seed of the generator a plugin without `random` reads.
+const FIXED_SEED: u64 = 0x7061_6269_2d31_2e30;
+
+/// What one plugin is granted.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Grants {
+    pub clock: bool,
+    pub random: bool,
+    pub env: Vec<(String, String)>,
+    pub dirs: Vec<(std::path::PathBuf, String, bool)>,
+}
+
+/// The capabilities granted to `metadata`, or the first declared one that
+/// the host does not allow.
+pub(crate) fn grants(metadata: &Metadata, allow: &Allow) -> Result<Grants, Error> {
+    let mut grants = Grants::default();
+    for declared in &metadata.capabilities {
+        let refused = || Error::MissingCapability { capability: declared.clone() };
+        match Capability::parse(declared).ok_or_else(refused)? {
+            Capability::Clock if allow.clock => grants.clock = true,
+            Capability::Random if allow.random => grants.random = true,
+            Capability::Env(name) => {
+                let (_, value) = allow.env.iter().find(|(k, _)| *k == name).ok_or_else(refused)?;
+                grants.env.push((name, value.clone()));
+            }
+            Capability::Fs { guest_path, read_only } => {
+                let dir = allow
+                    .dirs
+                    .iter()
+                    .find(|d| d.guest == guest_path && (read_only || !d.read_only))
+                    .ok_or_else(refused)?;
+                grants.dirs.push((dir.host.clone(), guest_path, read_only));
+            }
+            _ => return Err(refused()),
+        }
+    }
+    Ok(grants)
+}
+
+/// A clock that moves only when the plugin sleeps.
+#[derive(Clone, Default)]
+pub(crate) struct VirtualClock(Arc<AtomicU64>);
+
+impl VirtualClock {
+    fn now_nanos(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn advance_to(&self, nanos: u64) {
+        self.0.fetch_max(nanos, Ordering::Relaxed);
+    }
+}
+
+impl wasmtime_wasi::HostWallClock for VirtualClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.now_nanos())
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for VirtualClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        self.now_nanos()
+    }
+}
+
+/// The WASI context of one instance: stdio closed, nothing inherited.
+pub(crate) fn context(grants: &Grants) -> Result<(wasmtime_wasi::p1::WasiP1Ctx, Option<VirtualClock>), Error> {
+    let mut builder = WasiCtxBuilder::new();
+    builder.allow_blocking_current_thread(true);
+    for (name, value) in &grants.env {
+        builder.env(name, value);
+    }
+    for (host, guest, read_only) in &grants.dirs {
+        let perms = if *read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+        builder.preopened_dir(host, guest, perms).map_err(|e| Error::MissingCapability {
+            capability: format!("fs:{guest}:{} ({e:#})", if *read_only { "ro" } else { "rw" }),
+        })?;
+    }
+    if !grants.random {
+        builder.secure_random(rand::rngs::StdRng::seed_from_u64(FIXED_SEED));
+        builder.insecure_random(rand::rngs::StdRng::seed_from_u64(FIXED_SEED ^ 1));
+        builder.insecure_random_seed(u128::from(FIXED_SEED));
+    }
+    let clock = (!grants.clock).then(VirtualClock::default);
+    if let Some(clock) = &clock {
+        builder.wall_clock(clock.clone());
+        builder.monotonic_clock(clock.clone());
+    }
+    Ok((builder.build_p1(), clock))
+}
+
+/// Links WASI preview 1; with `virtual_time`, `poll_oneoff` advances the
+/// virtual clock instead of sleeping.
+pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>, virtual_time: bool) -> wasmtime::Result<()> {
+    wasmtime_wasi::p1::add_to_linker_sync(linker, StoreData::wasi)?;
+    if virtual_time {
+        linker.allow_shadowing(true);
+        linker.func_wrap("wasi_snapshot_preview1", "poll_oneoff", virtual_poll_oneoff)?;
+        linker.allow_shadowing(false);
+    }
+    Ok(())
+}
+
+const ERRNO_FAULT: i32 = 21;
+const ERRNO_INVAL: i32 = 28;
+const SUBSCRIPTION_SIZE: usize = 48;
+const EVENT_SIZE: usize = 32;
+
+/// `poll_oneoff` on virtual time: fd subscriptions are ready at once; else
+/// the clock jumps to the earliest timeout and those timers fire.
+fn virtual_poll_oneoff(mut caller: Caller<'_, StoreData>, subs: i32, events: i32, count: i32, out_count: i32) -> i32 {
+    let Some(memory) = caller.data().memory else { return ERRNO_FAULT };
+    let Some(clock) = caller.data().virtual_clock.clone() else { return ERRNO_INVAL };
+    let bytes = memory.data_mut(&mut caller);
+    let count = count as u32 as usize;
+    let range = |ptr: i32, len: usize| {
+        let start = ptr as u32 as usize;
+        start.checked_add(len).filter(|end| *end <= bytes.len()).map(|end| start..end)
+    };
+    if count == 0 {
+        return ERRNO_INVAL;
+    }
+    let (Some(sub_range), Some(event_range), Some(count_range)) =
+        (range(subs, count * SUBSCRIPTION_SIZE), range(events, count * EVENT_SIZE), range(out_count, 4))
+    else {
+        return ERRNO_FAULT;
+    };
+    let now = clock.now_nanos();
+    // (userdata, tag, deadline) per subscription; tag 0 is a clock.
+    let parsed: Vec<(u64, u8, u64)> = bytes[sub_range]
+        .chunks_exact(SUBSCRIPTION_SIZE)
+        .map(|s| {
+            let userdata = u64::from_le_bytes(s[0..8].try_into().unwrap());
+            let timeout = u64::from_le_bytes(s[24..32].try_into().unwrap());
+            let absolute = u16::from_le_bytes(s[40..42].try_into().unwrap()) & 1 == 1;
+            let deadline = if absolute { timeout } else { now.saturating_add(timeout) };
+            (userdata, s[8], deadline)
+        })
+        .collect();
+    let fd_ready: Vec<_> = parsed.iter().filter(|(_, tag, _)| *tag != 0).collect();
+    let fired: Vec<_> = if fd_ready.is_empty() {
+        let wake = parsed.iter().map(|(_, _, d)| *d).min().unwrap_or(now);
+        clock.advance_to(wake);
+        parsed.iter().filter(|(_, _, d)| *d <= wake.max(now)).collect()
+    } else {
+        fd_ready
+    };
+    let out = &mut bytes[event_range];
+    out.fill(0);
+    for (event, (userdata, tag, _)) in out.chunks_exact_mut(EVENT_SIZE).zip(&fired) {
+        event[0..8].copy_from_slice(&userdata.to_le_bytes());
+        event[10] = *tag;
+    }
+    bytes[count_range].copy_from_slice(&(fired.len() as u32).to_le_bytes());
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DirGrant;
+
+    fn metadata(caps: &[&str]) -> Metadata {
+        Metadata {
+            abi: "1.0".into(),
+            name: "p".into(),
+            version: "1.0.0".into(),
+            description: None,
+            profile: pabi_abi::Profile::Wasi,
+            functions: vec![],
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            statuses: Default::default(),
+        }
+    }
+
+    #[test]
+    fn grants_are_the_intersection() {
+        let allow = Allow {
+            clock: true,
+            random: false,
+            env: vec![("HOME".into(), "/h".into()), ("USER".into(), "u".into())],
+            dirs: vec![DirGrant { host: "d".into(), guest: "/data".into(), read_only: true }],
+        };
+        let g = grants(&metadata(&["clock", "env:HOME", "fs:/data:ro"]), &allow).unwrap();
+        assert!(g.clock && !g.random);
+        assert_eq!(g.env, vec![("HOME".to_string(), "/h".to_string())], "USER is allowed but not declared");
+        assert_eq!(g.dirs.len(), 1);
+        let refused = |caps: &[&str]| grants(&metadata(caps), &allow).unwrap_err();
+        assert_eq!(refused(&["random"]), Error::MissingCapability { capability: "random".into() });
+        assert_eq!(refused(&["env:PATH"]), Error::MissingCapability { capability: "env:PATH".into() });
+        assert_eq!(refused(&["fs:/data:rw"]), Error::MissingCapability { capability: "fs:/data:rw".into() });
+        assert_eq!(refused(&["fs:/other:ro"]), Error::MissingCapability { capability: "fs:/other:ro".into() });
+    }
+}

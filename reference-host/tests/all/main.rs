@@ -1,0 +1,25 @@
+//! Integration tests of the reference host.
+
+mod hostile;
+mod lifecycle;
+mod rss;
+
+use pabi_host::{Config, Host};
+
+/// A fixture plugin, compiled from `fixtures/<folder>/<name>.wat`.
+pub fn fixture(folder: &str, name: &str) -> Vec<u8> {
+    let path = pabi_fixtures::fixtures_dir().join(folder).join(format!("{name}.wat"));
+    pabi_fixtures::compile_wat(&path).unwrap_or_else(|e| panic!("{e:#}")).wasm
+}
+
+pub fn host_with(edit: impl FnOnce(&mut Config)) -> Host {
+    let mut config = Config::default();
+    edit(&mut config);
+    Host::new(config).expect("the engine starts")
+}
+
+/// The host still serves a well-behaved plugin normally.
+pub fn assert_serves_good_plugin(host: &Host) {
+    let mut good = host.load(&fixture("good", "core")).expect("the good plugin loads");
+    assert_eq!(good.call("echo", b"still here").unwrap(), b"still here");
+}
