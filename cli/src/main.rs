@@ -29,6 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    init_logging();
     match cli.command.run() {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -36,6 +37,14 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// Logs, plugin `log` records included, go to stderr; `PABI_LOG` sets the
+/// filter (e.g. `PABI_LOG=info`), default `error`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PABI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// `error: …` then a `Caused by:` chain, as wasm-tools prints.

@@ -156,6 +156,9 @@ fn error_write(mut caller: Caller<'_, StoreData>, src: i32, len: i32) -> wasmtim
     let memory = memory(&caller)?;
     let (bytes, data) = memory.data_and_store_mut(&mut caller);
     let range = checked_range("error_write", src, len, bytes.len())?;
+    if data.phase == Phase::Initialize {
+        return Ok(ImportCode::Unavailable.code());
+    }
     let room = (data.max_message as usize).saturating_sub(data.message.len());
     let take = range.len().min(room);
     data.message.extend_from_slice(&bytes[range.start..range.start + take]);

@@ -45,6 +45,11 @@ impl Plugin {
         })
     }
 
+    /// The host that loaded the plugin.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
     /// The plugin's metadata.
     pub fn metadata(&self) -> &Metadata {
         &self.prepared.metadata

@@ -1,7 +1,7 @@
 //! The `wasi` profile: grant the intersection of what a plugin declares and
 //! what the host allows (`WASI-5`), and keep everything else closed.
 //!
-//! Without the `clock` capability time is virtual: both clocks start at 0
+//! Without the `clock` capability time is virtual: both clocks start at 1 s
 //! and only sleeps advance them, instantly (`WASI-6`). Without `random`,
 //! randomness comes from a fixed-seed generator (`WASI-7`). Both keep a
 //! plugin deterministic unless it asked for the real thing.
@@ -58,9 +58,19 @@ pub(crate) fn grants(metadata: &Metadata, allow: &Allow) -> Result<Grants, Error
     Ok(grants)
 }
 
-/// A clock that moves only when the plugin sleeps.
-#[derive(Clone, Default)]
+/// A clock that moves only when the plugin sleeps. It starts at one second,
+/// not 0: Go's runtime aborts when its monotonic clock reads 0 (`WASI-6`).
+#[derive(Clone)]
 pub(crate) struct VirtualClock(Arc<AtomicU64>);
+
+/// Where every virtual clock starts, in nanoseconds.
+pub(crate) const VIRTUAL_CLOCK_START: u64 = 1_000_000_000;
+
+impl Default for VirtualClock {
+    fn default() -> Self {
+        VirtualClock(Arc::new(AtomicU64::new(VIRTUAL_CLOCK_START)))
+    }
+}
 
 impl VirtualClock {
     fn now_nanos(&self) -> u64 {

@@ -1,5 +1,10 @@
+mod conform;
 mod embed;
+mod host_args;
+mod host_test;
 mod inspect;
+mod pipe;
+mod run;
 mod validate;
 
 use std::path::Path;
@@ -11,6 +16,10 @@ pub enum Command {
     Validate(validate::Opts),
     Inspect(inspect::Opts),
     Embed(embed::Opts),
+    Run(run::Opts),
+    Pipe(pipe::Opts),
+    Conform(conform::Opts),
+    HostTest(host_test::Opts),
 }
 
 impl Command {
@@ -21,6 +30,10 @@ impl Command {
             Command::Validate(opts) => opts.run(),
             Command::Inspect(opts) => opts.run(),
             Command::Embed(opts) => opts.run(),
+            Command::Run(opts) => opts.run(),
+            Command::Pipe(opts) => opts.run(),
+            Command::Conform(opts) => opts.run(),
+            Command::HostTest(opts) => opts.run(),
         }
     }
 }

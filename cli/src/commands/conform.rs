@@ -1,0 +1,118 @@
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use pabi_abi::vectors::VectorFile;
+use pabi_conform::report::{self, PluginReport};
+use pabi_conform::{Options, Progress, ReferenceEngine, CHECKS};
+
+use super::read_input;
+
+/// Run the conformance suite on plugins: the static validator, then
+/// property-based dynamic checks under the reference host, each citing the
+/// spec clauses it verifies.
+#[derive(clap::Args, Debug)]
+#[command(after_help = conform_help())]
+pub struct Opts {
+    /// Plugin files.
+    #[arg(required = true, value_name = "PLUGIN")]
+    plugins: Vec<PathBuf>,
+    /// Generated cases per function (the costlier checks use a tenth).
+    #[arg(long, default_value_t = 256)]
+    cases: u32,
+    /// Seed of the generated inputs; a report prints it for replay.
+    #[arg(long, default_value_t = 0x9ab1)]
+    seed: u64,
+    /// Test vectors of the plugin (fixtures/vectors format).
+    #[arg(long, value_name = "FILE")]
+    vectors: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ConformFormat::Human)]
+    format: ConformFormat,
+    /// Run only this check.
+    #[arg(long, value_name = "CHECK")]
+    only: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ConformFormat {
+    Human,
+    Json,
+    Junit,
+}
+
+const fn conform_help() -> &'static str {
+    "\
+Checks (ID [clauses]):
+  static [HOST-1]          status [FN-2 FN-6 ERR-1 ERR-2 ERR-4]
+  caps [FN-4 FN-8 LIM-5 LIM-6]   determinism [FN-5]   no-leak [FN-7]
+  init-config [LIFE-1 LIFE-2 LIFE-3]   shutdown [LIFE-4]
+  reinstantiate [LIFE-5 LIFE-6]   state [LIFE-9]
+  input-read [FN-1 HOST-3 HOST-4 MEM-5]   vectors [FN-3]
+
+Examples:
+  pabi conform plugin.wasm
+  pabi conform --cases 1000 --vectors text.vectors.json text.wasm
+  pabi conform --format junit target/plugins/go/*.wasm > conform.xml
+  pabi conform --seed 1234 --only status plugin.wasm   # replay a failure
+
+Exit codes:
+  0  every plugin is conformant
+  1  a plugin is not conformant
+  2  usage or I/O error"
+}
+
+impl Opts {
+    pub fn run(self) -> anyhow::Result<u8> {
+        if let Some(only) = &self.only {
+            if pabi_conform::check(only).is_none() {
+                let ids: Vec<_> = CHECKS.iter().map(|c| c.id).collect();
+                bail!("`{only}` is not a check; the checks are: {}", ids.join(", "));
+            }
+        }
+        let vectors = match &self.vectors {
+            Some(path) => Some(
+                VectorFile::parse(&read_input(path)?).with_context(|| format!("`{}` is not a vector file", path.display()))?,
+            ),
+            None => None,
+        };
+        let options = Options { cases: self.cases, seed: self.seed, vectors, only: self.only.clone() };
+        let engine = ReferenceEngine::new()?;
+        let tty = std::io::stderr().is_terminal() && self.format == ConformFormat::Human;
+        let mut reports: Vec<PluginReport> = Vec::new();
+        for path in &self.plugins {
+            let wasm = read_input(path)?;
+            let label = path.display().to_string();
+            let bar = tty.then(|| progress_bar(&label));
+            let report = pabi_conform::conform(&engine, &label, &wasm, &options, &mut |event| {
+                if let (Some(bar), Progress::Started { check }) = (&bar, event) {
+                    bar.set_message(check.to_string());
+                    bar.inc(1);
+                }
+            });
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            if self.format == ConformFormat::Human {
+                print!("{}", report::human(&report));
+            }
+            reports.push(report);
+        }
+        match self.format {
+            ConformFormat::Human => {}
+            ConformFormat::Json => println!("{:#}", report::json(&reports)),
+            ConformFormat::Junit => print!("{}", report::junit(&reports)),
+        }
+        Ok(if reports.iter().all(|r| r.conformant) { 0 } else { 1 })
+    }
+}
+
+fn progress_bar(label: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(CHECKS.len() as u64);
+    let style = indicatif::ProgressStyle::with_template("{prefix} [{bar:20}] {pos}/{len} {msg}")
+        .expect("the template is valid")
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(label.to_string());
+    bar
+}

@@ -1,0 +1,179 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use pabi_abi::vectors::encode_hex;
+use pabi_abi::HostErrorKind;
+use pabi_host::{Error, Plugin};
+use serde_json::{json, Value};
+
+use super::host_args::{parse_hex, HostArgs};
+use super::read_input;
+
+/// Run one plugin function under the reference host: output to stdout, the
+/// error kind and message to stderr.
+#[derive(clap::Args, Debug)]
+#[command(after_help = run_help())]
+pub struct Opts {
+    /// The plugin (.wasm).
+    #[arg(value_name = "PLUGIN")]
+    plugin: PathBuf,
+    /// The function to call, or `@save` / `@load` for the state exports.
+    #[arg(value_name = "FUNCTION")]
+    function: String,
+    /// Input from a file, or `-` for standard input [default: empty].
+    #[arg(long, visible_alias = "input-file", value_name = "FILE", conflicts_with = "input_hex")]
+    input: Option<PathBuf>,
+    /// Input as hex digits.
+    #[arg(long, value_name = "HEX")]
+    input_hex: Option<String>,
+    /// Configuration bytes for `pabi_init`, from a file.
+    #[arg(long, value_name = "FILE", conflicts_with = "config_hex")]
+    config: Option<PathBuf>,
+    /// Configuration bytes as hex digits.
+    #[arg(long, value_name = "HEX")]
+    config_hex: Option<String>,
+    /// A further call on the same plugin, `FUNCTION:HEX` or
+    /// `FUNCTION:@FILE`; repeatable.
+    #[arg(long = "then", value_name = "FUNCTION:HEX")]
+    then: Vec<String>,
+    #[command(flatten)]
+    host: HostArgs,
+    /// `raw` writes the output bytes; `json` writes one result line per
+    /// call (the host conformance adapter protocol).
+    #[arg(long, value_enum, default_value_t = RunFormat::Raw)]
+    format: RunFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum RunFormat {
+    Raw,
+    Json,
+}
+
+const fn run_help() -> &'static str {
+    "\
+Examples:
+  pabi run text.wasm upper --input-hex 6869          # prints HI
+  echo -n hello | pabi run text.wasm reverse --input -
+  pabi run greet.wasm greet --config prefix.txt --input name.txt
+  pabi run counter.wasm counter --then counter: --then @save:
+  pabi run slow.wasm f --timeout 100ms --max-memory 16MiB --fuel 1000000
+  pabi run reader.wasm f --dir ./data:/data:ro --env LANG=C
+
+Exit codes:
+  0  the call returned OK (with --format json: the calls ran, whatever
+     their results)
+  1  the plugin returned an error status (PLUGIN_ERROR)
+  2  usage or I/O error
+  3  host error: the plugin did not load, broke a limit, trapped, broke
+     the ABI or returned an undefined status"
+}
+
+/// Exit codes of `run` and `pipe`.
+pub const EXIT_PLUGIN_ERROR: u8 = 1;
+pub const EXIT_HOST_ERROR: u8 = 3;
+
+/// The exit code for a failed call.
+pub fn exit_code(error: &Error) -> u8 {
+    if error.kind() == HostErrorKind::PluginError {
+        EXIT_PLUGIN_ERROR
+    } else {
+        EXIT_HOST_ERROR
+    }
+}
+
+impl Opts {
+    pub fn run(self) -> anyhow::Result<u8> {
+        let wasm = read_input(&self.plugin)?;
+        let input = match (&self.input, &self.input_hex) {
+            (Some(path), _) => read_input(path)?,
+            (None, Some(hex)) => parse_hex(hex).context("bad --input-hex")?,
+            (None, None) => Vec::new(),
+        };
+        let config = match (&self.config, &self.config_hex) {
+            (Some(path), _) => read_input(path)?,
+            (None, Some(hex)) => parse_hex(hex).context("bad --config-hex")?,
+            (None, None) => Vec::new(),
+        };
+        let mut calls = vec![(self.function.clone(), input)];
+        for then in &self.then {
+            let Some((function, hex)) = then.split_once(':') else {
+                bail!("`--then {then}`: give FUNCTION:HEX (the hex may be empty: `count:`)");
+            };
+            let input = match hex.strip_prefix('@') {
+                Some(path) => read_input(path.as_ref())?,
+                None => parse_hex(hex).with_context(|| format!("bad hex in `--then {then}`"))?,
+            };
+            calls.push((function.to_string(), input));
+        }
+        let host = self.host.host()?;
+        let mut stdout = std::io::stdout().lock();
+        let mut plugin = match host.load_with_config(&wasm, &config) {
+            Ok(plugin) => plugin,
+            Err(error) => return self.report(&mut stdout, Err(error)),
+        };
+        let mut code = 0;
+        for (function, input) in calls {
+            let result = call(&mut plugin, &function, &input);
+            code = self.report(&mut stdout, result)?;
+            if code != 0 && self.format == RunFormat::Raw {
+                break;
+            }
+        }
+        Ok(code)
+    }
+
+    /// Prints one call's result; returns the exit code it deserves.
+    fn report(&self, stdout: &mut impl Write, result: Result<Vec<u8>, Error>) -> anyhow::Result<u8> {
+        match self.format {
+            RunFormat::Json => {
+                writeln!(stdout, "{}", result_line(&result)).context("cannot write to standard output")?;
+                Ok(0)
+            }
+            RunFormat::Raw => match result {
+                Ok(output) => {
+                    stdout.write_all(&output).and_then(|_| stdout.flush()).context("cannot write to standard output")?;
+                    Ok(0)
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ok(exit_code(&error))
+                }
+            },
+        }
+    }
+}
+
+/// A plugin function, or `@save` / `@load` for the state exports.
+pub fn call(plugin: &mut Plugin, function: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+    match function {
+        "@save" => plugin.save_state(),
+        "@load" => plugin.load_state(input).map(|()| Vec::new()),
+        name => plugin.call(name, input),
+    }
+}
+
+/// One result line of the adapter protocol (`spec/host-guide.md`).
+pub fn result_line(result: &Result<Vec<u8>, Error>) -> Value {
+    let error = match result {
+        Ok(output) => return json!({"ok": true, "output_hex": encode_hex(output)}),
+        Err(error) => error,
+    };
+    let mut line = json!({"ok": false, "kind": error.kind().name()});
+    let message = match error.message() {
+        Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        None => error.to_string(),
+    };
+    line["message"] = Value::String(message);
+    if let Some(status) = error.status() {
+        line["status"] = json!(status);
+    }
+    if let Some(clause) = error.clause() {
+        line["clause"] = json!(clause);
+    }
+    if let Error::Trap { trap, .. } = error {
+        line["trap"] = json!(trap);
+    }
+    line
+}

@@ -1,0 +1,66 @@
+//! What the checks need from a host. The reference host implements it; the
+//! trait keeps the checks free of engine details.
+
+use pabi_abi::HostErrorKind;
+
+/// A failed call, load or lifecycle step, as the host reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostFailure {
+    pub kind: HostErrorKind,
+    /// The plugin's status, for PLUGIN_ERROR and UNKNOWN_STATUS.
+    pub status: Option<i32>,
+    /// The bytes the plugin passed to `error_write`, unconverted.
+    pub message: Vec<u8>,
+    /// The host's full description (trap kind, backtrace, clause).
+    pub detail: String,
+}
+
+impl HostFailure {
+    /// Whether this is a plugin-reported error with a defined status: 1-4
+    /// or 64-127 (`ERR-1`, `ERR-3`). Anything else is a host-side failure.
+    pub fn is_defined_plugin_error(&self) -> bool {
+        self.kind == HostErrorKind::PluginError
+            && self.status.is_some_and(|s| pabi_abi::Status::from_code(s).is_some_and(|s| s.code() != 0))
+    }
+}
+
+impl std::fmt::Display for HostFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(status) = self.status {
+            write!(f, " (status {status})")?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+pub type Outcome<T> = Result<T, HostFailure>;
+
+/// A host that loads plugins for checking.
+pub trait Engine {
+    type Plugin: PluginUnderTest;
+
+    /// Loads the plugin and initialises one instance with `config`.
+    fn load(&self, wasm: &[u8], config: &[u8]) -> Outcome<Self::Plugin>;
+}
+
+/// A loaded plugin; the host re-creates its instance after a failure.
+pub trait PluginUnderTest {
+    fn call(&mut self, function: &str, input: &[u8]) -> Outcome<Vec<u8>>;
+    /// Linear memory of the current instance, in bytes.
+    fn memory_bytes(&mut self) -> u64;
+    fn has_state(&self) -> bool;
+    fn save_state(&mut self) -> Outcome<Vec<u8>>;
+    fn load_state(&mut self, state: &[u8]) -> Outcome<()>;
+    /// Retires the instance normally, running `pabi_shutdown`.
+    fn shutdown(self) -> Outcome<()>;
+    /// Makes the next call abort (the reference host gives it no fuel).
+    fn abort_next_call(&mut self);
+    /// The output cap the host enforces.
+    fn max_output(&self) -> u64;
+    /// The error-message cap the host enforces.
+    fn max_error_message(&self) -> u64;
+}
