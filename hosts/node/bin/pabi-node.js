@@ -1,0 +1,135 @@
+#!/usr/bin/env node
+// The host conformance adapter (spec/host-guide.md, "The adapter command"):
+//
+//   pabi-node PLUGIN.wasm FUNCTION (--input-hex HEX | --input FILE)
+//     [--then FUNCTION:HEX | --then FUNCTION:@FILE]...
+//     [--config-hex HEX | --config FILE] [--timeout-ms N] [--max-memory BYTES]
+//     [--max-output BYTES] [--fuel N] --format json
+//
+// Prints one JSON line per call on standard output; exits 0 whenever it ran
+// the case, 2 on bad arguments, 1 on an internal error.
+
+import fs from 'node:fs';
+import { loadPlugin, PabiError } from '../src/index.js';
+
+function usage(message) {
+  process.stderr.write(`pabi-node: ${message}\n`);
+  process.stderr.write('usage: pabi-node PLUGIN.wasm FUNCTION --input-hex HEX [--then FUNCTION:HEX]... [--config-hex HEX] [--timeout-ms N] [--max-memory BYTES] [--max-output BYTES] [--fuel N] --format json\n');
+  process.exit(2);
+}
+
+function hex(text, what) {
+  if (text.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(text)) usage(`${what}: not hex: ${JSON.stringify(text)}`);
+  return new Uint8Array(Buffer.from(text, 'hex'));
+}
+
+// Raw bytes from a file. Linux refuses a single argument of 128 KiB or
+// more, so the runner passes large inputs as files: `--input FILE`,
+// `--config FILE`, and `--then FUNCTION:@FILE`.
+function file(path, what) {
+  try {
+    return new Uint8Array(fs.readFileSync(path));
+  } catch (e) {
+    return usage(`${what}: cannot read ${path}: ${e.message}`);
+  }
+}
+
+function integer(text, what) {
+  if (!/^[0-9]+$/.test(text)) usage(`${what}: not a non-negative integer: ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
+function parseArgs(argv) {
+  const positional = [];
+  const opts = { calls: [], config: new Uint8Array(0), limits: {}, input: new Uint8Array(0) };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length) usage(`${a} needs a value`);
+      return argv[++i];
+    };
+    switch (a) {
+      case '--input-hex': opts.input = hex(value(), a); break;
+      case '--input': case '--input-file': opts.input = file(value(), a); break;
+      case '--then': {
+        const v = value();
+        const at = v.indexOf(':');
+        if (at < 0) usage(`--then needs FUNCTION:HEX, not ${JSON.stringify(v)}`);
+        const data = v.slice(at + 1);
+        opts.calls.push({ fn: v.slice(0, at), input: data.startsWith('@') ? file(data.slice(1), a) : hex(data, a) });
+        break;
+      }
+      case '--config-hex': opts.config = hex(value(), a); break;
+      case '--config': case '--config-file': opts.config = file(value(), a); break;
+      case '--timeout-ms': opts.limits.timeoutMs = integer(value(), a); break;
+      case '--max-memory': opts.limits.maxMemory = integer(value(), a); break;
+      case '--max-output': opts.limits.maxOutput = integer(value(), a); break;
+      case '--fuel': opts.limits.fuel = integer(value(), a); break;
+      case '--format': if (value() !== 'json') usage('only --format json is supported'); break;
+      default:
+        if (a.startsWith('--')) usage(`unknown option ${a}`);
+        positional.push(a);
+    }
+  }
+  if (positional.length !== 2) usage('expected PLUGIN and FUNCTION');
+  opts.plugin = positional[0];
+  opts.calls.unshift({ fn: positional[1], input: opts.input });
+  return opts;
+}
+
+function print(obj) {
+  process.stdout.write(`${JSON.stringify(obj)}\n`);
+}
+
+function failure(e) {
+  if (!(e instanceof PabiError)) throw e;
+  const line = { ok: false, kind: e.kind };
+  if (e.status !== undefined) line.status = e.status;
+  line.message = e.kind === 'PLUGIN_ERROR' ? new TextDecoder().decode(e.pluginMessage) : e.message;
+  if (e.clause !== undefined && (e.kind === 'ABI_VIOLATION' || e.kind === 'NOT_SUPPORTED' || e.kind === 'INVALID_MODULE')) line.clause = e.clause;
+  if (e.trap !== undefined) line.trap = e.trap;
+  return line;
+}
+
+function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  let bytes;
+  try {
+    bytes = fs.readFileSync(opts.plugin);
+  } catch (e) {
+    process.stderr.write(`pabi-node: cannot read ${opts.plugin}: ${e.message}\n`);
+    process.exit(1);
+  }
+  let plugin;
+  try {
+    plugin = loadPlugin(bytes, {
+      config: opts.config,
+      limits: opts.limits,
+      allow: [], // no capability is allowed (host-guide, adapter step 1)
+      onLog: (level, text) => process.stderr.write(`log ${level}: ${text}\n`),
+    });
+  } catch (e) {
+    print(failure(e));
+    return;
+  }
+  for (const call of opts.calls) {
+    try {
+      let output;
+      if (call.fn === '@save') output = plugin.saveState();
+      else if (call.fn === '@load') { plugin.loadState(call.input); output = new Uint8Array(0); }
+      else output = plugin.call(call.fn, call.input);
+      print({ ok: true, output_hex: Buffer.from(output).toString('hex') });
+    } catch (e) {
+      print(failure(e));
+    }
+  }
+  plugin.close();
+}
+
+try {
+  main();
+  process.exitCode = 0;
+} catch (e) {
+  process.stderr.write(`pabi-node: internal error: ${e && e.stack ? e.stack : e}\n`);
+  process.exit(1);
+}

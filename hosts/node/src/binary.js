@@ -1,0 +1,399 @@
+// Reading and rewriting the WebAssembly binary format, as far as a pabi host
+// needs it: the section walk of host-guide section 2, the import, export,
+// type, function and memory sections for the static checks of section 5,
+// a decoder of function bodies that refuses instructions outside the
+// pabi-1.0 feature profile (MOD-2), and the rewrite that lets the host see
+// and refuse `memory.grow` (LIM-1, LIM-2; see README.md).
+
+export class BinaryError extends Error {
+  constructor(message, clause = 'MOD-1') {
+    super(message);
+    this.clause = clause;
+  }
+}
+
+export class Reader {
+  constructor(bytes, pos = 0, end = bytes.length) {
+    this.bytes = bytes;
+    this.pos = pos;
+    this.end = end;
+  }
+  eof() { return this.pos >= this.end; }
+  byte() {
+    if (this.pos >= this.end) throw new BinaryError('unexpected end of section');
+    return this.bytes[this.pos++];
+  }
+  u32() {
+    let result = 0;
+    let shift = 0;
+    for (let i = 0; i < 5; i++) {
+      const b = this.byte();
+      result += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) {
+        if (result > 0xffffffff) throw new BinaryError('LEB128 u32 out of range');
+        return result;
+      }
+      shift += 7;
+    }
+    throw new BinaryError('LEB128 u32 longer than 5 bytes');
+  }
+  // Signed or unsigned LEB128 of at most maxBytes bytes, value ignored.
+  skipLeb(maxBytes) {
+    for (let i = 0; i < maxBytes; i++) {
+      if ((this.byte() & 0x80) === 0) return;
+    }
+    throw new BinaryError('LEB128 too long');
+  }
+  bytesN(n) {
+    if (this.pos + n > this.end) throw new BinaryError('unexpected end of section');
+    const out = this.bytes.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+  name() {
+    const n = this.u32();
+    return new TextDecoder('utf-8', { fatal: true }).decode(this.bytesN(n));
+  }
+}
+
+export function encodeU32(value) {
+  const out = [];
+  let v = value >>> 0;
+  do {
+    let b = v & 0x7f;
+    v >>>= 7;
+    if (v !== 0) b |= 0x80;
+    out.push(b);
+  } while (v !== 0);
+  return out;
+}
+
+function encodeName(text) {
+  const bytes = new TextEncoder().encode(text);
+  return [...encodeU32(bytes.length), ...bytes];
+}
+
+const MAGIC = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+
+// host-guide section 2: walk the sections without an engine.
+export function walkSections(bytes) {
+  if (bytes.length < 8 || !MAGIC.every((b, i) => bytes[i] === b)) {
+    throw new BinaryError('not a WebAssembly core module (bad magic or version: a text file, a component or other bytes)', 'MOD-1');
+  }
+  const sections = [];
+  const r = new Reader(bytes, 8);
+  while (!r.eof()) {
+    const start = r.pos;
+    const id = r.byte();
+    const size = r.u32();
+    const bodyStart = r.pos;
+    if (bodyStart + size > bytes.length) throw new BinaryError(`section ${id} at byte ${start} runs past the end of the module`, 'MOD-1');
+    const section = { id, start, bodyStart, end: bodyStart + size };
+    if (id === 0) {
+      const body = new Reader(bytes, bodyStart, section.end);
+      section.name = body.name();
+      section.payload = bytes.subarray(body.pos, section.end);
+    }
+    sections.push(section);
+    r.pos = section.end;
+  }
+  return sections;
+}
+
+const VALTYPES = new Map([[0x7f, 'i32'], [0x7e, 'i64'], [0x7d, 'f32'], [0x7c, 'f64'], [0x7b, 'v128'], [0x70, 'funcref'], [0x6f, 'externref']]);
+
+function valtype(r) {
+  const b = r.byte();
+  const t = VALTYPES.get(b);
+  if (!t) throw new BinaryError(`value type 0x${b.toString(16)} is outside the pabi-1.0 feature profile`, 'MOD-2');
+  return t;
+}
+
+function limits(r, what) {
+  const flags = r.byte();
+  if (flags & 0x02) throw new BinaryError(`shared ${what} (threads) is outside the pabi-1.0 feature profile`, 'MOD-2');
+  if (flags & 0x04) throw new BinaryError(`64-bit ${what} is outside the pabi-1.0 feature profile`, 'MOD-2');
+  if (flags & ~0x01) throw new BinaryError(`${what} limits flags 0x${flags.toString(16)} are outside the pabi-1.0 feature profile`, 'MOD-2');
+  const min = r.u32();
+  const max = flags & 1 ? r.u32() : null;
+  return { min, max };
+}
+
+// Parses what the static checks need. Validation proper is left to the
+// engine (WebAssembly.validate), run before this.
+export function parseModule(bytes) {
+  const sections = walkSections(bytes);
+  const m = {
+    sections, types: [], imports: [], funcTypes: [], tables: [], memories: [], exports: [],
+    globals: 0, hasStart: false, importedFuncs: 0, customs: sections.filter((s) => s.id === 0),
+  };
+  for (const s of sections) {
+    const r = new Reader(bytes, s.bodyStart, s.end);
+    switch (s.id) {
+      case 1: {
+        const n = r.u32();
+        for (let i = 0; i < n; i++) {
+          const form = r.byte();
+          if (form !== 0x60) throw new BinaryError(`type form 0x${form.toString(16)} (GC) is outside the pabi-1.0 feature profile`, 'MOD-2');
+          const params = Array.from({ length: r.u32() }, () => valtype(r));
+          const results = Array.from({ length: r.u32() }, () => valtype(r));
+          m.types.push({ params, results });
+        }
+        break;
+      }
+      case 2: {
+        const n = r.u32();
+        for (let i = 0; i < n; i++) {
+          const module = r.name();
+          const name = r.name();
+          const kind = r.byte();
+          const imp = { module, name, kind: ['func', 'table', 'memory', 'global', 'tag'][kind] ?? `kind ${kind}` };
+          if (kind === 0) { imp.type = r.u32(); m.funcTypes.push(imp.type); m.importedFuncs++; }
+          else if (kind === 1) { valtype(r); limits(r, 'table'); }
+          else if (kind === 2) { imp.limits = limits(r, 'memory'); m.memories.push({ imported: true, ...imp.limits }); }
+          else if (kind === 3) { valtype(r); r.byte(); }
+          else if (kind === 4) { r.byte(); r.u32(); }
+          else throw new BinaryError(`unknown import kind ${kind}`, 'MOD-1');
+          m.imports.push(imp);
+        }
+        break;
+      }
+      case 3: {
+        const n = r.u32();
+        for (let i = 0; i < n; i++) m.funcTypes.push(r.u32());
+        break;
+      }
+      case 4: {
+        const n = r.u32();
+        for (let i = 0; i < n; i++) {
+          if (r.bytes[r.pos] === 0x40) throw new BinaryError('table with an initializer expression is outside the pabi-1.0 feature profile', 'MOD-2');
+          valtype(r);
+          m.tables.push(limits(r, 'table'));
+        }
+        break;
+      }
+      case 5: {
+        const n = r.u32();
+        for (let i = 0; i < n; i++) m.memories.push({ imported: false, ...limits(r, 'memory'), section: s });
+        break;
+      }
+      case 6: m.globals = r.u32(); break;
+      case 7: {
+        const n = r.u32();
+        for (let i = 0; i < n; i++) {
+          const name = r.name();
+          const kind = r.byte();
+          const index = r.u32();
+          m.exports.push({ name, kind: ['func', 'table', 'memory', 'global', 'tag'][kind] ?? `kind ${kind}`, index });
+        }
+        break;
+      }
+      case 8: m.hasStart = true; break;
+      case 13: throw new BinaryError('a tag section (exception handling) is outside the pabi-1.0 feature profile', 'MOD-2');
+      default: break;
+    }
+  }
+  m.funcType = (index) => m.types[m.funcTypes[index]];
+  return m;
+}
+
+export function sig(type) {
+  if (!type) return '?';
+  return `(${type.params.join(', ')}) -> (${type.results.join(', ')})`;
+}
+
+// ---------------------------------------------------------------------------
+// Function bodies: a decoder of the WebAssembly 2.0 instruction set. It finds
+// every `memory.grow` (to rewrite it) and refuses every opcode of a proposal
+// outside the profile (threads, tail calls, exceptions, GC, typed function
+// references, relaxed SIMD, extended constants are in const expressions only
+// and engines validate those).
+
+const NO_IMM = new Set([
+  0x00, 0x01, 0x0f, 0x1a, 0x1b, 0xd1,
+]);
+for (let op = 0x45; op <= 0xc4; op++) NO_IMM.add(op);
+const MEMARG = new Set();
+for (let op = 0x28; op <= 0x3e; op++) MEMARG.add(op);
+
+function blocktype(r) {
+  const b = r.bytes[r.pos];
+  if (b === 0x40 || VALTYPES.has(b)) { r.pos++; return; }
+  r.skipLeb(5); // s33 type index
+}
+
+// Simd opcodes of WebAssembly 2.0 and their immediates.
+function simdImmediate(sub, r, where) {
+  if (sub <= 0x0b || sub === 0x5c || sub === 0x5d) { r.u32(); r.u32(); return; } // loads/stores: memarg
+  if (sub === 0x0c || sub === 0x0d) { r.bytesN(16); return; } // v128.const, i8x16.shuffle
+  if (sub >= 0x15 && sub <= 0x22) { r.byte(); return; } // extract/replace lane
+  if (sub >= 0x54 && sub <= 0x5b) { r.u32(); r.u32(); r.byte(); return; } // load/store lane
+  if (sub <= 0xff) {
+    // WebAssembly 2.0 assigns 0x0e..0xff except a few gaps.
+    const gaps = new Set([0x9a, 0xa2, 0xa5, 0xa6, 0xaf, 0xb0, 0xb2, 0xb3, 0xb4, 0xbb, 0xc2, 0xc5, 0xc6, 0xcf, 0xd0, 0xd2, 0xd3, 0xd4, 0xe2, 0xee]);
+    if (!gaps.has(sub)) return;
+  }
+  throw new BinaryError(`${where}: SIMD opcode 0xfd ${sub} (relaxed SIMD or unknown) is outside the pabi-1.0 feature profile`, 'MOD-2');
+}
+
+// Scans one body's instructions; calls onGrow(offset) at each memory.grow.
+export function scanBody(bytes, start, end, where, onGrow) {
+  const r = new Reader(bytes, start, end);
+  const nLocals = r.u32();
+  for (let i = 0; i < nLocals; i++) { r.u32(); valtype(r); }
+  while (!r.eof()) {
+    const at = r.pos;
+    const op = r.byte();
+    if (NO_IMM.has(op)) continue;
+    if (MEMARG.has(op)) { r.u32(); r.u32(); continue; }
+    switch (op) {
+      case 0x02: case 0x03: case 0x04: blocktype(r); break;
+      case 0x05: case 0x0b: break;
+      case 0x0c: case 0x0d: r.u32(); break;
+      case 0x0e: { const n = r.u32(); for (let i = 0; i <= n; i++) r.u32(); break; }
+      case 0x10: r.u32(); break;
+      case 0x11: r.u32(); r.u32(); break;
+      case 0x1c: { const n = r.u32(); for (let i = 0; i < n; i++) valtype(r); break; }
+      case 0x20: case 0x21: case 0x22: case 0x23: case 0x24: case 0x25: case 0x26: r.u32(); break;
+      case 0x3f: r.byte(); break;
+      case 0x40: if (r.byte() !== 0) throw new BinaryError(`${where}: memory.grow of a second memory`, 'MOD-2'); onGrow?.(at); break;
+      case 0x41: r.skipLeb(5); break;
+      case 0x42: r.skipLeb(10); break;
+      case 0x43: r.bytesN(4); break;
+      case 0x44: r.bytesN(8); break;
+      case 0xd0: valtype(r); break;
+      case 0xd2: r.u32(); break;
+      case 0xfc: {
+        const sub = r.u32();
+        if (sub <= 7) break; // saturating truncation
+        if (sub === 8) { r.u32(); r.byte(); break; } // memory.init
+        if (sub === 9) { r.u32(); break; } // data.drop
+        if (sub === 10) { r.byte(); r.byte(); break; } // memory.copy
+        if (sub === 11) { r.byte(); break; } // memory.fill
+        if (sub === 12 || sub === 14) { r.u32(); r.u32(); break; } // table.init, table.copy
+        if (sub === 13 || sub === 15 || sub === 16 || sub === 17) { r.u32(); break; }
+        throw new BinaryError(`${where}: opcode 0xfc ${sub} is outside the pabi-1.0 feature profile`, 'MOD-2');
+      }
+      case 0xfd: simdImmediate(r.u32(), r, where); break;
+      default:
+        throw new BinaryError(`${where}: opcode 0x${op.toString(16)} at byte ${at} is outside the pabi-1.0 feature profile (threads, tail calls, exceptions, GC or typed function references)`, 'MOD-2');
+    }
+  }
+}
+
+export function codeBodies(bytes, m) {
+  const s = m.sections.find((x) => x.id === 10);
+  if (!s) return [];
+  const r = new Reader(bytes, s.bodyStart, s.end);
+  const n = r.u32();
+  const bodies = [];
+  for (let i = 0; i < n; i++) {
+    const size = r.u32();
+    bodies.push({ start: r.pos, end: r.pos + size });
+    r.pos += size;
+  }
+  return bodies;
+}
+
+export function checkFeatures(bytes, m) {
+  const bodies = codeBodies(bytes, m);
+  bodies.forEach((b, i) => scanBody(bytes, b.start, b.end, `function ${m.importedFuncs + i}`));
+}
+
+// Rewrites the module so that every `memory.grow` goes through a helper
+// function appended to the module. The helper sets an exported global to 1
+// when the growth would pass the host's cap (in pages), then runs the
+// original `memory.grow`, which the memory's new maximum (min of the
+// plugin's own maximum and the cap) makes return -1. No existing index
+// changes: the helper, its type and the global are appended last.
+export const REFUSED_EXPORT = '\u0000pabi-node:growth-refused';
+
+export function instrumentMemory(bytes, m, capPages) {
+  const memory = m.memories[0];
+  const max = memory.max === null ? capPages : Math.min(memory.max, capPages);
+  const typeIndex = m.types.length;
+  const funcIndex = m.funcTypes.length;
+  const globalIndex = m.globals;
+  const helper = Uint8Array.from([
+    0x00, // no locals
+    0x20, 0x00, 0xad, // local.get 0; i64.extend_i32_u
+    0x3f, 0x00, 0xad, // memory.size; i64.extend_i32_u
+    0x7c, // i64.add
+    0x42, ...encodeS64(capPages), // i64.const cap
+    0x56, // i64.gt_u
+    0x04, 0x40, 0x41, 0x01, 0x24, ...encodeU32(globalIndex), 0x0b, // if; global.set 1; end
+    0x20, 0x00, 0x40, 0x00, // local.get 0; memory.grow 0
+    0x0b,
+  ]);
+  const call = Uint8Array.from([0x10, ...encodeU32(funcIndex)]);
+  const chunks = [bytes.subarray(0, 8)];
+  const emit = (id, parts) => {
+    const body = concat(parts);
+    chunks.push(Uint8Array.from([id, ...encodeU32(body.length)]), body);
+  };
+  // Appends one entry to a vector section: new count, old entries, entry.
+  const append = (s, entry) => {
+    const r = new Reader(bytes, s.bodyStart, s.end);
+    const n = r.u32();
+    emit(s.id, [Uint8Array.from(encodeU32(n + 1)), bytes.subarray(r.pos, s.end), Uint8Array.from(entry)]);
+  };
+  const order = [1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11];
+  let globalsDone = m.sections.some((s) => s.id === 6);
+  for (const s of m.sections) {
+    if (s.id !== 0 && !globalsDone && order.indexOf(s.id) > order.indexOf(6)) {
+      emit(6, [Uint8Array.from([1, 0x7f, 0x01, 0x41, 0x00, 0x0b])]);
+      globalsDone = true;
+    }
+    switch (s.id) {
+      case 1: append(s, [0x60, 1, 0x7f, 1, 0x7f]); break;
+      case 3: append(s, encodeU32(typeIndex)); break;
+      case 5: emit(5, [Uint8Array.from([1, 0x01, ...encodeU32(memory.min), ...encodeU32(max)])]); break;
+      case 6: append(s, [0x7f, 0x01, 0x41, 0x00, 0x0b]); break;
+      case 7: append(s, [...encodeName(REFUSED_EXPORT), 0x03, ...encodeU32(globalIndex)]); break;
+      case 10: {
+        const bodies = codeBodies(bytes, m);
+        const parts = [Uint8Array.from(encodeU32(bodies.length + 1))];
+        bodies.forEach((b, i) => {
+          const grows = [];
+          scanBody(bytes, b.start, b.end, `function ${m.importedFuncs + i}`, (at) => grows.push(at));
+          const pieces = [];
+          let pos = b.start;
+          for (const at of grows) {
+            pieces.push(bytes.subarray(pos, at), call);
+            pos = at + 2;
+          }
+          pieces.push(bytes.subarray(pos, b.end));
+          const body = concat(pieces);
+          parts.push(Uint8Array.from(encodeU32(body.length)), body);
+        });
+        parts.push(Uint8Array.from(encodeU32(helper.length)), helper);
+        emit(10, parts);
+        break;
+      }
+      default:
+        chunks.push(bytes.subarray(s.start, s.end));
+    }
+  }
+  return concat(chunks);
+}
+
+export function concat(parts) {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.length; }
+  return out;
+}
+
+function encodeS64(value) {
+  // non-negative values below 2^31 only
+  const out = [];
+  let v = value;
+  for (;;) {
+    const b = v & 0x7f;
+    v = Math.floor(v / 128);
+    if (v === 0 && (b & 0x40) === 0) { out.push(b); return out; }
+    out.push(b | 0x80);
+  }
+}

@@ -1,0 +1,223 @@
+// The static checks of HOST-1, in the order of host-guide sections 2 to 6.
+// Nothing here compiles or runs plugin code.
+
+import { BinaryError, parseModule, checkFeatures, sig } from './binary.js';
+import { PabiError } from './errors.js';
+
+export const HOST_ABI = { major: 1, minor: 0 };
+export const HOST_ABI_TEXT = `${HOST_ABI.major}.${HOST_ABI.minor}`;
+
+export const PABI_FUNCTIONS = {
+  input_read: { params: ['i32', 'i32', 'i32'], results: ['i32'], since: [1, 0] },
+  output_write: { params: ['i32', 'i32'], results: ['i32'], since: [1, 0] },
+  error_write: { params: ['i32', 'i32'], results: ['i32'], since: [1, 0] },
+  log: { params: ['i32', 'i32', 'i32'], results: ['i32'], since: [1, 0] },
+};
+
+export const WASI_BASELINE = new Set([
+  'args_get', 'args_sizes_get', 'environ_get', 'environ_sizes_get', 'clock_res_get', 'clock_time_get',
+  'random_get', 'poll_oneoff', 'sched_yield', 'proc_exit', 'proc_raise', 'fd_write', 'fd_read', 'fd_close',
+  'fd_seek', 'fd_tell', 'fd_sync', 'fd_datasync', 'fd_advise', 'fd_allocate', 'fd_fdstat_get',
+  'fd_fdstat_set_flags', 'fd_fdstat_set_rights', 'fd_filestat_get', 'fd_prestat_get', 'fd_prestat_dir_name',
+]);
+export const WASI_FS = new Set([
+  'fd_pread', 'fd_pwrite', 'fd_readdir', 'fd_renumber', 'fd_filestat_set_size', 'fd_filestat_set_times',
+  'path_create_directory', 'path_filestat_get', 'path_filestat_set_times', 'path_link', 'path_open',
+  'path_readlink', 'path_remove_directory', 'path_rename', 'path_symlink', 'path_unlink_file',
+]);
+
+const LIFECYCLE = {
+  _initialize: { params: [], results: [] },
+  pabi_init: { params: ['i32'], results: ['i32'] },
+  pabi_shutdown: { params: [], results: ['i32'] },
+  pabi_state_save: { params: [], results: ['i32'] },
+  pabi_state_load: { params: ['i32'], results: ['i32'] },
+};
+const FN_TYPE = { params: ['i32'], results: ['i32'] };
+
+const sameType = (a, b) => !!a && a.params.join() === b.params.join() && a.results.join() === b.results.join();
+
+const invalid = (clause, detail) => new PabiError('INVALID_MODULE', { clause, detail: `[${clause}] ${detail}` });
+
+const SEMVER = /^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
+const MEDIA = /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(;.*)?$/;
+const CAPABILITY = /^(clock|random|env:[A-Za-z_][A-Za-z0-9_]{0,127}|fs:\/[^:\u0000]{0,1023}:(ro|rw))$/;
+const STATUS_KEY = /^(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])$/;
+const chars = (s) => [...s].length;
+const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+// host-guide section 3.
+export function checkMetadata(payload) {
+  if (payload.length > 65536) throw invalid('META-2', `the metadata is ${payload.length} bytes, more than 65,536`);
+  let text;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(payload);
+  } catch {
+    throw invalid('META-2', 'the metadata is not valid UTF-8');
+  }
+  let doc;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw invalid('META-2', `the metadata is not valid JSON: ${e.message}`);
+  }
+  const bad = (what) => invalid('META-3', `metadata: ${what}`);
+  if (!isObject(doc)) throw bad('not a JSON object');
+  const allowed = new Set(['abi', 'name', 'version', 'profile', 'functions', 'capabilities', 'description', 'statuses']);
+  for (const key of Object.keys(doc)) if (!allowed.has(key) && !key.startsWith('x-')) throw bad(`unknown key "${key}"`);
+  for (const key of ['abi', 'name', 'version', 'profile', 'functions', 'capabilities']) if (!(key in doc)) throw bad(`missing key "${key}"`);
+  if (typeof doc.abi !== 'string' || !/^(0|[1-9][0-9]{0,4})\.(0|[1-9][0-9]{0,4})$/.test(doc.abi)) throw invalid('VER-1', `metadata: "abi" must be MAJOR.MINOR, not ${JSON.stringify(doc.abi)}`);
+  if (typeof doc.name !== 'string' || !/^[a-z][a-z0-9-]{0,63}$/.test(doc.name)) throw bad(`"name" ${JSON.stringify(doc.name)} does not match [a-z][a-z0-9-]{0,63}`);
+  if (typeof doc.version !== 'string' || chars(doc.version) > 128 || !SEMVER.test(doc.version)) throw bad(`"version" ${JSON.stringify(doc.version)} is not a semantic version`);
+  if ('description' in doc && (typeof doc.description !== 'string' || chars(doc.description) > 4096)) throw bad('"description" must be a string of at most 4,096 characters');
+  if (doc.profile !== 'core' && doc.profile !== 'wasi') throw bad('"profile" must be "core" or "wasi"');
+  if (!Array.isArray(doc.functions) || doc.functions.length < 1 || doc.functions.length > 1024) throw bad('"functions" must be an array of 1 to 1,024 entries');
+  const fnKeys = new Set(['name', 'summary', 'input', 'output', 'deterministic']);
+  for (const f of doc.functions) {
+    if (!isObject(f)) throw bad('each function must be an object');
+    for (const key of Object.keys(f)) if (!fnKeys.has(key) && !key.startsWith('x-')) throw bad(`unknown key "${key}" in a function entry`);
+    if (typeof f.name !== 'string' || !/^[a-z][a-z0-9_]{0,63}$/.test(f.name)) throw bad(`function name ${JSON.stringify(f.name)} does not match [a-z][a-z0-9_]{0,63}`);
+    if ('summary' in f && (typeof f.summary !== 'string' || chars(f.summary) > 1024)) throw bad(`function "${f.name}": "summary" must be a string of at most 1,024 characters`);
+    for (const k of ['input', 'output']) {
+      if (k in f && (typeof f[k] !== 'string' || chars(f[k]) > 255 || !MEDIA.test(f[k]))) throw bad(`function "${f.name}": "${k}" must be a media type`);
+    }
+    if ('deterministic' in f && typeof f.deterministic !== 'boolean') throw bad(`function "${f.name}": "deterministic" must be a boolean`);
+  }
+  if (!Array.isArray(doc.capabilities) || doc.capabilities.length > 256) throw bad('"capabilities" must be an array of at most 256 strings');
+  for (const c of doc.capabilities) if (typeof c !== 'string' || !CAPABILITY.test(c)) throw bad(`capability ${JSON.stringify(c)} is not valid`);
+  if (new Set(doc.capabilities).size !== doc.capabilities.length) throw bad('"capabilities" must be unique');
+  if ('statuses' in doc) {
+    if (!isObject(doc.statuses)) throw invalid('META-8', 'metadata: "statuses" must be an object');
+    for (const [k, v] of Object.entries(doc.statuses)) {
+      if (!STATUS_KEY.test(k)) throw invalid('META-8', `metadata: status key "${k}" is not 64 to 127`);
+      if (typeof v !== 'string' || chars(v) > 1024) throw invalid('META-8', `metadata: status "${k}" must be described by a string of at most 1,024 characters`);
+    }
+  }
+  const names = doc.functions.map((f) => f.name);
+  if (new Set(names).size !== names.length) throw invalid('META-5', 'metadata: function names are not unique');
+  if (doc.profile === 'core' && doc.capabilities.length > 0) throw invalid('WASI-1', 'a core-profile plugin declares capabilities');
+  return doc;
+}
+
+/**
+ * Checks a plugin's bytes statically (HOST-1) and returns what the host
+ * needs: metadata, parsed module, function names, lifecycle exports.
+ * `allow` is the list of capabilities the host's configuration allows.
+ */
+export function checkPlugin(bytes, { allow = [] } = {}) {
+  let m;
+  try {
+    m = parseModule(bytes);
+  } catch (e) {
+    if (e instanceof BinaryError) {
+      // A module the section walk already refuses; MOD-2 findings keep their clause.
+      throw invalid(e.clause, e.message);
+    }
+    throw e;
+  }
+  // Section 2: exactly one `pabi` section (META-1).
+  const pabi = m.customs.filter((s) => s.name === 'pabi');
+  if (pabi.length !== 1) throw invalid('META-1', `the module has ${pabi.length} custom sections named "pabi", not exactly one`);
+  const metadata = checkMetadata(pabi[0].payload);
+  const who = `plugin "${metadata.name}" ${metadata.version} declares ABI ${metadata.abi}; this host implements ABI ${HOST_ABI_TEXT}`;
+
+  // The pabi imports this host lacks, named by VER-4 in either refusal.
+  const lacking = m.imports.filter((i) => i.module === 'pabi' && !(i.name in PABI_FUNCTIONS)).map((i) => `pabi.${i.name}`);
+
+  // Section 4: the version (VER-2, VER-3, VER-4).
+  const [major, minor] = metadata.abi.split('.').map(Number);
+  if (major !== HOST_ABI.major || minor > HOST_ABI.minor) {
+    const extra = lacking.length ? `; the plugin imports ${lacking.map((n) => `\`${n}\``).join(', ')}, which this host does not provide` : '';
+    throw new PabiError('VERSION_MISMATCH', { clause: 'VER-3', detail: `${who}${extra}` });
+  }
+
+  // Section 5: validation and the feature profile (MOD-1, MOD-2).
+  if (!WebAssembly.validate(bytes)) {
+    let why = '';
+    try { new WebAssembly.Module(bytes); } catch (e) { why = `: ${e.message}`; }
+    throw invalid('MOD-1', `the module does not validate${why}`);
+  }
+  try {
+    checkFeatures(bytes, m);
+  } catch (e) {
+    if (e instanceof BinaryError) throw invalid(e.clause, e.message);
+    throw e;
+  }
+  if (m.hasStart) throw invalid('MOD-3', 'the module has a start section');
+  if (m.memories.length !== 1) throw invalid('MOD-4', `the module has ${m.memories.length} memories, not exactly one`);
+  if (m.memories[0].imported) throw invalid('MOD-4', 'the memory is imported, not defined by the plugin');
+
+  // Imports (IMP-1..4, WASI-1, WASI-4, HOST-2).
+  if (lacking.length) {
+    throw invalid('IMP-2', `the plugin imports ${lacking.map((n) => `\`${n}\``).join(', ')}, which this host (ABI ${HOST_ABI_TEXT}) does not provide; ${who}`);
+  }
+  const hasFs = metadata.capabilities.some((c) => c.startsWith('fs:'));
+  for (const imp of m.imports) {
+    const full = `${imp.module}.${imp.name}`;
+    if (imp.kind !== 'func') throw invalid('IMP-1', `the import \`${full}\` is a ${imp.kind}, not a function`);
+    if (imp.module === 'pabi') {
+      const want = PABI_FUNCTIONS[imp.name];
+      const got = m.types[imp.type];
+      if (!sameType(got, want)) throw invalid('IMP-3', `the import \`${full}\` has type ${sig(got)}, not ${sig(want)}`);
+      if (want.since[0] > major || (want.since[0] === major && want.since[1] > minor)) {
+        throw invalid('IMP-4', `the import \`${full}\` is Since ${want.since.join('.')}, newer than the declared ABI ${metadata.abi}`);
+      }
+    } else if (imp.module === 'wasi_snapshot_preview1') {
+      if (metadata.profile !== 'wasi') throw invalid('WASI-1', `a core-profile plugin imports \`${full}\``);
+      if (WASI_BASELINE.has(imp.name)) continue;
+      if (WASI_FS.has(imp.name)) {
+        if (!hasFs) throw invalid('WASI-4', `the import \`${full}\` needs an fs: capability, and the plugin declares none`);
+        continue;
+      }
+      throw invalid('WASI-4', `the import \`${full}\` is not allowed`);
+    } else {
+      throw invalid('IMP-1', `the import \`${full}\` is from module "${imp.module}", not "pabi"`);
+    }
+  }
+
+  // Exports (EXP-1..9, META-4).
+  const functions = new Map();
+  const lifecycle = new Set();
+  let memoryExported = false;
+  for (const ex of m.exports) {
+    if (ex.name === 'memory') {
+      if (ex.kind !== 'memory') throw invalid('EXP-1', `the export "memory" is a ${ex.kind}, not the memory`);
+      memoryExported = true;
+      continue;
+    }
+    if (ex.name === '_start') throw invalid('EXP-6', 'the plugin exports `_start`: it is a WASI command, not a reactor');
+    if (ex.name in LIFECYCLE) {
+      const t = ex.kind === 'func' ? m.funcType(ex.index) : null;
+      if (!sameType(t, LIFECYCLE[ex.name])) throw invalid('EXP-5', `the export \`${ex.name}\` must be a function of type ${sig(LIFECYCLE[ex.name])}`);
+      lifecycle.add(ex.name);
+      continue;
+    }
+    if (ex.name.startsWith('pabi_fn_')) {
+      const name = ex.name.slice(8);
+      if (!/^[a-z][a-z0-9_]{0,63}$/.test(name)) throw invalid('EXP-4', `the plugin function name "${name}" does not match [a-z][a-z0-9_]{0,63}`);
+      const t = ex.kind === 'func' ? m.funcType(ex.index) : null;
+      if (!sameType(t, FN_TYPE)) throw invalid('EXP-3', `the export \`${ex.name}\` must be a function of type (i32) -> (i32)`);
+      functions.set(name, ex.name);
+      continue;
+    }
+    if (ex.name.startsWith('pabi_')) throw invalid('EXP-2', `the export \`${ex.name}\` uses the reserved prefix pabi_`);
+  }
+  if (!memoryExported) throw invalid('EXP-1', 'the memory is not exported as "memory"');
+  if (functions.size === 0) throw invalid('EXP-8', 'the plugin exports no plugin function');
+  if (lifecycle.has('pabi_state_save') !== lifecycle.has('pabi_state_load')) throw invalid('EXP-7', 'the plugin exports only one of pabi_state_save and pabi_state_load');
+  const declared = new Set(metadata.functions.map((f) => f.name));
+  for (const name of functions.keys()) if (!declared.has(name)) throw invalid('META-4', `the export pabi_fn_${name} is not listed in the metadata`);
+  for (const name of declared) if (!functions.has(name)) throw invalid('META-4', `the metadata lists "${name}", which is not exported`);
+
+  // Section 6: capabilities (WASI-5).
+  const allowed = new Set(allow);
+  const missing = metadata.capabilities.filter((c) => !allowed.has(c));
+  if (missing.length) {
+    throw new PabiError('MISSING_CAPABILITY', {
+      clause: 'WASI-5',
+      detail: missing.map((c) => `the plugin declares capability "${c}", which this host does not allow`).join('; '),
+    });
+  }
+
+  return { metadata, module: m, functions, lifecycle, granted: metadata.capabilities.slice() };
+}

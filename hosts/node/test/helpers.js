@@ -1,0 +1,127 @@
+// Builds small test plugins as WebAssembly binaries, so that the tests need
+// no text-format compiler.
+
+const u32 = (v) => {
+  const out = [];
+  do {
+    let b = v & 0x7f;
+    v >>>= 7;
+    if (v) b |= 0x80;
+    out.push(b);
+  } while (v);
+  return out;
+};
+// Signed LEB128 of a 32-bit value.
+export const s32 = (v) => {
+  const out = [];
+  v |= 0;
+  for (;;) {
+    const b = v & 0x7f;
+    v >>= 7;
+    if ((v === 0 && !(b & 0x40)) || (v === -1 && b & 0x40)) { out.push(b); return out; }
+    out.push(b | 0x80);
+  }
+};
+const str = (s) => { const b = [...Buffer.from(s)]; return [...u32(b.length), ...b]; };
+const vec = (items) => [...u32(items.length), ...items.flat()];
+const section = (id, body) => [id, ...u32(body.length), ...body];
+
+export const op = {
+  i32: (v) => [0x41, ...s32(v)],
+  call: (f) => [0x10, ...u32(f)],
+  drop: [0x1a],
+  localGet: (i) => [0x20, ...u32(i)],
+  globalGet: (i) => [0x23, ...u32(i)],
+  globalSet: (i) => [0x24, ...u32(i)],
+  add: [0x6a],
+  store: [0x36, 0x02, 0x00],
+  load: [0x28, 0x02, 0x00],
+  unreachable: [0x00],
+  memoryGrow: [0x40, 0x00],
+  end: [0x0b],
+};
+// Import indices.
+export const IMP = { input_read: 0, output_write: 1, error_write: 2, log: 3 };
+
+const TYPES = [
+  [0x60, 3, 0x7f, 0x7f, 0x7f, 1, 0x7f], // 0: (i32 i32 i32) -> i32
+  [0x60, 2, 0x7f, 0x7f, 1, 0x7f], // 1: (i32 i32) -> i32
+  [0x60, 1, 0x7f, 1, 0x7f], // 2: (i32) -> i32
+  [0x60, 0, 0], // 3: () -> ()
+  [0x60, 3, 0x7f, 0x7f, 0x7f, 0], // 4: (i32 i32 i32) -> ()
+  [0x60, 3, 0x7f, 0x7e, 0x7f, 1, 0x7f], // 5: (i32 i64 i32) -> i32, clock_time_get
+];
+
+/**
+ * functions: [{ export, type (default 2), code: [...bytes] without the final end, locals: n i32 }]
+ * imports: names of the pabi functions to import, in IMP order by default;
+ *   an entry may be { name, type } to import something else.
+ */
+export function buildPlugin({ functions, metadata, memoryPages = 1, data = [], imports = ['input_read', 'output_write', 'error_write', 'log'], extraImportsTypes = {} }) {
+  const importEntries = imports.map((imp) => {
+    const name = typeof imp === 'string' ? imp : imp.name;
+    const module = typeof imp === 'string' ? 'pabi' : imp.module ?? 'pabi';
+    const type = typeof imp === 'string' ? ({ input_read: 0, log: 0, output_write: 1, error_write: 1 }[name] ?? extraImportsTypes[name] ?? 1) : imp.type;
+    return [...str(module), ...str(name), 0x00, ...u32(type)];
+  });
+  const fnNames = functions.filter((f) => f.export?.startsWith('pabi_fn_')).map((f) => f.export.slice(8));
+  const meta = metadata ?? { abi: '1.0', name: 'test', version: '1.0.0', profile: 'core', functions: fnNames.map((name) => ({ name })), capabilities: [] };
+  const bodies = functions.map((f) => {
+    const locals = f.locals ? [1, ...u32(f.locals), 0x7f] : [0];
+    const body = [...locals, ...f.code.flat(), 0x0b];
+    return [...u32(body.length), ...body];
+  });
+  const exports = [[...str('memory'), 0x02, 0x00]];
+  functions.forEach((f, i) => { if (f.export) exports.push([...str(f.export), 0x00, ...u32(imports.length + i)]); });
+  const dataSegs = data.map(([offset, bytes]) => [0x00, 0x41, ...s32(offset), 0x0b, ...u32(bytes.length), ...bytes]);
+  const metaBytes = [...Buffer.from(JSON.stringify(meta))];
+  const bytes = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, vec(TYPES)),
+    ...section(2, vec(importEntries)),
+    ...section(3, vec(functions.map((f) => u32(f.type ?? 2)))),
+    ...section(5, [1, 0x00, ...u32(memoryPages)]),
+    ...section(6, [1, 0x7f, 0x01, 0x41, 0x00, 0x0b]), // global 0: mut i32 = 0
+    ...section(7, vec(exports)),
+    ...section(10, vec(bodies)),
+    ...(dataSegs.length ? section(11, vec(dataSegs)) : []),
+    ...section(0, [...str('pabi'), ...metaBytes]),
+  ];
+  return new Uint8Array(bytes);
+}
+
+const g = op;
+// A plugin with the functions most tests use.
+export function ioPlugin(extra = {}) {
+  return buildPlugin({
+    data: [[0, [...Buffer.from('bad input')]]],
+    functions: [
+      // echo: input_read(1024, 0, len); output_write(1024, len)
+      { export: 'pabi_fn_echo', code: [g.i32(1024), g.i32(0), g.localGet(0), g.call(IMP.input_read), g.drop, g.i32(1024), g.localGet(0), g.call(IMP.output_write), g.drop, g.i32(0)] },
+      // status: returns the i32 of its input
+      { export: 'pabi_fn_status', code: [g.i32(16), g.i32(0), g.i32(4), g.call(IMP.input_read), g.drop, g.i32(16), g.load] },
+      // fail: writes output, then the message "bad input", returns 1
+      { export: 'pabi_fn_fail', code: [g.i32(0), g.i32(3), g.call(IMP.output_write), g.drop, g.i32(0), g.i32(9), g.call(IMP.error_write), g.drop, g.i32(1)] },
+      // range: input_read with dst = 0xFFFFFFF0, len = 0x20 (wraps to 0x10)
+      { export: 'pabi_fn_wrap', code: [g.i32(0xfffffff0), g.i32(0), g.i32(0x20), g.call(IMP.input_read), g.drop, g.i32(0)] },
+      // count: counts calls on this instance, outputs u32
+      { export: 'pabi_fn_count', code: [g.globalGet(0), g.i32(1), g.add, g.globalSet(0), g.i32(1024), g.globalGet(0), g.store, g.i32(1024), g.i32(4), g.call(IMP.output_write), g.drop, g.i32(0)] },
+      { export: 'pabi_fn_trap', code: [g.unreachable, g.i32(0)] },
+      // spin: loop forever
+      { export: 'pabi_fn_spin', code: [[0x03, 0x40, 0x0c, 0x00, 0x0b], g.i32(0)] },
+      // grow: grow by 16 pages until refused, then return 4
+      { export: 'pabi_fn_grow', code: [[0x03, 0x40], g.i32(16), g.memoryGrow, g.i32(0), [0x4e], [0x0d, 0x00], [0x0b], g.i32(4)] },
+      // growtrap: same, then trap
+      { export: 'pabi_fn_growtrap', code: [[0x03, 0x40], g.i32(16), g.memoryGrow, g.i32(0), [0x4e], [0x0d, 0x00], [0x0b], g.unreachable, g.i32(0)] },
+      // flood: output_write(0, 65536) forever
+      { export: 'pabi_fn_flood', code: [[0x03, 0x40], g.i32(0), g.i32(65536), g.call(IMP.output_write), g.drop, [0x0c, 0x00], [0x0b], g.i32(0)] },
+      // bigerror: error_write(0, 70000) → output nothing, return code as status 64 when -1
+      { export: 'pabi_fn_bigerror', code: [g.i32(0), g.i32(70000), g.call(IMP.error_write), g.i32(-1), [0x46], [0x04, 0x7f], g.i32(64), [0x05], g.i32(3), [0x0b]] },
+      // recurse: calls itself forever
+      { export: 'pabi_fn_recurse', code: [g.localGet(0), g.call(4 + 11), g.i32(1), g.add] },
+      // loglevel: log(level from input, 0, 9) as output
+      { export: 'pabi_fn_loglevel', code: [g.i32(1024), g.i32(16), g.i32(0), g.i32(4), g.call(IMP.input_read), g.drop, g.i32(16), g.load, g.i32(0), g.i32(9), g.call(IMP.log), g.store, g.i32(1024), g.i32(4), g.call(IMP.output_write), g.drop, g.i32(0)] },
+    ],
+    ...extra,
+  });
+}
