@@ -26,6 +26,10 @@ impl HostFailure {
 
 impl std::fmt::Display for HostFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A host's detail usually starts with the kind's name already.
+        if self.detail.starts_with(self.kind.name()) {
+            return f.write_str(&self.detail);
+        }
         write!(f, "{}", self.kind)?;
         if let Some(status) = self.status {
             write!(f, " (status {status})")?;

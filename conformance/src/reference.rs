@@ -1,24 +1,70 @@
 //! The checks' engine: the reference host with its default limits.
 
-use pabi_host::{Config, Error, Host, Plugin};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use pabi_abi::{Capability, Metadata};
+use pabi_host::{Config, DirGrant, Error, Host, Plugin};
 
 use crate::engine::{Engine, HostFailure, Outcome, PluginUnderTest};
 
-/// Runs plugins in [`pabi_host`] with the spec's default limits.
-#[derive(Clone, Debug)]
+/// Runs plugins in [`pabi_host`] with the spec's default limits, granting
+/// what a plugin declares: the real clock and entropy, an empty value for
+/// each `env:NAME`, and an empty scratch folder for each `fs:` path.
+#[derive(Debug)]
 pub struct ReferenceEngine {
-    host: Host,
+    base: Host,
+    /// Hosts for plugins that declare `env:` or `fs:` capabilities, by the
+    /// sorted list of those capabilities.
+    scoped: Mutex<HashMap<Vec<String>, Host>>,
+    scratch: tempfile::TempDir,
 }
 
 impl ReferenceEngine {
     /// The reference host with default limits. Fails only if the wasm
-    /// engine cannot start.
+    /// engine or the scratch folder cannot be set up.
     pub fn new() -> anyhow::Result<Self> {
-        Self::with_config(Config::default())
+        let mut config = Config::default();
+        config.allow.clock = true;
+        config.allow.random = true;
+        Ok(ReferenceEngine { base: Host::new(config)?, scoped: Mutex::default(), scratch: tempfile::tempdir()? })
     }
 
-    pub fn with_config(config: Config) -> anyhow::Result<Self> {
-        Ok(ReferenceEngine { host: Host::new(config)? })
+    /// The host for a plugin: the base one, or one that also offers the
+    /// plugin's `env:` and `fs:` capabilities.
+    fn host_for(&self, wasm: &[u8]) -> Host {
+        let declared = pabi_abi::find_custom_sections(wasm, pabi_abi::METADATA_SECTION)
+            .ok()
+            .and_then(|sections| sections.first().and_then(|s| Metadata::parse(&wasm[s.data.clone()]).ok()))
+            .map(|m| m.parsed_capabilities())
+            .unwrap_or_default();
+        let mut scoped: Vec<Capability> =
+            declared.into_iter().filter(|c| matches!(c, Capability::Env(_) | Capability::Fs { .. })).collect();
+        if scoped.is_empty() {
+            return self.base.clone();
+        }
+        scoped.sort();
+        let key: Vec<String> = scoped.iter().map(ToString::to_string).collect();
+        let mut hosts = self.scoped.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(host) = hosts.get(&key) {
+            return host.clone();
+        }
+        let mut config = self.base.config().clone();
+        for (i, capability) in scoped.into_iter().enumerate() {
+            match capability {
+                Capability::Env(name) => config.allow.env.push((name, String::new())),
+                Capability::Fs { guest_path, read_only } => {
+                    let host_dir = self.scratch.path().join(format!("dir{i}"));
+                    if std::fs::create_dir_all(&host_dir).is_ok() {
+                        config.allow.dirs.push(DirGrant { host: host_dir, guest: guest_path, read_only });
+                    }
+                }
+                _ => {}
+            }
+        }
+        let host = Host::new(config).unwrap_or_else(|_| self.base.clone());
+        hosts.insert(key, host.clone());
+        host
     }
 }
 
@@ -35,7 +81,7 @@ impl Engine for ReferenceEngine {
     type Plugin = Plugin;
 
     fn load(&self, wasm: &[u8], config: &[u8]) -> Outcome<Plugin> {
-        self.host.load_with_config(wasm, config).map_err(failure)
+        self.host_for(wasm).load_with_config(wasm, config).map_err(failure)
     }
 }
 
