@@ -2,6 +2,8 @@
 //! subcommand.
 
 mod embed;
+mod run;
+mod traceability;
 mod validate;
 
 use std::path::Path;

@@ -1,0 +1,102 @@
+//! `pabi run`, `pabi pipe`, `pabi conform` and `pabi host-test`.
+
+use crate::{exit_code, pabi, write};
+
+fn fixture(folder: &str, name: &str, dir: &std::path::Path) -> String {
+    let path = pabi_fixtures::fixtures_dir().join(folder).join(format!("{name}.wat"));
+    let wasm = pabi_fixtures::compile_wat(&path).unwrap().wasm;
+    write(dir, &format!("{name}.wasm"), &wasm)
+}
+
+#[test]
+fn run_prints_the_output_and_exits_by_result_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = fixture("host-conformance", "io", dir.path());
+    let ok = pabi(&["run", &io, "echo", "--input-hex", "68690a", "--no-cache"]);
+    assert_eq!((exit_code(&ok), ok.stdout.as_slice()), (0, b"hi\n".as_slice()));
+
+    // status 1 from `fail`: a plugin error, exit 1, message on stderr.
+    let failed = pabi(&["run", &io, "fail", "--no-cache"]);
+    assert_eq!(exit_code(&failed), 1, "{}", String::from_utf8_lossy(&failed.stderr));
+    assert!(String::from_utf8_lossy(&failed.stderr).starts_with("error: PLUGIN_ERROR"));
+
+    let spin = pabi(&["run", &io, "spin", "--timeout", "50ms", "--no-cache"]);
+    assert_eq!(exit_code(&spin), 3);
+    assert!(String::from_utf8_lossy(&spin.stderr).contains("TIMEOUT"));
+
+    let usage = pabi(&["run", &io, "echo", "--input-hex", "zz"]);
+    assert_eq!(exit_code(&usage), 2);
+    let missing = pabi(&["run", "/nonexistent.wasm", "echo"]);
+    assert_eq!(exit_code(&missing), 2);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("error: failed to read"));
+}
+
+#[test]
+fn run_in_json_prints_one_line_per_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = fixture("host-conformance", "io", dir.path());
+    let out = pabi(&["run", &io, "count", "--input-hex", "", "--then", "trap:", "--then", "count:", "--format", "json", "--no-cache"]);
+    assert_eq!(exit_code(&out), 0);
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0], serde_json::json!({"ok": true, "output_hex": "01000000"}));
+    assert_eq!((lines[1]["kind"].as_str(), lines[1]["trap"].as_str()), (Some("TRAP"), Some("unreachable")));
+    assert_eq!(lines[2], serde_json::json!({"ok": true, "output_hex": "01000000"}), "a fresh instance after the trap");
+}
+
+#[test]
+fn pipe_chains_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = fixture("host-conformance", "io", dir.path());
+    let core = fixture("good", "core", dir.path());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pabi"))
+        .args(["pipe", &format!("{io}:echo"), &format!("{core}:count"), "--no-cache"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"seven!!").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!((exit_code(&out), out.stdout.as_slice()), (0, 7u32.to_le_bytes().as_slice()));
+    let bad = pabi(&["pipe", "no-colon"]);
+    assert_eq!(exit_code(&bad), 2);
+}
+
+#[test]
+fn conform_exits_by_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = fixture("good", "core", dir.path());
+    let out = pabi(&["conform", "--cases", "32", &good]);
+    assert_eq!(exit_code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    let broken = fixture("broken", "status-200", dir.path());
+    let out = pabi(&["conform", "--cases", "32", "--format", "junit", &broken]);
+    assert_eq!(exit_code(&out), 1);
+    let junit = String::from_utf8_lossy(&out.stdout);
+    assert!(junit.contains("<failure") && junit.contains("status"), "{junit}");
+    let out = pabi(&["conform", "--only", "nope", &good]);
+    assert_eq!(exit_code(&out), 2);
+}
+
+#[test]
+fn host_test_fails_an_adapter_that_ignores_the_output_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let pabi_bin = env!("CARGO_BIN_EXE_pabi");
+    let cases = pabi_fixtures::fixtures_dir().join("host-conformance");
+    let cases = cases.to_str().unwrap();
+    let honest = pabi(&["host-test", "--adapter", &format!("{pabi_bin} run --no-cache"), "--cases", cases, "--only", "output-cap"]);
+    assert_eq!(exit_code(&honest), 0, "{}", String::from_utf8_lossy(&honest.stdout));
+    // An adapter that drops --max-output: the host keeps its 16 MiB default.
+    let script = write(
+        dir.path(),
+        "lax-adapter.sh",
+        format!(
+            "#!/bin/sh\nargs=\"\"\nskip=0\nfor a in \"$@\"; do\n  if [ $skip = 1 ]; then skip=0; continue; fi\n  if [ \"$a\" = --max-output ]; then skip=1; continue; fi\n  args=\"$args $a\"\ndone\nexec {pabi_bin} run --no-cache $args\n"
+        )
+        .as_bytes(),
+    );
+    let lax = pabi(&["host-test", "--adapter", &format!("sh {script}"), "--cases", cases, "--only", "output-cap"]);
+    assert_eq!(exit_code(&lax), 1);
+    let report = String::from_utf8_lossy(&lax.stdout);
+    assert!(report.contains("FAIL  output-cap [LIM-5"), "{report}");
+}
