@@ -13,8 +13,5 @@ pub fn feature_profile() -> WasmFeatures {
 /// The lower-case names of the named features set in `features`, for
 /// messages (`threads`, `memory64`, …).
 pub fn named_features(features: WasmFeatures) -> Vec<String> {
-    features
-        .iter_names()
-        .map(|(name, _)| name.to_ascii_lowercase())
-        .collect()
+    features.iter_names().map(|(name, _)| name.to_ascii_lowercase()).collect()
 }

@@ -19,24 +19,23 @@ mod limits;
 mod metadata;
 mod section;
 mod status;
-mod version;
 pub mod vectors;
+mod version;
 mod wasi;
 
 pub use errors::HostErrorKind;
 pub use features::{feature_profile, named_features, PROFILE_NAME};
 pub use imports::{
-    find_import, ExportSpec, ImportCode, ImportSpec, ValType, EXPORTS, FN_EXPORT_PREFIX, IMPORTS,
-    IMPORT_MODULE, RESERVED_EXPORT_PREFIX,
+    find_import, ExportSpec, ImportCode, ImportSpec, ValType, EXPORTS, FN_EXPORT_PREFIX, IMPORTS, IMPORT_MODULE,
+    RESERVED_EXPORT_PREFIX,
 };
 pub use limits::Limits;
 pub use metadata::{
-    is_valid_function_name, Capability, FunctionMeta, Metadata, MetadataError, Profile,
-    METADATA_SCHEMA, MAX_METADATA_BYTES,
+    is_valid_function_name, Capability, FunctionMeta, Metadata, MetadataError, Profile, MAX_METADATA_BYTES,
+    METADATA_SCHEMA,
 };
 pub use section::{
-    embed_metadata, encode_custom_section, find_custom_sections, CustomSection, EmbedError,
-    METADATA_SECTION,
+    embed_metadata, encode_custom_section, find_custom_sections, CustomSection, EmbedError, METADATA_SECTION,
 };
 pub use status::Status;
 pub use version::{AbiVersion, VersionParseError, HOST_ABI};

@@ -145,8 +145,7 @@ impl MetadataError {
 fn schema_validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
-        let schema: serde_json::Value =
-            serde_json::from_str(METADATA_SCHEMA).expect("the shipped schema is JSON");
+        let schema: serde_json::Value = serde_json::from_str(METADATA_SCHEMA).expect("the shipped schema is JSON");
         jsonschema::validator_for(&schema).expect("the shipped schema compiles")
     })
 }
@@ -159,8 +158,7 @@ impl Metadata {
             return Err(MetadataError::TooLarge(bytes.len()));
         }
         let text = std::str::from_utf8(bytes).map_err(|e| MetadataError::NotUtf8(e.valid_up_to()))?;
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| MetadataError::NotJson(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| MetadataError::NotJson(e.to_string()))?;
         let problems: Vec<String> = schema_validator()
             .iter_errors(&value)
             .map(|e| {
@@ -172,8 +170,7 @@ impl Metadata {
         if !problems.is_empty() {
             return Err(MetadataError::Schema(problems));
         }
-        let meta: Metadata =
-            serde_json::from_value(value).map_err(|e| MetadataError::Schema(vec![e.to_string()]))?;
+        let meta: Metadata = serde_json::from_value(value).map_err(|e| MetadataError::Schema(vec![e.to_string()]))?;
         meta.abi_version()?;
         let mut seen = std::collections::BTreeSet::new();
         if let Some(dup) = meta.functions.iter().find(|f| !seen.insert(f.name.as_str())) {

@@ -60,8 +60,7 @@ pub fn embed_metadata(wasm: &[u8], json: &[u8]) -> Result<Vec<u8>, EmbedError> {
     if !wasm.starts_with(b"\0asm") {
         return Err(EmbedError::NotWasm("missing the `\\0asm` header".into()));
     }
-    let old = find_custom_sections(wasm, crate::METADATA_SECTION)
-        .map_err(|e| EmbedError::NotWasm(e.to_string()))?;
+    let old = find_custom_sections(wasm, crate::METADATA_SECTION).map_err(|e| EmbedError::NotWasm(e.to_string()))?;
     let mut out = Vec::with_capacity(wasm.len() + json.len() + 16);
     let mut kept_from = 0;
     for section in &old {

@@ -82,7 +82,7 @@ impl VectorFile {
     pub fn parse(json: &[u8]) -> Result<VectorFile, VectorError> {
         let file: VectorFile = serde_json::from_slice(json)?;
         for vector in &file.vectors {
-            if vector.call.is_some() == !vector.steps.is_empty() {
+            if vector.call.is_some() != vector.steps.is_empty() {
                 return Err(VectorError::Shape(vector.name.clone()));
             }
             let mut byte_fields: Vec<&Bytes> = vector.config.iter().collect();
@@ -142,7 +142,7 @@ pub fn encode_hex(bytes: &[u8]) -> String {
 
 /// Decodes hex (either case, no separators); `None` when it is not hex.
 pub fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
@@ -175,7 +175,8 @@ mod tests {
     fn refuses_bad_shapes_and_hex() {
         let both = br#"{"plugin":"t","vectors":[{"name":"x","function":"f","input":{"text":""},"expect":{"status":1},"steps":[{"function":"f","input":{"text":""},"expect":{"status":1}}]}]}"#;
         assert!(matches!(VectorFile::parse(both), Err(VectorError::Shape(_))));
-        let bad_hex = br#"{"plugin":"t","vectors":[{"name":"x","function":"f","input":{"hex":"zz"},"expect":{"status":1}}]}"#;
+        let bad_hex =
+            br#"{"plugin":"t","vectors":[{"name":"x","function":"f","input":{"hex":"zz"},"expect":{"status":1}}]}"#;
         assert!(matches!(VectorFile::parse(bad_hex), Err(VectorError::Hex { .. })));
         assert!(VectorFile::parse(b"[]").is_err());
     }

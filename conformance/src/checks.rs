@@ -10,11 +10,7 @@ pub struct CheckInfo {
 
 /// Every check `pabi conform` runs, in order.
 pub const CHECKS: &[CheckInfo] = &[
-    CheckInfo {
-        id: "static",
-        clauses: &["HOST-1"],
-        summary: "the plugin passes the static validator (pabi validate)",
-    },
+    CheckInfo { id: "static", clauses: &["HOST-1"], summary: "the plugin passes the static validator (pabi validate)" },
     CheckInfo {
         id: "status",
         clauses: &["FN-2", "FN-6", "ERR-1", "ERR-2", "ERR-4"],
@@ -60,11 +56,7 @@ pub const CHECKS: &[CheckInfo] = &[
         clauses: &["FN-1", "HOST-3", "HOST-4", "MEM-5"],
         summary: "the host serves input_read at any chunking and offset (host side, WAT fixture)",
     },
-    CheckInfo {
-        id: "vectors",
-        clauses: &["FN-3"],
-        summary: "the plugin's own test vectors (--vectors) all pass",
-    },
+    CheckInfo { id: "vectors", clauses: &["FN-3"], summary: "the plugin's own test vectors (--vectors) all pass" },
 ];
 
 /// The check with this ID.

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use pabi_abi::vectors::{decode_hex, encode_hex, Expect, Vector};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A case file.
@@ -57,9 +57,13 @@ pub struct Call {
 #[serde(rename_all = "snake_case", tag = "verdict")]
 pub enum Verdict {
     Pass,
-    Fail { reason: String },
+    Fail {
+        reason: String,
+    },
     /// The host said it cannot enforce the limit of this clause.
-    NotSupported { clause: String },
+    NotSupported {
+        clause: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -85,7 +89,11 @@ pub fn load_cases(dir: &Path) -> anyhow::Result<Vec<Case>> {
             let mut case: Case = serde_json::from_slice(&std::fs::read(&path)?)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             case.name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-            anyhow::ensure!(case.calls.len() == case.expect.len(), "{}: calls and expect differ in length", path.display());
+            anyhow::ensure!(
+                case.calls.len() == case.expect.len(),
+                "{}: calls and expect differ in length",
+                path.display()
+            );
             anyhow::ensure!(!case.calls.is_empty(), "{}: no calls", path.display());
             Ok(case)
         })
@@ -124,7 +132,12 @@ pub fn run_case(adapter: &[String], case: &Case, plugin: &Path) -> CaseResult {
         Ok(lines) => judge(case, &lines),
         Err(reason) => Verdict::Fail { reason },
     };
-    CaseResult { case: case.name.clone(), clauses: case.clauses.clone(), verdict, millis: started.elapsed().as_millis() as u64 }
+    CaseResult {
+        case: case.name.clone(),
+        clauses: case.clauses.clone(),
+        verdict,
+        millis: started.elapsed().as_millis() as u64,
+    }
 }
 
 /// The longest an adapter may take for one case.
@@ -173,7 +186,11 @@ fn invoke_with(adapter: &[String], args: Vec<String>) -> Result<Vec<Value>, Stri
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     if status.code() != Some(0) {
-        return Err(format!("the adapter exited with {:?}: {}", status.code(), String::from_utf8_lossy(&stderr).trim()));
+        return Err(format!(
+            "the adapter exited with {:?}: {}",
+            status.code(),
+            String::from_utf8_lossy(&stderr).trim()
+        ));
     }
     String::from_utf8_lossy(&stdout)
         .lines()
@@ -235,7 +252,8 @@ pub fn judge_vector(vector: &Vector, lines: &[Value]) -> Result<(), String> {
         let got = lines.get(i).ok_or_else(|| format!("step {} ({}) printed no result line", i + 1, step.function))?;
         let ok = match &step.expect {
             Expect::Output(expected) => {
-                got["ok"] == true && got["output_hex"].as_str().and_then(decode_hex).is_some_and(|out| expected.matches(&out))
+                got["ok"] == true
+                    && got["output_hex"].as_str().and_then(decode_hex).is_some_and(|out| expected.matches(&out))
             }
             Expect::Status(status) => got["kind"] == "PLUGIN_ERROR" && got["status"] == *status,
         };
@@ -256,16 +274,23 @@ pub fn judge(case: &Case, lines: &[Value]) -> Verdict {
             let clause = first["clause"].as_str().unwrap_or_default().to_string();
             return match &case.not_supported_allowed {
                 Some(allowed) if *allowed == clause => Verdict::NotSupported { clause },
-                _ => Verdict::Fail { reason: format!("the host answered NOT_SUPPORTED ({clause}) for a limit it must enforce") },
+                _ => Verdict::Fail {
+                    reason: format!("the host answered NOT_SUPPORTED ({clause}) for a limit it must enforce"),
+                },
             };
         }
     }
     for (i, expected) in case.expect.iter().enumerate() {
-        let Some(got) = lines.get(i).or_else(|| (lines.len() == 1 && lines[0]["ok"] == false).then(|| &lines[0])) else {
-            return Verdict::Fail { reason: format!("call {} ({}) printed no result line", i + 1, case.calls[i].function) };
+        let Some(got) = lines.get(i).or_else(|| (lines.len() == 1 && lines[0]["ok"] == false).then(|| &lines[0]))
+        else {
+            return Verdict::Fail {
+                reason: format!("call {} ({}) printed no result line", i + 1, case.calls[i].function),
+            };
         };
         if let Err(reason) = matches(expected, got) {
-            return Verdict::Fail { reason: format!("call {} ({}): {reason}; got {got}", i + 1, case.calls[i].function) };
+            return Verdict::Fail {
+                reason: format!("call {} ({}): {reason}; got {got}", i + 1, case.calls[i].function),
+            };
         }
     }
     Verdict::Pass
@@ -311,10 +336,20 @@ mod tests {
 
     #[test]
     fn judges_fields_messages_and_not_supported() {
-        let c = case(vec![json!({"ok": false, "kind": "PLUGIN_ERROR", "status": 1, "message_contains": ["bad"]})], None);
-        assert_eq!(judge(&c, &[json!({"ok": false, "kind": "PLUGIN_ERROR", "status": 1, "message": "bad input"})]), Verdict::Pass);
-        assert!(matches!(judge(&c, &[json!({"ok": false, "kind": "PLUGIN_ERROR", "status": 2, "message": "bad"})]), Verdict::Fail { .. }));
-        assert!(matches!(judge(&c, &[json!({"ok": false, "kind": "PLUGIN_ERROR", "status": 1, "message": "oops"})]), Verdict::Fail { .. }));
+        let c =
+            case(vec![json!({"ok": false, "kind": "PLUGIN_ERROR", "status": 1, "message_contains": ["bad"]})], None);
+        assert_eq!(
+            judge(&c, &[json!({"ok": false, "kind": "PLUGIN_ERROR", "status": 1, "message": "bad input"})]),
+            Verdict::Pass
+        );
+        assert!(matches!(
+            judge(&c, &[json!({"ok": false, "kind": "PLUGIN_ERROR", "status": 2, "message": "bad"})]),
+            Verdict::Fail { .. }
+        ));
+        assert!(matches!(
+            judge(&c, &[json!({"ok": false, "kind": "PLUGIN_ERROR", "status": 1, "message": "oops"})]),
+            Verdict::Fail { .. }
+        ));
         assert!(matches!(judge(&c, &[]), Verdict::Fail { .. }));
         let unsupported = json!({"ok": false, "kind": "NOT_SUPPORTED", "clause": "LIM-4"});
         assert!(matches!(judge(&c, std::slice::from_ref(&unsupported)), Verdict::Fail { .. }));

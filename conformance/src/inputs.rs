@@ -65,8 +65,10 @@ fn json_ish() -> impl Strategy<Value = String> {
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
-            proptest::collection::vec(("[a-z]{1,6}", inner), 0..4)
-                .prop_map(|v| format!("{{{}}}", v.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(","))),
+            proptest::collection::vec(("[a-z]{1,6}", inner), 0..4).prop_map(|v| format!(
+                "{{{}}}",
+                v.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(",")
+            )),
         ]
     })
 }

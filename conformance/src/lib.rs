@@ -151,7 +151,11 @@ impl<E: Engine> Run<'_, E> {
         self.engine.load(self.wasm, config).map_err(|e| fail(format!("the plugin does not load: {e}")))
     }
 
-    fn for_each_function(&mut self, functions: &[String], mut check: impl FnMut(&mut Self, &str) -> Outcome) -> Outcome {
+    fn for_each_function(
+        &mut self,
+        functions: &[String],
+        mut check: impl FnMut(&mut Self, &str) -> Outcome,
+    ) -> Outcome {
         for function in functions {
             let outcome = check(self, function);
             if outcome != Outcome::Pass {
@@ -171,7 +175,8 @@ impl<E: Engine> Run<'_, E> {
         property: impl FnMut(&[u8]) -> Result<(), String>,
     ) -> Outcome {
         let property = std::cell::RefCell::new(property);
-        let result = self.runner(cases).run(&strategy, |input| (property.borrow_mut())(&input).map_err(TestCaseError::fail));
+        let result =
+            self.runner(cases).run(&strategy, |input| (property.borrow_mut())(&input).map_err(TestCaseError::fail));
         match result {
             Ok(()) => Outcome::Pass,
             Err(TestError::Fail(reason, input)) => Outcome::Fail(Failure {
@@ -214,7 +219,8 @@ impl<E: Engine> Run<'_, E> {
     }
 
     fn determinism(&mut self, meta: &Metadata) -> Outcome {
-        let deterministic: Vec<&str> = meta.functions.iter().filter(|f| f.deterministic).map(|f| f.name.as_str()).collect();
+        let deterministic: Vec<&str> =
+            meta.functions.iter().filter(|f| f.deterministic).map(|f| f.name.as_str()).collect();
         if deterministic.is_empty() {
             return skip("no function is declared deterministic");
         }
@@ -273,11 +279,12 @@ impl<E: Engine> Run<'_, E> {
 
     fn init_config(&mut self) -> Outcome {
         let strategy = inputs::any_config();
-        let result = self.runner(self.costly_cases()).run(&strategy, |config| match self.engine.load(self.wasm, &config) {
-            Ok(_) => Ok(()),
-            Err(f) if f.is_defined_plugin_error() => Ok(()),
-            Err(f) => Err(TestCaseError::fail(format!("init failed with {f}"))),
-        });
+        let result =
+            self.runner(self.costly_cases()).run(&strategy, |config| match self.engine.load(self.wasm, &config) {
+                Ok(_) => Ok(()),
+                Err(f) if f.is_defined_plugin_error() => Ok(()),
+                Err(f) => Err(TestCaseError::fail(format!("init failed with {f}"))),
+            });
         match result {
             Ok(()) => Outcome::Pass,
             Err(TestError::Fail(reason, config)) => Outcome::Fail(Failure {
@@ -321,7 +328,11 @@ impl<E: Engine> Run<'_, E> {
         let works = after.as_ref().map_or_else(HostFailure::is_defined_plugin_error, |_| true)
             || matches!((&before, &after), (Err(a), Err(b)) if a.kind == b.kind);
         if !works {
-            fail(format!("after an aborted call, `{function}` gave {} instead of {}", describe(&after), describe(&before)))
+            fail(format!(
+                "after an aborted call, `{function}` gave {} instead of {}",
+                describe(&after),
+                describe(&before)
+            ))
         } else {
             Outcome::Pass
         }
@@ -349,14 +360,19 @@ impl<E: Engine> Run<'_, E> {
             };
             match round_trip() {
                 Ok((a, b)) if a == b => Ok(()),
-                Ok((a, b)) => Err(TestCaseError::fail(format!("saved {} but re-saved {} after loading it", encode_hex(&a), encode_hex(&b)))),
+                Ok((a, b)) => Err(TestCaseError::fail(format!(
+                    "saved {} but re-saved {} after loading it",
+                    encode_hex(&a),
+                    encode_hex(&b)
+                ))),
                 Err(f) => Err(TestCaseError::fail(format!("the state round trip failed: {f}"))),
             }
         });
         match result {
             Ok(()) => Outcome::Pass,
             Err(TestError::Fail(reason, history)) => {
-                let calls: Vec<String> = history.iter().map(|(i, input)| format!("{}({})", functions[*i], encode_hex(input))).collect();
+                let calls: Vec<String> =
+                    history.iter().map(|(i, input)| format!("{}({})", functions[*i], encode_hex(input))).collect();
                 fail(format!("{} (calls before the save: [{}])", reason.message(), calls.join(", ")))
             }
             Err(TestError::Abort(reason)) => fail(format!("generation aborted: {reason}")),
@@ -371,9 +387,13 @@ impl<E: Engine> Run<'_, E> {
             Ok(wasm) => wasm,
             Err(e) => return fail(format!("the built-in reader does not compile: {e}")),
         };
-        let strategy = (proptest::collection::vec(proptest::num::u8::ANY, 0..70_000), proptest::collection::vec((0u32..80_000, 0u32..80_000), 0..12));
+        let strategy = (
+            proptest::collection::vec(proptest::num::u8::ANY, 0..70_000),
+            proptest::collection::vec((0u32..80_000, 0u32..80_000), 0..12),
+        );
         let result = self.runner(self.costly_cases()).run(&strategy, |(input, plan)| {
-            let config: Vec<u8> = plan.iter().flat_map(|(o, l)| o.to_le_bytes().into_iter().chain(l.to_le_bytes())).collect();
+            let config: Vec<u8> =
+                plan.iter().flat_map(|(o, l)| o.to_le_bytes().into_iter().chain(l.to_le_bytes())).collect();
             let expected: Vec<u8> = plan
                 .iter()
                 .flat_map(|(offset, len)| {
@@ -385,13 +405,19 @@ impl<E: Engine> Run<'_, E> {
             let got = self.engine.load(&reader, &config).and_then(|mut p| p.call("copy", &input));
             match got {
                 Ok(out) if out == expected => Ok(()),
-                Ok(out) => Err(TestCaseError::fail(format!("the host served {} bytes where {} were due", out.len(), expected.len()))),
+                Ok(out) => Err(TestCaseError::fail(format!(
+                    "the host served {} bytes where {} were due",
+                    out.len(),
+                    expected.len()
+                ))),
                 Err(f) => Err(TestCaseError::fail(format!("the reader failed: {f}"))),
             }
         });
         match result {
             Ok(()) => Outcome::Pass,
-            Err(TestError::Fail(reason, (input, plan))) => fail(format!("{} (input of {} bytes, plan {plan:?})", reason.message(), input.len())),
+            Err(TestError::Fail(reason, (input, plan))) => {
+                fail(format!("{} (input of {} bytes, plan {plan:?})", reason.message(), input.len()))
+            }
             Err(TestError::Abort(reason)) => fail(format!("generation aborted: {reason}")),
         }
     }
@@ -409,15 +435,27 @@ impl<E: Engine> Run<'_, E> {
                 let got = plugin.call(&step.function, &input);
                 let ok = match (&step.expect, &got) {
                     (Expect::Output(expected), Ok(out)) => expected.matches(out),
-                    (Expect::Status(status), Err(f)) => f.kind == HostErrorKind::PluginError && f.status == Some(*status),
+                    (Expect::Status(status), Err(f)) => {
+                        f.kind == HostErrorKind::PluginError && f.status == Some(*status)
+                    }
                     _ => false,
                 };
                 if !ok {
                     return Outcome::Fail(Failure {
-                        message: format!("vector `{}`: expected {:?}, got {}", vector.name, step.expect, describe(&got)),
+                        message: format!(
+                            "vector `{}`: expected {:?}, got {}",
+                            vector.name,
+                            step.expect,
+                            describe(&got)
+                        ),
                         function: Some(step.function.clone()),
                         input_hex: Some(encode_hex(&input)),
-                        reproducer: Some(format!("pabi run {} {} --input-hex '{}'", self.path, step.function, encode_hex(&input))),
+                        reproducer: Some(format!(
+                            "pabi run {} {} --input-hex '{}'",
+                            self.path,
+                            step.function,
+                            encode_hex(&input)
+                        )),
                     });
                 }
             }

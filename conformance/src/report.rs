@@ -16,7 +16,9 @@ pub enum Outcome {
     Pass,
     Fail(Failure),
     /// The check does not apply (e.g. no state exports), with the reason.
-    Skip { reason: String },
+    Skip {
+        reason: String,
+    },
 }
 
 /// A failed check: what failed, on which (shrunk) input, and how to replay it.
@@ -89,7 +91,11 @@ pub fn human(report: &PluginReport) -> String {
                     text += &format!("        function: {function}\n");
                 }
                 if let Some(input) = &f.input_hex {
-                    let shown = if input.len() > 128 { format!("{}… ({} bytes)", &input[..128], input.len() / 2) } else { input.clone() };
+                    let shown = if input.len() > 128 {
+                        format!("{}… ({} bytes)", &input[..128], input.len() / 2)
+                    } else {
+                        input.clone()
+                    };
                     text += &format!("        minimal input (hex): {shown}\n");
                 }
                 if let Some(cmd) = &f.reproducer {
@@ -135,11 +141,15 @@ pub fn junit(reports: &[PluginReport]) -> String {
                 Outcome::Pass => {}
                 Outcome::Skip { reason } => out += &format!("<skipped message=\"{}\"/>", xml(reason)),
                 Outcome::Fail(f) => {
-                    let body = [f.function.as_ref().map(|v| format!("function: {v}")), f.input_hex.as_ref().map(|v| format!("input: {v}")), f.reproducer.as_ref().map(|v| format!("reproduce: {v}"))]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join("\n");
+                    let body = [
+                        f.function.as_ref().map(|v| format!("function: {v}")),
+                        f.input_hex.as_ref().map(|v| format!("input: {v}")),
+                        f.reproducer.as_ref().map(|v| format!("reproduce: {v}")),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("\n");
                     out += &format!("<failure message=\"{}\">{}</failure>", xml(&f.message), xml(&body));
                 }
             }

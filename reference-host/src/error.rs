@@ -16,7 +16,10 @@ pub enum Error {
     #[error("INVALID_MODULE: the plugin is not a valid pabi module: {}", findings.join("; "))]
     InvalidModule { findings: Vec<String> },
     /// The plugin's ABI version is not one this host implements (`VER-3`).
-    #[error("VERSION_MISMATCH: the plugin declares ABI {plugin}, this host implements ABI {host}{}", missing_suffix(missing_imports))]
+    #[error(
+        "VERSION_MISMATCH: the plugin declares ABI {plugin}, this host implements ABI {host}{}",
+        missing_suffix(missing_imports)
+    )]
     VersionMismatch { plugin: String, host: String, missing_imports: Vec<String> },
     /// The plugin declares a capability the host configuration does not allow (`WASI-5`).
     #[error("MISSING_CAPABILITY: the plugin declares `{capability}`, which this host does not allow")]
@@ -155,7 +158,11 @@ mod tests {
 
     #[test]
     fn version_mismatch_names_both_versions_and_missing_imports() {
-        let e = Error::VersionMismatch { plugin: "1.1".into(), host: "1.0".into(), missing_imports: vec!["pabi.kv_get".into()] };
+        let e = Error::VersionMismatch {
+            plugin: "1.1".into(),
+            host: "1.0".into(),
+            missing_imports: vec!["pabi.kv_get".into()],
+        };
         let text = e.to_string();
         assert!(text.contains("1.1") && text.contains("1.0") && text.contains("pabi.kv_get"), "{text}");
     }

@@ -85,7 +85,8 @@ impl Host {
                 .max_core_instance_size(16 << 20);
             wasmtime_config.allocation_strategy(pool);
         }
-        let engine = Engine::new(&wasmtime_config).map_err(|e| anyhow::anyhow!("cannot set up the wasm engine: {e:#}"))?;
+        let engine =
+            Engine::new(&wasmtime_config).map_err(|e| anyhow::anyhow!("cannot set up the wasm engine: {e:#}"))?;
         let linker = |profile: Option<bool>| -> anyhow::Result<Linker<StoreData>> {
             let mut linker = Linker::new(&engine);
             imports::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
@@ -159,7 +160,8 @@ impl Host {
             Some(g) if g.clock => &self.inner.wasi_linker,
             Some(_) => &self.inner.virtual_time_linker,
         };
-        let pre = linker.instantiate_pre(&module).map_err(|e| Error::InvalidModule { findings: vec![format!("{e:#}")] })?;
+        let pre =
+            linker.instantiate_pre(&module).map_err(|e| Error::InvalidModule { findings: vec![format!("{e:#}")] })?;
         let exported = |name: &str| module.exports().any(|e| e.name() == name);
         let functions = module
             .exports()

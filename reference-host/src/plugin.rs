@@ -87,9 +87,11 @@ impl Plugin {
     pub fn load_state(&mut self, state: &[u8]) -> Result<(), Error> {
         self.require_state()?;
         let len = input_len(state, &self.host)?;
-        self.run(Phase::StateLoad, "pabi_state_load", state.to_vec(), |store, f: TypedFunc<i32, i32>| f.call(store, len))
-            .and_then(|(status, output, message)| status_result(status, output, message))
-            .map(drop)
+        self.run(Phase::StateLoad, "pabi_state_load", state.to_vec(), |store, f: TypedFunc<i32, i32>| {
+            f.call(store, len)
+        })
+        .and_then(|(status, output, message)| status_result(status, output, message))
+        .map(drop)
     }
 
     /// Replaces the plugin with a new version (`LIFE-11`): validates and
@@ -289,7 +291,11 @@ fn instantiate(host: &Host, prepared: &Prepared, config: &[u8]) -> Result<Instan
         message: Vec::new(),
         max_output: limits.max_output,
         max_message: limits.max_error_message,
-        limiter: Limiter { max_memory: limits.max_memory, max_table_elements: limits.max_table_elements, refused: false },
+        limiter: Limiter {
+            max_memory: limits.max_memory,
+            max_table_elements: limits.max_table_elements,
+            refused: false,
+        },
         wasi,
         virtual_clock,
         plugin_name: prepared.metadata.name.clone(),

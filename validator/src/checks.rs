@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use pabi_abi::{
     feature_profile, find_import, is_valid_function_name, named_features, wasi_import_requirement, Capability,
-    Metadata, MetadataError, Profile, ValType, WasiRequirement, EXPORTS, FN_EXPORT_PREFIX, HOST_ABI,
-    IMPORT_MODULE, METADATA_SECTION, PROFILE_NAME, RESERVED_EXPORT_PREFIX, WASI_MODULE,
+    Metadata, MetadataError, Profile, ValType, WasiRequirement, EXPORTS, FN_EXPORT_PREFIX, HOST_ABI, IMPORT_MODULE,
+    METADATA_SECTION, PROFILE_NAME, RESERVED_EXPORT_PREFIX, WASI_MODULE,
 };
 use wasmparser::{ExternalKind, FuncType, TypeRef, WasmFeatures};
 
@@ -21,12 +21,7 @@ struct Sink {
 
 impl Sink {
     fn push(&mut self, rule: Rule, message: impl Into<String>, offset: Option<usize>, subject: Option<&str>) {
-        self.findings.push(Finding {
-            rule,
-            message: message.into(),
-            offset,
-            subject: subject.map(str::to_string),
-        });
+        self.findings.push(Finding { rule, message: message.into(), offset, subject: subject.map(str::to_string) });
     }
 }
 
@@ -170,14 +165,24 @@ fn read_metadata(wasm: &[u8], sink: &mut Sink) -> Option<Metadata> {
 
 fn check_shape(module: &ModuleInfo, sink: &mut Sink) {
     if let Some(offset) = module.start {
-        sink.push(Rule::StartSection, "the module has a start section; plugins start through `_initialize`", Some(offset), Some("start"));
+        sink.push(
+            Rule::StartSection,
+            "the module has a start section; plugins start through `_initialize`",
+            Some(offset),
+            Some("start"),
+        );
     }
     match module.memories.as_slice() {
         [] => sink.push(Rule::MemoryShape, "the module defines no memory", None, None),
         [(mem, offset)] => {
             let imported = module.imports.iter().any(|i| matches!(i.ty, TypeRef::Memory(_)));
             if imported {
-                sink.push(Rule::MemoryShape, "the memory is imported; a plugin must define its own", Some(*offset), None);
+                sink.push(
+                    Rule::MemoryShape,
+                    "the memory is imported; a plugin must define its own",
+                    Some(*offset),
+                    None,
+                );
             }
             if mem.memory64 {
                 sink.push(Rule::MemoryShape, "the memory is 64-bit", Some(*offset), None);
@@ -247,7 +252,12 @@ fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Si
             TypeRef::Func(ty) | TypeRef::FuncExact(ty) => module.types.get(ty as usize).and_then(Option::as_ref),
             TypeRef::Memory(_) => continue, // MOD-4 reports it.
             _ => {
-                sink.push(Rule::ForeignImport, format!("`{subject}` is not a function; plugins import only functions"), at, Some(&subject));
+                sink.push(
+                    Rule::ForeignImport,
+                    format!("`{subject}` is not a function; plugins import only functions"),
+                    at,
+                    Some(&subject),
+                );
                 continue;
             }
         };
@@ -300,7 +310,12 @@ fn check_wasi_import(
     sink: &mut Sink,
 ) {
     if profile == Some(Profile::Core) {
-        sink.push(Rule::WasiInCore, format!("`{subject}` is a WASI import, but the plugin declares the `core` profile"), at, Some(subject));
+        sink.push(
+            Rule::WasiInCore,
+            format!("`{subject}` is a WASI import, but the plugin declares the `core` profile"),
+            at,
+            Some(subject),
+        );
         return;
     }
     let has_fs = declared.iter().any(|c| matches!(c, Capability::Fs { .. }));
@@ -319,7 +334,12 @@ fn check_wasi_import(
             at,
             Some(subject),
         ),
-        _ => sink.push(Rule::UncoveredWasiImport, format!("`{subject}` is not a wasi_snapshot_preview1 function"), at, Some(subject)),
+        _ => sink.push(
+            Rule::UncoveredWasiImport,
+            format!("`{subject}` is not a wasi_snapshot_preview1 function"),
+            at,
+            Some(subject),
+        ),
     }
 }
 
@@ -340,7 +360,12 @@ fn check_exports(module: &ModuleInfo, sink: &mut Sink) {
             continue;
         }
         if name == "_start" {
-            sink.push(Rule::CommandExport, "`_start` is exported: this is a command module, not a plugin (build a reactor)", at, Some(name));
+            sink.push(
+                Rule::CommandExport,
+                "`_start` is exported: this is a command module, not a plugin (build a reactor)",
+                at,
+                Some(name),
+            );
             continue;
         }
         if let Some(spec) = EXPORTS.iter().find(|spec| spec.name == name) {
@@ -350,7 +375,11 @@ fn check_exports(module: &ModuleInfo, sink: &mut Sink) {
             if export.kind != ExternalKind::Func || !signature_matches(func_ty, spec.params, spec.results) {
                 sink.push(
                     Rule::LifecycleSignature,
-                    format!("`{name}` has type {}, but the spec gives {}", render_signature(func_ty), render_expected(spec.params, spec.results)),
+                    format!(
+                        "`{name}` has type {}, but the spec gives {}",
+                        render_signature(func_ty),
+                        render_expected(spec.params, spec.results)
+                    ),
                     at,
                     Some(name),
                 );
@@ -360,7 +389,12 @@ fn check_exports(module: &ModuleInfo, sink: &mut Sink) {
         if let Some(function) = name.strip_prefix(FN_EXPORT_PREFIX) {
             has_function = true;
             if !is_valid_function_name(function) {
-                sink.push(Rule::FunctionName, format!("`{function}` is not a valid plugin function name ([a-z][a-z0-9_]{{0,63}})"), at, Some(name));
+                sink.push(
+                    Rule::FunctionName,
+                    format!("`{function}` is not a valid plugin function name ([a-z][a-z0-9_]{{0,63}})"),
+                    at,
+                    Some(name),
+                );
             }
             if export.kind != ExternalKind::Func || !signature_matches(func_ty, &[ValType::I32], &[ValType::I32]) {
                 sink.push(
@@ -373,7 +407,12 @@ fn check_exports(module: &ModuleInfo, sink: &mut Sink) {
             continue;
         }
         if name.starts_with(RESERVED_EXPORT_PREFIX) {
-            sink.push(Rule::ReservedExport, format!("`{name}` uses the reserved `pabi_` prefix but is no export of the ABI"), at, Some(name));
+            sink.push(
+                Rule::ReservedExport,
+                format!("`{name}` uses the reserved `pabi_` prefix but is no export of the ABI"),
+                at,
+                Some(name),
+            );
         }
     }
     if !memory_exported && !module.memories.is_empty() {
@@ -404,13 +443,24 @@ fn check_metadata_against_module(module: &ModuleInfo, meta: &Metadata, sink: &mu
     }
     let declared: BTreeSet<&str> = meta.functions.iter().map(|f| f.name.as_str()).collect();
     for missing in exported.difference(&declared) {
-        sink.push(Rule::MetadataFunctions, format!("`pabi_fn_{missing}` is exported but not listed in the metadata"), None, Some(missing));
+        sink.push(
+            Rule::MetadataFunctions,
+            format!("`pabi_fn_{missing}` is exported but not listed in the metadata"),
+            None,
+            Some(missing),
+        );
     }
     for extra in declared.difference(&exported) {
-        sink.push(Rule::MetadataFunctions, format!("the metadata lists `{extra}`, but `pabi_fn_{extra}` is not exported"), None, Some(extra));
+        sink.push(
+            Rule::MetadataFunctions,
+            format!("the metadata lists `{extra}`, but `pabi_fn_{extra}` is not exported"),
+            None,
+            Some(extra),
+        );
     }
     if let Some((func, offset)) = module.first_float_function {
-        let deterministic: Vec<&str> = meta.functions.iter().filter(|f| f.deterministic).map(|f| f.name.as_str()).collect();
+        let deterministic: Vec<&str> =
+            meta.functions.iter().filter(|f| f.deterministic).map(|f| f.name.as_str()).collect();
         let name = module.function_names.get(&func).map_or_else(|| format!("function {func}"), |n| format!("`{n}`"));
         sink.push(
             Rule::FloatInDeterministic,

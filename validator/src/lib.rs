@@ -96,9 +96,7 @@ pub fn validate(wasm: &[u8]) -> Report {
 /// Validates a plugin binary with options.
 pub fn validate_with(wasm: &[u8], options: &Options) -> Report {
     let mut report = checks::run(wasm);
-    report
-        .findings
-        .retain(|f| f.severity() == Severity::Error || !options.allow.contains(&f.rule));
+    report.findings.retain(|f| f.severity() == Severity::Error || !options.allow.contains(&f.rule));
     report.findings.sort_by_key(|f| (std::cmp::Reverse(f.severity()), f.offset.unwrap_or(usize::MAX)));
     report
 }

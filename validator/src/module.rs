@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 use wasmparser::{
-    Encoding, ExternalKind, FuncToValidate, FuncType, FunctionBody, MemoryType, Parser, Payload, TypeRef,
-    ValidPayload, Validator, ValidatorResources, WasmFeatures,
+    Encoding, ExternalKind, FuncToValidate, FuncType, FunctionBody, MemoryType, Parser, Payload, TypeRef, ValidPayload,
+    Validator, ValidatorResources, WasmFeatures,
 };
 
 /// An import, as the rules need it.
@@ -246,7 +246,10 @@ fn collect_names(info: &mut ModuleInfo, data: &[u8], offset: usize) {
 /// The offset of the first instruction in `body` that can produce a NaN with
 /// an engine-dependent bit pattern (float arithmetic, demote/promote), or of
 /// any SIMD instruction.
-fn first_nan_producing_op(body: &FunctionBody<'_>, wasm: &[u8]) -> Result<Option<usize>, wasmparser::BinaryReaderError> {
+fn first_nan_producing_op(
+    body: &FunctionBody<'_>,
+    wasm: &[u8],
+) -> Result<Option<usize>, wasmparser::BinaryReaderError> {
     let mut reader = body.get_operators_reader()?;
     while !reader.eof() {
         let (_, offset) = reader.read_with_offset()?;

@@ -18,7 +18,7 @@ pub struct FileReport<'a> {
 impl FileReport<'_> {
     /// Valid means no errors, and no warnings when they are denied.
     pub fn valid(&self, deny_warnings: bool) -> bool {
-        !self.report.has_errors() && !(deny_warnings && self.report.warnings().next().is_some())
+        !(self.report.has_errors() || deny_warnings && self.report.warnings().next().is_some())
     }
 }
 
@@ -35,11 +35,7 @@ pub fn human(file: &FileReport<'_>, deny_warnings: bool) -> String {
         if let Some(subject) = &finding.subject {
             out.push_str(&format!("   = at: {subject}\n"));
         }
-        out.push_str(&format!(
-            "   = help: {}; see {}\n\n",
-            finding.rule.title(),
-            finding.rule.spec_anchor()
-        ));
+        out.push_str(&format!("   = help: {}; see {}\n\n", finding.rule.title(), finding.rule.spec_anchor()));
     }
     let errors = file.report.errors().count();
     let warnings = file.report.warnings().count();

@@ -72,7 +72,8 @@ impl Opts {
         }
         let vectors = match &self.vectors {
             Some(path) => Some(
-                VectorFile::parse(&read_input(path)?).with_context(|| format!("`{}` is not a vector file", path.display()))?,
+                VectorFile::parse(&read_input(path)?)
+                    .with_context(|| format!("`{}` is not a vector file", path.display()))?,
             ),
             None => None,
         };

@@ -102,7 +102,13 @@ impl Opts {
 
     /// Runs every vector file against every language's build of its plugin;
     /// returns the failures.
-    fn run_vectors(&self, adapter: &[String], vectors: &Path, plugins: &Path, scratch: &Path) -> anyhow::Result<Vec<String>> {
+    fn run_vectors(
+        &self,
+        adapter: &[String],
+        vectors: &Path,
+        plugins: &Path,
+        scratch: &Path,
+    ) -> anyhow::Result<Vec<String>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(vectors)
             .with_context(|| format!("cannot read {}", vectors.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -118,14 +124,25 @@ impl Opts {
         let mut failures = Vec::new();
         for file in &files {
             let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-            let vectors = VectorFile::parse(&bytes).with_context(|| format!("{} is not a vector file", file.display()))?;
+            let vectors =
+                VectorFile::parse(&bytes).with_context(|| format!("{} is not a vector file", file.display()))?;
             let builds: Vec<(String, PathBuf)> = languages
                 .iter()
-                .map(|dir| (dir.file_name().unwrap_or_default().to_string_lossy().into_owned(), dir.join(format!("{}.wasm", vectors.plugin))))
+                .map(|dir| {
+                    (
+                        dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                        dir.join(format!("{}.wasm", vectors.plugin)),
+                    )
+                })
                 .filter(|(_, path)| path.is_file())
                 .collect();
             if builds.is_empty() {
-                failures.push(format!("{}: no build of plugin `{}` under {}", file.display(), vectors.plugin, plugins.display()));
+                failures.push(format!(
+                    "{}: no build of plugin `{}` under {}",
+                    file.display(),
+                    vectors.plugin,
+                    plugins.display()
+                ));
                 continue;
             }
             let (mut passed, mut total) = (0, 0);
@@ -201,7 +218,9 @@ fn print_case(result: &CaseResult) {
     let clauses = result.clauses.join(" ");
     match &result.verdict {
         Verdict::Pass => println!("pass  {} [{clauses}]", result.case),
-        Verdict::NotSupported { clause } => println!("n/s   {} [{clauses}]: not supported by this host ({clause})", result.case),
+        Verdict::NotSupported { clause } => {
+            println!("n/s   {} [{clauses}]: not supported by this host ({clause})", result.case)
+        }
         Verdict::Fail { reason } => println!("FAIL  {} [{clauses}]: {reason}", result.case),
     }
 }

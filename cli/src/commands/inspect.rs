@@ -105,7 +105,10 @@ fn human(path: &str, v: &serde_json::Value) -> String {
         v["features"]["profile"].as_str().unwrap_or_default(),
         if v["features"]["fits"] == true { "fits" } else { "does NOT fit" }
     );
-    out += &format!("  valid:        {}\n  functions:\n", if v["valid"] == true { "yes" } else { "no (run `pabi validate`)" });
+    out += &format!(
+        "  valid:        {}\n  functions:\n",
+        if v["valid"] == true { "yes" } else { "no (run `pabi validate`)" }
+    );
     for f in v["functions"].as_array().into_iter().flatten() {
         let det = if f["deterministic"] == true { " [deterministic]" } else { "" };
         out += &format!(

@@ -133,7 +133,10 @@ impl Opts {
             }
             RunFormat::Raw => match result {
                 Ok(output) => {
-                    stdout.write_all(&output).and_then(|_| stdout.flush()).context("cannot write to standard output")?;
+                    stdout
+                        .write_all(&output)
+                        .and_then(|_| stdout.flush())
+                        .context("cannot write to standard output")?;
                     Ok(0)
                 }
                 Err(error) => {

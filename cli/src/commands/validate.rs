@@ -45,8 +45,7 @@ impl Opts {
             let wasm = read_input(path)?;
             loaded.push((path.display().to_string(), pabi_validator::validate_with(&wasm, &options)));
         }
-        let reports: Vec<FileReport<'_>> =
-            loaded.iter().map(|(path, report)| FileReport { path, report }).collect();
+        let reports: Vec<FileReport<'_>> = loaded.iter().map(|(path, report)| FileReport { path, report }).collect();
         let all_valid = reports.iter().all(|f| f.valid(self.deny_warnings));
         match self.format {
             Format::Human => {

@@ -35,7 +35,20 @@ fn run_prints_the_output_and_exits_by_result_kind() {
 fn run_in_json_prints_one_line_per_call() {
     let dir = tempfile::tempdir().unwrap();
     let io = fixture("host-conformance", "io", dir.path());
-    let out = pabi(&["run", &io, "count", "--input-hex", "", "--then", "trap:", "--then", "count:", "--format", "json", "--no-cache"]);
+    let out = pabi(&[
+        "run",
+        &io,
+        "count",
+        "--input-hex",
+        "",
+        "--then",
+        "trap:",
+        "--then",
+        "count:",
+        "--format",
+        "json",
+        "--no-cache",
+    ]);
     assert_eq!(exit_code(&out), 0);
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -84,7 +97,15 @@ fn host_test_fails_an_adapter_that_ignores_the_output_cap() {
     let pabi_bin = env!("CARGO_BIN_EXE_pabi");
     let cases = pabi_fixtures::fixtures_dir().join("host-conformance");
     let cases = cases.to_str().unwrap();
-    let honest = pabi(&["host-test", "--adapter", &format!("{pabi_bin} run --no-cache"), "--cases", cases, "--only", "output-cap"]);
+    let honest = pabi(&[
+        "host-test",
+        "--adapter",
+        &format!("{pabi_bin} run --no-cache"),
+        "--cases",
+        cases,
+        "--only",
+        "output-cap",
+    ]);
     assert_eq!(exit_code(&honest), 0, "{}", String::from_utf8_lossy(&honest.stdout));
     // An adapter that drops --max-output: the host keeps its 16 MiB default.
     let script = write(

@@ -35,7 +35,8 @@ fn clauses() -> Vec<Clause> {
         if let Some(rest) = trimmed.strip_prefix("**[") {
             if let Some((id, body)) = rest.split_once("]**") {
                 out.extend(current.take());
-                current = Some(Clause { id: id.to_string(), text: body.trim().to_string(), must: false, untestable: None });
+                current =
+                    Some(Clause { id: id.to_string(), text: body.trim().to_string(), must: false, untestable: None });
                 continue;
             }
         }
@@ -102,7 +103,8 @@ fn coverage_markdown(clauses: &[Clause], checks: &BTreeMap<String, BTreeSet<Stri
     );
     let (mut covered, mut untestable) = (0, 0);
     for clause in clauses {
-        let by: Vec<&str> = checks.iter().filter(|(_, ids)| ids.contains(&clause.id)).map(|(name, _)| name.as_str()).collect();
+        let by: Vec<&str> =
+            checks.iter().filter(|(_, ids)| ids.contains(&clause.id)).map(|(name, _)| name.as_str()).collect();
         let kind = if clause.must { "MUST" } else { "SHOULD/MAY" };
         let cell = match (&clause.untestable, by.is_empty()) {
             (_, false) => {

@@ -17,7 +17,11 @@ fn each_mutant_exits_1_naming_its_clause() {
     let dir = tempfile::tempdir().unwrap();
     for mutant in pabi_fixtures::mutants().unwrap() {
         let path = write(dir.path(), &format!("{}.wasm", mutant.name), &mutant.wasm);
-        let deny = if mutant.clause.starts_with("MOD-5") || mutant.clause.starts_with("MOD-6") { "--deny-warnings" } else { "--format=human" };
+        let deny = if mutant.clause.starts_with("MOD-5") || mutant.clause.starts_with("MOD-6") {
+            "--deny-warnings"
+        } else {
+            "--format=human"
+        };
         let out = pabi(&["validate", deny, &path]);
         assert_eq!(exit_code(&out), 1, "{}", mutant.name);
         let stdout = String::from_utf8(out.stdout).unwrap();

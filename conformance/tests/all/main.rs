@@ -21,7 +21,13 @@ fn each_broken_fixture_fails_exactly_its_own_check() {
     for fixture in fixtures {
         let report = run(&fixture.name, &fixture.wasm);
         assert!(!report.conformant, "{} passed", fixture.name);
-        assert_eq!(failing_checks(&report), fixture.expect, "{}:\n{}", fixture.name, pabi_conform::report::human(&report));
+        assert_eq!(
+            failing_checks(&report),
+            fixture.expect,
+            "{}:\n{}",
+            fixture.name,
+            pabi_conform::report::human(&report)
+        );
         // Messages may quote random output; the snapshot keeps the rest.
         let mut snapshot = report_json(&report);
         strip(&mut snapshot, "message");
@@ -31,11 +37,12 @@ fn each_broken_fixture_fails_exactly_its_own_check() {
 
 #[test]
 fn every_error_mutant_fails_the_static_check() {
-    let is_error = |clause| pabi_validator::Rule::from_id(clause).is_some_and(|r| r.severity() == pabi_validator::Severity::Error);
+    let is_error =
+        |clause| pabi_validator::Rule::from_id(clause).is_some_and(|r| r.severity() == pabi_validator::Severity::Error);
     let mutants: Vec<_> = pabi_fixtures::mutants().unwrap().into_iter().filter(|m| is_error(m.clause)).collect();
     assert!(mutants.len() >= 20, "only {} mutants", mutants.len());
     for mutant in mutants {
-        let report = run(&mutant.name, &mutant.wasm);
+        let report = run(mutant.name, &mutant.wasm);
         assert_eq!(failing_checks(&report), ["static"], "{}", mutant.name);
     }
 }
@@ -56,7 +63,10 @@ fn a_failure_names_a_shrunk_input_and_a_reproducer() {
     let Outcome::Fail(failure) = &status.outcome else { panic!("status passed") };
     assert_eq!(failure.input_hex.as_deref(), Some(""), "shrunk to the empty input");
     let reproducer = failure.reproducer.as_deref().unwrap();
-    assert!(reproducer.starts_with("pabi run trap-on-empty.wasm ") && reproducer.ends_with("--input-hex ''"), "{reproducer}");
+    assert!(
+        reproducer.starts_with("pabi run trap-on-empty.wasm ") && reproducer.ends_with("--input-hex ''"),
+        "{reproducer}"
+    );
 }
 
 #[test]

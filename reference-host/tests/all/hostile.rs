@@ -131,6 +131,9 @@ fn a_plugin_that_keeps_trapping_is_disabled() {
     }
     let mut plugin = host.load(&fixture("hostile", "infinite-loop")).unwrap();
     let kinds: Vec<_> = (0..4).map(|_| plugin.call("spin", b"").unwrap_err().kind()).collect();
-    assert_eq!(kinds, [HostErrorKind::Timeout, HostErrorKind::Timeout, HostErrorKind::Timeout, HostErrorKind::CrashLoop]);
+    assert_eq!(
+        kinds,
+        [HostErrorKind::Timeout, HostErrorKind::Timeout, HostErrorKind::Timeout, HostErrorKind::CrashLoop]
+    );
     assert_serves_good_plugin(&host);
 }

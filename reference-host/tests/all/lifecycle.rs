@@ -49,7 +49,9 @@ fn version_mismatches_name_both_versions() {
     let host = host_with(|_| {});
     for (name, declared) in [("version-1-1", "1.1"), ("version-2-0", "2.0")] {
         match host.load(&fixture("host-conformance", name)).unwrap_err() {
-            Error::VersionMismatch { plugin, host, .. } => assert_eq!((plugin.as_str(), host.as_str()), (declared, "1.0")),
+            Error::VersionMismatch { plugin, host, .. } => {
+                assert_eq!((plugin.as_str(), host.as_str()), (declared, "1.0"))
+            }
             other => panic!("{name}: {other}"),
         }
     }

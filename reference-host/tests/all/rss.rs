@@ -40,9 +40,8 @@ fn load_call_drop_cycles_keep_rss_flat() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "the probe failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let line = stdout.lines().find(|l| l.contains("RSS warm=")).expect("the probe prints its reading");
-    let value = |key: &str| -> f64 {
-        line.split_whitespace().find_map(|w| w.strip_prefix(key)).unwrap().parse().unwrap()
-    };
+    let value =
+        |key: &str| -> f64 { line.split_whitespace().find_map(|w| w.strip_prefix(key)).unwrap().parse().unwrap() };
     let (warm, after) = (value("warm="), value("after="));
     eprintln!("RSS after 1,000 warm-up cycles: {warm} B; after {CYCLES} more: {after} B");
     assert!(after <= warm * 1.10, "RSS grew from {warm} to {after} bytes over {CYCLES} cycles");

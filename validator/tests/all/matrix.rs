@@ -37,7 +37,8 @@ fn each_hand_written_case_breaks_exactly_its_clauses() {
 
 #[test]
 fn allowing_a_warning_drops_only_that_warning() {
-    let case = pabi_fixtures::compile_wat(&pabi_fixtures::fixtures_dir().join("invalid/float-deterministic.wat")).unwrap();
+    let case =
+        pabi_fixtures::compile_wat(&pabi_fixtures::fixtures_dir().join("invalid/float-deterministic.wat")).unwrap();
     let options = pabi_validator::Options { allow: vec![pabi_validator::Rule::FloatInDeterministic] };
     assert!(pabi_validator::validate_with(&case.wasm, &options).findings.is_empty());
     let options = pabi_validator::Options { allow: vec![pabi_validator::Rule::MissingNameSection] };

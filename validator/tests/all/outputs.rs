@@ -32,7 +32,8 @@ fn json_report_matches_its_schema() {
     let reports = reports();
     let files: Vec<_> = reports.iter().map(|(path, report)| FileReport { path, report }).collect();
     let value = json(&files, false);
-    let schema = load_schema(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/schemas/validate-report.schema.json"));
+    let schema =
+        load_schema(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/schemas/validate-report.schema.json"));
     assert_valid(&schema, &value);
     assert_eq!(value["files"].as_array().unwrap().len(), files.len());
     // The schema is strict enough to notice a broken report.

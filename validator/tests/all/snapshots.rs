@@ -10,11 +10,8 @@ use pabi_validator::render::{human, FileReport};
 use pabi_validator::validate;
 
 fn cases() -> Vec<(String, Vec<u8>)> {
-    let mut cases: Vec<(String, Vec<u8>)> = pabi_fixtures::mutants()
-        .unwrap()
-        .into_iter()
-        .map(|m| (format!("mutant-{}", m.name), m.wasm))
-        .collect();
+    let mut cases: Vec<(String, Vec<u8>)> =
+        pabi_fixtures::mutants().unwrap().into_iter().map(|m| (format!("mutant-{}", m.name), m.wasm)).collect();
     for case in pabi_fixtures::wat_folder("invalid").unwrap() {
         cases.push((format!("wat-{}", case.name), case.wasm));
     }
