@@ -16,6 +16,9 @@ use crate::plugin::Plugin;
 use crate::wasi::{self, Grants};
 use crate::Error;
 
+/// Validated, compiled plugins kept ready per host.
+const MAX_PREPARED: usize = 256;
+
 /// How often the epoch advances; deadlines are whole ticks (`LIM-3`).
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 
@@ -35,6 +38,7 @@ pub(crate) struct HostInner {
     wasi_linker: Linker<StoreData>,
     virtual_time_linker: Linker<StoreData>,
     cache: Mutex<HashMap<[u8; 32], Module>>,
+    prepared: Mutex<HashMap<[u8; 32], Arc<Prepared>>>,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -103,6 +107,7 @@ impl Host {
             engine: engine.clone(),
             config,
             cache: Mutex::new(HashMap::new()),
+            prepared: Mutex::new(HashMap::new()),
             stop_ticker: stop_ticker.clone(),
         };
         std::thread::Builder::new()
@@ -129,8 +134,23 @@ impl Host {
     /// Validates, compiles (or takes from the cache), instantiates and
     /// initialises a plugin: `_initialize`, then `pabi_init(config)`.
     pub fn load_with_config(&self, wasm: &[u8], config: &[u8]) -> Result<Plugin, Error> {
-        let prepared = self.prepare(wasm)?;
-        Plugin::start(self.clone(), Arc::new(prepared), config.to_vec())
+        let key: [u8; 32] = Sha256::digest(wasm).into();
+        let cached = self.inner.prepared.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        let prepared = match cached {
+            Some(prepared) => prepared,
+            None => {
+                let prepared = Arc::new(self.prepare(wasm)?);
+                let mut map = self.inner.prepared.lock().unwrap_or_else(|p| p.into_inner());
+                // A bound, so a host that loads endless distinct plugins
+                // does not keep them all.
+                if map.len() >= MAX_PREPARED {
+                    map.clear();
+                }
+                map.insert(key, prepared.clone());
+                prepared
+            }
+        };
+        Plugin::start(self.clone(), prepared, config.to_vec())
     }
 
     /// Everything up to instantiation: `HOST-1` … `HOST-4`.
