@@ -63,6 +63,8 @@ pub trait PluginUnderTest {
     fn shutdown(self) -> Outcome<()>;
     /// Makes the next call abort (the reference host gives it no fuel).
     fn abort_next_call(&mut self);
+    /// The memory cap the host enforces.
+    fn max_memory(&self) -> u64;
     /// The output cap the host enforces.
     fn max_output(&self) -> u64;
     /// The error-message cap the host enforces.

@@ -114,6 +114,10 @@ impl PluginUnderTest for Plugin {
         self.interrupt_next_call();
     }
 
+    fn max_memory(&self) -> u64 {
+        self.host().config().limits.max_memory
+    }
+
     fn max_output(&self) -> u64 {
         self.host().config().limits.max_output
     }
