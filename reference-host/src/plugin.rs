@@ -1,7 +1,7 @@
 //! A loaded plugin: its live instance, calls, re-instantiation after a
 //! failure, crash-loop protection, state moves and hot reload.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,8 @@ pub struct Plugin {
 struct Instance {
     store: Store<StoreData>,
     instance: wasmtime::Instance,
+    /// `pabi_fn_*` exports by function name, looked up once.
+    functions: HashMap<String, TypedFunc<i32, i32>>,
 }
 
 impl Plugin {
@@ -70,16 +72,16 @@ impl Plugin {
         if !self.prepared.functions.iter().any(|f| f == name) {
             return Err(Error::UnknownFunction { name: name.to_string() });
         }
-        let export = format!("{}{name}", pabi_abi::FN_EXPORT_PREFIX);
         let len = input_len(input, &self.host)?;
-        self.run(Phase::Call, &export, input.to_vec(), |store, f: TypedFunc<i32, i32>| f.call(store, len))
+        let lookup = |live: &mut Instance| live.functions.get(name).cloned();
+        self.run(Phase::Call, lookup, input, |store, f: TypedFunc<i32, i32>| f.call(store, len))
             .and_then(|(status, output, message)| status_result(status, output, message))
     }
 
     /// Runs `pabi_state_save` and returns the state bytes (`LIFE-10`).
     pub fn save_state(&mut self) -> Result<Vec<u8>, Error> {
         self.require_state()?;
-        self.run(Phase::StateSave, "pabi_state_save", Vec::new(), |store, f: TypedFunc<(), i32>| f.call(store, ()))
+        self.run(Phase::StateSave, export("pabi_state_save"), &[], |store, f: TypedFunc<(), i32>| f.call(store, ()))
             .and_then(|(status, output, message)| status_result(status, output, message))
     }
 
@@ -87,11 +89,9 @@ impl Plugin {
     pub fn load_state(&mut self, state: &[u8]) -> Result<(), Error> {
         self.require_state()?;
         let len = input_len(state, &self.host)?;
-        self.run(Phase::StateLoad, "pabi_state_load", state.to_vec(), |store, f: TypedFunc<i32, i32>| {
-            f.call(store, len)
-        })
-        .and_then(|(status, output, message)| status_result(status, output, message))
-        .map(drop)
+        self.run(Phase::StateLoad, export("pabi_state_load"), state, |store, f: TypedFunc<i32, i32>| f.call(store, len))
+            .and_then(|(status, output, message)| status_result(status, output, message))
+            .map(drop)
     }
 
     /// Replaces the plugin with a new version (`LIFE-11`): validates and
@@ -123,7 +123,7 @@ impl Plugin {
             return Ok(());
         }
         let result = self
-            .run(Phase::Shutdown, "pabi_shutdown", Vec::new(), |store, f: TypedFunc<(), i32>| f.call(store, ()))
+            .run(Phase::Shutdown, export("pabi_shutdown"), &[], |store, f: TypedFunc<(), i32>| f.call(store, ()))
             .and_then(|(status, output, message)| status_result(status, output, message))
             .map(drop);
         self.instance = None;
@@ -163,8 +163,8 @@ impl Plugin {
     fn run<P, R>(
         &mut self,
         phase: Phase,
-        export: &str,
-        input: Vec<u8>,
+        lookup: impl FnOnce(&mut Instance) -> Option<TypedFunc<P, R>>,
+        input: &[u8],
         call: impl FnOnce(&mut Store<StoreData>, TypedFunc<P, R>) -> wasmtime::Result<i32>,
     ) -> Result<(i32, Vec<u8>, Vec<u8>), Error>
     where
@@ -182,15 +182,14 @@ impl Plugin {
             }
         }
         let live = self.instance.as_mut().expect("instantiated above");
-        let func = live
-            .instance
-            .get_typed_func::<P, R>(&mut live.store, export)
-            .map_err(|_| Error::UnknownFunction { name: export.to_string() })?;
+        let func = lookup(live).ok_or_else(|| Error::UnknownFunction { name: format!("{phase:?}") })?;
         let interrupt = std::mem::take(&mut self.interrupt_next);
         let timeout = self.host.config().limits.timeout;
         let data = live.store.data_mut();
         data.phase = phase;
-        data.input = input;
+        // Reuse the input buffer's capacity from call to call.
+        data.input.clear();
+        data.input.extend_from_slice(input);
         data.output.clear();
         data.message.clear();
         data.limiter.refused = false;
@@ -198,7 +197,10 @@ impl Plugin {
         match call(&mut live.store, func) {
             Ok(status) => {
                 let data = live.store.data_mut();
-                data.input = Vec::new();
+                data.input.clear();
+                if data.input.capacity() > KEPT_INPUT_CAPACITY {
+                    data.input = Vec::new();
+                }
                 Ok((status, std::mem::take(&mut data.output), std::mem::take(&mut data.message)))
             }
             Err(e) => {
@@ -247,6 +249,16 @@ impl Drop for Plugin {
     fn drop(&mut self) {
         self.shutdown_instance();
     }
+}
+
+/// Input buffers larger than this are freed after the call.
+const KEPT_INPUT_CAPACITY: usize = 16 << 20;
+
+/// Looks up a lifecycle export of the live instance.
+fn export<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    name: &'static str,
+) -> impl FnOnce(&mut Instance) -> Option<TypedFunc<P, R>> {
+    move |live| live.instance.get_typed_func::<P, R>(&mut live.store, name).ok()
 }
 
 fn input_len(input: &[u8], host: &Host) -> Result<i32, Error> {
@@ -327,7 +339,15 @@ fn instantiate(host: &Host, prepared: &Prepared, config: &[u8]) -> Result<Instan
         status_result(status, Vec::new(), std::mem::take(&mut data.message))?;
     }
     store.data_mut().phase = Phase::Call;
-    Ok(Instance { store, instance })
+    let mut functions = HashMap::new();
+    for name in &prepared.functions {
+        let export = format!("{}{name}", pabi_abi::FN_EXPORT_PREFIX);
+        let func = instance
+            .get_typed_func::<i32, i32>(&mut store, &export)
+            .map_err(|e| Error::InvalidModule { findings: vec![format!("[EXP-2] {e:#}")] })?;
+        functions.insert(name.clone(), func);
+    }
+    Ok(Instance { store, instance, functions })
 }
 
 /// Turns a failed wasm call into the spec's error kind.
