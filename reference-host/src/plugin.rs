@@ -1,7 +1,7 @@
 //! A loaded plugin: its live instance, calls, re-instantiation after a
 //! failure, crash-loop protection, state moves and hot reload.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,8 +29,9 @@ pub struct Plugin {
 struct Instance {
     store: Store<StoreData>,
     instance: wasmtime::Instance,
-    /// `pabi_fn_*` exports by function name, looked up once.
-    functions: HashMap<String, TypedFunc<i32, i32>>,
+    /// `pabi_fn_*` exports by function name, looked up once. A short list
+    /// searched in order beats hashing the name on every call.
+    functions: Vec<(String, TypedFunc<i32, i32>)>,
 }
 
 impl Plugin {
@@ -73,7 +74,7 @@ impl Plugin {
             return Err(Error::UnknownFunction { name: name.to_string() });
         }
         let len = input_len(input, &self.host)?;
-        let lookup = |live: &mut Instance| live.functions.get(name).cloned();
+        let lookup = |live: &mut Instance| live.functions.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone());
         self.run(Phase::Call, lookup, input, |store, f: TypedFunc<i32, i32>| f.call(store, len))
             .and_then(|(status, output, message)| status_result(status, output, message))
     }
@@ -279,7 +280,6 @@ fn status_result(status: i32, output: Vec<u8>, message: Vec<u8>) -> Result<Vec<u
 fn arm(store: &mut Store<StoreData>, host: &Host, timeout: Duration) {
     let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
     store.set_epoch_deadline(ticks);
-    store.epoch_deadline_trap();
     if let Some(fuel) = host.config().limits.fuel {
         store.set_fuel(fuel).expect("fuel is enabled in the engine whenever the limit is set");
     }
@@ -314,6 +314,7 @@ fn instantiate(host: &Host, prepared: &Prepared, config: &[u8]) -> Result<Instan
     };
     let mut store = Store::new(&host.inner.engine, data);
     store.limiter(|data| &mut data.limiter);
+    store.epoch_deadline_trap();
     arm(&mut store, host, limits.timeout);
     let instance = prepared.pre.instantiate(&mut store).map_err(|e| classify(e, &store, host))?;
     let memory = instance.get_memory(&mut store, "memory");
@@ -339,13 +340,13 @@ fn instantiate(host: &Host, prepared: &Prepared, config: &[u8]) -> Result<Instan
         status_result(status, Vec::new(), std::mem::take(&mut data.message))?;
     }
     store.data_mut().phase = Phase::Call;
-    let mut functions = HashMap::new();
+    let mut functions = Vec::with_capacity(prepared.functions.len());
     for name in &prepared.functions {
         let export = format!("{}{name}", pabi_abi::FN_EXPORT_PREFIX);
         let func = instance
             .get_typed_func::<i32, i32>(&mut store, &export)
             .map_err(|e| Error::InvalidModule { findings: vec![format!("[EXP-2] {e:#}")] })?;
-        functions.insert(name.clone(), func);
+        functions.push((name.clone(), func));
     }
     Ok(Instance { store, instance, functions })
 }
