@@ -162,17 +162,18 @@ impl Opts {
                         failures.push(format!("{label}: {reason}"));
                         continue;
                     }
-                    match &first {
-                        None => first = Some((language, lines)),
-                        Some((reference, expected)) if *expected != lines => failures.push(format!(
+                    let differs = first.as_ref().filter(|(_, expected)| *expected != lines);
+                    if let Some((reference, expected)) = differs {
+                        failures.push(format!(
                             "{label}: differs from {reference}: {} vs {}",
                             short(&Value::from(lines.clone())),
                             short(&Value::from(expected.clone()))
-                        )),
-                        Some(_) => passed += 1,
+                        ));
+                        continue;
                     }
-                    if first.as_ref().is_some_and(|(l, _)| l == language) {
-                        passed += 1;
+                    passed += 1;
+                    if first.is_none() {
+                        first = Some((language, lines));
                     }
                 }
             }

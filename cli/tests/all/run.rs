@@ -121,3 +121,54 @@ fn host_test_fails_an_adapter_that_ignores_the_output_cap() {
     let report = String::from_utf8_lossy(&lax.stdout);
     assert!(report.contains("FAIL  output-cap [LIM-5"), "{report}");
 }
+
+#[test]
+fn host_test_fails_when_languages_disagree() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two "languages" whose builds both return status 1, as the vector
+    // expects, but with different messages: the results are not identical.
+    let plugin = |message: &str| {
+        wat::parse_str(format!(
+            r#"(module
+              (import "pabi" "error_write" (func $err (param i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 0) "{message}")
+              (func (export "pabi_fn_f") (param i32) (result i32)
+                (drop (call $err (i32.const 0) (i32.const {len})))
+                (i32.const 1))
+              (@custom "pabi" "{{\"abi\":\"1.0\",\"name\":\"p\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{{\"name\":\"f\"}}],\"capabilities\":[]}}"))"#,
+            len = message.len()
+        ))
+        .unwrap()
+    };
+    for (language, message) in [("a", "bad input"), ("b", "bad input!")] {
+        std::fs::create_dir_all(dir.path().join("plugins").join(language)).unwrap();
+        write(&dir.path().join("plugins").join(language), "p.wasm", &plugin(message));
+    }
+    std::fs::create_dir_all(dir.path().join("vectors")).unwrap();
+    let vectors = r#"{"plugin": "p", "vectors": [{"name": "rejects", "function": "f", "input": {"text": "x"}, "expect": {"status": 1}}]}"#;
+    write(&dir.path().join("vectors"), "p.json", vectors.as_bytes());
+    let empty_cases = dir.path().join("cases");
+    std::fs::create_dir_all(&empty_cases).unwrap();
+    let args = |plugins: &str| {
+        pabi(&[
+            "host-test",
+            "--adapter",
+            &format!("{} run --no-cache", env!("CARGO_BIN_EXE_pabi")),
+            "--cases",
+            empty_cases.to_str().unwrap(),
+            "--vectors",
+            dir.path().join("vectors").to_str().unwrap(),
+            "--plugins",
+            plugins,
+        ])
+    };
+    let out = args(dir.path().join("plugins").to_str().unwrap());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(exit_code(&out), 1, "{report}");
+    assert!(report.contains("b/p `rejects`: differs from a"), "{report}");
+    // One language alone agrees with itself.
+    std::fs::remove_dir_all(dir.path().join("plugins/b")).unwrap();
+    let out = args(dir.path().join("plugins").to_str().unwrap());
+    assert_eq!(exit_code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+}
