@@ -134,12 +134,12 @@ impl Host {
     /// Validates, compiles (or takes from the cache), instantiates and
     /// initialises a plugin: `_initialize`, then `pabi_init(config)`.
     pub fn load_with_config(&self, wasm: &[u8], config: &[u8]) -> Result<Plugin, Error> {
-        let key: [u8; 32] = Sha256::digest(wasm).into();
+        let key = module_key(wasm);
         let cached = self.inner.prepared.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
         let prepared = match cached {
             Some(prepared) => prepared,
             None => {
-                let prepared = Arc::new(self.prepare(wasm)?);
+                let prepared = Arc::new(self.prepare(wasm, &key)?);
                 let mut map = self.inner.prepared.lock().unwrap_or_else(|p| p.into_inner());
                 // A bound, so a host that loads endless distinct plugins
                 // does not keep them all.
@@ -154,7 +154,7 @@ impl Host {
     }
 
     /// Everything up to instantiation: `HOST-1` … `HOST-4`.
-    pub(crate) fn prepare(&self, wasm: &[u8]) -> Result<Prepared, Error> {
+    pub(crate) fn prepare(&self, wasm: &[u8], key: &[u8; 32]) -> Result<Prepared, Error> {
         let report = pabi_validator::validate(wasm);
         if let Some(declared) = &report.metadata {
             if let Ok(version) = declared.abi_version() {
@@ -174,7 +174,7 @@ impl Host {
             Profile::Core => None,
             Profile::Wasi => Some(wasi::grants(&metadata, &self.inner.config.allow)?),
         };
-        let module = self.compile(wasm)?;
+        let module = self.compile(wasm, key)?;
         let linker = match &grants {
             None => &self.inner.core_linker,
             Some(g) if g.clock => &self.inner.wasi_linker,
@@ -202,12 +202,11 @@ impl Host {
     /// Compiles once per distinct binary (`HOST-10`): in memory, then from
     /// `cache_dir` keyed by the module hash and the engine's compatibility
     /// hash, then for real.
-    fn compile(&self, wasm: &[u8]) -> Result<Module, Error> {
-        let key: [u8; 32] = Sha256::digest(wasm).into();
-        if let Some(module) = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    fn compile(&self, wasm: &[u8], key: &[u8; 32]) -> Result<Module, Error> {
+        if let Some(module) = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
             return Ok(module.clone());
         }
-        let disk = self.inner.config.cache_dir.as_ref().map(|dir| self.cache_path(dir, &key));
+        let disk = self.inner.config.cache_dir.as_ref().map(|dir| self.cache_path(dir, key));
         let module = match disk.as_ref().and_then(|path| self.deserialize(path)) {
             Some(module) => module,
             None => {
@@ -219,7 +218,7 @@ impl Host {
                 module
             }
         };
-        self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, module.clone());
+        self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(*key, module.clone());
         Ok(module)
     }
 
@@ -252,8 +251,13 @@ impl Host {
     /// Loads the same plugin's compiled code without instantiating it, so a
     /// later load costs no compile.
     pub fn precompile(&self, wasm: &[u8]) -> Result<(), Error> {
-        self.compile(wasm).map(drop)
+        self.compile(wasm, &module_key(wasm)).map(drop)
     }
+}
+
+/// The key of a plugin in the caches: the SHA-256 of its bytes.
+pub(crate) fn module_key(wasm: &[u8]) -> [u8; 32] {
+    Sha256::digest(wasm).into()
 }
 
 fn store_in_cache(path: &std::path::Path, module: &Module) {

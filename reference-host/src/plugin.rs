@@ -100,7 +100,7 @@ impl Plugin {
     /// versions can, then swaps. On any failure the old version keeps
     /// serving and the error is returned.
     pub fn reload(&mut self, wasm: &[u8]) -> Result<(), Error> {
-        let prepared = Arc::new(self.host.prepare(wasm)?);
+        let prepared = Arc::new(self.host.prepare(wasm, &crate::host::module_key(wasm))?);
         let mut next = Plugin::start(self.host.clone(), prepared, self.config.clone())?;
         if self.prepared.has_state && next.prepared.has_state {
             let state = self.save_state()?;
