@@ -11,7 +11,8 @@ pub struct HostFailure {
     pub status: Option<i32>,
     /// The bytes the plugin passed to `error_write`, unconverted.
     pub message: Vec<u8>,
-    /// The host's full description (trap kind, backtrace, clause).
+    /// The host's full description, starting with the kind's name (trap
+    /// kind, backtrace, clause); what `Display` shows when present.
     pub detail: String,
 }
 
@@ -26,16 +27,12 @@ impl HostFailure {
 
 impl std::fmt::Display for HostFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // A host's detail usually starts with the kind's name already.
-        if self.detail.starts_with(self.kind.name()) {
+        if !self.detail.is_empty() {
             return f.write_str(&self.detail);
         }
         write!(f, "{}", self.kind)?;
         if let Some(status) = self.status {
             write!(f, " (status {status})")?;
-        }
-        if !self.detail.is_empty() {
-            write!(f, ": {}", self.detail)?;
         }
         Ok(())
     }
