@@ -10,7 +10,8 @@
 // the case, 2 on bad arguments, 1 on an internal error.
 
 import fs from 'node:fs';
-import { loadPlugin, PabiError } from '../src/index.js';
+import { loadPlugin } from '../src/index.js';
+import { failure, success } from '../src/result.js';
 
 function usage(message) {
   process.stderr.write(`pabi-node: ${message}\n`);
@@ -81,16 +82,6 @@ function print(obj) {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
 }
 
-function failure(e) {
-  if (!(e instanceof PabiError)) throw e;
-  const line = { ok: false, kind: e.kind };
-  if (e.status !== undefined) line.status = e.status;
-  line.message = e.kind === 'PLUGIN_ERROR' ? new TextDecoder().decode(e.pluginMessage) : e.message;
-  if (e.clause !== undefined && (e.kind === 'ABI_VIOLATION' || e.kind === 'NOT_SUPPORTED' || e.kind === 'INVALID_MODULE')) line.clause = e.clause;
-  if (e.trap !== undefined) line.trap = e.trap;
-  return line;
-}
-
 function main() {
   const opts = parseArgs(process.argv.slice(2));
   let bytes;
@@ -118,7 +109,7 @@ function main() {
       if (call.fn === '@save') output = plugin.saveState();
       else if (call.fn === '@load') { plugin.loadState(call.input); output = new Uint8Array(0); }
       else output = plugin.call(call.fn, call.input);
-      print({ ok: true, output_hex: Buffer.from(output).toString('hex') });
+      print(success(output));
     } catch (e) {
       print(failure(e));
     }

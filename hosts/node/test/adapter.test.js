@@ -64,3 +64,78 @@ test('large inputs and configurations come from files: --input, --config, --then
   assert.equal(r.lines.length, 2);
   for (const line of r.lines) assert.deepEqual(line, { ok: true, output_hex: big.toString('hex') });
 });
+
+// The only two shapes a result line may take (host-guide, "Result lines";
+// spec/schemas/adapter-result.schema.json). Returns the first problem, or null.
+const KINDS = new Set(['INVALID_MODULE', 'VERSION_MISMATCH', 'MISSING_CAPABILITY', 'ABI_VIOLATION', 'TRAP', 'TIMEOUT',
+  'FUEL_EXHAUSTED', 'MEMORY_LIMIT', 'OUTPUT_LIMIT', 'UNKNOWN_STATUS', 'PLUGIN_ERROR', 'UNKNOWN_FUNCTION', 'CRASH_LOOP', 'NOT_SUPPORTED']);
+function shapeProblem(line) {
+  if (line.ok === true) {
+    const keys = Object.keys(line).sort().join();
+    if (keys !== 'ok,output_hex') return `success line with fields ${keys}`;
+    return /^([0-9a-f]{2})*$/.test(line.output_hex) ? null : `output_hex ${JSON.stringify(line.output_hex)}`;
+  }
+  if (line.ok !== false) return `ok is ${JSON.stringify(line.ok)}`;
+  if (!KINDS.has(line.kind)) return `kind ${JSON.stringify(line.kind)}`;
+  if (typeof line.message !== 'string') return `message ${JSON.stringify(line.message)}`;
+  for (const [k, v] of Object.entries(line)) {
+    if (k === 'ok' || k === 'kind' || k === 'message') continue;
+    if (k === 'status') { if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) return `status ${JSON.stringify(v)}`; continue; }
+    if (k === 'clause') { if (typeof v !== 'string' || !/^[A-Z]+-[0-9]+$/.test(v)) return `clause ${JSON.stringify(v)}`; continue; }
+    if (k === 'trap') { if (typeof v !== 'string') return `trap ${JSON.stringify(v)}`; continue; }
+    return `unexpected field ${k}`;
+  }
+  return null;
+}
+
+test('the shape check itself refuses null, undefined-turned-null and stray fields', () => {
+  assert.equal(shapeProblem({ ok: true, output_hex: '' }), null);
+  assert.equal(shapeProblem({ ok: false, kind: 'TRAP', message: 'x', trap: 'unreachable' }), null);
+  assert.notEqual(shapeProblem({ ok: false, kind: 'TRAP', message: 'x', trap: null }), null);
+  assert.notEqual(shapeProblem({ ok: false, kind: 'PLUGIN_ERROR', message: 'x', status: null }), null);
+  assert.notEqual(shapeProblem({ ok: false, kind: 'PLUGIN_ERROR', status: 1 }), null);
+  assert.notEqual(shapeProblem({ ok: false, kind: 'PLUGIN_ERROR', message: 'x', detail: 'y' }), null);
+  assert.notEqual(shapeProblem({ ok: true, output_hex: 'AB' }), null);
+});
+
+test('every kind of line the adapter prints has exactly the protocol shape', () => {
+  const lines = [];
+  // Calls: OK, PLUGIN_ERROR, UNKNOWN_STATUS, ABI_VIOLATION, TRAP, MEMORY_LIMIT
+  // (a trap after a refused growth: no `trap` field), UNKNOWN_FUNCTION,
+  // OUTPUT_LIMIT, TIMEOUT.
+  const calls = run(plugin, 'echo', '--input-hex', '6869', '--then', 'fail:', '--then', 'status:05000000', '--then', 'wrap:',
+    '--then', 'trap:', '--then', 'growtrap:', '--then', 'nosuch:', '--then', 'flood:', '--then', 'spin:',
+    '--max-memory', '2097152', '--max-output', '1000', '--timeout-ms', '50', '--format', 'json');
+  assert.equal(calls.status, 0, calls.stderr);
+  assert.deepEqual(calls.lines.map((l) => l.kind ?? 'OK'),
+    ['OK', 'PLUGIN_ERROR', 'UNKNOWN_STATUS', 'ABI_VIOLATION', 'TRAP', 'MEMORY_LIMIT', 'UNKNOWN_FUNCTION', 'OUTPUT_LIMIT', 'TIMEOUT']);
+  assert.equal(calls.lines[4].trap, 'unreachable');
+  assert.equal(calls.lines[5].trap, undefined);
+  lines.push(...calls.lines);
+  // Loads that fail: INVALID_MODULE with its clause, NOT_SUPPORTED.
+  const notWasm = path.join(dir, 'not-wasm.wasm');
+  fs.writeFileSync(notWasm, Buffer.from('not wasm'));
+  const invalid = run(notWasm, 'echo', '--input-hex', '', '--format', 'json');
+  assert.equal(invalid.status, 0, invalid.stderr);
+  assert.deepEqual(invalid.lines, [{ ok: false, kind: 'INVALID_MODULE', message: invalid.lines[0].message, clause: 'MOD-1' }]);
+  lines.push(...invalid.lines);
+  lines.push(...run(plugin, 'count', '--input-hex', '', '--fuel', '1', '--format', 'json').lines);
+  for (const line of lines) assert.equal(shapeProblem(line), null, JSON.stringify(line));
+});
+
+test('failure lines leave out fields that have no value or do not belong to the kind', async () => {
+  const { failure } = await import('../src/result.js');
+  const { PabiError } = await import('../src/index.js');
+  const e = new PabiError('PLUGIN_ERROR', { status: 1, pluginMessage: new Uint8Array([0x68, 0xff]) });
+  assert.deepEqual(failure(e), { ok: false, kind: 'PLUGIN_ERROR', message: 'h\ufffd', status: 1 });
+  const nulls = new PabiError('TRAP', { detail: 'x' });
+  nulls.trap = null;
+  nulls.status = null;
+  nulls.clause = null;
+  assert.deepEqual(Object.keys(failure(nulls)).sort(), ['kind', 'message', 'ok']);
+  const misplaced = new PabiError('MEMORY_LIMIT', { trap: 'unreachable', clause: 'LIM-2', status: 3 });
+  assert.deepEqual(Object.keys(failure(misplaced)).sort(), ['kind', 'message', 'ok']);
+  const invalid = new PabiError('INVALID_MODULE', { clause: 'MOD-3', detail: '[MOD-3] start section' });
+  assert.equal(failure(invalid).clause, 'MOD-3');
+  assert.throws(() => failure(new Error('not a host error')));
+});

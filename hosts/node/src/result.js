@@ -1,0 +1,37 @@
+// The result lines of the conformance adapter (spec/host-guide.md, "Result
+// lines"), kept apart from bin/pabi-node.js so that tests can check every
+// shape a line can take without spawning the adapter.
+
+import { PabiError } from './errors.js';
+
+// Fields a failure line may carry, each only for the kinds the protocol
+// gives it (host-guide, "Result lines"; spec/schemas/adapter-result.schema.json).
+// A field is written only when it has a value of its type: a runner
+// validates lines against the schema, and `null` or a stray field would
+// fail it.
+const STATUS_KINDS = new Set(['PLUGIN_ERROR', 'UNKNOWN_STATUS']);
+const CLAUSE_KINDS = new Set(['ABI_VIOLATION', 'NOT_SUPPORTED', 'INVALID_MODULE']);
+const CLAUSE_ID = /^[A-Z]+-[0-9]+$/;
+const INT32_MIN = -2147483648;
+const INT32_MAX = 2147483647;
+
+/** The line of a failed load or call; rethrows anything that is not a PabiError. */
+export function failure(e) {
+  if (!(e instanceof PabiError)) throw e;
+  const line = { ok: false, kind: e.kind };
+  // PLUGIN_ERROR carries the plugin's own message unchanged (ERR-7); a JSON
+  // string cannot hold invalid UTF-8, so those bytes become U+FFFD.
+  line.message = e.kind === 'PLUGIN_ERROR'
+    ? new TextDecoder().decode(e.pluginMessage ?? new Uint8Array(0))
+    : String(e.message);
+  const status = e.status;
+  if (STATUS_KINDS.has(e.kind) && Number.isInteger(status) && status >= INT32_MIN && status <= INT32_MAX) line.status = status;
+  if (CLAUSE_KINDS.has(e.kind) && typeof e.clause === 'string' && CLAUSE_ID.test(e.clause)) line.clause = e.clause;
+  if (e.kind === 'TRAP' && typeof e.trap === 'string') line.trap = e.trap;
+  return line;
+}
+
+/** The line of a call that returned OK with `output`. */
+export function success(output) {
+  return { ok: true, output_hex: Buffer.from(output).toString('hex') };
+}
