@@ -11,7 +11,11 @@ import { PabiError } from './errors.js';
 // fail it.
 const STATUS_KINDS = new Set(['PLUGIN_ERROR', 'UNKNOWN_STATUS']);
 const CLAUSE_KINDS = new Set(['ABI_VIOLATION', 'NOT_SUPPORTED', 'INVALID_MODULE']);
-const CLAUSE_ID = /^[A-Z]+-[0-9]+$/;
+const CLAUSE_ID = /^(MOD|MEM|IMP|EXP|FN|ERR|VER|LIFE|META|WASI|LIM|SEC|HOST)-[1-9][0-9]*$/;
+// ERR-9.
+const TRAP_KINDS = new Set(['unreachable', 'memory_out_of_bounds', 'table_out_of_bounds', 'indirect_call_null',
+  'indirect_call_type', 'integer_divide_by_zero', 'integer_overflow', 'invalid_conversion', 'stack_overflow',
+  'null_reference', 'other']);
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
 
@@ -27,7 +31,7 @@ export function failure(e) {
   const status = e.status;
   if (STATUS_KINDS.has(e.kind) && Number.isInteger(status) && status >= INT32_MIN && status <= INT32_MAX) line.status = status;
   if (CLAUSE_KINDS.has(e.kind) && typeof e.clause === 'string' && CLAUSE_ID.test(e.clause)) line.clause = e.clause;
-  if (e.kind === 'TRAP' && typeof e.trap === 'string') line.trap = e.trap;
+  if (e.kind === 'TRAP' && TRAP_KINDS.has(e.trap)) line.trap = e.trap;
   return line;
 }
 

@@ -66,9 +66,12 @@ test('large inputs and configurations come from files: --input, --config, --then
 });
 
 // The only two shapes a result line may take (host-guide, "Result lines";
-// spec/schemas/adapter-result.schema.json). Returns the first problem, or null.
+// spec/schemas/adapter-result.schema.json, less its `x-` vendor fields, which
+// this adapter never prints). Returns the first problem, or null.
 const KINDS = new Set(['INVALID_MODULE', 'VERSION_MISMATCH', 'MISSING_CAPABILITY', 'ABI_VIOLATION', 'TRAP', 'TIMEOUT',
   'FUEL_EXHAUSTED', 'MEMORY_LIMIT', 'OUTPUT_LIMIT', 'UNKNOWN_STATUS', 'PLUGIN_ERROR', 'UNKNOWN_FUNCTION', 'CRASH_LOOP', 'NOT_SUPPORTED']);
+const TRAPS = new Set(['unreachable', 'memory_out_of_bounds', 'table_out_of_bounds', 'indirect_call_null', 'indirect_call_type',
+  'integer_divide_by_zero', 'integer_overflow', 'invalid_conversion', 'stack_overflow', 'null_reference', 'other']);
 function shapeProblem(line) {
   if (line.ok === true) {
     const keys = Object.keys(line).sort().join();
@@ -78,11 +81,18 @@ function shapeProblem(line) {
   if (line.ok !== false) return `ok is ${JSON.stringify(line.ok)}`;
   if (!KINDS.has(line.kind)) return `kind ${JSON.stringify(line.kind)}`;
   if (typeof line.message !== 'string') return `message ${JSON.stringify(line.message)}`;
+  const withStatus = line.kind === 'PLUGIN_ERROR' || line.kind === 'UNKNOWN_STATUS';
+  if (withStatus !== ('status' in line)) return `status on a ${line.kind} line: ${JSON.stringify(line.status)}`;
+  if ((line.kind === 'ABI_VIOLATION' || line.kind === 'NOT_SUPPORTED') && !('clause' in line)) return `no clause on ${line.kind}`;
   for (const [k, v] of Object.entries(line)) {
     if (k === 'ok' || k === 'kind' || k === 'message') continue;
     if (k === 'status') { if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) return `status ${JSON.stringify(v)}`; continue; }
-    if (k === 'clause') { if (typeof v !== 'string' || !/^[A-Z]+-[0-9]+$/.test(v)) return `clause ${JSON.stringify(v)}`; continue; }
-    if (k === 'trap') { if (typeof v !== 'string') return `trap ${JSON.stringify(v)}`; continue; }
+    if (k === 'clause') {
+      if (!['ABI_VIOLATION', 'NOT_SUPPORTED', 'INVALID_MODULE'].includes(line.kind)) return `clause on a ${line.kind} line`;
+      if (typeof v !== 'string' || !/^(MOD|MEM|IMP|EXP|FN|ERR|VER|LIFE|META|WASI|LIM|SEC|HOST)-[1-9][0-9]*$/.test(v)) return `clause ${JSON.stringify(v)}`;
+      continue;
+    }
+    if (k === 'trap') { if (line.kind !== 'TRAP' || !TRAPS.has(v)) return `trap ${JSON.stringify(v)} on a ${line.kind} line`; continue; }
     return `unexpected field ${k}`;
   }
   return null;
@@ -96,6 +106,9 @@ test('the shape check itself refuses null, undefined-turned-null and stray field
   assert.notEqual(shapeProblem({ ok: false, kind: 'PLUGIN_ERROR', status: 1 }), null);
   assert.notEqual(shapeProblem({ ok: false, kind: 'PLUGIN_ERROR', message: 'x', detail: 'y' }), null);
   assert.notEqual(shapeProblem({ ok: true, output_hex: 'AB' }), null);
+  assert.notEqual(shapeProblem({ ok: false, kind: 'MEMORY_LIMIT', message: 'x', trap: 'unreachable' }), null);
+  assert.notEqual(shapeProblem({ ok: false, kind: 'TRAP', message: 'x', status: 3 }), null);
+  assert.notEqual(shapeProblem({ ok: false, kind: 'TIMEOUT', message: 'x', clause: 'LIM-3' }), null);
 });
 
 test('every kind of line the adapter prints has exactly the protocol shape', () => {
