@@ -9,7 +9,10 @@ use libfuzzer_sys::fuzz_target;
 fn bases() -> &'static [Vec<u8>] {
     static BASES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     BASES.get_or_init(|| {
-        ["core", "wasi", "lifecycle"].iter().map(|name| pabi_fixtures::good(name).expect("good fixtures compile")).collect()
+        ["core", "wasi", "lifecycle"]
+            .iter()
+            .map(|name| pabi_fixtures::good(name).expect("good fixtures compile"))
+            .collect()
     })
 }
 

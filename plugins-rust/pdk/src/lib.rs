@@ -81,34 +81,22 @@ pub struct Error {
 impl Error {
     /// Status `INVALID_INPUT` (1).
     pub fn invalid_input(message: impl Into<String>) -> Error {
-        Error {
-            status: status::INVALID_INPUT,
-            message: message.into(),
-        }
+        Error { status: status::INVALID_INPUT, message: message.into() }
     }
 
     /// Status `UNSUPPORTED` (2).
     pub fn unsupported(message: impl Into<String>) -> Error {
-        Error {
-            status: status::UNSUPPORTED,
-            message: message.into(),
-        }
+        Error { status: status::UNSUPPORTED, message: message.into() }
     }
 
     /// Status `FAILED` (3).
     pub fn failed(message: impl Into<String>) -> Error {
-        Error {
-            status: status::FAILED,
-            message: message.into(),
-        }
+        Error { status: status::FAILED, message: message.into() }
     }
 
     /// Status `OUT_OF_MEMORY` (4).
     pub fn out_of_memory(message: impl Into<String>) -> Error {
-        Error {
-            status: status::OUT_OF_MEMORY,
-            message: message.into(),
-        }
+        Error { status: status::OUT_OF_MEMORY, message: message.into() }
     }
 
     /// A plugin-defined status, 64..=127; describe it in the metadata's
@@ -122,10 +110,7 @@ impl Error {
             (status::CUSTOM_MIN..=status::CUSTOM_MAX).contains(&code),
             "plugin-defined status codes are 64..=127, got {code}"
         );
-        Error {
-            status: code,
-            message: message.into(),
-        }
+        Error { status: code, message: message.into() }
     }
 }
 
@@ -187,9 +172,7 @@ pub fn write_output(bytes: &[u8]) -> io::Result<()> {
     // SAFETY: the pointer and length describe a live, readable byte slice.
     match unsafe { sys::output_write(bytes.as_ptr(), bytes.len() as u32) } {
         0 => Ok(()),
-        code => Err(io::Error::other(format!(
-            "pabi.output_write returned {code}"
-        ))),
+        code => Err(io::Error::other(format!("pabi.output_write returned {code}"))),
     }
 }
 
@@ -318,12 +301,7 @@ fn install_panic_hook() {
     PANIC_HOOK.call_once(|| {
         panic::set_hook(Box::new(|info| {
             let message = match info.location() {
-                Some(at) => format!(
-                    "panicked at {}:{}: {}",
-                    at.file(),
-                    at.line(),
-                    panic_message(info.payload())
-                ),
+                Some(at) => format!("panicked at {}:{}: {}", at.file(), at.line(), panic_message(info.payload())),
                 None => format!("panicked: {}", panic_message(info.payload())),
             };
             // With panic=abort the trap follows right after this hook, so
@@ -518,12 +496,8 @@ macro_rules! metadata {
             // `#[used]` keeps it through LTO.
             #[used]
             #[unsafe(link_section = "pabi")]
-            static PABI_METADATA: [u8; include_bytes!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/",
-                $path
-            ))
-            .len()] = *include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $path));
+            static PABI_METADATA: [u8; include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $path)).len()] =
+                *include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $path));
         };
     };
 }

@@ -23,12 +23,9 @@ fn save() -> Result<Vec<u8>, Error> {
 }
 
 fn load(state: &[u8]) -> Result<(), Error> {
-    let bytes: [u8; 8] = state.try_into().map_err(|_| {
-        Error::invalid_input(format!(
-            "counter state needs exactly 8 bytes, got {}",
-            state.len()
-        ))
-    })?;
+    let bytes: [u8; 8] = state
+        .try_into()
+        .map_err(|_| Error::invalid_input(format!("counter state needs exactly 8 bytes, got {}", state.len())))?;
     COUNT.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
     Ok(())
 }

@@ -13,11 +13,7 @@ pabi_pdk::export!(greet => greet);
 static PREFIX: Mutex<Option<Vec<u8>>> = Mutex::new(None);
 
 fn init(config: &[u8]) -> Result<(), Error> {
-    *PREFIX.lock().unwrap() = if config.is_empty() {
-        None
-    } else {
-        Some(config.to_vec())
-    };
+    *PREFIX.lock().unwrap() = if config.is_empty() { None } else { Some(config.to_vec()) };
     Ok(())
 }
 

@@ -7,11 +7,8 @@ pabi_pdk::metadata!("pabi.json");
 pabi_pdk::export!(double => double);
 
 fn double(input: &[u8]) -> Result<Vec<u8>, Error> {
-    let bytes: [u8; 4] = input.try_into().map_err(|_| {
-        Error::invalid_input(format!("double needs exactly 4 bytes, got {}", input.len()))
-    })?;
-    Ok(i32::from_le_bytes(bytes)
-        .wrapping_mul(2)
-        .to_le_bytes()
-        .to_vec())
+    let bytes: [u8; 4] = input
+        .try_into()
+        .map_err(|_| Error::invalid_input(format!("double needs exactly 4 bytes, got {}", input.len())))?;
+    Ok(i32::from_le_bytes(bytes).wrapping_mul(2).to_le_bytes().to_vec())
 }

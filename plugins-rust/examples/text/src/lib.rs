@@ -25,8 +25,7 @@ fn reverse(input: &[u8]) -> Result<Vec<u8>, Error> {
 }
 
 fn upper(input: &[u8]) -> Result<Vec<u8>, Error> {
-    let text =
-        std::str::from_utf8(input).map_err(|_| Error::invalid_input("input is not valid UTF-8"))?;
+    let text = std::str::from_utf8(input).map_err(|_| Error::invalid_input("input is not valid UTF-8"))?;
     Ok(text.to_ascii_uppercase().into_bytes())
 }
 
@@ -46,11 +45,7 @@ fn wordcount(input: &[u8]) -> Result<Vec<u8>, Error> {
             words += 1;
         }
     }
-    Ok(format!(
-        "{{\"bytes\":{},\"words\":{words},\"lines\":{lines}}}",
-        input.len()
-    )
-    .into_bytes())
+    Ok(format!("{{\"bytes\":{},\"words\":{words},\"lines\":{lines}}}", input.len()).into_bytes())
 }
 
 fn fnv1a64(input: &[u8]) -> Result<Vec<u8>, Error> {
