@@ -30,7 +30,7 @@ if command -v pabi >/dev/null 2>&1; then
 elif [ -x "$here/target/debug/pabi" ]; then
   pabi="$here/target/debug/pabi"
 else
-  echo "error: no pabi on PATH; install it with: cargo install --git <this repository> pabi-cli" >&2
+  echo "error: no pabi on PATH; install it from a checkout of pabi with: cargo install --locked --path cli" >&2
   exit 2
 fi
 
