@@ -12,6 +12,8 @@
 //! assert_eq!(Status::from_code(1), Some(Status::InvalidInput));
 //! ```
 
+pub mod adapter;
+mod clauses;
 mod errors;
 mod features;
 mod imports;
@@ -19,10 +21,12 @@ mod limits;
 mod metadata;
 mod section;
 mod status;
+mod trap;
 pub mod vectors;
 mod version;
 mod wasi;
 
+pub use clauses::{Area, Clause, UnknownClause};
 pub use errors::HostErrorKind;
 pub use features::{feature_profile, named_features, PROFILE_NAME};
 pub use imports::{
@@ -38,5 +42,6 @@ pub use section::{
     embed_metadata, encode_custom_section, find_custom_sections, CustomSection, EmbedError, METADATA_SECTION,
 };
 pub use status::Status;
+pub use trap::TrapKind;
 pub use version::{AbiVersion, VersionParseError, HOST_ABI};
 pub use wasi::{wasi_import_requirement, WasiRequirement, WASI_MODULE};

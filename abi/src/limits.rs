@@ -1,7 +1,11 @@
 use std::time::Duration;
 
 /// The limits a host enforces, with the spec's defaults (`LIM-1` … `LIM-8`).
+///
+/// `#[non_exhaustive]`: a limit a later version adds is not a breaking
+/// change; start from `Limits::default()` and set fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Linear memory cap in bytes (`LIM-1`).
     pub max_memory: u64,

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use pabi_conform::{conform, Options, ReferenceEngine};
+use pabi_conform::{conform, Options, ReferenceHost};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -20,7 +20,7 @@ fn main() {
     let mut plugins: Vec<_> =
         entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "wasm")).collect();
     plugins.sort();
-    let engine = ReferenceEngine::new().unwrap();
+    let engine = ReferenceHost::new().unwrap();
     println!("{:<14} {:>9} {:>10} {:>10}  goal < 2 s", "plugin", "functions", "time", "verdict");
     for path in plugins {
         let wasm = std::fs::read(&path).unwrap();

@@ -1,65 +1,143 @@
 //! The conformance checks, with the clauses each one verifies.
 
-/// A conformance check: a stable ID and the spec clauses it verifies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CheckInfo {
-    pub id: &'static str,
-    pub clauses: &'static [&'static str],
-    pub summary: &'static str,
+use std::fmt;
+use std::str::FromStr;
+
+use pabi_abi::Clause;
+
+/// A conformance check. [`Check::ALL`] is also the order `pabi conform`
+/// runs them in; a new check is a new variant, and the compiler finds every
+/// place that must know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Check {
+    Static,
+    Status,
+    Caps,
+    Determinism,
+    NoLeak,
+    InitConfig,
+    Shutdown,
+    Reinstantiate,
+    State,
+    InputRead,
+    Vectors,
 }
 
-/// Every check `pabi conform` runs, in order.
-pub const CHECKS: &[CheckInfo] = &[
-    CheckInfo { id: "static", clauses: &["HOST-1"], summary: "the plugin passes the static validator (pabi validate)" },
-    CheckInfo {
-        id: "status",
-        clauses: &["FN-2", "FN-6", "ERR-1", "ERR-2", "ERR-4"],
-        summary: "every call returns a defined status and never traps, for generated inputs",
-    },
-    CheckInfo {
-        id: "caps",
-        clauses: &["FN-4", "FN-8", "LIM-5", "LIM-6"],
-        summary: "output and error message stay within the caps; messages are UTF-8",
-    },
-    CheckInfo {
-        id: "determinism",
-        clauses: &["FN-5"],
-        summary: "a function declared deterministic gives the same result on fresh instances",
-    },
-    CheckInfo {
-        id: "no-leak",
-        clauses: &["FN-7"],
-        summary: "10,000 calls after a warm-up grow memory by at most max(1 MiB, 25%)",
-    },
-    CheckInfo {
-        id: "init-config",
-        clauses: &["LIFE-1", "LIFE-2", "LIFE-3"],
-        summary: "init with arbitrary config bytes gives a defined status and never traps",
-    },
-    CheckInfo {
-        id: "shutdown",
-        clauses: &["LIFE-4"],
-        summary: "pabi_shutdown returns a defined status and never traps",
-    },
-    CheckInfo {
-        id: "reinstantiate",
-        clauses: &["LIFE-5", "LIFE-6"],
-        summary: "after an aborted call, the next call runs on a fresh, working instance",
-    },
-    CheckInfo {
-        id: "state",
-        clauses: &["LIFE-9"],
-        summary: "state save -> load -> save round-trips to the same bytes",
-    },
-    CheckInfo {
-        id: "input-read",
-        clauses: &["FN-1", "HOST-3", "HOST-4", "MEM-5"],
-        summary: "the host serves input_read at any chunking and offset (host side, WAT fixture)",
-    },
-    CheckInfo { id: "vectors", clauses: &["FN-3"], summary: "the plugin's own test vectors (--vectors) all pass" },
-];
+impl Check {
+    /// Every check, in run order.
+    pub const ALL: [Check; 11] = [
+        Check::Static,
+        Check::Status,
+        Check::Caps,
+        Check::Determinism,
+        Check::NoLeak,
+        Check::InitConfig,
+        Check::Shutdown,
+        Check::Reinstantiate,
+        Check::State,
+        Check::InputRead,
+        Check::Vectors,
+    ];
 
-/// The check with this ID.
-pub fn check(id: &str) -> Option<&'static CheckInfo> {
-    CHECKS.iter().find(|c| c.id == id)
+    /// The stable ID, as `--check` takes it and the reports print it.
+    pub fn id(self) -> &'static str {
+        match self {
+            Check::Static => "static",
+            Check::Status => "status",
+            Check::Caps => "caps",
+            Check::Determinism => "determinism",
+            Check::NoLeak => "no-leak",
+            Check::InitConfig => "init-config",
+            Check::Shutdown => "shutdown",
+            Check::Reinstantiate => "reinstantiate",
+            Check::State => "state",
+            Check::InputRead => "input-read",
+            Check::Vectors => "vectors",
+        }
+    }
+
+    /// The clauses the check verifies.
+    pub fn clauses(self) -> &'static [Clause] {
+        use Clause::*;
+        match self {
+            Check::Static => &[Host1],
+            Check::Status => &[Fn2, Fn6, Err1, Err2, Err4],
+            Check::Caps => &[Fn4, Fn8, Lim5, Lim6],
+            Check::Determinism => &[Fn5],
+            Check::NoLeak => &[Fn7],
+            Check::InitConfig => &[Life1, Life2, Life3],
+            Check::Shutdown => &[Life4],
+            Check::Reinstantiate => &[Life5, Life6],
+            Check::State => &[Life9],
+            Check::InputRead => &[Fn1, Host3, Host4, Mem5],
+            Check::Vectors => &[Fn3],
+        }
+    }
+
+    /// One line on what the check verifies.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Check::Static => "the plugin passes the static validator (pabi validate)",
+            Check::Status => "every call returns a defined status and never traps, for generated inputs",
+            Check::Caps => "output and error message stay within the caps; messages are UTF-8",
+            Check::Determinism => "a function declared deterministic gives the same result on fresh instances",
+            Check::NoLeak => "10,000 calls after a warm-up grow memory by at most max(1 MiB, 25%)",
+            Check::InitConfig => "init with arbitrary config bytes gives a defined status and never traps",
+            Check::Shutdown => "pabi_shutdown returns a defined status and never traps",
+            Check::Reinstantiate => "after an aborted call, the next call runs on a fresh, working instance",
+            Check::State => "state save -> load -> save round-trips to the same bytes",
+            Check::InputRead => "the host serves input_read at any chunking and offset (host side, WAT fixture)",
+            Check::Vectors => "the plugin's own test vectors (PLUGIN.vectors.json or --vectors) all pass",
+        }
+    }
+
+    /// The check with this ID.
+    pub fn from_id(id: &str) -> Option<Check> {
+        Check::ALL.into_iter().find(|c| c.id() == id)
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.id())
+    }
+}
+
+/// A `--check` value that names no check.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a check; the checks are: {list}", list = Check::ALL.map(Check::id).join(", "))]
+pub struct UnknownCheck(pub String);
+
+impl FromStr for Check {
+    type Err = UnknownCheck;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Check::from_id(s).ok_or_else(|| UnknownCheck(s.to_string()))
+    }
+}
+
+impl serde::Serialize for Check {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.id())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_parse_back() {
+        let mut ids: Vec<_> = Check::ALL.iter().map(|c| c.id()).collect();
+        for check in Check::ALL {
+            assert_eq!(check.id().parse::<Check>(), Ok(check));
+            assert!(!check.clauses().is_empty(), "{check} cites no clause");
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), Check::ALL.len());
+        let error = "nope".parse::<Check>().unwrap_err().to_string();
+        assert!(error.contains("no-leak") && error.contains("static"), "{error}");
+    }
 }

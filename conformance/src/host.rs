@@ -6,7 +6,8 @@ use pabi_abi::HostErrorKind;
 /// A failed call, load or lifecycle step, as the host reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostFailure {
-    pub kind: HostErrorKind,
+    /// `None` when the host itself could not serve (not a plugin failure).
+    pub kind: Option<HostErrorKind>,
     /// The plugin's status, for PLUGIN_ERROR and UNKNOWN_STATUS.
     pub status: Option<i32>,
     /// The bytes the plugin passed to `error_write`, unconverted.
@@ -20,7 +21,7 @@ impl HostFailure {
     /// Whether this is a plugin-reported error with a defined status: 1-4
     /// or 64-127 (`ERR-1`, `ERR-3`). Anything else is a host-side failure.
     pub fn is_defined_plugin_error(&self) -> bool {
-        self.kind == HostErrorKind::PluginError
+        self.kind == Some(HostErrorKind::PluginError)
             && self.status.is_some_and(|s| pabi_abi::Status::from_code(s).is_some_and(|s| s.code() != 0))
     }
 }
@@ -30,7 +31,10 @@ impl std::fmt::Display for HostFailure {
         if !self.detail.is_empty() {
             return f.write_str(&self.detail);
         }
-        write!(f, "{}", self.kind)?;
+        match self.kind {
+            Some(kind) => write!(f, "{kind}")?,
+            None => f.write_str("the host could not serve")?,
+        }
         if let Some(status) = self.status {
             write!(f, " (status {status})")?;
         }
@@ -38,27 +42,28 @@ impl std::fmt::Display for HostFailure {
     }
 }
 
-pub type Outcome<T> = Result<T, HostFailure>;
+/// What a host gives back for a load or a call.
+pub type HostResult<T> = Result<T, HostFailure>;
 
 /// A host that loads plugins for checking.
-pub trait Engine {
+pub trait TestHost {
     type Plugin: PluginUnderTest;
 
     /// Loads the plugin and initialises one instance with `config`.
-    fn load(&self, wasm: &[u8], config: &[u8]) -> Outcome<Self::Plugin>;
+    fn load(&self, wasm: &[u8], config: &[u8]) -> HostResult<Self::Plugin>;
 }
 
 /// A loaded plugin; the host re-creates its instance after a failure.
 pub trait PluginUnderTest {
-    fn call(&mut self, function: &str, input: &[u8]) -> Outcome<Vec<u8>>;
+    fn call(&mut self, function: &str, input: &[u8]) -> HostResult<Vec<u8>>;
     /// Linear memory of the current instance, in bytes.
     fn memory_bytes(&mut self) -> u64;
     fn has_state(&self) -> bool;
-    fn save_state(&mut self) -> Outcome<Vec<u8>>;
-    fn load_state(&mut self, state: &[u8]) -> Outcome<()>;
+    fn save_state(&mut self) -> HostResult<Vec<u8>>;
+    fn load_state(&mut self, state: &[u8]) -> HostResult<()>;
     /// Retires the instance normally, running `pabi_shutdown`.
-    fn shutdown(self) -> Outcome<()>;
-    /// Makes the next call abort (the reference host gives it no fuel).
+    fn shutdown(self) -> HostResult<()>;
+    /// Makes the next call abort as a passed deadline would.
     fn abort_next_call(&mut self);
     /// The memory cap the host enforces.
     fn max_memory(&self) -> u64;

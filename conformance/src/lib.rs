@@ -8,15 +8,14 @@
 //!
 //! ```no_run
 //! let wasm = std::fs::read("plugin.wasm").unwrap();
-//! let engine = pabi_conform::ReferenceEngine::new().unwrap();
+//! let host = pabi_conform::ReferenceHost::new().unwrap();
 //! let options = pabi_conform::Options::default();
-//! let report = pabi_conform::conform(&engine, "plugin.wasm", &wasm, &options, &mut |_| {});
+//! let report = pabi_conform::conform(&host, "plugin.wasm", &wasm, &options, &mut |_| {});
 //! assert!(report.conformant, "{}", pabi_conform::report::human(&report));
 //! ```
 
 mod checks;
-mod engine;
-pub mod host_suite;
+mod host;
 pub mod inputs;
 mod reference;
 pub mod report;
@@ -29,10 +28,10 @@ use proptest::prelude::Rng;
 use proptest::strategy::BoxedStrategy;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
-pub use checks::{check, CheckInfo, CHECKS};
-pub use engine::{Engine, HostFailure, Outcome as HostOutcome, PluginUnderTest};
-pub use reference::ReferenceEngine;
-use report::{CheckResult, Failure, Outcome, PluginReport};
+pub use checks::{Check, UnknownCheck};
+pub use host::{HostFailure, HostResult, PluginUnderTest, TestHost};
+pub use reference::ReferenceHost;
+use report::{CheckOutcome, CheckResult, Failure, PluginReport};
 
 /// Calls of the leak check after its warm-up (`FN-7`).
 pub const LEAK_CALLS: usize = 10_000;
@@ -52,7 +51,7 @@ pub struct Options {
     pub seed: u64,
     pub vectors: Option<VectorFile>,
     /// Run only this check.
-    pub only: Option<String>,
+    pub only: Option<Check>,
 }
 
 impl Default for Options {
@@ -63,73 +62,85 @@ impl Default for Options {
 
 /// Progress events, for a progress bar.
 #[derive(Clone, Copy, Debug)]
-pub enum Progress<'a> {
-    Started { check: &'a str },
+pub enum Progress {
+    Started { check: Check },
 }
 
-/// Runs every check on one plugin.
-pub fn conform<E: Engine>(
-    engine: &E,
+/// Runs every check on one plugin, in the order of [`Check::ALL`].
+pub fn conform<H: TestHost>(
+    host: &H,
     path: &str,
     wasm: &[u8],
     options: &Options,
-    progress: &mut dyn FnMut(Progress<'_>),
+    progress: &mut dyn FnMut(Progress),
 ) -> PluginReport {
-    let mut run = Run { engine, path, wasm, options, results: Vec::new() };
+    let mut run = Run { host, path, wasm, options, results: Vec::new() };
     let report = pabi_validator::validate(wasm);
-    run.record("static", progress, |_| {
-        let errors: Vec<String> = report.errors().map(|f| format!("[{}] {}", f.rule.id(), f.message)).collect();
-        if errors.is_empty() {
-            Outcome::Pass
-        } else {
-            fail(format!("the static validator reports: {}", errors.join("; ")))
+    // Dynamic checks need a plugin that passes the static one.
+    let meta = report.metadata.clone().filter(|_| !report.has_errors());
+    for check in Check::ALL {
+        if options.only.is_some_and(|only| only != check) {
+            continue;
         }
-    });
-    // Dynamic checks need a plugin that loads.
-    let has_errors = report.has_errors();
-    let Some(meta) = report.metadata.filter(|_| !has_errors) else {
-        return run.finish();
-    };
-    let functions: Vec<String> = meta.functions.iter().map(|f| f.name.clone()).collect();
-    run.record("status", progress, |run| run.for_each_function(&functions, |run, f| run.status(f)));
-    run.record("caps", progress, |run| run.for_each_function(&functions, |run, f| run.caps(f)));
-    run.record("determinism", progress, |run| run.determinism(&meta));
-    run.record("no-leak", progress, |run| run.for_each_function(&functions, |run, f| run.no_leak(f)));
-    run.record("init-config", progress, |run| run.init_config());
-    run.record("shutdown", progress, |run| run.shutdown(&functions[0]));
-    run.record("reinstantiate", progress, |run| run.reinstantiate(&meta));
-    run.record("state", progress, |run| run.state(&functions));
-    run.record("input-read", progress, |run| run.input_read());
-    run.record("vectors", progress, |run| run.vectors());
+        if check != Check::Static && meta.is_none() {
+            break;
+        }
+        run.record(check, progress, |run| run.check(check, &report, meta.as_ref()));
+    }
     run.finish()
 }
 
-fn fail(message: impl Into<String>) -> Outcome {
-    Outcome::Fail(Failure { message: message.into(), function: None, input_hex: None, reproducer: None })
+/// The static check: the validator finds no error.
+fn static_check(report: &pabi_validator::Report) -> CheckOutcome {
+    let errors: Vec<String> = report.errors().map(|f| format!("[{}] {}", f.rule.id(), f.message)).collect();
+    if errors.is_empty() {
+        CheckOutcome::Pass
+    } else {
+        fail(format!("the static validator reports: {}", errors.join("; ")))
+    }
 }
 
-fn skip(reason: impl Into<String>) -> Outcome {
-    Outcome::Skip { reason: reason.into() }
+fn fail(message: impl Into<String>) -> CheckOutcome {
+    CheckOutcome::Fail(Failure { message: message.into(), function: None, input_hex: None, reproducer: None })
 }
 
-struct Run<'a, E: Engine> {
-    engine: &'a E,
+fn skip(reason: impl Into<String>) -> CheckOutcome {
+    CheckOutcome::Skip { reason: reason.into() }
+}
+
+struct Run<'a, H: TestHost> {
+    host: &'a H,
     path: &'a str,
     wasm: &'a [u8],
     options: &'a Options,
     results: Vec<CheckResult>,
 }
 
-impl<E: Engine> Run<'_, E> {
-    fn record(&mut self, id: &str, progress: &mut dyn FnMut(Progress<'_>), body: impl FnOnce(&mut Self) -> Outcome) {
-        let info = check(id).expect("every recorded check is in CHECKS");
-        if self.options.only.as_deref().is_some_and(|only| only != id) {
-            return;
-        }
-        progress(Progress::Started { check: id });
+impl<H: TestHost> Run<'_, H> {
+    fn record(&mut self, check: Check, progress: &mut dyn FnMut(Progress), body: impl FnOnce(&mut Self) -> CheckOutcome) {
+        progress(Progress::Started { check });
         let started = Instant::now();
         let outcome = body(self);
-        self.results.push(CheckResult::new(info, outcome, started.elapsed()));
+        self.results.push(CheckResult::new(check, outcome, started.elapsed()));
+    }
+
+    /// Runs one check. Only the static check runs without metadata.
+    fn check(&mut self, check: Check, report: &pabi_validator::Report, meta: Option<&Metadata>) -> CheckOutcome {
+        let Some(meta) = meta.filter(|_| check != Check::Static) else { return static_check(report) };
+        let functions: Vec<String> = meta.functions.iter().map(|f| f.name.clone()).collect();
+        match check {
+            Check::Static => static_check(report),
+            Check::Status => self.for_each_function(&functions, |run, f| run.status(f)),
+            Check::Caps => self.for_each_function(&functions, |run, f| run.caps(f)),
+            Check::Determinism => self.determinism(meta),
+            Check::NoLeak => self.for_each_function(&functions, |run, f| run.no_leak(f)),
+            Check::InitConfig => self.init_config(),
+            Check::Shutdown => self.shutdown(&functions[0]),
+            Check::Reinstantiate => self.reinstantiate(meta),
+            Check::State => self.state(&functions),
+            Check::InputRead => self.input_read(),
+            Check::Vectors => self.vectors(),
+        }
     }
 
     fn finish(self) -> PluginReport {
@@ -147,22 +158,22 @@ impl<E: Engine> Run<'_, E> {
         (self.options.cases / 10).max(16)
     }
 
-    fn load(&self, config: &[u8]) -> Result<E::Plugin, Outcome> {
-        self.engine.load(self.wasm, config).map_err(|e| fail(format!("the plugin does not load: {e}")))
+    fn load(&self, config: &[u8]) -> Result<H::Plugin, CheckOutcome> {
+        self.host.load(self.wasm, config).map_err(|e| fail(format!("the plugin does not load: {e}")))
     }
 
     fn for_each_function(
         &mut self,
         functions: &[String],
-        mut check: impl FnMut(&mut Self, &str) -> Outcome,
-    ) -> Outcome {
+        mut check: impl FnMut(&mut Self, &str) -> CheckOutcome,
+    ) -> CheckOutcome {
         for function in functions {
             let outcome = check(self, function);
-            if outcome != Outcome::Pass {
+            if outcome != CheckOutcome::Pass {
                 return outcome;
             }
         }
-        Outcome::Pass
+        CheckOutcome::Pass
     }
 
     /// Runs a property over generated inputs to `function`; a failure comes
@@ -173,13 +184,13 @@ impl<E: Engine> Run<'_, E> {
         cases: u32,
         strategy: BoxedStrategy<Vec<u8>>,
         property: impl FnMut(&[u8]) -> Result<(), String>,
-    ) -> Outcome {
+    ) -> CheckOutcome {
         let property = std::cell::RefCell::new(property);
         let result =
             self.runner(cases).run(&strategy, |input| (property.borrow_mut())(&input).map_err(TestCaseError::fail));
         match result {
-            Ok(()) => Outcome::Pass,
-            Err(TestError::Fail(reason, input)) => Outcome::Fail(Failure {
+            Ok(()) => CheckOutcome::Pass,
+            Err(TestError::Fail(reason, input)) => CheckOutcome::Fail(Failure {
                 message: reason.message().to_string(),
                 function: Some(function.to_string()),
                 reproducer: Some(format!("pabi run {} {function} --input-hex '{}'", self.path, encode_hex(&input))),
@@ -189,7 +200,7 @@ impl<E: Engine> Run<'_, E> {
         }
     }
 
-    fn status(&mut self, function: &str) -> Outcome {
+    fn status(&mut self, function: &str) -> CheckOutcome {
         let mut plugin = match self.load(b"") {
             Ok(p) => p,
             Err(outcome) => return outcome,
@@ -201,7 +212,7 @@ impl<E: Engine> Run<'_, E> {
         })
     }
 
-    fn caps(&mut self, function: &str) -> Outcome {
+    fn caps(&mut self, function: &str) -> CheckOutcome {
         let mut plugin = match self.load(b"") {
             Ok(p) => p,
             Err(outcome) => return outcome,
@@ -209,7 +220,7 @@ impl<E: Engine> Run<'_, E> {
         let (max_output, max_message) = (plugin.max_output(), plugin.max_error_message());
         self.property(function, self.options.cases, inputs::any_input(), |input| match plugin.call(function, input) {
             Ok(out) if out.len() as u64 > max_output => Err(format!("{} bytes of output pass the cap", out.len())),
-            Err(f) if f.kind == HostErrorKind::OutputLimit => Err(format!("the output passed the cap: {f}")),
+            Err(f) if f.kind == Some(HostErrorKind::OutputLimit) => Err(format!("the output passed the cap: {f}")),
             Err(f) if f.message.len() as u64 > max_message => Err("the error message passes its cap".into()),
             Err(f) if std::str::from_utf8(&f.message).is_err() => {
                 Err(format!("the error message is not UTF-8: {}", encode_hex(&f.message)))
@@ -218,7 +229,7 @@ impl<E: Engine> Run<'_, E> {
         })
     }
 
-    fn determinism(&mut self, meta: &Metadata) -> Outcome {
+    fn determinism(&mut self, meta: &Metadata) -> CheckOutcome {
         let deterministic: Vec<&str> =
             meta.functions.iter().filter(|f| f.deterministic).map(|f| f.name.as_str()).collect();
         if deterministic.is_empty() {
@@ -226,29 +237,29 @@ impl<E: Engine> Run<'_, E> {
         }
         for function in deterministic {
             let outcome = self.property(function, self.costly_cases(), inputs::any_input(), |input| {
-                let first = self.engine.load(self.wasm, b"").and_then(|mut p| p.call(function, input));
-                let second = self.engine.load(self.wasm, b"").and_then(|mut p| p.call(function, input));
+                let first = self.host.load(self.wasm, b"").and_then(|mut p| p.call(function, input));
+                let second = self.host.load(self.wasm, b"").and_then(|mut p| p.call(function, input));
                 if same_result(&first, &second) {
                     Ok(())
                 } else {
                     Err(format!("two fresh instances disagree: {} vs {}", describe(&first), describe(&second)))
                 }
             });
-            if outcome != Outcome::Pass {
+            if outcome != CheckOutcome::Pass {
                 return outcome;
             }
         }
-        Outcome::Pass
+        CheckOutcome::Pass
     }
 
-    fn no_leak(&mut self, function: &str) -> Outcome {
+    fn no_leak(&mut self, function: &str) -> CheckOutcome {
         let mut plugin = match self.load(b"") {
             Ok(p) => p,
             Err(outcome) => return outcome,
         };
         let mut rng = self.runner(1).new_rng();
         let mut input = vec![0u8; 4096];
-        let mut call = |plugin: &mut E::Plugin, rng: &mut TestRng| {
+        let mut call = |plugin: &mut H::Plugin, rng: &mut TestRng| {
             let len = rand_below(rng, input.len() + 1);
             rng.fill_bytes(&mut input[..len]);
             let _ = plugin.call(function, &input[..len]);
@@ -271,7 +282,7 @@ impl<E: Engine> Run<'_, E> {
         let at_cap = after > plugin.max_memory() / 10 * 9;
         if still_growing || at_cap {
             let why = if at_cap { "ran into the memory cap" } else { "was still growing in the second half" };
-            Outcome::Fail(Failure {
+            CheckOutcome::Fail(Failure {
                 message: format!(
                     "memory {why}: {warm} bytes after warm-up, {middle} after {} calls, {after} after {LEAK_CALLS} \
                      (inputs of at most 4 KiB; a second half may grow by at most {} bytes)",
@@ -283,21 +294,21 @@ impl<E: Engine> Run<'_, E> {
                 reproducer: None,
             })
         } else {
-            Outcome::Pass
+            CheckOutcome::Pass
         }
     }
 
-    fn init_config(&mut self) -> Outcome {
+    fn init_config(&mut self) -> CheckOutcome {
         let strategy = inputs::any_config();
         let result =
-            self.runner(self.costly_cases()).run(&strategy, |config| match self.engine.load(self.wasm, &config) {
+            self.runner(self.costly_cases()).run(&strategy, |config| match self.host.load(self.wasm, &config) {
                 Ok(_) => Ok(()),
                 Err(f) if f.is_defined_plugin_error() => Ok(()),
                 Err(f) => Err(TestCaseError::fail(format!("init failed with {f}"))),
             });
         match result {
-            Ok(()) => Outcome::Pass,
-            Err(TestError::Fail(reason, config)) => Outcome::Fail(Failure {
+            Ok(()) => CheckOutcome::Pass,
+            Err(TestError::Fail(reason, config)) => CheckOutcome::Fail(Failure {
                 message: reason.message().to_string(),
                 function: Some("pabi_init".into()),
                 reproducer: Some(format!("pabi run {} <function> --config-hex '{}'", self.path, encode_hex(&config))),
@@ -307,15 +318,15 @@ impl<E: Engine> Run<'_, E> {
         }
     }
 
-    fn shutdown(&mut self, function: &str) -> Outcome {
+    fn shutdown(&mut self, function: &str) -> CheckOutcome {
         let mut plugin = match self.load(b"") {
             Ok(p) => p,
             Err(outcome) => return outcome,
         };
         let _ = plugin.call(function, b"");
         match plugin.shutdown() {
-            Ok(()) => Outcome::Pass,
-            Err(f) if f.is_defined_plugin_error() => Outcome::Pass,
+            Ok(()) => CheckOutcome::Pass,
+            Err(f) if f.is_defined_plugin_error() => CheckOutcome::Pass,
             Err(f) => fail(format!("pabi_shutdown failed with {f}")),
         }
     }
@@ -323,7 +334,7 @@ impl<E: Engine> Run<'_, E> {
     /// After an aborted call the next call works on a fresh instance, or
     /// fails as it did on the first fresh one. (Outputs are not compared:
     /// that is the determinism check's job.)
-    fn reinstantiate(&mut self, meta: &Metadata) -> Outcome {
+    fn reinstantiate(&mut self, meta: &Metadata) -> CheckOutcome {
         let function = meta.functions[0].name.as_str();
         let mut plugin = match self.load(b"") {
             Ok(p) => p,
@@ -344,11 +355,11 @@ impl<E: Engine> Run<'_, E> {
                 describe(&before)
             ))
         } else {
-            Outcome::Pass
+            CheckOutcome::Pass
         }
     }
 
-    fn state(&mut self, functions: &[String]) -> Outcome {
+    fn state(&mut self, functions: &[String]) -> CheckOutcome {
         let probe = match self.load(b"") {
             Ok(p) => p,
             Err(outcome) => return outcome,
@@ -359,12 +370,12 @@ impl<E: Engine> Run<'_, E> {
         let history = proptest::collection::vec((0..functions.len(), inputs::bounded_input()), 0..6);
         let result = self.runner(self.costly_cases()).run(&history, |history| {
             let round_trip = || -> HostOutcomeResult {
-                let mut first = self.engine.load(self.wasm, b"")?;
+                let mut first = self.host.load(self.wasm, b"")?;
                 for (index, input) in &history {
                     let _ = first.call(&functions[*index], input);
                 }
                 let saved = first.save_state()?;
-                let mut second = self.engine.load(self.wasm, b"")?;
+                let mut second = self.host.load(self.wasm, b"")?;
                 second.load_state(&saved)?;
                 Ok((saved, second.save_state()?))
             };
@@ -379,7 +390,7 @@ impl<E: Engine> Run<'_, E> {
             }
         });
         match result {
-            Ok(()) => Outcome::Pass,
+            Ok(()) => CheckOutcome::Pass,
             Err(TestError::Fail(reason, history)) => {
                 let calls: Vec<String> =
                     history.iter().map(|(i, input)| format!("{}({})", functions[*i], encode_hex(input))).collect();
@@ -392,7 +403,7 @@ impl<E: Engine> Run<'_, E> {
     /// Host side: the built-in chunked reader asks for the input in a
     /// generated plan of (offset, length) reads; the output must be exactly
     /// the bytes each read should return (`HOST-3`, `HOST-4`, `MEM-5`).
-    fn input_read(&mut self) -> Outcome {
+    fn input_read(&mut self) -> CheckOutcome {
         let reader = match wat::parse_str(CHUNKED_READER) {
             Ok(wasm) => wasm,
             Err(e) => return fail(format!("the built-in reader does not compile: {e}")),
@@ -412,7 +423,7 @@ impl<E: Engine> Run<'_, E> {
                     input[start..end].to_vec()
                 })
                 .collect();
-            let got = self.engine.load(&reader, &config).and_then(|mut p| p.call("copy", &input));
+            let got = self.host.load(&reader, &config).and_then(|mut p| p.call("copy", &input));
             match got {
                 Ok(out) if out == expected => Ok(()),
                 Ok(out) => Err(TestCaseError::fail(format!(
@@ -424,7 +435,7 @@ impl<E: Engine> Run<'_, E> {
             }
         });
         match result {
-            Ok(()) => Outcome::Pass,
+            Ok(()) => CheckOutcome::Pass,
             Err(TestError::Fail(reason, (input, plan))) => {
                 fail(format!("{} (input of {} bytes, plan {plan:?})", reason.message(), input.len()))
             }
@@ -432,11 +443,11 @@ impl<E: Engine> Run<'_, E> {
         }
     }
 
-    fn vectors(&mut self) -> Outcome {
-        let Some(file) = &self.options.vectors else { return skip("no --vectors file given") };
+    fn vectors(&mut self) -> CheckOutcome {
+        let Some(file) = &self.options.vectors else { return skip("no vectors: no PLUGIN.vectors.json beside the plugin and no --vectors") };
         for vector in &file.vectors {
             let config = vector.config.as_ref().map(|c| c.resolve().unwrap_or_default()).unwrap_or_default();
-            let mut plugin = match self.engine.load(self.wasm, &config) {
+            let mut plugin = match self.host.load(self.wasm, &config) {
                 Ok(p) => p,
                 Err(e) => return fail(format!("vector `{}`: the plugin does not load: {e}", vector.name)),
             };
@@ -446,12 +457,12 @@ impl<E: Engine> Run<'_, E> {
                 let ok = match (&step.expect, &got) {
                     (Expect::Output(expected), Ok(out)) => expected.matches(out),
                     (Expect::Status(status), Err(f)) => {
-                        f.kind == HostErrorKind::PluginError && f.status == Some(*status)
+                        f.kind == Some(HostErrorKind::PluginError) && f.status == Some(*status)
                     }
                     _ => false,
                 };
                 if !ok {
-                    return Outcome::Fail(Failure {
+                    return CheckOutcome::Fail(Failure {
                         message: format!(
                             "vector `{}`: expected {:?}, got {}",
                             vector.name,
@@ -470,7 +481,7 @@ impl<E: Engine> Run<'_, E> {
                 }
             }
         }
-        Outcome::Pass
+        CheckOutcome::Pass
     }
 }
 
@@ -479,7 +490,7 @@ type HostOutcomeResult = Result<(Vec<u8>, Vec<u8>), HostFailure>;
 /// The reader fixture of the `input-read` check.
 const CHUNKED_READER: &str = include_str!("../../fixtures/conformance/chunked-reader.wat");
 
-fn same_result(a: &HostOutcome<Vec<u8>>, b: &HostOutcome<Vec<u8>>) -> bool {
+fn same_result(a: &HostResult<Vec<u8>>, b: &HostResult<Vec<u8>>) -> bool {
     match (a, b) {
         (Ok(a), Ok(b)) => a == b,
         (Err(a), Err(b)) => a.kind == b.kind && a.status == b.status && a.message == b.message,
@@ -487,7 +498,7 @@ fn same_result(a: &HostOutcome<Vec<u8>>, b: &HostOutcome<Vec<u8>>) -> bool {
     }
 }
 
-fn describe(result: &HostOutcome<Vec<u8>>) -> String {
+fn describe(result: &HostResult<Vec<u8>>) -> String {
     match result {
         Ok(out) if out.len() <= 32 => format!("output {}", encode_hex(out)),
         Ok(out) => format!("{} bytes of output (sha256 {})", out.len(), pabi_abi::vectors::sha256_hex(out)),

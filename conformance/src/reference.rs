@@ -1,4 +1,4 @@
-//! The checks' engine: the reference host with its default limits.
+//! The reference host as the checks' [`TestHost`], with its default limits.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -6,13 +6,13 @@ use std::sync::Mutex;
 use pabi_abi::{Capability, Metadata};
 use pabi_host::{Config, DirGrant, Error, Host, Plugin};
 
-use crate::engine::{Engine, HostFailure, Outcome, PluginUnderTest};
+use crate::host::{HostFailure, HostResult, PluginUnderTest, TestHost};
 
 /// Runs plugins in [`pabi_host`] with the spec's default limits, granting
 /// what a plugin declares: the real clock and entropy, an empty value for
 /// each `env:NAME`, and an empty scratch folder for each `fs:` path.
 #[derive(Debug)]
-pub struct ReferenceEngine {
+pub struct ReferenceHost {
     base: Host,
     /// Hosts for plugins that declare `env:` or `fs:` capabilities, by the
     /// sorted list of those capabilities.
@@ -20,14 +20,12 @@ pub struct ReferenceEngine {
     scratch: tempfile::TempDir,
 }
 
-impl ReferenceEngine {
+impl ReferenceHost {
     /// The reference host with default limits. Fails only if the wasm
     /// engine or the scratch folder cannot be set up.
     pub fn new() -> anyhow::Result<Self> {
-        let mut config = Config::default();
-        config.allow.clock = true;
-        config.allow.random = true;
-        Ok(ReferenceEngine { base: Host::new(config)?, scoped: Mutex::default(), scratch: tempfile::tempdir()? })
+        let config = Config::builder().allow_clock(true).allow_random(true).build();
+        Ok(ReferenceHost { base: Host::new(config)?, scoped: Mutex::default(), scratch: tempfile::tempdir()? })
     }
 
     /// The host for a plugin: the base one, or one that also offers the
@@ -49,20 +47,21 @@ impl ReferenceEngine {
         if let Some(host) = hosts.get(&key) {
             return host.clone();
         }
-        let mut config = self.base.config().clone();
+        let mut config = self.base.config().to_builder();
         for (i, capability) in scoped.into_iter().enumerate() {
             match capability {
-                Capability::Env(name) => config.allow.env.push((name, String::new())),
+                Capability::Env(name) => config = config.allow_env(name, ""),
                 Capability::Fs { guest_path, read_only } => {
                     let host_dir = self.scratch.path().join(format!("dir{i}"));
-                    if std::fs::create_dir_all(&host_dir).is_ok() {
-                        config.allow.dirs.push(DirGrant { host: host_dir, guest: guest_path, read_only });
+                    let grant = DirGrant::new(host_dir.clone(), guest_path, read_only);
+                    if let (Ok(grant), Ok(())) = (grant, std::fs::create_dir_all(&host_dir)) {
+                        config = config.allow_dir(grant);
                     }
                 }
                 _ => {}
             }
         }
-        let host = Host::new(config).unwrap_or_else(|_| self.base.clone());
+        let host = Host::new(config.build()).unwrap_or_else(|_| self.base.clone());
         hosts.insert(key, host.clone());
         host
     }
@@ -77,16 +76,16 @@ fn failure(error: Error) -> HostFailure {
     }
 }
 
-impl Engine for ReferenceEngine {
+impl TestHost for ReferenceHost {
     type Plugin = Plugin;
 
-    fn load(&self, wasm: &[u8], config: &[u8]) -> Outcome<Plugin> {
+    fn load(&self, wasm: &[u8], config: &[u8]) -> HostResult<Plugin> {
         self.host_for(wasm).load_with_config(wasm, config).map_err(failure)
     }
 }
 
 impl PluginUnderTest for Plugin {
-    fn call(&mut self, function: &str, input: &[u8]) -> Outcome<Vec<u8>> {
+    fn call(&mut self, function: &str, input: &[u8]) -> HostResult<Vec<u8>> {
         Plugin::call(self, function, input).map_err(failure)
     }
 
@@ -98,31 +97,31 @@ impl PluginUnderTest for Plugin {
         Plugin::has_state(self)
     }
 
-    fn save_state(&mut self) -> Outcome<Vec<u8>> {
+    fn save_state(&mut self) -> HostResult<Vec<u8>> {
         Plugin::save_state(self).map_err(failure)
     }
 
-    fn load_state(&mut self, state: &[u8]) -> Outcome<()> {
+    fn load_state(&mut self, state: &[u8]) -> HostResult<()> {
         Plugin::load_state(self, state).map_err(failure)
     }
 
-    fn shutdown(self) -> Outcome<()> {
+    fn shutdown(self) -> HostResult<()> {
         Plugin::shutdown(self).map_err(failure)
     }
 
     fn abort_next_call(&mut self) {
-        self.interrupt_next_call();
+        self.cancel_handle().cancel();
     }
 
     fn max_memory(&self) -> u64 {
-        self.host().config().limits.max_memory
+        self.host_config().limits().max_memory
     }
 
     fn max_output(&self) -> u64 {
-        self.host().config().limits.max_output
+        self.host_config().limits().max_output
     }
 
     fn max_error_message(&self) -> u64 {
-        self.host().config().limits.max_error_message
+        self.host_config().limits().max_error_message
     }
 }

@@ -5,14 +5,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::CheckInfo;
+use pabi_abi::Clause;
+
+use crate::Check;
 
 /// Version of the JSON report shape (`spec/schemas/conform-report.schema.json`).
 pub const JSON_SCHEMA_VERSION: &str = "pabi-conform/1";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "outcome")]
-pub enum Outcome {
+pub enum CheckOutcome {
     Pass,
     Fail(Failure),
     /// The check does not apply (e.g. no state exports), with the reason.
@@ -37,10 +39,10 @@ pub struct Failure {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckResult {
-    pub check: &'static str,
-    pub clauses: &'static [&'static str],
+    pub check: Check,
+    pub clauses: &'static [Clause],
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub outcome: CheckOutcome,
     #[serde(rename = "millis")]
     #[serde(serialize_with = "as_millis")]
     pub duration: Duration,
@@ -51,12 +53,12 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
 }
 
 impl CheckResult {
-    pub fn new(info: &CheckInfo, outcome: Outcome, duration: Duration) -> Self {
-        CheckResult { check: info.id, clauses: info.clauses, outcome, duration }
+    pub fn new(check: Check, outcome: CheckOutcome, duration: Duration) -> Self {
+        CheckResult { check, clauses: check.clauses(), outcome, duration }
     }
 
     pub fn failed(&self) -> bool {
-        matches!(self.outcome, Outcome::Fail(_))
+        matches!(self.outcome, CheckOutcome::Fail(_))
     }
 }
 
@@ -81,11 +83,11 @@ impl PluginReport {
 pub fn human(report: &PluginReport) -> String {
     let mut out = format!("{} (seed {}, {} cases)\n", report.path, report.seed, report.cases);
     for r in &report.checks {
-        let clauses = r.clauses.join(", ");
+        let clauses = r.clauses.iter().map(|c| c.id()).collect::<Vec<_>>().join(", ");
         match &r.outcome {
-            Outcome::Pass => writeln!(out, "  pass  {:<14} [{clauses}] {} ms", r.check, r.duration.as_millis()),
-            Outcome::Skip { reason } => writeln!(out, "  skip  {:<14} [{clauses}] {reason}", r.check),
-            Outcome::Fail(f) => {
+            CheckOutcome::Pass => writeln!(out, "  pass  {:<14} [{clauses}] {} ms", r.check, r.duration.as_millis()),
+            CheckOutcome::Skip { reason } => writeln!(out, "  skip  {:<14} [{clauses}] {reason}", r.check),
+            CheckOutcome::Fail(f) => {
                 let mut text = format!("  FAIL  {:<14} [{clauses}] {}\n", r.check, f.message);
                 if let Some(function) = &f.function {
                     text += &format!("        function: {function}\n");
@@ -121,7 +123,7 @@ pub fn junit(reports: &[PluginReport]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pabi conform\">\n");
     for report in reports {
         let failures = report.checks.iter().filter(|c| c.failed()).count();
-        let skipped = report.checks.iter().filter(|c| matches!(c.outcome, Outcome::Skip { .. })).count();
+        let skipped = report.checks.iter().filter(|c| matches!(c.outcome, CheckOutcome::Skip { .. })).count();
         let time: f64 = report.checks.iter().map(|c| c.duration.as_secs_f64()).sum();
         out += &format!(
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{time:.3}\">\n",
@@ -134,13 +136,13 @@ pub fn junit(reports: &[PluginReport]) -> String {
                 "    <testcase classname=\"{}\" name=\"{} [{}]\" time=\"{:.3}\">",
                 xml(&report.path),
                 c.check,
-                c.clauses.join(","),
+                c.clauses.iter().map(|c| c.id()).collect::<Vec<_>>().join(","),
                 c.duration.as_secs_f64()
             );
             match &c.outcome {
-                Outcome::Pass => {}
-                Outcome::Skip { reason } => out += &format!("<skipped message=\"{}\"/>", xml(reason)),
-                Outcome::Fail(f) => {
+                CheckOutcome::Pass => {}
+                CheckOutcome::Skip { reason } => out += &format!("<skipped message=\"{}\"/>", xml(reason)),
+                CheckOutcome::Fail(f) => {
                     let body = [
                         f.function.as_ref().map(|v| format!("function: {v}")),
                         f.input_hex.as_ref().map(|v| format!("input: {v}")),

@@ -4,16 +4,28 @@
 //! An adapter is a command. For each case the runner invokes
 //! `ADAPTER PLUGIN.wasm FUNCTION [--input-hex HEX] [--then FUNCTION:HEX]...
 //! [--config-hex HEX] [--timeout-ms N] [--max-memory BYTES]
-//! [--max-output BYTES] [--fuel N] --format json` and reads one JSON line per
-//! call.
+//! [--max-output BYTES] [--fuel N] --format json` (built by
+//! [`pabi_abi::adapter::Invocation`]) and reads one JSON line per call. Every
+//! line must follow the protocol: it is checked against
+//! `spec/schemas/adapter-result.schema.json` and read as a
+//! [`pabi_abi::adapter::ResultLine`] before the case is judged.
+//!
+//! This suite checks hosts; `pabi-conform` checks plugins. The two share
+//! nothing but the ABI.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pabi_abi::vectors::{decode_hex, encode_hex, Expect, Vector};
+use pabi_abi::adapter::{AdapterCall, AdapterLimits, Invocation, ResultLine, RESULT_LINE_SCHEMA};
+use pabi_abi::vectors::{decode_hex, Expect, Vector};
+use pabi_abi::Clause;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// Version of the JSON report shape (`spec/schemas/host-test-report.schema.json`).
+pub const REPORT_SCHEMA_VERSION: &str = "pabi-host-test/1";
 
 /// A case file.
 #[derive(Clone, Debug, Deserialize)]
@@ -22,27 +34,19 @@ pub struct Case {
     #[serde(skip)]
     pub name: String,
     pub description: String,
-    pub clauses: Vec<String>,
+    /// The clauses the case checks; an ID the spec does not define fails to load.
+    pub clauses: Vec<Clause>,
     /// A `.wat` file beside the case.
     pub plugin: String,
     #[serde(default)]
     pub config_hex: Option<String>,
     #[serde(default)]
-    pub limits: Limits,
+    pub limits: AdapterLimits,
     pub calls: Vec<Call>,
     pub expect: Vec<Value>,
     /// A clause whose limit a host may lack: it may answer NOT_SUPPORTED.
     #[serde(default)]
-    pub not_supported_allowed: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    pub timeout_ms: Option<u64>,
-    pub max_memory: Option<u64>,
-    pub max_output: Option<u64>,
-    pub fuel: Option<u64>,
+    pub not_supported_allowed: Option<Clause>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -62,14 +66,14 @@ pub enum Verdict {
     },
     /// The host said it cannot enforce the limit of this clause.
     NotSupported {
-        clause: String,
+        clause: Clause,
     },
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct CaseResult {
     pub case: String,
-    pub clauses: Vec<String>,
+    pub clauses: Vec<Clause>,
     #[serde(flatten)]
     pub verdict: Verdict,
     pub millis: u64,
@@ -100,29 +104,16 @@ pub fn load_cases(dir: &Path) -> anyhow::Result<Vec<Case>> {
         .collect()
 }
 
-/// The adapter's command line for a case, after the adapter's own words.
-pub fn adapter_args(case: &Case, plugin: &Path) -> Vec<String> {
-    let mut args = vec![plugin.display().to_string(), case.calls[0].function.clone()];
-    args.extend(["--input-hex".to_string(), case.calls[0].input_hex.clone()]);
-    for call in &case.calls[1..] {
-        args.extend(["--then".to_string(), format!("{}:{}", call.function, call.input_hex)]);
-    }
-    if let Some(config) = &case.config_hex {
-        args.extend(["--config-hex".to_string(), config.clone()]);
-    }
-    let limits = [
-        ("--timeout-ms", case.limits.timeout_ms),
-        ("--max-memory", case.limits.max_memory),
-        ("--max-output", case.limits.max_output),
-        ("--fuel", case.limits.fuel),
-    ];
-    for (flag, value) in limits {
-        if let Some(value) = value {
-            args.extend([flag.to_string(), value.to_string()]);
-        }
-    }
-    args.extend(["--format".to_string(), "json".to_string()]);
-    args
+/// What the adapter is asked to do for a case.
+pub fn invocation(case: &Case, plugin: &Path) -> Result<Invocation, String> {
+    let hex = |text: &str, what: &str| decode_hex(text).ok_or_else(|| format!("case `{}`: {what} is not hex", case.name));
+    let calls = case
+        .calls
+        .iter()
+        .map(|call| Ok(AdapterCall { function: call.function.clone(), input: hex(&call.input_hex, "an input")? }))
+        .collect::<Result<_, String>>()?;
+    let config = case.config_hex.as_deref().map(|c| hex(c, "config_hex")).transpose()?;
+    Ok(Invocation { plugin: plugin.to_path_buf(), calls, config, limits: case.limits.clone() })
 }
 
 /// Runs one case through the adapter (`adapter` is split on whitespace).
@@ -144,7 +135,31 @@ pub fn run_case(adapter: &[String], case: &Case, plugin: &Path) -> CaseResult {
 const CASE_DEADLINE: Duration = Duration::from_secs(60);
 
 fn invoke(adapter: &[String], case: &Case, plugin: &Path) -> Result<Vec<Value>, String> {
-    invoke_with(adapter, adapter_args(case, plugin))
+    let args = invocation(case, plugin)?
+        .args(&mut |_| Err(std::io::Error::other("case inputs are small enough to pass as hex")))
+        .map_err(|e| format!("case `{}`: {e}", case.name))?;
+    invoke_with(adapter, args)
+}
+
+/// The compiled schema of one result line.
+fn line_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let schema: Value = serde_json::from_str(RESULT_LINE_SCHEMA).expect("the result-line schema is JSON");
+        jsonschema::validator_for(&schema).expect("the result-line schema compiles")
+    })
+}
+
+/// Reads one line the adapter printed: JSON, valid under the schema, and a
+/// [`ResultLine`]. Anything else is a protocol violation of the host.
+pub fn read_line(line: &str) -> Result<Value, String> {
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| format!("the adapter printed a line that is not JSON ({e}): {line}"))?;
+    if let Some(error) = line_schema().iter_errors(&value).next() {
+        return Err(format!("the adapter printed a line outside the protocol ({error} at {}): {line}", error.instance_path()));
+    }
+    ResultLine::parse(line).map_err(|e| format!("the adapter printed a line outside the protocol: {e}"))?;
+    Ok(value)
 }
 
 /// Runs the adapter with `args` and reads its result lines.
@@ -195,54 +210,25 @@ fn invoke_with(adapter: &[String], args: Vec<String>) -> Result<Vec<Value>, Stri
     String::from_utf8_lossy(&stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("the adapter printed a line that is not JSON ({e}): {l}")))
+        .map(read_line)
         .collect()
 }
 
-/// Byte strings longer than this go to the adapter as files.
-const MAX_HEX_INPUT: usize = 16 << 10;
-
 /// Runs one shared test vector through the adapter and returns its result
-/// lines, one per step. `scratch` is a folder for large inputs.
+/// lines, one per step. `scratch` is a folder for inputs too large for one
+/// argument.
 pub fn run_vector(adapter: &[String], vector: &Vector, plugin: &Path, scratch: &Path) -> Result<Vec<Value>, String> {
-    let steps: Vec<_> = vector.steps().collect();
-    let (first, rest) = steps.split_first().ok_or_else(|| format!("vector `{}` has no steps", vector.name))?;
     let bytes = |b: &pabi_abi::vectors::Bytes| b.resolve().map_err(|e| format!("vector `{}`: {e}", vector.name));
-    // Large byte strings travel as files (`--input FILE`, `--config FILE`,
-    // `--then F:@FILE`), since one argument is limited to 128 KiB on Linux.
-    let mut files = 0;
-    let mut spill = |data: &[u8]| -> Result<Option<String>, String> {
-        if data.len() <= MAX_HEX_INPUT {
-            return Ok(None);
-        }
-        files += 1;
-        let name = vector.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
-        let path = scratch.join(format!("{name}.{files}.bin"));
-        std::fs::write(&path, data).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        Ok(Some(path.display().to_string()))
-    };
-    let mut args = vec![plugin.display().to_string(), first.function.clone()];
-    let input = bytes(&first.input)?;
-    match spill(&input)? {
-        Some(path) => args.extend(["--input".to_string(), path]),
-        None => args.extend(["--input-hex".to_string(), encode_hex(&input)]),
-    }
-    for step in rest {
-        let input = bytes(&step.input)?;
-        let value = match spill(&input)? {
-            Some(path) => format!("@{path}"),
-            None => encode_hex(&input),
-        };
-        args.extend(["--then".to_string(), format!("{}:{value}", step.function)]);
-    }
-    if let Some(config) = &vector.config {
-        let config = bytes(config)?;
-        match spill(&config)? {
-            Some(path) => args.extend(["--config".to_string(), path]),
-            None => args.extend(["--config-hex".to_string(), encode_hex(&config)]),
-        }
-    }
-    args.extend(["--format".to_string(), "json".to_string()]);
+    let calls = vector
+        .steps()
+        .map(|step| Ok(AdapterCall { function: step.function.clone(), input: bytes(&step.input)? }))
+        .collect::<Result<Vec<_>, String>>()?;
+    let config = vector.config.as_ref().map(bytes).transpose()?;
+    let invocation =
+        Invocation { plugin: plugin.to_path_buf(), calls, config, limits: AdapterLimits::default() };
+    let args = invocation
+        .args(&mut pabi_abi::adapter::spill_into(scratch, &vector.name))
+        .map_err(|e| format!("vector `{}`: {e}", vector.name))?;
     invoke_with(adapter, args)
 }
 
@@ -271,11 +257,11 @@ pub fn judge_vector(vector: &Vector, lines: &[Value]) -> Result<(), String> {
 pub fn judge(case: &Case, lines: &[Value]) -> Verdict {
     if let Some(first) = lines.first() {
         if first["kind"] == "NOT_SUPPORTED" {
-            let clause = first["clause"].as_str().unwrap_or_default().to_string();
-            return match &case.not_supported_allowed {
-                Some(allowed) if *allowed == clause => Verdict::NotSupported { clause },
+            let clause = first["clause"].as_str().and_then(Clause::from_id);
+            return match (case.not_supported_allowed, clause) {
+                (Some(allowed), Some(clause)) if allowed == clause => Verdict::NotSupported { clause },
                 _ => Verdict::Fail {
-                    reason: format!("the host answered NOT_SUPPORTED ({clause}) for a limit it must enforce"),
+                    reason: format!("the host answered NOT_SUPPORTED ({}) for a limit it must enforce", first["clause"]),
                 },
             };
         }
@@ -315,6 +301,132 @@ fn matches(expected: &Value, got: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The shared vectors of one plugin, run on every language's build.
+#[derive(Clone, Debug, Serialize)]
+pub struct VectorSummary {
+    pub plugin: String,
+    pub languages: Vec<String>,
+    pub passed: u32,
+    pub total: u32,
+}
+
+/// A whole `pabi host-test` run (`spec/schemas/host-test-report.schema.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub adapter: String,
+    pub cases: Vec<CaseResult>,
+    pub vectors: Vec<VectorSummary>,
+    pub vector_failures: Vec<String>,
+}
+
+impl Report {
+    pub fn new(adapter: String, cases: Vec<CaseResult>, vectors: Vec<VectorSummary>, failures: Vec<String>) -> Report {
+        Report { schema: REPORT_SCHEMA_VERSION, adapter, cases, vectors, vector_failures: failures }
+    }
+
+    pub fn failed_cases(&self) -> usize {
+        self.cases.iter().filter(|r| matches!(r.verdict, Verdict::Fail { .. })).count()
+    }
+
+    pub fn unsupported_cases(&self) -> usize {
+        self.cases.iter().filter(|r| matches!(r.verdict, Verdict::NotSupported { .. })).count()
+    }
+
+    /// Every case passed or is allowed to be unsupported, and every vector
+    /// passed identically in every language.
+    pub fn passed(&self) -> bool {
+        self.failed_cases() == 0 && self.vector_failures.is_empty()
+    }
+}
+
+/// Runs every vector file of `vectors` against each language's build of its
+/// plugin, `plugins/<language>/<plugin>.wasm`, and requires the languages to
+/// give identical lines. Returns a summary per file and the failures.
+pub fn run_vector_files(
+    adapter: &[String],
+    vectors: &Path,
+    plugins: &Path,
+    scratch: &Path,
+) -> anyhow::Result<(Vec<VectorSummary>, Vec<String>)> {
+    use anyhow::Context;
+    let list = |dir: &Path, keep: &dyn Fn(&Path) -> bool| -> anyhow::Result<Vec<PathBuf>> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| keep(p))
+            .collect();
+        paths.sort();
+        Ok(paths)
+    };
+    let files = list(vectors, &|p| p.extension().is_some_and(|e| e == "json"))?;
+    let languages = list(plugins, &|p| p.is_dir()).context("the plugins folder (run ci/build-plugins)")?;
+    let (mut summaries, mut failures) = (Vec::new(), Vec::new());
+    for file in &files {
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let vectors = pabi_abi::vectors::VectorFile::parse(&bytes)
+            .with_context(|| format!("{} is not a vector file", file.display()))?;
+        let builds: Vec<(String, PathBuf)> = languages
+            .iter()
+            .map(|dir| {
+                let language = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                (language, dir.join(format!("{}.wasm", vectors.plugin)))
+            })
+            .filter(|(_, path)| path.is_file())
+            .collect();
+        if builds.is_empty() {
+            failures.push(format!("{}: no build of plugin `{}` under {}", file.display(), vectors.plugin, plugins.display()));
+            continue;
+        }
+        let (mut passed, mut total) = (0, 0);
+        for vector in &vectors.vectors {
+            let mut first: Option<(&str, Vec<Value>)> = None;
+            for (language, path) in &builds {
+                total += 1;
+                let label = format!("{}/{} `{}`", language, vectors.plugin, vector.name);
+                let lines = match run_vector(adapter, vector, path, scratch) {
+                    Ok(lines) => lines,
+                    Err(reason) => {
+                        failures.push(format!("{label}: {reason}"));
+                        continue;
+                    }
+                };
+                if let Err(reason) = judge_vector(vector, &lines) {
+                    failures.push(format!("{label}: {reason}"));
+                    continue;
+                }
+                if let Some((reference, expected)) = first.as_ref().filter(|(_, expected)| *expected != lines) {
+                    failures.push(format!(
+                        "{label}: differs from {reference}: {} vs {}",
+                        short(&Value::from(lines.clone())),
+                        short(&Value::from(expected.clone()))
+                    ));
+                    continue;
+                }
+                passed += 1;
+                if first.is_none() {
+                    first = Some((language, lines));
+                }
+            }
+        }
+        summaries.push(VectorSummary {
+            plugin: vectors.plugin.clone(),
+            languages: builds.into_iter().map(|(l, _)| l).collect(),
+            passed,
+            total,
+        });
+    }
+    Ok((summaries, failures))
+}
+
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(240) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,13 +436,13 @@ mod tests {
         Case {
             name: "t".into(),
             description: String::new(),
-            clauses: vec!["LIM-4".into()],
+            clauses: vec![Clause::Lim4],
             plugin: "io.wat".into(),
             config_hex: None,
-            limits: Limits { fuel: Some(5), ..Limits::default() },
+            limits: serde_json::from_str(r#"{"fuel": 5}"#).unwrap(),
             calls: expect.iter().map(|_| Call { function: "f".into(), input_hex: "00".into() }).collect(),
             expect,
-            not_supported_allowed: allowed.map(String::from),
+            not_supported_allowed: allowed.map(|c| c.parse().unwrap()),
         }
     }
 
@@ -354,7 +466,7 @@ mod tests {
         let unsupported = json!({"ok": false, "kind": "NOT_SUPPORTED", "clause": "LIM-4"});
         assert!(matches!(judge(&c, std::slice::from_ref(&unsupported)), Verdict::Fail { .. }));
         let c = case(vec![json!({"ok": true})], Some("LIM-4"));
-        assert_eq!(judge(&c, &[unsupported]), Verdict::NotSupported { clause: "LIM-4".into() });
+        assert_eq!(judge(&c, &[unsupported]), Verdict::NotSupported { clause: Clause::Lim4 });
     }
 
     #[test]
@@ -366,10 +478,50 @@ mod tests {
     #[test]
     fn args_follow_the_protocol() {
         let c = case(vec![json!({"ok": true}), json!({"ok": true})], None);
-        let args = adapter_args(&c, Path::new("p.wasm"));
+        let args = invocation(&c, Path::new("p.wasm")).unwrap().args(&mut |_| unreachable!()).unwrap();
         assert_eq!(args[..4], ["p.wasm", "f", "--input-hex", "00"]);
         assert!(args.windows(2).any(|w| w == ["--then", "f:00"]));
         assert!(args.windows(2).any(|w| w == ["--fuel", "5"]));
         assert_eq!(args[args.len() - 2..], ["--format", "json"]);
+    }
+
+    #[test]
+    fn lines_outside_the_protocol_are_refused() {
+        assert!(read_line(r#"{"ok":true,"output_hex":"00"}"#).is_ok());
+        assert!(read_line(r#"{"ok":false,"kind":"PLUGIN_ERROR","message":"m"}"#).unwrap_err().contains("protocol"));
+        assert!(read_line(r#"{"ok":false,"kind":"TIMEOUT","message":"m","took":3}"#).is_err());
+        assert!(read_line("ok").unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn the_report_follows_its_schema() {
+        let schema: Value =
+            serde_json::from_str(include_str!("../../spec/schemas/host-test-report.schema.json")).unwrap();
+        let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+        let result = |verdict| CaseResult { case: "c".into(), clauses: vec![Clause::Lim4], verdict, millis: 3 };
+        let report = Report::new(
+            "pabi run".into(),
+            vec![
+                result(Verdict::Pass),
+                result(Verdict::Fail { reason: "r".into() }),
+                result(Verdict::NotSupported { clause: Clause::Lim4 }),
+            ],
+            vec![VectorSummary { plugin: "text".into(), languages: vec!["c".into()], passed: 1, total: 2 }],
+            vec!["c/text `x`: differs".into()],
+        );
+        let value = serde_json::to_value(&report).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(!report.passed());
+        let mut broken = value.clone();
+        broken["cases"][0]["verdict"] = "maybe".into();
+        assert!(!validator.is_valid(&broken), "the schema must refuse an unknown verdict");
+    }
+
+    #[test]
+    fn cases_with_an_undefined_clause_do_not_load() {
+        let text = r#"{"description":"d","clauses":["MEM-99"],"plugin":"p.wat","calls":[],"expect":[]}"#;
+        let error = serde_json::from_str::<Case>(text).unwrap_err().to_string();
+        assert!(error.contains("MEM-99"), "{error}");
     }
 }

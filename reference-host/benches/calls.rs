@@ -105,7 +105,7 @@ fn main() {
 
     // A cold load: validation and compilation, once per distinct plugin.
     let started = Instant::now();
-    let fresh = pabi_host::Host::new(pabi_host::Config { pooling: false, ..Default::default() }).unwrap();
+    let fresh = pabi_host::Host::new(pabi_host::Config::builder().pooling(false).build()).unwrap();
     black_box(fresh.load(&pabi_wasm).unwrap());
     println!("{:<28} {:>12} {:>12?}", "first load (validate+compile)", "-", started.elapsed());
 }

@@ -1,25 +1,38 @@
 //! What a host allows and how hard it limits plugins.
+//!
+//! [`Config`] is built with [`ConfigBuilder`]: every setting has a documented
+//! default, and a setting added later is not a breaking change for callers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use pabi_abi::Limits;
 
 /// The host's configuration: limits, what WASI plugins may be granted, and
 /// engine options. `Config::default()` is the spec's defaults with nothing
-/// granted (`WASI-5`, `LIM-9`).
+/// granted (`WASI-5`, `LIM-10`).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let config = pabi_host::Config::builder()
+///     .timeout(Duration::from_millis(200))
+///     .max_memory(16 << 20)
+///     .allow_env("LANG", "C")
+///     .build();
+/// assert_eq!(config.limits().timeout, Duration::from_millis(200));
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
-    pub limits: Limits,
-    pub allow: Allow,
-    /// Traps tolerated in `crash_window` before the plugin is disabled (`LIFE-9`).
-    pub crash_limit: u32,
-    pub crash_window: Duration,
-    /// Instantiate from wasmtime's pooling allocator.
-    pub pooling: bool,
-    /// Where precompiled modules are kept between processes; `None` keeps
-    /// the cache in memory only.
-    pub cache_dir: Option<PathBuf>,
+    limits: Limits,
+    allow: Allow,
+    crash_limit: u32,
+    crash_window: Duration,
+    pooling: bool,
+    max_instances: u32,
+    cache_dir: Option<PathBuf>,
+    cache_capacity: usize,
 }
 
 impl Default for Config {
@@ -30,45 +43,268 @@ impl Default for Config {
             crash_limit: 5,
             crash_window: Duration::from_secs(60),
             pooling: true,
+            max_instances: 64,
             cache_dir: None,
+            cache_capacity: 256,
         }
     }
 }
 
-/// The WASI capabilities this host is willing to grant. A plugin gets the
-/// intersection of these and what it declares (`WASI-5`).
+impl Config {
+    /// A builder that starts from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder { config: Config::default() }
+    }
+
+    /// A builder that starts from this configuration.
+    pub fn to_builder(&self) -> ConfigBuilder {
+        ConfigBuilder { config: self.clone() }
+    }
+
+    /// The limits every call and instance gets (`LIM-1` … `LIM-8`).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The capabilities this host is willing to grant (`WASI-5`).
+    pub fn allowed(&self) -> &Allow {
+        &self.allow
+    }
+
+    /// Dead instances tolerated within [`Config::crash_window`] before the
+    /// plugin is disabled (`LIFE-7`).
+    pub fn crash_limit(&self) -> u32 {
+        self.crash_limit
+    }
+
+    pub fn crash_window(&self) -> Duration {
+        self.crash_window
+    }
+
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The most instances alive at once in this host.
+    pub fn max_instances(&self) -> u32 {
+        self.max_instances
+    }
+
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
+    /// How many validated, compiled plugins the host keeps ready.
+    pub fn cache_capacity(&self) -> usize {
+        self.cache_capacity
+    }
+}
+
+/// Builds a [`Config`]. Each setter names its default.
+#[derive(Clone, Debug)]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl ConfigBuilder {
+    /// All limits at once. Default: `Limits::default()`, the spec's defaults.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Linear memory cap in bytes (`LIM-1`). Default: 128 MiB.
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.config.limits.max_memory = bytes;
+        self
+    }
+
+    /// Wall-time deadline of every call, armed before each one (`LIM-3`).
+    /// Default: 1 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.limits.timeout = timeout;
+        self
+    }
+
+    /// Fuel per call, or `None` for no fuel metering (`LIM-4`). Default: `None`.
+    pub fn fuel(mut self, fuel: Option<u64>) -> Self {
+        self.config.limits.fuel = fuel;
+        self
+    }
+
+    /// Output cap per call in bytes (`LIM-5`). Default: 16 MiB.
+    pub fn max_output(mut self, bytes: u64) -> Self {
+        self.config.limits.max_output = bytes;
+        self
+    }
+
+    /// Wasm stack in bytes (`LIM-7`). Default: 512 KiB.
+    pub fn max_wasm_stack(mut self, bytes: usize) -> Self {
+        self.config.limits.max_wasm_stack = bytes;
+        self
+    }
+
+    /// Elements per table (`LIM-8`). Default: 10,000.
+    pub fn max_table_elements(mut self, elements: u64) -> Self {
+        self.config.limits.max_table_elements = elements;
+        self
+    }
+
+    /// Grant the real clocks and real sleeps to plugins that declare
+    /// `clock` (`WASI-3`, `WASI-6`). Default: `false` (virtual time).
+    pub fn allow_clock(mut self, allow: bool) -> Self {
+        self.config.allow.clock = allow;
+        self
+    }
+
+    /// Grant host entropy to plugins that declare `random` (`WASI-7`).
+    /// Default: `false` (a fixed-seed generator).
+    pub fn allow_random(mut self, allow: bool) -> Self {
+        self.config.allow.random = allow;
+        self
+    }
+
+    /// Offer the environment variable `name` with `value` to plugins that
+    /// declare `env:NAME` (`WASI-8`). Default: none.
+    pub fn allow_env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.allow.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Offer a host directory to plugins that declare `fs:` for its guest
+    /// path (`WASI-3`). Default: none.
+    pub fn allow_dir(mut self, grant: DirGrant) -> Self {
+        self.config.allow.dirs.push(grant);
+        self
+    }
+
+    /// Dead instances tolerated within `window` before the plugin is
+    /// disabled with `CRASH_LOOP` (`LIFE-7`). Default: 5 in 60 s.
+    pub fn crash_limit(mut self, failures: u32, window: Duration) -> Self {
+        self.config.crash_limit = failures.max(1);
+        self.config.crash_window = window;
+        self
+    }
+
+    /// Instantiate from wasmtime's pooling allocator: faster instantiation,
+    /// address space reserved up front. Default: `true`.
+    pub fn pooling(mut self, pooling: bool) -> Self {
+        self.config.pooling = pooling;
+        self
+    }
+
+    /// The most instances alive at once in this host (each loaded plugin
+    /// holds one). Past it a load fails with [`crate::Error::HostUnavailable`].
+    /// Default: 64.
+    pub fn max_instances(mut self, instances: u32) -> Self {
+        self.config.max_instances = instances.max(1);
+        self
+    }
+
+    /// Keep precompiled modules in this folder between processes. Default:
+    /// none (in memory only).
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.config.cache_dir = dir;
+        self
+    }
+
+    /// Validated, compiled plugins kept ready in memory; the least recently
+    /// used one goes first. Default: 256.
+    pub fn cache_capacity(mut self, plugins: usize) -> Self {
+        self.config.cache_capacity = plugins.max(1);
+        self
+    }
+
+    pub fn build(self) -> Config {
+        self.config
+    }
+}
+
+/// The WASI capabilities a host is willing to grant. A plugin gets the
+/// intersection of these and what it declares (`WASI-5`). Set through
+/// [`ConfigBuilder`].
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Allow {
+    clock: bool,
+    random: bool,
+    env: Vec<(String, String)>,
+    dirs: Vec<DirGrant>,
+}
+
+impl Allow {
     /// The real clocks and real sleeps (`clock`).
-    pub clock: bool,
+    pub fn clock(&self) -> bool {
+        self.clock
+    }
+
     /// Host entropy (`random`).
-    pub random: bool,
+    pub fn random(&self) -> bool {
+        self.random
+    }
+
     /// Environment variables the plugin may read (`env:NAME`), with values.
-    pub env: Vec<(String, String)>,
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     /// Directories (`fs:/guest:ro|rw`).
-    pub dirs: Vec<DirGrant>,
+    pub fn dirs(&self) -> &[DirGrant] {
+        &self.dirs
+    }
 }
 
 /// A host directory offered at a guest path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirGrant {
-    pub host: PathBuf,
-    pub guest: String,
-    pub read_only: bool,
+    host: PathBuf,
+    guest: String,
+    read_only: bool,
+}
+
+/// A directory grant that is not `HOST:/GUEST[:ro|:rw]`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a directory grant: {reason}")]
+pub struct DirGrantError {
+    text: String,
+    reason: &'static str,
 }
 
 impl DirGrant {
-    /// Parses `HOST:GUEST[:ro]`, as `pabi run --dir` takes it.
-    pub fn parse(text: &str) -> Result<DirGrant, String> {
+    /// Offers `host` at the absolute guest path `guest`. Fails when `guest`
+    /// is not absolute.
+    pub fn new(host: impl Into<PathBuf>, guest: impl Into<String>, read_only: bool) -> Result<DirGrant, DirGrantError> {
+        let guest = guest.into();
+        if !guest.starts_with('/') {
+            return Err(DirGrantError { text: guest, reason: "the guest path must be absolute" });
+        }
+        Ok(DirGrant { host: host.into(), guest, read_only })
+    }
+
+    /// Parses `HOST:GUEST[:ro|:rw]`, as `pabi run --dir` takes it.
+    pub fn parse(text: &str) -> Result<DirGrant, DirGrantError> {
+        let error = |reason| DirGrantError { text: text.to_string(), reason };
         let (rest, read_only) = match text.strip_suffix(":ro") {
             Some(rest) => (rest, true),
             None => (text.strip_suffix(":rw").unwrap_or(text), false),
         };
-        let (host, guest) = rest.split_once(':').ok_or_else(|| format!("`{text}` is not HOST:GUEST[:ro]"))?;
-        if host.is_empty() || !guest.starts_with('/') {
-            return Err(format!("`{text}`: give a host directory and an absolute guest path, as HOST:/GUEST[:ro]"));
+        let (host, guest) = rest.split_once(':').ok_or_else(|| error("give HOST:/GUEST[:ro]"))?;
+        if host.is_empty() {
+            return Err(error("the host directory is empty"));
         }
-        Ok(DirGrant { host: PathBuf::from(host), guest: guest.to_string(), read_only })
+        DirGrant::new(host, guest, read_only).map_err(|_| error("the guest path must be absolute, as HOST:/GUEST[:ro]"))
+    }
+
+    pub fn host(&self) -> &Path {
+        &self.host
+    }
+
+    pub fn guest(&self) -> &str {
+        &self.guest
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
     }
 }
 
@@ -79,9 +315,23 @@ mod tests {
     #[test]
     fn dir_grants_parse() {
         let ro = DirGrant::parse("data:/data:ro").unwrap();
-        assert_eq!((ro.host, ro.guest.as_str(), ro.read_only), (PathBuf::from("data"), "/data", true));
-        assert!(!DirGrant::parse("./x:/y").unwrap().read_only);
+        assert_eq!((ro.host(), ro.guest(), ro.read_only()), (Path::new("data"), "/data", true));
+        assert!(!DirGrant::parse("./x:/y").unwrap().read_only());
+        assert!(!DirGrant::parse("./x:/y:rw").unwrap().read_only());
         assert!(DirGrant::parse("nocolon").is_err());
         assert!(DirGrant::parse("a:relative").is_err());
+        assert!(DirGrant::parse(":/x").is_err());
+    }
+
+    #[test]
+    fn builder_sets_and_defaults_hold() {
+        let defaults = Config::default();
+        assert_eq!(defaults.limits(), &Limits::default());
+        assert_eq!((defaults.crash_limit(), defaults.crash_window()), (5, Duration::from_secs(60)));
+        let config = Config::builder().max_output(10).allow_random(true).crash_limit(0, Duration::ZERO).build();
+        assert_eq!(config.limits().max_output, 10);
+        assert!(config.allowed().random() && !config.allowed().clock());
+        assert_eq!(config.crash_limit(), 1, "a crash limit of 0 would disable every plugin at once");
+        assert_eq!(config.to_builder().build().limits().max_output, 10);
     }
 }

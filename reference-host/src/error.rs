@@ -1,38 +1,45 @@
 //! The host's one error type: a variant per host error kind of the spec
-//! (`ERR-6`), each with a fixed message and the details that explain it.
+//! (`ERR-6`), each with a fixed message and the details that explain it,
+//! plus one variant for a host that cannot serve at all.
 
+use std::fmt;
 use std::time::Duration;
 
-use pabi_abi::HostErrorKind;
+use pabi_abi::{AbiVersion, Clause, HostErrorKind, TrapKind};
 
-/// Why a load, call or reload failed.
+/// Why a host could not be set up, or a load, call or reload failed.
 ///
-/// The variants are exactly the spec's host error kinds. `Error` is also
-/// what a `wasmtime::Error` or `anyhow::Error` from this crate downcasts to.
+/// Every variant but [`Error::HostUnavailable`] is one of the spec's host
+/// error kinds ([`Error::kind`]). `Error` is also what a `wasmtime::Error`
+/// from this crate's imports downcasts to.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The binary breaks a static rule (`HOST-1`); `findings` cite clauses.
-    #[error("INVALID_MODULE: the plugin is not a valid pabi module: {}", findings.join("; "))]
-    InvalidModule { findings: Vec<String> },
-    /// The plugin's ABI version is not one this host implements (`VER-3`).
+    /// The binary breaks a static rule (`HOST-1`); each finding cites its clause.
+    #[error("INVALID_MODULE: the plugin is not a valid pabi module: {}", join(findings))]
+    InvalidModule { findings: Vec<ModuleFinding> },
+    /// The plugin's ABI version is not one this host implements (`VER-3`, `VER-4`).
     #[error(
         "VERSION_MISMATCH: the plugin declares ABI {plugin}, this host implements ABI {host}{}",
         missing_suffix(missing_imports)
     )]
-    VersionMismatch { plugin: String, host: String, missing_imports: Vec<String> },
-    /// The plugin declares a capability the host configuration does not allow (`WASI-5`).
-    #[error("MISSING_CAPABILITY: the plugin declares `{capability}`, which this host does not allow")]
-    MissingCapability { capability: String },
+    VersionMismatch { plugin: AbiVersion, host: AbiVersion, missing_imports: Vec<String> },
+    /// The plugin declares capabilities the host configuration does not allow (`WASI-5`).
+    #[error("MISSING_CAPABILITY: the plugin declares {}, which this host does not allow", quoted(capabilities))]
+    MissingCapability { capabilities: Vec<String> },
     /// The plugin broke a clause of the ABI at run time (`ERR-8`).
     #[error("ABI_VIOLATION: the plugin broke the ABI ({clause}): {detail}")]
-    AbiViolation { clause: &'static str, detail: String },
-    /// A wasm trap (`ERR-9`): `trap` is its kind, e.g. `unreachable`.
-    #[error("TRAP: the plugin trapped: {trap}{}", backtrace_suffix(backtrace))]
-    Trap { trap: String, backtrace: String },
+    AbiViolation { clause: Clause, detail: String },
+    /// A wasm trap (`ERR-9`), with the engine's words and the wasm backtrace.
+    #[error("TRAP: the plugin trapped: {trap}{}{}", detail_suffix(detail), backtrace_suffix(backtrace))]
+    Trap { trap: TrapKind, detail: String, backtrace: WasmTrace },
     /// The call ran past its wall-time deadline (`LIM-3`).
     #[error("TIMEOUT: the call ran past its deadline of {timeout:?}")]
     Timeout { timeout: Duration },
+    /// The embedder cancelled the call through a [`crate::CancelHandle`]. An
+    /// abort from outside, reported under the kind `TIMEOUT`.
+    #[error("TIMEOUT: the call was cancelled by the host")]
+    Cancelled,
     /// The call used up its fuel (`LIM-4`).
     #[error("FUEL_EXHAUSTED: the call ran out of fuel ({fuel} units)")]
     FuelExhausted { fuel: u64 },
@@ -42,31 +49,145 @@ pub enum Error {
     /// The plugin wrote more output than allowed (`LIM-5`).
     #[error("OUTPUT_LIMIT: the plugin wrote more than the {limit}-byte output limit")]
     OutputLimit { limit: u64 },
-    /// The plugin returned a status the ABI does not define (`ERR-4`).
+    /// The plugin returned a value that is not a status (`ERR-2`, `ERR-4`).
     #[error("UNKNOWN_STATUS: the plugin returned status {status}, which the ABI does not define")]
     UnknownStatus { status: i32 },
     /// The plugin returned a defined error status (`ERR-7`), with the
     /// bytes it passed to `error_write`.
     #[error("PLUGIN_ERROR: status {status} ({}): {}", status_name(*status), String::from_utf8_lossy(message))]
     PluginError { status: i32, message: Vec<u8> },
-    /// No `pabi_fn_<name>` export of that name (`HOST-5`).
-    #[error("UNKNOWN_FUNCTION: the plugin has no function `{name}`")]
-    UnknownFunction { name: String },
-    /// Too many traps in the window; the plugin is disabled (`LIFE-9`).
+    /// No `pabi_fn_<name>` export of that name; `available` lists the
+    /// plugin's functions.
+    #[error("UNKNOWN_FUNCTION: the plugin has no function `{name}`{}", available_suffix(available))]
+    UnknownFunction { name: String, available: Vec<String> },
+    /// Too many dead instances in the window; the plugin is disabled (`LIFE-7`).
     #[error("CRASH_LOOP: the plugin failed {failures} times within {window:?} and was disabled")]
     CrashLoop { failures: u32, window: Duration },
+    /// The host itself cannot serve: not a failure of the plugin, so not
+    /// one of the spec's kinds (`ERR-6`).
+    #[error("the host cannot serve: {0}")]
+    HostUnavailable(Unavailable),
+}
+
+/// Why a host cannot serve, whatever the plugin.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The wasm engine could not be set up, for example because the pooling
+    /// allocator could not reserve its address space.
+    #[error("cannot set up the wasm engine: {0}")]
+    Engine(String),
+    /// Every instance slot of the host is taken ([`crate::ConfigBuilder::max_instances`]).
+    #[error("all {limit} instance slots are in use; drop a plugin or raise max_instances")]
+    InstanceSlots { limit: u32 },
+    /// The configuration asks for something this host cannot do; the clause
+    /// names the limit (`LIM-4`).
+    #[error("{detail} ({clause})")]
+    Unsupported { clause: Clause, detail: String },
+}
+
+/// One static finding inside `INVALID_MODULE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleFinding {
+    /// The clause the module breaks; `None` when the engine refused the
+    /// module for a reason no clause names.
+    pub clause: Option<Clause>,
+    pub message: String,
+}
+
+impl ModuleFinding {
+    pub fn new(clause: Clause, message: impl Into<String>) -> ModuleFinding {
+        ModuleFinding { clause: Some(clause), message: message.into() }
+    }
+}
+
+impl From<&pabi_validator::Finding> for ModuleFinding {
+    fn from(finding: &pabi_validator::Finding) -> Self {
+        ModuleFinding { clause: Clause::from_id(finding.rule.id()), message: finding.message.clone() }
+    }
+}
+
+impl fmt::Display for ModuleFinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.clause {
+            Some(clause) => write!(f, "[{clause}] {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// The wasm frames of a trap, innermost first. Runs of the same frame, as a
+/// stack overflow makes, are kept once with a count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WasmTrace {
+    runs: Vec<(Frame, u32)>,
+}
+
+/// One wasm frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The function's index in the module's function index space.
+    pub func_index: u32,
+    /// From the module's `name` section, when it has one (`MOD-5`).
+    pub name: Option<String>,
+}
+
+impl WasmTrace {
+    pub fn from_frames(frames: impl IntoIterator<Item = Frame>) -> WasmTrace {
+        let mut runs: Vec<(Frame, u32)> = Vec::new();
+        for frame in frames {
+            match runs.last_mut() {
+                Some((last, count)) if *last == frame => *count += 1,
+                _ => runs.push((frame, 1)),
+            }
+        }
+        WasmTrace { runs }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// Each distinct consecutive frame with how many times it repeats.
+    pub fn runs(&self) -> &[(Frame, u32)] {
+        &self.runs
+    }
+
+    /// The number of frames, repeats included.
+    pub fn depth(&self) -> u64 {
+        self.runs.iter().map(|(_, n)| u64::from(*n)).sum()
+    }
+}
+
+impl fmt::Display for WasmTrace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut depth = 0u64;
+        for (i, (frame, count)) in self.runs.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            let name = frame.name.as_deref().unwrap_or("<unknown>");
+            write!(f, "  {depth}: {name} (function {})", frame.func_index)?;
+            if *count > 1 {
+                write!(f, "\n     … the same frame {} more times", count - 1)?;
+            }
+            depth += u64::from(*count);
+        }
+        Ok(())
+    }
 }
 
 impl Error {
-    /// The spec's name for this failure.
-    pub fn kind(&self) -> HostErrorKind {
-        match self {
+    /// The spec's name for this failure; `None` for [`Error::HostUnavailable`],
+    /// which is not a failure of the plugin.
+    pub fn kind(&self) -> Option<HostErrorKind> {
+        Some(match self {
             Error::InvalidModule { .. } => HostErrorKind::InvalidModule,
             Error::VersionMismatch { .. } => HostErrorKind::VersionMismatch,
             Error::MissingCapability { .. } => HostErrorKind::MissingCapability,
             Error::AbiViolation { .. } => HostErrorKind::AbiViolation,
             Error::Trap { .. } => HostErrorKind::Trap,
-            Error::Timeout { .. } => HostErrorKind::Timeout,
+            Error::Timeout { .. } | Error::Cancelled => HostErrorKind::Timeout,
             Error::FuelExhausted { .. } => HostErrorKind::FuelExhausted,
             Error::MemoryLimit { .. } => HostErrorKind::MemoryLimit,
             Error::OutputLimit { .. } => HostErrorKind::OutputLimit,
@@ -74,7 +195,8 @@ impl Error {
             Error::PluginError { .. } => HostErrorKind::PluginError,
             Error::UnknownFunction { .. } => HostErrorKind::UnknownFunction,
             Error::CrashLoop { .. } => HostErrorKind::CrashLoop,
-        }
+            Error::HostUnavailable(_) => return None,
+        })
     }
 
     /// The plugin's status code, for `PLUGIN_ERROR` and `UNKNOWN_STATUS`.
@@ -93,10 +215,21 @@ impl Error {
         }
     }
 
-    /// The clause an `ABI_VIOLATION` cites.
-    pub fn clause(&self) -> Option<&'static str> {
+    /// The clause an `ABI_VIOLATION` cites, the first clause an
+    /// `INVALID_MODULE` breaks, or the limit a configuration cannot have.
+    pub fn clause(&self) -> Option<Clause> {
         match self {
-            Error::AbiViolation { clause, .. } => Some(clause),
+            Error::AbiViolation { clause, .. } => Some(*clause),
+            Error::InvalidModule { findings } => findings.iter().find_map(|f| f.clause),
+            Error::HostUnavailable(Unavailable::Unsupported { clause, .. }) => Some(*clause),
+            _ => None,
+        }
+    }
+
+    /// The trap kind of a `TRAP`.
+    pub fn trap(&self) -> Option<TrapKind> {
+        match self {
+            Error::Trap { trap, .. } => Some(*trap),
             _ => None,
         }
     }
@@ -104,8 +237,26 @@ impl Error {
     /// Whether the instance that produced this error is dead (`LIFE-5`):
     /// every abort and trap kills it; a returned status does not.
     pub fn kills_instance(&self) -> bool {
-        !matches!(self, Error::PluginError { .. } | Error::UnknownStatus { .. } | Error::UnknownFunction { .. })
+        !matches!(
+            self,
+            Error::PluginError { .. }
+                | Error::UnknownStatus { .. }
+                | Error::UnknownFunction { .. }
+                | Error::HostUnavailable(_)
+        )
     }
+
+    pub(crate) fn invalid(clause: Clause, message: impl Into<String>) -> Error {
+        Error::InvalidModule { findings: vec![ModuleFinding::new(clause, message)] }
+    }
+}
+
+fn join(findings: &[ModuleFinding]) -> String {
+    findings.iter().map(ModuleFinding::to_string).collect::<Vec<_>>().join("; ")
+}
+
+fn quoted(items: &[String]) -> String {
+    items.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
 }
 
 fn missing_suffix(missing: &[String]) -> String {
@@ -116,7 +267,23 @@ fn missing_suffix(missing: &[String]) -> String {
     }
 }
 
-fn backtrace_suffix(backtrace: &str) -> String {
+fn available_suffix(available: &[String]) -> String {
+    if available.is_empty() {
+        String::new()
+    } else {
+        format!("; it has: {}", available.join(", "))
+    }
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
+}
+
+fn backtrace_suffix(backtrace: &WasmTrace) -> String {
     if backtrace.is_empty() {
         String::new()
     } else {
@@ -135,35 +302,56 @@ mod tests {
     #[test]
     fn display_starts_with_the_kind_name() {
         let errors = [
-            Error::InvalidModule { findings: vec!["x".into()] },
-            Error::VersionMismatch { plugin: "2.0".into(), host: "1.0".into(), missing_imports: vec![] },
-            Error::MissingCapability { capability: "clock".into() },
-            Error::AbiViolation { clause: "MEM-3", detail: "x".into() },
-            Error::Trap { trap: "unreachable".into(), backtrace: String::new() },
+            Error::invalid(Clause::Meta1, "x"),
+            Error::VersionMismatch { plugin: AbiVersion::new(2, 0), host: AbiVersion::new(1, 0), missing_imports: vec![] },
+            Error::MissingCapability { capabilities: vec!["clock".into()] },
+            Error::AbiViolation { clause: Clause::Mem3, detail: "x".into() },
+            Error::Trap { trap: TrapKind::Unreachable, detail: String::new(), backtrace: WasmTrace::default() },
             Error::Timeout { timeout: Duration::from_millis(5) },
             Error::FuelExhausted { fuel: 1 },
             Error::MemoryLimit { limit: 1 },
             Error::OutputLimit { limit: 1 },
             Error::UnknownStatus { status: 200 },
             Error::PluginError { status: 1, message: b"bad".to_vec() },
-            Error::UnknownFunction { name: "f".into() },
+            Error::UnknownFunction { name: "f".into(), available: vec![] },
             Error::CrashLoop { failures: 5, window: Duration::from_secs(1) },
         ];
         for error in &errors {
-            assert!(error.to_string().starts_with(error.kind().name()), "{error}");
+            let kind = error.kind().expect("a plugin failure has a kind");
+            assert!(error.to_string().starts_with(kind.name()), "{error}");
         }
-        let kinds: std::collections::HashSet<_> = errors.iter().map(Error::kind).collect();
+        let kinds: std::collections::HashSet<_> = errors.iter().filter_map(Error::kind).collect();
         assert_eq!(kinds.len(), HostErrorKind::ALL.len(), "one variant per kind");
+        assert!(Error::Cancelled.to_string().starts_with("TIMEOUT"));
+        assert_eq!(Error::HostUnavailable(Unavailable::InstanceSlots { limit: 2 }).kind(), None);
     }
 
     #[test]
     fn version_mismatch_names_both_versions_and_missing_imports() {
         let e = Error::VersionMismatch {
-            plugin: "1.1".into(),
-            host: "1.0".into(),
+            plugin: AbiVersion::new(1, 1),
+            host: AbiVersion::new(1, 0),
             missing_imports: vec!["pabi.kv_get".into()],
         };
         let text = e.to_string();
         assert!(text.contains("1.1") && text.contains("1.0") && text.contains("pabi.kv_get"), "{text}");
+    }
+
+    #[test]
+    fn unknown_function_lists_what_the_plugin_has() {
+        let e = Error::UnknownFunction { name: "nope".into(), available: vec!["upper".into(), "lower".into()] };
+        assert_eq!(e.to_string(), "UNKNOWN_FUNCTION: the plugin has no function `nope`; it has: upper, lower");
+    }
+
+    #[test]
+    fn backtraces_collapse_repeated_frames() {
+        let frame = |i: u32| Frame { func_index: i, name: Some(format!("f{i}")) };
+        let trace = WasmTrace::from_frames([frame(1), frame(2), frame(2), frame(2), frame(3)]);
+        assert_eq!(trace.depth(), 5);
+        assert_eq!(trace.runs().len(), 3);
+        assert_eq!(
+            trace.to_string(),
+            "  0: f1 (function 1)\n  1: f2 (function 2)\n     … the same frame 2 more times\n  4: f3 (function 3)"
+        );
     }
 }

@@ -1,98 +1,19 @@
-//! The `pabi` imports (`IMP-1`) and the per-instance state they work on.
+//! The `pabi` imports (`IMP-1`), working on the instance's [`StoreData`].
 //!
 //! Every (pointer, length) pair is checked against the plugin's memory,
-//! including 32-bit wrap-around, before a byte moves (`MEM-3`). Buffers are
-//! copied in and out; the host keeps no plugin pointer after an import
-//! returns (`MEM-2`).
+//! including 32-bit wrap-around, before a byte moves (`MEM-3`, `MEM-4`).
+//! Buffers are copied in and out; the host keeps no plugin pointer after an
+//! import returns (`MEM-2`).
 
 use std::ops::Range;
 
-use pabi_abi::ImportCode;
-use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
+use pabi_abi::{Clause, ImportCode};
+use wasmtime::{Caller, Linker, Memory};
 
+use crate::store::{Abort, Phase, StoreData};
 use crate::Error;
 
-/// What a call is doing, which decides what the imports may do (`IMP-4`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Initialize,
-    Init,
-    Call,
-    StateSave,
-    StateLoad,
-    Shutdown,
-}
-
-/// The state of one instance, owned by its `Store`.
-pub(crate) struct StoreData {
-    pub memory: Option<Memory>,
-    pub phase: Phase,
-    pub input: Vec<u8>,
-    pub output: Vec<u8>,
-    pub message: Vec<u8>,
-    pub max_output: u64,
-    pub max_message: u64,
-    pub limiter: Limiter,
-    pub wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
-    pub virtual_clock: Option<crate::wasi::VirtualClock>,
-    pub plugin_name: String,
-}
-
-impl StoreData {
-    pub fn wasi(&mut self) -> &mut wasmtime_wasi::p1::WasiP1Ctx {
-        self.wasi.as_mut().expect("WASI imports are linked only for wasi-profile plugins")
-    }
-}
-
-/// Enforces the memory and table caps (`LIM-1`, `LIM-8`) and remembers a
-/// refusal, so that a trap right after it reads as `MEMORY_LIMIT` (`LIM-2`).
-pub(crate) struct Limiter {
-    pub max_memory: u64,
-    pub max_table_elements: u64,
-    pub refused: bool,
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = desired as u64 <= self.max_memory;
-        self.refused |= !allowed;
-        Ok(allowed)
-    }
-
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = desired as u64 <= self.max_table_elements;
-        self.refused |= !allowed;
-        Ok(allowed)
-    }
-
-    fn instances(&self) -> usize {
-        1
-    }
-
-    fn memories(&self) -> usize {
-        1
-    }
-
-    fn tables(&self) -> usize {
-        // Reference-types modules may declare several tables.
-        100
-    }
-}
-
-/// Ends a call from inside an import: the plugin broke the ABI or a limit.
-/// It travels through wasmtime as the error's root cause.
-#[derive(Debug)]
-pub(crate) struct Abort(pub Error);
-
-impl std::fmt::Display for Abort {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for Abort {}
-
-fn violation(clause: &'static str, detail: String) -> wasmtime::Error {
+fn violation(clause: Clause, detail: String) -> wasmtime::Error {
     wasmtime::Error::new(Abort(Error::AbiViolation { clause, detail }))
 }
 
@@ -100,11 +21,11 @@ fn violation(clause: &'static str, detail: String) -> wasmtime::Error {
 fn checked_range(import: &str, ptr: i32, len: i32, memory_len: usize) -> wasmtime::Result<Range<usize>> {
     let (ptr, len) = (ptr as u32, len as u32);
     let Some(end) = ptr.checked_add(len) else {
-        return Err(violation("MEM-3", format!("{import}: range {ptr:#x}+{len} wraps past 2^32")));
+        return Err(violation(Clause::Mem3, format!("{import}: range {ptr:#x}+{len} wraps past 2^32")));
     };
     if end as usize > memory_len {
         return Err(violation(
-            "MEM-3",
+            Clause::Mem3,
             format!("{import}: range {ptr:#x}..{end:#x} is outside the {memory_len}-byte memory"),
         ));
     }
@@ -112,7 +33,7 @@ fn checked_range(import: &str, ptr: i32, len: i32, memory_len: usize) -> wasmtim
 }
 
 fn memory(caller: &Caller<'_, StoreData>) -> wasmtime::Result<Memory> {
-    caller.data().memory.ok_or_else(|| violation("MOD-3", "the plugin exports no memory".into()))
+    caller.data().memory.ok_or_else(|| violation(Clause::Exp1, "the plugin exports no memory".into()))
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
@@ -123,7 +44,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<
     Ok(())
 }
 
-/// Copies `min(len, input_len - offset)` input bytes to `dst` (`IMP-2`).
+/// Copies `min(len, input_len - offset)` input bytes to `dst` (`HOST-3`, `HOST-4`).
 fn input_read(mut caller: Caller<'_, StoreData>, dst: i32, offset: i32, len: i32) -> wasmtime::Result<i32> {
     let memory = memory(&caller)?;
     let (bytes, data) = memory.data_and_store_mut(&mut caller);
@@ -134,8 +55,9 @@ fn input_read(mut caller: Caller<'_, StoreData>, dst: i32, offset: i32, len: i32
     Ok(count as i32)
 }
 
-/// Appends `[src, src+len)` to the output (`IMP-2`); past the cap the call
-/// ends with `OUTPUT_LIMIT` (`LIM-5`).
+/// Appends `[src, src+len)` to the output (`HOST-5`); past the cap the call
+/// ends with `OUTPUT_LIMIT` (`LIM-5`). Unavailable outside calls and state
+/// saves (`HOST-8`).
 fn output_write(mut caller: Caller<'_, StoreData>, src: i32, len: i32) -> wasmtime::Result<i32> {
     let memory = memory(&caller)?;
     let (bytes, data) = memory.data_and_store_mut(&mut caller);
@@ -150,8 +72,9 @@ fn output_write(mut caller: Caller<'_, StoreData>, src: i32, len: i32) -> wasmti
     Ok(0)
 }
 
-/// Appends to the error message; keeps what fits under the cap and then
-/// returns `E_LIMIT` (`LIM-6`).
+/// Appends to the error message (`HOST-6`); keeps what fits under the cap
+/// and then returns `E_LIMIT` (`LIM-6`). Unavailable in `_initialize`
+/// (`HOST-8`).
 fn error_write(mut caller: Caller<'_, StoreData>, src: i32, len: i32) -> wasmtime::Result<i32> {
     let memory = memory(&caller)?;
     let (bytes, data) = memory.data_and_store_mut(&mut caller);
@@ -165,7 +88,7 @@ fn error_write(mut caller: Caller<'_, StoreData>, src: i32, len: i32) -> wasmtim
     Ok(if take < range.len() { ImportCode::Limit.code() } else { 0 })
 }
 
-/// Logs at level 0 (error) … 4 (trace) through `tracing` (`IMP-2`).
+/// Logs at level 0 (error) … 4 (trace) through `tracing` (`HOST-7`).
 fn log(mut caller: Caller<'_, StoreData>, level: i32, src: i32, len: i32) -> wasmtime::Result<i32> {
     let memory = memory(&caller)?;
     let (bytes, data) = memory.data_and_store_mut(&mut caller);
@@ -187,7 +110,7 @@ fn log(mut caller: Caller<'_, StoreData>, level: i32, src: i32, len: i32) -> was
 mod tests {
     use super::*;
 
-    fn clause_of(result: wasmtime::Result<Range<usize>>) -> Option<&'static str> {
+    fn clause_of(result: wasmtime::Result<Range<usize>>) -> Option<Clause> {
         result.err().and_then(|e| e.downcast_ref::<Abort>().and_then(|a| a.0.clause()))
     }
 
@@ -195,9 +118,9 @@ mod tests {
     fn ranges_are_checked_with_wraparound() {
         assert_eq!(checked_range("x", 0, 10, 10).unwrap(), 0..10);
         assert_eq!(checked_range("x", 10, 0, 10).unwrap(), 10..10);
-        assert_eq!(clause_of(checked_range("x", 11, 0, 10)), Some("MEM-3"));
-        assert_eq!(clause_of(checked_range("x", 5, 6, 10)), Some("MEM-3"));
-        assert_eq!(clause_of(checked_range("x", -1, 2, 1 << 20)), Some("MEM-3"));
-        assert_eq!(clause_of(checked_range("x", 1, -1, usize::MAX)), Some("MEM-3"));
+        assert_eq!(clause_of(checked_range("x", 11, 0, 10)), Some(Clause::Mem3));
+        assert_eq!(clause_of(checked_range("x", 5, 6, 10)), Some(Clause::Mem3));
+        assert_eq!(clause_of(checked_range("x", -1, 2, 1 << 20)), Some(Clause::Mem3));
+        assert_eq!(clause_of(checked_range("x", 1, -1, usize::MAX)), Some(Clause::Mem3));
     }
 }

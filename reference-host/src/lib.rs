@@ -19,7 +19,7 @@
 //!
 //! // Every failure is one of the spec's host error kinds.
 //! let error = plugin.call("nope", b"").unwrap_err();
-//! assert_eq!(error.kind(), pabi_abi::HostErrorKind::UnknownFunction);
+//! assert_eq!(error.kind(), Some(pabi_abi::HostErrorKind::UnknownFunction));
 //! # Ok(())
 //! # }
 //! ```
@@ -33,16 +33,19 @@
 //! space reservations, CPU time spent compiling a hostile module before its
 //! first call, and bugs in the engine itself. Hosts that run plugins from
 //! untrusted parties should also run them in a separate, OS-sandboxed
-//! process (`SEC-3`).
+//! process (`SEC-1`).
 
+mod clock;
 mod config;
+mod engine;
 mod error;
 mod host;
 mod imports;
 mod plugin;
+mod store;
 mod wasi;
 
-pub use config::{Allow, Config, DirGrant, Limits};
-pub use error::Error;
+pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits};
+pub use error::{WasmTrace, Error, Frame, ModuleFinding, Unavailable};
 pub use host::Host;
-pub use plugin::Plugin;
+pub use plugin::{CancelHandle, Plugin};

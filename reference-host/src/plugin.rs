@@ -1,29 +1,44 @@
 //! A loaded plugin: its live instance, calls, re-instantiation after a
-//! failure, crash-loop protection, state moves and hot reload.
+//! failure, crash-loop protection, cancellation, state moves and hot reload.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pabi_abi::{Metadata, Status};
+use pabi_abi::{Clause, Metadata, Status, TrapKind};
 use wasmtime::{Store, Trap, TypedFunc, WasmBacktrace};
 
-use crate::host::{Host, Prepared, EPOCH_TICK};
-use crate::imports::{Abort, Limiter, Phase, StoreData};
-use crate::{wasi, Error};
+use crate::engine::{Prepared, Shared};
+use crate::error::{WasmTrace, Frame, Unavailable};
+use crate::store::{Abort, Deadline, Limiter, Phase, StoreData, EPOCH_TICK};
+use crate::{wasi, Config, Error};
 
-/// A plugin loaded by a [`Host`]: one instance at a time, one call at a
-/// time (`HOST-7`). After a trap or an aborted call the instance is
+/// A plugin loaded by a [`crate::Host`]: one instance at a time, one call at
+/// a time (`HOST-9`). After a trap or an aborted call the instance is
 /// discarded and a fresh one, initialised with the same configuration,
 /// serves the next call (`LIFE-5`, `LIFE-6`).
 pub struct Plugin {
-    host: Host,
+    shared: Arc<Shared>,
     prepared: Arc<Prepared>,
     config: Vec<u8>,
     instance: Option<Instance>,
     failures: VecDeque<Instant>,
     disabled: bool,
-    interrupt_next: bool,
+    cancel: Arc<AtomicBool>,
+}
+
+/// Cancels a plugin's calls from any thread, as a deadline would: the call
+/// in progress ends within about 10 ms with [`Error::Cancelled`] (kind
+/// `TIMEOUT`) and its instance is discarded (`LIFE-5`). When no call is in
+/// progress, the next call is cancelled as soon as it starts.
+#[derive(Clone, Debug)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 struct Instance {
@@ -35,22 +50,20 @@ struct Instance {
 }
 
 impl Plugin {
-    pub(crate) fn start(host: Host, prepared: Arc<Prepared>, config: Vec<u8>) -> Result<Plugin, Error> {
-        let instance = instantiate(&host, &prepared, &config)?;
-        Ok(Plugin {
-            host,
-            prepared,
-            config,
-            instance: Some(instance),
-            failures: VecDeque::new(),
-            disabled: false,
-            interrupt_next: false,
-        })
+    pub(crate) fn start(shared: Arc<Shared>, prepared: Arc<Prepared>, config: Vec<u8>) -> Result<Plugin, Error> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let instance = instantiate(&shared, &prepared, &config, &cancel)?;
+        Ok(Plugin { shared, prepared, config, instance: Some(instance), failures: VecDeque::new(), disabled: false, cancel })
     }
 
-    /// The host that loaded the plugin.
-    pub fn host(&self) -> &Host {
-        &self.host
+    /// The configuration of the host that loaded the plugin.
+    pub fn host_config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// A handle that cancels this plugin's calls from another thread.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle(self.cancel.clone())
     }
 
     /// The plugin's metadata.
@@ -71,37 +84,42 @@ impl Plugin {
     /// Calls `pabi_fn_<name>` with `input` and returns its output.
     pub fn call(&mut self, name: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
         if !self.prepared.functions.iter().any(|f| f == name) {
-            return Err(Error::UnknownFunction { name: name.to_string() });
+            return Err(Error::UnknownFunction { name: name.to_string(), available: self.prepared.functions.clone() });
         }
-        let len = input_len(input, &self.host)?;
+        let len = input_len(input, &self.shared)?;
         let lookup = |live: &mut Instance| live.functions.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone());
         self.run(Phase::Call, lookup, input, |store, f: TypedFunc<i32, i32>| f.call(store, len))
             .and_then(|(status, output, message)| status_result(status, output, message))
     }
 
-    /// Runs `pabi_state_save` and returns the state bytes (`LIFE-10`).
+    /// Runs `pabi_state_save` and returns the state bytes (`LIFE-9`).
     pub fn save_state(&mut self) -> Result<Vec<u8>, Error> {
         self.require_state()?;
         self.run(Phase::StateSave, export("pabi_state_save"), &[], |store, f: TypedFunc<(), i32>| f.call(store, ()))
             .and_then(|(status, output, message)| status_result(status, output, message))
     }
 
-    /// Runs `pabi_state_load` with `state` (`LIFE-10`).
+    /// Runs `pabi_state_load` with `state` (`LIFE-9`).
     pub fn load_state(&mut self, state: &[u8]) -> Result<(), Error> {
         self.require_state()?;
-        let len = input_len(state, &self.host)?;
+        let len = input_len(state, &self.shared)?;
         self.run(Phase::StateLoad, export("pabi_state_load"), state, |store, f: TypedFunc<i32, i32>| f.call(store, len))
             .and_then(|(status, output, message)| status_result(status, output, message))
             .map(drop)
     }
 
-    /// Replaces the plugin with a new version (`LIFE-11`): validates and
-    /// initialises it with the same configuration, moves the state when both
-    /// versions can, then swaps. On any failure the old version keeps
-    /// serving and the error is returned.
+    /// Replaces the plugin with a new version (`LIFE-10`): validates and
+    /// initialises it with the same configuration (through the host's cache
+    /// of prepared plugins), moves the state when both versions can, then
+    /// swaps. On any failure the old version keeps serving and the error is
+    /// returned. A cancel handle taken before keeps working after.
     pub fn reload(&mut self, wasm: &[u8]) -> Result<(), Error> {
-        let prepared = Arc::new(self.host.prepare(wasm, &crate::host::module_key(wasm))?);
-        let mut next = Plugin::start(self.host.clone(), prepared, self.config.clone())?;
+        let prepared = self.shared.prepared(wasm)?;
+        let mut next = Plugin::start(self.shared.clone(), prepared, self.config.clone())?;
+        next.cancel = self.cancel.clone();
+        if let Some(live) = &mut next.instance {
+            live.store.data_mut().deadline.cancel = self.cancel.clone();
+        }
         if self.prepared.has_state && next.prepared.has_state {
             let state = self.save_state()?;
             next.load_state(&state)?;
@@ -145,17 +163,11 @@ impl Plugin {
         }
     }
 
-    /// Makes the next call end at once with `TIMEOUT`, as if its deadline
-    /// had passed: a way to test recovery from an aborted call.
-    pub fn interrupt_next_call(&mut self) {
-        self.interrupt_next = true;
-    }
-
     fn require_state(&self) -> Result<(), Error> {
         if self.prepared.has_state {
             Ok(())
         } else {
-            Err(Error::UnknownFunction { name: "pabi_state_save".into() })
+            Err(Error::UnknownFunction { name: "pabi_state_save".into(), available: self.prepared.functions.clone() })
         }
     }
 
@@ -177,15 +189,15 @@ impl Plugin {
         }
         if self.instance.is_none() {
             tracing::warn!(plugin = %self.prepared.metadata.name, "re-instantiating after a failure");
-            match instantiate(&self.host, &self.prepared, &self.config) {
+            match instantiate(&self.shared, &self.prepared, &self.config, &self.cancel) {
                 Ok(instance) => self.instance = Some(instance),
                 Err(e) => return Err(self.record_failure(e)),
             }
         }
         let live = self.instance.as_mut().expect("instantiated above");
-        let func = lookup(live).ok_or_else(|| Error::UnknownFunction { name: format!("{phase:?}") })?;
-        let interrupt = std::mem::take(&mut self.interrupt_next);
-        let timeout = self.host.config().limits.timeout;
+        let func = lookup(live)
+            .ok_or_else(|| Error::UnknownFunction { name: format!("{phase:?}"), available: self.prepared.functions.clone() })?;
+        let timeout = self.shared.config.limits().timeout;
         let data = live.store.data_mut();
         data.phase = phase;
         // Reuse the input buffer's capacity from call to call.
@@ -194,7 +206,7 @@ impl Plugin {
         data.output.clear();
         data.message.clear();
         data.limiter.refused = false;
-        arm(&mut live.store, &self.host, if interrupt { Duration::ZERO } else { timeout });
+        arm(&mut live.store, &self.shared, timeout);
         match call(&mut live.store, func) {
             Ok(status) => {
                 let data = live.store.data_mut();
@@ -205,7 +217,7 @@ impl Plugin {
                 Ok((status, std::mem::take(&mut data.output), std::mem::take(&mut data.message)))
             }
             Err(e) => {
-                let error = classify(e, &live.store, &self.host);
+                let error = classify(e, &live.store, &self.shared);
                 self.instance = None;
                 Err(self.record_failure(error))
             }
@@ -213,16 +225,16 @@ impl Plugin {
     }
 
     /// Counts a failure that killed the instance; past the crash limit the
-    /// plugin is disabled (`LIFE-9`).
+    /// plugin is disabled (`LIFE-7`).
     fn record_failure(&mut self, error: Error) -> Error {
-        let config = self.host.config();
+        let config = &self.shared.config;
         let now = Instant::now();
         self.failures.push_back(now);
-        while self.failures.front().is_some_and(|t| now.duration_since(*t) > config.crash_window) {
+        while self.failures.front().is_some_and(|t| now.duration_since(*t) > config.crash_window()) {
             self.failures.pop_front();
         }
         tracing::warn!(plugin = %self.prepared.metadata.name, "instance discarded: {error}");
-        if self.failures.len() as u32 >= config.crash_limit {
+        if self.failures.len() as u32 >= config.crash_limit() {
             self.disabled = true;
             tracing::error!(plugin = %self.prepared.metadata.name, "disabled after {} failures", self.failures.len());
         }
@@ -230,8 +242,8 @@ impl Plugin {
     }
 
     fn crash_loop(&self) -> Error {
-        let config = self.host.config();
-        Error::CrashLoop { failures: config.crash_limit, window: config.crash_window }
+        let config = &self.shared.config;
+        Error::CrashLoop { failures: config.crash_limit(), window: config.crash_window() }
     }
 }
 
@@ -262,12 +274,12 @@ fn export<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     move |live| live.instance.get_typed_func::<P, R>(&mut live.store, name).ok()
 }
 
-fn input_len(input: &[u8], host: &Host) -> Result<i32, Error> {
-    i32::try_from(input.len()).map_err(|_| Error::MemoryLimit { limit: host.config().limits.max_memory })
+fn input_len(input: &[u8], shared: &Shared) -> Result<i32, Error> {
+    i32::try_from(input.len()).map_err(|_| Error::MemoryLimit { limit: shared.config.limits().max_memory })
 }
 
 /// Maps a returned status to the call's result (`ERR-1` … `ERR-4`): OK
-/// keeps the output; any other status discards it (`FN-5`).
+/// keeps the output; any other status discards it (`FN-3`).
 fn status_result(status: i32, output: Vec<u8>, message: Vec<u8>) -> Result<Vec<u8>, Error> {
     match Status::from_code(status) {
         Some(Status::Ok) => Ok(output),
@@ -277,17 +289,18 @@ fn status_result(status: i32, output: Vec<u8>, message: Vec<u8>) -> Result<Vec<u
 }
 
 /// Arms the deadline, and the fuel when on, before a call (`LIM-3`, `LIM-4`).
-fn arm(store: &mut Store<StoreData>, host: &Host, timeout: Duration) {
+fn arm(store: &mut Store<StoreData>, shared: &Shared, timeout: Duration) {
     let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
-    store.set_epoch_deadline(ticks);
-    if let Some(fuel) = host.config().limits.fuel {
+    let first_look = store.data_mut().deadline.arm(ticks);
+    store.set_epoch_deadline(first_look);
+    if let Some(fuel) = shared.config.limits().fuel {
         store.set_fuel(fuel).expect("fuel is enabled in the engine whenever the limit is set");
     }
 }
 
 /// A fresh instance: `_initialize` once, then `pabi_init(config)` (`LIFE-1`, `LIFE-2`).
-fn instantiate(host: &Host, prepared: &Prepared, config: &[u8]) -> Result<Instance, Error> {
-    let limits = &host.config().limits;
+fn instantiate(shared: &Shared, prepared: &Prepared, config: &[u8], cancel: &Arc<AtomicBool>) -> Result<Instance, Error> {
+    let limits = shared.config.limits();
     let (wasi, virtual_clock) = match &prepared.grants {
         Some(grants) => {
             let (ctx, clock) = wasi::context(grants)?;
@@ -308,33 +321,34 @@ fn instantiate(host: &Host, prepared: &Prepared, config: &[u8]) -> Result<Instan
             max_table_elements: limits.max_table_elements,
             refused: false,
         },
+        deadline: Deadline::new(cancel.clone()),
         wasi,
         virtual_clock,
         plugin_name: prepared.metadata.name.clone(),
     };
-    let mut store = Store::new(&host.inner.engine, data);
+    let mut store = Store::new(&shared.engine, data);
     store.limiter(|data| &mut data.limiter);
-    store.epoch_deadline_trap();
-    arm(&mut store, host, limits.timeout);
-    let instance = prepared.pre.instantiate(&mut store).map_err(|e| classify(e, &store, host))?;
+    store.epoch_deadline_callback(Deadline::on_epoch);
+    arm(&mut store, shared, limits.timeout);
+    let instance = prepared.pre.instantiate(&mut store).map_err(|e| instantiation_error(e, &store, shared))?;
     let memory = instance.get_memory(&mut store, "memory");
     store.data_mut().memory = memory;
     if prepared.has_initialize {
         let initialize = instance
             .get_typed_func::<(), ()>(&mut store, "_initialize")
-            .map_err(|e| Error::InvalidModule { findings: vec![format!("[EXP-6] {e:#}")] })?;
-        initialize.call(&mut store, ()).map_err(|e| classify(e, &store, host))?;
+            .map_err(|e| Error::invalid(Clause::Exp5, format!("{e:#}")))?;
+        initialize.call(&mut store, ()).map_err(|e| classify(e, &store, shared))?;
     }
     if prepared.has_init {
         let init = instance
             .get_typed_func::<i32, i32>(&mut store, "pabi_init")
-            .map_err(|e| Error::InvalidModule { findings: vec![format!("[EXP-6] {e:#}")] })?;
-        let len = input_len(config, host)?;
+            .map_err(|e| Error::invalid(Clause::Exp5, format!("{e:#}")))?;
+        let len = input_len(config, shared)?;
         let data = store.data_mut();
         data.phase = Phase::Init;
         data.input = config.to_vec();
-        arm(&mut store, host, limits.timeout);
-        let status = init.call(&mut store, len).map_err(|e| classify(e, &store, host))?;
+        arm(&mut store, shared, limits.timeout);
+        let status = init.call(&mut store, len).map_err(|e| classify(e, &store, shared))?;
         let data = store.data_mut();
         data.input = Vec::new();
         status_result(status, Vec::new(), std::mem::take(&mut data.message))?;
@@ -345,63 +359,67 @@ fn instantiate(host: &Host, prepared: &Prepared, config: &[u8]) -> Result<Instan
         let export = format!("{}{name}", pabi_abi::FN_EXPORT_PREFIX);
         let func = instance
             .get_typed_func::<i32, i32>(&mut store, &export)
-            .map_err(|e| Error::InvalidModule { findings: vec![format!("[EXP-2] {e:#}")] })?;
+            .map_err(|e| Error::invalid(Clause::Exp3, format!("{e:#}")))?;
         functions.push((name.clone(), func));
     }
     Ok(Instance { store, instance, functions })
 }
 
+/// A failed instantiation: a full instance pool is the host's problem, not
+/// the plugin's; anything else is classified like a failed call.
+fn instantiation_error(error: wasmtime::Error, store: &Store<StoreData>, shared: &Shared) -> Error {
+    if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        return Error::HostUnavailable(Unavailable::InstanceSlots { limit: shared.config.max_instances() });
+    }
+    classify(error, store, shared)
+}
+
 /// Turns a failed wasm call into the spec's error kind.
-fn classify(error: wasmtime::Error, store: &Store<StoreData>, host: &Host) -> Error {
-    let limits = &host.config().limits;
+fn classify(error: wasmtime::Error, store: &Store<StoreData>, shared: &Shared) -> Error {
+    let limits = shared.config.limits();
     if let Some(Abort(e)) = error.downcast_ref::<Abort>() {
         return e.clone();
     }
-    let backtrace = error.downcast_ref::<WasmBacktrace>().map(format_backtrace).unwrap_or_default();
+    let backtrace = error.downcast_ref::<WasmBacktrace>().map(backtrace).unwrap_or_default();
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
             Trap::Interrupt => Error::Timeout { timeout: limits.timeout },
             Trap::OutOfFuel => Error::FuelExhausted { fuel: limits.fuel.unwrap_or(0) },
             _ if store.data().limiter.refused => Error::MemoryLimit { limit: limits.max_memory },
-            other => Error::Trap { trap: trap_name(*other), backtrace },
+            other => Error::Trap { trap: trap_kind(*other), detail: other.to_string(), backtrace },
         };
     }
     if store.data().limiter.refused {
         return Error::MemoryLimit { limit: limits.max_memory };
     }
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return Error::Trap { trap: format!("proc_exit({})", exit.0), backtrace };
+        return Error::Trap { trap: TrapKind::Other, detail: format!("proc_exit({})", exit.0), backtrace };
     }
-    Error::Trap { trap: format!("{error:#}"), backtrace }
+    Error::Trap { trap: TrapKind::Other, detail: format!("{error:#}"), backtrace }
 }
 
-fn trap_name(trap: Trap) -> String {
-    let name = match trap {
-        Trap::StackOverflow => "stack_overflow",
-        Trap::MemoryOutOfBounds => "memory_out_of_bounds",
-        Trap::HeapMisaligned => "heap_misaligned",
-        Trap::TableOutOfBounds => "table_out_of_bounds",
-        Trap::IndirectCallToNull => "indirect_call_to_null",
-        Trap::BadSignature => "bad_signature",
-        Trap::IntegerOverflow => "integer_overflow",
-        Trap::IntegerDivisionByZero => "integer_divide_by_zero",
-        Trap::BadConversionToInteger => "bad_conversion_to_integer",
-        Trap::UnreachableCodeReached => "unreachable",
-        Trap::NullReference => "null_reference",
-        other => return other.to_string().replace(' ', "_"),
-    };
-    name.to_string()
+/// wasmtime's trap codes under the names of `ERR-9`.
+fn trap_kind(trap: Trap) -> TrapKind {
+    match trap {
+        Trap::StackOverflow => TrapKind::StackOverflow,
+        Trap::MemoryOutOfBounds => TrapKind::MemoryOutOfBounds,
+        Trap::TableOutOfBounds => TrapKind::TableOutOfBounds,
+        Trap::IndirectCallToNull => TrapKind::IndirectCallNull,
+        Trap::BadSignature => TrapKind::IndirectCallType,
+        Trap::IntegerOverflow => TrapKind::IntegerOverflow,
+        Trap::IntegerDivisionByZero => TrapKind::IntegerDivideByZero,
+        Trap::BadConversionToInteger => TrapKind::InvalidConversion,
+        Trap::UnreachableCodeReached => TrapKind::Unreachable,
+        Trap::NullReference => TrapKind::NullReference,
+        _ => TrapKind::Other,
+    }
 }
 
-fn format_backtrace(backtrace: &WasmBacktrace) -> String {
-    backtrace
-        .frames()
-        .iter()
-        .enumerate()
-        .map(|(i, frame)| {
-            let name = frame.func_name().unwrap_or("<unknown>");
-            format!("  {i}: {name} (function {})", frame.func_index())
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+fn backtrace(trace: &WasmBacktrace) -> WasmTrace {
+    WasmTrace::from_frames(
+        trace
+            .frames()
+            .iter()
+            .map(|frame| Frame { func_index: frame.func_index(), name: frame.func_name().map(String::from) }),
+    )
 }

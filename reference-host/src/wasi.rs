@@ -6,17 +6,14 @@
 //! randomness comes from a fixed-seed generator (`WASI-7`). Both keep a
 //! plugin deterministic unless it asked for the real thing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
 use pabi_abi::{Capability, Metadata};
 use rand::SeedableRng;
 use wasmtime::{Caller, Linker};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use crate::clock::VirtualClock;
 use crate::config::Allow;
-use crate::imports::StoreData;
+use crate::store::StoreData;
 use crate::Error;
 
 /// The seed of the generator a plugin without `random` reads.
@@ -31,72 +28,47 @@ pub(crate) struct Grants {
     pub dirs: Vec<(std::path::PathBuf, String, bool)>,
 }
 
-/// The capabilities granted to `metadata`, or the first declared one that
-/// the host does not allow.
+/// The capabilities granted to `metadata`, or every declared one that the
+/// host does not allow (`WASI-5`).
 pub(crate) fn grants(metadata: &Metadata, allow: &Allow) -> Result<Grants, Error> {
     let mut grants = Grants::default();
+    let mut refused = Vec::new();
     for declared in &metadata.capabilities {
-        let refused = || Error::MissingCapability { capability: declared.clone() };
-        match Capability::parse(declared).ok_or_else(refused)? {
-            Capability::Clock if allow.clock => grants.clock = true,
-            Capability::Random if allow.random => grants.random = true,
-            Capability::Env(name) => {
-                let (_, value) = allow.env.iter().find(|(k, _)| *k == name).ok_or_else(refused)?;
-                grants.env.push((name, value.clone()));
+        let granted = match Capability::parse(declared) {
+            Some(Capability::Clock) if allow.clock() => {
+                grants.clock = true;
+                true
             }
-            Capability::Fs { guest_path, read_only } => {
-                let dir = allow
-                    .dirs
-                    .iter()
-                    .find(|d| d.guest == guest_path && (read_only || !d.read_only))
-                    .ok_or_else(refused)?;
-                grants.dirs.push((dir.host.clone(), guest_path, read_only));
+            Some(Capability::Random) if allow.random() => {
+                grants.random = true;
+                true
             }
-            _ => return Err(refused()),
+            Some(Capability::Env(name)) => match allow.env().iter().find(|(k, _)| *k == name) {
+                Some((_, value)) => {
+                    grants.env.push((name, value.clone()));
+                    true
+                }
+                None => false,
+            },
+            Some(Capability::Fs { guest_path, read_only }) => {
+                match allow.dirs().iter().find(|d| d.guest() == guest_path && (read_only || !d.read_only())) {
+                    Some(dir) => {
+                        grants.dirs.push((dir.host().to_path_buf(), guest_path, read_only));
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        };
+        if !granted {
+            refused.push(declared.clone());
         }
     }
-    Ok(grants)
-}
-
-/// A clock that moves only when the plugin sleeps. It starts at one second,
-/// not 0: Go's runtime aborts when its monotonic clock reads 0 (`WASI-6`).
-#[derive(Clone)]
-pub(crate) struct VirtualClock(Arc<AtomicU64>);
-
-/// Where every virtual clock starts, in nanoseconds.
-pub(crate) const VIRTUAL_CLOCK_START: u64 = 1_000_000_000;
-
-impl Default for VirtualClock {
-    fn default() -> Self {
-        VirtualClock(Arc::new(AtomicU64::new(VIRTUAL_CLOCK_START)))
-    }
-}
-
-impl VirtualClock {
-    fn now_nanos(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    fn advance_to(&self, nanos: u64) {
-        self.0.fetch_max(nanos, Ordering::Relaxed);
-    }
-}
-
-impl wasmtime_wasi::HostWallClock for VirtualClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_nanos(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::from_nanos(self.now_nanos())
-    }
-}
-
-impl wasmtime_wasi::HostMonotonicClock for VirtualClock {
-    fn resolution(&self) -> u64 {
-        1
-    }
-    fn now(&self) -> u64 {
-        self.now_nanos()
+    if refused.is_empty() {
+        Ok(grants)
+    } else {
+        Err(Error::MissingCapability { capabilities: refused })
     }
 }
 
@@ -110,7 +82,7 @@ pub(crate) fn context(grants: &Grants) -> Result<(wasmtime_wasi::p1::WasiP1Ctx, 
     for (host, guest, read_only) in &grants.dirs {
         let perms = if *read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
         builder.preopened_dir(host, guest, perms).map_err(|e| Error::MissingCapability {
-            capability: format!("fs:{guest}:{} ({e:#})", if *read_only { "ro" } else { "rw" }),
+            capabilities: vec![format!("fs:{guest}:{} ({e:#})", if *read_only { "ro" } else { "rw" })],
         })?;
     }
     if !grants.random {
@@ -212,20 +184,26 @@ mod tests {
 
     #[test]
     fn grants_are_the_intersection() {
-        let allow = Allow {
-            clock: true,
-            random: false,
-            env: vec![("HOME".into(), "/h".into()), ("USER".into(), "u".into())],
-            dirs: vec![DirGrant { host: "d".into(), guest: "/data".into(), read_only: true }],
-        };
-        let g = grants(&metadata(&["clock", "env:HOME", "fs:/data:ro"]), &allow).unwrap();
+        let config = crate::Config::builder()
+            .allow_clock(true)
+            .allow_env("HOME", "/h")
+            .allow_env("USER", "u")
+            .allow_dir(DirGrant::new("d", "/data", true).unwrap())
+            .build();
+        let allow = config.allowed();
+        let g = grants(&metadata(&["clock", "env:HOME", "fs:/data:ro"]), allow).unwrap();
         assert!(g.clock && !g.random);
         assert_eq!(g.env, vec![("HOME".to_string(), "/h".to_string())], "USER is allowed but not declared");
         assert_eq!(g.dirs.len(), 1);
-        let refused = |caps: &[&str]| grants(&metadata(caps), &allow).unwrap_err();
-        assert_eq!(refused(&["random"]), Error::MissingCapability { capability: "random".into() });
-        assert_eq!(refused(&["env:PATH"]), Error::MissingCapability { capability: "env:PATH".into() });
-        assert_eq!(refused(&["fs:/data:rw"]), Error::MissingCapability { capability: "fs:/data:rw".into() });
-        assert_eq!(refused(&["fs:/other:ro"]), Error::MissingCapability { capability: "fs:/other:ro".into() });
+        let refused = |caps: &[&str]| grants(&metadata(caps), allow).unwrap_err();
+        assert_eq!(refused(&["random"]), Error::MissingCapability { capabilities: vec!["random".into()] });
+        assert_eq!(refused(&["env:PATH"]), Error::MissingCapability { capabilities: vec!["env:PATH".into()] });
+        assert_eq!(refused(&["fs:/data:rw"]), Error::MissingCapability { capabilities: vec!["fs:/data:rw".into()] });
+        assert_eq!(refused(&["fs:/other:ro"]), Error::MissingCapability { capabilities: vec!["fs:/other:ro".into()] });
+        assert_eq!(
+            refused(&["random", "clock", "env:PATH"]),
+            Error::MissingCapability { capabilities: vec!["random".into(), "env:PATH".into()] },
+            "every refused capability is named"
+        );
     }
 }

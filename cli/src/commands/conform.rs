@@ -1,10 +1,10 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use pabi_abi::vectors::VectorFile;
 use pabi_conform::report::{self, PluginReport};
-use pabi_conform::{Options, Progress, ReferenceEngine, CHECKS};
+use pabi_conform::{Check, Options, Progress, ReferenceHost};
 
 use super::read_input;
 
@@ -29,9 +29,9 @@ pub struct Opts {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ConformFormat::Human)]
     format: ConformFormat,
-    /// Run only this check.
+    /// Run only this check (the list is below).
     #[arg(long, value_name = "CHECK")]
-    only: Option<String>,
+    only: Option<Check>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,15 +41,17 @@ enum ConformFormat {
     Junit,
 }
 
-const fn conform_help() -> &'static str {
-    "\
-Checks (ID [clauses]):
-  static [HOST-1]          status [FN-2 FN-6 ERR-1 ERR-2 ERR-4]
-  caps [FN-4 FN-8 LIM-5 LIM-6]   determinism [FN-5]   no-leak [FN-7]
-  init-config [LIFE-1 LIFE-2 LIFE-3]   shutdown [LIFE-4]
-  reinstantiate [LIFE-5 LIFE-6]   state [LIFE-9]
-  input-read [FN-1 HOST-3 HOST-4 MEM-5]   vectors [FN-3]
+/// The help's list of checks comes from [`Check::ALL`], so it cannot miss one.
+fn conform_help() -> String {
+    let mut help = String::from("Checks, in run order (ID [clauses]):\n");
+    for check in Check::ALL {
+        let clauses: Vec<&str> = check.clauses().iter().map(|c| c.id()).collect();
+        help += &format!("  {:<14} [{}] {}\n", check.id(), clauses.join(" "), check.summary());
+    }
+    help + "\n" + HELP_TAIL
+}
 
+const HELP_TAIL: &str = "\
 Examples:
   pabi conform plugin.wasm
   pabi conform --cases 1000 --vectors text.vectors.json text.wasm
@@ -59,17 +61,10 @@ Examples:
 Exit codes:
   0  every plugin is conformant
   1  a plugin is not conformant
-  2  usage or I/O error"
-}
+  2  usage or I/O error";
 
 impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
-        if let Some(only) = &self.only {
-            if pabi_conform::check(only).is_none() {
-                let ids: Vec<_> = CHECKS.iter().map(|c| c.id).collect();
-                bail!("`{only}` is not a check; the checks are: {}", ids.join(", "));
-            }
-        }
         let vectors = match &self.vectors {
             Some(path) => Some(
                 VectorFile::parse(&read_input(path)?)
@@ -77,15 +72,15 @@ impl Opts {
             ),
             None => None,
         };
-        let options = Options { cases: self.cases, seed: self.seed, vectors, only: self.only.clone() };
-        let engine = ReferenceEngine::new()?;
+        let options = Options { cases: self.cases, seed: self.seed, vectors, only: self.only };
+        let host = ReferenceHost::new()?;
         let tty = std::io::stderr().is_terminal() && self.format == ConformFormat::Human;
         let mut reports: Vec<PluginReport> = Vec::new();
         for path in &self.plugins {
             let wasm = read_input(path)?;
             let label = path.display().to_string();
             let bar = tty.then(|| progress_bar(&label));
-            let report = pabi_conform::conform(&engine, &label, &wasm, &options, &mut |event| {
+            let report = pabi_conform::conform(&host, &label, &wasm, &options, &mut |event| {
                 if let (Some(bar), Progress::Started { check }) = (&bar, event) {
                     bar.set_message(check.to_string());
                     bar.inc(1);
@@ -109,7 +104,7 @@ impl Opts {
 }
 
 fn progress_bar(label: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(CHECKS.len() as u64);
+    let bar = indicatif::ProgressBar::new(Check::ALL.len() as u64);
     let style = indicatif::ProgressStyle::with_template("{prefix} [{bar:20}] {pos}/{len} {msg}")
         .expect("the template is valid")
         .progress_chars("=> ");

@@ -48,23 +48,27 @@ pub struct HostArgs {
 
 impl HostArgs {
     pub fn config(&self) -> Config {
-        let mut config = Config::default();
+        let mut config = Config::builder()
+            .fuel(self.fuel)
+            .allow_clock(self.allow_clock)
+            .allow_random(self.allow_random)
+            .cache_dir(if self.no_cache { None } else { self.cache_dir.clone().or_else(default_cache_dir) });
         if let Some(timeout) = self.timeout.or(self.timeout_ms.map(Duration::from_millis)) {
-            config.limits.timeout = timeout;
+            config = config.timeout(timeout);
         }
         if let Some(max) = self.max_memory {
-            config.limits.max_memory = max;
+            config = config.max_memory(max);
         }
         if let Some(max) = self.max_output {
-            config.limits.max_output = max;
+            config = config.max_output(max);
         }
-        config.limits.fuel = self.fuel;
-        config.allow.clock = self.allow_clock;
-        config.allow.random = self.allow_random;
-        config.allow.env = self.envs.clone();
-        config.allow.dirs = self.dirs.clone();
-        config.cache_dir = if self.no_cache { None } else { self.cache_dir.clone().or_else(default_cache_dir) };
-        config
+        for (name, value) in &self.envs {
+            config = config.allow_env(name, value);
+        }
+        for grant in &self.dirs {
+            config = config.allow_dir(grant.clone());
+        }
+        config.build()
     }
 
     pub fn host(&self) -> anyhow::Result<Host> {

@@ -1,9 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use pabi_abi::vectors::VectorFile;
-use pabi_conform::host_suite::{self, CaseResult, Verdict};
-use serde_json::{json, Value};
+use pabi_host_suite::{self as host_suite, CaseResult, Report, Verdict};
 
 /// Run the host conformance suite against a host's adapter command, and
 /// the shared test vectors against every built example plugin.
@@ -75,128 +73,38 @@ impl Opts {
             }
             results.push(result);
         }
-        let vector_failures = match (&self.vectors, &self.plugins) {
-            (Some(vectors), Some(plugins)) => self.run_vectors(&adapter, vectors, plugins, scratch.path())?,
-            _ => Vec::new(),
+        let (vectors, vector_failures) = match (&self.vectors, &self.plugins) {
+            (Some(vectors), Some(plugins)) => host_suite::run_vector_files(&adapter, vectors, plugins, scratch.path())?,
+            _ => (Vec::new(), Vec::new()),
         };
-        let failed = results.iter().filter(|r| matches!(r.verdict, Verdict::Fail { .. })).count();
-        let unsupported = results.iter().filter(|r| matches!(r.verdict, Verdict::NotSupported { .. })).count();
+        let report = Report::new(self.adapter.clone(), results, vectors, vector_failures);
         match self.format {
             Format::Human => {
+                for summary in &report.vectors {
+                    println!(
+                        "vectors {}: {}/{} passed over {}",
+                        summary.plugin,
+                        summary.passed,
+                        summary.total,
+                        summary.languages.join(", ")
+                    );
+                }
+                for failure in &report.vector_failures {
+                    println!("FAIL vector {failure}");
+                }
+                let (failed, unsupported) = (report.failed_cases(), report.unsupported_cases());
                 println!(
                     "\n{} cases: {} passed, {failed} failed, {unsupported} not supported by this host",
-                    results.len(),
-                    results.len() - failed - unsupported
+                    report.cases.len(),
+                    report.cases.len() - failed - unsupported
                 );
                 if self.vectors.is_some() {
-                    println!("vectors: {} failures", vector_failures.len());
+                    println!("vectors: {} failures", report.vector_failures.len());
                 }
             }
-            Format::Json => {
-                let report = json!({"schema": "pabi-host-test/1", "adapter": self.adapter, "cases": results, "vector_failures": vector_failures});
-                println!("{report:#}");
-            }
+            Format::Json => println!("{:#}", serde_json::to_value(&report)?),
         }
-        Ok(if failed == 0 && vector_failures.is_empty() { 0 } else { 1 })
-    }
-
-    /// Runs every vector file against every language's build of its plugin;
-    /// returns the failures.
-    fn run_vectors(
-        &self,
-        adapter: &[String],
-        vectors: &Path,
-        plugins: &Path,
-        scratch: &Path,
-    ) -> anyhow::Result<Vec<String>> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(vectors)
-            .with_context(|| format!("cannot read {}", vectors.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        files.sort();
-        let mut languages: Vec<PathBuf> = std::fs::read_dir(plugins)
-            .with_context(|| format!("cannot read {} (run ci/build-plugins)", plugins.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        languages.sort();
-        let mut failures = Vec::new();
-        for file in &files {
-            let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-            let vectors =
-                VectorFile::parse(&bytes).with_context(|| format!("{} is not a vector file", file.display()))?;
-            let builds: Vec<(String, PathBuf)> = languages
-                .iter()
-                .map(|dir| {
-                    (
-                        dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
-                        dir.join(format!("{}.wasm", vectors.plugin)),
-                    )
-                })
-                .filter(|(_, path)| path.is_file())
-                .collect();
-            if builds.is_empty() {
-                failures.push(format!(
-                    "{}: no build of plugin `{}` under {}",
-                    file.display(),
-                    vectors.plugin,
-                    plugins.display()
-                ));
-                continue;
-            }
-            let (mut passed, mut total) = (0, 0);
-            for vector in &vectors.vectors {
-                let mut first: Option<(&str, Vec<Value>)> = None;
-                for (language, path) in &builds {
-                    total += 1;
-                    let label = format!("{}/{} `{}`", language, vectors.plugin, vector.name);
-                    let lines = match host_suite::run_vector(adapter, vector, path, scratch) {
-                        Ok(lines) => lines,
-                        Err(reason) => {
-                            failures.push(format!("{label}: {reason}"));
-                            continue;
-                        }
-                    };
-                    if let Err(reason) = host_suite::judge_vector(vector, &lines) {
-                        failures.push(format!("{label}: {reason}"));
-                        continue;
-                    }
-                    let differs = first.as_ref().filter(|(_, expected)| *expected != lines);
-                    if let Some((reference, expected)) = differs {
-                        failures.push(format!(
-                            "{label}: differs from {reference}: {} vs {}",
-                            short(&Value::from(lines.clone())),
-                            short(&Value::from(expected.clone()))
-                        ));
-                        continue;
-                    }
-                    passed += 1;
-                    if first.is_none() {
-                        first = Some((language, lines));
-                    }
-                }
-            }
-            if self.format == Format::Human {
-                let names: Vec<&str> = builds.iter().map(|(l, _)| l.as_str()).collect();
-                println!("vectors {}: {passed}/{total} passed over {}", vectors.plugin, names.join(", "));
-            }
-        }
-        if self.format == Format::Human {
-            for failure in &failures {
-                println!("FAIL vector {failure}");
-            }
-        }
-        Ok(failures)
-    }
-}
-
-fn short(value: &Value) -> String {
-    let text = value.to_string();
-    if text.len() > 240 {
-        format!("{}…", &text[..240])
-    } else {
-        text
+        Ok(if report.passed() { 0 } else { 1 })
     }
 }
 
@@ -216,7 +124,7 @@ fn compiled_plugin(cases: &Path, plugin: &str, scratch: &Path) -> anyhow::Result
 }
 
 fn print_case(result: &CaseResult) {
-    let clauses = result.clauses.join(" ");
+    let clauses = result.clauses.iter().map(|c| c.id()).collect::<Vec<_>>().join(" ");
     match &result.verdict {
         Verdict::Pass => println!("pass  {} [{clauses}]", result.case),
         Verdict::NotSupported { clause } => {

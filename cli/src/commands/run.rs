@@ -2,10 +2,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use pabi_abi::vectors::encode_hex;
+use pabi_abi::adapter::{FailedLine, LineKind, ResultLine};
 use pabi_abi::HostErrorKind;
 use pabi_host::{Error, Plugin};
-use serde_json::{json, Value};
 
 use super::host_args::{parse_hex, HostArgs};
 use super::read_input;
@@ -76,7 +75,7 @@ pub const EXIT_HOST_ERROR: u8 = 3;
 
 /// The exit code for a failed call.
 pub fn exit_code(error: &Error) -> u8 {
-    if error.kind() == HostErrorKind::PluginError {
+    if error.kind() == Some(HostErrorKind::PluginError) {
         EXIT_PLUGIN_ERROR
     } else {
         EXIT_HOST_ERROR
@@ -128,7 +127,7 @@ impl Opts {
     fn report(&self, stdout: &mut impl Write, result: Result<Vec<u8>, Error>) -> anyhow::Result<u8> {
         match self.format {
             RunFormat::Json => {
-                writeln!(stdout, "{}", result_line(&result)).context("cannot write to standard output")?;
+                writeln!(stdout, "{}", result_line(&result)?.to_json()).context("cannot write to standard output")?;
                 Ok(0)
             }
             RunFormat::Raw => match result {
@@ -158,25 +157,26 @@ pub fn call(plugin: &mut Plugin, function: &str, input: &[u8]) -> Result<Vec<u8>
 }
 
 /// One result line of the adapter protocol (`spec/host-guide.md`).
-pub fn result_line(result: &Result<Vec<u8>, Error>) -> Value {
+/// A host that cannot serve at all has no line: the adapter fails (exit 1),
+/// as the protocol says of internal errors; only a configuration the host
+/// cannot apply becomes `NOT_SUPPORTED` with its clause.
+pub fn result_line(result: &Result<Vec<u8>, Error>) -> anyhow::Result<ResultLine> {
     let error = match result {
-        Ok(output) => return json!({"ok": true, "output_hex": encode_hex(output)}),
+        Ok(output) => return Ok(ResultLine::Ok { output: output.clone() }),
         Err(error) => error,
     };
-    let mut line = json!({"ok": false, "kind": error.kind().name()});
+    let kind = match (error.kind(), error.clause()) {
+        (Some(kind), _) => LineKind::Error(kind),
+        (None, Some(_)) => LineKind::NotSupported,
+        (None, None) => bail!("{error}"),
+    };
     let message = match error.message() {
         Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
         None => error.to_string(),
     };
-    line["message"] = Value::String(message);
-    if let Some(status) = error.status() {
-        line["status"] = json!(status);
-    }
-    if let Some(clause) = error.clause() {
-        line["clause"] = json!(clause);
-    }
-    if let Error::Trap { trap, .. } = error {
-        line["trap"] = json!(trap);
-    }
-    line
+    let mut line = FailedLine::new(kind, message);
+    line.status = error.status();
+    line.clause = error.clause();
+    line.trap = error.trap();
+    Ok(ResultLine::Failed(line))
 }

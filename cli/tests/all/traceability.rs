@@ -4,7 +4,8 @@
 //! - Every MUST / MUST NOT clause is cited by at least one check (a validator
 //!   rule, a conformance check or a host-conformance case) or carries an
 //!   `(untestable: <reason>)` mark.
-//! - No code cites an ID the spec does not define.
+//! - No file of the tree cites an ID the spec does not define: Rust code and
+//!   comments, the Node host, the PDKs, fixtures, snapshots and docs.
 //! - `spec/coverage.md` (clause → checks) is current; `BLESS=1` rewrites it.
 //! - Every byte-level example in the spec is a fixture file, identical, and
 //!   means what the spec says.
@@ -66,9 +67,9 @@ fn checks() -> BTreeMap<String, BTreeSet<String>> {
     for rule in pabi_validator::Rule::ALL {
         checks.entry(format!("validator rule {} ({:?})", rule.id(), rule)).or_default().insert(rule.id().to_string());
     }
-    for check in pabi_conform::CHECKS {
-        let set = checks.entry(format!("conformance check {}", check.id)).or_default();
-        set.extend(check.clauses.iter().map(|c| c.to_string()));
+    for check in pabi_conform::Check::ALL {
+        let set = checks.entry(format!("conformance check {}", check.id())).or_default();
+        set.extend(check.clauses().iter().map(|c| c.to_string()));
     }
     for (case, clauses) in host_conformance_cases() {
         checks.entry(format!("host case {case}")).or_default().extend(clauses);
@@ -125,6 +126,97 @@ fn coverage_markdown(clauses: &[Clause], checks: &BTreeMap<String, BTreeSet<Stri
         clauses.len() - covered - untestable
     ));
     out
+}
+
+/// Every clause-ID-shaped word of `text` (`MEM-3`, `HOST-10`): an area
+/// prefix of the spec, a dash and a number, standing alone as a word.
+fn cited_ids(text: &str) -> Vec<(usize, String)> {
+    let bytes = text.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut out = Vec::new();
+    for area in pabi_abi::Clause::ALL.iter().map(|c| c.area().prefix()).collect::<BTreeSet<_>>() {
+        let needle = format!("{area}-");
+        for (at, _) in text.match_indices(&needle) {
+            if at > 0 && word(bytes[at - 1]) {
+                continue;
+            }
+            let digits = text[at + needle.len()..].bytes().take_while(u8::is_ascii_digit).count();
+            let end = at + needle.len() + digits;
+            if digits == 0 || bytes.get(end).is_some_and(|b| word(*b)) {
+                continue;
+            }
+            let line = text[..at].lines().count().max(1);
+            out.push((line, text[at..end].to_string()));
+        }
+    }
+    out
+}
+
+/// The files of the tree, as git knows them (tracked and new, not ignored).
+fn tree_files() -> Vec<PathBuf> {
+    let output = std::process::Command::new("git")
+        .args(["ls-files", "--cached", "--others", "--exclude-standard", "-z"])
+        .current_dir(root())
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git ls-files failed: {}", String::from_utf8_lossy(&output.stderr));
+    output
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| root().join(String::from_utf8_lossy(p).as_ref()))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+/// IDs cited anywhere in the tree that the spec does not define, as
+/// `path:line: ID`. The spec's own clause list is the reference.
+fn undefined_citations(files: &[PathBuf], defined: &BTreeSet<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for path in files {
+        // Binary files (compiled fixtures, images) cite nothing.
+        let Ok(text) = std::fs::read_to_string(path) else { continue };
+        for (line, id) in cited_ids(&text) {
+            if !defined.contains(&id) {
+                let shown = path.strip_prefix(root()).unwrap_or(path);
+                out.push(format!("{}:{line}: {id}", shown.display()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_cited_id_in_the_tree_exists() {
+    let defined: BTreeSet<String> = pabi_abi::Clause::ALL.iter().map(|c| c.id().to_string()).collect();
+    let files = tree_files();
+    assert!(files.iter().any(|f| f.ends_with("spec/abi.md")), "the tree walk missed the spec");
+    let undefined = undefined_citations(&files, &defined);
+    assert!(undefined.is_empty(), "IDs that are not clauses of spec/abi.md:\n{}", undefined.join("\n"));
+}
+
+/// The scan finds a made-up ID in each kind of file it must cover, and
+/// nothing in words that only look similar.
+#[test]
+fn the_scan_catches_made_up_ids() {
+    let defined: BTreeSet<String> = ["MEM-3".to_string()].into();
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = [
+        ("a.rs", "// the host checks ranges (MEM-3, MEM-99)\n"),
+        ("b.js", "throw invalid('HOST-77', 'x');\n"),
+        ("c.json", "{\"clauses\": [\"LIFE-12\"]}\n"),
+        ("d.md", "XMEM-4, MEM-3a, sha-256, MEM-3 and nothing else\n"),
+    ]
+    .into_iter()
+    .map(|(name, text)| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    })
+    .collect();
+    let found: Vec<String> =
+        undefined_citations(&files, &defined).iter().map(|f| f.rsplit(": ").next().unwrap().to_string()).collect();
+    assert_eq!(found, ["MEM-99", "HOST-77", "LIFE-12"]);
 }
 
 #[test]

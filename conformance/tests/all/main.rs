@@ -1,17 +1,17 @@
 //! The suite's own conformance: every broken fixture fails the check that
 //! cites its clause, every mutant fails statically, and good plugins pass.
 
-use pabi_conform::report::{Outcome, PluginReport};
-use pabi_conform::{conform, Options, ReferenceEngine};
+use pabi_conform::report::{CheckOutcome, PluginReport};
+use pabi_conform::{conform, Options, ReferenceHost};
 
 fn run(name: &str, wasm: &[u8]) -> PluginReport {
-    let engine = ReferenceEngine::new().expect("the engine starts");
+    let engine = ReferenceHost::new().expect("the engine starts");
     let options = Options { cases: 64, ..Options::default() };
     conform(&engine, name, wasm, &options, &mut |_| {})
 }
 
 fn failing_checks(report: &PluginReport) -> Vec<&str> {
-    report.checks.iter().filter(|c| matches!(c.outcome, Outcome::Fail(_))).map(|c| c.check).collect()
+    report.checks.iter().filter(|c| matches!(c.outcome, CheckOutcome::Fail(_))).map(|c| c.check.id()).collect()
 }
 
 #[test]
@@ -59,8 +59,8 @@ fn good_fixtures_are_conformant() {
 fn a_failure_names_a_shrunk_input_and_a_reproducer() {
     let fixture = pabi_fixtures::compile_wat(&pabi_fixtures::fixtures_dir().join("broken/trap-on-empty.wat")).unwrap();
     let report = run("trap-on-empty.wasm", &fixture.wasm);
-    let status = report.checks.iter().find(|c| c.check == "status").unwrap();
-    let Outcome::Fail(failure) = &status.outcome else { panic!("status passed") };
+    let status = report.checks.iter().find(|c| c.check == pabi_conform::Check::Status).unwrap();
+    let CheckOutcome::Fail(failure) = &status.outcome else { panic!("status passed") };
     assert_eq!(failure.input_hex.as_deref(), Some(""), "shrunk to the empty input");
     let reproducer = failure.reproducer.as_deref().unwrap();
     assert!(

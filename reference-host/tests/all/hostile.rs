@@ -11,7 +11,7 @@ use crate::{assert_serves_good_plugin, fixture, host_with};
 #[test]
 fn infinite_loop_times_out_within_the_deadline_plus_50ms() {
     let timeout = Duration::from_millis(100);
-    let host = host_with(|c| c.limits.timeout = timeout);
+    let host = host_with(|c| c.timeout(timeout));
     let mut plugin = host.load(&fixture("hostile", "infinite-loop")).unwrap();
     // The deadline is armed before every call, so every call times out
     // (Extism #556 timed out only the first). Judge the fastest of three to
@@ -30,21 +30,21 @@ fn infinite_loop_times_out_within_the_deadline_plus_50ms() {
 
 #[test]
 fn memory_bomb_hits_the_memory_limit_or_returns_out_of_memory() {
-    let host = host_with(|c| c.limits.max_memory = 4 << 20);
+    let host = host_with(|c| c.max_memory(4 << 20));
     let mut plugin = host.load(&fixture("hostile", "memory-bomb")).unwrap();
     assert_eq!(plugin.call("bomb", b"").unwrap_err(), Error::MemoryLimit { limit: 4 << 20 });
     let polite = plugin.call("polite", b"").unwrap_err();
-    assert_eq!((polite.kind(), polite.status()), (HostErrorKind::PluginError, Some(4)));
+    assert_eq!((polite.kind(), polite.status()), (Some(HostErrorKind::PluginError), Some(4)));
     assert!(plugin.memory_bytes() <= 4 << 20);
     assert_serves_good_plugin(&host);
 }
 
 #[test]
 fn unbounded_recursion_is_a_stack_overflow_trap() {
-    let host = host_with(|_| {});
+    let host = host_with(|c| c);
     let mut plugin = host.load(&fixture("hostile", "recursion")).unwrap();
     match plugin.call("recurse", b"").unwrap_err() {
-        Error::Trap { trap, .. } => assert_eq!(trap, "stack_overflow"),
+        Error::Trap { trap, .. } => assert_eq!(trap, pabi_abi::TrapKind::StackOverflow),
         other => panic!("expected a stack overflow, got {other}"),
     }
     assert_serves_good_plugin(&host);
@@ -52,7 +52,7 @@ fn unbounded_recursion_is_a_stack_overflow_trap() {
 
 #[test]
 fn out_of_bounds_and_wrapping_ranges_are_abi_violations_at_every_import() {
-    let host = host_with(|c| c.crash_limit = 1000);
+    let host = host_with(|c| c.crash_limit(1000, std::time::Duration::from_secs(60)));
     let mut plugin = host.load(&fixture("hostile", "bad-pointers")).unwrap();
     let page = 65536u32;
     let ranges = [(page - 4, 8), (page + 1, 0), (u32::MAX, 2), (16, u32::MAX), (page, 1)];
@@ -60,8 +60,8 @@ fn out_of_bounds_and_wrapping_ranges_are_abi_violations_at_every_import() {
         for (ptr, len) in ranges {
             let input = [ptr.to_le_bytes(), len.to_le_bytes()].concat();
             let error = plugin.call(import, &input).unwrap_err();
-            assert_eq!(error.clause(), Some("MEM-3"), "{import} with {ptr:#x}+{len}: {error}");
-            assert_eq!(error.kind(), HostErrorKind::AbiViolation);
+            assert_eq!(error.clause(), Some(pabi_abi::Clause::Mem3), "{import} with {ptr:#x}+{len}: {error}");
+            assert_eq!(error.kind(), Some(HostErrorKind::AbiViolation));
         }
         // In-bounds edge cases are fine: an empty range at the very end.
         let input = [page.to_le_bytes(), 0u32.to_le_bytes()].concat();
@@ -72,10 +72,7 @@ fn out_of_bounds_and_wrapping_ranges_are_abi_violations_at_every_import() {
 
 #[test]
 fn output_flood_hits_the_output_limit() {
-    let host = host_with(|c| {
-        c.limits.max_output = 1 << 20;
-        c.crash_limit = 100;
-    });
+    let host = host_with(|c| c.max_output(1 << 20).crash_limit(100, std::time::Duration::from_secs(60)));
     let mut plugin = host.load(&fixture("hostile", "output-flood")).unwrap();
     assert_eq!(plugin.call("flood", b"").unwrap_err(), Error::OutputLimit { limit: 1 << 20 });
     assert_serves_good_plugin(&host);
@@ -83,10 +80,10 @@ fn output_flood_hits_the_output_limit() {
 
 #[test]
 fn traps_in_initialize_and_init_fail_the_load() {
-    let host = host_with(|_| {});
+    let host = host_with(|c| c);
     for name in ["trap-in-initialize", "trap-in-init"] {
         match host.load(&fixture("hostile", name)).unwrap_err() {
-            Error::Trap { trap, .. } => assert_eq!(trap, "unreachable", "{name}"),
+            Error::Trap { trap, .. } => assert_eq!(trap, pabi_abi::TrapKind::Unreachable, "{name}"),
             other => panic!("{name}: expected TRAP, got {other}"),
         }
     }
@@ -95,7 +92,7 @@ fn traps_in_initialize_and_init_fail_the_load() {
 
 #[test]
 fn an_undefined_status_is_unknown_status() {
-    let host = host_with(|_| {});
+    let host = host_with(|c| c);
     let mut plugin = host.load(&fixture("hostile", "undefined-status")).unwrap();
     assert_eq!(plugin.call("f", b"").unwrap_err(), Error::UnknownStatus { status: 1000 });
     assert_serves_good_plugin(&host);
@@ -103,7 +100,7 @@ fn an_undefined_status_is_unknown_status() {
 
 #[test]
 fn a_million_tiny_writes_complete() {
-    let host = host_with(|c| c.limits.timeout = Duration::from_secs(30));
+    let host = host_with(|c| c.timeout(Duration::from_secs(30)));
     let mut plugin = host.load(&fixture("hostile", "tiny-writes")).unwrap();
     let output = plugin.call("drip", b"").unwrap();
     assert_eq!(output.len(), 1_000_000);
@@ -114,7 +111,7 @@ fn a_million_tiny_writes_complete() {
 #[test]
 fn sleeping_without_the_clock_capability_uses_virtual_time() {
     // A 100 ms deadline: a real one-hour sleep would be a TIMEOUT.
-    let host = host_with(|c| c.limits.timeout = Duration::from_millis(100));
+    let host = host_with(|c| c.timeout(Duration::from_millis(100)));
     let mut plugin = host.load(&fixture("hostile", "sleeper")).unwrap();
     let output = plugin.call("sleep", b"").unwrap();
     assert_eq!(output, (1_000_000_000u64 + 3_600_000_000_000).to_le_bytes(), "starts at 1 s, then one hour");
@@ -123,17 +120,17 @@ fn sleeping_without_the_clock_capability_uses_virtual_time() {
 
 #[test]
 fn a_plugin_that_keeps_trapping_is_disabled() {
-    let host = host_with(|c| c.crash_limit = 3);
+    let host = host_with(|c| c.crash_limit(3, std::time::Duration::from_secs(60)));
     let mut plugin = host.load(&fixture("hostile", "undefined-status")).unwrap();
     // Returned statuses do not kill the instance, so they never count.
     for _ in 0..5 {
-        assert_eq!(plugin.call("f", b"").unwrap_err().kind(), HostErrorKind::UnknownStatus);
+        assert_eq!(plugin.call("f", b"").unwrap_err().kind(), Some(HostErrorKind::UnknownStatus));
     }
     let mut plugin = host.load(&fixture("hostile", "infinite-loop")).unwrap();
     let kinds: Vec<_> = (0..4).map(|_| plugin.call("spin", b"").unwrap_err().kind()).collect();
     assert_eq!(
         kinds,
-        [HostErrorKind::Timeout, HostErrorKind::Timeout, HostErrorKind::Timeout, HostErrorKind::CrashLoop]
+        [HostErrorKind::Timeout, HostErrorKind::Timeout, HostErrorKind::Timeout, HostErrorKind::CrashLoop].map(Some)
     );
     assert_serves_good_plugin(&host);
 }

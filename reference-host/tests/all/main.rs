@@ -4,7 +4,7 @@ mod hostile;
 mod lifecycle;
 mod rss;
 
-use pabi_host::{Config, Host};
+use pabi_host::{Config, ConfigBuilder, Host};
 
 /// A fixture plugin, compiled from `fixtures/<folder>/<name>.wat`.
 pub fn fixture(folder: &str, name: &str) -> Vec<u8> {
@@ -12,10 +12,8 @@ pub fn fixture(folder: &str, name: &str) -> Vec<u8> {
     pabi_fixtures::compile_wat(&path).unwrap_or_else(|e| panic!("{e:#}")).wasm
 }
 
-pub fn host_with(edit: impl FnOnce(&mut Config)) -> Host {
-    let mut config = Config::default();
-    edit(&mut config);
-    Host::new(config).expect("the engine starts")
+pub fn host_with(edit: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Host {
+    Host::new(edit(Config::builder()).build()).expect("the engine starts")
 }
 
 /// The host still serves a well-behaved plugin normally.

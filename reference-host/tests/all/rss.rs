@@ -15,7 +15,7 @@ fn rss_bytes() -> u64 {
 #[test]
 #[ignore = "run in its own process by load_call_drop_cycles_keep_rss_flat"]
 fn rss_probe() {
-    let host = crate::host_with(|_| {});
+    let host = crate::host_with(|c| c);
     let wasm = crate::fixture("good", "core");
     let cycle = || {
         let mut plugin = host.load(&wasm).unwrap();

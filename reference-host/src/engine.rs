@@ -1,0 +1,248 @@
+//! What every plugin of a host shares: the wasm engine, the linkers, the
+//! epoch ticker, and the one cache of validated, compiled plugins.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
+use pabi_abi::{Clause, Metadata, Profile, HOST_ABI};
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, InstancePre, Linker, Module};
+
+use crate::config::Config;
+use crate::error::{ModuleFinding, Unavailable};
+use crate::store::{StoreData, EPOCH_TICK};
+use crate::wasi::{self, Grants};
+use crate::{imports, Error};
+
+/// The key of a plugin in the cache: the SHA-256 of its bytes.
+pub(crate) type ModuleKey = [u8; 32];
+
+pub(crate) fn module_key(wasm: &[u8]) -> ModuleKey {
+    Sha256::digest(wasm).into()
+}
+
+/// Shared by a host's clones and by every plugin it loaded.
+pub(crate) struct Shared {
+    pub engine: Engine,
+    pub config: Config,
+    core_linker: Linker<StoreData>,
+    wasi_linker: Linker<StoreData>,
+    virtual_time_linker: Linker<StoreData>,
+    /// Validated, compiled plugins by module key; the least recently used
+    /// goes first. A load, a precompile and a reload all go through it.
+    prepared: Mutex<LruCache<ModuleKey, Arc<Prepared>>>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A plugin compiled and checked, ready to instantiate.
+pub(crate) struct Prepared {
+    pub pre: InstancePre<StoreData>,
+    pub metadata: Metadata,
+    pub grants: Option<Grants>,
+    /// The `pabi_fn_*` names, without the prefix.
+    pub functions: Vec<String>,
+    pub has_initialize: bool,
+    pub has_init: bool,
+    pub has_shutdown: bool,
+    pub has_state: bool,
+}
+
+impl Shared {
+    /// Builds the engine, the linkers and the epoch ticker.
+    pub fn new(config: Config) -> Result<Shared, Error> {
+        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+            Error::HostUnavailable(Unavailable::Engine(format!("{what}: {e:#}")))
+        };
+        let limits = config.limits();
+        let mut wasmtime_config = wasmtime::Config::new();
+        wasmtime_config
+            .epoch_interruption(true)
+            .consume_fuel(limits.fuel.is_some())
+            .max_wasm_stack(limits.max_wasm_stack);
+        if config.pooling() {
+            let slots = config.max_instances();
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            pool.total_core_instances(slots)
+                .total_memories(slots)
+                .total_tables(slots.saturating_mul(2))
+                .max_memories_per_module(1)
+                .max_tables_per_module(8)
+                .max_memory_size(limits.max_memory as usize)
+                .table_elements(limits.max_table_elements as usize)
+                .max_core_instance_size(16 << 20);
+            wasmtime_config.allocation_strategy(pool);
+        }
+        let engine = Engine::new(&wasmtime_config).map_err(|e| unavailable("the engine", &e))?;
+        let linker = |wasi: Option<bool>| -> Result<Linker<StoreData>, Error> {
+            let mut linker = Linker::new(&engine);
+            imports::add_to_linker(&mut linker).map_err(|e| unavailable("the pabi imports", &e))?;
+            if let Some(virtual_time) = wasi {
+                wasi::add_to_linker(&mut linker, virtual_time).map_err(|e| unavailable("WASI", &e))?;
+            }
+            Ok(linker)
+        };
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let capacity = NonZeroUsize::new(config.cache_capacity()).unwrap_or(NonZeroUsize::MIN);
+        let shared = Shared {
+            core_linker: linker(None)?,
+            wasi_linker: linker(Some(false))?,
+            virtual_time_linker: linker(Some(true))?,
+            engine: engine.clone(),
+            config,
+            prepared: Mutex::new(LruCache::new(capacity)),
+            stop_ticker: stop_ticker.clone(),
+        };
+        std::thread::Builder::new()
+            .name("pabi-epoch".into())
+            .spawn(move || {
+                while !stop_ticker.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| unavailable("the epoch thread", &e))?;
+        Ok(shared)
+    }
+
+    /// The prepared plugin for `wasm`: from the cache, or validated,
+    /// compiled and checked now (`HOST-1` … `HOST-2`) and then cached.
+    pub fn prepared(&self, wasm: &[u8]) -> Result<Arc<Prepared>, Error> {
+        let key = module_key(wasm);
+        if let Some(prepared) = self.cache().get(&key) {
+            return Ok(prepared.clone());
+        }
+        let prepared = Arc::new(self.prepare(wasm, &key)?);
+        self.cache().put(key, prepared.clone());
+        Ok(prepared)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<ModuleKey, Arc<Prepared>>> {
+        self.prepared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Everything up to instantiation.
+    fn prepare(&self, wasm: &[u8], key: &ModuleKey) -> Result<Prepared, Error> {
+        let report = pabi_validator::validate(wasm);
+        if let Some(declared) = &report.metadata {
+            if let Ok(version) = declared.abi_version() {
+                if !HOST_ABI.accepts(version) {
+                    return Err(version_mismatch(&report, version));
+                }
+            }
+        }
+        if report.has_errors() {
+            return Err(Error::InvalidModule { findings: report.errors().map(ModuleFinding::from).collect() });
+        }
+        let metadata = report
+            .metadata
+            .clone()
+            .ok_or_else(|| Error::invalid(Clause::Meta1, "the plugin has no `pabi` metadata section"))?;
+        let grants = match metadata.profile {
+            Profile::Core => None,
+            Profile::Wasi => Some(wasi::grants(&metadata, self.config.allowed())?),
+        };
+        let module = self.compile(wasm, key)?;
+        let linker = match &grants {
+            None => &self.core_linker,
+            Some(g) if g.clock => &self.wasi_linker,
+            Some(_) => &self.virtual_time_linker,
+        };
+        // The validator checked every import against the ABI (`HOST-2`), so a
+        // link failure here is this host lacking a function it should have.
+        let pre = linker.instantiate_pre(&module).map_err(|e| Error::invalid(Clause::Host2, format!("{e:#}")))?;
+        let exported = |name: &str| module.exports().any(|e| e.name() == name);
+        let functions = module
+            .exports()
+            .filter_map(|e| e.name().strip_prefix(pabi_abi::FN_EXPORT_PREFIX).map(String::from))
+            .collect();
+        Ok(Prepared {
+            functions,
+            has_initialize: exported("_initialize"),
+            has_init: exported("pabi_init"),
+            has_shutdown: exported("pabi_shutdown"),
+            has_state: exported("pabi_state_save") && exported("pabi_state_load"),
+            pre,
+            metadata,
+            grants,
+        })
+    }
+
+    /// Compiles the module, or reads it from `cache_dir` keyed by the module
+    /// hash and the engine's compatibility hash.
+    fn compile(&self, wasm: &[u8], key: &ModuleKey) -> Result<Module, Error> {
+        let disk = self.config.cache_dir().map(|dir| self.cache_path(dir, key));
+        if let Some(module) = disk.as_ref().and_then(|path| self.deserialize(path)) {
+            return Ok(module);
+        }
+        let module = Module::new(&self.engine, wasm).map_err(|e| ModuleFinding { clause: None, message: format!("{e:#}") })
+            .map_err(|finding| Error::InvalidModule { findings: vec![finding] })?;
+        if let Some(path) = &disk {
+            store_in_cache(path, &module);
+        }
+        Ok(module)
+    }
+
+    fn cache_path(&self, dir: &Path, key: &ModuleKey) -> PathBuf {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        let module_hash: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        dir.join(format!("{module_hash}-{:016x}.cwasm", hasher.finish()))
+    }
+
+    /// Reads a precompiled module this host wrote earlier. It is read into
+    /// memory rather than mapped, so that a cache file replaced or truncated
+    /// by another process cannot fault this one.
+    #[allow(unsafe_code)]
+    fn deserialize(&self, path: &Path) -> Option<Module> {
+        let bytes = std::fs::read(path).ok()?;
+        // SAFETY: the cache folder is host configuration, written only by
+        // `store_in_cache` with this engine's compatibility hash in the file
+        // name; wasmtime checks the header and the engine settings again.
+        match unsafe { Module::deserialize(&self.engine, &bytes) } {
+            Ok(module) => Some(module),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring a bad compile-cache entry: {e:#}");
+                None
+            }
+        }
+    }
+}
+
+fn store_in_cache(path: &Path, module: &Module) {
+    let write = || -> std::io::Result<()> {
+        let bytes = module.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        // Write then rename, so a reader never sees half a file.
+        let partial = path.with_extension(format!("{}.partial", std::process::id()));
+        std::fs::write(&partial, bytes)?;
+        std::fs::rename(&partial, path)
+    };
+    if let Err(e) = write() {
+        tracing::warn!(path = %path.display(), "cannot write the compile cache: {e}");
+    }
+}
+
+/// `VERSION_MISMATCH` naming both versions and every `pabi` import this host
+/// lacks (`VER-4`).
+fn version_mismatch(report: &pabi_validator::Report, plugin: pabi_abi::AbiVersion) -> Error {
+    let missing_imports = report
+        .module
+        .iter()
+        .flat_map(|m| &m.imports)
+        .filter(|i| i.module == pabi_abi::IMPORT_MODULE && pabi_abi::find_import(&i.name).is_none())
+        .map(|i| format!("{}.{}", i.module, i.name))
+        .collect();
+    Error::VersionMismatch { plugin, host: HOST_ABI, missing_imports }
+}

@@ -1,0 +1,139 @@
+//! The state of one instance, owned by its wasmtime `Store`: the call's
+//! buffers, the phase, the limiter, the deadline and the WASI context.
+//! The imports, WASI and the plugin all work on it; it depends on none of
+//! them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use wasmtime::{Memory, ResourceLimiter, StoreContextMut, UpdateDeadline};
+
+use crate::clock::VirtualClock;
+use crate::Error;
+
+/// What a call is doing, which decides what the imports may do (`HOST-8`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Initialize,
+    Init,
+    Call,
+    StateSave,
+    StateLoad,
+    Shutdown,
+}
+
+/// The state of one instance.
+pub(crate) struct StoreData {
+    pub memory: Option<Memory>,
+    pub phase: Phase,
+    pub input: Vec<u8>,
+    pub output: Vec<u8>,
+    pub message: Vec<u8>,
+    pub max_output: u64,
+    pub max_message: u64,
+    pub limiter: Limiter,
+    pub deadline: Deadline,
+    pub wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
+    pub virtual_clock: Option<VirtualClock>,
+    pub plugin_name: String,
+}
+
+impl StoreData {
+    pub fn wasi(&mut self) -> &mut wasmtime_wasi::p1::WasiP1Ctx {
+        self.wasi.as_mut().expect("WASI imports are linked only for wasi-profile plugins")
+    }
+}
+
+/// Enforces the memory and table caps (`LIM-1`, `LIM-8`) and remembers a
+/// refusal, so that a trap right after it reads as `MEMORY_LIMIT` (`LIM-2`).
+pub(crate) struct Limiter {
+    pub max_memory: u64,
+    pub max_table_elements: u64,
+    pub refused: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = desired as u64 <= self.max_memory;
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = desired as u64 <= self.max_table_elements;
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        // Reference-types modules may declare several tables (`MOD-2`).
+        100
+    }
+}
+
+/// How often the epoch advances; deadlines are whole ticks (`LIM-3`).
+pub(crate) const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Ticks between two looks at the cancel flag while a call runs: a cancel
+/// takes effect within about 10 ms.
+const CHECK_TICKS: u64 = 5;
+
+/// The deadline of the running call, in epoch ticks, and the embedder's
+/// cancel flag. wasmtime calls [`Deadline::on_epoch`] each time the store's
+/// epoch deadline passes; it either grants more ticks or ends the call.
+pub(crate) struct Deadline {
+    remaining: u64,
+    granted: u64,
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Deadline {
+    pub fn new(cancel: Arc<AtomicBool>) -> Deadline {
+        Deadline { remaining: 0, granted: 0, cancel }
+    }
+
+    /// Arms the deadline for a call of `ticks` ticks and returns the ticks
+    /// until the first look. A pending cancel makes that look immediate.
+    pub fn arm(&mut self, ticks: u64) -> u64 {
+        self.remaining = ticks;
+        self.granted = if self.cancel.load(Ordering::Relaxed) { 0 } else { ticks.min(CHECK_TICKS) };
+        self.remaining -= self.granted;
+        self.granted
+    }
+
+    /// The epoch passed the granted ticks: cancel, time out, or go on.
+    pub fn on_epoch(mut store: StoreContextMut<'_, StoreData>) -> wasmtime::Result<UpdateDeadline> {
+        let deadline = &mut store.data_mut().deadline;
+        if deadline.cancel.swap(false, Ordering::Relaxed) {
+            return Err(wasmtime::Error::new(Abort(Error::Cancelled)));
+        }
+        if deadline.remaining == 0 {
+            return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
+        }
+        deadline.granted = deadline.remaining.min(CHECK_TICKS);
+        deadline.remaining -= deadline.granted;
+        Ok(UpdateDeadline::Continue(deadline.granted))
+    }
+}
+
+/// Ends a call from inside an import or the epoch callback: the plugin
+/// broke the ABI or a limit, or the embedder cancelled. It travels through
+/// wasmtime as the error's root cause.
+#[derive(Debug)]
+pub(crate) struct Abort(pub Error);
+
+impl std::fmt::Display for Abort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Abort {}
