@@ -240,10 +240,8 @@ impl ResultLine {
         }
         let name = wire.kind.ok_or_else(|| err("`kind` is missing".into()))?;
         let kind = LineKind::from_name(&name).ok_or_else(|| err(format!("`{name}` is not an error kind")))?;
-        let needs_status = matches!(
-            kind,
-            LineKind::Error(HostErrorKind::PluginError) | LineKind::Error(HostErrorKind::UnknownStatus)
-        );
+        let needs_status =
+            matches!(kind, LineKind::Error(HostErrorKind::PluginError) | LineKind::Error(HostErrorKind::UnknownStatus));
         if needs_status != wire.status.is_some() {
             return Err(err(format!("`status` is given exactly for PLUGIN_ERROR and UNKNOWN_STATUS, not {name}")));
         }
@@ -316,7 +314,7 @@ mod tests {
             r#"{"ok":false,"kind":"PLUGIN_ERROR","message":"m"}"#,
             r#"{"ok":false,"kind":"TRAP","message":"m","status":1}"#,
             r#"{"ok":false,"kind":"ABI_VIOLATION","message":"m"}"#,
-            r#"{"ok":false,"kind":"ABI_VIOLATION","message":"m","clause":"MEM-99"}"#,
+            r#"{"ok":false,"kind":"ABI_VIOLATION","message":"m","clause":"MEM-99"}"#, // not a clause ID on purpose
             r#"{"ok":false,"kind":"TIMEOUT","message":"m","clause":"LIM-3"}"#,
             r#"{"ok":false,"kind":"TRAP","message":"m","trap":"bad_signature"}"#,
             r#"{"ok":false,"kind":"NOPE","message":"m"}"#,

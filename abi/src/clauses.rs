@@ -245,7 +245,7 @@ mod tests {
             assert!(clause.id().starts_with(clause.area().prefix()));
             assert_eq!(serde_json::to_string(clause).unwrap(), format!("\"{}\"", clause.id()));
         }
-        assert!("MEM-99".parse::<Clause>().is_err());
-        assert!(serde_json::from_str::<Clause>("\"HOST-0\"").is_err());
+        assert!("MEM-99".parse::<Clause>().is_err()); // not a clause ID on purpose
+        assert!(serde_json::from_str::<Clause>("\"HOST-0\"").is_err()); // not a clause ID on purpose
     }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AbiVersion, VersionParseError};
 
-/// The metadata JSON Schema (`META-2`), the same file the spec publishes.
+/// The metadata JSON Schema (`META-3`), the same file the spec publishes.
 pub const METADATA_SCHEMA: &str = include_str!("../../spec/metadata.schema.json");
 
 /// Largest metadata section payload a host must read (`META-2`).

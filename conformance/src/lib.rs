@@ -117,7 +117,12 @@ struct Run<'a, H: TestHost> {
 }
 
 impl<H: TestHost> Run<'_, H> {
-    fn record(&mut self, check: Check, progress: &mut dyn FnMut(Progress), body: impl FnOnce(&mut Self) -> CheckOutcome) {
+    fn record(
+        &mut self,
+        check: Check,
+        progress: &mut dyn FnMut(Progress),
+        body: impl FnOnce(&mut Self) -> CheckOutcome,
+    ) {
         progress(Progress::Started { check });
         let started = Instant::now();
         let outcome = body(self);
@@ -444,7 +449,9 @@ impl<H: TestHost> Run<'_, H> {
     }
 
     fn vectors(&mut self) -> CheckOutcome {
-        let Some(file) = &self.options.vectors else { return skip("no vectors: no PLUGIN.vectors.json beside the plugin and no --vectors") };
+        let Some(file) = &self.options.vectors else {
+            return skip("no vectors: no PLUGIN.vectors.json beside the plugin and no --vectors");
+        };
         for vector in &file.vectors {
             let config = vector.config.as_ref().map(|c| c.resolve().unwrap_or_default()).unwrap_or_default();
             let mut plugin = match self.host.load(self.wasm, &config) {

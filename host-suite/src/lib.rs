@@ -106,7 +106,8 @@ pub fn load_cases(dir: &Path) -> anyhow::Result<Vec<Case>> {
 
 /// What the adapter is asked to do for a case.
 pub fn invocation(case: &Case, plugin: &Path) -> Result<Invocation, String> {
-    let hex = |text: &str, what: &str| decode_hex(text).ok_or_else(|| format!("case `{}`: {what} is not hex", case.name));
+    let hex =
+        |text: &str, what: &str| decode_hex(text).ok_or_else(|| format!("case `{}`: {what} is not hex", case.name));
     let calls = case
         .calls
         .iter()
@@ -156,7 +157,10 @@ pub fn read_line(line: &str) -> Result<Value, String> {
     let value: Value =
         serde_json::from_str(line).map_err(|e| format!("the adapter printed a line that is not JSON ({e}): {line}"))?;
     if let Some(error) = line_schema().iter_errors(&value).next() {
-        return Err(format!("the adapter printed a line outside the protocol ({error} at {}): {line}", error.instance_path()));
+        return Err(format!(
+            "the adapter printed a line outside the protocol ({error} at {}): {line}",
+            error.instance_path()
+        ));
     }
     ResultLine::parse(line).map_err(|e| format!("the adapter printed a line outside the protocol: {e}"))?;
     Ok(value)
@@ -207,11 +211,7 @@ fn invoke_with(adapter: &[String], args: Vec<String>) -> Result<Vec<Value>, Stri
             String::from_utf8_lossy(&stderr).trim()
         ));
     }
-    String::from_utf8_lossy(&stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(read_line)
-        .collect()
+    String::from_utf8_lossy(&stdout).lines().filter(|l| !l.trim().is_empty()).map(read_line).collect()
 }
 
 /// Runs one shared test vector through the adapter and returns its result
@@ -224,8 +224,7 @@ pub fn run_vector(adapter: &[String], vector: &Vector, plugin: &Path, scratch: &
         .map(|step| Ok(AdapterCall { function: step.function.clone(), input: bytes(&step.input)? }))
         .collect::<Result<Vec<_>, String>>()?;
     let config = vector.config.as_ref().map(bytes).transpose()?;
-    let invocation =
-        Invocation { plugin: plugin.to_path_buf(), calls, config, limits: AdapterLimits::default() };
+    let invocation = Invocation { plugin: plugin.to_path_buf(), calls, config, limits: AdapterLimits::default() };
     let args = invocation
         .args(&mut pabi_abi::adapter::spill_into(scratch, &vector.name))
         .map_err(|e| format!("vector `{}`: {e}", vector.name))?;
@@ -261,7 +260,10 @@ pub fn judge(case: &Case, lines: &[Value]) -> Verdict {
             return match (case.not_supported_allowed, clause) {
                 (Some(allowed), Some(clause)) if allowed == clause => Verdict::NotSupported { clause },
                 _ => Verdict::Fail {
-                    reason: format!("the host answered NOT_SUPPORTED ({}) for a limit it must enforce", first["clause"]),
+                    reason: format!(
+                        "the host answered NOT_SUPPORTED ({}) for a limit it must enforce",
+                        first["clause"]
+                    ),
                 },
             };
         }
@@ -375,7 +377,12 @@ pub fn run_vector_files(
             .filter(|(_, path)| path.is_file())
             .collect();
         if builds.is_empty() {
-            failures.push(format!("{}: no build of plugin `{}` under {}", file.display(), vectors.plugin, plugins.display()));
+            failures.push(format!(
+                "{}: no build of plugin `{}` under {}",
+                file.display(),
+                vectors.plugin,
+                plugins.display()
+            ));
             continue;
         }
         let (mut passed, mut total) = (0, 0);
@@ -520,8 +527,8 @@ mod tests {
 
     #[test]
     fn cases_with_an_undefined_clause_do_not_load() {
-        let text = r#"{"description":"d","clauses":["MEM-99"],"plugin":"p.wat","calls":[],"expect":[]}"#;
+        let text = r#"{"description":"d","clauses":["MEM-99"],"plugin":"p.wat","calls":[],"expect":[]}"#; // not a clause ID on purpose
         let error = serde_json::from_str::<Case>(text).unwrap_err().to_string();
-        assert!(error.contains("MEM-99"), "{error}");
+        assert!(error.contains("MEM-99"), "{error}"); // not a clause ID on purpose
     }
 }

@@ -183,7 +183,8 @@ impl Shared {
         if let Some(module) = disk.as_ref().and_then(|path| self.deserialize(path)) {
             return Ok(module);
         }
-        let module = Module::new(&self.engine, wasm).map_err(|e| ModuleFinding { clause: None, message: format!("{e:#}") })
+        let module = Module::new(&self.engine, wasm)
+            .map_err(|e| ModuleFinding { clause: None, message: format!("{e:#}") })
             .map_err(|finding| Error::InvalidModule { findings: vec![finding] })?;
         if let Some(path) = &disk {
             store_in_cache(path, &module);

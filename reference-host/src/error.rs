@@ -303,7 +303,11 @@ mod tests {
     fn display_starts_with_the_kind_name() {
         let errors = [
             Error::invalid(Clause::Meta1, "x"),
-            Error::VersionMismatch { plugin: AbiVersion::new(2, 0), host: AbiVersion::new(1, 0), missing_imports: vec![] },
+            Error::VersionMismatch {
+                plugin: AbiVersion::new(2, 0),
+                host: AbiVersion::new(1, 0),
+                missing_imports: vec![],
+            },
             Error::MissingCapability { capabilities: vec!["clock".into()] },
             Error::AbiViolation { clause: Clause::Mem3, detail: "x".into() },
             Error::Trap { trap: TrapKind::Unreachable, detail: String::new(), backtrace: WasmTrace::default() },

@@ -24,6 +24,78 @@
 //! # }
 //! ```
 //!
+//! # Configuring a host
+//!
+//! [`Config::builder`] starts from the spec's defaults (`LIM-1` … `LIM-8`)
+//! with no capability granted; each setter of [`ConfigBuilder`] documents
+//! its default. A setting added in a later version is a new setter, never a
+//! breaking change.
+//!
+//! ```
+//! use std::time::Duration;
+//! use pabi_host::{Config, DirGrant, Host};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::builder()
+//!     .timeout(Duration::from_millis(250))
+//!     .max_memory(32 << 20)
+//!     .allow_env("LANG", "C")
+//!     .allow_dir(DirGrant::new("/srv/data", "/data", true)?)
+//!     .build();
+//! let host = Host::new(config)?;
+//! # drop(host);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A plugin gets only what it declares *and* the host allows (`WASI-5`):
+//! one that declares `env:HOME` on the host above fails to load with
+//! [`Error::MissingCapability`].
+//!
+//! # Errors
+//!
+//! Every failure of a load or a call is an [`Error`] whose [`Error::kind`]
+//! is one of the spec's host error kinds (`ERR-6`), with the details that
+//! kind carries: the clause of an [`Error::AbiViolation`], the trap kind and
+//! a [`WasmTrace`] of an [`Error::Trap`], the plugin's status and message of
+//! an [`Error::PluginError`]. Only [`Error::HostUnavailable`] has no kind: the
+//! host itself could not serve, whatever the plugin.
+//!
+//! After an abort or a trap the instance is dead; the next call runs on a
+//! fresh one with the same configuration (`LIFE-5`, `LIFE-6`), and a plugin
+//! that keeps dying is disabled with [`Error::CrashLoop`] (`LIFE-7`).
+//!
+//! # Cancelling a call
+//!
+//! Every call has its deadline. To stop one earlier, from another thread,
+//! take a [`CancelHandle`] before the call:
+//!
+//! ```
+//! # fn main() -> anyhow::Result<()> {
+//! # let wasm = wat::parse_str(r#"(module (memory (export "memory") 1)
+//! #   (func (export "pabi_fn_spin") (param i32) (result i32) (loop (br 0)) (i32.const 0))
+//! #   (@custom "pabi" "{\"abi\":\"1.0\",\"name\":\"spin\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"spin\"}],\"capabilities\":[]}"))"#)?;
+//! let host = pabi_host::Host::new(pabi_host::Config::default())?;
+//! let mut plugin = host.load(&wasm)?;
+//! let cancel = plugin.cancel_handle();
+//! std::thread::spawn(move || {
+//!     std::thread::sleep(std::time::Duration::from_millis(20));
+//!     cancel.cancel();
+//! });
+//! assert_eq!(plugin.call("spin", b"").unwrap_err(), pabi_host::Error::Cancelled);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Caching and reloading
+//!
+//! A host validates and compiles each distinct binary once and keeps it in
+//! one cache of [`ConfigBuilder::cache_capacity`] entries, least recently
+//! used first out; [`ConfigBuilder::cache_dir`] also keeps compiled code on
+//! disk between processes. [`Host::precompile`] fills the cache ahead of
+//! time, and [`Plugin::reload`] swaps in a new version through the same
+//! cache, moving the plugin's state when both versions can (`LIFE-10`).
+//!
 //! # Isolation
 //!
 //! Each instance has its own `Store`: its own linear memory, tables, fuel,
@@ -46,6 +118,6 @@ mod store;
 mod wasi;
 
 pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits};
-pub use error::{WasmTrace, Error, Frame, ModuleFinding, Unavailable};
+pub use error::{Error, Frame, ModuleFinding, Unavailable, WasmTrace};
 pub use host::Host;
 pub use plugin::{CancelHandle, Plugin};

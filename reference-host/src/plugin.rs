@@ -10,7 +10,7 @@ use pabi_abi::{Clause, Metadata, Status, TrapKind};
 use wasmtime::{Store, Trap, TypedFunc, WasmBacktrace};
 
 use crate::engine::{Prepared, Shared};
-use crate::error::{WasmTrace, Frame, Unavailable};
+use crate::error::{Frame, Unavailable, WasmTrace};
 use crate::store::{Abort, Deadline, Limiter, Phase, StoreData, EPOCH_TICK};
 use crate::{wasi, Config, Error};
 
@@ -53,7 +53,15 @@ impl Plugin {
     pub(crate) fn start(shared: Arc<Shared>, prepared: Arc<Prepared>, config: Vec<u8>) -> Result<Plugin, Error> {
         let cancel = Arc::new(AtomicBool::new(false));
         let instance = instantiate(&shared, &prepared, &config, &cancel)?;
-        Ok(Plugin { shared, prepared, config, instance: Some(instance), failures: VecDeque::new(), disabled: false, cancel })
+        Ok(Plugin {
+            shared,
+            prepared,
+            config,
+            instance: Some(instance),
+            failures: VecDeque::new(),
+            disabled: false,
+            cancel,
+        })
     }
 
     /// The configuration of the host that loaded the plugin.
@@ -195,8 +203,10 @@ impl Plugin {
             }
         }
         let live = self.instance.as_mut().expect("instantiated above");
-        let func = lookup(live)
-            .ok_or_else(|| Error::UnknownFunction { name: format!("{phase:?}"), available: self.prepared.functions.clone() })?;
+        let func = lookup(live).ok_or_else(|| Error::UnknownFunction {
+            name: format!("{phase:?}"),
+            available: self.prepared.functions.clone(),
+        })?;
         let timeout = self.shared.config.limits().timeout;
         let data = live.store.data_mut();
         data.phase = phase;
@@ -299,7 +309,12 @@ fn arm(store: &mut Store<StoreData>, shared: &Shared, timeout: Duration) {
 }
 
 /// A fresh instance: `_initialize` once, then `pabi_init(config)` (`LIFE-1`, `LIFE-2`).
-fn instantiate(shared: &Shared, prepared: &Prepared, config: &[u8], cancel: &Arc<AtomicBool>) -> Result<Instance, Error> {
+fn instantiate(
+    shared: &Shared,
+    prepared: &Prepared,
+    config: &[u8],
+    cancel: &Arc<AtomicBool>,
+) -> Result<Instance, Error> {
     let limits = shared.config.limits();
     let (wasi, virtual_clock) = match &prepared.grants {
         Some(grants) => {

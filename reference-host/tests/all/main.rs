@@ -1,6 +1,7 @@
 //! Integration tests of the reference host.
 
 mod hostile;
+mod layering;
 mod lifecycle;
 mod rss;
 
