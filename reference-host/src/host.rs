@@ -278,7 +278,7 @@ fn store_in_cache(path: &std::path::Path, module: &Module) {
 
 fn version_mismatch(report: &pabi_validator::Report, plugin: String) -> Error {
     let missing_imports = report
-        .module
+        .shape
         .iter()
         .flat_map(|m| &m.imports)
         .filter(|i| i.module == pabi_abi::IMPORT_MODULE && pabi_abi::find_import(&i.name).is_none())
