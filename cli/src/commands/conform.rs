@@ -1,5 +1,5 @@
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use pabi_abi::vectors::VectorFile;
@@ -7,6 +7,7 @@ use pabi_conform::report::{self, PluginReport};
 use pabi_conform::{Options, Progress, ReferenceEngine, CHECKS};
 
 use super::read_input;
+use crate::{exit, out, outln};
 
 /// Run the conformance suite on plugins: the static validator, then
 /// property-based dynamic checks under the reference host, each citing the
@@ -23,7 +24,8 @@ pub struct Opts {
     /// Seed of the generated inputs; a report prints it for replay.
     #[arg(long, default_value_t = 0x9ab1)]
     seed: u64,
-    /// Test vectors of the plugin (fixtures/vectors format).
+    /// Test vectors of the plugin (fixtures/vectors format) [default:
+    /// PLUGIN.vectors.json beside each plugin, when there is one].
     #[arg(long, value_name = "FILE")]
     vectors: Option<PathBuf>,
     /// Output format.
@@ -34,8 +36,9 @@ pub struct Opts {
     only: Option<String>,
 }
 
+/// The output formats of `pabi conform`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum ConformFormat {
+pub enum ConformFormat {
     Human,
     Json,
     Junit,
@@ -51,8 +54,8 @@ Checks (ID [clauses]):
   input-read [FN-1 HOST-3 HOST-4 MEM-5]   vectors [FN-3]
 
 Examples:
-  pabi conform plugin.wasm
-  pabi conform --cases 1000 --vectors text.vectors.json text.wasm
+  pabi conform plugin.wasm                # and plugin.vectors.json, if present
+  pabi conform --cases 1000 --vectors text-cases.json text.wasm
   pabi conform --format junit target/plugins/go/*.wasm > conform.xml
   pabi conform --seed 1234 --only status plugin.wasm   # replay a failure
 
@@ -70,19 +73,17 @@ impl Opts {
                 bail!("`{only}` is not a check; the checks are: {}", ids.join(", "));
             }
         }
-        let vectors = match &self.vectors {
-            Some(path) => Some(
-                VectorFile::parse(&read_input(path)?)
-                    .with_context(|| format!("`{}` is not a vector file", path.display()))?,
-            ),
-            None => None,
-        };
-        let options = Options { cases: self.cases, seed: self.seed, vectors, only: self.only.clone() };
+        let given = self.vectors.as_deref().map(read_vectors).transpose()?;
+        let mut options = Options { cases: self.cases, seed: self.seed, vectors: None, only: self.only.clone() };
         let engine = ReferenceEngine::new()?;
         let tty = std::io::stderr().is_terminal() && self.format == ConformFormat::Human;
         let mut reports: Vec<PluginReport> = Vec::new();
         for path in &self.plugins {
             let wasm = read_input(path)?;
+            options.vectors = match &given {
+                Some(vectors) => Some(vectors.clone()),
+                None => beside(path).map(|found| read_vectors(&found)).transpose()?,
+            };
             let label = path.display().to_string();
             let bar = tty.then(|| progress_bar(&label));
             let report = pabi_conform::conform(&engine, &label, &wasm, &options, &mut |event| {
@@ -95,17 +96,27 @@ impl Opts {
                 bar.finish_and_clear();
             }
             if self.format == ConformFormat::Human {
-                print!("{}", report::human(&report));
+                out!("{}", report::human(&report));
             }
             reports.push(report);
         }
         match self.format {
             ConformFormat::Human => {}
-            ConformFormat::Json => println!("{:#}", report::json(&reports)),
-            ConformFormat::Junit => print!("{}", report::junit(&reports)),
+            ConformFormat::Json => outln!("{:#}", report::json(&reports)),
+            ConformFormat::Junit => out!("{}", report::junit(&reports)),
         }
-        Ok(if reports.iter().all(|r| r.conformant) { 0 } else { 1 })
+        Ok(if reports.iter().all(|r| r.conformant) { exit::OK } else { exit::FAILURE })
     }
+}
+
+fn read_vectors(path: &Path) -> anyhow::Result<VectorFile> {
+    VectorFile::parse(&read_input(path)?).with_context(|| format!("`{}` is not a vector file", path.display()))
+}
+
+/// `text.wasm` → `text.vectors.json` in the same folder, if it exists.
+fn beside(plugin: &Path) -> Option<PathBuf> {
+    let path = plugin.with_extension("vectors.json");
+    path.is_file().then_some(path)
 }
 
 fn progress_bar(label: &str) -> indicatif::ProgressBar {

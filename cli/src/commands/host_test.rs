@@ -5,6 +5,8 @@ use pabi_abi::vectors::VectorFile;
 use pabi_conform::host_suite::{self, CaseResult, Verdict};
 use serde_json::{json, Value};
 
+use crate::{exit, outln};
+
 /// Run the host conformance suite against a host's adapter command, and
 /// the shared test vectors against every built example plugin.
 #[derive(clap::Args, Debug)]
@@ -83,21 +85,21 @@ impl Opts {
         let unsupported = results.iter().filter(|r| matches!(r.verdict, Verdict::NotSupported { .. })).count();
         match self.format {
             Format::Human => {
-                println!(
+                outln!(
                     "\n{} cases: {} passed, {failed} failed, {unsupported} not supported by this host",
                     results.len(),
                     results.len() - failed - unsupported
                 );
                 if self.vectors.is_some() {
-                    println!("vectors: {} failures", vector_failures.len());
+                    outln!("vectors: {} failures", vector_failures.len());
                 }
             }
             Format::Json => {
                 let report = json!({"schema": "pabi-host-test/1", "adapter": self.adapter, "cases": results, "vector_failures": vector_failures});
-                println!("{report:#}");
+                outln!("{report:#}");
             }
         }
-        Ok(if failed == 0 && vector_failures.is_empty() { 0 } else { 1 })
+        Ok(if failed == 0 && vector_failures.is_empty() { exit::OK } else { exit::FAILURE })
     }
 
     /// Runs every vector file against every language's build of its plugin;
@@ -179,12 +181,12 @@ impl Opts {
             }
             if self.format == Format::Human {
                 let names: Vec<&str> = builds.iter().map(|(l, _)| l.as_str()).collect();
-                println!("vectors {}: {passed}/{total} passed over {}", vectors.plugin, names.join(", "));
+                outln!("vectors {}: {passed}/{total} passed over {}", vectors.plugin, names.join(", "));
             }
         }
         if self.format == Format::Human {
             for failure in &failures {
-                println!("FAIL vector {failure}");
+                outln!("FAIL vector {failure}");
             }
         }
         Ok(failures)
@@ -218,10 +220,10 @@ fn compiled_plugin(cases: &Path, plugin: &str, scratch: &Path) -> anyhow::Result
 fn print_case(result: &CaseResult) {
     let clauses = result.clauses.join(" ");
     match &result.verdict {
-        Verdict::Pass => println!("pass  {} [{clauses}]", result.case),
+        Verdict::Pass => outln!("pass  {} [{clauses}]", result.case),
         Verdict::NotSupported { clause } => {
-            println!("n/s   {} [{clauses}]: not supported by this host ({clause})", result.case)
+            outln!("n/s   {} [{clauses}]: not supported by this host ({clause})", result.case)
         }
-        Verdict::Fail { reason } => println!("FAIL  {} [{clauses}]: {reason}", result.case),
+        Verdict::Fail { reason } => outln!("FAIL  {} [{clauses}]: {reason}", result.case),
     }
 }
