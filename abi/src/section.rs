@@ -72,29 +72,13 @@ pub fn embed_metadata(wasm: &[u8], json: &[u8]) -> Result<Vec<u8>, EmbedError> {
     Ok(out)
 }
 
-/// The bytes of a custom section: id 0, LEB128 size, LEB128 name length,
-/// name, payload.
+/// The bytes of a custom section: id 0, size, name, payload.
 pub fn encode_custom_section(name: &str, data: &[u8]) -> Vec<u8> {
-    let mut body = leb128(name.len() as u64);
-    body.extend_from_slice(name.as_bytes());
-    body.extend_from_slice(data);
-    let mut out = vec![0u8];
-    out.extend(leb128(body.len() as u64));
-    out.extend(body);
+    use wasm_encoder::{Encode, Section};
+    let section = wasm_encoder::CustomSection { name: name.into(), data: data.into() };
+    let mut out = vec![section.id()];
+    section.encode(&mut out);
     out
-}
-
-fn leb128(mut value: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 #[cfg(test)]
@@ -133,10 +117,11 @@ mod tests {
     }
 
     #[test]
-    fn leb128_matches_the_spec_examples() {
-        assert_eq!(leb128(0), [0]);
-        assert_eq!(leb128(127), [0x7f]);
-        assert_eq!(leb128(128), [0x80, 0x01]);
-        assert_eq!(leb128(624_485), [0xe5, 0x8e, 0x26]);
+    fn encodes_sizes_as_leb128() {
+        assert_eq!(encode_custom_section("a", b""), [0, 2, 1, b'a']);
+        // 1 + 1 + 126 = 128 bytes of contents: a two-byte size.
+        let long = encode_custom_section("a", &[7; 126]);
+        assert_eq!(long[..4], [0, 0x80, 0x01, 1]);
+        assert_eq!(long.len(), 3 + 128);
     }
 }

@@ -239,10 +239,10 @@ fn store_in_cache(path: &Path, module: &Module) {
 /// lacks (`VER-4`).
 fn version_mismatch(report: &pabi_validator::Report, plugin: pabi_abi::AbiVersion) -> Error {
     let missing_imports = report
-        .module
+        .shape
         .iter()
-        .flat_map(|m| &m.imports)
-        .filter(|i| i.module == pabi_abi::IMPORT_MODULE && pabi_abi::find_import(&i.name).is_none())
+        .flat_map(|shape| shape.imports_from(pabi_abi::IMPORT_MODULE))
+        .filter(|i| pabi_abi::find_import(&i.name).is_none())
         .map(|i| format!("{}.{}", i.module, i.name))
         .collect();
     Error::VersionMismatch { plugin, host: HOST_ABI, missing_imports }

@@ -9,8 +9,8 @@ use pabi_abi::{
 };
 use wasmparser::{ExternalKind, FuncType, TypeRef, WasmFeatures};
 
-use crate::module::{decode, ModuleInfo};
-use crate::{Finding, Report, Rule};
+use crate::module::{decode, validates_at, ModuleInfo};
+use crate::{Finding, ForeignAbi, PluginShape, Report, Rule};
 
 /// Data segments above this total earn a `MOD-6` warning.
 const LARGE_DATA_BYTES: u64 = 16 << 20;
@@ -30,14 +30,26 @@ pub(crate) fn run(wasm: &[u8]) -> Report {
     // Metadata first: it is read without validating code (META-6), and it
     // says whether the float scan is needed.
     let metadata = read_metadata(wasm, &mut sink);
+    let has_section = !sink.findings.iter().any(|f| f.rule == Rule::MetadataSection && f.offset.is_none());
     let scan_floats = metadata.as_ref().is_some_and(|m| m.functions.iter().any(|f| f.deterministic));
 
     let module = match decode(wasm, feature_profile(), scan_floats) {
         Ok(module) => module,
-        Err(err) => match decode_outside_profile(wasm, err, scan_floats, &mut sink) {
-            Some(module) => module,
-            None => return Report { findings: sink.findings, abi: abi_of(&metadata), metadata, module: None },
-        },
+        Err(err) => {
+            let component = err.component;
+            match decode_outside_profile(wasm, err, scan_floats, &mut sink) {
+                Some(module) => module,
+                None => {
+                    return Report {
+                        findings: sink.findings,
+                        abi: abi_of(&metadata),
+                        metadata,
+                        shape: None,
+                        foreign_abi: component.then_some(ForeignAbi::Component),
+                    }
+                }
+            }
+        }
     };
 
     check_shape(&module, &mut sink);
@@ -46,7 +58,13 @@ pub(crate) fn run(wasm: &[u8]) -> Report {
     if let Some(meta) = &metadata {
         check_metadata_against_module(&module, meta, &mut sink);
     }
-    Report { findings: sink.findings, abi: abi_of(&metadata), metadata, module: Some(module) }
+    Report {
+        findings: sink.findings,
+        abi: abi_of(&metadata),
+        metadata,
+        shape: Some(PluginShape::from(&module)),
+        foreign_abi: if has_section { None } else { crate::foreign::detect(&module) },
+    }
 }
 
 fn abi_of(metadata: &Option<Metadata>) -> Option<pabi_abi::AbiVersion> {
@@ -76,11 +94,15 @@ fn decode_outside_profile(
             return None;
         }
     };
+    // The features that get the module past its first out-of-profile
+    // construct. Only that spot is re-validated per feature: validating the
+    // whole module once per feature made a module with one tail call take
+    // seconds.
     let profile = feature_profile();
     let needed: Vec<WasmFeatures> = everything
         .difference(profile)
         .iter()
-        .filter(|feature| wasmparser::Validator::new_with_features(profile.union(*feature)).validate_all(wasm).is_ok())
+        .filter(|feature| validates_at(wasm, profile.union(*feature), err.offset))
         .collect();
     let memory_explains = |feature: &WasmFeatures| {
         (*feature == WasmFeatures::THREADS && module.memories.iter().any(|(m, _)| m.shared))
@@ -241,10 +263,94 @@ fn render_expected(params: &[ValType], results: &[ValType]) -> String {
     format!("({}) -> ({})", list(params), list(results))
 }
 
+/// Import findings that tend to come in dozens (a foreign ABI's imports,
+/// WASI imports in a core plugin) are grouped: one finding per kind, naming
+/// the count and the first few imports.
+#[derive(Default)]
+struct ImportGroups {
+    groups: Vec<ImportGroup>,
+}
+
+struct ImportGroup {
+    rule: Rule,
+    kind: GroupKind,
+    /// (subject, message, offset) of each member, in module order.
+    members: Vec<(String, String, Option<usize>)>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum GroupKind {
+    FromModule(String),
+    NotAFunction,
+    UnknownHostFunction,
+    WasiInCore,
+    WasiNeedsFs,
+    WasiSocket,
+    NotWasi,
+}
+
+/// How many import names a grouped finding lists.
+const GROUP_NAMES_SHOWN: usize = 3;
+
+impl ImportGroups {
+    fn push(&mut self, rule: Rule, kind: GroupKind, subject: &str, message: String, offset: Option<usize>) {
+        let member = (subject.to_string(), message, offset);
+        match self.groups.iter_mut().find(|g| g.rule == rule && g.kind == kind) {
+            Some(group) => group.members.push(member),
+            None => self.groups.push(ImportGroup { rule, kind, members: vec![member] }),
+        }
+    }
+
+    fn flush(self, sink: &mut Sink) {
+        for group in self.groups {
+            let ImportGroup { rule, kind, mut members } = group;
+            if members.len() == 1 {
+                let (subject, message, offset) = members.remove(0);
+                sink.push(rule, message, offset, Some(&subject));
+                continue;
+            }
+            let count = members.len();
+            let mut names: Vec<String> =
+                members.iter().take(GROUP_NAMES_SHOWN).map(|(subject, ..)| format!("`{subject}`")).collect();
+            if count > GROUP_NAMES_SHOWN {
+                names.push(format!("and {} more", count - GROUP_NAMES_SHOWN));
+            }
+            let names = names.join(", ");
+            let message = match &kind {
+                GroupKind::FromModule(module) => format!(
+                    "{count} imports come from module `{module}` ({names}); plugins import only from `{IMPORT_MODULE}` and, in the wasi profile, `{WASI_MODULE}`"
+                ),
+                GroupKind::NotAFunction => {
+                    format!("{count} imports are not functions ({names}); plugins import only functions")
+                }
+                GroupKind::UnknownHostFunction => {
+                    format!("{count} `{IMPORT_MODULE}` imports are not host functions of ABI {HOST_ABI}: {names}")
+                }
+                GroupKind::WasiInCore => {
+                    format!("{count} WASI imports ({names}), but the plugin declares the `core` profile")
+                }
+                GroupKind::WasiNeedsFs => {
+                    format!("{count} WASI imports need an `fs:` capability, and the plugin declares none: {names}")
+                }
+                GroupKind::WasiSocket => format!(
+                    "{count} WASI imports are socket functions, and no capability grants sockets in ABI {HOST_ABI}: {names}"
+                ),
+                GroupKind::NotWasi => format!("{count} imports are not {WASI_MODULE} functions: {names}"),
+            };
+            let subject = match &kind {
+                GroupKind::FromModule(module) => module.clone(),
+                _ => members[0].0.clone(),
+            };
+            sink.push(rule, message, members[0].2, Some(&subject));
+        }
+    }
+}
+
 fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Sink) {
     let profile = metadata.map(|m| m.profile);
     let declared = metadata.map(|m| m.parsed_capabilities()).unwrap_or_default();
     let plugin_abi = metadata.and_then(|m| m.abi_version().ok());
+    let mut groups = ImportGroups::default();
     for import in &module.imports {
         let subject = format!("{}.{}", import.module, import.name);
         let at = Some(import.offset);
@@ -252,11 +358,12 @@ fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Si
             TypeRef::Func(ty) | TypeRef::FuncExact(ty) => module.types.get(ty as usize).and_then(Option::as_ref),
             TypeRef::Memory(_) => continue, // MOD-4 reports it.
             _ => {
-                sink.push(
+                groups.push(
                     Rule::ForeignImport,
+                    GroupKind::NotAFunction,
+                    &subject,
                     format!("`{subject}` is not a function; plugins import only functions"),
                     at,
-                    Some(&subject),
                 );
                 continue;
             }
@@ -264,7 +371,13 @@ fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Si
         match import.module.as_str() {
             IMPORT_MODULE => {
                 let Some(spec) = find_import(&import.name) else {
-                    sink.push(Rule::UnknownHostFunction, format!("`{subject}` is not a host function of ABI {HOST_ABI}"), at, Some(&subject));
+                    groups.push(
+                        Rule::UnknownHostFunction,
+                        GroupKind::UnknownHostFunction,
+                        &subject,
+                        format!("`{subject}` is not a host function of ABI {HOST_ABI}"),
+                        at,
+                    );
                     continue;
                 };
                 if !signature_matches(func_ty, spec.params, spec.results) {
@@ -290,15 +403,17 @@ fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Si
                     }
                 }
             }
-            WASI_MODULE => check_wasi_import(&import.name, &subject, at, profile, &declared, sink),
-            other => sink.push(
+            WASI_MODULE => check_wasi_import(&import.name, &subject, at, profile, &declared, &mut groups),
+            other => groups.push(
                 Rule::ForeignImport,
+                GroupKind::FromModule(other.to_string()),
+                &subject,
                 format!("`{subject}` comes from module `{other}`; plugins import only from `{IMPORT_MODULE}` and, in the wasi profile, `{WASI_MODULE}`"),
                 at,
-                Some(&subject),
             ),
         }
     }
+    groups.flush(sink);
 }
 
 fn check_wasi_import(
@@ -307,40 +422,32 @@ fn check_wasi_import(
     at: Option<usize>,
     profile: Option<Profile>,
     declared: &[Capability],
-    sink: &mut Sink,
+    groups: &mut ImportGroups,
 ) {
     if profile == Some(Profile::Core) {
-        sink.push(
+        groups.push(
             Rule::WasiInCore,
+            GroupKind::WasiInCore,
+            subject,
             format!("`{subject}` is a WASI import, but the plugin declares the `core` profile"),
             at,
-            Some(subject),
         );
         return;
     }
     let has_fs = declared.iter().any(|c| matches!(c, Capability::Fs { .. }));
-    match wasi_import_requirement(name) {
-        Some(WasiRequirement::Baseline) => {}
-        Some(WasiRequirement::Filesystem) if has_fs => {}
-        Some(WasiRequirement::Filesystem) => sink.push(
-            Rule::UncoveredWasiImport,
-            format!("`{subject}` needs an `fs:` capability, and the plugin declares none"),
-            at,
-            Some(subject),
-        ),
-        Some(WasiRequirement::Forbidden) => sink.push(
-            Rule::UncoveredWasiImport,
+    let (kind, message) = match wasi_import_requirement(name) {
+        Some(WasiRequirement::Baseline) => return,
+        Some(WasiRequirement::Filesystem) if has_fs => return,
+        Some(WasiRequirement::Filesystem) => {
+            (GroupKind::WasiNeedsFs, format!("`{subject}` needs an `fs:` capability, and the plugin declares none"))
+        }
+        Some(WasiRequirement::Forbidden) => (
+            GroupKind::WasiSocket,
             format!("`{subject}` is a socket function; no capability grants sockets in ABI {HOST_ABI}"),
-            at,
-            Some(subject),
         ),
-        _ => sink.push(
-            Rule::UncoveredWasiImport,
-            format!("`{subject}` is not a wasi_snapshot_preview1 function"),
-            at,
-            Some(subject),
-        ),
-    }
+        _ => (GroupKind::NotWasi, format!("`{subject}` is not a wasi_snapshot_preview1 function")),
+    };
+    groups.push(Rule::UncoveredWasiImport, kind, subject, message, at);
 }
 
 fn check_exports(module: &ModuleInfo, sink: &mut Sink) {

@@ -12,15 +12,18 @@
 //! ```
 
 mod checks;
+mod foreign;
 mod module;
 pub mod render;
 mod rules;
+mod shape;
 
 use pabi_abi::{AbiVersion, Metadata};
 use serde::Serialize;
 
-pub use module::{ModuleInfo, SectionSize};
+pub use foreign::ForeignAbi;
 pub use rules::{Rule, Severity};
+pub use shape::{Export, ExternKind, Import, MemoryShape, PluginShape, SectionSize};
 
 /// One problem found in a plugin.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,8 +49,12 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub metadata: Option<Metadata>,
     pub abi: Option<AbiVersion>,
-    /// The decoded module; `None` when it could not be decoded.
-    pub module: Option<ModuleInfo>,
+    /// What the plugin imports, exports and contains; `None` when the
+    /// module could not be decoded.
+    pub shape: Option<PluginShape>,
+    /// Set when the module was built for another plugin ABI (Extism, a
+    /// WASI command, …); front-ends say so before the findings.
+    pub foreign_abi: Option<ForeignAbi>,
 }
 
 impl Report {
@@ -70,13 +77,7 @@ impl Report {
 
     /// The plugin function names, from the exports.
     pub fn functions(&self) -> Vec<String> {
-        let Some(module) = &self.module else { return Vec::new() };
-        module
-            .exports
-            .iter()
-            .filter_map(|e| e.name.strip_prefix(pabi_abi::FN_EXPORT_PREFIX))
-            .map(str::to_string)
-            .collect()
+        self.shape.as_ref().map(|s| s.functions.clone()).unwrap_or_default()
     }
 }
 
@@ -97,7 +98,11 @@ pub fn validate(wasm: &[u8]) -> Report {
 pub fn validate_with(wasm: &[u8], options: &Options) -> Report {
     let mut report = checks::run(wasm);
     report.findings.retain(|f| f.severity() == Severity::Error || !options.allow.contains(&f.rule));
-    report.findings.sort_by_key(|f| (std::cmp::Reverse(f.severity()), f.offset.unwrap_or(usize::MAX)));
+    // Errors first; among them a missing or broken `pabi` section, which
+    // usually explains the rest; then module order.
+    report.findings.sort_by_key(|f| {
+        (std::cmp::Reverse(f.severity()), f.rule != Rule::MetadataSection, f.offset.unwrap_or(usize::MAX))
+    });
     report
 }
 

@@ -1,12 +1,15 @@
 //! One decoding pass that collects what the ABI rules look at, with wasm
-//! validation of function bodies spread over all cores.
+//! validation of function bodies spread over the validator's own threads.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
+
+use crate::SectionSize;
 use wasmparser::{
-    Encoding, ExternalKind, FuncToValidate, FuncType, FunctionBody, MemoryType, Parser, Payload, TypeRef, ValidPayload,
-    Validator, ValidatorResources, WasmFeatures,
+    Encoding, ExternalKind, FuncToValidate, FuncType, FuncValidatorAllocations, FunctionBody, MemoryType, Operator,
+    Parser, Payload, TypeRef, ValidPayload, Validator, ValidatorResources, WasmFeatures,
 };
 
 /// An import, as the rules need it.
@@ -34,13 +37,8 @@ pub struct CustomEntry {
     pub size: usize,
 }
 
-#[derive(Clone, Debug)]
-pub struct SectionSize {
-    pub name: String,
-    pub size: usize,
-}
-
-/// What the decoding pass learned.
+/// What the decoding pass learned; private to the crate, whose public view
+/// of a module is [`crate::PluginShape`].
 #[derive(Clone, Debug, Default)]
 pub struct ModuleInfo {
     pub types: Vec<Option<FuncType>>,
@@ -85,7 +83,7 @@ impl From<wasmparser::BinaryReaderError> for DecodeError {
 
 /// Decodes and validates `wasm` under `features`. When `scan_floats` is set,
 /// also finds a function using NaN-producing float or SIMD instructions.
-pub fn decode(wasm: &[u8], features: WasmFeatures, scan_floats: bool) -> Result<ModuleInfo, DecodeError> {
+pub(crate) fn decode(wasm: &[u8], features: WasmFeatures, scan_floats: bool) -> Result<ModuleInfo, DecodeError> {
     let mut info = ModuleInfo::default();
     let mut validator = Validator::new_with_features(features);
     let mut bodies: Vec<(FuncToValidate<ValidatorResources>, FunctionBody<'_>)> = Vec::new();
@@ -107,32 +105,119 @@ pub fn decode(wasm: &[u8], features: WasmFeatures, scan_floats: bool) -> Result<
         }
         collect(&mut info, &payload)?;
     }
+    info.first_float_function = validate_bodies(bodies, scan_floats)?;
+    Ok(info)
+}
 
-    let found_float = AtomicBool::new(false);
-    let imported = info.imported_funcs;
-    let results: Vec<Result<Option<(u32, usize)>, wasmparser::BinaryReaderError>> = bodies
-        .into_par_iter()
-        .map_init(wasmparser::FuncValidatorAllocations::default, |allocs, (func, body)| {
-            let mut validator = func.into_validator(std::mem::take(allocs));
-            validator.validate(&body)?;
-            let index = validator.index();
-            *allocs = validator.into_allocations();
-            if scan_floats && !found_float.load(Ordering::Relaxed) {
-                if let Some(offset) = first_nan_producing_op(&body, wasm)? {
-                    found_float.store(true, Ordering::Relaxed);
-                    return Ok(Some((index, offset)));
-                }
+/// Below this much code, spreading the bodies over threads costs more than
+/// it saves.
+const PARALLEL_CODE_BYTES: usize = 256 << 10;
+
+/// Validates every function body, and finds the first one using a
+/// NaN-producing instruction when `scan_floats` is set.
+///
+/// The first body (in module order) that fails ends the work: bodies after
+/// it are skipped, bodies before it still run, so the error reported is
+/// the one a sequential pass would report. The float scan narrows the same
+/// way, so its answer does not depend on thread timing either.
+fn validate_bodies(
+    bodies: Vec<(FuncToValidate<ValidatorResources>, FunctionBody<'_>)>,
+    scan_floats: bool,
+) -> Result<Option<(u32, usize)>, wasmparser::BinaryReaderError> {
+    let first_failure = AtomicUsize::new(usize::MAX);
+    let first_float = AtomicUsize::new(usize::MAX);
+    let check = |allocs: &mut FuncValidatorAllocations,
+                 position: usize,
+                 func: FuncToValidate<ValidatorResources>,
+                 body: &FunctionBody<'_>| {
+        if position > first_failure.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let mut validator = func.into_validator(std::mem::take(allocs));
+        let result = validator.validate(body);
+        let index = validator.index();
+        *allocs = validator.into_allocations();
+        if let Err(err) = result {
+            first_failure.fetch_min(position, Ordering::Relaxed);
+            return Err(err);
+        }
+        if scan_floats && position < first_float.load(Ordering::Relaxed) {
+            if let Some(offset) = first_nan_producing_op(body)? {
+                first_float.fetch_min(position, Ordering::Relaxed);
+                return Ok(Some((index, offset)));
             }
-            Ok(None)
-        })
-        .collect();
+        }
+        Ok(None)
+    };
+    let code_bytes: usize = bodies.iter().map(|(_, body)| body.range().len()).sum();
+    let results: Vec<Result<Option<(u32, usize)>, wasmparser::BinaryReaderError>> =
+        match pool().filter(|_| code_bytes >= PARALLEL_CODE_BYTES) {
+            Some(pool) => pool.install(|| {
+                bodies
+                    .into_par_iter()
+                    .enumerate()
+                    .map_init(FuncValidatorAllocations::default, |allocs, (position, (func, body))| {
+                        check(allocs, position, func, &body)
+                    })
+                    .collect()
+            }),
+            None => {
+                let mut allocs = FuncValidatorAllocations::default();
+                let mut results = Vec::with_capacity(bodies.len());
+                for (position, (func, body)) in bodies.into_iter().enumerate() {
+                    let result = check(&mut allocs, position, func, &body);
+                    let failed = result.is_err();
+                    results.push(result);
+                    if failed {
+                        break;
+                    }
+                }
+                results
+            }
+        };
+    // Results are in module order, so the first error and the first float
+    // function are the earliest ones.
+    let mut float = None;
     for result in results {
         if let Some(found) = result? {
-            info.first_float_function = info.first_float_function.or(Some(found));
+            float = float.or(Some(found));
         }
     }
-    debug_assert!(info.func_types.len() as u32 >= imported);
-    Ok(info)
+    Ok(float)
+}
+
+/// The validator's own thread pool, built on first use. An embedder's
+/// global rayon pool is left alone: it may be configured (or built) by the
+/// embedder after a validation, which the global pool would not allow.
+/// `None` when no thread can be spawned; validation then runs on the
+/// caller's thread.
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().thread_name(|i| format!("pabi-validator-{i}")).build().ok())
+        .as_ref()
+}
+
+/// Whether `wasm` validates under `features` up to and including the
+/// function body at `focus` (a byte offset): other bodies are skipped, so
+/// asking which feature a failing body needs costs one body per feature,
+/// not one module.
+pub(crate) fn validates_at(wasm: &[u8], features: WasmFeatures, focus: usize) -> bool {
+    let mut validator = Validator::new_with_features(features);
+    for payload in Parser::new(0).parse_all(wasm) {
+        let Ok(payload) = payload else { return false };
+        match validator.payload(&payload) {
+            Ok(ValidPayload::Func(func, body)) if body.range().contains(&focus) => {
+                let mut func = func.into_validator(FuncValidatorAllocations::default());
+                if func.validate(&body).is_err() {
+                    return false;
+                }
+            }
+            Ok(ValidPayload::End(_)) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 fn record_section_size(info: &mut ModuleInfo, payload: &Payload<'_>) {
@@ -243,21 +328,81 @@ fn collect_names(info: &mut ModuleInfo, data: &[u8], offset: usize) {
     }
 }
 
-/// The offset of the first instruction in `body` that can produce a NaN with
-/// an engine-dependent bit pattern (float arithmetic, demote/promote), or of
-/// any SIMD instruction.
-fn first_nan_producing_op(
-    body: &FunctionBody<'_>,
-    wasm: &[u8],
-) -> Result<Option<usize>, wasmparser::BinaryReaderError> {
+/// The offset of the first instruction in `body` that can produce a NaN
+/// with an engine-dependent bit pattern (float arithmetic, demote/promote),
+/// or of any SIMD instruction.
+fn first_nan_producing_op(body: &FunctionBody<'_>) -> Result<Option<usize>, wasmparser::BinaryReaderError> {
     let mut reader = body.get_operators_reader()?;
     while !reader.eof() {
-        let (_, offset) = reader.read_with_offset()?;
-        let opcode = wasm.get(offset).copied().unwrap_or(0);
-        let nan_producing = matches!(opcode, 0x8d..=0x97 | 0x9b..=0xa5 | 0xb6 | 0xbb | 0xfd);
-        if nan_producing {
+        let (op, offset) = reader.read_with_offset()?;
+        if is_nan_producing(&op) {
             return Ok(Some(offset));
         }
     }
     Ok(None)
+}
+
+/// Scalar float instructions whose result can be a NaN with an unspecified
+/// payload. `abs`, `neg`, `copysign`, loads, stores, constants and
+/// conversions to or from integers only move bits, so they are left out.
+fn is_nan_producing(op: &Operator<'_>) -> bool {
+    use Operator::*;
+    matches!(
+        op,
+        F32Ceil
+            | F32Floor
+            | F32Trunc
+            | F32Nearest
+            | F32Sqrt
+            | F32Add
+            | F32Sub
+            | F32Mul
+            | F32Div
+            | F32Min
+            | F32Max
+            | F64Ceil
+            | F64Floor
+            | F64Trunc
+            | F64Nearest
+            | F64Sqrt
+            | F64Add
+            | F64Sub
+            | F64Mul
+            | F64Div
+            | F64Min
+            | F64Max
+            | F32DemoteF64
+            | F64PromoteF32
+    ) || is_simd(op)
+}
+
+/// Generates `is_simd` from wasmparser's list of SIMD and relaxed-SIMD
+/// operators, so that new SIMD instructions are covered without a table
+/// to keep up to date here.
+macro_rules! define_is_simd {
+    ($( @$proposal:ident $op:ident $({ $($arg:ident: $argty:ty),* })? => $visit:ident ($($ann:tt)*) )*) => {
+        fn is_simd(op: &Operator<'_>) -> bool {
+            matches!(op, $(Operator::$op { .. })|*)
+        }
+    };
+}
+wasmparser::for_each_visit_simd_operator!(define_is_simd);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_producing_operators_are_told_from_bit_moves() {
+        for op in [Operator::F32Add, Operator::F64Sqrt, Operator::F32DemoteF64, Operator::F64PromoteF32] {
+            assert!(is_nan_producing(&op), "{op:?}");
+        }
+        for op in [Operator::F32Abs, Operator::F64Neg, Operator::F32Copysign, Operator::I32Add, Operator::Nop] {
+            assert!(!is_nan_producing(&op), "{op:?}");
+        }
+        // Every SIMD instruction counts, relaxed SIMD included.
+        assert!(is_nan_producing(&Operator::I8x16Add));
+        assert!(is_nan_producing(&Operator::F32x4RelaxedMadd));
+        assert!(!is_simd(&Operator::F32Add));
+    }
 }

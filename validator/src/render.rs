@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{FindingJson, Report, Rule, Severity};
+use crate::{FindingJson, ForeignAbi, Report, Rule, Severity};
 
 /// Version of the JSON report shape; bumped on any incompatible change.
 pub const JSON_SCHEMA_VERSION: &str = "pabi-validate/1";
@@ -25,6 +25,9 @@ impl FileReport<'_> {
 /// rustc-style diagnostics for one file, then a one-line summary.
 pub fn human(file: &FileReport<'_>, deny_warnings: bool) -> String {
     let mut out = String::new();
+    if let Some(foreign) = file.report.foreign_abi {
+        out.push_str(&format!("note: {foreign}\n  --> {}\n\n", file.path));
+    }
     for finding in &file.report.findings {
         let level = finding.severity().name();
         out.push_str(&format!("{level}[{}]: {}\n", finding.rule.id(), finding.message));
@@ -55,7 +58,21 @@ struct FileJson<'a> {
     path: &'a str,
     valid: bool,
     abi: Option<String>,
+    foreign_abi: Option<ForeignAbiJson>,
     findings: Vec<FindingJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct ForeignAbiJson {
+    kind: &'static str,
+    rule: &'static str,
+    message: &'static str,
+}
+
+impl From<ForeignAbi> for ForeignAbiJson {
+    fn from(foreign: ForeignAbi) -> Self {
+        ForeignAbiJson { kind: foreign.id(), rule: foreign.rule().id(), message: foreign.message() }
+    }
 }
 
 /// The JSON report for all files (`spec/schemas/validate-report.schema.json`).
@@ -66,6 +83,7 @@ pub fn json(files: &[FileReport<'_>], deny_warnings: bool) -> serde_json::Value 
             path: f.path,
             valid: f.valid(deny_warnings),
             abi: f.report.abi.map(|v| v.to_string()),
+            foreign_abi: f.report.foreign_abi.map(ForeignAbiJson::from),
             findings: f.report.findings.iter().map(FindingJson::from).collect(),
         })
         .collect();
@@ -89,6 +107,15 @@ pub fn sarif(files: &[FileReport<'_>], tool_version: &str) -> serde_json::Value 
         .collect();
     let mut results = Vec::new();
     for file in files {
+        if let Some(foreign) = file.report.foreign_abi {
+            results.push(json!({
+                "ruleId": foreign.rule().id(),
+                "ruleIndex": Rule::ALL.iter().position(|r| *r == foreign.rule()).unwrap_or(0),
+                "level": "note",
+                "message": { "text": foreign.message() },
+                "locations": [{ "physicalLocation": { "artifactLocation": { "uri": file.path } } }],
+            }));
+        }
         for finding in &file.report.findings {
             let mut location = json!({ "artifactLocation": { "uri": file.path } });
             if let Some(offset) = finding.offset {

@@ -1,5 +1,5 @@
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use pabi_abi::vectors::VectorFile;
@@ -7,6 +7,7 @@ use pabi_conform::report::{self, PluginReport};
 use pabi_conform::{Check, Options, Progress, ReferenceHost};
 
 use super::read_input;
+use crate::{exit, out, outln};
 
 /// Run the conformance suite on plugins: the static validator, then
 /// property-based dynamic checks under the reference host, each citing the
@@ -23,7 +24,8 @@ pub struct Opts {
     /// Seed of the generated inputs; a report prints it for replay.
     #[arg(long, default_value_t = 0x9ab1)]
     seed: u64,
-    /// Test vectors of the plugin (fixtures/vectors format).
+    /// Test vectors of the plugin (fixtures/vectors format) [default:
+    /// PLUGIN.vectors.json beside each plugin, when there is one].
     #[arg(long, value_name = "FILE")]
     vectors: Option<PathBuf>,
     /// Output format.
@@ -34,8 +36,9 @@ pub struct Opts {
     only: Option<Check>,
 }
 
+/// The output formats of `pabi conform`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum ConformFormat {
+pub enum ConformFormat {
     Human,
     Json,
     Junit,
@@ -53,8 +56,8 @@ fn conform_help() -> String {
 
 const HELP_TAIL: &str = "\
 Examples:
-  pabi conform plugin.wasm
-  pabi conform --cases 1000 --vectors text.vectors.json text.wasm
+  pabi conform plugin.wasm                # and plugin.vectors.json, if present
+  pabi conform --cases 1000 --vectors text-cases.json text.wasm
   pabi conform --format junit target/plugins/go/*.wasm > conform.xml
   pabi conform --seed 1234 --only status plugin.wasm   # replay a failure
 
@@ -65,19 +68,17 @@ Exit codes:
 
 impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
-        let vectors = match &self.vectors {
-            Some(path) => Some(
-                VectorFile::parse(&read_input(path)?)
-                    .with_context(|| format!("`{}` is not a vector file", path.display()))?,
-            ),
-            None => None,
-        };
-        let options = Options { cases: self.cases, seed: self.seed, vectors, only: self.only };
+        let given = self.vectors.as_deref().map(read_vectors).transpose()?;
+        let mut options = Options { cases: self.cases, seed: self.seed, vectors: None, only: self.only };
         let host = ReferenceHost::new()?;
         let tty = std::io::stderr().is_terminal() && self.format == ConformFormat::Human;
         let mut reports: Vec<PluginReport> = Vec::new();
         for path in &self.plugins {
             let wasm = read_input(path)?;
+            options.vectors = match &given {
+                Some(vectors) => Some(vectors.clone()),
+                None => beside(path).map(|found| read_vectors(&found)).transpose()?,
+            };
             let label = path.display().to_string();
             let bar = tty.then(|| progress_bar(&label));
             let report = pabi_conform::conform(&host, &label, &wasm, &options, &mut |event| {
@@ -90,17 +91,27 @@ impl Opts {
                 bar.finish_and_clear();
             }
             if self.format == ConformFormat::Human {
-                print!("{}", report::human(&report));
+                out!("{}", report::human(&report));
             }
             reports.push(report);
         }
         match self.format {
             ConformFormat::Human => {}
-            ConformFormat::Json => println!("{:#}", report::json(&reports)),
-            ConformFormat::Junit => print!("{}", report::junit(&reports)),
+            ConformFormat::Json => outln!("{:#}", report::json(&reports)),
+            ConformFormat::Junit => out!("{}", report::junit(&reports)),
         }
-        Ok(if reports.iter().all(|r| r.conformant) { 0 } else { 1 })
+        Ok(if reports.iter().all(|r| r.conformant) { exit::OK } else { exit::FAILURE })
     }
+}
+
+fn read_vectors(path: &Path) -> anyhow::Result<VectorFile> {
+    VectorFile::parse(&read_input(path)?).with_context(|| format!("`{}` is not a vector file", path.display()))
+}
+
+/// `text.wasm` → `text.vectors.json` in the same folder, if it exists.
+fn beside(plugin: &Path) -> Option<PathBuf> {
+    let path = plugin.with_extension("vectors.json");
+    path.is_file().then_some(path)
 }
 
 fn progress_bar(label: &str) -> indicatif::ProgressBar {

@@ -3,6 +3,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use pabi_host_suite::{self as host_suite, CaseResult, Report, Verdict};
 
+use crate::{exit, outln};
+
 /// Run the host conformance suite against a host's adapter command, and
 /// the shared test vectors against every built example plugin.
 #[derive(clap::Args, Debug)]
@@ -81,7 +83,7 @@ impl Opts {
         match self.format {
             Format::Human => {
                 for summary in &report.vectors {
-                    println!(
+                    outln!(
                         "vectors {}: {}/{} passed over {}",
                         summary.plugin,
                         summary.passed,
@@ -90,21 +92,21 @@ impl Opts {
                     );
                 }
                 for failure in &report.vector_failures {
-                    println!("FAIL vector {failure}");
+                    outln!("FAIL vector {failure}");
                 }
                 let (failed, unsupported) = (report.failed_cases(), report.unsupported_cases());
-                println!(
+                outln!(
                     "\n{} cases: {} passed, {failed} failed, {unsupported} not supported by this host",
                     report.cases.len(),
                     report.cases.len() - failed - unsupported
                 );
                 if self.vectors.is_some() {
-                    println!("vectors: {} failures", report.vector_failures.len());
+                    outln!("vectors: {} failures", report.vector_failures.len());
                 }
             }
-            Format::Json => println!("{:#}", serde_json::to_value(&report)?),
+            Format::Json => outln!("{:#}", serde_json::to_value(&report)?),
         }
-        Ok(if report.passed() { 0 } else { 1 })
+        Ok(if report.passed() { exit::OK } else { exit::FAILURE })
     }
 }
 
@@ -126,10 +128,10 @@ fn compiled_plugin(cases: &Path, plugin: &str, scratch: &Path) -> anyhow::Result
 fn print_case(result: &CaseResult) {
     let clauses = result.clauses.iter().map(|c| c.id()).collect::<Vec<_>>().join(" ");
     match &result.verdict {
-        Verdict::Pass => println!("pass  {} [{clauses}]", result.case),
+        Verdict::Pass => outln!("pass  {} [{clauses}]", result.case),
         Verdict::NotSupported { clause } => {
-            println!("n/s   {} [{clauses}]: not supported by this host ({clause})", result.case)
+            outln!("n/s   {} [{clauses}]: not supported by this host ({clause})", result.case)
         }
-        Verdict::Fail { reason } => println!("FAIL  {} [{clauses}]: {reason}", result.case),
+        Verdict::Fail { reason } => outln!("FAIL  {} [{clauses}]: {reason}", result.case),
     }
 }

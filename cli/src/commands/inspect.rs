@@ -1,10 +1,12 @@
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::bail;
-use pabi_validator::{Report, Rule};
-use serde_json::json;
+use pabi_validator::{PluginShape, Report, Rule};
+use serde::Serialize;
 
 use super::read_input;
+use crate::{exit, out, outln};
 
 /// Show what a plugin declares and contains: metadata, functions, imports,
 /// capabilities, feature profile and a size breakdown by section.
@@ -25,9 +27,12 @@ pub struct Opts {
     format: InspectFormat,
 }
 
+/// The output formats of `pabi inspect`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum InspectFormat {
+pub enum InspectFormat {
+    /// An aligned summary.
     Human,
+    /// The same fields as one JSON object.
     Json,
 }
 
@@ -35,103 +40,163 @@ impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
         let wasm = read_input(&self.file)?;
         let report = pabi_validator::validate(&wasm);
-        let Some(module) = &report.module else {
+        let Some(shape) = &report.shape else {
             let reason = report.findings.first().map_or("it cannot be decoded", |f| f.message.as_str());
             bail!("`{}` is not a pabi-readable WebAssembly module: {reason}", self.file.display());
         };
-        let value = inspection(&report, module, wasm.len());
+        let inspection = Inspection::new(&report, shape, wasm.len());
         match self.format {
-            InspectFormat::Json => println!("{value:#}"),
-            InspectFormat::Human => print!("{}", human(&self.file.display().to_string(), &value)),
+            InspectFormat::Json => outln!("{:#}", serde_json::to_value(&inspection)?),
+            InspectFormat::Human => out!("{}", inspection.human(&self.file.display().to_string())),
         }
-        Ok(0)
+        Ok(exit::OK)
     }
 }
 
-fn inspection(report: &Report, module: &pabi_validator::ModuleInfo, total: usize) -> serde_json::Value {
-    let meta = report.metadata.as_ref();
-    let functions: Vec<_> = report
-        .functions()
-        .into_iter()
-        .map(|name| {
-            let declared = meta.and_then(|m| m.function(&name));
-            json!({
-                "name": name,
-                "summary": declared.and_then(|f| f.summary.clone()),
-                "input": declared.and_then(|f| f.input.clone()),
-                "output": declared.and_then(|f| f.output.clone()),
-                "deterministic": declared.is_some_and(|f| f.deterministic),
+/// What `pabi inspect` shows, in both formats. Metadata fields are `None`
+/// when the plugin has no readable metadata: nothing is guessed.
+#[derive(Debug, Serialize)]
+struct Inspection {
+    name: Option<String>,
+    version: Option<String>,
+    abi: Option<String>,
+    profile: Option<&'static str>,
+    description: Option<String>,
+    capabilities: Vec<String>,
+    functions: Vec<FunctionInfo>,
+    lifecycle: Vec<String>,
+    imports: Vec<String>,
+    features: Features,
+    valid: bool,
+    foreign_abi: Option<&'static str>,
+    size: Size,
+}
+
+#[derive(Debug, Serialize)]
+struct FunctionInfo {
+    name: String,
+    summary: Option<String>,
+    input: Option<String>,
+    output: Option<String>,
+    deterministic: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Features {
+    profile: &'static str,
+    fits: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Size {
+    total: usize,
+    sections: Vec<SectionInfo>,
+}
+
+#[derive(Debug, Serialize)]
+struct SectionInfo {
+    section: String,
+    bytes: usize,
+}
+
+impl Inspection {
+    fn new(report: &Report, shape: &PluginShape, total: usize) -> Self {
+        let meta = report.metadata.as_ref();
+        let functions = shape
+            .functions
+            .iter()
+            .map(|name| {
+                let declared = meta.and_then(|m| m.function(name));
+                FunctionInfo {
+                    name: name.clone(),
+                    summary: declared.and_then(|f| f.summary.clone()),
+                    input: declared.and_then(|f| f.input.clone()),
+                    output: declared.and_then(|f| f.output.clone()),
+                    deterministic: declared.is_some_and(|f| f.deterministic),
+                }
             })
-        })
-        .collect();
-    let imports: Vec<_> = module.imports.iter().map(|i| format!("{}.{}", i.module, i.name)).collect();
-    let lifecycle: Vec<_> = module
-        .exports
-        .iter()
-        .filter(|e| pabi_abi::EXPORTS.iter().any(|spec| spec.name == e.name))
-        .map(|e| e.name.clone())
-        .collect();
-    let sections: Vec<_> = module.sections.iter().map(|s| json!({ "section": s.name, "bytes": s.size })).collect();
-    let fits_profile = !report.breaks(Rule::FeatureOutsideProfile);
-    json!({
-        "name": meta.map(|m| m.name.clone()),
-        "version": meta.map(|m| m.version.clone()),
-        "abi": meta.map(|m| m.abi.clone()),
-        "profile": meta.map(|m| m.profile.name()),
-        "description": meta.and_then(|m| m.description.clone()),
-        "capabilities": meta.map(|m| m.capabilities.clone()).unwrap_or_default(),
-        "functions": functions,
-        "lifecycle": lifecycle,
-        "imports": imports,
-        "features": { "profile": pabi_abi::PROFILE_NAME, "fits": fits_profile },
-        "valid": !report.has_errors(),
-        "size": { "total": total, "sections": sections },
-    })
-}
-
-fn human(path: &str, v: &serde_json::Value) -> String {
-    let text = |key: &str| v[key].as_str().unwrap_or("-").to_string();
-    let mut out = format!(
-        "{path}\n  plugin:       {} {}\n  abi:          {}\n  profile:      {}\n",
-        text("name"),
-        text("version"),
-        text("abi"),
-        text("profile")
-    );
-    let caps: Vec<_> = v["capabilities"].as_array().into_iter().flatten().filter_map(|c| c.as_str()).collect();
-    out += &format!("  capabilities: {}\n", if caps.is_empty() { "none".to_string() } else { caps.join(", ") });
-    out += &format!(
-        "  features:     {} ({})\n",
-        v["features"]["profile"].as_str().unwrap_or_default(),
-        if v["features"]["fits"] == true { "fits" } else { "does NOT fit" }
-    );
-    out += &format!(
-        "  valid:        {}\n  functions:\n",
-        if v["valid"] == true { "yes" } else { "no (run `pabi validate`)" }
-    );
-    for f in v["functions"].as_array().into_iter().flatten() {
-        let det = if f["deterministic"] == true { " [deterministic]" } else { "" };
-        out += &format!(
-            "    {:<16} {} -> {}{det}\n",
-            f["name"].as_str().unwrap_or_default(),
-            f["input"].as_str().unwrap_or("application/octet-stream"),
-            f["output"].as_str().unwrap_or("application/octet-stream"),
-        );
-        if let Some(summary) = f["summary"].as_str() {
-            out += &format!("      {summary}\n");
+            .collect();
+        Inspection {
+            name: meta.map(|m| m.name.clone()),
+            version: meta.map(|m| m.version.clone()),
+            abi: meta.map(|m| m.abi.clone()),
+            profile: meta.map(|m| m.profile.name()),
+            description: meta.and_then(|m| m.description.clone()),
+            capabilities: meta.map(|m| m.capabilities.clone()).unwrap_or_default(),
+            functions,
+            lifecycle: shape
+                .exports
+                .iter()
+                .filter(|e| pabi_abi::EXPORTS.iter().any(|spec| spec.name == e.name))
+                .map(|e| e.name.clone())
+                .collect(),
+            imports: shape.imports.iter().map(|i| format!("{}.{}", i.module, i.name)).collect(),
+            features: Features { profile: pabi_abi::PROFILE_NAME, fits: !report.breaks(Rule::FeatureOutsideProfile) },
+            valid: !report.has_errors(),
+            foreign_abi: report.foreign_abi.map(|f| f.id()),
+            size: Size {
+                total,
+                sections: shape
+                    .sections
+                    .iter()
+                    .map(|s| SectionInfo { section: s.name.clone(), bytes: s.size })
+                    .collect(),
+            },
         }
     }
-    let list = |key: &str| -> Vec<String> {
-        v[key].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
-    };
-    out += &format!("  lifecycle:    {}\n", list("lifecycle").join(", "));
-    out += "  imports:\n";
-    for import in list("imports") {
-        out += &format!("    {import}\n");
+
+    fn human(&self, path: &str) -> String {
+        let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        let mut out = format!("{path}\n");
+        if self.name.is_none() {
+            out += "  metadata:     none (no readable `pabi` section)\n";
+        } else {
+            let _ = writeln!(out, "  plugin:       {} {}", or_dash(&self.name), or_dash(&self.version));
+            let _ = writeln!(out, "  abi:          {}", or_dash(&self.abi));
+            let _ = writeln!(out, "  profile:      {}", self.profile.unwrap_or("-"));
+            let caps = if self.capabilities.is_empty() { "none".into() } else { self.capabilities.join(", ") };
+            let _ = writeln!(out, "  capabilities: {caps}");
+        }
+        if let Some(foreign) = self.foreign_abi {
+            let _ = writeln!(out, "  built for:    {foreign} (not pabi)");
+        }
+        let fits = if self.features.fits { "fits" } else { "does NOT fit" };
+        let _ = writeln!(out, "  features:     {} ({fits})", self.features.profile);
+        let _ = writeln!(out, "  valid:        {}", if self.valid { "yes" } else { "no (run `pabi validate`)" });
+        if self.functions.is_empty() {
+            out += "  functions:    none\n";
+        } else {
+            out += "  functions:\n";
+        }
+        for f in &self.functions {
+            let det = if f.deterministic { " [deterministic]" } else { "" };
+            // Media types are shown only as declared; a plugin that declares
+            // none gets no made-up default.
+            let types = match (&f.input, &f.output) {
+                (None, None) => String::new(),
+                (input, output) => format!(" {} -> {}", or_dash(input), or_dash(output)),
+            };
+            let line = format!("    {:<16}{types}{det}", f.name);
+            let _ = writeln!(out, "{}", line.trim_end());
+            if let Some(summary) = &f.summary {
+                let _ = writeln!(out, "      {summary}");
+            }
+        }
+        if !self.lifecycle.is_empty() {
+            let _ = writeln!(out, "  lifecycle:    {}", self.lifecycle.join(", "));
+        }
+        if self.imports.is_empty() {
+            out += "  imports:      none\n";
+        } else {
+            out += "  imports:\n";
+            for import in &self.imports {
+                let _ = writeln!(out, "    {import}");
+            }
+        }
+        let _ = writeln!(out, "  size:         {} bytes", self.size.total);
+        for s in &self.size.sections {
+            let _ = writeln!(out, "    {:<24} {:>10}", s.section, s.bytes);
+        }
+        out
     }
-    out += &format!("  size:         {} bytes\n", v["size"]["total"]);
-    for s in v["size"]["sections"].as_array().into_iter().flatten() {
-        out += &format!("    {:<24} {:>10}\n", s["section"].as_str().unwrap_or_default(), s["bytes"]);
-    }
-    out
 }

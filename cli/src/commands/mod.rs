@@ -1,11 +1,14 @@
-mod conform;
-mod embed;
+//! One module per subcommand, each with its `Opts` (arguments, help,
+//! examples, exit codes) and `run`.
+
+pub mod conform;
+pub mod embed;
 mod host_args;
-mod host_test;
-mod inspect;
-mod pipe;
-mod run;
-mod validate;
+pub mod host_test;
+pub mod inspect;
+pub mod pipe;
+pub mod run;
+pub mod validate;
 
 use std::path::Path;
 
@@ -24,7 +27,7 @@ pub enum Command {
 
 impl Command {
     /// Runs the subcommand and returns its exit code. `Err` means a usage or
-    /// I/O error (exit 2).
+    /// I/O error ([`crate::exit::USAGE`]).
     pub fn run(self) -> anyhow::Result<u8> {
         match self {
             Command::Validate(opts) => opts.run(),
@@ -46,12 +49,4 @@ pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
         return Ok(bytes);
     }
     std::fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))
-}
-
-/// The output format shared by the reporting subcommands.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Human,
-    Json,
-    Sarif,
 }

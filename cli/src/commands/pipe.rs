@@ -62,6 +62,6 @@ impl Opts {
         }
         let mut stdout = std::io::stdout().lock();
         stdout.write_all(&data).and_then(|_| stdout.flush()).context("cannot write to standard output")?;
-        Ok(0)
+        Ok(crate::exit::OK)
     }
 }

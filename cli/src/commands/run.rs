@@ -23,7 +23,9 @@ pub struct Opts {
     /// Input from a file, or `-` for standard input [default: empty].
     #[arg(long, visible_alias = "input-file", value_name = "FILE", conflicts_with = "input_hex")]
     input: Option<PathBuf>,
-    /// Input as hex digits.
+    /// Input as hex digits, for small inputs: the OS limits one argument to
+    /// 128 KiB, so give larger ones with `--input FILE` or `--input -`
+    /// (standard input).
     #[arg(long, value_name = "HEX")]
     input_hex: Option<String>,
     /// Configuration bytes for `pabi_init`, from a file.
@@ -70,8 +72,8 @@ Exit codes:
 }
 
 /// Exit codes of `run` and `pipe`.
-pub const EXIT_PLUGIN_ERROR: u8 = 1;
-pub const EXIT_HOST_ERROR: u8 = 3;
+pub const EXIT_PLUGIN_ERROR: u8 = crate::exit::FAILURE;
+pub const EXIT_HOST_ERROR: u8 = crate::exit::HOST_ERROR;
 
 /// The exit code for a failed call.
 pub fn exit_code(error: &Error) -> u8 {
@@ -112,11 +114,11 @@ impl Opts {
             Ok(plugin) => plugin,
             Err(error) => return self.report(&mut stdout, Err(error)),
         };
-        let mut code = 0;
+        let mut code = crate::exit::OK;
         for (function, input) in calls {
             let result = call(&mut plugin, &function, &input);
             code = self.report(&mut stdout, result)?;
-            if code != 0 && self.format == RunFormat::Raw {
+            if code != crate::exit::OK && self.format == RunFormat::Raw {
                 break;
             }
         }
@@ -128,7 +130,7 @@ impl Opts {
         match self.format {
             RunFormat::Json => {
                 writeln!(stdout, "{}", result_line(&result)?.to_json()).context("cannot write to standard output")?;
-                Ok(0)
+                Ok(crate::exit::OK)
             }
             RunFormat::Raw => match result {
                 Ok(output) => {
@@ -136,7 +138,7 @@ impl Opts {
                         .write_all(&output)
                         .and_then(|_| stdout.flush())
                         .context("cannot write to standard output")?;
-                    Ok(0)
+                    Ok(crate::exit::OK)
                 }
                 Err(error) => {
                     eprintln!("error: {error}");

@@ -4,7 +4,8 @@ use anyhow::{bail, Context};
 use pabi_validator::render::{self, FileReport};
 use pabi_validator::{Options, Rule, Severity};
 
-use super::{read_input, Format};
+use super::read_input;
+use crate::{exit, out, outln};
 
 /// Check plugin binaries against the pabi ABI without running them.
 ///
@@ -26,14 +27,25 @@ pub struct Opts {
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    format: Format,
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
+    format: ValidateFormat,
     /// Treat warnings as errors.
     #[arg(long)]
     deny_warnings: bool,
     /// Drop findings of a warning rule, by clause ID (repeatable).
     #[arg(long, value_name = "RULE")]
     allow: Vec<String>,
+}
+
+/// The output formats of `pabi validate`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValidateFormat {
+    /// rustc-style diagnostics.
+    Human,
+    /// The report of spec/schemas/validate-report.schema.json.
+    Json,
+    /// SARIF 2.1.0, for code scanning.
+    Sarif,
 }
 
 impl Opts {
@@ -48,15 +60,15 @@ impl Opts {
         let reports: Vec<FileReport<'_>> = loaded.iter().map(|(path, report)| FileReport { path, report }).collect();
         let all_valid = reports.iter().all(|f| f.valid(self.deny_warnings));
         match self.format {
-            Format::Human => {
+            ValidateFormat::Human => {
                 for file in &reports {
-                    print!("{}", render::human(file, self.deny_warnings));
+                    out!("{}", render::human(file, self.deny_warnings));
                 }
             }
-            Format::Json => println!("{}", render::json(&reports, self.deny_warnings)),
-            Format::Sarif => println!("{:#}", render::sarif(&reports, env!("CARGO_PKG_VERSION"))),
+            ValidateFormat::Json => outln!("{}", render::json(&reports, self.deny_warnings)),
+            ValidateFormat::Sarif => outln!("{:#}", render::sarif(&reports, env!("CARGO_PKG_VERSION"))),
         }
-        Ok(if all_valid { 0 } else { 1 })
+        Ok(if all_valid { exit::OK } else { exit::FAILURE })
     }
 }
 
@@ -89,18 +101,26 @@ fn expand_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The `.wasm` files below `dir`, following symlinks (plugin folders are
+/// often links into build trees). A link back to one of its own parents
+/// would recurse forever; walkdir notices it, and it is skipped with a
+/// warning.
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("failed to read folder `{}`", dir.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("failed to read folder `{}`", dir.display()))?;
-    entries.sort_by_key(|e| e.path());
-    for entry in entries {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, files)?;
-        } else if path.extension().is_some_and(|e| e == "wasm") {
-            files.push(path);
+    for entry in walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(err) if err.loop_ancestor().is_some() => {
+                let at = err.path().map_or_else(|| dir.display().to_string(), |p| p.display().to_string());
+                eprintln!("warning: skipping `{at}`: a symlink back to one of its parent folders");
+                continue;
+            }
+            Err(err) => {
+                let at = err.path().unwrap_or(dir).display().to_string();
+                return Err(err).with_context(|| format!("failed to read folder `{at}`"));
+            }
+        };
+        if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "wasm") {
+            files.push(entry.into_path());
         }
     }
     Ok(())

@@ -32,3 +32,21 @@ fn embed_refuses_invalid_metadata_and_non_wasm() {
     let junk = write(dir.path(), "junk.wasm", b"not wasm");
     assert_eq!(exit_code(&pabi(&["embed", "--metadata", &meta, &junk, "-o", "/dev/null"])), 2);
 }
+
+/// Pretty-printed metadata is stored without its layout whitespace, with
+/// its keys in the order written.
+#[test]
+fn embed_stores_minified_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.wasm", &pabi_fixtures::good("core").unwrap());
+    let pretty = "{\n  \"abi\": \"1.0\",\n  \"name\": \"renamed\",\n  \"version\": \"2.0.0\",\n  \"profile\": \"core\",\n  \"functions\": [\n    { \"name\": \"echo\" },\n    { \"name\": \"count\" }\n  ],\n  \"capabilities\": []\n}\n";
+    assert!(pretty.len() > META.len() + 40);
+    let meta = write(dir.path(), "pabi.json", pretty.as_bytes());
+    let out_path = dir.path().join("out.wasm");
+    let out = pabi(&["embed", "--metadata", &meta, &input, "-o", out_path.to_str().unwrap()]);
+    assert_eq!(exit_code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let written = std::fs::read(&out_path).unwrap();
+    let sections = pabi_abi::find_custom_sections(&written, "pabi").unwrap();
+    let stored = std::str::from_utf8(&written[sections[0].data.clone()]).unwrap();
+    assert_eq!(stored, META);
+}

@@ -1,7 +1,9 @@
 //! Integration tests of the `pabi` binary: one test binary, one module per
 //! subcommand.
 
+mod cli;
 mod embed;
+mod inspect;
 mod run;
 mod traceability;
 mod validate;

@@ -172,3 +172,67 @@ fn host_test_fails_when_languages_disagree() {
     let out = args(dir.path().join("plugins").to_str().unwrap());
     assert_eq!(exit_code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn run_reads_a_large_input_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = fixture("good", "core", dir.path());
+    // Larger than one command-line argument may be.
+    let input = vec![b'x'; 200 << 10];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pabi"))
+        .args(["run", &core, "count", "--input", "-", "--no-cache"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input).map(|()| input));
+    let out = child.wait_with_output().unwrap();
+    let input = writer.join().unwrap().unwrap();
+    assert_eq!(exit_code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, (input.len() as u32).to_le_bytes());
+    let help = String::from_utf8(pabi(&["run", "--help"]).stdout).unwrap();
+    let hex_help = help.split("--input-hex").nth(1).unwrap();
+    assert!(hex_help.contains("128 KiB") && hex_help.contains("--input -"), "{help}");
+}
+
+/// `text.wasm` is conformed with `text.vectors.json` beside it.
+#[test]
+fn conform_picks_up_vectors_beside_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = fixture("good", "core", dir.path());
+    let vectors = |expected: &str| {
+        format!(
+            r#"{{"plugin": "core", "vectors": [{{"name": "echoes", "function": "echo", "input": {{"text": "hi"}}, "expect": {{"output": {{"text": "{expected}"}}}}}}]}}"#
+        )
+    };
+    write(dir.path(), "core.vectors.json", vectors("hi").as_bytes());
+    let out = pabi(&["conform", "--only", "vectors", "--format", "json", &core]);
+    assert_eq!(exit_code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!report.contains("no --vectors file given"), "{report}");
+    write(dir.path(), "core.vectors.json", vectors("ho").as_bytes());
+    let out = pabi(&["conform", "--only", "vectors", &core]);
+    assert_eq!(exit_code(&out), 1, "the wrong vector beside the plugin is used");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("echoes"));
+}
+
+/// The traps `pabi conform` provokes on purpose make the host warn; those
+/// warnings stay out of the way unless asked for by target.
+#[test]
+fn conform_keeps_host_warnings_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let trapping = fixture("broken", "trap-on-empty", dir.path());
+    let run = |log: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pabi"))
+            .args(["conform", "--cases", "16", &trapping])
+            .env("PABI_LOG", log)
+            .output()
+            .unwrap()
+    };
+    let quiet = String::from_utf8(run("warn").stderr).unwrap();
+    assert!(!quiet.contains("pabi_host"), "{quiet}");
+    let asked = String::from_utf8(run("pabi_host=warn").stderr).unwrap();
+    assert!(asked.contains("instance discarded"), "{asked}");
+    assert!(!asked.contains('\u{1b}'), "no colour codes off a terminal: {asked:?}");
+}

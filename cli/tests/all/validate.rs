@@ -87,19 +87,87 @@ fn spec_testsuite_rejects_exit_1() {
     assert!(files.iter().all(|f| f["valid"] == false));
 }
 
+/// A folder holding a link to itself: each file is validated once, the
+/// loop is named, and the walk ends.
+#[cfg(unix)]
 #[test]
-fn inspect_shows_functions_and_sections() {
+fn a_symlink_loop_is_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "lifecycle.wasm", &pabi_fixtures::good("lifecycle").unwrap());
-    let out = pabi(&["inspect", "--format", "json", &path]);
-    assert_eq!(exit_code(&out), 0);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["name"], "lifecycle-fixture");
-    assert_eq!(v["functions"][0]["name"], "get");
-    assert_eq!(v["lifecycle"].as_array().unwrap().len(), 5);
-    assert!(v["size"]["sections"].as_array().unwrap().iter().any(|s| s["section"] == "custom \"pabi\""));
-    let human = pabi(&["inspect", &path]);
-    let text = String::from_utf8(human.stdout).unwrap();
-    assert!(text.contains("get") && text.contains("pabi.input_read"), "{text}");
-    assert_eq!(exit_code(&pabi(&["inspect", &write(dir.path(), "junk.wasm", b"junk")])), 2);
+    write(dir.path(), "core.wasm", &pabi_fixtures::good("core").unwrap());
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    write(&dir.path().join("sub"), "wasi.wasm", &pabi_fixtures::good("wasi").unwrap());
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("sub/back")).unwrap();
+    let out = pabi(&["validate", dir.path().to_str().unwrap()]);
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(exit_code(&out), 0, "{stdout}");
+    assert_eq!(stdout.matches(": valid").count(), 2, "{stdout}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("warning: skipping") && stderr.contains("back"), "{stderr}");
+}
+
+fn extism_like() -> Vec<u8> {
+    let names = [
+        "input_length",
+        "input_load_u8",
+        "input_load_u64",
+        "output_set",
+        "alloc",
+        "free",
+        "length",
+        "load_u8",
+        "load_u64",
+        "store_u8",
+        "store_u64",
+        "error_set",
+    ];
+    let imports: String =
+        names.iter().map(|n| format!(r#"(import "extism:host/env" "{n}" (func (param i64) (result i64)))"#)).collect();
+    wat::parse_str(format!(
+        r#"(module {imports}
+          (memory (export "memory") 1)
+          (func (export "greet") (result i32) (i32.const 0)))"#
+    ))
+    .unwrap()
+}
+
+/// A module built for another plugin ABI: one line saying so first, then
+/// the missing metadata, then the imports as one grouped finding.
+#[test]
+fn a_foreign_plugin_is_named_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "extism.wasm", &extism_like());
+    let out = pabi(&["validate", &path]);
+    assert_eq!(exit_code(&out), 1);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    assert!(lines.next().unwrap().starts_with("note: this is an Extism plugin, not a pabi plugin"), "{stdout}");
+    let errors: Vec<&str> = stdout.lines().filter(|l| l.starts_with("error[")).collect();
+    assert!(errors[0].starts_with("error[META-1]"), "{stdout}");
+    let imports: Vec<&&str> = errors.iter().filter(|l| l.starts_with("error[IMP-1]")).collect();
+    assert_eq!(imports.len(), 1, "{stdout}");
+    assert!(imports[0].contains("12 imports come from module `extism:host/env`"), "{stdout}");
+    assert!(imports[0].contains("`extism:host/env.input_length`") && imports[0].contains("and 9 more"), "{stdout}");
+
+    let json = pabi(&["validate", "--format", "json", &path]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["files"][0]["foreign_abi"]["kind"], "extism");
+    let sarif = pabi(&["validate", "--format", "sarif", &path]);
+    let sarif: serde_json::Value = serde_json::from_slice(&sarif.stdout).unwrap();
+    let first = &sarif["runs"][0]["results"][0];
+    assert_eq!((first["level"].as_str(), first["ruleId"].as_str()), (Some("note"), Some("IMP-1")));
+}
+
+#[test]
+fn a_wasi_command_is_named_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "_start")))"#,
+    )
+    .unwrap();
+    let path = write(dir.path(), "command.wasm", &wasm);
+    let stdout = String::from_utf8(pabi(&["validate", &path]).stdout).unwrap();
+    assert!(stdout.starts_with("note: this is a WASI command, not a pabi plugin"), "{stdout}");
 }

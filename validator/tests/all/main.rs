@@ -1,5 +1,6 @@
 //! Integration tests of `pabi-validator`: one binary, one module per area.
 
+mod embedding;
 mod matrix;
 mod outputs;
 mod robustness;
