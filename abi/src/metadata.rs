@@ -3,7 +3,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AbiVersion, VersionParseError};
+use crate::{AbiVersion, Clause, VersionParseError};
 
 /// The metadata JSON Schema (`META-3`), the same file the spec publishes.
 pub const METADATA_SCHEMA: &str = include_str!("../../spec/metadata.schema.json");
@@ -14,14 +14,16 @@ pub const MAX_METADATA_BYTES: usize = 64 << 10;
 /// The plugin's self-description, read from its `pabi` custom section.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
-    pub abi: String,
+    /// The ABI version the plugin was written against (`VER-1`).
+    pub abi: AbiVersion,
     pub name: String,
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub profile: Profile,
     pub functions: Vec<FunctionMeta>,
-    pub capabilities: Vec<String>,
+    /// Declared capabilities, in the order written (`WASI-3`).
+    pub capabilities: Vec<Capability>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub statuses: BTreeMap<String, String>,
 }
@@ -96,6 +98,20 @@ impl Capability {
     }
 }
 
+impl Serialize for Capability {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Capability {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Capability::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a capability (WASI-3)")))
+    }
+}
+
 impl std::fmt::Display for Capability {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -131,13 +147,13 @@ pub enum MetadataError {
 
 impl MetadataError {
     /// The spec clause the error breaks.
-    pub fn clause(&self) -> &'static str {
+    pub fn clause(&self) -> Clause {
         match self {
-            MetadataError::TooLarge(_) | MetadataError::NotUtf8(_) | MetadataError::NotJson(_) => "META-2",
-            MetadataError::Schema(_) => "META-3",
-            MetadataError::DuplicateFunction(_) => "META-5",
-            MetadataError::BadVersion(_) => "VER-1",
-            MetadataError::CapabilitiesInCore => "WASI-1",
+            MetadataError::TooLarge(_) | MetadataError::NotUtf8(_) | MetadataError::NotJson(_) => Clause::Meta2,
+            MetadataError::Schema(_) => Clause::Meta3,
+            MetadataError::DuplicateFunction(_) => Clause::Meta5,
+            MetadataError::BadVersion(_) => Clause::Ver1,
+            MetadataError::CapabilitiesInCore => Clause::Wasi1,
         }
     }
 }
@@ -170,8 +186,12 @@ impl Metadata {
         if !problems.is_empty() {
             return Err(MetadataError::Schema(problems));
         }
+        // The version first, so that a malformed one is a VER-1 error and not
+        // a failure to read the document.
+        if let Some(abi) = value.get("abi").and_then(|v| v.as_str()) {
+            abi.parse::<AbiVersion>()?;
+        }
         let meta: Metadata = serde_json::from_value(value).map_err(|e| MetadataError::Schema(vec![e.to_string()]))?;
-        meta.abi_version()?;
         let mut seen = std::collections::BTreeSet::new();
         if let Some(dup) = meta.functions.iter().find(|f| !seen.insert(f.name.as_str())) {
             return Err(MetadataError::DuplicateFunction(dup.name.clone()));
@@ -180,15 +200,6 @@ impl Metadata {
             return Err(MetadataError::CapabilitiesInCore);
         }
         Ok(meta)
-    }
-
-    pub fn abi_version(&self) -> Result<AbiVersion, VersionParseError> {
-        self.abi.parse()
-    }
-
-    /// The declared capabilities; the schema guarantees they parse.
-    pub fn parsed_capabilities(&self) -> Vec<Capability> {
-        self.capabilities.iter().filter_map(|c| Capability::parse(c)).collect()
     }
 
     pub fn function(&self, name: &str) -> Option<&FunctionMeta> {
@@ -218,7 +229,7 @@ mod tests {
         let meta = Metadata::parse(GOOD.as_bytes()).unwrap();
         assert_eq!(meta.functions[0].name, "upper");
         assert!(meta.functions[0].deterministic);
-        assert_eq!(meta.abi_version().unwrap(), AbiVersion::new(1, 0));
+        assert_eq!(meta.abi, AbiVersion::new(1, 0));
     }
 
     #[test]
@@ -242,10 +253,10 @@ mod tests {
         ];
         for (bytes, clause) in cases {
             let err = Metadata::parse(bytes).unwrap_err();
-            assert_eq!(err.clause(), *clause, "{err}");
+            assert_eq!(err.clause().id(), *clause, "{err}");
         }
         let big = vec![b' '; MAX_METADATA_BYTES + 1];
-        assert_eq!(Metadata::parse(&big).unwrap_err().clause(), "META-2");
+        assert_eq!(Metadata::parse(&big).unwrap_err().clause(), Clause::Meta2);
     }
 
     #[test]

@@ -34,7 +34,7 @@ impl ReferenceHost {
         let declared = pabi_abi::find_custom_sections(wasm, pabi_abi::METADATA_SECTION)
             .ok()
             .and_then(|sections| sections.first().and_then(|s| Metadata::parse(&wasm[s.data.clone()]).ok()))
-            .map(|m| m.parsed_capabilities())
+            .map(|m| m.capabilities)
             .unwrap_or_default();
         let mut scoped: Vec<Capability> =
             declared.into_iter().filter(|c| matches!(c, Capability::Env(_) | Capability::Fs { .. })).collect();

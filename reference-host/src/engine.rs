@@ -133,10 +133,8 @@ impl Shared {
     fn prepare(&self, wasm: &[u8], key: &ModuleKey) -> Result<Prepared, Error> {
         let report = pabi_validator::validate(wasm);
         if let Some(declared) = &report.metadata {
-            if let Ok(version) = declared.abi_version() {
-                if !HOST_ABI.accepts(version) {
-                    return Err(version_mismatch(&report, version));
-                }
+            if !HOST_ABI.accepts(declared.abi) {
+                return Err(version_mismatch(&report, declared.abi));
             }
         }
         if report.has_errors() {

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use pabi_abi::{AbiVersion, Clause, HostErrorKind, TrapKind};
+use pabi_abi::{AbiVersion, Capability, Clause, HostErrorKind, TrapKind};
 
 /// Why a host could not be set up, or a load, call or reload failed.
 ///
@@ -26,7 +26,7 @@ pub enum Error {
     VersionMismatch { plugin: AbiVersion, host: AbiVersion, missing_imports: Vec<String> },
     /// The plugin declares capabilities the host configuration does not allow (`WASI-5`).
     #[error("MISSING_CAPABILITY: the plugin declares {}, which this host does not allow", quoted(capabilities))]
-    MissingCapability { capabilities: Vec<String> },
+    MissingCapability { capabilities: Vec<Capability> },
     /// The plugin broke a clause of the ABI at run time (`ERR-8`).
     #[error("ABI_VIOLATION: the plugin broke the ABI ({clause}): {detail}")]
     AbiViolation { clause: Clause, detail: String },
@@ -80,6 +80,9 @@ pub enum Unavailable {
     /// Every instance slot of the host is taken ([`crate::ConfigBuilder::max_instances`]).
     #[error("all {limit} instance slots are in use; drop a plugin or raise max_instances")]
     InstanceSlots { limit: u32 },
+    /// A directory the configuration grants cannot be opened.
+    #[error("cannot open {} for the guest path {guest}: {reason}", host.display())]
+    Directory { host: std::path::PathBuf, guest: String, reason: String },
     /// The configuration asks for something this host cannot do; the clause
     /// names the limit (`LIM-4`).
     #[error("{detail} ({clause})")]
@@ -255,7 +258,7 @@ fn join(findings: &[ModuleFinding]) -> String {
     findings.iter().map(ModuleFinding::to_string).collect::<Vec<_>>().join("; ")
 }
 
-fn quoted(items: &[String]) -> String {
+fn quoted(items: &[Capability]) -> String {
     items.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
 }
 
@@ -308,7 +311,7 @@ mod tests {
                 host: AbiVersion::new(1, 0),
                 missing_imports: vec![],
             },
-            Error::MissingCapability { capabilities: vec!["clock".into()] },
+            Error::MissingCapability { capabilities: vec![Capability::Clock] },
             Error::AbiViolation { clause: Clause::Mem3, detail: "x".into() },
             Error::Trap { trap: TrapKind::Unreachable, detail: String::new(), backtrace: WasmTrace::default() },
             Error::Timeout { timeout: Duration::from_millis(5) },

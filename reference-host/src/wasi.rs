@@ -13,6 +13,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::clock::VirtualClock;
 use crate::config::Allow;
+use crate::error::Unavailable;
 use crate::store::StoreData;
 use crate::Error;
 
@@ -34,23 +35,23 @@ pub(crate) fn grants(metadata: &Metadata, allow: &Allow) -> Result<Grants, Error
     let mut grants = Grants::default();
     let mut refused = Vec::new();
     for declared in &metadata.capabilities {
-        let granted = match Capability::parse(declared) {
-            Some(Capability::Clock) if allow.clock() => {
+        let granted = match declared.clone() {
+            Capability::Clock if allow.clock() => {
                 grants.clock = true;
                 true
             }
-            Some(Capability::Random) if allow.random() => {
+            Capability::Random if allow.random() => {
                 grants.random = true;
                 true
             }
-            Some(Capability::Env(name)) => match allow.env().iter().find(|(k, _)| *k == name) {
+            Capability::Env(name) => match allow.env().iter().find(|(k, _)| *k == name) {
                 Some((_, value)) => {
                     grants.env.push((name, value.clone()));
                     true
                 }
                 None => false,
             },
-            Some(Capability::Fs { guest_path, read_only }) => {
+            Capability::Fs { guest_path, read_only } => {
                 match allow.dirs().iter().find(|d| d.guest() == guest_path && (read_only || !d.read_only())) {
                     Some(dir) => {
                         grants.dirs.push((dir.host().to_path_buf(), guest_path, read_only));
@@ -81,8 +82,12 @@ pub(crate) fn context(grants: &Grants) -> Result<(wasmtime_wasi::p1::WasiP1Ctx, 
     }
     for (host, guest, read_only) in &grants.dirs {
         let perms = if *read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
-        builder.preopened_dir(host, guest, perms).map_err(|e| Error::MissingCapability {
-            capabilities: vec![format!("fs:{guest}:{} ({e:#})", if *read_only { "ro" } else { "rw" })],
+        builder.preopened_dir(host, guest, perms).map_err(|e| {
+            Error::HostUnavailable(Unavailable::Directory {
+                host: host.clone(),
+                guest: guest.clone(),
+                reason: format!("{e:#}"),
+            })
         })?;
     }
     if !grants.random {
@@ -171,15 +176,19 @@ mod tests {
 
     fn metadata(caps: &[&str]) -> Metadata {
         Metadata {
-            abi: "1.0".into(),
+            abi: pabi_abi::AbiVersion::new(1, 0),
             name: "p".into(),
             version: "1.0.0".into(),
             description: None,
             profile: pabi_abi::Profile::Wasi,
             functions: vec![],
-            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            capabilities: caps.iter().map(|c| Capability::parse(c).unwrap()).collect(),
             statuses: Default::default(),
         }
+    }
+
+    fn cap(text: &str) -> Capability {
+        Capability::parse(text).unwrap()
     }
 
     #[test]
@@ -196,13 +205,13 @@ mod tests {
         assert_eq!(g.env, vec![("HOME".to_string(), "/h".to_string())], "USER is allowed but not declared");
         assert_eq!(g.dirs.len(), 1);
         let refused = |caps: &[&str]| grants(&metadata(caps), allow).unwrap_err();
-        assert_eq!(refused(&["random"]), Error::MissingCapability { capabilities: vec!["random".into()] });
-        assert_eq!(refused(&["env:PATH"]), Error::MissingCapability { capabilities: vec!["env:PATH".into()] });
-        assert_eq!(refused(&["fs:/data:rw"]), Error::MissingCapability { capabilities: vec!["fs:/data:rw".into()] });
-        assert_eq!(refused(&["fs:/other:ro"]), Error::MissingCapability { capabilities: vec!["fs:/other:ro".into()] });
+        assert_eq!(refused(&["random"]), Error::MissingCapability { capabilities: vec![cap("random")] });
+        assert_eq!(refused(&["env:PATH"]), Error::MissingCapability { capabilities: vec![cap("env:PATH")] });
+        assert_eq!(refused(&["fs:/data:rw"]), Error::MissingCapability { capabilities: vec![cap("fs:/data:rw")] });
+        assert_eq!(refused(&["fs:/other:ro"]), Error::MissingCapability { capabilities: vec![cap("fs:/other:ro")] });
         assert_eq!(
             refused(&["random", "clock", "env:PATH"]),
-            Error::MissingCapability { capabilities: vec!["random".into(), "env:PATH".into()] },
+            Error::MissingCapability { capabilities: vec![cap("random"), cap("env:PATH")] },
             "every refused capability is named"
         );
     }

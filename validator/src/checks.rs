@@ -68,7 +68,7 @@ pub(crate) fn run(wasm: &[u8]) -> Report {
 }
 
 fn abi_of(metadata: &Option<Metadata>) -> Option<pabi_abi::AbiVersion> {
-    metadata.as_ref().and_then(|m| m.abi_version().ok())
+    metadata.as_ref().map(|m| m.abi)
 }
 
 /// A module that fails under the profile is either invalid outright
@@ -152,7 +152,7 @@ fn read_metadata(wasm: &[u8], sink: &mut Sink) -> Option<Metadata> {
     let at = Some(section.section.start);
     match Metadata::parse(&wasm[section.data.clone()]) {
         Ok(meta) => {
-            let version = meta.abi_version().expect("Metadata::parse checked the version");
+            let version = meta.abi;
             if !HOST_ABI.accepts(version) {
                 sink.push(
                     Rule::UnsupportedVersion,
@@ -348,8 +348,8 @@ impl ImportGroups {
 
 fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Sink) {
     let profile = metadata.map(|m| m.profile);
-    let declared = metadata.map(|m| m.parsed_capabilities()).unwrap_or_default();
-    let plugin_abi = metadata.and_then(|m| m.abi_version().ok());
+    let declared = metadata.map(|m| m.capabilities.clone()).unwrap_or_default();
+    let plugin_abi = metadata.map(|m| m.abi);
     let mut groups = ImportGroups::default();
     for import in &module.imports {
         let subject = format!("{}.{}", import.module, import.name);

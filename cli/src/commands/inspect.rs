@@ -119,10 +119,10 @@ impl Inspection {
         Inspection {
             name: meta.map(|m| m.name.clone()),
             version: meta.map(|m| m.version.clone()),
-            abi: meta.map(|m| m.abi.clone()),
+            abi: meta.map(|m| m.abi.to_string()),
             profile: meta.map(|m| m.profile.name()),
             description: meta.and_then(|m| m.description.clone()),
-            capabilities: meta.map(|m| m.capabilities.clone()).unwrap_or_default(),
+            capabilities: meta.map(|m| m.capabilities.iter().map(ToString::to_string).collect()).unwrap_or_default(),
             functions,
             lifecycle: shape
                 .exports

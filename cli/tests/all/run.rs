@@ -236,3 +236,14 @@ fn conform_keeps_host_warnings_quiet() {
     assert!(asked.contains("instance discarded"), "{asked}");
     assert!(!asked.contains('\u{1b}'), "no colour codes off a terminal: {asked:?}");
 }
+
+#[test]
+fn run_on_an_unknown_function_lists_the_plugins_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = fixture("good", "core", dir.path());
+    let out = pabi(&["run", &core, "nope", "--no-cache"]);
+    assert_eq!(exit_code(&out), 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("UNKNOWN_FUNCTION") && stderr.contains("it has: echo, count"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -119,7 +119,7 @@ fn the_disk_cache_is_reused_across_hosts() {
 fn undeclared_or_unallowed_capabilities_are_refused_by_name() {
     let wasm = fixture("host-conformance", "wants-clock");
     let refused = host_with(|c| c).load(&wasm).unwrap_err();
-    assert_eq!(refused, Error::MissingCapability { capabilities: vec!["clock".into()] });
+    assert_eq!(refused, Error::MissingCapability { capabilities: vec![pabi_abi::Capability::Clock] });
     let allowed = host_with(|c| c.allow_clock(true));
     assert!(allowed.load(&wasm).is_ok());
 }
@@ -146,5 +146,45 @@ fn a_granted_directory_is_visible_read_only() {
     let wasm = wat::parse_str(&wat).unwrap();
     assert_eq!(host.load(&wasm).unwrap().call("f", b"").unwrap(), 0u32.to_le_bytes());
     let closed = host_with(|c| c).load(&wasm).unwrap_err();
-    assert_eq!(closed, Error::MissingCapability { capabilities: vec!["fs:/data:ro".into()] });
+    assert_eq!(
+        closed,
+        Error::MissingCapability { capabilities: vec![pabi_abi::Capability::parse("fs:/data:ro").unwrap()] }
+    );
+}
+
+#[test]
+fn a_full_instance_pool_is_the_hosts_own_error() {
+    let host = host_with(|c| c.max_instances(2));
+    let wasm = fixture("good", "core");
+    let first = host.load(&wasm).unwrap();
+    let _second = host.load(&wasm).unwrap();
+    let third = host.load(&wasm).unwrap_err();
+    assert_eq!(third, Error::HostUnavailable(pabi_host::Unavailable::InstanceSlots { limit: 2 }), "{third}");
+    assert_eq!(third.kind(), None, "not a failure of the plugin");
+    drop(first);
+    assert!(host.load(&wasm).is_ok(), "a freed slot serves the next load");
+}
+
+#[test]
+fn a_cancelled_call_ends_and_the_next_call_gets_a_fresh_instance() {
+    let host = host_with(|c| c.timeout(std::time::Duration::from_secs(30)));
+    let mut plugin = host.load(&fixture("host-conformance", "io")).unwrap();
+    assert_eq!(plugin.call("count", b"").unwrap(), 1u32.to_le_bytes());
+    let cancel = plugin.cancel_handle();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        cancel.cancel();
+    });
+    assert_eq!(plugin.call("spin", b"").unwrap_err(), Error::Cancelled);
+    canceller.join().unwrap();
+    assert_eq!(plugin.call("count", b"").unwrap(), 1u32.to_le_bytes(), "the cancelled instance was replaced");
+    assert_eq!(plugin.call("count", b"").unwrap(), 2u32.to_le_bytes(), "and no cancel is left pending");
+}
+
+#[test]
+fn unknown_functions_name_the_ones_the_plugin_has() {
+    let host = host_with(|c| c);
+    let mut plugin = host.load(&fixture("good", "core")).unwrap();
+    let error = plugin.call("nope", b"").unwrap_err();
+    assert_eq!(error, Error::UnknownFunction { name: "nope".into(), available: vec!["echo".into(), "count".into()] });
 }
