@@ -2,7 +2,7 @@
 //! inputs, repeated calls, re-instantiation and state moves?
 //!
 //! Each check has a stable ID and cites the spec clauses it verifies
-//! ([`CHECKS`]). Inputs are generated with proptest from a seed, so a failure
+//! ([`Check`]). Inputs are generated with proptest from a seed, so a failure
 //! comes with a shrunk minimal input and a one-line reproducer, and the whole
 //! run can be replayed with the same seed.
 //!

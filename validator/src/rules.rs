@@ -23,6 +23,8 @@ macro_rules! rules {
         /// and never changes meaning.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[non_exhaustive]
+        // Titles quote patterns such as `[a-z][a-z0-9_]`, not links.
+        #[allow(rustdoc::broken_intra_doc_links)]
         pub enum Rule {
             $(#[doc = concat!("`", $id, "`: ", $title)] $variant,)*
         }
