@@ -106,7 +106,7 @@ impl ModuleFinding {
 
 impl From<&pabi_validator::Finding> for ModuleFinding {
     fn from(finding: &pabi_validator::Finding) -> Self {
-        ModuleFinding { clause: Clause::from_id(finding.rule.id()), message: finding.message.clone() }
+        ModuleFinding { clause: Some(finding.rule.clause()), message: finding.message.clone() }
     }
 }
 

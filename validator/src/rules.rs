@@ -38,6 +38,14 @@ macro_rules! rules {
                 match self { $(Rule::$variant => $id,)* }
             }
 
+            /// The spec clause the rule enforces.
+            pub fn clause(self) -> pabi_abi::Clause {
+                match self {
+                    $(Rule::$variant => pabi_abi::Clause::from_id($id)
+                        .expect("every rule's ID is a clause of the spec (tested)"),)*
+                }
+            }
+
             pub fn severity(self) -> Severity {
                 match self { $(Rule::$variant => Severity::$severity,)* }
             }
@@ -97,6 +105,14 @@ impl Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_rule_enforces_a_clause_of_the_spec() {
+        for rule in Rule::ALL {
+            assert!(pabi_abi::Clause::from_id(rule.id()).is_some(), "{} is not a clause", rule.id());
+            assert_eq!(rule.clause().id(), rule.id());
+        }
+    }
 
     #[test]
     fn ids_are_unique_and_look_like_clauses() {
