@@ -13,7 +13,7 @@ use wasmtime::{Engine, InstancePre, Linker, Module};
 
 use crate::config::Config;
 use crate::error::{ModuleFinding, Unavailable};
-use crate::store::{StoreData, EPOCH_TICK};
+use crate::store::{StoreData, EPOCH_TICK, MAX_TABLES};
 use crate::wasi::{self, Grants};
 use crate::{imports, Error};
 
@@ -73,9 +73,11 @@ impl Shared {
             let mut pool = wasmtime::PoolingAllocationConfig::default();
             pool.total_core_instances(slots)
                 .total_memories(slots)
-                .total_tables(slots.saturating_mul(2))
+                // WebAssembly 2.0 modules may define several tables (`MOD-2`);
+                // each slot is address space, reserved, not memory used.
+                .total_tables(slots.saturating_mul(MAX_TABLES))
                 .max_memories_per_module(1)
-                .max_tables_per_module(8)
+                .max_tables_per_module(MAX_TABLES)
                 .max_memory_size(limits.max_memory as usize)
                 .table_elements(limits.max_table_elements as usize)
                 .max_core_instance_size(16 << 20);
@@ -144,6 +146,7 @@ impl Shared {
             .metadata
             .clone()
             .ok_or_else(|| Error::invalid(Clause::Meta1, "the plugin has no `pabi` metadata section"))?;
+        check_initial_sizes(&report, self.config.limits())?;
         let grants = match metadata.profile {
             Profile::Core => None,
             Profile::Wasi => Some(wasi::grants(&metadata, self.config.allowed())?),
@@ -215,6 +218,21 @@ impl Shared {
             }
         }
     }
+}
+
+/// A memory or table that starts larger than its cap cannot be
+/// instantiated: `MEMORY_LIMIT` at load (`LIM-1`, `LIM-8`), before any
+/// compile is paid for.
+fn check_initial_sizes(report: &pabi_validator::Report, limits: &crate::Limits) -> Result<(), Error> {
+    let Some(shape) = &report.shape else { return Ok(()) };
+    let memory_bytes = shape.memory.map_or(0, |m| m.initial_pages.saturating_mul(64 << 10));
+    if memory_bytes > limits.max_memory {
+        return Err(Error::MemoryLimit { limit: limits.max_memory });
+    }
+    if shape.tables.iter().any(|t| t.initial_elements > limits.max_table_elements) {
+        return Err(Error::MemoryLimit { limit: limits.max_memory });
+    }
+    Ok(())
 }
 
 fn store_in_cache(path: &Path, module: &Module) {

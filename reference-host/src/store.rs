@@ -75,9 +75,12 @@ impl ResourceLimiter for Limiter {
 
     fn tables(&self) -> usize {
         // Reference-types modules may declare several tables (`MOD-2`).
-        100
+        MAX_TABLES as usize
     }
 }
+
+/// Tables one instance may define; the pooling allocator reserves as many.
+pub(crate) const MAX_TABLES: u32 = 100;
 
 /// How often the epoch advances; deadlines are whole ticks (`LIM-3`).
 pub(crate) const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(2);

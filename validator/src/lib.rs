@@ -23,7 +23,7 @@ use serde::Serialize;
 
 pub use foreign::ForeignAbi;
 pub use rules::{Rule, Severity};
-pub use shape::{Export, ExternKind, Import, MemoryShape, PluginShape, SectionSize};
+pub use shape::{Export, ExternKind, Import, MemoryShape, PluginShape, SectionSize, TableShape};
 
 /// One problem found in a plugin.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -47,6 +47,8 @@ pub struct ModuleInfo {
     pub imported_funcs: u32,
     pub imports: Vec<ImportEntry>,
     pub memories: Vec<(MemoryType, usize)>,
+    /// (initial, maximum) elements of every table the module defines.
+    pub tables: Vec<(u64, Option<u64>)>,
     pub exports: Vec<ExportEntry>,
     pub start: Option<usize>,
     pub customs: Vec<CustomEntry>,
@@ -274,6 +276,12 @@ fn collect(info: &mut ModuleInfo, payload: &Payload<'_>) -> Result<(), DecodeErr
         Payload::FunctionSection(reader) => {
             for ty in reader.clone() {
                 info.func_types.push(ty?);
+            }
+        }
+        Payload::TableSection(reader) => {
+            for table in reader.clone() {
+                let table = table?;
+                info.tables.push((table.ty.initial, table.ty.maximum));
             }
         }
         Payload::MemorySection(reader) => {

@@ -17,6 +17,8 @@ pub struct PluginShape {
     pub exports: Vec<Export>,
     /// The first memory the module defines or imports (MOD-4 allows one).
     pub memory: Option<MemoryShape>,
+    /// The tables the module defines, in module order.
+    pub tables: Vec<TableShape>,
     /// The plugin function names, from the `pabi_fn_*` exports, in module
     /// order.
     pub functions: Vec<String>,
@@ -65,7 +67,15 @@ pub enum ExternKind {
     Tag,
 }
 
-/// A memory's limits, in 64 KiB pages.
+/// A table's limits, in elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct TableShape {
+    pub initial_elements: u64,
+    pub maximum_elements: Option<u64>,
+}
+
+/// A memory's size in 64 KiB pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct MemoryShape {
@@ -115,6 +125,11 @@ impl From<&ModuleInfo> for PluginShape {
                 .memories
                 .first()
                 .map(|(m, _)| MemoryShape { initial_pages: m.initial, maximum_pages: m.maximum }),
+            tables: module
+                .tables
+                .iter()
+                .map(|&(initial, maximum)| TableShape { initial_elements: initial, maximum_elements: maximum })
+                .collect(),
             functions: module
                 .exports
                 .iter()

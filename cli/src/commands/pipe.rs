@@ -34,7 +34,12 @@ Exit codes:
 
 impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
-        let host = self.host.host()?;
+        // Every stage holds an instance for the whole pipe: size the pool to
+        // the pipe, at least the default.
+        let slots = u32::try_from(self.stages.len()).unwrap_or(u32::MAX);
+        let config = self.host.config();
+        let config = config.to_builder().max_instances(slots.max(config.max_instances())).build();
+        let host = pabi_host::Host::new(config).context("cannot start the reference host")?;
         let mut stages = Vec::new();
         for stage in &self.stages {
             let Some((path, function)) = stage.rsplit_once(':').filter(|(p, f)| !p.is_empty() && !f.is_empty()) else {

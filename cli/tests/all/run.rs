@@ -77,6 +77,26 @@ fn pipe_chains_stages() {
 }
 
 #[test]
+fn a_pipe_longer_than_the_default_pool_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = fixture("host-conformance", "io", dir.path());
+    let stage = format!("{io}:echo");
+    let mut args = vec!["pipe".to_string(), "--no-cache".to_string()];
+    args.extend(std::iter::repeat_n(stage, 65));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pabi"))
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"through 65 stages").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(exit_code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"through 65 stages");
+}
+
+#[test]
 fn conform_exits_by_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let good = fixture("good", "core", dir.path());
