@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A clock that moves only when the plugin sleeps. It starts at one second,
 /// not 0: Go's runtime aborts when its monotonic clock reads 0 (`WASI-6`).
@@ -44,4 +44,38 @@ impl wasmtime_wasi::HostMonotonicClock for VirtualClock {
     fn now(&self) -> u64 {
         self.now_nanos()
     }
+}
+
+/// The real monotonic clock of a plugin granted `clock`, counted from the
+/// instance's creation. The host owns it, so that `poll_oneoff` can read an
+/// absolute monotonic deadline in the same units the plugin sees.
+#[derive(Clone, Copy)]
+pub(crate) struct RealClock(Instant);
+
+impl Default for RealClock {
+    fn default() -> Self {
+        RealClock(Instant::now())
+    }
+}
+
+impl RealClock {
+    pub(crate) fn now_nanos(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for RealClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        self.now_nanos()
+    }
+}
+
+/// The clock a WASI plugin sees: virtual without `clock`, real with it.
+#[derive(Clone)]
+pub(crate) enum PluginClock {
+    Virtual(VirtualClock),
+    Real(RealClock),
 }

@@ -30,7 +30,6 @@ pub(crate) struct Shared {
     pub config: Config,
     core_linker: Linker<StoreData>,
     wasi_linker: Linker<StoreData>,
-    virtual_time_linker: Linker<StoreData>,
     /// Validated, compiled plugins by module key; the least recently used
     /// goes first. A load, a precompile and a reload all go through it.
     prepared: Mutex<LruCache<ModuleKey, Arc<Prepared>>>,
@@ -84,20 +83,19 @@ impl Shared {
             wasmtime_config.allocation_strategy(pool);
         }
         let engine = Engine::new(&wasmtime_config).map_err(|e| unavailable("the engine", &e))?;
-        let linker = |wasi: Option<bool>| -> Result<Linker<StoreData>, Error> {
+        let linker = |with_wasi: bool| -> Result<Linker<StoreData>, Error> {
             let mut linker = Linker::new(&engine);
             imports::add_to_linker(&mut linker).map_err(|e| unavailable("the pabi imports", &e))?;
-            if let Some(virtual_time) = wasi {
-                wasi::add_to_linker(&mut linker, virtual_time).map_err(|e| unavailable("WASI", &e))?;
+            if with_wasi {
+                wasi::add_to_linker(&mut linker).map_err(|e| unavailable("WASI", &e))?;
             }
             Ok(linker)
         };
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let capacity = NonZeroUsize::new(config.cache_capacity()).unwrap_or(NonZeroUsize::MIN);
         let shared = Shared {
-            core_linker: linker(None)?,
-            wasi_linker: linker(Some(false))?,
-            virtual_time_linker: linker(Some(true))?,
+            core_linker: linker(false)?,
+            wasi_linker: linker(true)?,
             engine: engine.clone(),
             config,
             prepared: Mutex::new(LruCache::new(capacity)),
@@ -152,11 +150,7 @@ impl Shared {
             Profile::Wasi => Some(wasi::grants(&metadata, self.config.allowed())?),
         };
         let module = self.compile(wasm, key)?;
-        let linker = match &grants {
-            None => &self.core_linker,
-            Some(g) if g.clock => &self.wasi_linker,
-            Some(_) => &self.virtual_time_linker,
-        };
+        let linker = if grants.is_some() { &self.wasi_linker } else { &self.core_linker };
         // The validator checked every import against the ABI (`HOST-2`), so a
         // link failure here is this host lacking a function it should have.
         let pre = linker.instantiate_pre(&module).map_err(|e| Error::invalid(Clause::Host2, format!("{e:#}")))?;

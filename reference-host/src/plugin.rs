@@ -301,7 +301,7 @@ fn status_result(status: i32, output: Vec<u8>, message: Vec<u8>) -> Result<Vec<u
 /// Arms the deadline, and the fuel when on, before a call (`LIM-3`, `LIM-4`).
 fn arm(store: &mut Store<StoreData>, shared: &Shared, timeout: Duration) {
     let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
-    let first_look = store.data_mut().deadline.arm(ticks);
+    let first_look = store.data_mut().deadline.arm(ticks, timeout);
     store.set_epoch_deadline(first_look);
     if let Some(fuel) = shared.config.limits().fuel {
         store.set_fuel(fuel).expect("fuel is enabled in the engine whenever the limit is set");
@@ -316,7 +316,7 @@ fn instantiate(
     cancel: &Arc<AtomicBool>,
 ) -> Result<Instance, Error> {
     let limits = shared.config.limits();
-    let (wasi, virtual_clock) = match &prepared.grants {
+    let (wasi, clock) = match &prepared.grants {
         Some(grants) => {
             let (ctx, clock) = wasi::context(grants)?;
             (Some(ctx), clock)
@@ -336,9 +336,9 @@ fn instantiate(
             max_table_elements: limits.max_table_elements,
             refused: false,
         },
-        deadline: Deadline::new(cancel.clone()),
+        deadline: Deadline::new(cancel.clone(), prepared.grants.as_ref().is_some_and(|g| g.clock)),
         wasi,
-        virtual_clock,
+        clock,
         plugin_name: prepared.metadata.name.clone(),
     };
     let mut store = Store::new(&shared.engine, data);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use wasmtime::{Memory, ResourceLimiter, StoreContextMut, UpdateDeadline};
 
-use crate::clock::VirtualClock;
+use crate::clock::PluginClock;
 use crate::Error;
 
 /// What a call is doing, which decides what the imports may do (`HOST-8`).
@@ -34,7 +34,8 @@ pub(crate) struct StoreData {
     pub limiter: Limiter,
     pub deadline: Deadline,
     pub wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
-    pub virtual_clock: Option<VirtualClock>,
+    /// The clock of a WASI plugin; `None` for the core profile.
+    pub clock: Option<PluginClock>,
     pub plugin_name: String,
 }
 
@@ -96,20 +97,49 @@ pub(crate) struct Deadline {
     remaining: u64,
     granted: u64,
     pub cancel: Arc<AtomicBool>,
+    /// The wall-clock end of the call, kept only for plugins that can block
+    /// in host code (a real sleep), where the epoch cannot reach them.
+    wall: Option<std::time::Instant>,
+    track_wall: bool,
 }
 
 impl Deadline {
-    pub fn new(cancel: Arc<AtomicBool>) -> Deadline {
-        Deadline { remaining: 0, granted: 0, cancel }
+    pub fn new(cancel: Arc<AtomicBool>, track_wall: bool) -> Deadline {
+        Deadline { remaining: 0, granted: 0, cancel, wall: None, track_wall }
     }
 
-    /// Arms the deadline for a call of `ticks` ticks and returns the ticks
-    /// until the first look. A pending cancel makes that look immediate.
-    pub fn arm(&mut self, ticks: u64) -> u64 {
+    /// Arms the deadline for a call of `timeout` (`ticks` epoch ticks) and
+    /// returns the ticks until the first look. A pending cancel makes that
+    /// look immediate.
+    pub fn arm(&mut self, ticks: u64, timeout: std::time::Duration) -> u64 {
+        if self.track_wall {
+            self.wall = std::time::Instant::now().checked_add(timeout);
+        }
         self.remaining = ticks;
         self.granted = if self.cancel.load(Ordering::Relaxed) { 0 } else { ticks.min(CHECK_TICKS) };
         self.remaining -= self.granted;
         self.granted
+    }
+
+    /// Blocks the calling import for up to `wait`, but never past the call's
+    /// deadline or a cancel: those end the call (`LIM-3`).
+    pub fn sleep(&self, wait: std::time::Duration) -> wasmtime::Result<()> {
+        let started = std::time::Instant::now();
+        loop {
+            if self.cancel.swap(false, Ordering::Relaxed) {
+                return Err(wasmtime::Error::new(Abort(Error::Cancelled)));
+            }
+            let now = std::time::Instant::now();
+            if self.wall.is_some_and(|wall| now >= wall) {
+                return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
+            }
+            let left = wait.saturating_sub(now - started);
+            if left.is_zero() {
+                return Ok(());
+            }
+            let until_deadline = self.wall.map_or(left, |wall| wall - now);
+            std::thread::sleep(left.min(until_deadline).min(EPOCH_TICK * CHECK_TICKS as u32));
+        }
     }
 
     /// The epoch passed the granted ticks: cancel, time out, or go on.

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use wasmtime::{Caller, Linker};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::clock::VirtualClock;
+use crate::clock::{PluginClock, RealClock, VirtualClock};
 use crate::config::Allow;
 use crate::error::Unavailable;
 use crate::store::StoreData;
@@ -74,7 +74,7 @@ pub(crate) fn grants(metadata: &Metadata, allow: &Allow) -> Result<Grants, Error
 }
 
 /// The WASI context of one instance: stdio closed, nothing inherited.
-pub(crate) fn context(grants: &Grants) -> Result<(wasmtime_wasi::p1::WasiP1Ctx, Option<VirtualClock>), Error> {
+pub(crate) fn context(grants: &Grants) -> Result<(wasmtime_wasi::p1::WasiP1Ctx, Option<PluginClock>), Error> {
     let mut builder = WasiCtxBuilder::new();
     builder.allow_blocking_current_thread(true);
     for (name, value) in &grants.env {
@@ -95,23 +95,28 @@ pub(crate) fn context(grants: &Grants) -> Result<(wasmtime_wasi::p1::WasiP1Ctx, 
         builder.insecure_random(rand::rngs::StdRng::seed_from_u64(FIXED_SEED ^ 1));
         builder.insecure_random_seed(u128::from(FIXED_SEED));
     }
-    let clock = (!grants.clock).then(VirtualClock::default);
-    if let Some(clock) = &clock {
-        builder.wall_clock(clock.clone());
-        builder.monotonic_clock(clock.clone());
-    }
-    Ok((builder.build_p1(), clock))
+    let clock = if grants.clock {
+        let real = RealClock::default();
+        builder.monotonic_clock(real);
+        PluginClock::Real(real)
+    } else {
+        let virtual_clock = VirtualClock::default();
+        builder.wall_clock(virtual_clock.clone());
+        builder.monotonic_clock(virtual_clock.clone());
+        PluginClock::Virtual(virtual_clock)
+    };
+    Ok((builder.build_p1(), Some(clock)))
 }
 
-/// Links WASI preview 1; with `virtual_time`, `poll_oneoff` advances the
-/// virtual clock instead of sleeping.
-pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>, virtual_time: bool) -> wasmtime::Result<()> {
+/// Links WASI preview 1 with the host's own `poll_oneoff`: on virtual time
+/// it advances the virtual clock instead of sleeping; on real time it
+/// sleeps, but never past the call's deadline (`LIM-3`), which the epoch
+/// cannot enforce while the plugin waits in host code.
+pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     wasmtime_wasi::p1::add_to_linker_sync(linker, StoreData::wasi)?;
-    if virtual_time {
-        linker.allow_shadowing(true);
-        linker.func_wrap("wasi_snapshot_preview1", "poll_oneoff", virtual_poll_oneoff)?;
-        linker.allow_shadowing(false);
-    }
+    linker.allow_shadowing(true);
+    linker.func_wrap("wasi_snapshot_preview1", "poll_oneoff", poll_oneoff)?;
+    linker.allow_shadowing(false);
     Ok(())
 }
 
@@ -120,45 +125,74 @@ const ERRNO_INVAL: i32 = 28;
 const SUBSCRIPTION_SIZE: usize = 48;
 const EVENT_SIZE: usize = 32;
 
-/// `poll_oneoff` on virtual time: fd subscriptions are ready at once; else
-/// the clock jumps to the earliest timeout and those timers fire.
-fn virtual_poll_oneoff(mut caller: Caller<'_, StoreData>, subs: i32, events: i32, count: i32, out_count: i32) -> i32 {
-    let Some(memory) = caller.data().memory else { return ERRNO_FAULT };
-    let Some(clock) = caller.data().virtual_clock.clone() else { return ERRNO_INVAL };
-    let bytes = memory.data_mut(&mut caller);
+const CLOCK_REALTIME: u32 = 0;
+
+/// `poll_oneoff`: fd subscriptions are ready at once (the plugin's files and
+/// stdio never block); otherwise the call waits for the earliest timer and
+/// those timers fire. Virtual time jumps (`WASI-6`); real time sleeps within
+/// the call's deadline.
+fn poll_oneoff(
+    mut caller: Caller<'_, StoreData>,
+    subs: i32,
+    events: i32,
+    count: i32,
+    out_count: i32,
+) -> wasmtime::Result<i32> {
+    let Some(memory) = caller.data().memory else { return Ok(ERRNO_FAULT) };
+    let Some(clock) = caller.data().clock.clone() else { return Ok(ERRNO_INVAL) };
     let count = count as u32 as usize;
+    if count == 0 {
+        return Ok(ERRNO_INVAL);
+    }
+    let size = memory.data_size(&caller);
     let range = |ptr: i32, len: usize| {
         let start = ptr as u32 as usize;
-        start.checked_add(len).filter(|end| *end <= bytes.len()).map(|end| start..end)
+        start.checked_add(len).filter(|end| *end <= size).map(|end| start..end)
     };
-    if count == 0 {
-        return ERRNO_INVAL;
-    }
-    let (Some(sub_range), Some(event_range), Some(count_range)) =
-        (range(subs, count * SUBSCRIPTION_SIZE), range(events, count * EVENT_SIZE), range(out_count, 4))
-    else {
-        return ERRNO_FAULT;
+    let (Some(sub_range), Some(event_range), Some(count_range)) = (
+        count.checked_mul(SUBSCRIPTION_SIZE).and_then(|len| range(subs, len)),
+        count.checked_mul(EVENT_SIZE).and_then(|len| range(events, len)),
+        range(out_count, 4),
+    ) else {
+        return Ok(ERRNO_FAULT);
     };
-    let now = clock.now_nanos();
-    // (userdata, tag, deadline) per subscription; tag 0 is a clock.
-    let parsed: Vec<(u64, u8, u64)> = bytes[sub_range]
+    // Each subscription as (userdata, tag, nanoseconds from now until it is
+    // due); tag 0 is a clock.
+    let now = match &clock {
+        PluginClock::Virtual(virtual_clock) => virtual_clock.now_nanos(),
+        PluginClock::Real(real) => real.now_nanos(),
+    };
+    let wall_now =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let parsed: Vec<(u64, u8, u64)> = memory.data(&caller)[sub_range]
         .chunks_exact(SUBSCRIPTION_SIZE)
         .map(|s| {
             let userdata = u64::from_le_bytes(s[0..8].try_into().unwrap());
+            let clock_id = u32::from_le_bytes(s[16..20].try_into().unwrap());
             let timeout = u64::from_le_bytes(s[24..32].try_into().unwrap());
             let absolute = u16::from_le_bytes(s[40..42].try_into().unwrap()) & 1 == 1;
-            let deadline = if absolute { timeout } else { now.saturating_add(timeout) };
-            (userdata, s[8], deadline)
+            let due = match (absolute, &clock) {
+                (false, _) => timeout,
+                // Real wall time counts from the epoch; every other clock
+                // the plugin reads counts like `now`.
+                (true, PluginClock::Real(_)) if clock_id == CLOCK_REALTIME => timeout.saturating_sub(wall_now()),
+                (true, _) => timeout.saturating_sub(now),
+            };
+            (userdata, s[8], due)
         })
         .collect();
     let fd_ready: Vec<_> = parsed.iter().filter(|(_, tag, _)| *tag != 0).collect();
     let fired: Vec<_> = if fd_ready.is_empty() {
-        let wake = parsed.iter().map(|(_, _, d)| *d).min().unwrap_or(now);
-        clock.advance_to(wake);
-        parsed.iter().filter(|(_, _, d)| *d <= wake.max(now)).collect()
+        let wait = parsed.iter().map(|(_, _, due)| *due).min().unwrap_or(0);
+        match &clock {
+            PluginClock::Virtual(virtual_clock) => virtual_clock.advance_to(now.saturating_add(wait)),
+            PluginClock::Real(_) => caller.data().deadline.sleep(std::time::Duration::from_nanos(wait))?,
+        }
+        parsed.iter().filter(|(_, _, due)| *due <= wait).collect()
     } else {
         fd_ready
     };
+    let bytes = memory.data_mut(&mut caller);
     let out = &mut bytes[event_range];
     out.fill(0);
     for (event, (userdata, tag, _)) in out.chunks_exact_mut(EVENT_SIZE).zip(&fired) {
@@ -166,7 +200,7 @@ fn virtual_poll_oneoff(mut caller: Caller<'_, StoreData>, subs: i32, events: i32
         event[10] = *tag;
     }
     bytes[count_range].copy_from_slice(&(fired.len() as u32).to_le_bytes());
-    0
+    Ok(0)
 }
 
 #[cfg(test)]

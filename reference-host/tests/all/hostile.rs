@@ -119,6 +119,38 @@ fn sleeping_without_the_clock_capability_uses_virtual_time() {
 }
 
 #[test]
+fn a_real_sleep_is_bounded_by_the_deadline() {
+    let deadline = Duration::from_millis(200);
+    let host = host_with(|c| c.timeout(deadline).allow_clock(true));
+    let mut plugin = host.load(&fixture("hostile", "real-sleeper")).unwrap();
+    // A short sleep is real: the clock moves by at least 50 ms.
+    let nap = plugin.call("nap", b"").unwrap();
+    let (before, after) =
+        (u64::from_le_bytes(nap[..8].try_into().unwrap()), u64::from_le_bytes(nap[8..].try_into().unwrap()));
+    assert!(after - before >= 50_000_000, "slept {} ns", after - before);
+    for function in ["sleep", "forever"] {
+        let started = Instant::now();
+        let error = plugin.call(function, b"").unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(error, Error::Timeout { timeout: deadline }, "{function}");
+        // Generous slack for a loaded machine; without the bound `sleep`
+        // takes 5 s and `forever` never returns.
+        assert!(took < deadline * 5, "{function} took {took:?}");
+    }
+    // A cancel ends a real sleep too.
+    let host = host_with(|c| c.timeout(Duration::from_secs(30)).allow_clock(true));
+    let mut plugin = host.load(&fixture("hostile", "real-sleeper")).unwrap();
+    let cancel = plugin.cancel_handle();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        cancel.cancel();
+    });
+    assert_eq!(plugin.call("forever", b"").unwrap_err(), Error::Cancelled);
+    canceller.join().unwrap();
+    assert_serves_good_plugin(&host);
+}
+
+#[test]
 fn a_plugin_that_keeps_trapping_is_disabled() {
     let host = host_with(|c| c.crash_limit(3, std::time::Duration::from_secs(60)));
     let mut plugin = host.load(&fixture("hostile", "undefined-status")).unwrap();
