@@ -10,9 +10,16 @@
 // API synchronous.
 
 import { Worker, MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
+import { setFlagsFromString } from 'node:v8';
 import { checkPlugin } from './check.js';
 import { instrumentMemory } from './binary.js';
 import { PabiError, DEAD_KINDS, STATUS_NAMES } from './errors.js';
+
+// V8 compiles wasm functions lazily, on their first call, which would count
+// a large function's compile time against that call's deadline (LIM-3). The
+// reference host compiles at load; so does this one: every function is
+// compiled when the module is, before any deadline is armed.
+setFlagsFromString('--no-wasm-lazy-compilation');
 
 const STARTED = 1;
 const DONE = 2;
