@@ -7,7 +7,9 @@
 
 const ERRNO = { SUCCESS: 0, BADF: 8, FAULT: 21, INVAL: 28, NOSYS: 52, SPIPE: 70, NOTCAPABLE: 76 };
 
-class Exit {
+// proc_exit ends the call as a trap of kind `other` (ERR-9); the worker
+// classifies it like a trap, not as an error of the host.
+export class Exit {
   constructor(code) {
     this.kind = 'TRAP';
     this.trap = 'other';

@@ -6,7 +6,7 @@
 
 import { workerData } from 'node:worker_threads';
 import { randomFillSync } from 'node:crypto';
-import { makeWasi } from './wasi.js';
+import { makeWasi, Exit } from './wasi.js';
 import { REFUSED_EXPORT } from './binary.js';
 
 const ctl = new Int32Array(workerData.control);
@@ -115,6 +115,7 @@ function trapKind(e) {
 
 function classify(e, capPages) {
   if (e instanceof Abort) return { ...e };
+  if (e instanceof Exit) return { kind: e.kind, trap: e.trap, detail: e.detail };
   const isTrap = e instanceof WebAssembly.RuntimeError || (e instanceof RangeError && /call stack/i.test(e.message));
   if (!isTrap) {
     return { kind: 'INTERNAL', detail: `host error: ${e && e.stack ? e.stack : e}` };
