@@ -50,9 +50,15 @@ export class Reader {
     this.pos += n;
     return out;
   }
+  // Names are UTF-8 (MOD-1: a module with another name is not valid wasm).
   name() {
     const n = this.u32();
-    return new TextDecoder('utf-8', { fatal: true }).decode(this.bytesN(n));
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(this.bytesN(n));
+    } catch (e) {
+      if (e instanceof BinaryError) throw e;
+      throw new BinaryError('a name is not valid UTF-8');
+    }
   }
 }
 
