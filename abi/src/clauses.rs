@@ -155,6 +155,8 @@ clauses! {
     Wasi6 = "WASI-6" in Wasi;
     Wasi7 = "WASI-7" in Wasi;
     Wasi8 = "WASI-8" in Wasi;
+    Wasi9 = "WASI-9" in Wasi;
+    Wasi10 = "WASI-10" in Wasi;
     Lim1 = "LIM-1" in Lim;
     Lim2 = "LIM-2" in Lim;
     Lim3 = "LIM-3" in Lim;
@@ -165,6 +167,9 @@ clauses! {
     Lim8 = "LIM-8" in Lim;
     Lim9 = "LIM-9" in Lim;
     Lim10 = "LIM-10" in Lim;
+    Lim11 = "LIM-11" in Lim;
+    Lim12 = "LIM-12" in Lim;
+    Lim13 = "LIM-13" in Lim;
     Sec1 = "SEC-1" in Sec;
     Sec2 = "SEC-2" in Sec;
     Sec3 = "SEC-3" in Sec;

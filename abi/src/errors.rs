@@ -11,6 +11,8 @@ pub enum HostErrorKind {
     FuelExhausted,
     MemoryLimit,
     OutputLimit,
+    ModuleLimit,
+    InputLimit,
     UnknownStatus,
     PluginError,
     UnknownFunction,
@@ -18,7 +20,7 @@ pub enum HostErrorKind {
 }
 
 impl HostErrorKind {
-    pub const ALL: [HostErrorKind; 13] = [
+    pub const ALL: [HostErrorKind; 15] = [
         HostErrorKind::InvalidModule,
         HostErrorKind::VersionMismatch,
         HostErrorKind::MissingCapability,
@@ -28,6 +30,8 @@ impl HostErrorKind {
         HostErrorKind::FuelExhausted,
         HostErrorKind::MemoryLimit,
         HostErrorKind::OutputLimit,
+        HostErrorKind::ModuleLimit,
+        HostErrorKind::InputLimit,
         HostErrorKind::UnknownStatus,
         HostErrorKind::PluginError,
         HostErrorKind::UnknownFunction,
@@ -46,6 +50,8 @@ impl HostErrorKind {
             HostErrorKind::FuelExhausted => "FUEL_EXHAUSTED",
             HostErrorKind::MemoryLimit => "MEMORY_LIMIT",
             HostErrorKind::OutputLimit => "OUTPUT_LIMIT",
+            HostErrorKind::ModuleLimit => "MODULE_LIMIT",
+            HostErrorKind::InputLimit => "INPUT_LIMIT",
             HostErrorKind::UnknownStatus => "UNKNOWN_STATUS",
             HostErrorKind::PluginError => "PLUGIN_ERROR",
             HostErrorKind::UnknownFunction => "UNKNOWN_FUNCTION",
@@ -65,6 +71,8 @@ impl HostErrorKind {
             HostErrorKind::FuelExhausted => "the call ran out of fuel",
             HostErrorKind::MemoryLimit => "the plugin hit the memory limit",
             HostErrorKind::OutputLimit => "the plugin wrote more output than the limit allows",
+            HostErrorKind::ModuleLimit => "the plugin is larger than this host compiles",
+            HostErrorKind::InputLimit => "the input is longer than the ABI can address",
             HostErrorKind::UnknownStatus => "the plugin returned a status code the ABI does not define",
             HostErrorKind::PluginError => "the plugin returned an error status",
             HostErrorKind::UnknownFunction => "the plugin has no function of that name",
