@@ -44,6 +44,10 @@ pub struct AdapterLimits {
 pub struct AdapterCall {
     pub function: String,
     pub input: Vec<u8>,
+    /// A file that holds the input instead of `input`, passed as is with
+    /// `--input FILE` or `--then FUNCTION:@FILE`: for inputs too large to
+    /// hold in memory, such as one past the ABI's length (`LIM-13`).
+    pub input_file: Option<PathBuf>,
 }
 
 /// Everything one run of an adapter is asked to do.
@@ -77,9 +81,14 @@ impl Invocation {
             }
             Ok(())
         };
-        bytes(&first.input, "--input-hex", "--input", &mut args, spill)?;
+        match &first.input_file {
+            Some(file) => args.extend(["--input".to_string(), file.display().to_string()]),
+            None => bytes(&first.input, "--input-hex", "--input", &mut args, spill)?,
+        }
         for call in rest {
-            let value = if call.input.len() > MAX_HEX_ARGUMENT {
+            let value = if let Some(file) = &call.input_file {
+                format!("@{}", file.display())
+            } else if call.input.len() > MAX_HEX_ARGUMENT {
                 format!("@{}", spill(&call.input)?.display())
             } else {
                 encode_hex(&call.input)

@@ -21,6 +21,7 @@ mod limits;
 mod metadata;
 mod section;
 mod status;
+pub mod text;
 mod trap;
 pub mod vectors;
 mod version;
@@ -33,7 +34,7 @@ pub use imports::{
     find_import, ExportSpec, ImportCode, ImportSpec, ValType, EXPORTS, FN_EXPORT_PREFIX, IMPORTS, IMPORT_MODULE,
     RESERVED_EXPORT_PREFIX,
 };
-pub use limits::Limits;
+pub use limits::{Limits, MAX_INPUT_LEN};
 pub use metadata::{
     is_valid_function_name, Capability, FunctionMeta, Metadata, MetadataError, Profile, MAX_METADATA_BYTES,
     METADATA_SCHEMA,

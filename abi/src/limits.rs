@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-/// The limits a host enforces, with the spec's defaults (`LIM-1` … `LIM-8`).
+/// The limits a host enforces, with the spec's defaults (`LIM-1` … `LIM-12`).
 ///
 /// `#[non_exhaustive]`: a limit a later version adds is not a breaking
 /// change; start from `Limits::default()` and set fields.
@@ -21,7 +21,20 @@ pub struct Limits {
     pub max_wasm_stack: usize,
     /// Elements per table (`LIM-8`).
     pub max_table_elements: u64,
+    /// Log text per call in bytes: `log` records plus standard output and
+    /// standard error (`LIM-11`).
+    pub max_log: u64,
+    /// Compile budget: the module's size in bytes (`LIM-12`).
+    pub max_module_bytes: u64,
+    /// Compile budget: functions the module defines (`LIM-12`).
+    pub max_functions: u64,
+    /// Compile budget: one function body in bytes (`LIM-12`).
+    pub max_function_body: u64,
 }
+
+/// The longest input, configuration or state the ABI can address: the
+/// length reaches the plugin as an `i32` (`LIM-13`).
+pub const MAX_INPUT_LEN: u64 = i32::MAX as u64;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -33,6 +46,10 @@ impl Default for Limits {
             max_error_message: 64 << 10,
             max_wasm_stack: 512 << 10,
             max_table_elements: 10_000,
+            max_log: 1 << 20,
+            max_module_bytes: 32 << 20,
+            max_functions: 100_000,
+            max_function_body: 1 << 20,
         }
     }
 }

@@ -54,6 +54,11 @@ pub struct Case {
 pub struct Call {
     pub function: String,
     pub input_hex: String,
+    /// Instead of `input_hex`: an input of this many zero bytes, passed as
+    /// a sparse file (`--input FILE`), for lengths no argument or memory
+    /// could hold.
+    #[serde(default)]
+    pub input_file_len: Option<u64>,
 }
 
 /// The verdict on one case.
@@ -111,7 +116,13 @@ pub fn invocation(case: &Case, plugin: &Path) -> Result<Invocation, String> {
     let calls = case
         .calls
         .iter()
-        .map(|call| Ok(AdapterCall { function: call.function.clone(), input: hex(&call.input_hex, "an input")? }))
+        .map(|call| {
+            Ok(AdapterCall {
+                function: call.function.clone(),
+                input: hex(&call.input_hex, "an input")?,
+                input_file: None,
+            })
+        })
         .collect::<Result<_, String>>()?;
     let config = case.config_hex.as_deref().map(|c| hex(c, "config_hex")).transpose()?;
     Ok(Invocation { plugin: plugin.to_path_buf(), calls, config, limits: case.limits.clone() })
@@ -136,7 +147,21 @@ pub fn run_case(adapter: &[String], case: &Case, plugin: &Path) -> CaseResult {
 const CASE_DEADLINE: Duration = Duration::from_secs(60);
 
 fn invoke(adapter: &[String], case: &Case, plugin: &Path) -> Result<Vec<Value>, String> {
-    let args = invocation(case, plugin)?
+    let mut invocation = invocation(case, plugin)?;
+    // Inputs given by length become sparse files: no disk, no memory, and
+    // an adapter that reads them instead of checking their length first
+    // fails the case by running out of its deadline or memory.
+    let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
+    for (index, (call, spec)) in invocation.calls.iter_mut().zip(&case.calls).enumerate() {
+        if let Some(len) = spec.input_file_len {
+            let path = scratch.path().join(format!("input-{index}.bin"));
+            std::fs::File::create(&path)
+                .and_then(|file| file.set_len(len))
+                .map_err(|e| format!("cannot write a {len}-byte sparse input: {e}"))?;
+            call.input_file = Some(path);
+        }
+    }
+    let args = invocation
         .args(&mut |_| Err(std::io::Error::other("case inputs are small enough to pass as hex")))
         .map_err(|e| format!("case `{}`: {e}", case.name))?;
     invoke_with(adapter, args)
@@ -221,7 +246,7 @@ pub fn run_vector(adapter: &[String], vector: &Vector, plugin: &Path, scratch: &
     let bytes = |b: &pabi_abi::vectors::Bytes| b.resolve().map_err(|e| format!("vector `{}`: {e}", vector.name));
     let calls = vector
         .steps()
-        .map(|step| Ok(AdapterCall { function: step.function.clone(), input: bytes(&step.input)? }))
+        .map(|step| Ok(AdapterCall { function: step.function.clone(), input: bytes(&step.input)?, input_file: None }))
         .collect::<Result<Vec<_>, String>>()?;
     let config = vector.config.as_ref().map(bytes).transpose()?;
     let invocation = Invocation { plugin: plugin.to_path_buf(), calls, config, limits: AdapterLimits::default() };

@@ -150,6 +150,24 @@ impl ConfigBuilder {
         self
     }
 
+    /// Log text per call in bytes, `log` records and standard output and
+    /// error together (`LIM-11`). Default: 1 MiB.
+    pub fn max_log(mut self, bytes: u64) -> Self {
+        self.config.limits.max_log = bytes;
+        self
+    }
+
+    /// The compile budget (`LIM-12`): the module's size in bytes, the
+    /// functions it defines, and one function body in bytes. A plugin past
+    /// any of them is refused with `MODULE_LIMIT` before it is compiled.
+    /// Default: 32 MiB, 100,000 functions, 1 MiB.
+    pub fn compile_budget(mut self, module_bytes: u64, functions: u64, function_body: u64) -> Self {
+        self.config.limits.max_module_bytes = module_bytes;
+        self.config.limits.max_functions = functions;
+        self.config.limits.max_function_body = function_body;
+        self
+    }
+
     /// Grant the real clocks and real sleeps to plugins that declare
     /// `clock` (`WASI-3`, `WASI-6`). Default: `false` (virtual time).
     pub fn allow_clock(mut self, allow: bool) -> Self {

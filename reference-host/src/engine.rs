@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
 use crate::config::Config;
-use crate::error::{ModuleFinding, Unavailable};
+use crate::error::{CompileCap, ModuleFinding, Unavailable};
 use crate::store::{StoreData, EPOCH_TICK, MAX_TABLES};
 use crate::wasi::{self, Grants};
 use crate::{imports, Error};
@@ -116,6 +116,7 @@ impl Shared {
     /// The prepared plugin for `wasm`: from the cache, or validated,
     /// compiled and checked now (`HOST-1` … `HOST-2`) and then cached.
     pub fn prepared(&self, wasm: &[u8]) -> Result<Arc<Prepared>, Error> {
+        check_budget(wasm, self.config.limits())?;
         let key = module_key(wasm);
         if let Some(prepared) = self.cache().get(&key) {
             return Ok(prepared.clone());
@@ -212,6 +213,26 @@ impl Shared {
             }
         }
     }
+}
+
+/// The compile budget (`LIM-12`), checked from the section headers before
+/// anything else: validation and compilation both cost in proportion to the
+/// code, and a compile cannot be interrupted once started.
+fn check_budget(wasm: &[u8], limits: &crate::Limits) -> Result<(), Error> {
+    let size = pabi_validator::code_size(wasm);
+    let cap = if size.module_bytes > limits.max_module_bytes {
+        CompileCap::ModuleBytes { bytes: size.module_bytes, cap: limits.max_module_bytes }
+    } else if size.functions > limits.max_functions {
+        CompileCap::Functions { functions: size.functions, cap: limits.max_functions }
+    } else {
+        match size.largest_body {
+            Some((index, bytes)) if bytes > limits.max_function_body => {
+                CompileCap::FunctionBody { index, bytes, cap: limits.max_function_body }
+            }
+            _ => return Ok(()),
+        }
+    };
+    Err(Error::ModuleLimit { cap })
 }
 
 /// A memory or table that starts larger than its cap cannot be

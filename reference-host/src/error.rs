@@ -49,6 +49,17 @@ pub enum Error {
     /// The plugin wrote more output than allowed (`LIM-5`).
     #[error("OUTPUT_LIMIT: the plugin wrote more than the {limit}-byte output limit")]
     OutputLimit { limit: u64 },
+    /// The module is past the host's compile budget and was not compiled
+    /// (`LIM-12`).
+    #[error("MODULE_LIMIT: the plugin is larger than this host compiles: {cap}")]
+    ModuleLimit { cap: CompileCap },
+    /// The input, configuration or state is longer than the ABI can address
+    /// (`LIM-13`); no plugin code ran.
+    #[error(
+        "INPUT_LIMIT: the input is longer than the ABI can address: {len} bytes, past {}",
+        pabi_abi::MAX_INPUT_LEN
+    )]
+    InputLimit { len: u64 },
     /// The plugin returned a value that is not a status (`ERR-2`, `ERR-4`).
     #[error("UNKNOWN_STATUS: the plugin returned status {status}, which the ABI does not define")]
     UnknownStatus { status: i32 },
@@ -87,6 +98,19 @@ pub enum Unavailable {
     /// names the limit (`LIM-4`).
     #[error("{detail} ({clause})")]
     Unsupported { clause: Clause, detail: String },
+}
+
+/// Which cap of the compile budget a module passed (`LIM-12`), with the
+/// module's value and the cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileCap {
+    #[error("the module is {bytes} bytes, past the cap of {cap}")]
+    ModuleBytes { bytes: u64, cap: u64 },
+    #[error("the module defines {functions} functions, past the cap of {cap}")]
+    Functions { functions: u64, cap: u64 },
+    #[error("function {index} has a body of {bytes} bytes, past the cap of {cap}")]
+    FunctionBody { index: u32, bytes: u64, cap: u64 },
 }
 
 /// One static finding inside `INVALID_MODULE`.
@@ -194,6 +218,8 @@ impl Error {
             Error::FuelExhausted { .. } => HostErrorKind::FuelExhausted,
             Error::MemoryLimit { .. } => HostErrorKind::MemoryLimit,
             Error::OutputLimit { .. } => HostErrorKind::OutputLimit,
+            Error::ModuleLimit { .. } => HostErrorKind::ModuleLimit,
+            Error::InputLimit { .. } => HostErrorKind::InputLimit,
             Error::UnknownStatus { .. } => HostErrorKind::UnknownStatus,
             Error::PluginError { .. } => HostErrorKind::PluginError,
             Error::UnknownFunction { .. } => HostErrorKind::UnknownFunction,
@@ -318,6 +344,8 @@ mod tests {
             Error::FuelExhausted { fuel: 1 },
             Error::MemoryLimit { limit: 1 },
             Error::OutputLimit { limit: 1 },
+            Error::ModuleLimit { cap: CompileCap::Functions { functions: 2, cap: 1 } },
+            Error::InputLimit { len: 1 << 31 },
             Error::UnknownStatus { status: 200 },
             Error::PluginError { status: 1, message: b"bad".to_vec() },
             Error::UnknownFunction { name: "f".into(), available: vec![] },

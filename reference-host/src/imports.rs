@@ -10,15 +10,16 @@ use std::ops::Range;
 use pabi_abi::{Clause, ImportCode};
 use wasmtime::{Caller, Linker, Memory};
 
+use crate::log::Level;
 use crate::store::{Abort, Phase, StoreData};
 use crate::Error;
 
-fn violation(clause: Clause, detail: String) -> wasmtime::Error {
+pub(crate) fn violation(clause: Clause, detail: String) -> wasmtime::Error {
     wasmtime::Error::new(Abort(Error::AbiViolation { clause, detail }))
 }
 
 /// The plugin memory range `[ptr, ptr+len)`, or the `MEM-3` violation.
-fn checked_range(import: &str, ptr: i32, len: i32, memory_len: usize) -> wasmtime::Result<Range<usize>> {
+pub(crate) fn checked_range(import: &str, ptr: i32, len: i32, memory_len: usize) -> wasmtime::Result<Range<usize>> {
     let (ptr, len) = (ptr as u32, len as u32);
     let Some(end) = ptr.checked_add(len) else {
         return Err(violation(Clause::Mem3, format!("{import}: range {ptr:#x}+{len} wraps past 2^32")));
@@ -88,22 +89,16 @@ fn error_write(mut caller: Caller<'_, StoreData>, src: i32, len: i32) -> wasmtim
     Ok(if take < range.len() { ImportCode::Limit.code() } else { 0 })
 }
 
-/// Logs at level 0 (error) … 4 (trace) through `tracing` (`HOST-7`).
+/// Logs at level 0 (error) … 4 (trace) through `tracing` (`HOST-7`), within
+/// the call's log budget (`LIM-11`).
 fn log(mut caller: Caller<'_, StoreData>, level: i32, src: i32, len: i32) -> wasmtime::Result<i32> {
     let memory = memory(&caller)?;
     let (bytes, data) = memory.data_and_store_mut(&mut caller);
     let range = checked_range("log", src, len, bytes.len())?;
-    let text = String::from_utf8_lossy(&bytes[range]);
-    let plugin = data.plugin_name.as_str();
-    match level {
-        0 => tracing::error!(target: "pabi::plugin", plugin, "{text}"),
-        1 => tracing::warn!(target: "pabi::plugin", plugin, "{text}"),
-        2 => tracing::info!(target: "pabi::plugin", plugin, "{text}"),
-        3 => tracing::debug!(target: "pabi::plugin", plugin, "{text}"),
-        4 => tracing::trace!(target: "pabi::plugin", plugin, "{text}"),
-        _ => return Ok(ImportCode::Invalid.code()),
-    }
-    Ok(0)
+    let Some(level) = Level::from_code(level) else { return Ok(ImportCode::Invalid.code()) };
+    // Past the call's log budget the whole record is dropped (`LIM-11`).
+    let kept = data.log.lock().unwrap_or_else(|p| p.into_inner()).record(level, &bytes[range]);
+    Ok(if kept { 0 } else { ImportCode::Limit.code() })
 }
 
 #[cfg(test)]

@@ -113,11 +113,12 @@ mod engine;
 mod error;
 mod host;
 mod imports;
+mod log;
 mod plugin;
 mod store;
 mod wasi;
 
 pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits};
-pub use error::{Error, Frame, ModuleFinding, Unavailable, WasmTrace};
+pub use error::{CompileCap, Error, Frame, ModuleFinding, Unavailable, WasmTrace};
 pub use host::Host;
 pub use plugin::{CancelHandle, Plugin};

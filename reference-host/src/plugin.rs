@@ -11,6 +11,7 @@ use wasmtime::{Store, Trap, TypedFunc, WasmBacktrace};
 
 use crate::engine::{Prepared, Shared};
 use crate::error::{Frame, Unavailable, WasmTrace};
+use crate::log::LogSink;
 use crate::store::{Abort, Deadline, Limiter, Phase, StoreData, EPOCH_TICK};
 use crate::{wasi, Config, Error};
 
@@ -94,7 +95,7 @@ impl Plugin {
         if !self.prepared.functions.iter().any(|f| f == name) {
             return Err(Error::UnknownFunction { name: name.to_string(), available: self.prepared.functions.clone() });
         }
-        let len = input_len(input, &self.shared)?;
+        let len = input_len(input)?;
         let lookup = |live: &mut Instance| live.functions.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone());
         self.run(Phase::Call, lookup, input, |store, f: TypedFunc<i32, i32>| f.call(store, len))
             .and_then(|(status, output, message)| status_result(status, output, message))
@@ -110,7 +111,7 @@ impl Plugin {
     /// Runs `pabi_state_load` with `state` (`LIFE-9`).
     pub fn load_state(&mut self, state: &[u8]) -> Result<(), Error> {
         self.require_state()?;
-        let len = input_len(state, &self.shared)?;
+        let len = input_len(state)?;
         self.run(Phase::StateLoad, export("pabi_state_load"), state, |store, f: TypedFunc<i32, i32>| f.call(store, len))
             .and_then(|(status, output, message)| status_result(status, output, message))
             .map(drop)
@@ -217,8 +218,13 @@ impl Plugin {
         data.message.clear();
         data.limiter.refused = false;
         arm(&mut live.store, &self.shared, timeout);
-        match call(&mut live.store, func) {
+        let result = call(&mut live.store, func);
+        end_call(&live.store);
+        match result {
             Ok(status) => {
+                // The instance survived: failures are counted only while
+                // they are consecutive (`LIFE-7`).
+                self.failures.clear();
                 let data = live.store.data_mut();
                 data.input.clear();
                 if data.input.capacity() > KEPT_INPUT_CAPACITY {
@@ -284,8 +290,9 @@ fn export<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     move |live| live.instance.get_typed_func::<P, R>(&mut live.store, name).ok()
 }
 
-fn input_len(input: &[u8], shared: &Shared) -> Result<i32, Error> {
-    i32::try_from(input.len()).map_err(|_| Error::MemoryLimit { limit: shared.config.limits().max_memory })
+fn input_len(input: &[u8]) -> Result<i32, Error> {
+    // The length reaches the plugin as an `i32` (`LIM-13`).
+    i32::try_from(input.len()).map_err(|_| Error::InputLimit { len: input.len() as u64 })
 }
 
 /// Maps a returned status to the call's result (`ERR-1` … `ERR-4`): OK
@@ -308,6 +315,12 @@ fn arm(store: &mut Store<StoreData>, shared: &Shared, timeout: Duration) {
     }
 }
 
+/// Ends a call's log: partial stdio lines out, drops reported, a fresh
+/// budget for the next call (`LIM-11`).
+fn end_call(store: &Store<StoreData>) {
+    store.data().log.lock().unwrap_or_else(|p| p.into_inner()).end_call();
+}
+
 /// A fresh instance: `_initialize` once, then `pabi_init(config)` (`LIFE-1`, `LIFE-2`).
 fn instantiate(
     shared: &Shared,
@@ -316,12 +329,13 @@ fn instantiate(
     cancel: &Arc<AtomicBool>,
 ) -> Result<Instance, Error> {
     let limits = shared.config.limits();
-    let (wasi, clock) = match &prepared.grants {
+    let log = LogSink::new(prepared.metadata.name.clone(), limits.max_log);
+    let (wasi, clock, random) = match &prepared.grants {
         Some(grants) => {
-            let (ctx, clock) = wasi::context(grants)?;
-            (Some(ctx), clock)
+            let (ctx, clock) = wasi::context(grants, &log)?;
+            (Some(ctx), clock, Some(wasi::random(grants)))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let data = StoreData {
         memory: None,
@@ -339,7 +353,8 @@ fn instantiate(
         deadline: Deadline::new(cancel.clone(), prepared.grants.as_ref().is_some_and(|g| g.clock)),
         wasi,
         clock,
-        plugin_name: prepared.metadata.name.clone(),
+        random,
+        log,
     };
     let mut store = Store::new(&shared.engine, data);
     store.limiter(|data| &mut data.limiter);
@@ -352,18 +367,22 @@ fn instantiate(
         let initialize = instance
             .get_typed_func::<(), ()>(&mut store, "_initialize")
             .map_err(|e| Error::invalid(Clause::Exp5, format!("{e:#}")))?;
-        initialize.call(&mut store, ()).map_err(|e| classify(e, &store, shared))?;
+        let result = initialize.call(&mut store, ());
+        end_call(&store);
+        result.map_err(|e| classify(e, &store, shared))?;
     }
     if prepared.has_init {
         let init = instance
             .get_typed_func::<i32, i32>(&mut store, "pabi_init")
             .map_err(|e| Error::invalid(Clause::Exp5, format!("{e:#}")))?;
-        let len = input_len(config, shared)?;
+        let len = input_len(config)?;
         let data = store.data_mut();
         data.phase = Phase::Init;
         data.input = config.to_vec();
         arm(&mut store, shared, limits.timeout);
-        let status = init.call(&mut store, len).map_err(|e| classify(e, &store, shared))?;
+        let result = init.call(&mut store, len);
+        end_call(&store);
+        let status = result.map_err(|e| classify(e, &store, shared))?;
         let data = store.data_mut();
         data.input = Vec::new();
         status_result(status, Vec::new(), std::mem::take(&mut data.message))?;
@@ -394,6 +413,19 @@ fn classify(error: wasmtime::Error, store: &Store<StoreData>, shared: &Shared) -
     let limits = shared.config.limits();
     if let Some(Abort(e)) = error.downcast_ref::<Abort>() {
         return e.clone();
+    }
+    // A WASI function of wasmtime's given a pointer outside memory or
+    // misaligned traps, as WASI says; pabi reports it like the `pabi`
+    // imports' ranges (`MEM-3`).
+    if let Some(fault) = error.downcast_ref::<wiggle::GuestError>() {
+        if matches!(
+            fault,
+            wiggle::GuestError::PtrOutOfBounds(_)
+                | wiggle::GuestError::PtrNotAligned(..)
+                | wiggle::GuestError::PtrOverflow
+        ) {
+            return Error::AbiViolation { clause: Clause::Mem3, detail: format!("a WASI function: {fault}") };
+        }
     }
     let backtrace = error.downcast_ref::<WasmBacktrace>().map(backtrace).unwrap_or_default();
     if let Some(trap) = error.downcast_ref::<Trap>() {

@@ -36,7 +36,11 @@ pub(crate) struct StoreData {
     pub wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
     /// The clock of a WASI plugin; `None` for the core profile.
     pub clock: Option<PluginClock>,
-    pub plugin_name: String,
+    /// What `random_get` reads: a fixed-seed generator, or one seeded from
+    /// the operating system with the `random` capability (`WASI-7`).
+    pub random: Option<rand::rngs::StdRng>,
+    /// `pabi.log` records and WASI stdio, under one budget per call (`LIM-11`).
+    pub log: crate::log::SharedSink,
 }
 
 impl StoreData {

@@ -8,12 +8,17 @@
 
 use pabi_abi::{Capability, Metadata};
 use rand::SeedableRng;
-use wasmtime::{Caller, Linker};
+use std::ops::Range;
+
+use pabi_abi::Clause;
+use wasmtime::{Caller, Linker, Memory};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::clock::{PluginClock, RealClock, VirtualClock};
 use crate::config::Allow;
 use crate::error::Unavailable;
+use crate::imports::{checked_range, violation};
+use crate::log::{SharedSink, Stdio, StdioStream};
 use crate::store::StoreData;
 use crate::Error;
 
@@ -73,10 +78,18 @@ pub(crate) fn grants(metadata: &Metadata, allow: &Allow) -> Result<Grants, Error
     }
 }
 
-/// The WASI context of one instance: stdio closed, nothing inherited.
-pub(crate) fn context(grants: &Grants) -> Result<(wasmtime_wasi::p1::WasiP1Ctx, Option<PluginClock>), Error> {
+/// The WASI context of one instance: stdin empty, stdout and stderr into
+/// the log, nothing inherited.
+pub(crate) fn context(
+    grants: &Grants,
+    log: &SharedSink,
+) -> Result<(wasmtime_wasi::p1::WasiP1Ctx, Option<PluginClock>), Error> {
     let mut builder = WasiCtxBuilder::new();
     builder.allow_blocking_current_thread(true);
+    // Standard output and error go to the log, under the call's log budget
+    // (`WASI-8`, `LIM-11`).
+    builder.stdout(StdioStream { sink: log.clone(), stream: Stdio::Out });
+    builder.stderr(StdioStream { sink: log.clone(), stream: Stdio::Err });
     for (name, value) in &grants.env {
         builder.env(name, value);
     }
@@ -108,29 +121,114 @@ pub(crate) fn context(grants: &Grants) -> Result<(wasmtime_wasi::p1::WasiP1Ctx, 
     Ok((builder.build_p1(), Some(clock)))
 }
 
-/// Links WASI preview 1 with the host's own `poll_oneoff`: on virtual time
-/// it advances the virtual clock instead of sleeping; on real time it
-/// sleeps, but never past the call's deadline (`LIM-3`), which the epoch
-/// cannot enforce while the plugin waits in host code.
+/// The generator `random_get` reads (`WASI-7`).
+pub(crate) fn random(grants: &Grants) -> rand::rngs::StdRng {
+    if grants.random {
+        rand::make_rng()
+    } else {
+        rand::rngs::StdRng::seed_from_u64(FIXED_SEED)
+    }
+}
+
+/// Links WASI preview 1, with the host's own versions of the functions
+/// whose behaviour pabi defines more closely than WASI does: the clocks and
+/// `poll_oneoff` (virtual time, and real sleeps bounded by the call's
+/// deadline, which the epoch cannot enforce in host code: `LIM-3`,
+/// `WASI-6`, `WASI-9`), `random_get` (any length, written in place rather
+/// than allocated on the host), and `proc_raise` and `path_symlink`
+/// (`WASI-10`).
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     wasmtime_wasi::p1::add_to_linker_sync(linker, StoreData::wasi)?;
     linker.allow_shadowing(true);
-    linker.func_wrap("wasi_snapshot_preview1", "poll_oneoff", poll_oneoff)?;
+    const WASI: &str = "wasi_snapshot_preview1";
+    linker.func_wrap(WASI, "poll_oneoff", poll_oneoff)?;
+    linker.func_wrap(WASI, "clock_time_get", clock_time_get)?;
+    linker.func_wrap(WASI, "clock_res_get", clock_res_get)?;
+    linker.func_wrap(WASI, "random_get", random_get)?;
+    linker.func_wrap(WASI, "proc_raise", |_: i32| -> i32 { ERRNO_NOSYS })?;
+    linker.func_wrap(WASI, "path_symlink", |_: i32, _: i32, _: i32, _: i32, _: i32| -> i32 { ERRNO_NOTCAPABLE })?;
     linker.allow_shadowing(false);
     Ok(())
 }
 
-const ERRNO_FAULT: i32 = 21;
 const ERRNO_INVAL: i32 = 28;
+const ERRNO_NOSYS: i32 = 52;
+const ERRNO_NOTCAPABLE: i32 = 76;
 const SUBSCRIPTION_SIZE: usize = 48;
 const EVENT_SIZE: usize = 32;
 
 const CLOCK_REALTIME: u32 = 0;
+/// Clock ids 0–3 are WASI's four clocks (`WASI-9`).
+const CLOCKS: u32 = 4;
+
+/// A WASI pointer's range, checked like the `pabi` imports' ranges: outside
+/// memory or misaligned for its type, the call aborts with `ABI_VIOLATION`
+/// citing MEM-3 (WASI's own rule is a trap).
+fn wasi_range(
+    caller: &Caller<'_, StoreData>,
+    function: &str,
+    ptr: i32,
+    len: usize,
+    align: u32,
+) -> wasmtime::Result<(Memory, Range<usize>)> {
+    let memory = caller.data().memory.ok_or_else(|| violation(Clause::Exp1, "the plugin exports no memory".into()))?;
+    if (ptr as u32) % align != 0 {
+        return Err(violation(
+            Clause::Mem3,
+            format!("{function}: pointer {:#x} is not aligned to {align} bytes", ptr as u32),
+        ));
+    }
+    let len = i32::try_from(len)
+        .map_err(|_| violation(Clause::Mem3, format!("{function}: a range of {len} bytes is past 2^32")))?;
+    let range = checked_range(function, ptr, len, memory.data_size(caller))?;
+    Ok((memory, range))
+}
+
+/// `clock_time_get(id, precision, *time)`: the virtual clock for every id
+/// without `clock`; with it, real wall time for id 0 and the monotonic
+/// clock for ids 1–3 (`WASI-6`, `WASI-9`).
+fn clock_time_get(mut caller: Caller<'_, StoreData>, id: i32, _precision: i64, out: i32) -> wasmtime::Result<i32> {
+    let (memory, range) = wasi_range(&caller, "clock_time_get", out, 8, 8)?;
+    let id = id as u32;
+    if id >= CLOCKS {
+        return Ok(ERRNO_INVAL);
+    }
+    let now = match &caller.data().clock {
+        Some(PluginClock::Virtual(clock)) => clock.now_nanos(),
+        Some(PluginClock::Real(_)) if id == CLOCK_REALTIME => {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        }
+        Some(PluginClock::Real(clock)) => clock.now_nanos(),
+        None => return Ok(ERRNO_INVAL),
+    };
+    memory.data_mut(&mut caller)[range].copy_from_slice(&now.to_le_bytes());
+    Ok(0)
+}
+
+/// `clock_res_get(id, *resolution)`: 1 ns for the four clocks (`WASI-9`).
+fn clock_res_get(mut caller: Caller<'_, StoreData>, id: i32, out: i32) -> wasmtime::Result<i32> {
+    let (memory, range) = wasi_range(&caller, "clock_res_get", out, 8, 8)?;
+    if id as u32 >= CLOCKS {
+        return Ok(ERRNO_INVAL);
+    }
+    memory.data_mut(&mut caller)[range].copy_from_slice(&1u64.to_le_bytes());
+    Ok(0)
+}
+
+/// `random_get(buf, len)`: filled in place from the instance's generator,
+/// so any length that fits in memory works and costs the host nothing.
+fn random_get(mut caller: Caller<'_, StoreData>, buf: i32, len: i32) -> wasmtime::Result<i32> {
+    let (memory, range) = wasi_range(&caller, "random_get", buf, len as u32 as usize, 1)?;
+    let (bytes, data) = memory.data_and_store_mut(&mut caller);
+    let Some(random) = data.random.as_mut() else { return Ok(ERRNO_INVAL) };
+    rand::Rng::fill_bytes(random, &mut bytes[range]);
+    Ok(0)
+}
 
 /// `poll_oneoff`: fd subscriptions are ready at once (the plugin's files and
 /// stdio never block); otherwise the call waits for the earliest timer and
-/// those timers fire. Virtual time jumps (`WASI-6`); real time sleeps within
-/// the call's deadline.
+/// every timer due by then fires (`WASI-9`). Virtual time jumps (`WASI-6`);
+/// real time sleeps within the call's deadline (`LIM-3`).
 fn poll_oneoff(
     mut caller: Caller<'_, StoreData>,
     subs: i32,
@@ -138,24 +236,14 @@ fn poll_oneoff(
     count: i32,
     out_count: i32,
 ) -> wasmtime::Result<i32> {
-    let Some(memory) = caller.data().memory else { return Ok(ERRNO_FAULT) };
-    let Some(clock) = caller.data().clock.clone() else { return Ok(ERRNO_INVAL) };
     let count = count as u32 as usize;
+    let (memory, sub_range) = wasi_range(&caller, "poll_oneoff", subs, count * SUBSCRIPTION_SIZE, 8)?;
+    let (_, event_range) = wasi_range(&caller, "poll_oneoff", events, count * EVENT_SIZE, 8)?;
+    let (_, count_range) = wasi_range(&caller, "poll_oneoff", out_count, 4, 4)?;
+    let Some(clock) = caller.data().clock.clone() else { return Ok(ERRNO_INVAL) };
     if count == 0 {
         return Ok(ERRNO_INVAL);
     }
-    let size = memory.data_size(&caller);
-    let range = |ptr: i32, len: usize| {
-        let start = ptr as u32 as usize;
-        start.checked_add(len).filter(|end| *end <= size).map(|end| start..end)
-    };
-    let (Some(sub_range), Some(event_range), Some(count_range)) = (
-        count.checked_mul(SUBSCRIPTION_SIZE).and_then(|len| range(subs, len)),
-        count.checked_mul(EVENT_SIZE).and_then(|len| range(events, len)),
-        range(out_count, 4),
-    ) else {
-        return Ok(ERRNO_FAULT);
-    };
     // Each subscription as (userdata, tag, nanoseconds from now until it is
     // due); tag 0 is a clock.
     let now = match &clock {

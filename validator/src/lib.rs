@@ -17,6 +17,7 @@ mod module;
 pub mod render;
 mod rules;
 mod shape;
+mod size;
 
 use pabi_abi::{AbiVersion, Metadata};
 use serde::Serialize;
@@ -24,6 +25,7 @@ use serde::Serialize;
 pub use foreign::ForeignAbi;
 pub use rules::{Rule, Severity};
 pub use shape::{Export, ExternKind, Import, MemoryShape, PluginShape, SectionSize, TableShape};
+pub use size::{code_size, CodeSize};
 
 /// One problem found in a plugin.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -42,6 +42,54 @@ impl Command {
 }
 
 /// Reads a whole file, or standard input for `-`.
+/// Bytes for a plugin to read: an input, a configuration or a state.
+#[derive(Debug)]
+pub enum Payload {
+    Bytes(Vec<u8>),
+    /// Longer than the ABI can address (`LIM-13`): not read at all, so a
+    /// huge file costs nothing; the call it was for fails with
+    /// `INPUT_LIMIT`.
+    TooLong(u64),
+}
+
+impl Payload {
+    pub fn bytes(self) -> Result<Vec<u8>, pabi_host::Error> {
+        match self {
+            Payload::Bytes(bytes) => Ok(bytes),
+            Payload::TooLong(len) => Err(pabi_host::Error::InputLimit { len }),
+        }
+    }
+}
+
+/// Reads a payload from a file or `-` (standard input), stopping once it is
+/// longer than [`pabi_abi::MAX_INPUT_LEN`].
+pub fn read_payload(path: &Path) -> anyhow::Result<Payload> {
+    use std::io::Read;
+    let limit = pabi_abi::MAX_INPUT_LEN;
+    let mut reader: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > limit {
+            return Ok(Payload::TooLong(len));
+        }
+        Box::new(file)
+    };
+    let mut bytes = Vec::new();
+    reader
+        .by_ref()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    if bytes.len() as u64 > limit {
+        // Count the rest without keeping it, so the error gives the length.
+        let rest = std::io::copy(&mut reader, &mut std::io::sink()).unwrap_or(0);
+        return Ok(Payload::TooLong(bytes.len() as u64 + rest));
+    }
+    Ok(Payload::Bytes(bytes))
+}
+
 pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut bytes = Vec::new();

@@ -7,7 +7,7 @@ use pabi_abi::HostErrorKind;
 use pabi_host::{Error, Plugin};
 
 use super::host_args::{parse_hex, HostArgs};
-use super::read_input;
+use super::{read_input, read_payload, Payload};
 
 /// Run one plugin function under the reference host: output to stdout, the
 /// error kind and message to stderr.
@@ -88,14 +88,14 @@ impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
         let wasm = read_input(&self.plugin)?;
         let input = match (&self.input, &self.input_hex) {
-            (Some(path), _) => read_input(path)?,
-            (None, Some(hex)) => parse_hex(hex).context("bad --input-hex")?,
-            (None, None) => Vec::new(),
+            (Some(path), _) => read_payload(path)?,
+            (None, Some(hex)) => Payload::Bytes(parse_hex(hex).context("bad --input-hex")?),
+            (None, None) => Payload::Bytes(Vec::new()),
         };
         let config = match (&self.config, &self.config_hex) {
-            (Some(path), _) => read_input(path)?,
-            (None, Some(hex)) => parse_hex(hex).context("bad --config-hex")?,
-            (None, None) => Vec::new(),
+            (Some(path), _) => read_payload(path)?,
+            (None, Some(hex)) => Payload::Bytes(parse_hex(hex).context("bad --config-hex")?),
+            (None, None) => Payload::Bytes(Vec::new()),
         };
         let mut calls = vec![(self.function.clone(), input)];
         for then in &self.then {
@@ -103,20 +103,21 @@ impl Opts {
                 bail!("`--then {then}`: give FUNCTION:HEX (the hex may be empty: `count:`)");
             };
             let input = match hex.strip_prefix('@') {
-                Some(path) => read_input(path.as_ref())?,
-                None => parse_hex(hex).with_context(|| format!("bad hex in `--then {then}`"))?,
+                Some(path) => read_payload(path.as_ref())?,
+                None => Payload::Bytes(parse_hex(hex).with_context(|| format!("bad hex in `--then {then}`"))?),
             };
             calls.push((function.to_string(), input));
         }
         let host = self.host.host()?;
         let mut stdout = std::io::stdout().lock();
-        let mut plugin = match host.load_with_config(&wasm, &config) {
+        let loaded = config.bytes().and_then(|config| host.load_with_config(&wasm, &config));
+        let mut plugin = match loaded {
             Ok(plugin) => plugin,
             Err(error) => return self.report(&mut stdout, Err(error)),
         };
         let mut code = crate::exit::OK;
         for (function, input) in calls {
-            let result = call(&mut plugin, &function, &input);
+            let result = input.bytes().and_then(|input| call(&mut plugin, &function, &input));
             code = self.report(&mut stdout, result)?;
             if code != crate::exit::OK && self.format == RunFormat::Raw {
                 break;

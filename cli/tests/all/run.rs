@@ -267,3 +267,22 @@ fn run_on_an_unknown_function_lists_the_plugins_functions() {
     assert!(stderr.contains("UNKNOWN_FUNCTION") && stderr.contains("it has: echo, count"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn an_input_past_the_abi_length_is_input_limit_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = fixture("host-conformance", "io", dir.path());
+    // A sparse file: 2 GiB long, no disk used, and never read (LIM-13).
+    let big = dir.path().join("big.bin");
+    std::fs::File::create(&big).unwrap().set_len(1 << 31).unwrap();
+    let big = big.to_str().unwrap();
+    let out = pabi(&["run", &io, "count", "--input", big, "--then", "count:", "--format", "json", "--no-cache"]);
+    assert_eq!(exit_code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["kind"], "INPUT_LIMIT", "{lines:?}");
+    assert_eq!(lines[1], serde_json::json!({"ok": true, "output_hex": "01000000"}), "no plugin code ran");
+    // The same for a configuration: the load fails with that kind.
+    let config = pabi(&["run", &io, "count", "--config", big, "--format", "json", "--no-cache"]);
+    assert!(String::from_utf8_lossy(&config.stdout).contains("\"kind\":\"INPUT_LIMIT\""));
+}

@@ -166,3 +166,118 @@ fn a_plugin_that_keeps_trapping_is_disabled() {
     );
     assert_serves_good_plugin(&host);
 }
+
+fn words(output: &[u8]) -> Vec<u32> {
+    output.chunks_exact(4).map(|w| u32::from_le_bytes(w.try_into().unwrap())).collect()
+}
+
+#[test]
+fn wasi_pointer_faults_are_mem3_aborts_and_the_next_call_gets_a_fresh_instance() {
+    let host = host_with(|c| c);
+    let mut plugin = host.load(&fixture("hostile", "wasi-edges")).unwrap();
+    // wasmtime's own fd_write, and the host's clock_time_get: out of
+    // bounds, and misaligned (MEM-3).
+    for function in ["fd_write_oob", "clock_oob", "clock_misaligned"] {
+        let error = plugin.call(function, b"").unwrap_err();
+        assert_eq!(
+            (error.kind(), error.clause()),
+            (Some(HostErrorKind::AbiViolation), Some(pabi_abi::Clause::Mem3)),
+            "{function}: {error}"
+        );
+        assert_eq!(words(&plugin.call("raise", b"").unwrap()), [52], "proc_raise is nosys (WASI-10)");
+    }
+    assert_serves_good_plugin(&host);
+}
+
+#[test]
+fn every_clock_id_reads_virtual_time_and_others_are_inval() {
+    let host = host_with(|c| c);
+    let mut plugin = host.load(&fixture("hostile", "wasi-edges")).unwrap();
+    for id in 0u32..4 {
+        let out = plugin.call("clock_id", &id.to_le_bytes()).unwrap();
+        assert_eq!(words(&out[..4]), [0], "clock {id}");
+        assert_eq!(u64::from_le_bytes(out[4..].try_into().unwrap()), 1_000_000_000, "clock {id} (WASI-6)");
+    }
+    let out = plugin.call("clock_id", &4u32.to_le_bytes()).unwrap();
+    assert_eq!(words(&out[..4]), [28], "an unknown clock id is inval (WASI-9)");
+}
+
+#[test]
+fn random_get_fills_any_length_that_fits_in_memory() {
+    // wasmtime's own random_get refuses more than 64 MiB at once.
+    let host = host_with(|c| c.timeout(Duration::from_secs(20)));
+    let mut plugin = host.load(&fixture("hostile", "wasi-edges")).unwrap();
+    let len = 96u32 << 20;
+    assert_eq!(words(&plugin.call("random_big", &len.to_le_bytes()).unwrap()), [0]);
+}
+
+#[test]
+fn log_text_is_capped_per_call_and_stdout_counts_against_it() {
+    let host = host_with(|c| c.max_log(256 << 10));
+    let mut plugin = host.load(&fixture("hostile", "wasi-edges")).unwrap();
+    // Four 64 KiB records fit in 256 KiB; the fifth is dropped with E_LIMIT.
+    assert_eq!(words(&plugin.call("log_flood", b"").unwrap()), [4, (-1i32) as u32]);
+    // Every call has its own budget.
+    assert_eq!(words(&plugin.call("log_flood", b"").unwrap()), [4, (-1i32) as u32]);
+    // Standard output takes the budget: fd_write reports every byte written
+    // even past the cap, and a log record after it is dropped.
+    let flood = 300u32 << 10;
+    assert_eq!(words(&plugin.call("stdout_flood", &flood.to_le_bytes()).unwrap()), [0, flood, (-1i32) as u32]);
+    assert_eq!(words(&plugin.call("stdout_flood", &16u32.to_le_bytes()).unwrap()), [0, 16, 0]);
+}
+
+#[test]
+fn a_plugin_cannot_plant_a_symlink_in_a_granted_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let grant = pabi_host::DirGrant::new(dir.path(), "/data", false).unwrap();
+    let host = host_with(|c| c.allow_dir(grant));
+    let mut plugin = host.load(&fixture("hostile", "symlink-planter")).unwrap();
+    // A link to `/etc/passwd` inside the grant would be followed, outside
+    // the grant's confinement, by any other program reading the folder.
+    assert_eq!(words(&plugin.call("plant", b"").unwrap()), [76], "notcapable (WASI-10)");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing was created");
+}
+
+#[test]
+fn only_consecutive_failures_count_toward_a_crash_loop() {
+    let host = host_with(|c| c.crash_limit(3, std::time::Duration::from_secs(60)));
+    let mut plugin = host.load(&fixture("hostile", "wasi-edges")).unwrap();
+    // Ten failures, each followed by a call that returns a status: the count
+    // starts again every time (`LIFE-7`).
+    for round in 0..10 {
+        let error = plugin.call("clock_oob", b"").unwrap_err();
+        assert_eq!(error.kind(), Some(HostErrorKind::AbiViolation), "round {round}: {error}");
+        assert_eq!(words(&plugin.call("raise", b"").unwrap()), [52]);
+    }
+    // Three in a row still disable it.
+    let kinds: Vec<_> = (0..4).map(|_| plugin.call("clock_oob", b"").unwrap_err().kind()).collect();
+    assert_eq!(kinds.last(), Some(&Some(HostErrorKind::CrashLoop)), "{kinds:?}");
+}
+
+#[test]
+fn the_compile_budget_refuses_before_compiling() {
+    use pabi_host::CompileCap;
+    let good = fixture("good", "core");
+    let size = pabi_validator::code_size(&good);
+    let (index, body) = size.largest_body.unwrap();
+    let refused = |edit: &dyn Fn(pabi_host::ConfigBuilder) -> pabi_host::ConfigBuilder| {
+        host_with(|c| edit(c)).load(&good).unwrap_err()
+    };
+    let len = good.len() as u64;
+    assert_eq!(
+        refused(&|c| c.compile_budget(len - 1, 100, 1 << 20)),
+        Error::ModuleLimit { cap: CompileCap::ModuleBytes { bytes: len, cap: len - 1 } }
+    );
+    assert_eq!(
+        refused(&|c| c.compile_budget(1 << 20, size.functions - 1, 1 << 20)),
+        Error::ModuleLimit { cap: CompileCap::Functions { functions: size.functions, cap: size.functions - 1 } }
+    );
+    assert_eq!(
+        refused(&|c| c.compile_budget(1 << 20, 100, body - 1)),
+        Error::ModuleLimit { cap: CompileCap::FunctionBody { index, bytes: body, cap: body - 1 } }
+    );
+    let error = refused(&|c| c.compile_budget(len - 1, 100, 1 << 20));
+    assert_eq!(error.kind(), Some(HostErrorKind::ModuleLimit));
+    // Exactly at every cap, it loads.
+    host_with(|c| c.compile_budget(len, size.functions, body)).load(&good).unwrap();
+}

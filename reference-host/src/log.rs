@@ -1,0 +1,217 @@
+//! Where a plugin's log text goes: `pabi.log` records and, for WASI
+//! plugins, standard output and standard error (`WASI-8`). One budget per
+//! call covers all three (`LIM-11`), so no plugin can flood the host's log;
+//! every line is escaped before it reaches a terminal (`SEC-3`).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use pabi_abi::text::escape_controls;
+
+/// A log level of `pabi.log` (`HOST-7`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl Level {
+    pub fn from_code(code: i32) -> Option<Level> {
+        Some(match code {
+            0 => Level::Error,
+            1 => Level::Warn,
+            2 => Level::Info,
+            3 => Level::Debug,
+            4 => Level::Trace,
+            _ => return None,
+        })
+    }
+}
+
+/// The log budget and partial stdio lines of one instance.
+#[derive(Debug)]
+pub(crate) struct LogSink {
+    plugin: String,
+    cap: u64,
+    used: u64,
+    dropped_records: u64,
+    dropped_bytes: u64,
+    /// Standard output and standard error text after the last line break.
+    partial: [Vec<u8>; 2],
+}
+
+/// The shared handle: the `pabi.log` import and the two WASI streams write
+/// to the same sink.
+pub(crate) type SharedSink = Arc<Mutex<LogSink>>;
+
+impl LogSink {
+    pub fn new(plugin: String, cap: u64) -> SharedSink {
+        Arc::new(Mutex::new(LogSink {
+            plugin,
+            cap,
+            used: 0,
+            dropped_records: 0,
+            dropped_bytes: 0,
+            partial: [Vec::new(), Vec::new()],
+        }))
+    }
+
+    /// A `pabi.log` record: emitted whole, or dropped whole past the cap
+    /// (`false`, and the import returns `E_LIMIT`).
+    pub fn record(&mut self, level: Level, text: &[u8]) -> bool {
+        if self.used + text.len() as u64 > self.cap {
+            self.dropped_records += 1;
+            self.dropped_bytes += text.len() as u64;
+            return false;
+        }
+        self.used += text.len() as u64;
+        emit(&self.plugin, level, text);
+        true
+    }
+
+    /// Standard output (`Info`) or error (`Warn`) text: what fits under the
+    /// cap is logged a line at a time; the rest is dropped.
+    fn stdio(&mut self, stream: Stdio, bytes: &[u8]) {
+        let room = self.cap.saturating_sub(self.used).min(bytes.len() as u64) as usize;
+        self.used += room as u64;
+        if room < bytes.len() {
+            self.dropped_bytes += (bytes.len() - room) as u64;
+        }
+        let level = stream.level();
+        let partial = &mut self.partial[stream as usize];
+        partial.extend_from_slice(&bytes[..room]);
+        if let Some(last) = partial.iter().rposition(|b| *b == b'\n') {
+            let rest = partial.split_off(last + 1);
+            for line in partial[..last].split(|b| *b == b'\n') {
+                emit(&self.plugin, level, line);
+            }
+            *partial = rest;
+        }
+    }
+
+    /// Ends a call: flushes partial lines, reports what was dropped, and
+    /// gives the next call a full budget.
+    pub fn end_call(&mut self) {
+        for stream in [Stdio::Out, Stdio::Err] {
+            let line = std::mem::take(&mut self.partial[stream as usize]);
+            if !line.is_empty() {
+                emit(&self.plugin, stream.level(), &line);
+            }
+        }
+        if self.dropped_records > 0 || self.dropped_bytes > 0 {
+            tracing::warn!(
+                target: "pabi::host",
+                plugin = %self.plugin,
+                "dropped {} log records and {} bytes of log text past the {}-byte cap of a call (LIM-11)",
+                self.dropped_records,
+                self.dropped_bytes,
+                self.cap
+            );
+        }
+        self.used = 0;
+        self.dropped_records = 0;
+        self.dropped_bytes = 0;
+    }
+}
+
+fn emit(plugin: &str, level: Level, text: &[u8]) {
+    let text = String::from_utf8_lossy(text);
+    let text = escape_controls(&text);
+    match level {
+        Level::Error => tracing::error!(target: "pabi::plugin", plugin, "{text}"),
+        Level::Warn => tracing::warn!(target: "pabi::plugin", plugin, "{text}"),
+        Level::Info => tracing::info!(target: "pabi::plugin", plugin, "{text}"),
+        Level::Debug => tracing::debug!(target: "pabi::plugin", plugin, "{text}"),
+        Level::Trace => tracing::trace!(target: "pabi::plugin", plugin, "{text}"),
+    }
+}
+
+/// Standard output or standard error of a WASI plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stdio {
+    Out = 0,
+    Err = 1,
+}
+
+impl Stdio {
+    fn level(self) -> Level {
+        match self {
+            Stdio::Out => Level::Info,
+            Stdio::Err => Level::Warn,
+        }
+    }
+}
+
+/// A WASI output stream into the sink. Every write reports all its bytes
+/// as written, past the cap too, so that a language runtime neither retries
+/// nor fails (`LIM-11`).
+#[derive(Clone)]
+pub(crate) struct StdioStream {
+    pub sink: SharedSink,
+    pub stream: Stdio,
+}
+
+impl tokio::io::AsyncWrite for StdioStream {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.sink.lock().unwrap_or_else(|p| p.into_inner()).stdio(self.stream, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for StdioStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for StdioStream {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(cap: u64) -> LogSink {
+        Arc::into_inner(LogSink::new("p".into(), cap)).unwrap().into_inner().unwrap()
+    }
+
+    #[test]
+    fn records_are_kept_or_dropped_whole_and_the_budget_is_per_call() {
+        let mut sink = sink(10);
+        assert!(sink.record(Level::Info, b"123456"));
+        assert!(!sink.record(Level::Info, b"12345"), "6 + 5 passes 10");
+        assert!(sink.record(Level::Info, b"1234"), "6 + 4 fits exactly");
+        assert!(!sink.record(Level::Info, b"1"));
+        assert_eq!((sink.dropped_records, sink.dropped_bytes), (2, 6));
+        sink.end_call();
+        assert!(sink.record(Level::Info, b"1234567890"), "a fresh budget");
+    }
+
+    #[test]
+    fn stdio_counts_against_the_same_budget_and_keeps_partial_lines() {
+        let mut sink = sink(10);
+        sink.stdio(Stdio::Out, b"ab\ncd");
+        assert_eq!(sink.partial[0], b"cd");
+        assert_eq!(sink.used, 5);
+        sink.stdio(Stdio::Err, b"0123456789");
+        assert_eq!((sink.used, sink.dropped_bytes), (10, 5));
+        assert!(!sink.record(Level::Error, b"x"), "stdio used the budget up");
+        sink.end_call();
+        assert!(sink.partial.iter().all(Vec::is_empty));
+    }
+}
