@@ -172,7 +172,7 @@ fn wasi_range(
     align: u32,
 ) -> wasmtime::Result<(Memory, Range<usize>)> {
     let memory = caller.data().memory.ok_or_else(|| violation(Clause::Exp1, "the plugin exports no memory".into()))?;
-    if (ptr as u32) % align != 0 {
+    if !(ptr as u32).is_multiple_of(align) {
         return Err(violation(
             Clause::Mem3,
             format!("{function}: pointer {:#x} is not aligned to {align} bytes", ptr as u32),

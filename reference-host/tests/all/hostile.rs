@@ -261,7 +261,7 @@ fn the_compile_budget_refuses_before_compiling() {
     let size = pabi_validator::code_size(&good);
     let (index, body) = size.largest_body.unwrap();
     let refused = |edit: &dyn Fn(pabi_host::ConfigBuilder) -> pabi_host::ConfigBuilder| {
-        host_with(|c| edit(c)).load(&good).unwrap_err()
+        host_with(edit).load(&good).unwrap_err()
     };
     let len = good.len() as u64;
     assert_eq!(
