@@ -472,7 +472,10 @@ mod tests {
             plugin: "io.wat".into(),
             config_hex: None,
             limits: serde_json::from_str(r#"{"fuel": 5}"#).unwrap(),
-            calls: expect.iter().map(|_| Call { function: "f".into(), input_hex: "00".into() }).collect(),
+            calls: expect
+                .iter()
+                .map(|_| Call { function: "f".into(), input_hex: "00".into(), input_file_len: None })
+                .collect(),
             expect,
             not_supported_allowed: allowed.map(|c| c.parse().unwrap()),
         }

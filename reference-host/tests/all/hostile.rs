@@ -260,9 +260,8 @@ fn the_compile_budget_refuses_before_compiling() {
     let good = fixture("good", "core");
     let size = pabi_validator::code_size(&good);
     let (index, body) = size.largest_body.unwrap();
-    let refused = |edit: &dyn Fn(pabi_host::ConfigBuilder) -> pabi_host::ConfigBuilder| {
-        host_with(edit).load(&good).unwrap_err()
-    };
+    let refused =
+        |edit: &dyn Fn(pabi_host::ConfigBuilder) -> pabi_host::ConfigBuilder| host_with(edit).load(&good).unwrap_err();
     let len = good.len() as u64;
     assert_eq!(
         refused(&|c| c.compile_budget(len - 1, 100, 1 << 20)),
