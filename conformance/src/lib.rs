@@ -30,7 +30,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, Test
 
 pub use checks::{Check, UnknownCheck};
 pub use host::{HostFailure, HostResult, PluginUnderTest, TestHost};
-pub use reference::ReferenceHost;
+pub use reference::{ReferenceHost, ReferencePlugin, Scratch, SCRATCH_QUOTA_BYTES, SCRATCH_QUOTA_ENTRIES};
 use report::{CheckOutcome, CheckResult, Failure, PluginReport};
 
 /// Calls of the leak check after its warm-up (`FN-7`).

@@ -1,7 +1,12 @@
-//! The reference host as the checks' [`TestHost`], with its default limits.
+//! The reference host as the checks' [`TestHost`], with its default limits,
+//! made safe to run on a CI machine with any plugin: time and entropy are
+//! virtual, so a plugin that sleeps forever cannot hang the run; `fs:`
+//! folders are scratch space under a quota; a plugin that floods the log
+//! is cut at the cap of each call and reported.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use pabi_abi::{Capability, Metadata};
 use pabi_host::{Config, DirGrant, Error, Host, Plugin};
@@ -9,28 +14,109 @@ use pabi_host::{Config, DirGrant, Error, Host, Plugin};
 use crate::host::{HostFailure, HostResult, PluginUnderTest, TestHost};
 
 /// Runs plugins in [`pabi_host`] with the spec's default limits, granting
-/// what a plugin declares: the real clock and entropy, an empty value for
-/// each `env:NAME`, and an empty scratch folder for each `fs:` path.
+/// what a plugin declares: `clock` and `random` served virtually (the
+/// virtual clock and the fixed-seed generator), an empty value for each
+/// `env:NAME`, and an empty scratch folder for each `fs:` path, under
+/// [`SCRATCH_QUOTA_BYTES`] and [`SCRATCH_QUOTA_ENTRIES`].
 #[derive(Debug)]
 pub struct ReferenceHost {
     base: Host,
     /// Hosts for plugins that declare `env:` or `fs:` capabilities, by the
-    /// sorted list of those capabilities.
-    scoped: Mutex<HashMap<Vec<String>, Host>>,
+    /// sorted list of those capabilities, with their scratch folders.
+    scoped: Mutex<HashMap<Vec<String>, (Host, Arc<Scratch>)>>,
     scratch: tempfile::TempDir,
+}
+
+/// Bytes a plugin may keep in its `fs:` scratch folders during a run.
+pub const SCRATCH_QUOTA_BYTES: u64 = 64 << 20;
+/// Files and folders a plugin may keep in its `fs:` scratch folders.
+pub const SCRATCH_QUOTA_ENTRIES: u64 = 10_000;
+
+/// The scratch folders behind one plugin's `fs:` capabilities.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    dirs: Vec<PathBuf>,
+}
+
+impl Scratch {
+    /// Checked after every call: past the quota, the folders are emptied at
+    /// once (so the disk is freed whatever the checks do next) and the call
+    /// fails with a finding. A single call can still write what its
+    /// deadline allows before the check runs.
+    fn enforce(&self) -> HostResult<()> {
+        if self.dirs.is_empty() {
+            return Ok(());
+        }
+        let (mut bytes, mut entries) = (0u64, 0u64);
+        for dir in &self.dirs {
+            for entry in walkdir::WalkDir::new(dir).min_depth(1).into_iter().flatten() {
+                entries += 1;
+                bytes += entry.metadata().map_or(0, |m| m.len());
+            }
+        }
+        if bytes <= SCRATCH_QUOTA_BYTES && entries <= SCRATCH_QUOTA_ENTRIES {
+            return Ok(());
+        }
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::create_dir_all(dir);
+        }
+        Err(HostFailure {
+            kind: None,
+            status: None,
+            message: Vec::new(),
+            detail: format!(
+                "the plugin filled its `fs:` folders with {bytes} bytes in {entries} files and folders, past the \
+                 conformance quota of {SCRATCH_QUOTA_BYTES} bytes and {SCRATCH_QUOTA_ENTRIES} entries"
+            ),
+        })
+    }
+}
+
+/// A plugin under test in the reference host, with its scratch quota and
+/// the log records it had dropped so far.
+#[derive(Debug)]
+pub struct ReferencePlugin {
+    plugin: Plugin,
+    scratch: Arc<Scratch>,
+    log_dropped: u64,
+}
+
+impl ReferencePlugin {
+    /// After every call: the scratch quota, and the log cap (`LIM-11`). A
+    /// plugin whose call logs past the cap is reported once: the host
+    /// dropped the records as it must, and the plugin should not log that
+    /// much.
+    fn after_call(&mut self) -> HostResult<()> {
+        self.scratch.enforce()?;
+        let dropped = self.plugin.log_records_dropped();
+        if dropped > self.log_dropped {
+            self.log_dropped = dropped;
+            let cap = self.plugin.host_config().limits().max_log;
+            return Err(HostFailure {
+                kind: None,
+                status: None,
+                message: Vec::new(),
+                detail: format!(
+                    "the plugin logged past the {cap}-byte log cap of a call; the host dropped {dropped} records (LIM-11)"
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl ReferenceHost {
     /// The reference host with default limits. Fails only if the wasm
     /// engine or the scratch folder cannot be set up.
     pub fn new() -> anyhow::Result<Self> {
-        let config = Config::builder().allow_clock(true).allow_random(true).build();
+        let config = Config::builder().allow_clock(true).allow_random(true).simulate_clock_and_random(true).build();
         Ok(ReferenceHost { base: Host::new(config)?, scoped: Mutex::default(), scratch: tempfile::tempdir()? })
     }
 
     /// The host for a plugin: the base one, or one that also offers the
     /// plugin's `env:` and `fs:` capabilities.
-    fn host_for(&self, wasm: &[u8]) -> Host {
+    fn host_for(&self, wasm: &[u8]) -> (Host, Arc<Scratch>) {
         let declared = pabi_abi::find_custom_sections(wasm, pabi_abi::METADATA_SECTION)
             .ok()
             .and_then(|sections| sections.first().and_then(|s| Metadata::parse(&wasm[s.data.clone()]).ok()))
@@ -39,15 +125,16 @@ impl ReferenceHost {
         let mut scoped: Vec<Capability> =
             declared.into_iter().filter(|c| matches!(c, Capability::Env(_) | Capability::Fs { .. })).collect();
         if scoped.is_empty() {
-            return self.base.clone();
+            return (self.base.clone(), Arc::default());
         }
         scoped.sort();
         let key: Vec<String> = scoped.iter().map(ToString::to_string).collect();
         let mut hosts = self.scoped.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(host) = hosts.get(&key) {
-            return host.clone();
+        if let Some((host, scratch)) = hosts.get(&key) {
+            return (host.clone(), scratch.clone());
         }
         let mut config = self.base.config().to_builder();
+        let mut scratch = Scratch::default();
         for (i, capability) in scoped.into_iter().enumerate() {
             match capability {
                 Capability::Env(name) => config = config.allow_env(name, ""),
@@ -56,14 +143,16 @@ impl ReferenceHost {
                     let grant = DirGrant::new(host_dir.clone(), guest_path, read_only);
                     if let (Ok(grant), Ok(())) = (grant, std::fs::create_dir_all(&host_dir)) {
                         config = config.allow_dir(grant);
+                        scratch.dirs.push(host_dir);
                     }
                 }
                 _ => {}
             }
         }
         let host = Host::new(config.build()).unwrap_or_else(|_| self.base.clone());
-        hosts.insert(key, host.clone());
-        host
+        let scratch = Arc::new(scratch);
+        hosts.insert(key, (host.clone(), scratch.clone()));
+        (host, scratch)
     }
 }
 
@@ -77,51 +166,63 @@ fn failure(error: Error) -> HostFailure {
 }
 
 impl TestHost for ReferenceHost {
-    type Plugin = Plugin;
+    type Plugin = ReferencePlugin;
 
-    fn load(&self, wasm: &[u8], config: &[u8]) -> HostResult<Plugin> {
-        self.host_for(wasm).load_with_config(wasm, config).map_err(failure)
+    fn load(&self, wasm: &[u8], config: &[u8]) -> HostResult<ReferencePlugin> {
+        let (host, scratch) = self.host_for(wasm);
+        let plugin = host.load_with_config(wasm, config).map_err(failure)?;
+        let mut plugin = ReferencePlugin { log_dropped: 0, plugin, scratch };
+        plugin.after_call()?;
+        Ok(plugin)
     }
 }
 
-impl PluginUnderTest for Plugin {
+impl PluginUnderTest for ReferencePlugin {
     fn call(&mut self, function: &str, input: &[u8]) -> HostResult<Vec<u8>> {
-        Plugin::call(self, function, input).map_err(failure)
+        let result = self.plugin.call(function, input).map_err(failure);
+        self.after_call()?;
+        result
     }
 
     fn memory_bytes(&mut self) -> u64 {
-        Plugin::memory_bytes(self)
+        self.plugin.memory_bytes()
     }
 
     fn has_state(&self) -> bool {
-        Plugin::has_state(self)
+        self.plugin.has_state()
     }
 
     fn save_state(&mut self) -> HostResult<Vec<u8>> {
-        Plugin::save_state(self).map_err(failure)
+        let result = self.plugin.save_state().map_err(failure);
+        self.after_call()?;
+        result
     }
 
     fn load_state(&mut self, state: &[u8]) -> HostResult<()> {
-        Plugin::load_state(self, state).map_err(failure)
+        let result = self.plugin.load_state(state).map_err(failure);
+        self.after_call()?;
+        result
     }
 
     fn shutdown(self) -> HostResult<()> {
-        Plugin::shutdown(self).map_err(failure)
+        let scratch = self.scratch.clone();
+        self.plugin.shutdown().map_err(failure)?;
+        scratch.enforce()
     }
 
     fn abort_next_call(&mut self) {
-        self.cancel_handle().cancel();
+        self.plugin.cancel_handle().cancel();
     }
 
     fn max_memory(&self) -> u64 {
-        self.host_config().limits().max_memory
+        self.plugin.host_config().limits().max_memory
     }
 
     fn max_output(&self) -> u64 {
-        self.host_config().limits().max_output
+        self.plugin.host_config().limits().max_output
     }
 
     fn max_error_message(&self) -> u64 {
-        self.host_config().limits().max_error_message
+        self.plugin.host_config().limits().max_error_message
     }
 }

@@ -226,6 +226,17 @@ impl ConfigBuilder {
         self
     }
 
+    /// Accept plugins that declare `clock` or `random` as if both were
+    /// allowed, but serve them the virtual clock and the fixed-seed generator
+    /// of plugins without the capability (`WASI-6`, `WASI-7`): a sleep costs
+    /// nothing and two runs see the same time and bytes. For test and
+    /// conformance runs, which must be repeatable and must not hang on a
+    /// plugin that sleeps forever. Default: `false`.
+    pub fn simulate_clock_and_random(mut self, simulate: bool) -> Self {
+        self.config.allow.simulated = simulate;
+        self
+    }
+
     /// Validated, compiled plugins kept ready in memory; the least recently
     /// used one goes first. Default: 256.
     pub fn cache_capacity(mut self, plugins: usize) -> Self {
@@ -246,6 +257,7 @@ impl ConfigBuilder {
 pub struct Allow {
     clock: bool,
     random: bool,
+    simulated: bool,
     env: Vec<(String, String)>,
     dirs: Vec<DirGrant>,
 }
@@ -254,6 +266,12 @@ impl Allow {
     /// The real clocks and real sleeps (`clock`).
     pub fn clock(&self) -> bool {
         self.clock
+    }
+
+    /// Whether `clock` and `random` are granted but served virtually
+    /// ([`ConfigBuilder::simulate_clock_and_random`]).
+    pub fn simulated(&self) -> bool {
+        self.simulated
     }
 
     /// Host entropy (`random`).

@@ -4,6 +4,7 @@
 //! every line is escaped before it reaches a terminal (`SEC-3`).
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -42,6 +43,8 @@ pub(crate) struct LogSink {
     dropped_bytes: u64,
     /// Standard output and standard error text after the last line break.
     partial: [Vec<u8>; 2],
+    /// Records dropped over the plugin's life, across its instances.
+    dropped_total: Arc<AtomicU64>,
 }
 
 /// The shared handle: the `pabi.log` import and the two WASI streams write
@@ -49,7 +52,7 @@ pub(crate) struct LogSink {
 pub(crate) type SharedSink = Arc<Mutex<LogSink>>;
 
 impl LogSink {
-    pub fn new(plugin: String, cap: u64) -> SharedSink {
+    pub fn new(plugin: String, cap: u64, dropped_total: Arc<AtomicU64>) -> SharedSink {
         Arc::new(Mutex::new(LogSink {
             plugin,
             cap,
@@ -57,6 +60,7 @@ impl LogSink {
             dropped_records: 0,
             dropped_bytes: 0,
             partial: [Vec::new(), Vec::new()],
+            dropped_total,
         }))
     }
 
@@ -112,6 +116,7 @@ impl LogSink {
                 self.cap
             );
         }
+        self.dropped_total.fetch_add(self.dropped_records, Ordering::Relaxed);
         self.used = 0;
         self.dropped_records = 0;
         self.dropped_bytes = 0;
@@ -187,7 +192,7 @@ mod tests {
     use super::*;
 
     fn sink(cap: u64) -> LogSink {
-        Arc::into_inner(LogSink::new("p".into(), cap)).unwrap().into_inner().unwrap()
+        Arc::into_inner(LogSink::new("p".into(), cap, Arc::default())).unwrap().into_inner().unwrap()
     }
 
     #[test]

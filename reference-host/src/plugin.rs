@@ -2,7 +2,7 @@
 //! failure, crash-loop protection, cancellation, state moves and hot reload.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ pub struct Plugin {
     failures: VecDeque<Instant>,
     disabled: bool,
     cancel: Arc<AtomicBool>,
+    log_dropped: Arc<AtomicU64>,
 }
 
 /// Cancels a plugin's calls from any thread, as a deadline would: the call
@@ -53,7 +54,8 @@ struct Instance {
 impl Plugin {
     pub(crate) fn start(shared: Arc<Shared>, prepared: Arc<Prepared>, config: Vec<u8>) -> Result<Plugin, Error> {
         let cancel = Arc::new(AtomicBool::new(false));
-        let instance = instantiate(&shared, &prepared, &config, &cancel)?;
+        let log_dropped = Arc::new(AtomicU64::new(0));
+        let instance = instantiate(&shared, &prepared, &config, &cancel, &log_dropped)?;
         Ok(Plugin {
             shared,
             prepared,
@@ -62,7 +64,14 @@ impl Plugin {
             failures: VecDeque::new(),
             disabled: false,
             cancel,
+            log_dropped,
         })
+    }
+
+    /// How many `log` records the plugin's calls have had dropped past the
+    /// log cap of a call (`LIM-11`), since it was loaded or last reloaded.
+    pub fn log_records_dropped(&self) -> u64 {
+        self.log_dropped.load(Ordering::Relaxed)
     }
 
     /// The configuration of the host that loaded the plugin.
@@ -198,7 +207,7 @@ impl Plugin {
         }
         if self.instance.is_none() {
             tracing::warn!(plugin = %self.prepared.metadata.name, "re-instantiating after a failure");
-            match instantiate(&self.shared, &self.prepared, &self.config, &self.cancel) {
+            match instantiate(&self.shared, &self.prepared, &self.config, &self.cancel, &self.log_dropped) {
                 Ok(instance) => self.instance = Some(instance),
                 Err(e) => return Err(self.record_failure(e)),
             }
@@ -327,9 +336,10 @@ fn instantiate(
     prepared: &Prepared,
     config: &[u8],
     cancel: &Arc<AtomicBool>,
+    log_dropped: &Arc<AtomicU64>,
 ) -> Result<Instance, Error> {
     let limits = shared.config.limits();
-    let log = LogSink::new(prepared.metadata.name.clone(), limits.max_log);
+    let log = LogSink::new(prepared.metadata.name.clone(), limits.max_log, log_dropped.clone());
     let (wasi, clock, random) = match &prepared.grants {
         Some(grants) => {
             let (ctx, clock) = wasi::context(grants, &log)?;

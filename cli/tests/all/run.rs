@@ -286,3 +286,31 @@ fn an_input_past_the_abi_length_is_input_limit_without_reading_it() {
     let config = pabi(&["run", &io, "count", "--config", big, "--format", "json", "--no-cache"]);
     assert!(String::from_utf8_lossy(&config.stdout).contains("\"kind\":\"INPUT_LIMIT\""));
 }
+
+/// `pabi conform` is safe on a CI machine whatever the plugin: each hostile
+/// plugin ends the run with a finding, within bounded time and disk.
+#[test]
+fn conform_is_bounded_on_hostile_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, finding) in [
+        ("disk-filler", "conformance quota"),
+        ("log-flood", "log cap"),
+        // Sleeps 5 s, and forever, on the clock it declares: the run gives it
+        // virtual time, so both return at once.
+        ("real-sleeper", ""),
+    ] {
+        let plugin = fixture("hostile", name, dir.path());
+        let started = std::time::Instant::now();
+        let out = pabi(&["conform", "--cases", "16", "--format", "json", &plugin]);
+        let elapsed = started.elapsed();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(elapsed < std::time::Duration::from_secs(60), "{name}: {elapsed:?}");
+        assert!(out.stderr.len() < 64 << 10, "{name}: {} bytes on stderr", out.stderr.len());
+        if finding.is_empty() {
+            assert_eq!(exit_code(&out), 0, "{name}: {report}");
+        } else {
+            assert_eq!(exit_code(&out), 1, "{name}: {report}");
+            assert!(report.contains(finding), "{name}: {report}");
+        }
+    }
+}
