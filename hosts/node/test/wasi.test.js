@@ -32,11 +32,22 @@ test('without the clock capability the clock is virtual and starts at one second
   }
 });
 
-test('a WASI function given a range outside memory returns fault and the call goes on (MEM-3)', () => {
+test('a WASI pointer outside memory aborts the call with ABI_VIOLATION MEM-3, and the next call runs on a fresh instance (MEM-3)', () => {
   const p = loadPlugin(clockPlugin());
   try {
-    const out = Buffer.from(p.call('f', le(0xfffffffc)));
-    assert.equal(out.readUInt32LE(0), 21);
+    assert.throws(() => p.call('f', le(0xfffffff8)), (err) => err instanceof PabiError && err.kind === 'ABI_VIOLATION' && err.clause === 'MEM-3');
+    const out = Buffer.from(p.call('f', le(8)));
+    assert.equal(out.readUInt32LE(0), 0);
+  } finally {
+    p.close();
+  }
+});
+
+test('a WASI pointer misaligned for its type aborts the call (MEM-3)', () => {
+  const p = loadPlugin(clockPlugin());
+  try {
+    // A timestamp is 8-aligned; 12 is inside memory but only 4-aligned.
+    assert.throws(() => p.call('f', le(12)), (err) => err instanceof PabiError && err.kind === 'ABI_VIOLATION' && err.clause === 'MEM-3' && /aligned/.test(err.message));
   } finally {
     p.close();
   }
