@@ -36,6 +36,12 @@ export const DEFAULT_LIMITS = Object.freeze({
   fuel: null, // LIM-4: not supported by this host
   stackSizeMB: 4, // LIM-7: V8's stack for the worker, at least 512 KiB
   maxTableElements: 10000, // LIM-8, per table
+  // LIM-8 caps each table, not their number. Table elements live in the
+  // worker's JavaScript heap, and V8 fills a table while it instantiates,
+  // where a heap limit cannot stop it (30,000 tables of 10,000 elements
+  // took 3 GB). So the elements all tables may reach together, each at
+  // its maximum after the rewrite, are bounded too, at 80 MB of heap.
+  maxTotalTableElements: 10000000,
   maxLog: 1024 * 1024, // LIM-11: log text per call, records and stdout/stderr together
   maxModuleSize: 32 * 1024 * 1024, // LIM-12: bytes of the module
   maxFunctions: 100000, // LIM-12: functions the module defines
@@ -142,6 +148,10 @@ export class Plugin {
     const big = checked.module.tables.find((t) => t.min > tableCap);
     if (big) {
       throw new PabiError('MEMORY_LIMIT', { detail: `[LIM-8] an initial table of ${big.min} elements is larger than the cap of ${tableCap} elements per table` });
+    }
+    const total = checked.module.tables.reduce((n, t) => n + (t.max === null ? tableCap : Math.min(t.max, tableCap)), 0);
+    if (total > this.limits.maxTotalTableElements) {
+      throw new PabiError('MEMORY_LIMIT', { detail: `[LIM-8] the plugin's ${checked.module.tables.length} tables may grow to ${total} elements together, more than this host's cap of ${this.limits.maxTotalTableElements}` });
     }
     // LIM-13: the configuration is refused by its length before any code runs.
     this.config = options.config instanceof Oversized ? options.config : toBytes(options.config ?? new Uint8Array(0));
