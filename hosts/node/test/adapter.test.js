@@ -152,3 +152,34 @@ test('failure lines leave out fields that have no value or do not belong to the 
   assert.equal(failure(invalid).clause, 'MOD-3');
   assert.throws(() => failure(new Error('not a host error')));
 });
+
+test('an input or state file longer than 2^31 - 1 bytes is INPUT_LIMIT without being read, and the instance stays live (LIM-13)', () => {
+  const big = path.join(dir, 'big.bin');
+  const fd = fs.openSync(big, 'w');
+  fs.ftruncateSync(fd, 2 ** 31); // sparse: no disk space, and the adapter must not read it
+  fs.closeSync(fd);
+  try {
+    const r = run(plugin, 'count', '--input-hex', '', '--then', `echo:@${big}`, '--then', 'count:', '--format', 'json');
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.lines[0], { ok: true, output_hex: '01000000' });
+    assert.equal(r.lines[1].kind, 'INPUT_LIMIT');
+    assert.match(r.lines[1].message, /2147483648/);
+    assert.deepEqual(r.lines[2], { ok: true, output_hex: '02000000' });
+    const c = run(plugin, 'count', '--input-hex', '', '--config', big, '--format', 'json');
+    assert.equal(c.status, 0, c.stderr);
+    assert.equal(c.lines.length, 1);
+    assert.equal(c.lines[0].kind, 'INPUT_LIMIT');
+  } finally {
+    fs.rmSync(big);
+  }
+});
+
+test('the adapter escapes control characters of plugin log text before printing it (SEC-3)', () => {
+  const p = path.join(dir, 'escape.wasm');
+  fs.writeFileSync(p, ioPlugin({ data: [[0, [...Buffer.from('\u001b[2Jx\ny')]]] }));
+  // loglevel logs the 9 bytes at 0 at the level of its input.
+  const r = run(p, 'loglevel', '--input-hex', '02000000', '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(!r.stderr.includes('\u001b'), r.stderr);
+  assert.match(r.stderr, /\\u001b\[2Jx\\ny/);
+});
