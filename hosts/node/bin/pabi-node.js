@@ -132,6 +132,9 @@ try {
   process.exit(1);
 }
 // Every result line is printed. Wait until the workers of timed-out or
-// failed instances have stopped, so that none still runs plugin code, then
-// leave (the monitor thread is unref'd and does not hold the process).
-plugin?.closed().finally(() => process.exit(0));
+// failed instances have stopped, so that none still runs plugin code; the
+// process then ends by itself (workers and the monitor thread are
+// unref'd), after standard output is flushed: process.exit() here would
+// cut a long result line that is still queued for a full pipe.
+process.exitCode = 0;
+plugin?.closed();

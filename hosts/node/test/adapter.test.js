@@ -183,3 +183,12 @@ test('the adapter escapes control characters of plugin log text before printing 
   assert.ok(!r.stderr.includes('\u001b'), r.stderr);
   assert.match(r.stderr, /\\u001b\[2Jx\\ny/);
 });
+
+test('a result line longer than a pipe holds is printed whole before the adapter exits', () => {
+  // bigerror's 65,536-byte message of zero bytes is a line of 393,000
+  // characters once escaped, more than a pipe buffers at once.
+  const r = run(plugin, 'bigerror', '--input-hex', '', '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.lines[0].kind, 'PLUGIN_ERROR');
+  assert.equal(r.lines[0].message.length, 65536);
+});
