@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -184,11 +184,23 @@ test('the adapter escapes control characters of plugin log text before printing 
   assert.match(r.stderr, /\\u001b\[2Jx\\ny/);
 });
 
-test('a result line longer than a pipe holds is printed whole before the adapter exits', () => {
-  // bigerror's 65,536-byte message of zero bytes is a line of 393,000
-  // characters once escaped, more than a pipe buffers at once.
-  const r = run(plugin, 'bigerror', '--input-hex', '', '--format', 'json');
-  assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.lines[0].kind, 'PLUGIN_ERROR');
-  assert.equal(r.lines[0].message.length, 65536);
+test('a result line longer than a pipe holds is printed whole before the adapter exits', async () => {
+  // bigerror's 65,536-byte message, mostly zero bytes, is a line of about
+  // 393,000 characters once escaped, more than a pipe buffers. The reader
+  // here waits before it reads, as a runner may: an adapter that exits
+  // while the line is still queued for the full pipe loses its end.
+  const p = path.join(dir, 'two-pages.wasm');
+  fs.writeFileSync(p, ioPlugin({ memoryPages: 2 }));
+  const child = spawn(process.execPath, [ADAPTER, p, 'bigerror', '--input-hex', '', '--format', 'json'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  child.stdout.pause();
+  await new Promise((r) => setTimeout(r, 1000));
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => { out += d; });
+  child.stdout.resume();
+  const status = await new Promise((r) => child.on('close', r));
+  assert.equal(status, 0);
+  const line = JSON.parse(out);
+  assert.equal(line.kind, 'PLUGIN_ERROR');
+  assert.equal(line.message.length, 65536);
 });
