@@ -304,3 +304,20 @@ test('ten million zero-length writes append nothing and cost no memory per write
     p.close();
   }
 });
+
+test('a module that the host\'s rewrite would take past V8\'s body-size limit is MODULE_LIMIT, not a crash (LIM-12)', () => {
+  // With 130 functions the helper's index needs two LEB128 bytes, so each
+  // 2-byte `memory.grow` becomes a 3-byte call: a body of V8's maximum
+  // size (7,654,321 bytes) with a million growth sites no longer fits.
+  const V8_MAX_BODY = 7654321;
+  const site = [0x41, 0x00, 0x40, 0x00, 0x1a]; // i32.const 0; memory.grow; drop
+  const tail = [0x41, 0x00]; // i32.const 0 (the body's end is added by buildPlugin)
+  const fill = V8_MAX_BODY - 1 - 1 - tail.length; // locals byte, end byte
+  const code = new Array(fill);
+  for (let i = 0; i < fill; i++) code[i] = i < fill - (fill % 5) ? site[i % 5] : 0x01; // nop to pad
+  const tiny = Array.from({ length: 129 }, () => ({ code: [op.i32(0)] }));
+  const bytes = buildPlugin({ functions: [...tiny, { export: 'pabi_fn_f', code: [code, tail] }] });
+  const e = failure(() => loadPlugin(bytes, { limits: { maxFunctionSize: 8 * 1024 * 1024 } }));
+  assert.equal(e.kind, 'MODULE_LIMIT');
+  assert.match(e.message, /rewrite/);
+});
