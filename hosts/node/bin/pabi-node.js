@@ -10,7 +10,7 @@
 // the case, 2 on bad arguments, 1 on an internal error.
 
 import fs from 'node:fs';
-import { loadPlugin } from '../src/index.js';
+import { loadPlugin, Oversized, escapeText } from '../src/index.js';
 import { failure, success } from '../src/result.js';
 
 function usage(message) {
@@ -26,9 +26,14 @@ function hex(text, what) {
 
 // Raw bytes from a file. Linux refuses a single argument of 128 KiB or
 // more, so the runner passes large inputs as files: `--input FILE`,
-// `--config FILE`, and `--then FUNCTION:@FILE`.
+// `--config FILE`, and `--then FUNCTION:@FILE`. A file longer than the ABI
+// can address (LIM-13) is not read: the host refuses it by its length with
+// INPUT_LIMIT, which Node could not do after failing to read it.
+const MAX_INPUT = 2147483647;
 function file(path, what) {
   try {
+    const size = fs.statSync(path).size;
+    if (size > MAX_INPUT) return new Oversized(size);
     return new Uint8Array(fs.readFileSync(path));
   } catch (e) {
     return usage(`${what}: cannot read ${path}: ${e.message}`);
@@ -97,7 +102,8 @@ function main() {
       config: opts.config,
       limits: opts.limits,
       allow: [], // no capability is allowed (host-guide, adapter step 1)
-      onLog: (level, text) => process.stderr.write(`log ${level}: ${text}\n`),
+      // SEC-3: plugin text is escaped before it reaches a terminal.
+      onLog: (level, text) => process.stderr.write(`log ${level}: ${escapeText(text)}\n`),
     });
   } catch (e) {
     print(failure(e));
@@ -115,12 +121,20 @@ function main() {
     }
   }
   plugin.close();
+  return plugin;
 }
 
+let plugin;
 try {
-  main();
-  process.exitCode = 0;
+  plugin = main();
 } catch (e) {
   process.stderr.write(`pabi-node: internal error: ${e && e.stack ? e.stack : e}\n`);
   process.exit(1);
 }
+// Every result line is printed. Wait until the workers of timed-out or
+// failed instances have stopped, so that none still runs plugin code; the
+// process then ends by itself (workers and the monitor thread are
+// unref'd), after standard output is flushed: process.exit() here would
+// cut a long result line that is still queued for a full pipe.
+process.exitCode = 0;
+plugin?.closed();

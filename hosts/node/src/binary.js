@@ -173,8 +173,9 @@ export function parseModule(bytes) {
         const n = r.u32();
         for (let i = 0; i < n; i++) {
           if (r.bytes[r.pos] === 0x40) throw new BinaryError('table with an initializer expression is outside the pabi-1.0 feature profile', 'MOD-2');
+          const reftype = r.bytes[r.pos];
           valtype(r);
-          m.tables.push(limits(r, 'table'));
+          m.tables.push({ reftype, ...limits(r, 'table') });
         }
         break;
       }
@@ -187,10 +188,11 @@ export function parseModule(bytes) {
       case 7: {
         const n = r.u32();
         for (let i = 0; i < n; i++) {
+          const start = r.pos;
           const name = r.name();
           const kind = r.byte();
           const index = r.u32();
-          m.exports.push({ name, kind: ['func', 'table', 'memory', 'global', 'tag'][kind] ?? `kind ${kind}`, index });
+          m.exports.push({ name, kind: ['func', 'table', 'memory', 'global', 'tag'][kind] ?? `kind ${kind}`, index, start, end: r.pos });
         }
         break;
       }
@@ -242,8 +244,9 @@ function simdImmediate(sub, r, where) {
   throw new BinaryError(`${where}: SIMD opcode 0xfd ${sub} (relaxed SIMD or unknown) is outside the pabi-1.0 feature profile`, 'MOD-2');
 }
 
-// Scans one body's instructions; calls onGrow(offset) at each memory.grow.
-export function scanBody(bytes, start, end, where, onGrow) {
+// Scans one body's instructions; calls onGrow(offset) at each memory.grow
+// and onRefFunc(index) at each ref.func.
+export function scanBody(bytes, start, end, where, onGrow, onRefFunc) {
   const r = new Reader(bytes, start, end);
   const nLocals = r.u32();
   for (let i = 0; i < nLocals; i++) { r.u32(); valtype(r); }
@@ -268,7 +271,7 @@ export function scanBody(bytes, start, end, where, onGrow) {
       case 0x43: r.bytesN(4); break;
       case 0x44: r.bytesN(8); break;
       case 0xd0: valtype(r); break;
-      case 0xd2: r.u32(); break;
+      case 0xd2: { const f = r.u32(); onRefFunc?.(f); break; }
       case 0xfc: {
         const sub = r.u32();
         if (sub <= 7) break; // saturating truncation
@@ -295,31 +298,100 @@ export function codeBodies(bytes, m) {
   const bodies = [];
   for (let i = 0; i < n; i++) {
     const size = r.u32();
+    if (r.pos + size > s.end) throw new BinaryError(`the body of function ${m.importedFuncs + i} runs past the end of the code section`);
     bodies.push({ start: r.pos, end: r.pos + size });
     r.pos += size;
   }
   return bodies;
 }
 
+// Checks every body against the profile (MOD-2) and records, for the
+// rewrite, where each body's memory.grow instructions are (m.grows) and
+// which functions ref.func names in code (m.refFuncs).
 export function checkFeatures(bytes, m) {
-  const bodies = codeBodies(bytes, m);
-  bodies.forEach((b, i) => scanBody(bytes, b.start, b.end, `function ${m.importedFuncs + i}`));
+  m.bodies = codeBodies(bytes, m);
+  m.grows = [];
+  m.refFuncs = new Set();
+  m.bodies.forEach((b, i) => {
+    const grows = [];
+    scanBody(bytes, b.start, b.end, `function ${m.importedFuncs + i}`, (at) => grows.push(at), (f) => m.refFuncs.add(f));
+    m.grows.push(grows);
+  });
 }
 
-// Rewrites the module so that every `memory.grow` goes through a helper
-// function appended to the module. The helper sets an exported global to 1
-// when the growth would pass the host's cap (in pages), then runs the
-// original `memory.grow`, which the memory's new maximum (min of the
-// plugin's own maximum and the cap) makes return -1. No existing index
-// changes: the helper, its type and the global are appended last.
-export const REFUSED_EXPORT = '\u0000pabi-node:growth-refused';
+// V8 refuses a module with more exports than this (an implementation
+// limit of the JavaScript API), so the rewrite must not add one past it.
+export const ENGINE_MAX_EXPORTS = 100000;
 
-export function instrumentMemory(bytes, m, capPages) {
+// Exports the host uses; every other export has no meaning in the ABI
+// (EXP-9), so the rewrite may drop one to make room for its own.
+const MEANINGFUL = (name) => name === 'memory' || name === '_initialize' || name.startsWith('pabi_');
+
+// Rewrites the module so that the engine enforces the host's caps, which
+// V8 cannot do itself (it has no memory or table limiter):
+//
+// - The memory's maximum becomes the smaller of the plugin's own maximum
+//   and the cap, so `memory.grow` past the cap returns -1 (LIM-1, LIM-2).
+// - Each table's maximum becomes the smaller of its own and the table cap,
+//   so `table.grow` past it returns -1 (LIM-8).
+// - When the module has `memory.grow` instructions, each becomes a call of
+//   a helper appended to the module, which sets an appended global to 1
+//   when the growth would pass the cap and then runs the original
+//   `memory.grow`. The global is exported, so the host can clear it before
+//   a call and read it after a trap (LIM-2). A module without
+//   `memory.grow` cannot be refused a growth and gets no helper.
+//
+// No existing index changes: the helper and the global are appended last,
+// and the helper reuses the plugin's own (i32) -> (i32) type, which every
+// plugin has (EXP-3, EXP-8). The export's name is one the plugin does not
+// export; V8 refuses a duplicate name. At V8's export limit one export the
+// ABI gives no meaning (EXP-9) makes way for it. Returns
+// { bytes, refusedExport } (refusedExport null without the helper).
+export function rewriteModule(bytes, m, { capPages, tableCap }) {
   const memory = m.memories[0];
   const max = memory.max === null ? capPages : Math.min(memory.max, capPages);
-  const typeIndex = m.types.length;
+  const instrument = m.grows.some((g) => g.length > 0);
+  const chunks = [bytes.subarray(0, 8)];
+  const emit = (id, parts) => {
+    const body = concat(parts);
+    chunks.push(Uint8Array.from([id, ...encodeU32(body.length)]), body);
+  };
+  const tables = () => {
+    const parts = [Uint8Array.from(encodeU32(m.tables.length))];
+    for (const t of m.tables) {
+      const tmax = t.max === null ? tableCap : Math.min(t.max, tableCap);
+      parts.push(Uint8Array.from([t.reftype, 0x01, ...encodeU32(t.min), ...encodeU32(tmax)]));
+    }
+    return parts;
+  };
+  const memories = () => [Uint8Array.from([1, 0x01, ...encodeU32(memory.min), ...encodeU32(max)])];
+  if (!instrument) {
+    for (const s of m.sections) {
+      if (s.id === 4) emit(4, tables());
+      else if (s.id === 5) emit(5, memories());
+      else chunks.push(bytes.subarray(s.start, s.end));
+    }
+    return { bytes: concat(chunks), refusedExport: null };
+  }
+
+  let typeIndex = m.types.findIndex((t) => t.params.join() === 'i32' && t.results.join() === 'i32');
+  const addType = typeIndex < 0;
+  if (addType) typeIndex = m.types.length;
   const funcIndex = m.funcTypes.length;
   const globalIndex = m.globals;
+  const names = new Set(m.exports.map((e) => e.name));
+  let refusedExport = '\u0000pabi-node:growth-refused';
+  while (names.has(refusedExport)) refusedExport += '#';
+  let exportsKept = m.exports;
+  if (m.exports.length + 1 > ENGINE_MAX_EXPORTS) {
+    const spare = m.exports.find((e) => !MEANINGFUL(e.name) && e.kind !== 'func')
+      ?? m.exports.find((e) => !MEANINGFUL(e.name) && e.kind === 'func' && !m.refFuncs.has(e.index));
+    if (!spare) {
+      throw new BinaryError(`the module has ${m.exports.length} exports, and this host needs one more than V8's limit of ${ENGINE_MAX_EXPORTS} allows`, 'LIM-12');
+    }
+    exportsKept = m.exports.filter((e) => e !== spare);
+  }
+
   const helper = Uint8Array.from([
     0x00, // no locals
     0x20, 0x00, 0xad, // local.get 0; i64.extend_i32_u
@@ -332,11 +404,6 @@ export function instrumentMemory(bytes, m, capPages) {
     0x0b,
   ]);
   const call = Uint8Array.from([0x10, ...encodeU32(funcIndex)]);
-  const chunks = [bytes.subarray(0, 8)];
-  const emit = (id, parts) => {
-    const body = concat(parts);
-    chunks.push(Uint8Array.from([id, ...encodeU32(body.length)]), body);
-  };
   // Appends one entry to a vector section: new count, old entries, entry.
   const append = (s, entry) => {
     const r = new Reader(bytes, s.bodyStart, s.end);
@@ -351,17 +418,24 @@ export function instrumentMemory(bytes, m, capPages) {
       globalsDone = true;
     }
     switch (s.id) {
-      case 1: append(s, [0x60, 1, 0x7f, 1, 0x7f]); break;
+      case 1: if (addType) append(s, [0x60, 1, 0x7f, 1, 0x7f]); else chunks.push(bytes.subarray(s.start, s.end)); break;
       case 3: append(s, encodeU32(typeIndex)); break;
-      case 5: emit(5, [Uint8Array.from([1, 0x01, ...encodeU32(memory.min), ...encodeU32(max)])]); break;
+      case 4: emit(4, tables()); break;
+      case 5: emit(5, memories()); break;
       case 6: append(s, [0x7f, 0x01, 0x41, 0x00, 0x0b]); break;
-      case 7: append(s, [...encodeName(REFUSED_EXPORT), 0x03, ...encodeU32(globalIndex)]); break;
+      case 7: emit(7, [
+        Uint8Array.from(encodeU32(exportsKept.length + 1)),
+        ...exportsKept.map((e) => bytes.subarray(e.start, e.end)),
+        Uint8Array.from([...encodeName(refusedExport), 0x03, ...encodeU32(globalIndex)]),
+      ]); break;
       case 10: {
-        const bodies = codeBodies(bytes, m);
-        const parts = [Uint8Array.from(encodeU32(bodies.length + 1))];
-        bodies.forEach((b, i) => {
-          const grows = [];
-          scanBody(bytes, b.start, b.end, `function ${m.importedFuncs + i}`, (at) => grows.push(at));
+        const parts = [Uint8Array.from(encodeU32(m.bodies.length + 1))];
+        m.bodies.forEach((b, i) => {
+          const grows = m.grows[i];
+          if (!grows.length) {
+            parts.push(Uint8Array.from(encodeU32(b.end - b.start)), bytes.subarray(b.start, b.end));
+            return;
+          }
           const pieces = [];
           let pos = b.start;
           for (const at of grows) {
@@ -380,7 +454,7 @@ export function instrumentMemory(bytes, m, capPages) {
         chunks.push(bytes.subarray(s.start, s.end));
     }
   }
-  return concat(chunks);
+  return { bytes: concat(chunks), refusedExport };
 }
 
 export function concat(parts) {

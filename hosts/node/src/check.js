@@ -1,7 +1,7 @@
 // The static checks of HOST-1, in the order of host-guide sections 2 to 6.
 // Nothing here compiles or runs plugin code.
 
-import { BinaryError, parseModule, checkFeatures, sig } from './binary.js';
+import { BinaryError, parseModule, checkFeatures, codeBodies, sig } from './binary.js';
 import { PabiError } from './errors.js';
 
 export const HOST_ABI = { major: 1, minor: 0 };
@@ -35,26 +35,114 @@ const LIFECYCLE = {
 };
 const FN_TYPE = { params: ['i32'], results: ['i32'] };
 
+// LIM-12 defaults; the host's limits (plugin.js) override them.
+export const COMPILE_BUDGET = Object.freeze({
+  maxModuleSize: 32 * 1024 * 1024,
+  maxFunctions: 100000,
+  maxFunctionSize: 1024 * 1024,
+});
+
+// How V8 words a refusal for one of its implementation limits.
+const ENGINE_LIMIT = /exceeds internal limit|size .* > maximum|maximum function size|too many|too large|local count too large/i;
+
+const moduleLimit = (detail) => new PabiError('MODULE_LIMIT', { detail: `[LIM-12] ${detail}` });
+
+function checkBudget(bytes, m, budget) {
+  const maxFunctions = budget.maxFunctions ?? COMPILE_BUDGET.maxFunctions;
+  const maxFunctionSize = budget.maxFunctionSize ?? COMPILE_BUDGET.maxFunctionSize;
+  const defined = m.funcTypes.length - m.importedFuncs;
+  if (defined > maxFunctions) throw moduleLimit(`the module defines ${defined} functions, more than the cap of ${maxFunctions}`);
+  const bodies = codeBodies(bytes, m);
+  if (bodies.length > maxFunctions) throw moduleLimit(`the module has ${bodies.length} function bodies, more than the cap of ${maxFunctions}`);
+  bodies.forEach((b, i) => {
+    const size = b.end - b.start;
+    if (size > maxFunctionSize) {
+      throw moduleLimit(`the body of function ${m.importedFuncs + i} is ${size} bytes, more than the cap of ${maxFunctionSize} bytes`);
+    }
+  });
+}
+
 const sameType = (a, b) => !!a && a.params.join() === b.params.join() && a.results.join() === b.results.join();
 
 const invalid = (clause, detail) => new PabiError('INVALID_MODULE', { clause, detail: `[${clause}] ${detail}` });
 
-const SEMVER = /^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
-const MEDIA = /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(;.*)?$/;
-const CAPABILITY = /^(clock|random|env:[A-Za-z_][A-Za-z0-9_]{0,127}|fs:\/[^:\u0000]{0,1023}:(ro|rw))$/;
-const STATUS_KEY = /^(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])$/;
+// META-2: every length and pattern of the schema counts code points, so
+// the patterns carry the `u` flag (without it, a character outside the
+// Basic Multilingual Plane is two UTF-16 units to `[^:]{0,1023}` and `.`).
+const SEMVER = /^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/u;
+const MEDIA = /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(;.*)?$/u;
+const CAPABILITY = /^(clock|random|env:[A-Za-z_][A-Za-z0-9_]{0,127}|fs:\/[^:\u0000]{0,1023}:(ro|rw))$/u;
+const STATUS_KEY = /^(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])$/u;
 const chars = (s) => [...s].length;
 const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+// META-2: the nesting depth of arrays and objects; the document itself is
+// level 1.
+export const MAX_DEPTH = 64;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+
+// META-2: what I-JSON (RFC 7493) adds to JSON, and the depth limit, which
+// JSON.parse does not check: no lone surrogate (a raw one is not UTF-8 and
+// never gets here; an escaped one does), no number outside binary64, no
+// member name twice in one object, at most 64 levels. This is one pass
+// over the text, without recursion, before JSON.parse, so that 30,000
+// levels cost a counter and not a stack. It only follows strings,
+// brackets, commas and numbers; malformed JSON is left to JSON.parse.
+function checkIJson(text) {
+  const stack = []; // per open container: a Set of member names, or null for an array
+  let expectName = false;
+  for (let i = 0; i < text.length;) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) { // "
+      let j = i + 1;
+      while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
+      if (j >= text.length) return;
+      let value;
+      try { value = JSON.parse(text.slice(i, j + 1)); } catch { return; }
+      if (LONE_SURROGATE.test(value)) throw invalid('META-2', `the metadata has a lone surrogate in the string ${text.slice(i, Math.min(j + 1, i + 80))} (I-JSON)`);
+      const names = stack[stack.length - 1];
+      if (expectName && names) {
+        if (names.has(value)) throw invalid('META-2', `the metadata has the member name ${JSON.stringify(value)} twice in one object (I-JSON)`);
+        names.add(value);
+        expectName = false;
+      }
+      i = j + 1;
+      continue;
+    }
+    if (c === 0x7b || c === 0x5b) { // { [
+      stack.push(c === 0x7b ? new Set() : null);
+      if (stack.length > MAX_DEPTH) throw invalid('META-2', `the metadata nests arrays and objects more than ${MAX_DEPTH} levels deep`);
+      expectName = c === 0x7b;
+    } else if (c === 0x7d || c === 0x5d) { // } ]
+      stack.pop();
+      expectName = false;
+    } else if (c === 0x2c) { // ,
+      expectName = stack[stack.length - 1] instanceof Set;
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) { // a number
+      NUMBER.lastIndex = i;
+      const m = NUMBER.exec(text);
+      if (!m) return;
+      if (!Number.isFinite(Number(m[0]))) throw invalid('META-2', `the metadata has the number ${m[0].slice(0, 40)}, outside the range of a binary64 (I-JSON)`);
+      i += m[0].length;
+      continue;
+    }
+    i++;
+  }
+}
 
 // host-guide section 3.
 export function checkMetadata(payload) {
   if (payload.length > 65536) throw invalid('META-2', `the metadata is ${payload.length} bytes, more than 65,536`);
+  // META-2: I-JSON forbids a byte-order mark (TextDecoder would drop it silently).
+  if (payload[0] === 0xef && payload[1] === 0xbb && payload[2] === 0xbf) throw invalid('META-2', 'the metadata starts with a byte-order mark (I-JSON)');
   let text;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(payload);
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(payload);
   } catch {
     throw invalid('META-2', 'the metadata is not valid UTF-8');
   }
+  checkIJson(text);
   let doc;
   try {
     doc = JSON.parse(text);
@@ -104,7 +192,12 @@ export function checkMetadata(payload) {
  * needs: metadata, parsed module, function names, lifecycle exports.
  * `allow` is the list of capabilities the host's configuration allows.
  */
-export function checkPlugin(bytes, { allow = [] } = {}) {
+export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
+  // LIM-12: the module's size, before anything else is read.
+  const maxModuleSize = budget.maxModuleSize ?? COMPILE_BUDGET.maxModuleSize;
+  if (bytes.length > maxModuleSize) {
+    throw moduleLimit(`the module is ${bytes.length} bytes, more than the cap of ${maxModuleSize} bytes`);
+  }
   let m;
   try {
     m = parseModule(bytes);
@@ -131,11 +224,25 @@ export function checkPlugin(bytes, { allow = [] } = {}) {
     throw new PabiError('VERSION_MISMATCH', { clause: 'VER-3', detail: `${who}${extra}` });
   }
 
+  // LIM-12: the compile budget, from the section headers and the code
+  // section's body sizes, before the engine validates (which compiles).
+  try {
+    checkBudget(bytes, m, budget);
+  } catch (e) {
+    if (e instanceof BinaryError) throw invalid(e.clause, e.message);
+    throw e;
+  }
+
   // Section 5: validation and the feature profile (MOD-1, MOD-2).
   if (!WebAssembly.validate(bytes)) {
     let why = '';
-    try { new WebAssembly.Module(bytes); } catch (e) { why = `: ${e.message}`; }
-    throw invalid('MOD-1', `the module does not validate${why}`);
+    try { new WebAssembly.Module(bytes); } catch (e) { why = e.message; }
+    // V8 refuses modules past its own implementation limits (those of the
+    // JavaScript API: 100,000 exports, 7,654,321 bytes per body, 50,000
+    // locals...), which the ABI allows. That is a module larger than this
+    // host compiles, not an invalid one.
+    if (ENGINE_LIMIT.test(why)) throw moduleLimit(`the engine (V8) refuses the module past one of its limits: ${why}`);
+    throw invalid('MOD-1', `the module does not validate: ${why}`);
   }
   try {
     checkFeatures(bytes, m);

@@ -10,6 +10,8 @@ export const DESCRIPTIONS = {
   FUEL_EXHAUSTED: 'the call ran out of fuel',
   MEMORY_LIMIT: 'the plugin hit the memory limit',
   OUTPUT_LIMIT: 'the plugin wrote more output than the limit allows',
+  MODULE_LIMIT: 'the plugin is larger than this host compiles',
+  INPUT_LIMIT: 'the input is longer than the ABI can address',
   UNKNOWN_STATUS: 'the plugin returned a status code the ABI does not define',
   PLUGIN_ERROR: 'the plugin returned an error status',
   UNKNOWN_FUNCTION: 'the plugin has no function of that name',
@@ -19,7 +21,9 @@ export const DESCRIPTIONS = {
   NOT_SUPPORTED: 'this host cannot enforce the requested limit',
 };
 
-// Kinds after which the instance is dead (LIFE-5).
+// Kinds after which the instance is dead (LIFE-5). MODULE_LIMIT is only
+// raised at load, before any instance exists; INPUT_LIMIT is raised before
+// any plugin code runs, so the instance stays live (LIM-13).
 export const DEAD_KINDS = new Set(['ABI_VIOLATION', 'TRAP', 'TIMEOUT', 'FUEL_EXHAUSTED', 'MEMORY_LIMIT', 'OUTPUT_LIMIT']);
 
 export const STATUS_NAMES = { 1: 'INVALID_INPUT', 2: 'UNSUPPORTED', 3: 'FAILED', 4: 'OUT_OF_MEMORY' };

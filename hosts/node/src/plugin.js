@@ -12,7 +12,7 @@
 import { Worker, MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
 import { checkPlugin } from './check.js';
-import { instrumentMemory } from './binary.js';
+import { rewriteModule, BinaryError } from './binary.js';
 import { PabiError, DEAD_KINDS, STATUS_NAMES } from './errors.js';
 
 // V8 compiles wasm functions lazily, on their first call, which would count
@@ -21,8 +21,12 @@ import { PabiError, DEAD_KINDS, STATUS_NAMES } from './errors.js';
 // compiled when the module is, before any deadline is armed.
 setFlagsFromString('--no-wasm-lazy-compilation');
 
+// The control array shared with a worker: slot 0 is the state of the
+// current request, slot 1 is set by the monitor thread when the worker
+// has stopped on its own (monitor.js).
 const STARTED = 1;
 const DONE = 2;
+const DIED_SLOT = 1;
 const PAGE = 65536;
 
 export const DEFAULT_LIMITS = Object.freeze({
@@ -31,18 +35,67 @@ export const DEFAULT_LIMITS = Object.freeze({
   maxOutput: 16 * 1024 * 1024, // LIM-5
   fuel: null, // LIM-4: not supported by this host
   stackSizeMB: 4, // LIM-7: V8's stack for the worker, at least 512 KiB
+  maxTableElements: 10000, // LIM-8, per table
+  // LIM-8 caps each table, not their number. Table elements live in the
+  // worker's JavaScript heap, and V8 fills a table while it instantiates,
+  // where a heap limit cannot stop it (30,000 tables of 10,000 elements
+  // took 3 GB). So the elements all tables may reach together, each at
+  // its maximum after the rewrite, are bounded too, at 80 MB of heap.
+  maxTotalTableElements: 10000000,
+  maxLog: 1024 * 1024, // LIM-11: log text per call, records and stdout/stderr together
+  maxModuleSize: 32 * 1024 * 1024, // LIM-12: bytes of the module
+  maxFunctions: 100000, // LIM-12: functions the module defines
+  maxFunctionSize: 1024 * 1024, // LIM-12: bytes of one function body
+  maxInput: 2147483647, // LIM-13: input, configuration and state
+  // The JavaScript heap of the worker that runs an instance. The host
+  // keeps its own per-call data in byte buffers outside that heap; what
+  // lives in it is the plugin's tables and the host's bookkeeping. A
+  // worker that exhausts it is stopped and the call is MEMORY_LIMIT.
+  heapMB: 256,
 });
 
 // How long a fresh worker may take to start before the host gives up.
 const STARTUP_MS = 60000;
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
+const MONITOR_URL = new URL('./monitor.js', import.meta.url);
+
+// One monitor thread serves every worker of the process; unref'd, so it
+// never keeps the process alive.
+let monitor = null;
+function watch(port, control) {
+  if (!monitor) {
+    monitor = new Worker(MONITOR_URL, { resourceLimits: { maxOldGenerationSizeMb: 16 } });
+    monitor.unref();
+  }
+  monitor.postMessage({ port, control }, [port]);
+}
+
+const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
+
+// SEC-3: plugin text reaches a terminal only with its control characters,
+// escape sequences and line breaks escaped, so that it cannot move the
+// cursor, rewrite earlier lines or forge a record.
+export function escapeText(text) {
+  return JSON.stringify(text).slice(1, -1);
+}
 
 function defaultLog(pluginName) {
-  const names = ['error', 'warn', 'info', 'debug', 'trace'];
   return (level, text) => {
-    process.stderr.write(`[${pluginName}] ${names[level]}: ${JSON.stringify(text).slice(1, -1)}\n`);
+    process.stderr.write(`[${pluginName}] ${LEVELS[level]}: ${escapeText(text)}\n`);
   };
+}
+
+/**
+ * Stands for bytes too long to hold in memory, known only by their length,
+ * so that an input, configuration or state past LIM-13 can be refused by
+ * its length (the adapter makes one from the size of a file it does not
+ * read). Accepted wherever the API takes bytes.
+ */
+export class Oversized {
+  constructor(length) {
+    this.length = length;
+  }
 }
 
 /**
@@ -51,10 +104,12 @@ function defaultLog(pluginName) {
  * load fails.
  *
  * options.config   configuration bytes for pabi_init (default empty)
- * options.limits   { timeoutMs, maxMemory, maxOutput, fuel, stackSizeMB }
+ * options.limits   any of DEFAULT_LIMITS (LIM-1 to LIM-13)
  * options.allow    capabilities the host allows (WASI-5); `fs:` ones are never granted
  * options.env      values for `env:NAME` capabilities
- * options.onLog    (level, text) => void; default: standard error
+ * options.onLog    (level, text) => void, the plugin's records; default: standard error, escaped
+ * options.onHostLog (text) => void, the host's own lines (a call's dropped log
+ *                  text, a failed pabi_shutdown); default: standard error
  * options.crashLoop { max, windowMs } (LIFE-7), default { max: 5, windowMs: 60000 }
  */
 export function loadPlugin(bytes, options = {}) {
@@ -65,7 +120,6 @@ export function loadPlugin(bytes, options = {}) {
 
 export class Plugin {
   constructor(bytes, options) {
-    this.config = toBytes(options.config ?? new Uint8Array(0));
     this.limits = { ...DEFAULT_LIMITS, ...(options.limits ?? {}) };
     for (const [k, v] of Object.entries(this.limits)) if (v === undefined) this.limits[k] = DEFAULT_LIMITS[k];
     if (this.limits.fuel !== null) {
@@ -73,7 +127,7 @@ export class Plugin {
       throw new PabiError('NOT_SUPPORTED', { clause: 'LIM-4', detail: '[LIM-4] V8 offers no fuel metering; this host refuses a fuel budget rather than ignore it' });
     }
     const allow = (options.allow ?? []).filter((c) => !c.startsWith('fs:'));
-    const checked = checkPlugin(bytes, { allow });
+    const checked = checkPlugin(bytes, { allow, budget: this.limits });
     this.metadata = checked.metadata;
     this.functions = [...checked.functions.keys()];
     this.exportsByName = checked.functions;
@@ -81,6 +135,7 @@ export class Plugin {
     this.capabilities = checked.granted;
     this.env = options.env ?? {};
     this.onLog = options.onLog ?? defaultLog(this.metadata.name);
+    this.onHostLog = options.onHostLog ?? ((text) => process.stderr.write(`pabi-node: ${text}\n`));
     this.crashLoop = { max: 5, windowMs: 60000, ...(options.crashLoop ?? {}) };
     this.failures = [];
 
@@ -89,40 +144,92 @@ export class Plugin {
     if (memory.min > this.capPages) {
       throw new PabiError('MEMORY_LIMIT', { detail: `[LIM-1] the initial memory of ${memory.min * PAGE} bytes is larger than the cap of ${this.limits.maxMemory} bytes` });
     }
-    if (checked.module.tables.some((t) => t.min > 10000)) {
-      throw new PabiError('MEMORY_LIMIT', { detail: '[LIM-8] an initial table is larger than the cap of 10,000 elements' });
+    const tableCap = this.limits.maxTableElements;
+    const big = checked.module.tables.find((t) => t.min > tableCap);
+    if (big) {
+      throw new PabiError('MEMORY_LIMIT', { detail: `[LIM-8] an initial table of ${big.min} elements is larger than the cap of ${tableCap} elements per table` });
     }
-    // LIM-1, LIM-2: see binary.js, instrumentMemory.
-    this.module = new WebAssembly.Module(instrumentMemory(bytes, checked.module, this.capPages));
+    const total = checked.module.tables.reduce((n, t) => n + (t.max === null ? tableCap : Math.min(t.max, tableCap)), 0);
+    if (total > this.limits.maxTotalTableElements) {
+      throw new PabiError('MEMORY_LIMIT', { detail: `[LIM-8] the plugin's ${checked.module.tables.length} tables may grow to ${total} elements together, more than this host's cap of ${this.limits.maxTotalTableElements}` });
+    }
+    // LIM-13: the configuration is refused by its length before any code runs.
+    this.config = options.config instanceof Oversized ? options.config : toBytes(options.config ?? new Uint8Array(0));
+    this.checkLength(this.config.length, 'the configuration');
+    // LIM-1, LIM-2, LIM-8: see binary.js, rewriteModule.
+    let rewritten;
+    try {
+      rewritten = rewriteModule(bytes, checked.module, { capPages: this.capPages, tableCap });
+    } catch (e) {
+      if (e instanceof BinaryError && e.clause === 'LIM-12') throw new PabiError('MODULE_LIMIT', { detail: `[LIM-12] ${e.message}` });
+      throw e;
+    }
+    this.refusedExport = rewritten.refusedExport;
+    try {
+      this.module = new WebAssembly.Module(rewritten.bytes);
+    } catch (e) {
+      // The module validated before the rewrite; V8 refusing it now means
+      // the rewrite took it past one of V8's own size limits.
+      if (e instanceof WebAssembly.CompileError) throw new PabiError('MODULE_LIMIT', { detail: `[LIM-12] this host's rewrite of the module passes a limit of its engine: ${e.message}` });
+      throw e;
+    }
     this.worker = null;
     this.live = false;
+  }
+
+  // LIM-13: bytes the plugin would read through input_read, refused by
+  // length (the kind leaves the instance as it was).
+  checkLength(length, what) {
+    if (length > this.limits.maxInput) {
+      throw new PabiError('INPUT_LIMIT', { detail: `[LIM-13] ${what} is ${length} bytes, longer than ${this.limits.maxInput}` });
+    }
   }
 
   // --- the worker -------------------------------------------------------
 
   startWorker() {
-    const control = new SharedArrayBuffer(4);
+    const control = new SharedArrayBuffer(8);
     const { port1, port2 } = new MessageChannel();
+    const life = new MessageChannel();
     this.ctl = new Int32Array(control);
     this.port = port1;
+    watch(life.port1, control);
     this.worker = new Worker(WORKER_URL, {
-      workerData: { control, port: port2 },
-      transferList: [port2],
-      resourceLimits: { stackSizeMB: this.limits.stackSizeMB },
+      workerData: { control, port: port2, life: life.port2 },
+      transferList: [port2, life.port2],
+      resourceLimits: { stackSizeMB: this.limits.stackSizeMB, maxOldGenerationSizeMb: this.limits.heapMB },
       stdout: false,
       stderr: false,
     });
+    // A worker that ran out of heap emits 'error' on the main thread's
+    // event loop later; the call already ended as MEMORY_LIMIT, and an
+    // unhandled 'error' would end the process.
+    this.worker.on('error', () => {});
     this.worker.unref();
     this.port.unref();
   }
 
   stopWorker() {
     if (this.worker) {
-      this.worker.terminate();
+      // terminate() stops the thread at its next interrupt check, wherever
+      // it is, even in an endless loop; the returned promise is kept so
+      // that `closed()` can wait for the thread to be gone.
+      (this.exits ??= []).push(this.worker.terminate());
       this.port.close();
     }
     this.worker = null;
     this.live = false;
+  }
+
+  died() {
+    return Atomics.load(this.ctl, DIED_SLOT) !== 0;
+  }
+
+  // The worker stopped on its own: Node stops a worker whose JavaScript
+  // heap is exhausted (resourceLimits), which plugin tables can do.
+  lostWorker(req) {
+    this.stopWorker();
+    return { error: { kind: 'MEMORY_LIMIT', detail: `the worker running the instance stopped during ${req.export ?? 'instantiation'}: its heap of ${this.limits.heapMB} MiB was exhausted` } };
   }
 
   // Sends one request and waits for its answer. For `invoke`, the deadline
@@ -133,6 +240,7 @@ export class Plugin {
     this.port.postMessage(req);
     const startBy = Date.now() + STARTUP_MS;
     while (Atomics.load(this.ctl, 0) === 0) {
+      if (this.died()) return this.lostWorker(req);
       const left = startBy - Date.now();
       if (left <= 0) {
         this.stopWorker();
@@ -143,6 +251,7 @@ export class Plugin {
     if (req.op === 'invoke') {
       const deadline = Date.now() + this.limits.timeoutMs;
       while (Atomics.load(this.ctl, 0) === STARTED) {
+        if (this.died()) return this.lostWorker(req);
         const left = deadline - Date.now();
         if (left <= 0) {
           this.stopWorker();
@@ -152,18 +261,39 @@ export class Plugin {
       }
     }
     let got;
-    while (!(got = receiveMessageOnPort(this.port))) Atomics.wait(this.ctl, 0, DONE, 10);
-    const res = got.message;
-    if (res.logs) {
-      for (const r of res.logs) this.onLog(r.level, r.text);
-      if (res.dropped) this.onLog(1, `${res.dropped} log records of this call were dropped`);
+    while (!(got = receiveMessageOnPort(this.port))) {
+      if (this.died()) return this.lostWorker(req);
+      Atomics.wait(this.ctl, 0, DONE, 10);
     }
+    const res = got.message;
+    if (res.log) this.deliverLog(res.log, req.export);
     return res;
+  }
+
+  // Hands the call's log records to onLog, then says once what the cap
+  // dropped (LIM-11).
+  deliverLog(log, exportName) {
+    const { records } = log;
+    const view = new DataView(records.buffer, records.byteOffset, records.byteLength);
+    const decoder = new TextDecoder();
+    for (let at = 0; at < records.length;) {
+      const level = records[at];
+      const len = view.getUint32(at + 1, true);
+      this.onLog(level, decoder.decode(records.subarray(at + 5, at + 5 + len)));
+      at += 5 + len;
+    }
+    if (log.droppedRecords || log.droppedBytes) {
+      this.onHostLog(`[LIM-11] the call of ${exportName} passed the log cap of ${log.cap} bytes: ${log.droppedRecords} log records and ${log.droppedBytes} bytes of log text were dropped`);
+    }
+    if (log.unstored) this.onHostLog(`the call of ${exportName} made ${log.unstored} more log records than this host shows; they were not shown`);
   }
 
   // Runs one export in `phase` with `input`; returns { value, output, message } or throws.
   invoke(exportName, phase, input, args) {
-    const res = this.request({ op: 'invoke', export: exportName, phase, input, args, maxOutput: this.limits.maxOutput, capPages: this.capPages });
+    const res = this.request({
+      op: 'invoke', export: exportName, phase, input, args,
+      maxOutput: this.limits.maxOutput, maxLog: this.limits.maxLog, capPages: this.capPages,
+    });
     if (res.error) this.fail(res.error);
     return res;
   }
@@ -197,7 +327,7 @@ export class Plugin {
     }
     const res = this.request({
       op: 'instantiate', module: this.module, wasi: this.metadata.profile === 'wasi',
-      capabilities: this.capabilities, env: this.env, capPages: this.capPages,
+      capabilities: this.capabilities, env: this.env, capPages: this.capPages, refusedExport: this.refusedExport,
     });
     if (res.error) this.fail(res.error);
     try {
@@ -230,31 +360,48 @@ export class Plugin {
     if (!this.live) this.load();
   }
 
+  // A call that returned a status, whatever it was, ends a run of
+  // consecutive failures (LIFE-7).
+  returned(r) {
+    this.failures = [];
+    return this.status(r);
+  }
+
   // --- calls (host-guide section 9) --------------------------------------
+
+  /**
+   * What call(name, input) refuses before any plugin code runs:
+   * UNKNOWN_FUNCTION, then INPUT_LIMIT (LIM-13) for an input of `length` bytes.
+   */
+  precheck(name, length) {
+    const exportName = this.exportsByName.get(name);
+    if (!exportName) throw new PabiError('UNKNOWN_FUNCTION', { detail: `"${name}"` });
+    this.checkLength(length, 'the input');
+    return exportName;
+  }
 
   /** Calls plugin function `name` with `input`; returns the output bytes or throws PabiError. */
   call(name, input = new Uint8Array(0)) {
-    const exportName = this.exportsByName.get(name);
-    if (!exportName) throw new PabiError('UNKNOWN_FUNCTION', { detail: `"${name}"` });
+    const exportName = this.precheck(name, lengthOf(input));
+    const bytes = toBytes(input);
     this.ensureLive();
-    const r = this.invoke(exportName, 'call', toBytes(input), [toBytes(input).length]);
-    this.failures = [];
-    return this.status(r);
+    return this.returned(this.invoke(exportName, 'call', bytes, [bytes.length]));
   }
 
   /** Calls pabi_state_save on the live instance and returns the state. */
   saveState() {
     if (!this.lifecycle.has('pabi_state_save')) throw new PabiError('UNKNOWN_FUNCTION', { detail: '"pabi_state_save": the plugin does not export the state pair' });
     this.ensureLive();
-    return this.status(this.invoke('pabi_state_save', 'pabi_state_save', new Uint8Array(0), []));
+    return this.returned(this.invoke('pabi_state_save', 'pabi_state_save', new Uint8Array(0), []));
   }
 
   /** Calls pabi_state_load on the live instance with `state`. */
   loadState(state) {
     if (!this.lifecycle.has('pabi_state_load')) throw new PabiError('UNKNOWN_FUNCTION', { detail: '"pabi_state_load": the plugin does not export the state pair' });
-    this.ensureLive();
+    this.checkLength(lengthOf(state), 'the state');
     const bytes = toBytes(state);
-    this.status(this.invoke('pabi_state_load', 'pabi_state_load', bytes, [bytes.length]));
+    this.ensureLive();
+    this.returned(this.invoke('pabi_state_load', 'pabi_state_load', bytes, [bytes.length]));
   }
 
   /** Discards the plugin: pabi_shutdown on a live instance (LIFE-4), then the worker. */
@@ -262,16 +409,27 @@ export class Plugin {
     if (this.live && this.lifecycle.has('pabi_shutdown')) {
       try {
         const r = this.invoke('pabi_shutdown', 'pabi_shutdown', new Uint8Array(0), []);
-        if (r.value !== 0) this.onLog(1, `pabi_shutdown returned status ${r.value}`);
+        if (r.value !== 0) this.onHostLog(`pabi_shutdown returned status ${r.value}`);
       } catch (e) {
-        this.onLog(1, `pabi_shutdown failed: ${e.message}`);
+        this.onHostLog(`pabi_shutdown failed: ${e.message}`);
       }
     }
     this.stopWorker();
   }
+
+  /** Resolves when every worker this plugin started has stopped. */
+  async closed() {
+    await Promise.all(this.exits ?? []);
+  }
+}
+
+function lengthOf(v) {
+  if (v instanceof Oversized || v instanceof Uint8Array) return v.length;
+  return toBytes(v).length;
 }
 
 function toBytes(v) {
+  if (v instanceof Oversized) throw new TypeError('bytes known only by their length cannot be read');
   if (v instanceof Uint8Array) return v;
   if (typeof v === 'string') return new TextEncoder().encode(v);
   if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);

@@ -3,12 +3,16 @@
 // real entropy, while WASI-6 and WASI-7 require a virtual clock and a
 // fixed-seed generator when the plugin has no `clock` or `random`
 // capability. No file system is offered: this host never allows `fs:`
-// capabilities, so the WASI-4 file-system functions are never linked.
+// capabilities, so the WASI-4 file-system functions (path_symlink among
+// them, WASI-10) are never linked; a plugin that imports one declares an
+// `fs:` capability and is refused with MISSING_CAPABILITY.
 
-const ERRNO = { SUCCESS: 0, BADF: 8, FAULT: 21, INVAL: 28, NOSYS: 52, SPIPE: 70, NOTCAPABLE: 76 };
+import { Abort } from './abort.js';
 
-// proc_exit ends the call as a trap of kind `other` (ERR-9); the worker
-// classifies it like a trap, not as an error of the host.
+const ERRNO = { SUCCESS: 0, BADF: 8, INVAL: 28, NOSYS: 52, SPIPE: 70 };
+
+// proc_exit ends the call as a trap of kind `other` (ERR-9, WASI-10); the
+// worker classifies it like a trap, not as an error of the host.
 export class Exit {
   constructor(code) {
     this.kind = 'TRAP';
@@ -20,7 +24,28 @@ export class Exit {
 // Where the virtual clock starts (WASI-6), in nanoseconds.
 export const VIRTUAL_ORIGIN_NS = 1000000000n;
 
-export function makeWasi({ memory, capabilities, env = {}, log, entropy }) {
+// Sizes and alignments of the witx types the functions point to. WASI's
+// rule (MEM-3) is that a pointer outside memory, or not aligned for its
+// type, traps; this host aborts the call with ABI_VIOLATION instead of
+// answering errno `fault`.
+const U32 = [4, 4]; // u32, size
+const U64 = [8, 8]; // timestamp, filesize
+const IOVEC = [8, 4]; // iovec, ciovec
+const SUBSCRIPTION = [48, 8];
+const EVENT = [32, 8];
+const FDSTAT = [24, 8];
+const FILESTAT = [64, 8];
+
+/**
+ * memory()        the instance's memory
+ * capabilities    the granted capabilities (WASI-5)
+ * env             values for `env:NAME`
+ * write(fd, view) standard output (1) or error (2): the worker counts it
+ *                 against the log cap and splits it into records (WASI-8,
+ *                 LIM-11); `view` is only valid during the call
+ * entropy(view)   fills with OS entropy (`random`)
+ */
+export function makeWasi({ memory, capabilities, env = {}, write, entropy }) {
   const caps = new Set(capabilities);
   let virtualNs = VIRTUAL_ORIGIN_NS;
   // xorshift128+ with a fixed seed (WASI-7): the same bytes for every fresh instance.
@@ -42,91 +67,96 @@ export function makeWasi({ memory, capabilities, env = {}, log, entropy }) {
       if (Object.hasOwn(env, name)) envPairs.push(new TextEncoder().encode(`${name}=${env[name]}\0`));
     }
   }
-  const pending = { 1: [], 2: [] };
 
-  const mem = () => memory();
-  const inside = (ptr, len) => (ptr >>> 0) + (len >>> 0) <= mem().buffer.byteLength;
-  const dv = () => new DataView(mem().buffer);
-  const u8 = () => new Uint8Array(mem().buffer);
-  // Each function checks its pointers and answers `fault` (21) for a range
-  // outside memory, as WASI defines, instead of aborting the call.
-  const guard = (fn) => (...args) => {
-    try {
-      return fn(...args);
-    } catch (e) {
-      if (e instanceof RangeError && /offset|bounds|Offset/.test(e.message)) return ERRNO.FAULT;
-      throw e;
+  const buffer = () => memory().buffer;
+  const dv = () => new DataView(buffer());
+
+  // MEM-3: `count` values of type [size, align] at `ptr` must lie inside
+  // memory and `ptr` must be aligned, or the call is aborted before any
+  // byte is read or written. The sum is computed in doubles, which hold
+  // every u32 + u32 * size exactly, so it cannot wrap (MEM-4).
+  const need = (fn, ptr, [size, align], count = 1) => {
+    const memSize = buffer().byteLength;
+    const end = ptr + size * count;
+    let why = null;
+    if (ptr % align !== 0) why = `is not aligned to ${align} bytes`;
+    else if (end > memSize) why = `and ${size * count} bytes end at ${end}, past the memory size ${memSize}`;
+    if (why) {
+      throw new Abort('ABI_VIOLATION', {
+        clause: 'MEM-3',
+        detail: `[MEM-3] wasi_snapshot_preview1.${fn}: pointer ${ptr} ${why}`,
+      });
     }
   };
+  const bytes = (fn, ptr, len) => need(fn, ptr, [1, 1], len);
 
   const now = (id) => {
     if (caps.has('clock')) {
       if (id === 0) return BigInt(Date.now()) * 1000000n;
-      return process.hrtime.bigint();
+      return process.hrtime.bigint(); // WASI-9: ids 1-3 read the monotonic clock
     }
-    return virtualNs;
-  };
-
-  const flushStd = (fd, final) => {
-    const parts = pending[fd];
-    if (!parts.length) return;
-    const all = Buffer.concat(parts);
-    let start = 0;
-    for (let i = 0; i < all.length; i++) {
-      if (all[i] === 10) {
-        log(fd === 1 ? 2 : 1, all.subarray(start, i));
-        start = i + 1;
-      }
-    }
-    const rest = all.subarray(start);
-    pending[fd] = rest.length && !final ? [Buffer.from(rest)] : [];
-    if (rest.length && final) log(fd === 1 ? 2 : 1, rest);
+    return virtualNs; // WASI-9: every id reads the virtual clock
   };
 
   const imports = {
-    args_get: guard(() => ERRNO.SUCCESS),
-    args_sizes_get: guard((argc, size) => {
-      if (!inside(argc, 4) || !inside(size, 4)) return ERRNO.FAULT;
+    args_get: (argv, buf) => {
+      argv >>>= 0; buf >>>= 0;
+      need('args_get', argv, U32, 0); // no arguments (WASI-8)
+      bytes('args_get', buf, 0);
+      return ERRNO.SUCCESS;
+    },
+    args_sizes_get: (argc, size) => {
+      argc >>>= 0; size >>>= 0;
+      need('args_sizes_get', argc, U32);
+      need('args_sizes_get', size, U32);
       dv().setUint32(argc, 0, true);
       dv().setUint32(size, 0, true);
       return ERRNO.SUCCESS;
-    }),
-    environ_get: guard((environ, buf) => {
-      let at = buf >>> 0;
-      let total = 0;
-      for (const p of envPairs) total += p.length;
-      if (!inside(environ, envPairs.length * 4) || !inside(buf, total)) return ERRNO.FAULT;
+    },
+    environ_get: (environ, buf) => {
+      environ >>>= 0; buf >>>= 0;
+      const total = envPairs.reduce((n, p) => n + p.length, 0);
+      need('environ_get', environ, U32, envPairs.length);
+      bytes('environ_get', buf, total);
+      let at = buf;
       envPairs.forEach((p, i) => {
-        dv().setUint32((environ >>> 0) + i * 4, at, true);
-        u8().set(p, at);
+        dv().setUint32(environ + i * 4, at, true);
+        new Uint8Array(buffer()).set(p, at);
         at += p.length;
       });
       return ERRNO.SUCCESS;
-    }),
-    environ_sizes_get: guard((count, size) => {
-      if (!inside(count, 4) || !inside(size, 4)) return ERRNO.FAULT;
+    },
+    environ_sizes_get: (count, size) => {
+      count >>>= 0; size >>>= 0;
+      need('environ_sizes_get', count, U32);
+      need('environ_sizes_get', size, U32);
       dv().setUint32(count, envPairs.length, true);
       dv().setUint32(size, envPairs.reduce((n, p) => n + p.length, 0), true);
       return ERRNO.SUCCESS;
-    }),
-    clock_res_get: guard((id, res) => {
-      if (id >>> 0 > 3) return ERRNO.INVAL;
-      if (!inside(res, 8)) return ERRNO.FAULT;
+    },
+    // WASI-9: ids 0-3 are valid, others are `inval`. The id is checked first,
+    // as WASI writes the result only when there is one.
+    clock_res_get: (id, res) => {
+      id >>>= 0; res >>>= 0;
+      if (id > 3) return ERRNO.INVAL;
+      need('clock_res_get', res, U64);
       dv().setBigUint64(res, 1n, true);
       return ERRNO.SUCCESS;
-    }),
-    clock_time_get: guard((id, _precision, time) => {
-      if (id >>> 0 > 3) return ERRNO.INVAL;
-      if (!inside(time, 8)) return ERRNO.FAULT;
-      dv().setBigUint64(time >>> 0, now(id >>> 0), true);
+    },
+    clock_time_get: (id, _precision, time) => {
+      id >>>= 0; time >>>= 0;
+      if (id > 3) return ERRNO.INVAL;
+      need('clock_time_get', time, U64);
+      dv().setBigUint64(time, now(id), true);
       return ERRNO.SUCCESS;
-    }),
-    random_get: guard((buf, len) => {
+    },
+    random_get: (buf, len) => {
       buf >>>= 0; len >>>= 0;
-      if (!inside(buf, len)) return ERRNO.FAULT;
-      const view = new Uint8Array(mem().buffer, buf, len);
+      bytes('random_get', buf, len);
+      const view = new Uint8Array(buffer(), buf, len);
       if (caps.has('random')) {
-        entropy(view);
+        // crypto.randomFillSync takes at most 2^31 - 1 bytes at once.
+        for (let at = 0; at < len; at += 1 << 30) entropy(view.subarray(at, Math.min(len, at + (1 << 30))));
         return ERRNO.SUCCESS;
       }
       for (let i = 0; i < len; i += 8) {
@@ -137,76 +167,104 @@ export function makeWasi({ memory, capabilities, env = {}, log, entropy }) {
         }
       }
       return ERRNO.SUCCESS;
-    }),
-    poll_oneoff: guard((inPtr, outPtr, nsubs, neventsPtr) => {
-      inPtr >>>= 0; outPtr >>>= 0; nsubs >>>= 0;
+    },
+    // WASI-9: one event for every subscription that is ready when it returns.
+    poll_oneoff: (inPtr, outPtr, nsubs, neventsPtr) => {
+      inPtr >>>= 0; outPtr >>>= 0; nsubs >>>= 0; neventsPtr >>>= 0;
       if (nsubs === 0) return ERRNO.INVAL;
-      if (!inside(inPtr, nsubs * 48) || !inside(outPtr, nsubs * 32) || !inside(neventsPtr, 4)) return ERRNO.FAULT;
+      need('poll_oneoff', inPtr, SUBSCRIPTION, nsubs);
+      need('poll_oneoff', outPtr, EVENT, nsubs);
+      need('poll_oneoff', neventsPtr, U32);
       const d = dv();
       const events = [];
-      let soonest = null;
+      const clocks = [];
       for (let i = 0; i < nsubs; i++) {
         const at = inPtr + i * 48;
         const userdata = d.getBigUint64(at, true);
         const tag = d.getUint8(at + 8);
         if (tag === 0) {
           const id = d.getUint32(at + 16, true);
+          if (id > 3) { events.push({ i, userdata, type: 0, error: ERRNO.INVAL }); continue; }
           const timeout = d.getBigUint64(at + 24, true);
-          const flags = d.getUint16(at + 40, true);
-          const deadline = flags & 1 ? timeout : now(id) + timeout;
-          if (soonest === null || deadline < soonest.deadline) soonest = { userdata, deadline, id, relative: !(flags & 1), timeout };
+          const absolute = (d.getUint16(at + 40, true) & 1) === 1;
+          clocks.push({ i, userdata, id, deadline: absolute ? timeout : now(id) + timeout });
+        } else if (tag === 1 || tag === 2) {
+          // stdin is empty (at its end) and stdout/stderr always take
+          // writes: a subscription on fds 0-2 is ready at once.
+          const fd = d.getUint32(at + 16, true);
+          events.push({ i, userdata, type: tag, error: fd <= 2 ? ERRNO.SUCCESS : ERRNO.BADF });
         } else {
-          // stdin is empty and stdout/stderr always writable: ready at once.
-          events.push({ userdata, type: tag, error: tag === 1 || tag === 2 ? 0 : ERRNO.INVAL });
+          events.push({ i, userdata, type: tag, error: ERRNO.INVAL });
         }
       }
-      if (!events.length && soonest) {
-        if (caps.has('clock')) {
-          const wait = soonest.deadline - now(soonest.id);
-          if (wait > 0n) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(wait / 1000000n));
-        } else if (soonest.relative) {
-          virtualNs += soonest.timeout;
-        } else if (soonest.deadline > virtualNs) {
-          virtualNs = soonest.deadline;
+      if (clocks.length) {
+        let earliest = clocks[0];
+        for (const c of clocks) if (c.deadline - now(c.id) < earliest.deadline - now(earliest.id)) earliest = c;
+        // Nothing else is ready: wait for the earliest timer, on the real
+        // clock or by moving the virtual one (WASI-6). The worker is
+        // terminated at the call's deadline, which bounds a real sleep (LIM-3).
+        if (!events.length) {
+          if (caps.has('clock')) {
+            const wait = earliest.deadline - now(earliest.id);
+            if (wait > 0n) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number((wait + 999999n) / 1000000n));
+          } else if (earliest.deadline > virtualNs) {
+            virtualNs = earliest.deadline;
+          }
         }
-        events.push({ userdata: soonest.userdata, type: 0, error: 0 });
+        for (const c of clocks) {
+          const due = c.deadline <= now(c.id) || (c === earliest && !events.length);
+          if (due) events.push({ i: c.i, userdata: c.userdata, type: 0, error: ERRNO.SUCCESS });
+        }
       }
-      events.forEach((e, i) => {
-        const at = outPtr + i * 32;
-        new Uint8Array(mem().buffer, at, 32).fill(0);
+      events.sort((a, b) => a.i - b.i);
+      const out = new Uint8Array(buffer(), outPtr, events.length * 32);
+      out.fill(0);
+      events.forEach((e, k) => {
+        const at = outPtr + k * 32;
         d.setBigUint64(at, e.userdata, true);
         d.setUint16(at + 8, e.error, true);
         d.setUint8(at + 10, e.type);
       });
-      d.setUint32(neventsPtr >>> 0, events.length, true);
+      d.setUint32(neventsPtr, events.length, true);
       return ERRNO.SUCCESS;
-    }),
+    },
     sched_yield: () => ERRNO.SUCCESS,
     proc_exit: (code) => { throw new Exit(code >>> 0); },
-    proc_raise: () => ERRNO.NOSYS,
-    fd_write: guard((fd, iovs, iovsLen, nwritten) => {
-      iovs >>>= 0; iovsLen >>>= 0;
+    proc_raise: () => ERRNO.NOSYS, // WASI-10: a plugin is not a process
+    fd_write: (fd, iovs, iovsLen, nwritten) => {
+      iovs >>>= 0; iovsLen >>>= 0; nwritten >>>= 0;
       if (fd !== 1 && fd !== 2) return ERRNO.BADF;
-      if (!inside(iovs, iovsLen * 8) || !inside(nwritten, 4)) return ERRNO.FAULT;
+      need('fd_write', iovs, IOVEC, iovsLen);
+      need('fd_write', nwritten, U32);
       const d = dv();
+      // Every buffer is checked before any is written out, so that an
+      // aborted call has logged nothing of this write.
       let n = 0;
       for (let i = 0; i < iovsLen; i++) {
         const ptr = d.getUint32(iovs + i * 8, true);
         const len = d.getUint32(iovs + i * 8 + 4, true);
-        if (!inside(ptr, len)) return ERRNO.FAULT;
-        pending[fd].push(Buffer.from(new Uint8Array(mem().buffer, ptr, len)));
+        bytes('fd_write', ptr, len);
         n += len;
       }
-      flushStd(fd, false);
-      d.setUint32(nwritten >>> 0, n, true);
+      if (n > 0xffffffff) return ERRNO.INVAL; // the count does not fit the u32 result
+      for (let i = 0; i < iovsLen; i++) {
+        const ptr = d.getUint32(iovs + i * 8, true);
+        const len = d.getUint32(iovs + i * 8 + 4, true);
+        if (len) write(fd, new Uint8Array(buffer(), ptr, len));
+      }
+      // LIM-11: bytes past the log cap are dropped, but the write reports
+      // them all, so that a language runtime neither retries nor fails.
+      d.setUint32(nwritten, n, true);
       return ERRNO.SUCCESS;
-    }),
-    fd_read: guard((fd, _iovs, _len, nread) => {
+    },
+    fd_read: (fd, iovs, iovsLen, nread) => {
+      iovs >>>= 0; iovsLen >>>= 0; nread >>>= 0;
       if (fd !== 0) return ERRNO.BADF;
-      if (!inside(nread, 4)) return ERRNO.FAULT;
-      dv().setUint32(nread >>> 0, 0, true);
+      need('fd_read', iovs, IOVEC, iovsLen);
+      need('fd_read', nread, U32);
+      dv().setUint32(nread, 0, true); // stdin is empty (WASI-8)
       return ERRNO.SUCCESS;
-    }),
+    },
     fd_close: (fd) => (fd >>> 0 <= 2 ? ERRNO.SUCCESS : ERRNO.BADF),
     fd_seek: (fd) => (fd >>> 0 <= 2 ? ERRNO.SPIPE : ERRNO.BADF),
     fd_tell: (fd) => (fd >>> 0 <= 2 ? ERRNO.SPIPE : ERRNO.BADF),
@@ -214,26 +272,29 @@ export function makeWasi({ memory, capabilities, env = {}, log, entropy }) {
     fd_datasync: (fd) => (fd >>> 0 <= 2 ? ERRNO.SUCCESS : ERRNO.BADF),
     fd_advise: (fd) => (fd >>> 0 <= 2 ? ERRNO.SUCCESS : ERRNO.BADF),
     fd_allocate: (fd) => (fd >>> 0 <= 2 ? ERRNO.INVAL : ERRNO.BADF),
-    fd_fdstat_get: guard((fd, ptr) => {
+    fd_fdstat_get: (fd, ptr) => {
+      ptr >>>= 0;
       if (fd >>> 0 > 2) return ERRNO.BADF;
-      if (!inside(ptr, 24)) return ERRNO.FAULT;
+      need('fd_fdstat_get', ptr, FDSTAT);
       const d = dv();
-      new Uint8Array(mem().buffer, ptr >>> 0, 24).fill(0);
-      d.setUint8(ptr >>> 0, 2); // character device
-      d.setBigUint64((ptr >>> 0) + 8, fd === 0 ? 0x2n : 0x40n, true); // fd_read / fd_write
+      new Uint8Array(buffer(), ptr, 24).fill(0);
+      d.setUint8(ptr, 2); // character device
+      d.setBigUint64(ptr + 8, fd === 0 ? 0x2n : 0x40n, true); // fd_read / fd_write
       return ERRNO.SUCCESS;
-    }),
+    },
     fd_fdstat_set_flags: (fd) => (fd >>> 0 <= 2 ? ERRNO.SUCCESS : ERRNO.BADF),
     fd_fdstat_set_rights: (fd) => (fd >>> 0 <= 2 ? ERRNO.SUCCESS : ERRNO.BADF),
-    fd_filestat_get: guard((fd, ptr) => {
+    fd_filestat_get: (fd, ptr) => {
+      ptr >>>= 0;
       if (fd >>> 0 > 2) return ERRNO.BADF;
-      if (!inside(ptr, 64)) return ERRNO.FAULT;
-      new Uint8Array(mem().buffer, ptr >>> 0, 64).fill(0);
-      dv().setUint8((ptr >>> 0) + 16, 2);
+      need('fd_filestat_get', ptr, FILESTAT);
+      new Uint8Array(buffer(), ptr, 64).fill(0);
+      dv().setUint8(ptr + 16, 2);
       return ERRNO.SUCCESS;
-    }),
+    },
+    // No directory is preopened, so every fd is a bad prestat fd.
     fd_prestat_get: () => ERRNO.BADF,
     fd_prestat_dir_name: () => ERRNO.BADF,
   };
-  return { imports, flush: () => { flushStd(1, true); flushStd(2, true); } };
+  return { imports };
 }

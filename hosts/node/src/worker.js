@@ -7,21 +7,49 @@
 import { workerData } from 'node:worker_threads';
 import { randomFillSync } from 'node:crypto';
 import { makeWasi, Exit } from './wasi.js';
-import { REFUSED_EXPORT } from './binary.js';
+import { Abort } from './abort.js';
 
 const ctl = new Int32Array(workerData.control);
 const port = workerData.port;
+// The monitor thread holds the other end of this port and takes its
+// closing, when this thread stops, as the worker's death (monitor.js);
+// keeping a reference keeps it open while the worker lives.
+const life = workerData.life; // eslint-disable-line no-unused-vars
 export const STARTED = 1;
 export const DONE = 2;
 
 const MESSAGE_CAP = 65536;
-const LOG_RECORD_CAP = 16384;
-const LOG_RECORDS_PER_CALL = 1000;
+// A zero-length `log` record costs no log text (LIM-11), so the text cap
+// alone does not bound how many records a call makes; past this many the
+// records are still accepted but only counted, never stored, so that a
+// loop of empty records cannot fill the worker's memory.
+const STORED_RECORDS = 1 << 20;
 
-class Abort {
-  constructor(kind, fields) {
-    this.kind = kind;
-    Object.assign(this, fields);
+// A byte buffer that grows by doubling, up to `limit`: the output, the
+// message, the log records and the partial lines of standard output and
+// error each live in one of these instead of one object per write, so
+// that millions of small writes cost bytes, not objects.
+class Bytes {
+  constructor() { this.buf = new Uint8Array(0); this.len = 0; }
+  reset() { this.buf = new Uint8Array(0); this.len = 0; }
+  push(view, limit = Infinity) {
+    const need = this.len + view.length;
+    if (need > this.buf.length) {
+      let cap = Math.max(256, this.buf.length * 2);
+      while (cap < need) cap *= 2;
+      const grown = new Uint8Array(Math.max(need, Math.min(cap, limit)));
+      grown.set(this.buf.subarray(0, this.len));
+      this.buf = grown;
+    }
+    this.buf.set(view, this.len);
+    this.len = need;
+  }
+  // The bytes so far, as a view that can be transferred to the main thread
+  // without a copy; the buffer starts afresh.
+  take() {
+    const out = this.buf.subarray(0, this.len);
+    this.reset();
+    return out;
   }
 }
 
@@ -29,8 +57,13 @@ class Abort {
 let instance = null;
 let memory = null;
 let refused = null;
-let wasi = null;
-const call = { phase: null, input: new Uint8Array(0), output: [], outputLen: 0, message: [], messageLen: 0, logs: [], dropped: 0, maxOutput: 0 };
+const call = {
+  phase: null, input: new Uint8Array(0), output: new Bytes(), message: new Bytes(), maxOutput: 0,
+  // LIM-11: the log text of the call, `log` records and standard output
+  // and error together, and what was dropped past the cap.
+  logs: new Bytes(), records: 0, maxLog: 0, logBytes: 0, droppedRecords: 0, droppedBytes: 0, unstored: 0,
+  pending: { 1: new Bytes(), 2: new Bytes() },
+};
 
 function check(name, ptr, len) {
   const size = memory.buffer.byteLength;
@@ -42,10 +75,43 @@ function check(name, ptr, len) {
   }
 }
 
+// Stores one record as [level u8][length u32 LE][text]; the main thread
+// decodes them after the call.
+const header = new Uint8Array(5);
 function record(level, bytes) {
-  if (call.logs.length >= LOG_RECORDS_PER_CALL) { call.dropped++; return; }
-  const text = new TextDecoder().decode(bytes.subarray(0, LOG_RECORD_CAP));
-  call.logs.push({ level, text });
+  if (call.records >= STORED_RECORDS) { call.unstored++; return; }
+  call.records++;
+  header[0] = level;
+  new DataView(header.buffer).setUint32(1, bytes.length, true);
+  call.logs.push(header);
+  call.logs.push(bytes);
+}
+
+// WASI-8: standard output is logged at info, standard error at warn, one
+// record per line; a partial last line waits for the rest of its line or
+// for the end of the call. LIM-11: the bytes count against the call's log
+// cap, and those past it are dropped.
+function stdio(fd, view) {
+  const take = Math.min(view.length, call.maxLog - call.logBytes);
+  call.droppedBytes += view.length - take;
+  call.logBytes += take;
+  const part = view.subarray(0, take);
+  const pending = call.pending[fd];
+  let start = 0;
+  for (let nl = part.indexOf(10); nl !== -1; nl = part.indexOf(10, start)) {
+    if (pending.len) {
+      pending.push(part.subarray(start, nl));
+      record(fd === 1 ? 2 : 1, pending.take());
+    } else {
+      record(fd === 1 ? 2 : 1, part.subarray(start, nl));
+    }
+    start = nl + 1;
+  }
+  if (start < part.length) pending.push(part.subarray(start));
+}
+
+function flushStdio() {
+  for (const fd of [1, 2]) if (call.pending[fd].len) record(fd === 1 ? 2 : 1, call.pending[fd].take());
 }
 
 const pabi = {
@@ -62,39 +128,35 @@ const pabi = {
     src >>>= 0; len >>>= 0;
     check('output_write', src, len);
     if (call.phase !== 'call' && call.phase !== 'pabi_state_save') return -3;
-    if (call.outputLen + len > call.maxOutput) {
-      throw new Abort('OUTPUT_LIMIT', { detail: `[LIM-5] the output would grow to ${call.outputLen + len} bytes, past the limit of ${call.maxOutput}` });
+    if (call.output.len + len > call.maxOutput) {
+      throw new Abort('OUTPUT_LIMIT', { detail: `[LIM-5] the output would grow to ${call.output.len + len} bytes, past the limit of ${call.maxOutput}` });
     }
-    call.output.push(new Uint8Array(memory.buffer, src, len).slice());
-    call.outputLen += len;
+    if (len) call.output.push(new Uint8Array(memory.buffer, src, len), call.maxOutput);
     return 0;
   },
   error_write(src, len) {
     src >>>= 0; len >>>= 0;
     check('error_write', src, len);
     if (call.phase === '_initialize') return -3;
-    const room = MESSAGE_CAP - call.messageLen;
-    const take = Math.min(room, len);
-    if (take > 0) {
-      call.message.push(new Uint8Array(memory.buffer, src, take).slice());
-      call.messageLen += take;
-    }
+    const take = Math.min(MESSAGE_CAP - call.message.len, len);
+    if (take > 0) call.message.push(new Uint8Array(memory.buffer, src, take), MESSAGE_CAP);
     return take < len ? -1 : 0;
   },
+  // HOST-7, LIM-11: the range first (MEM-3), then the level (E_INVALID),
+  // then the cap (E_LIMIT), which drops the whole record.
   log(level, src, len) {
     level >>>= 0; src >>>= 0; len >>>= 0;
     check('log', src, len);
     if (level > 4) return -2;
+    if (call.logBytes + len > call.maxLog) {
+      call.droppedRecords++;
+      call.droppedBytes += len;
+      return -1;
+    }
+    call.logBytes += len;
     record(level, new Uint8Array(memory.buffer, src, len));
     return 0;
   },
-};
-
-const concat = (parts, n) => {
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
-  return out;
 };
 
 // ERR-9: V8's trap messages mapped to the trap kinds.
@@ -133,14 +195,13 @@ function handle(req) {
     instance = null;
     const imports = { pabi };
     if (req.wasi) {
-      wasi = makeWasi({
+      imports.wasi_snapshot_preview1 = makeWasi({
         memory: () => memory,
         capabilities: req.capabilities,
         env: req.env,
-        log: record,
+        write: stdio,
         entropy: (buf) => randomFillSync(buf),
-      });
-      imports.wasi_snapshot_preview1 = wasi.imports;
+      }).imports;
     }
     try {
       instance = new WebAssembly.Instance(req.module, imports);
@@ -148,19 +209,24 @@ function handle(req) {
       return { error: classify(e, req.capPages) };
     }
     memory = instance.exports.memory;
-    refused = instance.exports[REFUSED_EXPORT] ?? null;
+    refused = req.refusedExport === null ? null : instance.exports[req.refusedExport];
     return { ok: true };
   }
   if (req.op === 'invoke') {
     call.phase = req.phase;
     call.input = req.input;
-    call.output = [];
-    call.outputLen = 0;
-    call.message = [];
-    call.messageLen = 0;
-    call.logs = [];
-    call.dropped = 0;
+    call.output.reset();
+    call.message.reset();
+    call.logs.reset();
+    call.pending[1].reset();
+    call.pending[2].reset();
+    call.records = 0;
+    call.logBytes = 0;
+    call.droppedRecords = 0;
+    call.droppedBytes = 0;
+    call.unstored = 0;
     call.maxOutput = req.maxOutput;
+    call.maxLog = req.maxLog;
     if (refused) refused.value = 0;
     const fn = instance.exports[req.export];
     let value;
@@ -173,22 +239,28 @@ function handle(req) {
     } catch (e) {
       error = classify(e, req.capPages);
     }
-    if (wasi) wasi.flush();
-    const logs = call.logs;
-    const dropped = call.dropped;
+    call.input = null; // the input may be large; do not keep it past the call
+    flushStdio();
+    const log = {
+      records: call.logs.take(), droppedRecords: call.droppedRecords, droppedBytes: call.droppedBytes,
+      unstored: call.unstored, cap: call.maxLog,
+    };
     if (error) {
       instance = null;
-      return { error, logs, dropped };
+      return { error, log };
     }
-    return {
-      value: value === undefined ? null : value | 0,
-      output: concat(call.output, call.outputLen),
-      message: concat(call.message, call.messageLen),
-      logs,
-      dropped,
-    };
+    const output = call.output.take();
+    const message = call.message.take();
+    return { value: value === undefined ? null : value | 0, output, message, log };
   }
   return { error: { kind: 'INTERNAL', detail: `unknown request ${req.op}` } };
+}
+
+// The byte buffers of an answer are handed over, not copied.
+function transfers(res) {
+  const list = [];
+  for (const v of [res.output, res.message, res.log?.records]) if (v && v.byteLength) list.push(v.buffer);
+  return list;
 }
 
 port.on('message', (req) => {
@@ -198,8 +270,7 @@ port.on('message', (req) => {
   } catch (e) {
     res = { error: { kind: 'INTERNAL', detail: `host error: ${e && e.stack ? e.stack : e}` } };
   }
-  port.postMessage(res);
+  port.postMessage(res, transfers(res));
   Atomics.store(ctl, 0, DONE);
   Atomics.notify(ctl, 0);
 });
-

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -151,4 +151,56 @@ test('failure lines leave out fields that have no value or do not belong to the 
   const invalid = new PabiError('INVALID_MODULE', { clause: 'MOD-3', detail: '[MOD-3] start section' });
   assert.equal(failure(invalid).clause, 'MOD-3');
   assert.throws(() => failure(new Error('not a host error')));
+});
+
+test('an input or state file longer than 2^31 - 1 bytes is INPUT_LIMIT without being read, and the instance stays live (LIM-13)', () => {
+  const big = path.join(dir, 'big.bin');
+  const fd = fs.openSync(big, 'w');
+  fs.ftruncateSync(fd, 2 ** 31); // sparse: no disk space, and the adapter must not read it
+  fs.closeSync(fd);
+  try {
+    const r = run(plugin, 'count', '--input-hex', '', '--then', `echo:@${big}`, '--then', 'count:', '--format', 'json');
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.lines[0], { ok: true, output_hex: '01000000' });
+    assert.equal(r.lines[1].kind, 'INPUT_LIMIT');
+    assert.match(r.lines[1].message, /2147483648/);
+    assert.deepEqual(r.lines[2], { ok: true, output_hex: '02000000' });
+    const c = run(plugin, 'count', '--input-hex', '', '--config', big, '--format', 'json');
+    assert.equal(c.status, 0, c.stderr);
+    assert.equal(c.lines.length, 1);
+    assert.equal(c.lines[0].kind, 'INPUT_LIMIT');
+  } finally {
+    fs.rmSync(big);
+  }
+});
+
+test('the adapter escapes control characters of plugin log text before printing it (SEC-3)', () => {
+  const p = path.join(dir, 'escape.wasm');
+  fs.writeFileSync(p, ioPlugin({ data: [[0, [...Buffer.from('\u001b[2Jx\ny')]]] }));
+  // loglevel logs the 9 bytes at 0 at the level of its input.
+  const r = run(p, 'loglevel', '--input-hex', '02000000', '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(!r.stderr.includes('\u001b'), r.stderr);
+  assert.match(r.stderr, /\\u001b\[2Jx\\ny/);
+});
+
+test('a result line longer than a pipe holds is printed whole before the adapter exits', async () => {
+  // bigerror's 65,536-byte message, mostly zero bytes, is a line of about
+  // 393,000 characters once escaped, more than a pipe buffers. The reader
+  // here waits before it reads, as a runner may: an adapter that exits
+  // while the line is still queued for the full pipe loses its end.
+  const p = path.join(dir, 'two-pages.wasm');
+  fs.writeFileSync(p, ioPlugin({ memoryPages: 2 }));
+  const child = spawn(process.execPath, [ADAPTER, p, 'bigerror', '--input-hex', '', '--format', 'json'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  child.stdout.pause();
+  await new Promise((r) => setTimeout(r, 1000));
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => { out += d; });
+  child.stdout.resume();
+  const status = await new Promise((r) => child.on('close', r));
+  assert.equal(status, 0);
+  const line = JSON.parse(out);
+  assert.equal(line.kind, 'PLUGIN_ERROR');
+  assert.equal(line.message.length, 65536);
 });

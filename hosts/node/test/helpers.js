@@ -50,6 +50,7 @@ const TYPES = [
   [0x60, 0, 0], // 3: () -> ()
   [0x60, 3, 0x7f, 0x7f, 0x7f, 0], // 4: (i32 i32 i32) -> ()
   [0x60, 3, 0x7f, 0x7e, 0x7f, 1, 0x7f], // 5: (i32 i64 i32) -> i32, clock_time_get
+  [0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f], // 6: (i32 i32 i32 i32) -> i32, fd_write, poll_oneoff
 ];
 
 /**
@@ -57,7 +58,12 @@ const TYPES = [
  * imports: names of the pabi functions to import, in IMP order by default;
  *   an entry may be { name, type } to import something else.
  */
-export function buildPlugin({ functions, metadata, memoryPages = 1, data = [], imports = ['input_read', 'output_write', 'error_write', 'log'], extraImportsTypes = {} }) {
+/*
+ * tables: [{ min, max }] funcref tables; exports: extra [name, kind, index]
+ * entries (kind 0 function, 3 global); metadataBytes: the raw `pabi`
+ * payload, instead of metadata.
+ */
+export function buildPlugin({ functions, metadata, metadataBytes, memoryPages = 1, data = [], imports = ['input_read', 'output_write', 'error_write', 'log'], extraImportsTypes = {}, tables = [], exports: extraExports = [] }) {
   const importEntries = imports.map((imp) => {
     const name = typeof imp === 'string' ? imp : imp.name;
     const module = typeof imp === 'string' ? 'pabi' : imp.module ?? 'pabi';
@@ -68,18 +74,20 @@ export function buildPlugin({ functions, metadata, memoryPages = 1, data = [], i
   const meta = metadata ?? { abi: '1.0', name: 'test', version: '1.0.0', profile: 'core', functions: fnNames.map((name) => ({ name })), capabilities: [] };
   const bodies = functions.map((f) => {
     const locals = f.locals ? [1, ...u32(f.locals), 0x7f] : [0];
-    const body = [...locals, ...f.code.flat(), 0x0b];
+    const body = [...locals, ...f.code.flat(Infinity), 0x0b];
     return [...u32(body.length), ...body];
   });
   const exports = [[...str('memory'), 0x02, 0x00]];
   functions.forEach((f, i) => { if (f.export) exports.push([...str(f.export), 0x00, ...u32(imports.length + i)]); });
+  for (const [name, kind, index] of extraExports) exports.push([...str(name), kind, ...u32(index)]);
   const dataSegs = data.map(([offset, bytes]) => [0x00, 0x41, ...s32(offset), 0x0b, ...u32(bytes.length), ...bytes]);
-  const metaBytes = [...Buffer.from(JSON.stringify(meta))];
+  const metaBytes = [...(metadataBytes ?? Buffer.from(JSON.stringify(meta)))];
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec(TYPES)),
     ...section(2, vec(importEntries)),
     ...section(3, vec(functions.map((f) => u32(f.type ?? 2)))),
+    ...(tables.length ? section(4, vec(tables.map((t) => (t.max === undefined ? [0x70, 0x00, ...u32(t.min)] : [0x70, 0x01, ...u32(t.min), ...u32(t.max)])))) : []),
     ...section(5, [1, 0x00, ...u32(memoryPages)]),
     ...section(6, [1, 0x7f, 0x01, 0x41, 0x00, 0x0b]), // global 0: mut i32 = 0
     ...section(7, vec(exports)),

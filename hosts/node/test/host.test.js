@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadPlugin, PabiError, checkPlugin } from '../src/index.js';
-import { walkSections, instrumentMemory, parseModule } from '../src/binary.js';
+import { walkSections, rewriteModule, parseModule, checkFeatures } from '../src/binary.js';
 import { buildPlugin, ioPlugin, op, IMP } from './helpers.js';
 
 const u32le = (v) => { const b = new Uint8Array(4); new DataView(b.buffer).setInt32(0, v, true); return b; };
@@ -127,7 +127,9 @@ test('an initial memory larger than the cap fails the load with MEMORY_LIMIT (LI
 
 test('the instrumented module keeps every index and validates', () => {
   const bytes = ioPlugin();
-  const out = instrumentMemory(bytes, parseModule(bytes), 32);
+  const m = parseModule(bytes);
+  checkFeatures(bytes, m);
+  const { bytes: out } = rewriteModule(bytes, m, { capPages: 32, tableCap: 10000 });
   assert.ok(WebAssembly.validate(out));
   const exports = WebAssembly.Module.exports(new WebAssembly.Module(out)).map((e) => e.name);
   for (const name of WebAssembly.Module.exports(new WebAssembly.Module(bytes)).map((e) => e.name)) assert.ok(exports.includes(name));
