@@ -174,6 +174,7 @@ impl Metadata {
             return Err(MetadataError::TooLarge(bytes.len()));
         }
         let text = std::str::from_utf8(bytes).map_err(|e| MetadataError::NotUtf8(e.valid_up_to()))?;
+        crate::ijson::check(text).map_err(|e| MetadataError::NotJson(e.to_string()))?;
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| MetadataError::NotJson(e.to_string()))?;
         let problems: Vec<String> = schema_validator()
             .iter_errors(&value)

@@ -23,9 +23,12 @@ pub struct ReferenceHost {
     base: Host,
     /// Hosts for plugins that declare `env:` or `fs:` capabilities, by the
     /// sorted list of those capabilities, with their scratch folders.
-    scoped: Mutex<HashMap<Vec<String>, (Host, Arc<Scratch>)>>,
+    scoped: Mutex<HashMap<Vec<String>, ScopedHost>>,
     scratch: tempfile::TempDir,
 }
+
+/// A host that grants `env:` and `fs:` capabilities, and its scratch folders.
+type ScopedHost = (Host, Arc<Scratch>);
 
 /// Bytes a plugin may keep in its `fs:` scratch folders during a run.
 pub const SCRATCH_QUOTA_BYTES: u64 = 64 << 20;

@@ -364,6 +364,11 @@ fn instantiate(
         wasi,
         clock,
         random,
+        environ: prepared
+            .grants
+            .iter()
+            .flat_map(|g| g.env.iter().map(|(name, value)| format!("{name}={value}")))
+            .collect(),
         log,
     };
     let mut store = Store::new(&shared.engine, data);
@@ -427,15 +432,8 @@ fn classify(error: wasmtime::Error, store: &Store<StoreData>, shared: &Shared) -
     // A WASI function of wasmtime's given a pointer outside memory or
     // misaligned traps, as WASI says; pabi reports it like the `pabi`
     // imports' ranges (`MEM-3`).
-    if let Some(fault) = error.downcast_ref::<wiggle::GuestError>() {
-        if matches!(
-            fault,
-            wiggle::GuestError::PtrOutOfBounds(_)
-                | wiggle::GuestError::PtrNotAligned(..)
-                | wiggle::GuestError::PtrOverflow
-        ) {
-            return Error::AbiViolation { clause: Clause::Mem3, detail: format!("a WASI function: {fault}") };
-        }
+    if let Some(fault) = error.downcast_ref::<wiggle::GuestError>().filter(|e| is_pointer_fault(e)) {
+        return Error::AbiViolation { clause: Clause::Mem3, detail: format!("a WASI function: {fault}") };
     }
     let backtrace = error.downcast_ref::<WasmBacktrace>().map(backtrace).unwrap_or_default();
     if let Some(trap) = error.downcast_ref::<Trap>() {
@@ -453,6 +451,17 @@ fn classify(error: wasmtime::Error, store: &Store<StoreData>, shared: &Shared) -
         return Error::Trap { trap: TrapKind::Other, detail: format!("proc_exit({})", exit.0), backtrace };
     }
     Error::Trap { trap: TrapKind::Other, detail: format!("{error:#}"), backtrace }
+}
+
+/// A pointer outside memory or misaligned, also when wrapped with the
+/// function and argument it was for.
+fn is_pointer_fault(error: &wiggle::GuestError) -> bool {
+    use wiggle::GuestError::*;
+    match error {
+        PtrOutOfBounds(_) | PtrNotAligned(..) | PtrOverflow => true,
+        InFunc { err, .. } => is_pointer_fault(err),
+        _ => false,
+    }
 }
 
 /// wasmtime's trap codes under the names of `ERR-9`.

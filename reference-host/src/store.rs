@@ -39,6 +39,8 @@ pub(crate) struct StoreData {
     /// What `random_get` reads: a fixed-seed generator, or one seeded from
     /// the operating system with the `random` capability (`WASI-7`).
     pub random: Option<rand::rngs::StdRng>,
+    /// The granted environment as `NAME=value` strings (`WASI-8`).
+    pub environ: Vec<String>,
     /// `pabi.log` records and WASI stdio, under one budget per call (`LIM-11`).
     pub log: crate::log::SharedSink,
 }

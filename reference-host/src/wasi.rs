@@ -147,6 +147,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<
     linker.func_wrap(WASI, "clock_time_get", clock_time_get)?;
     linker.func_wrap(WASI, "clock_res_get", clock_res_get)?;
     linker.func_wrap(WASI, "random_get", random_get)?;
+    linker.func_wrap(WASI, "args_get", args_get)?;
+    linker.func_wrap(WASI, "environ_get", environ_get)?;
     linker.func_wrap(WASI, "proc_raise", |_: i32| -> i32 { ERRNO_NOSYS })?;
     linker.func_wrap(WASI, "path_symlink", |_: i32, _: i32, _: i32, _: i32, _: i32| -> i32 { ERRNO_NOTCAPABLE })?;
     linker.allow_shadowing(false);
@@ -214,6 +216,35 @@ fn clock_res_get(mut caller: Caller<'_, StoreData>, id: i32, out: i32) -> wasmti
         return Ok(ERRNO_INVAL);
     }
     memory.data_mut(&mut caller)[range].copy_from_slice(&1u64.to_le_bytes());
+    Ok(0)
+}
+
+/// `args_get(argv, buf)`: the argument list is empty (`WASI-8`), so nothing
+/// is written; both pointers are still checked as zero-length ranges
+/// (`MEM-3`, `MEM-4`), as every other pointer is. wasmtime's own version
+/// looks at them only to write.
+fn args_get(caller: Caller<'_, StoreData>, argv: i32, buf: i32) -> wasmtime::Result<i32> {
+    wasi_range(&caller, "args_get", argv, 0, 4)?;
+    wasi_range(&caller, "args_get", buf, 0, 1)?;
+    Ok(0)
+}
+
+/// `environ_get(environ, buf)`: the granted variables (`WASI-8`), each a
+/// pointer into `buf` to `NAME=value` and a NUL.
+fn environ_get(mut caller: Caller<'_, StoreData>, environ: i32, buf: i32) -> wasmtime::Result<i32> {
+    let vars = caller.data().environ.clone();
+    let total: usize = vars.iter().map(|v| v.len() + 1).sum();
+    let (memory, pointers) = wasi_range(&caller, "environ_get", environ, vars.len() * 4, 4)?;
+    let (_, text) = wasi_range(&caller, "environ_get", buf, total, 1)?;
+    let bytes = memory.data_mut(&mut caller);
+    let mut at = text.start;
+    for (slot, var) in vars.iter().enumerate() {
+        let pointer = pointers.start + slot * 4;
+        bytes[pointer..pointer + 4].copy_from_slice(&(at as u32).to_le_bytes());
+        bytes[at..at + var.len()].copy_from_slice(var.as_bytes());
+        bytes[at + var.len()] = 0;
+        at += var.len() + 1;
+    }
     Ok(0)
 }
 

@@ -280,3 +280,33 @@ fn the_compile_budget_refuses_before_compiling() {
     // Exactly at every cap, it loads.
     host_with(|c| c.compile_budget(len, size.functions, body)).load(&good).unwrap();
 }
+
+#[test]
+fn environ_get_serves_only_granted_variables_and_checks_its_pointers() {
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "pabi" "output_write" (func $out (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "environ_get" (func $get (param i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "pabi_fn_env") (param i32) (result i32)
+            (drop (call $sizes (i32.const 0) (i32.const 4)))
+            (drop (call $get (i32.const 16) (i32.const 64)))
+            ;; count, total size, first pointer, then the text
+            (drop (call $out (i32.const 0) (i32.const 8)))
+            (drop (call $out (i32.const 16) (i32.const 4)))
+            (drop (call $out (i32.const 64) (i32.load (i32.const 4))))
+            (i32.const 0))
+          (func (export "pabi_fn_oob") (param i32) (result i32)
+            (call $get (i32.const 65534) (i32.const 64)))
+          (@custom "pabi" "{\"abi\":\"1.0\",\"name\":\"env\",\"version\":\"1.0.0\",\"profile\":\"wasi\",\"functions\":[{\"name\":\"env\"},{\"name\":\"oob\"}],\"capabilities\":[\"env:LANG\"]}"))"#,
+    )
+    .unwrap();
+    let host = host_with(|c| c.allow_env("LANG", "C").allow_env("HOME", "/root"));
+    let mut plugin = host.load(&wasm).unwrap();
+    let out = plugin.call("env", b"").unwrap();
+    assert_eq!(words(&out[..12]), [1, 7, 64], "one variable of 7 bytes at 64");
+    assert_eq!(&out[12..], b"LANG=C\0", "HOME is allowed but not declared");
+    let error = plugin.call("oob", b"").unwrap_err();
+    assert_eq!(error.clause(), Some(pabi_abi::Clause::Mem3), "{error}");
+}
