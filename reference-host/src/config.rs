@@ -227,11 +227,12 @@ impl ConfigBuilder {
     }
 
     /// Accept plugins that declare `clock` or `random` as if both were
-    /// allowed, but serve them the virtual clock and the fixed-seed generator
-    /// of plugins without the capability (`WASI-6`, `WASI-7`): a sleep costs
-    /// nothing and two runs see the same time and bytes. For test and
-    /// conformance runs, which must be repeatable and must not hang on a
-    /// plugin that sleeps forever. Default: `false`.
+    /// allowed, but serve them the virtual clock of plugins without the
+    /// capability (`WASI-6`), so a sleep costs nothing, and a pseudo-random
+    /// generator seeded for each instance from a counter, so that a run
+    /// repeats exactly while two instances still see different bytes. For
+    /// test and conformance runs, which must be repeatable and must not hang
+    /// on a plugin that sleeps forever. Default: `false`.
     pub fn simulate_clock_and_random(mut self, simulate: bool) -> Self {
         self.config.allow.simulated = simulate;
         self

@@ -124,6 +124,18 @@ impl LogSink {
 }
 
 fn emit(plugin: &str, level: Level, text: &[u8]) {
+    // Decoding and escaping cost in proportion to the text; skip both when
+    // the subscriber drops the record anyway.
+    let enabled = match level {
+        Level::Error => tracing::enabled!(target: "pabi::plugin", tracing::Level::ERROR),
+        Level::Warn => tracing::enabled!(target: "pabi::plugin", tracing::Level::WARN),
+        Level::Info => tracing::enabled!(target: "pabi::plugin", tracing::Level::INFO),
+        Level::Debug => tracing::enabled!(target: "pabi::plugin", tracing::Level::DEBUG),
+        Level::Trace => tracing::enabled!(target: "pabi::plugin", tracing::Level::TRACE),
+    };
+    if !enabled {
+        return;
+    }
     let text = String::from_utf8_lossy(text);
     let text = escape_controls(&text);
     match level {

@@ -30,6 +30,8 @@ const FIXED_SEED: u64 = 0x7061_6269_2d31_2e30;
 pub(crate) struct Grants {
     pub clock: bool,
     pub random: bool,
+    /// `random` granted under [`crate::ConfigBuilder::simulate_clock_and_random`].
+    pub simulated_random: bool,
     pub env: Vec<(String, String)>,
     pub dirs: Vec<(std::path::PathBuf, String, bool)>,
 }
@@ -42,7 +44,10 @@ pub(crate) fn grants(metadata: &Metadata, allow: &Allow) -> Result<Grants, Error
     for declared in &metadata.capabilities {
         let granted = match declared.clone() {
             Capability::Clock if allow.simulated() => true,
-            Capability::Random if allow.simulated() => true,
+            Capability::Random if allow.simulated() => {
+                grants.simulated_random = true;
+                true
+            }
             Capability::Clock if allow.clock() => {
                 grants.clock = true;
                 true
@@ -125,8 +130,15 @@ pub(crate) fn context(
 
 /// The generator `random_get` reads (`WASI-7`).
 pub(crate) fn random(grants: &Grants) -> rand::rngs::StdRng {
+    static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if grants.random {
         rand::make_rng()
+    } else if grants.simulated_random {
+        // A seed per instance from a counter: a run repeats exactly, and
+        // two instances still see different bytes, so a function that lets
+        // them reach a deterministic result is caught (`FN-5`).
+        let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        rand::rngs::StdRng::seed_from_u64(FIXED_SEED.wrapping_add(instance + 1))
     } else {
         rand::rngs::StdRng::seed_from_u64(FIXED_SEED)
     }
