@@ -88,7 +88,9 @@ pub fn human(report: &PluginReport) -> String {
             CheckOutcome::Pass => writeln!(out, "  pass  {:<14} [{clauses}] {} ms", r.check, r.duration.as_millis()),
             CheckOutcome::Skip { reason } => writeln!(out, "  skip  {:<14} [{clauses}] {reason}", r.check),
             CheckOutcome::Fail(f) => {
-                let mut text = format!("  FAIL  {:<14} [{clauses}] {}\n", r.check, f.message);
+                // A failure quotes the plugin's message and output (`SEC-3`).
+                let message = pabi_abi::text::escape_controls(&f.message);
+                let mut text = format!("  FAIL  {:<14} [{clauses}] {message}\n", r.check);
                 if let Some(function) = &f.function {
                     text += &format!("        function: {function}\n");
                 }

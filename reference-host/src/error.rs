@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use pabi_abi::text::escape_controls;
 use pabi_abi::{AbiVersion, Capability, Clause, HostErrorKind, TrapKind};
 
 /// Why a host could not be set up, or a load, call or reload failed.
@@ -65,7 +66,7 @@ pub enum Error {
     UnknownStatus { status: i32 },
     /// The plugin returned a defined error status (`ERR-7`), with the
     /// bytes it passed to `error_write`.
-    #[error("PLUGIN_ERROR: status {status} ({}): {}", status_name(*status), String::from_utf8_lossy(message))]
+    #[error("PLUGIN_ERROR: status {status} ({}): {}", status_name(*status), escape_controls(&String::from_utf8_lossy(message)))]
     PluginError { status: i32, message: Vec<u8> },
     /// No `pabi_fn_<name>` export of that name; `available` lists the
     /// plugin's functions.
@@ -137,8 +138,10 @@ impl From<&pabi_validator::Finding> for ModuleFinding {
 impl fmt::Display for ModuleFinding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.clause {
-            Some(clause) => write!(f, "[{clause}] {}", self.message),
-            None => f.write_str(&self.message),
+            // Findings quote names from the module, plugin-chosen text
+            // (`SEC-3`).
+            Some(clause) => write!(f, "[{clause}] {}", escape_controls(&self.message)),
+            None => f.write_str(&escape_controls(&self.message)),
         }
     }
 }
@@ -193,7 +196,8 @@ impl fmt::Display for WasmTrace {
             if i > 0 {
                 writeln!(f)?;
             }
-            let name = frame.name.as_deref().unwrap_or("<unknown>");
+            // Function names come from the plugin's name section (`SEC-3`).
+            let name = escape_controls(frame.name.as_deref().unwrap_or("<unknown>"));
             write!(f, "  {depth}: {name} (function {})", frame.func_index)?;
             if *count > 1 {
                 write!(f, "\n     … the same frame {} more times", count - 1)?;
@@ -308,7 +312,8 @@ fn detail_suffix(detail: &str) -> String {
     if detail.is_empty() {
         String::new()
     } else {
-        format!(" ({detail})")
+        // The engine's words may quote names from the plugin (`SEC-3`).
+        format!(" ({})", escape_controls(detail))
     }
 }
 

@@ -30,13 +30,15 @@ pub fn human(file: &FileReport<'_>, deny_warnings: bool) -> String {
     }
     for finding in &file.report.findings {
         let level = finding.severity().name();
-        out.push_str(&format!("{level}[{}]: {}\n", finding.rule.id(), finding.message));
+        // Messages quote names from the module: plugin-chosen text (`SEC-3`).
+        let message = pabi_abi::text::escape_controls(&finding.message);
+        out.push_str(&format!("{level}[{}]: {message}\n", finding.rule.id()));
         match finding.offset {
             Some(offset) => out.push_str(&format!("  --> {} @ {offset:#x}\n", file.path)),
             None => out.push_str(&format!("  --> {}\n", file.path)),
         }
         if let Some(subject) = &finding.subject {
-            out.push_str(&format!("   = at: {subject}\n"));
+            out.push_str(&format!("   = at: {}\n", pabi_abi::text::escape_controls(subject)));
         }
         out.push_str(&format!("   = help: {}; see {}\n\n", finding.rule.title(), finding.rule.spec_anchor()));
     }

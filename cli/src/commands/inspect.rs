@@ -179,7 +179,9 @@ impl Inspection {
             let line = format!("    {:<16}{types}{det}", f.name);
             let _ = writeln!(out, "{}", line.trim_end());
             if let Some(summary) = &f.summary {
-                let _ = writeln!(out, "      {summary}");
+                // Free text from the plugin: escaped before a terminal sees
+                // it (`SEC-3`).
+                let _ = writeln!(out, "      {}", pabi_abi::text::escape_controls(summary));
             }
         }
         if !self.lifecycle.is_empty() {

@@ -314,3 +314,34 @@ fn conform_is_bounded_on_hostile_plugins() {
         }
     }
 }
+
+/// Plugin text reaches the terminal escaped: an error message and a log
+/// record with escape sequences and line breaks (`SEC-3`).
+#[test]
+fn plugin_text_is_escaped_before_it_reaches_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "pabi" "error_write" (func $error_write (param i32 i32) (result i32)))
+          (import "pabi" "log" (func $log (param i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "\1b[2J\1b[Hforged\nerror: all good\07")
+          (func (export "pabi_fn_f") (param i32) (result i32)
+            (drop (call $log (i32.const 0) (i32.const 0) (i32.const 30)))
+            (drop (call $error_write (i32.const 0) (i32.const 30)))
+            (i32.const 1))
+          (@custom "pabi" "{\"abi\":\"1.0\",\"name\":\"evil\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"f\"}],\"capabilities\":[]}"))"#,
+    )
+    .unwrap();
+    let plugin = write(dir.path(), "evil.wasm", &wasm);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pabi"))
+        .args(["run", &plugin, "f", "--no-cache"])
+        .env("PABI_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(exit_code(&out), 1, "{stderr}");
+    assert!(!stderr.contains('\x1b') && !stderr.contains('\x07'), "raw control characters: {stderr:?}");
+    assert!(!stderr.lines().any(|l| l.starts_with("error: all good")), "a forged line: {stderr}");
+    assert_eq!(stderr.matches("\\u{1b}[2J\\u{1b}[Hforged\\nerror: all good\\u{7}").count(), 2, "{stderr}");
+}
