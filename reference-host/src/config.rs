@@ -32,6 +32,7 @@ pub struct Config {
     pooling: bool,
     max_instances: u32,
     cache_dir: Option<PathBuf>,
+    cache_dir_bytes: u64,
     cache_capacity: usize,
 }
 
@@ -45,6 +46,7 @@ impl Default for Config {
             pooling: true,
             max_instances: 64,
             cache_dir: None,
+            cache_dir_bytes: 1 << 30,
             cache_capacity: 256,
         }
     }
@@ -92,6 +94,11 @@ impl Config {
 
     pub fn cache_dir(&self) -> Option<&Path> {
         self.cache_dir.as_deref()
+    }
+
+    /// The most bytes the compile cache folder may hold.
+    pub fn cache_dir_bytes(&self) -> u64 {
+        self.cache_dir_bytes
     }
 
     /// How many validated, compiled plugins the host keeps ready.
@@ -223,6 +230,15 @@ impl ConfigBuilder {
     /// none (in memory only).
     pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.config.cache_dir = dir;
+        self
+    }
+
+    /// The most bytes the compile cache folder may hold: after each write
+    /// the oldest entries are removed until it fits. A precompiled module can
+    /// be many times the size of the plugin, so a host that loads plugins
+    /// it does not control must bound it. Default: 1 GiB.
+    pub fn cache_dir_bytes(mut self, bytes: u64) -> Self {
+        self.config.cache_dir_bytes = bytes;
         self
     }
 

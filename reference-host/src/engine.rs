@@ -184,6 +184,7 @@ impl Shared {
             .map_err(|finding| Error::InvalidModule { findings: vec![finding] })?;
         if let Some(path) = &disk {
             store_in_cache(path, &module);
+            trim_cache(path, self.config.cache_dir_bytes());
         }
         Ok(module)
     }
@@ -263,6 +264,34 @@ fn store_in_cache(path: &Path, module: &Module) {
     };
     if let Err(e) = write() {
         tracing::warn!(path = %path.display(), "cannot write the compile cache: {e}");
+    }
+}
+
+/// Removes the oldest cache entries (by modification time) until the
+/// folder holds at most `max_bytes`; the entry just written (`keep`) goes
+/// last, so an entry larger than the whole budget is removed too.
+fn trim_cache(keep: &Path, max_bytes: u64) {
+    let Some(dir) = keep.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut files: Vec<(bool, std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            let path = e.path();
+            Some((path == keep, meta.modified().ok()?, meta.len(), path))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.2).sum();
+    files.sort();
+    for (_, _, len, path) in files {
+        if total <= max_bytes {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            total -= len;
+            tracing::debug!(path = %path.display(), "removed from the compile cache to stay under {max_bytes} bytes");
+        }
     }
 }
 

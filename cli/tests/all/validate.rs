@@ -171,3 +171,20 @@ fn a_wasi_command_is_named_first() {
     let stdout = String::from_utf8(pabi(&["validate", &path]).stdout).unwrap();
     assert!(stdout.starts_with("note: this is a WASI command, not a pabi plugin"), "{stdout}");
 }
+
+/// Symlinks back to parent folders end the walk instead of looping
+/// forever; the plugins in the folder are still validated.
+#[test]
+fn validate_dir_survives_symlinks_to_parent_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = dir.path().join("a").join("b");
+    std::fs::create_dir_all(&inner).unwrap();
+    std::os::unix::fs::symlink(dir.path(), inner.join("to-root")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("a"), inner.join("to-a")).unwrap();
+    let wasm = pabi_fixtures::good("core").unwrap();
+    std::fs::write(inner.join("core.wasm"), wasm).unwrap();
+    let out = crate::pabi(&["validate", dir.path().to_str().unwrap()]);
+    assert_eq!(crate::exit_code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("a symlink back to one of its parent folders").count(), 2, "{stderr}");
+}

@@ -116,6 +116,26 @@ fn the_disk_cache_is_reused_across_hosts() {
 }
 
 #[test]
+fn the_disk_cache_stays_within_its_byte_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = |bytes| host_with(|c| c.cache_dir(Some(dir.path().to_path_buf())).cache_dir_bytes(bytes));
+    let entries =
+        || -> Vec<std::path::PathBuf> { std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.path()).collect() };
+    cache(u64::MAX).load(&fixture("good", "core")).unwrap();
+    let first = entries();
+    let one_entry = std::fs::metadata(&first[0]).unwrap().len();
+    // Room for about one entry: the second plugin's entry replaces the first.
+    cache(one_entry + one_entry / 2).load(&fixture("good", "lifecycle")).unwrap();
+    let after = entries();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, first, "the oldest entry went");
+    // A budget smaller than any entry keeps nothing, and loads still work.
+    let host = cache(1);
+    assert_eq!(host.load(&fixture("good", "core")).unwrap().call("echo", b"z").unwrap(), b"z");
+    assert!(entries().is_empty());
+}
+
+#[test]
 fn undeclared_or_unallowed_capabilities_are_refused_by_name() {
     let wasm = fixture("host-conformance", "wants-clock");
     let refused = host_with(|c| c).load(&wasm).unwrap_err();
