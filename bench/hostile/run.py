@@ -65,7 +65,15 @@ def bombs(out):
         path = os.path.join(out, f"bomb-{len(rows)}.wasm")
         with open(path, "wb") as f:
             f.write(plugin(bodies))
-        rows.append((label, path, "f", [], budget))
+        rows.append((label, path, ["run", path, "f", "--format", "json", "--no-cache"], budget))
+    # The validator stops at the first body that needs a feature outside the
+    # profile (here a tail call in the first of 100,000 bodies) instead of
+    # validating every body first.
+    path = os.path.join(out, "tail-call.wasm")
+    with open(path, "wb") as f:
+        f.write(plugin([b"\x20\x00\x12\x00"] + [arithmetic(60)] * 99_999))  # return_call 0
+    rows.append(("`pabi validate`: a tail call, then 99,999 bodies", path, ["validate", path],
+                 "one finding, MOD-2"))
     return rows
 
 
@@ -81,7 +89,7 @@ def floods(out):
         path = os.path.join(out, f"{fixture}.wasm")
         subprocess.run([FIXTURES, "wasm", os.path.join(ROOT, "fixtures", "hostile", f"{fixture}.wat"), path],
                        check=True)
-        rows.append((fixture, path, function, args, budget))
+        rows.append((fixture, path, ["run", path, function, "--format", "json", "--no-cache", *args], budget))
     return rows
 
 
@@ -91,7 +99,7 @@ def main():
     with tempfile.TemporaryDirectory() as out:
         rows = bombs(out) + floods(out)
         print(f"{'plugin':52} {'size':>9} {'result':16} {'time':>8} {'peak RSS':>9}  budget")
-        for label, path, function, args, budget in rows:
+        for label, path, argv, budget in rows:
             # Peak RSS of the child alone: run it under a fresh Python
             # process whose own children are only this one.
             probe = subprocess.run(
@@ -100,12 +108,12 @@ def main():
                  "p=subprocess.run(sys.argv[1:],stdout=subprocess.PIPE,stderr=subprocess.DEVNULL);"
                  "print(time.monotonic()-t);print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);"
                  "sys.stdout.write(p.stdout.decode(errors='replace'))",
-                 PABI, "run", path, function, "--format", "json", "--no-cache", *args],
+                 PABI, *argv],
                 stdout=subprocess.PIPE, check=True)
             lines = probe.stdout.decode().splitlines()
             elapsed, rss_kib = float(lines[0]), int(lines[1])
             result = json.loads(lines[2]) if len(lines) > 2 and lines[2].startswith("{") else {}
-            kind = result.get("kind", "OK" if result.get("ok") else "(no result)")
+            kind = result.get("kind", "OK" if result.get("ok") else (lines[2][:16] if len(lines) > 2 else "-"))
             size = os.path.getsize(path)
             print(f"{label:52} {size:>9,} {kind:16} {elapsed:>7.2f}s {rss_kib / 1024:>7.0f}MB  {budget}")
 
