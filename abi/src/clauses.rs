@@ -128,6 +128,8 @@ clauses! {
     Ver4 = "VER-4" in Ver;
     Ver5 = "VER-5" in Ver;
     Ver6 = "VER-6" in Ver;
+    Ver7 = "VER-7" in Ver;
+    Ver8 = "VER-8" in Ver;
     Life1 = "LIFE-1" in Life;
     Life2 = "LIFE-2" in Life;
     Life3 = "LIFE-3" in Life;

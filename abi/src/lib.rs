@@ -14,9 +14,11 @@
 
 pub mod adapter;
 mod clauses;
+mod envelope;
 mod errors;
 mod features;
 mod ijson;
+pub use envelope::{function_imports, read_envelope, EnvelopeError};
 mod imports;
 pub use ijson::MAX_METADATA_DEPTH;
 mod limits;

@@ -116,6 +116,13 @@ impl Shared {
     /// The prepared plugin for `wasm`: from the cache, or validated,
     /// compiled and checked now (`HOST-1` … `HOST-2`) and then cached.
     pub fn prepared(&self, wasm: &[u8]) -> Result<Arc<Prepared>, Error> {
+        // The envelope and the version before anything else (`VER-8`); an
+        // unreadable envelope is left to the validator, which says why.
+        if let Ok(declared) = pabi_abi::read_envelope(wasm) {
+            if !HOST_ABI.accepts(declared) {
+                return Err(version_mismatch(wasm, declared));
+            }
+        }
         check_budget(wasm, self.config.limits())?;
         let key = module_key(wasm);
         if let Some(prepared) = self.cache().get(&key) {
@@ -133,11 +140,6 @@ impl Shared {
     /// Everything up to instantiation.
     fn prepare(&self, wasm: &[u8], key: &ModuleKey) -> Result<Prepared, Error> {
         let report = pabi_validator::validate(wasm);
-        if let Some(declared) = &report.metadata {
-            if !HOST_ABI.accepts(declared.abi) {
-                return Err(version_mismatch(&report, declared.abi));
-            }
-        }
         if report.has_errors() {
             return Err(Error::InvalidModule { findings: report.errors().map(ModuleFinding::from).collect() });
         }
@@ -296,14 +298,12 @@ fn trim_cache(keep: &Path, max_bytes: u64) {
 }
 
 /// `VERSION_MISMATCH` naming both versions and every `pabi` import this host
-/// lacks (`VER-4`).
-fn version_mismatch(report: &pabi_validator::Report, plugin: pabi_abi::AbiVersion) -> Error {
-    let missing_imports = report
-        .shape
-        .iter()
-        .flat_map(|shape| shape.imports_from(pabi_abi::IMPORT_MODULE))
-        .filter(|i| pabi_abi::find_import(&i.name).is_none())
-        .map(|i| format!("{}.{}", i.module, i.name))
+/// lacks (`VER-4`), from the import section read without validation.
+fn version_mismatch(wasm: &[u8], plugin: pabi_abi::AbiVersion) -> Error {
+    let missing_imports = pabi_abi::function_imports(wasm)
+        .into_iter()
+        .filter(|(module, name)| module == pabi_abi::IMPORT_MODULE && pabi_abi::find_import(name).is_none())
+        .map(|(module, name)| format!("{module}.{name}"))
         .collect();
     Error::VersionMismatch { plugin, host: HOST_ABI, missing_imports }
 }

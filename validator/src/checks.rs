@@ -27,6 +27,28 @@ impl Sink {
 
 pub(crate) fn run(wasm: &[u8]) -> Report {
     let mut sink = Sink { findings: Vec::new() };
+    // The envelope before anything of a version (`VER-8`): a plugin of a
+    // version this validator does not implement gets that one finding, and
+    // none for the fields, features or imports its version may add.
+    if let Ok(version) = pabi_abi::read_envelope(wasm) {
+        if !HOST_ABI.accepts(version) {
+            sink.push(
+                Rule::UnsupportedVersion,
+                format!("the plugin declares ABI {version}, but this validator implements ABI {HOST_ABI}"),
+                pabi_abi::find_custom_sections(wasm, METADATA_SECTION)
+                    .ok()
+                    .and_then(|s| s.first().map(|s| s.section.start)),
+                Some("abi"),
+            );
+            return Report {
+                findings: sink.findings,
+                abi: Some(version),
+                metadata: None,
+                shape: None,
+                foreign_abi: None,
+            };
+        }
+    }
     // Metadata first: it is read without validating code (META-6), and it
     // says whether the float scan is needed.
     let metadata = read_metadata(wasm, &mut sink);

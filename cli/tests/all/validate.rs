@@ -188,3 +188,25 @@ fn validate_dir_survives_symlinks_to_parent_folders() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("a symlink back to one of its parent folders").count(), 2, "{stderr}");
 }
+
+/// A plugin of a future version gets exactly one finding, its version
+/// (`VER-8`): not a cascade of schema, feature and import findings.
+#[test]
+fn a_future_version_gets_one_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["version-1-1", "version-1-7-future", "version-2-0", "version-2-0-reshaped", "version-2-0-feature"] {
+        let path = pabi_fixtures::fixtures_dir().join("host-conformance").join(format!("{name}.wat"));
+        let wasm = pabi_fixtures::compile_wat(&path).unwrap().wasm;
+        let file = write(dir.path(), &format!("{name}.wasm"), &wasm);
+        let out = pabi(&["validate", "--format", "json", &file]);
+        assert_eq!(exit_code(&out), 1, "{name}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let rules: Vec<&str> = report["files"][0]["findings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: {report}"))
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap())
+            .collect();
+        assert_eq!(rules, ["VER-3"], "{name}: {report}");
+    }
+}

@@ -131,6 +131,30 @@ function checkIJson(text) {
   }
 }
 
+// VER-7, VER-8: the envelope alone, read before anything that belongs to a
+// version: UTF-8 I-JSON, an object, and a string `abi` of the form
+// MAJOR.MINOR. Whatever else a future version puts in the metadata is not
+// looked at until the version is known to be this host's.
+export function readEnvelope(payload) {
+  if (payload[0] === 0xef && payload[1] === 0xbb && payload[2] === 0xbf) throw invalid('META-2', 'the metadata starts with a byte-order mark (I-JSON)');
+  let text;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(payload);
+  } catch {
+    throw invalid('META-2', 'the metadata is not valid UTF-8');
+  }
+  checkIJson(text);
+  let doc;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw invalid('META-2', `the metadata is not valid JSON: ${e.message}`);
+  }
+  if (!isObject(doc)) throw invalid('META-2', 'the metadata is not a JSON object');
+  if (typeof doc.abi !== 'string' || !/^(0|[1-9][0-9]{0,4})\.(0|[1-9][0-9]{0,4})$/.test(doc.abi)) throw invalid('VER-1', `metadata: "abi" must be MAJOR.MINOR, not ${JSON.stringify(doc.abi)}`);
+  return doc.abi;
+}
+
 // host-guide section 3.
 export function checkMetadata(payload) {
   if (payload.length > 65536) throw invalid('META-2', `the metadata is ${payload.length} bytes, more than 65,536`);
@@ -211,18 +235,21 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
   // Section 2: exactly one `pabi` section (META-1).
   const pabi = m.customs.filter((s) => s.name === 'pabi');
   if (pabi.length !== 1) throw invalid('META-1', `the module has ${pabi.length} custom sections named "pabi", not exactly one`);
-  const metadata = checkMetadata(pabi[0].payload);
-  const who = `plugin "${metadata.name}" ${metadata.version} declares ABI ${metadata.abi}; this host implements ABI ${HOST_ABI_TEXT}`;
+  // VER-8: the envelope and the version before anything of a version.
+  const abi = readEnvelope(pabi[0].payload);
+  const who = `the plugin declares ABI ${abi}; this host implements ABI ${HOST_ABI_TEXT}`;
 
   // The pabi imports this host lacks, named by VER-4 in either refusal.
   const lacking = m.imports.filter((i) => i.module === 'pabi' && !(i.name in PABI_FUNCTIONS)).map((i) => `pabi.${i.name}`);
 
   // Section 4: the version (VER-2, VER-3, VER-4).
-  const [major, minor] = metadata.abi.split('.').map(Number);
+  const [major, minor] = abi.split('.').map(Number);
   if (major !== HOST_ABI.major || minor > HOST_ABI.minor) {
     const extra = lacking.length ? `; the plugin imports ${lacking.map((n) => `\`${n}\``).join(', ')}, which this host does not provide` : '';
     throw new PabiError('VERSION_MISMATCH', { clause: 'VER-3', detail: `${who}${extra}` });
   }
+  // Only now the rest of the metadata, under this version's schema.
+  const metadata = checkMetadata(pabi[0].payload);
 
   // LIM-12: the compile budget, from the section headers and the code
   // section's body sizes, before the engine validates (which compiles).

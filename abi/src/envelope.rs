@@ -1,0 +1,112 @@
+//! The envelope (`VER-7`): the part of a plugin that no version of the ABI
+//! changes, read before anything that belongs to a version (`VER-8`).
+
+use wasmparser::{Parser, Payload, TypeRef};
+
+use crate::{AbiVersion, Clause, VersionParseError, METADATA_SECTION};
+
+/// Why the envelope of a plugin could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    #[error("the module's sections cannot be read: {0}")]
+    Malformed(String),
+    #[error("the `pabi` metadata section is missing")]
+    NoSection,
+    #[error("{0} `pabi` metadata sections; exactly one is allowed")]
+    SeveralSections(usize),
+    #[error("metadata is not UTF-8")]
+    NotUtf8,
+    #[error("metadata is not a JSON object: {0}")]
+    NotAnObject(String),
+    #[error("metadata has no string member `abi`")]
+    NoAbi,
+    #[error("metadata `abi`: {0}")]
+    BadAbi(#[from] VersionParseError),
+}
+
+impl EnvelopeError {
+    /// The clause an unreadable envelope breaks (`VER-8`, step 2).
+    pub fn clause(&self) -> Clause {
+        match self {
+            EnvelopeError::Malformed(_) => Clause::Mod1,
+            EnvelopeError::NoSection | EnvelopeError::SeveralSections(_) => Clause::Meta1,
+            EnvelopeError::NotUtf8 | EnvelopeError::NotAnObject(_) => Clause::Meta2,
+            EnvelopeError::NoAbi | EnvelopeError::BadAbi(_) => Clause::Ver1,
+        }
+    }
+}
+
+/// The ABI version a plugin declares, read from its envelope alone: the
+/// module is walked section by section without validation, and of the
+/// metadata only `abi` is read, so that a plugin of any version, with any
+/// fields, features or imports, gets as far as the version comparison.
+pub fn read_envelope(wasm: &[u8]) -> Result<AbiVersion, EnvelopeError> {
+    let sections = crate::find_custom_sections(wasm, METADATA_SECTION)
+        .map_err(|e| EnvelopeError::Malformed(e.message().to_string()))?;
+    let section = match sections.as_slice() {
+        [] => return Err(EnvelopeError::NoSection),
+        [one] => one,
+        several => return Err(EnvelopeError::SeveralSections(several.len())),
+    };
+    let text = std::str::from_utf8(&wasm[section.data.clone()]).map_err(|_| EnvelopeError::NotUtf8)?;
+    // The I-JSON rules guard the parse (depth) and make `abi` unambiguous
+    // (no second `abi` member).
+    crate::ijson::check(text).map_err(|e| EnvelopeError::NotAnObject(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| EnvelopeError::NotAnObject(e.to_string()))?;
+    let object = value.as_object().ok_or_else(|| EnvelopeError::NotAnObject("not an object".into()))?;
+    let abi = object.get("abi").and_then(|v| v.as_str()).ok_or(EnvelopeError::NoAbi)?;
+    Ok(abi.parse::<AbiVersion>()?)
+}
+
+/// Every function import of the module as (module, name), read from the
+/// import section without validation: enough to name the imports a host
+/// lacks in a `VERSION_MISMATCH` (`VER-4`).
+pub fn function_imports(wasm: &[u8]) -> Vec<(String, String)> {
+    let mut imports = Vec::new();
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(Payload::ImportSection(reader)) => {
+                for import in reader.into_imports().flatten() {
+                    if matches!(import.ty, TypeRef::Func(_)) {
+                        imports.push((import.module.to_string(), import.name.to_string()));
+                    }
+                }
+            }
+            Ok(Payload::CodeSectionStart { .. }) | Ok(Payload::End(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    imports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_metadata(json: &str) -> Vec<u8> {
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        wasm.extend(crate::encode_custom_section(METADATA_SECTION, json.as_bytes()));
+        wasm
+    }
+
+    #[test]
+    fn only_abi_is_read() {
+        let future = with_metadata(r#"{"abi":"1.7","host_calls":[{"x":1}],"capabilities":["net:*"]}"#);
+        assert_eq!(read_envelope(&future), Ok(AbiVersion::new(1, 7)));
+        let reshaped = with_metadata(r#"{"abi":"2.0","plugin":{"name":"p"}}"#);
+        assert_eq!(read_envelope(&reshaped), Ok(AbiVersion::new(2, 0)));
+    }
+
+    #[test]
+    fn an_unreadable_envelope_names_its_clause() {
+        let clause = |wasm: &[u8]| read_envelope(wasm).unwrap_err().clause();
+        assert_eq!(clause(b"\0asm\x01\0\0\0"), Clause::Meta1);
+        assert_eq!(clause(&with_metadata("[1]")), Clause::Meta2);
+        assert_eq!(clause(&with_metadata("\u{feff}{\"abi\":\"1.0\"}")), Clause::Meta2);
+        assert_eq!(clause(&with_metadata(r#"{"abi":"1.0","abi":"9.0"}"#)), Clause::Meta2);
+        assert_eq!(clause(&with_metadata(r#"{"version":"1.0"}"#)), Clause::Ver1);
+        assert_eq!(clause(&with_metadata(r#"{"abi":"1.0.0"}"#)), Clause::Ver1);
+        assert_eq!(clause(&with_metadata(r#"{"abi":1}"#)), Clause::Ver1);
+    }
+}
