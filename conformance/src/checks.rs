@@ -81,7 +81,9 @@ impl Check {
             Check::Static => "the plugin passes the static validator (pabi validate)",
             Check::Status => "every call returns a defined status and never traps, for generated inputs",
             Check::Caps => "output and error message stay within the caps; messages are UTF-8",
-            Check::Determinism => "a function declared deterministic gives the same result on fresh instances",
+            Check::Determinism => {
+                "a function declared deterministic gives the same result on fresh instances and after other calls"
+            }
             Check::NoLeak => "10,000 calls after a warm-up grow memory by at most max(1 MiB, 25%)",
             Check::InitConfig => "init with arbitrary config bytes gives a defined status and never traps",
             Check::Shutdown => "pabi_shutdown returns a defined status and never traps",

@@ -240,14 +240,36 @@ impl<H: TestHost> Run<'_, H> {
         if deterministic.is_empty() {
             return skip("no function is declared deterministic");
         }
+        let all: Vec<&str> = meta.functions.iter().map(|f| f.name.as_str()).collect();
         for function in deterministic {
             let outcome = self.property(function, self.costly_cases(), inputs::any_input(), |input| {
                 let first = self.host.load(self.wasm, b"").and_then(|mut p| p.call(function, input));
                 let second = self.host.load(self.wasm, b"").and_then(|mut p| p.call(function, input));
-                if same_result(&first, &second) {
+                if !same_result(&first, &second) {
+                    return Err(format!("two fresh instances disagree: {} vs {}", describe(&first), describe(&second)));
+                }
+                // The result may depend on the input and the configuration
+                // only, not on the calls an instance served before (FN-5):
+                // the same call after other calls, the function itself
+                // included, on one instance. The history comes from the
+                // input, so a failure shrinks and replays with it.
+                let history = history(&all, input);
+                let after = self.host.load(self.wasm, b"").and_then(|mut p| {
+                    for (other, other_input) in &history {
+                        let _ = p.call(other, other_input);
+                    }
+                    p.call(function, input)
+                });
+                if same_result(&first, &after) {
                     Ok(())
                 } else {
-                    Err(format!("two fresh instances disagree: {} vs {}", describe(&first), describe(&second)))
+                    let calls: Vec<&str> = history.iter().map(|(f, _)| *f).collect();
+                    Err(format!(
+                        "the result depends on earlier calls: {} on a fresh instance, {} after calls of {}",
+                        describe(&first),
+                        describe(&after),
+                        calls.join(", ")
+                    ))
                 }
             });
             if outcome != CheckOutcome::Pass {
@@ -496,6 +518,15 @@ type HostOutcomeResult = Result<(Vec<u8>, Vec<u8>), HostFailure>;
 
 /// The reader fixture of the `input-read` check.
 const CHUNKED_READER: &str = include_str!("../../fixtures/conformance/chunked-reader.wat");
+
+/// One to four earlier calls, drawn from `input`: which functions (any of
+/// the plugin's) and with which inputs (suffixes of `input`).
+fn history<'a>(functions: &[&'a str], input: &[u8]) -> Vec<(&'a str, Vec<u8>)> {
+    let seed = input.first().copied().unwrap_or(0) as usize;
+    (0..1 + seed % 4)
+        .map(|i| (functions[(seed / 4 + i) % functions.len()], input.get(i..).unwrap_or_default().to_vec()))
+        .collect()
+}
 
 fn same_result(a: &HostResult<Vec<u8>>, b: &HostResult<Vec<u8>>) -> bool {
     match (a, b) {
