@@ -130,6 +130,7 @@ clauses! {
     Ver6 = "VER-6" in Ver;
     Ver7 = "VER-7" in Ver;
     Ver8 = "VER-8" in Ver;
+    Ver9 = "VER-9" in Ver;
     Life1 = "LIFE-1" in Life;
     Life2 = "LIFE-2" in Life;
     Life3 = "LIFE-3" in Life;

@@ -43,15 +43,17 @@ pub struct ExportSpec {
     pub name: &'static str,
     pub params: &'static [ValType],
     pub results: &'static [ValType],
+    /// The ABI version that introduced the export (`VER-9`).
+    pub since: AbiVersion,
 }
 
 /// Optional lifecycle exports with their exact signatures (`EXP-5`).
 pub const EXPORTS: &[ExportSpec] = &[
-    ExportSpec { name: "_initialize", params: &[], results: &[] },
-    ExportSpec { name: "pabi_init", params: &[I32], results: &[I32] },
-    ExportSpec { name: "pabi_shutdown", params: &[], results: &[I32] },
-    ExportSpec { name: "pabi_state_save", params: &[], results: &[I32] },
-    ExportSpec { name: "pabi_state_load", params: &[I32], results: &[I32] },
+    ExportSpec { name: "_initialize", params: &[], results: &[], since: AbiVersion::new(1, 0) },
+    ExportSpec { name: "pabi_init", params: &[I32], results: &[I32], since: AbiVersion::new(1, 0) },
+    ExportSpec { name: "pabi_shutdown", params: &[], results: &[I32], since: AbiVersion::new(1, 0) },
+    ExportSpec { name: "pabi_state_save", params: &[], results: &[I32], since: AbiVersion::new(1, 0) },
+    ExportSpec { name: "pabi_state_load", params: &[I32], results: &[I32], since: AbiVersion::new(1, 0) },
 ];
 
 /// Negative codes the host functions return (`ERR-5`).

@@ -18,6 +18,7 @@ mod envelope;
 mod errors;
 mod features;
 mod ijson;
+pub mod since;
 pub use envelope::{function_imports, read_envelope, EnvelopeError};
 mod imports;
 pub use ijson::MAX_METADATA_DEPTH;

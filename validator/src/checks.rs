@@ -79,6 +79,7 @@ pub(crate) fn run(wasm: &[u8]) -> Report {
     check_exports(&module, &mut sink);
     if let Some(meta) = &metadata {
         check_metadata_against_module(&module, meta, &mut sink);
+        sink.findings.extend(crate::since::newer_than_declared(wasm, meta.abi, &pabi_abi::since::Catalog::current()));
     }
     Report {
         findings: sink.findings,

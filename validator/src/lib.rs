@@ -17,6 +17,7 @@ mod module;
 pub mod render;
 mod rules;
 mod shape;
+mod since;
 mod size;
 
 use pabi_abi::{AbiVersion, Metadata};
@@ -25,6 +26,7 @@ use serde::Serialize;
 pub use foreign::ForeignAbi;
 pub use rules::{Rule, Severity};
 pub use shape::{Export, ExternKind, Import, MemoryShape, PluginShape, SectionSize, TableShape};
+pub use since::newer_than_declared;
 pub use size::{code_size, CodeSize};
 
 /// One problem found in a plugin.

@@ -70,6 +70,7 @@ rules! {
     UnknownHostFunction = "IMP-2", Error, "every `pabi` import must name a host function of the spec";
     HostFunctionSignature = "IMP-3", Error, "every `pabi` import must have the signature the spec gives";
     ImportTooNew = "IMP-4", Error, "a plugin must not import a host function newer than its declared ABI";
+    NewerThanDeclared = "VER-9", Error, "a plugin must not use an export, metadata field or capability kind newer than its declared ABI";
     MemoryExport = "EXP-1", Error, "the memory must be exported as `memory`";
     ReservedExport = "EXP-2", Error, "`pabi_` export names are reserved";
     FunctionSignature = "EXP-3", Error, "plugin functions must have type (i32) -> i32";
