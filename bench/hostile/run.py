@@ -7,7 +7,7 @@ process next to the budget that bounds it (LIM-3, LIM-5, LIM-11, LIM-12).
 
 Compile bombs are written here, byte by byte; the flood fixtures are the
 hostile WAT plugins of fixtures/hostile. Each row is one fresh process, so
-its peak RSS includes the engine (about 30 MB for a no-op plugin, the first
+its peak RSS includes the engine (about 22 MB for a no-op plugin, the first
 row). Figures vary with the machine: compare the rows of one run."""
 import json
 import os
@@ -15,10 +15,9 @@ import subprocess
 import sys
 import tempfile
 
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "fixtures", "host-conformance"))
-from wasm_bytes import leb, name, section, sleb, vec  # noqa: E402
+from wasm_bytes import leb, name, section, vec  # noqa: E402
 
 PABI = os.path.join(ROOT, "target", "release", "pabi")
 FIXTURES = os.path.join(ROOT, "target", "release", "pabi-fixtures")
