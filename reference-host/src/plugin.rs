@@ -121,9 +121,17 @@ impl Plugin {
     pub fn load_state(&mut self, state: &[u8]) -> Result<(), Error> {
         self.require_state()?;
         let len = input_len(state)?;
-        self.run(Phase::StateLoad, export("pabi_state_load"), state, |store, f: TypedFunc<i32, i32>| f.call(store, len))
+        let result = self
+            .run(Phase::StateLoad, export("pabi_state_load"), state, |store, f: TypedFunc<i32, i32>| f.call(store, len))
             .and_then(|(status, output, message)| status_result(status, output, message))
-            .map(drop)
+            .map(drop);
+        if result.is_err() {
+            // The plugin may have adopted part of the state: the next call
+            // runs on a fresh instance without it (`LIFE-11`). It returned,
+            // so this is not a failure for the crash-loop count.
+            self.instance = None;
+        }
+        result
     }
 
     /// Replaces the plugin with a new version (`LIFE-10`): validates and

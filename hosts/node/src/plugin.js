@@ -401,7 +401,11 @@ export class Plugin {
     this.checkLength(lengthOf(state), 'the state');
     const bytes = toBytes(state);
     this.ensureLive();
-    this.returned(this.invoke('pabi_state_load', 'pabi_state_load', bytes, [bytes.length]));
+    const r = this.invoke('pabi_state_load', 'pabi_state_load', bytes, [bytes.length]);
+    // Anything but OK: the plugin may have adopted part of the state, so the
+    // next call runs on a fresh instance without it (LIFE-11).
+    if (r.value !== 0) this.live = false;
+    this.returned(r);
   }
 
   /** Discards the plugin: pabi_shutdown on a live instance (LIFE-4), then the worker. */
