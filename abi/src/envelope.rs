@@ -15,6 +15,8 @@ pub enum EnvelopeError {
     NoSection,
     #[error("{0} `pabi` metadata sections; exactly one is allowed")]
     SeveralSections(usize),
+    #[error("metadata is {0} bytes, more than the {max}-byte limit", max = crate::MAX_METADATA_BYTES)]
+    TooLarge(usize),
     #[error("metadata is not UTF-8")]
     NotUtf8,
     #[error("metadata is not a JSON object: {0}")]
@@ -31,7 +33,7 @@ impl EnvelopeError {
         match self {
             EnvelopeError::Malformed(_) => Clause::Mod1,
             EnvelopeError::NoSection | EnvelopeError::SeveralSections(_) => Clause::Meta1,
-            EnvelopeError::NotUtf8 | EnvelopeError::NotAnObject(_) => Clause::Meta2,
+            EnvelopeError::TooLarge(_) | EnvelopeError::NotUtf8 | EnvelopeError::NotAnObject(_) => Clause::Meta2,
             EnvelopeError::NoAbi | EnvelopeError::BadAbi(_) => Clause::Ver1,
         }
     }
@@ -49,6 +51,11 @@ pub fn read_envelope(wasm: &[u8]) -> Result<AbiVersion, EnvelopeError> {
         [one] => one,
         several => return Err(EnvelopeError::SeveralSections(several.len())),
     };
+    // The size first: what follows parses the document, and a section of any
+    // size must not cost the host more than the 64 KiB the ABI allows.
+    if section.data.len() > crate::MAX_METADATA_BYTES {
+        return Err(EnvelopeError::TooLarge(section.data.len()));
+    }
     let text = std::str::from_utf8(&wasm[section.data.clone()]).map_err(|_| EnvelopeError::NotUtf8)?;
     // The I-JSON rules guard the parse (depth) and make `abi` unambiguous
     // (no second `abi` member).
@@ -108,5 +115,7 @@ mod tests {
         assert_eq!(clause(&with_metadata(r#"{"version":"1.0"}"#)), Clause::Ver1);
         assert_eq!(clause(&with_metadata(r#"{"abi":"1.0.0"}"#)), Clause::Ver1);
         assert_eq!(clause(&with_metadata(r#"{"abi":1}"#)), Clause::Ver1);
+        let huge = format!(r#"{{"abi":"1.0","x-pad":"{}"}}"#, "a".repeat(crate::MAX_METADATA_BYTES));
+        assert_eq!(read_envelope(&with_metadata(&huge)).unwrap_err(), EnvelopeError::TooLarge(huge.len()));
     }
 }

@@ -87,13 +87,14 @@ pub struct ReferencePlugin {
 
 impl ReferencePlugin {
     /// After every call: the scratch quota, and the log cap (`LIM-11`). A
-    /// plugin whose call logs past the cap is reported once: the host
-    /// dropped the records as it must, and the plugin should not log that
-    /// much.
+    /// call that logs past the cap is reported: the host dropped the text
+    /// as it must, and the plugin should not log that much.
     fn after_call(&mut self) -> HostResult<()> {
         self.scratch.enforce()?;
-        let dropped = self.plugin.log_records_dropped();
+        // Bytes cover `log` records and standard output and error alike.
+        let dropped = self.plugin.log_bytes_dropped();
         if dropped > self.log_dropped {
+            let this_call = dropped - self.log_dropped;
             self.log_dropped = dropped;
             let cap = self.plugin.host_config().limits().max_log;
             return Err(HostFailure {
@@ -101,7 +102,8 @@ impl ReferencePlugin {
                 status: None,
                 message: Vec::new(),
                 detail: format!(
-                    "the plugin logged past the {cap}-byte log cap of a call; the host dropped {dropped} records (LIM-11)"
+                    "the plugin logged past the {cap}-byte log cap of a call; the host dropped {this_call} bytes of \
+                     log records and standard output and error (LIM-11)"
                 ),
             });
         }

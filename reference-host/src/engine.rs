@@ -116,14 +116,16 @@ impl Shared {
     /// The prepared plugin for `wasm`: from the cache, or validated,
     /// compiled and checked now (`HOST-1` … `HOST-2`) and then cached.
     pub fn prepared(&self, wasm: &[u8]) -> Result<Arc<Prepared>, Error> {
-        // The envelope and the version before anything else (`VER-8`); an
-        // unreadable envelope is left to the validator, which says why.
+        // The compile budget bounds everything after it, so it comes first;
+        // then the envelope and the version, before anything of a version
+        // (`VER-8`). An unreadable envelope is left to the validator, which
+        // says why.
+        check_budget(wasm, self.config.limits())?;
         if let Ok(declared) = pabi_abi::read_envelope(wasm) {
             if !HOST_ABI.accepts(declared) {
                 return Err(version_mismatch(wasm, declared));
             }
         }
-        check_budget(wasm, self.config.limits())?;
         let key = module_key(wasm);
         if let Some(prepared) = self.cache().get(&key) {
             return Ok(prepared.clone());
@@ -261,8 +263,12 @@ fn store_in_cache(path: &Path, module: &Module) {
         }
         // Write then rename, so a reader never sees half a file.
         let partial = path.with_extension(format!("{}.partial", std::process::id()));
-        std::fs::write(&partial, bytes)?;
-        std::fs::rename(&partial, path)
+        let written = std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, path));
+        if written.is_err() {
+            // A full disk must not leave half a file outside the budget.
+            let _ = std::fs::remove_file(&partial);
+        }
+        written
     };
     if let Err(e) = write() {
         tracing::warn!(path = %path.display(), "cannot write the compile cache: {e}");

@@ -289,14 +289,16 @@ fn join(findings: &[ModuleFinding]) -> String {
 }
 
 fn quoted(items: &[Capability]) -> String {
-    items.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+    // An `fs:` path is the plugin's text (`SEC-3`).
+    items.iter().map(|c| format!("`{}`", escape_controls(&c.to_string()))).collect::<Vec<_>>().join(", ")
 }
 
 fn missing_suffix(missing: &[String]) -> String {
     if missing.is_empty() {
         String::new()
     } else {
-        format!("; missing imports: {}", missing.join(", "))
+        // Import names are the plugin's choice (`SEC-3`).
+        format!("; missing imports: {}", escape_controls(&missing.join(", ")))
     }
 }
 

@@ -43,8 +43,16 @@ pub(crate) struct LogSink {
     dropped_bytes: u64,
     /// Standard output and standard error text after the last line break.
     partial: [Vec<u8>; 2],
-    /// Records dropped over the plugin's life, across its instances.
-    dropped_total: Arc<AtomicU64>,
+    /// What was dropped over the plugin's life, across its instances.
+    drops: Arc<LogDrops>,
+}
+
+/// Log records and bytes (of records and of standard output and error)
+/// dropped past the cap, over a plugin's life.
+#[derive(Debug, Default)]
+pub(crate) struct LogDrops {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
 }
 
 /// The shared handle: the `pabi.log` import and the two WASI streams write
@@ -52,7 +60,7 @@ pub(crate) struct LogSink {
 pub(crate) type SharedSink = Arc<Mutex<LogSink>>;
 
 impl LogSink {
-    pub fn new(plugin: String, cap: u64, dropped_total: Arc<AtomicU64>) -> SharedSink {
+    pub fn new(plugin: String, cap: u64, drops: Arc<LogDrops>) -> SharedSink {
         Arc::new(Mutex::new(LogSink {
             plugin,
             cap,
@@ -60,7 +68,7 @@ impl LogSink {
             dropped_records: 0,
             dropped_bytes: 0,
             partial: [Vec::new(), Vec::new()],
-            dropped_total,
+            drops,
         }))
     }
 
@@ -116,7 +124,8 @@ impl LogSink {
                 self.cap
             );
         }
-        self.dropped_total.fetch_add(self.dropped_records, Ordering::Relaxed);
+        self.drops.records.fetch_add(self.dropped_records, Ordering::Relaxed);
+        self.drops.bytes.fetch_add(self.dropped_bytes, Ordering::Relaxed);
         self.used = 0;
         self.dropped_records = 0;
         self.dropped_bytes = 0;

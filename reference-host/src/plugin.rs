@@ -2,7 +2,7 @@
 //! failure, crash-loop protection, cancellation, state moves and hot reload.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use wasmtime::{Store, Trap, TypedFunc, WasmBacktrace};
 
 use crate::engine::{Prepared, Shared};
 use crate::error::{Frame, Unavailable, WasmTrace};
-use crate::log::LogSink;
+use crate::log::{LogDrops, LogSink};
 use crate::store::{Abort, Deadline, Limiter, Phase, StoreData, EPOCH_TICK};
 use crate::{wasi, Config, Error};
 
@@ -27,7 +27,7 @@ pub struct Plugin {
     failures: VecDeque<Instant>,
     disabled: bool,
     cancel: Arc<AtomicBool>,
-    log_dropped: Arc<AtomicU64>,
+    log_drops: Arc<LogDrops>,
 }
 
 /// Cancels a plugin's calls from any thread, as a deadline would: the call
@@ -54,8 +54,8 @@ struct Instance {
 impl Plugin {
     pub(crate) fn start(shared: Arc<Shared>, prepared: Arc<Prepared>, config: Vec<u8>) -> Result<Plugin, Error> {
         let cancel = Arc::new(AtomicBool::new(false));
-        let log_dropped = Arc::new(AtomicU64::new(0));
-        let instance = instantiate(&shared, &prepared, &config, &cancel, &log_dropped)?;
+        let log_drops = Arc::new(LogDrops::default());
+        let instance = instantiate(&shared, &prepared, &config, &cancel, &log_drops)?;
         Ok(Plugin {
             shared,
             prepared,
@@ -64,14 +64,21 @@ impl Plugin {
             failures: VecDeque::new(),
             disabled: false,
             cancel,
-            log_dropped,
+            log_drops,
         })
     }
 
     /// How many `log` records the plugin's calls have had dropped past the
     /// log cap of a call (`LIM-11`), since it was loaded or last reloaded.
     pub fn log_records_dropped(&self) -> u64 {
-        self.log_dropped.load(Ordering::Relaxed)
+        self.log_drops.records.load(Ordering::Relaxed)
+    }
+
+    /// How many bytes of log text, `log` records and standard output and
+    /// error together, were dropped past the log cap of a call (`LIM-11`),
+    /// since the plugin was loaded or last reloaded.
+    pub fn log_bytes_dropped(&self) -> u64 {
+        self.log_drops.bytes.load(Ordering::Relaxed)
     }
 
     /// The configuration of the host that loaded the plugin.
@@ -215,7 +222,7 @@ impl Plugin {
         }
         if self.instance.is_none() {
             tracing::warn!(plugin = %self.prepared.metadata.name, "re-instantiating after a failure");
-            match instantiate(&self.shared, &self.prepared, &self.config, &self.cancel, &self.log_dropped) {
+            match instantiate(&self.shared, &self.prepared, &self.config, &self.cancel, &self.log_drops) {
                 Ok(instance) => self.instance = Some(instance),
                 Err(e) => return Err(self.record_failure(e)),
             }
@@ -344,10 +351,10 @@ fn instantiate(
     prepared: &Prepared,
     config: &[u8],
     cancel: &Arc<AtomicBool>,
-    log_dropped: &Arc<AtomicU64>,
+    log_drops: &Arc<LogDrops>,
 ) -> Result<Instance, Error> {
     let limits = shared.config.limits();
-    let log = LogSink::new(prepared.metadata.name.clone(), limits.max_log, log_dropped.clone());
+    let log = LogSink::new(prepared.metadata.name.clone(), limits.max_log, log_drops.clone());
     let (wasi, clock, random) = match &prepared.grants {
         Some(grants) => {
             let (ctx, clock) = wasi::context(grants, &log)?;

@@ -194,9 +194,11 @@ fn wasi_range(
             format!("{function}: pointer {:#x} is not aligned to {align} bytes", ptr as u32),
         ));
     }
-    let len = i32::try_from(len)
+    // A length up to 2^32 - 1 is a valid u32 (`MEM-4`); `checked_range`
+    // takes it bit for bit as the `i32` a plugin passes.
+    let len = u32::try_from(len)
         .map_err(|_| violation(Clause::Mem3, format!("{function}: a range of {len} bytes is past 2^32")))?;
-    let range = checked_range(function, ptr, len, memory.data_size(caller))?;
+    let range = checked_range(function, ptr, len as i32, memory.data_size(caller))?;
     Ok((memory, range))
 }
 
@@ -204,11 +206,12 @@ fn wasi_range(
 /// without `clock`; with it, real wall time for id 0 and the monotonic
 /// clock for ids 1–3 (`WASI-6`, `WASI-9`).
 fn clock_time_get(mut caller: Caller<'_, StoreData>, id: i32, _precision: i64, out: i32) -> wasmtime::Result<i32> {
-    let (memory, range) = wasi_range(&caller, "clock_time_get", out, 8, 8)?;
+    // The id before the pointer, as WASI decodes its arguments.
     let id = id as u32;
     if id >= CLOCKS {
         return Ok(ERRNO_INVAL);
     }
+    let (memory, range) = wasi_range(&caller, "clock_time_get", out, 8, 8)?;
     let now = match &caller.data().clock {
         Some(PluginClock::Virtual(clock)) => clock.now_nanos(),
         Some(PluginClock::Real(_)) if id == CLOCK_REALTIME => {
@@ -223,10 +226,10 @@ fn clock_time_get(mut caller: Caller<'_, StoreData>, id: i32, _precision: i64, o
 
 /// `clock_res_get(id, *resolution)`: 1 ns for the four clocks (`WASI-9`).
 fn clock_res_get(mut caller: Caller<'_, StoreData>, id: i32, out: i32) -> wasmtime::Result<i32> {
-    let (memory, range) = wasi_range(&caller, "clock_res_get", out, 8, 8)?;
     if id as u32 >= CLOCKS {
         return Ok(ERRNO_INVAL);
     }
+    let (memory, range) = wasi_range(&caller, "clock_res_get", out, 8, 8)?;
     memory.data_mut(&mut caller)[range].copy_from_slice(&1u64.to_le_bytes());
     Ok(0)
 }
@@ -282,13 +285,13 @@ fn poll_oneoff(
     out_count: i32,
 ) -> wasmtime::Result<i32> {
     let count = count as u32 as usize;
+    if count == 0 {
+        return Ok(ERRNO_INVAL);
+    }
     let (memory, sub_range) = wasi_range(&caller, "poll_oneoff", subs, count * SUBSCRIPTION_SIZE, 8)?;
     let (_, event_range) = wasi_range(&caller, "poll_oneoff", events, count * EVENT_SIZE, 8)?;
     let (_, count_range) = wasi_range(&caller, "poll_oneoff", out_count, 4, 4)?;
     let Some(clock) = caller.data().clock.clone() else { return Ok(ERRNO_INVAL) };
-    if count == 0 {
-        return Ok(ERRNO_INVAL);
-    }
     // Each subscription as (userdata, tag, nanoseconds from now until it is
     // due); tag 0 is a clock.
     let now = match &clock {
@@ -314,8 +317,10 @@ fn poll_oneoff(
             (userdata, s[8], due)
         })
         .collect();
-    let fd_ready: Vec<_> = parsed.iter().filter(|(_, tag, _)| *tag != 0).collect();
-    let fired: Vec<_> = if fd_ready.is_empty() {
+    // fd subscriptions are ready at once, and so is every clock that has
+    // already expired (`WASI-9`: every ready subscription gets an event).
+    let fd_ready: Vec<_> = parsed.iter().filter(|(_, tag, due)| *tag != 0 || *due == 0).collect();
+    let fired: Vec<_> = if !parsed.iter().any(|(_, tag, _)| *tag != 0) {
         let wait = parsed.iter().map(|(_, _, due)| *due).min().unwrap_or(0);
         match &clock {
             PluginClock::Virtual(virtual_clock) => virtual_clock.advance_to(now.saturating_add(wait)),

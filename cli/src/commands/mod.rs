@@ -83,9 +83,9 @@ pub fn read_payload(path: &Path) -> anyhow::Result<Payload> {
         .read_to_end(&mut bytes)
         .with_context(|| format!("failed to read `{}`", path.display()))?;
     if bytes.len() as u64 > limit {
-        // Count the rest without keeping it, so the error gives the length.
-        let rest = std::io::copy(&mut reader, &mut std::io::sink()).unwrap_or(0);
-        return Ok(Payload::TooLong(bytes.len() as u64 + rest));
+        // A stream may never end (`/dev/zero`, a pipe): stop here. The
+        // length reported is the first one past the limit.
+        return Ok(Payload::TooLong(bytes.len() as u64));
     }
     Ok(Payload::Bytes(bytes))
 }

@@ -290,11 +290,14 @@ export function scanBody(bytes, start, end, where, onGrow, onRefFunc) {
   }
 }
 
-export function codeBodies(bytes, m) {
+export function codeBodies(bytes, m, maxBodies = Infinity) {
   const s = m.sections.find((x) => x.id === 10);
   if (!s) return [];
   const r = new Reader(bytes, s.bodyStart, s.end);
   const n = r.u32();
+  // The count first: one object per body is what a compile bomb would make
+  // the host allocate (LIM-12).
+  if (n > maxBodies) return { length: n };
   const bodies = [];
   for (let i = 0; i < n; i++) {
     const size = r.u32();

@@ -52,7 +52,7 @@ function checkBudget(bytes, m, budget) {
   const maxFunctionSize = budget.maxFunctionSize ?? COMPILE_BUDGET.maxFunctionSize;
   const defined = m.funcTypes.length - m.importedFuncs;
   if (defined > maxFunctions) throw moduleLimit(`the module defines ${defined} functions, more than the cap of ${maxFunctions}`);
-  const bodies = codeBodies(bytes, m);
+  const bodies = codeBodies(bytes, m, maxFunctions);
   if (bodies.length > maxFunctions) throw moduleLimit(`the module has ${bodies.length} function bodies, more than the cap of ${maxFunctions}`);
   bodies.forEach((b, i) => {
     const size = b.end - b.start;
@@ -232,6 +232,16 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
     }
     throw e;
   }
+  // LIM-12: the compile budget, from the section headers and the code
+  // section's body sizes, first of all (VER-8), since it bounds every later
+  // step.
+  try {
+    checkBudget(bytes, m, budget);
+  } catch (e) {
+    if (e instanceof BinaryError) throw invalid(e.clause, e.message);
+    throw e;
+  }
+
   // Section 2: exactly one `pabi` section (META-1).
   const pabi = m.customs.filter((s) => s.name === 'pabi');
   if (pabi.length !== 1) throw invalid('META-1', `the module has ${pabi.length} custom sections named "pabi", not exactly one`);
@@ -250,15 +260,6 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
   }
   // Only now the rest of the metadata, under this version's schema.
   const metadata = checkMetadata(pabi[0].payload);
-
-  // LIM-12: the compile budget, from the section headers and the code
-  // section's body sizes, before the engine validates (which compiles).
-  try {
-    checkBudget(bytes, m, budget);
-  } catch (e) {
-    if (e instanceof BinaryError) throw invalid(e.clause, e.message);
-    throw e;
-  }
 
   // Section 5: validation and the feature profile (MOD-1, MOD-2).
   if (!WebAssembly.validate(bytes)) {

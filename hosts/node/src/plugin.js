@@ -77,7 +77,10 @@ const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
 // escape sequences and line breaks escaped, so that it cannot move the
 // cursor, rewrite earlier lines or forge a record.
 export function escapeText(text) {
-  return JSON.stringify(text).slice(1, -1);
+  // JSON escapes C0 controls only; DEL, the C1 controls (U+009B is a
+  // terminal's CSI) and the line and paragraph separators too (SEC-3).
+  return JSON.stringify(text).slice(1, -1)
+    .replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function defaultLog(pluginName) {

@@ -321,3 +321,10 @@ test('a module that the host\'s rewrite would take past V8\'s body-size limit is
   assert.equal(e.kind, 'MODULE_LIMIT');
   assert.match(e.message, /rewrite/);
 });
+
+test('plugin text is escaped for a terminal: C0, DEL, C1 and line separators (SEC-3)', async () => {
+  const { escapeText } = await import('../src/plugin.js');
+  assert.equal(escapeText('a\x1b[2Jb\nc'), 'a\\u001b[2Jb\\nc');
+  assert.equal(escapeText('x\u007f\u009b2J\u2028y'), 'x\\u007f\\u009b2J\\u2028y');
+  assert.equal(escapeText('plain — ünïcode'), 'plain — ünïcode');
+});
