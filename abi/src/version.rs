@@ -4,15 +4,15 @@ use std::str::FromStr;
 /// An ABI version, `major.minor` (`VER-1`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AbiVersion {
-    pub major: u16,
-    pub minor: u16,
+    pub major: u32,
+    pub minor: u32,
 }
 
 /// The ABI version the tools and the reference host implement.
 pub const HOST_ABI: AbiVersion = AbiVersion { major: 1, minor: 0 };
 
 impl AbiVersion {
-    pub const fn new(major: u16, minor: u16) -> Self {
+    pub const fn new(major: u32, minor: u32) -> Self {
         Self { major, minor }
     }
 
@@ -53,9 +53,11 @@ impl FromStr for AbiVersion {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || VersionParseError(s.to_string());
         let (major, minor) = s.split_once('.').ok_or_else(err)?;
-        let part = |p: &str| -> Result<u16, VersionParseError> {
+        // Up to five digits, as the schema's pattern allows, so that every
+        // host reads the same versions (`VER-1`, `VER-8`).
+        let part = |p: &str| -> Result<u32, VersionParseError> {
             let leading_zero = p.len() > 1 && p.starts_with('0');
-            if p.is_empty() || leading_zero || !p.bytes().all(|b| b.is_ascii_digit()) {
+            if p.is_empty() || p.len() > 5 || leading_zero || !p.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(err());
             }
             p.parse().map_err(|_| err())
@@ -72,7 +74,9 @@ mod tests {
     fn parses_and_rejects() {
         assert_eq!("1.0".parse(), Ok(AbiVersion::new(1, 0)));
         assert_eq!("2.13".parse(), Ok(AbiVersion::new(2, 13)));
-        for bad in ["1", "1.", ".1", "1.0.0", "01.0", "a.b", "1.-1", ""] {
+        // Five digits, as the schema allows, past what a u16 holds.
+        assert_eq!("1.70000".parse(), Ok(AbiVersion::new(1, 70_000)));
+        for bad in ["1", "1.", ".1", "1.0.0", "01.0", "a.b", "1.-1", "", "1.100000"] {
             assert!(bad.parse::<AbiVersion>().is_err(), "{bad}");
         }
     }
