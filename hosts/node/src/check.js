@@ -131,11 +131,10 @@ function checkIJson(text) {
   }
 }
 
-// VER-7, VER-8: the envelope alone, read before anything that belongs to a
-// version: UTF-8 I-JSON, an object, and a string `abi` of the form
-// MAJOR.MINOR. Whatever else a future version puts in the metadata is not
-// looked at until the version is known to be this host's.
-export function readEnvelope(payload) {
+// META-2: the payload as a JSON value: UTF-8 without a byte-order mark
+// (I-JSON forbids one, and TextDecoder would drop it silently), I-JSON,
+// then parsed. Shared by the envelope and the full check.
+function parseDocument(payload) {
   if (payload[0] === 0xef && payload[1] === 0xbb && payload[2] === 0xbf) throw invalid('META-2', 'the metadata starts with a byte-order mark (I-JSON)');
   let text;
   try {
@@ -150,6 +149,15 @@ export function readEnvelope(payload) {
   } catch (e) {
     throw invalid('META-2', `the metadata is not valid JSON: ${e.message}`);
   }
+  return doc;
+}
+
+// VER-7, VER-8: the envelope alone, read before anything that belongs to a
+// version: UTF-8 I-JSON, an object, and a string `abi` of the form
+// MAJOR.MINOR. Whatever else a future version puts in the metadata is not
+// looked at until the version is known to be this host's.
+export function readEnvelope(payload) {
+  const doc = parseDocument(payload);
   if (!isObject(doc)) throw invalid('META-2', 'the metadata is not a JSON object');
   if (typeof doc.abi !== 'string' || !/^(0|[1-9][0-9]{0,4})\.(0|[1-9][0-9]{0,4})$/.test(doc.abi)) throw invalid('VER-1', `metadata: "abi" must be MAJOR.MINOR, not ${JSON.stringify(doc.abi)}`);
   return doc.abi;
@@ -158,21 +166,7 @@ export function readEnvelope(payload) {
 // host-guide section 3.
 export function checkMetadata(payload) {
   if (payload.length > 65536) throw invalid('META-2', `the metadata is ${payload.length} bytes, more than 65,536`);
-  // META-2: I-JSON forbids a byte-order mark (TextDecoder would drop it silently).
-  if (payload[0] === 0xef && payload[1] === 0xbb && payload[2] === 0xbf) throw invalid('META-2', 'the metadata starts with a byte-order mark (I-JSON)');
-  let text;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(payload);
-  } catch {
-    throw invalid('META-2', 'the metadata is not valid UTF-8');
-  }
-  checkIJson(text);
-  let doc;
-  try {
-    doc = JSON.parse(text);
-  } catch (e) {
-    throw invalid('META-2', `the metadata is not valid JSON: ${e.message}`);
-  }
+  const doc = parseDocument(payload);
   const bad = (what) => invalid('META-3', `metadata: ${what}`);
   if (!isObject(doc)) throw bad('not a JSON object');
   const allowed = new Set(['abi', 'name', 'version', 'profile', 'functions', 'capabilities', 'description', 'statuses']);
