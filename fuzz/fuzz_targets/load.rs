@@ -11,16 +11,6 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use pabi_host::{Config, Host};
 
-fn bases() -> &'static [Vec<u8>] {
-    static BASES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    BASES.get_or_init(|| {
-        ["core", "wasi", "lifecycle"]
-            .iter()
-            .map(|name| pabi_fixtures::good(name).expect("good fixtures compile"))
-            .collect()
-    })
-}
-
 /// One host for the whole run, as an embedding application keeps one. Tight
 /// limits keep each execution short; a small cache keeps memory flat over
 /// millions of distinct modules.
@@ -39,7 +29,7 @@ fn host() -> &'static Host {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let wasm = pabi_fixtures::module_from_fuzz_input(data, bases());
+    let wasm = pabi_fixtures::module_from_fuzz_input(data, pabi_fixtures::fuzz_bases());
     let Ok(mut plugin) = host().load(&wasm) else { return };
     for function in plugin.functions().to_vec() {
         // Every result is fine (a kind is the host keeping its promise);
