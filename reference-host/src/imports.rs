@@ -97,7 +97,7 @@ fn log(mut caller: Caller<'_, StoreData>, level: i32, src: i32, len: i32) -> was
     let range = checked_range("log", src, len, bytes.len())?;
     let Some(level) = Level::from_code(level) else { return Ok(ImportCode::Invalid.code()) };
     // Past the call's log budget the whole record is dropped (`LIM-11`).
-    let kept = data.log.lock().unwrap_or_else(|p| p.into_inner()).record(level, &bytes[range]);
+    let kept = data.with_log(|sink| sink.record(level, &bytes[range]));
     Ok(if kept { 0 } else { ImportCode::Limit.code() })
 }
 

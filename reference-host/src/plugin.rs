@@ -243,7 +243,7 @@ impl Plugin {
         data.limiter.refused = false;
         arm(&mut live.store, &self.shared, timeout);
         let result = call(&mut live.store, func);
-        end_call(&live.store);
+        end_call(&mut live.store);
         match result {
             Ok(status) => {
                 // The instance survived: failures are counted only while
@@ -341,8 +341,8 @@ fn arm(store: &mut Store<StoreData>, shared: &Shared, timeout: Duration) {
 
 /// Ends a call's log: partial stdio lines out, drops reported, a fresh
 /// budget for the next call (`LIM-11`).
-fn end_call(store: &Store<StoreData>) {
-    store.data().log.lock().unwrap_or_else(|p| p.into_inner()).end_call();
+fn end_call(store: &mut Store<StoreData>) {
+    store.data_mut().with_log(LogSink::end_call);
 }
 
 /// A fresh instance: `_initialize` once, then `pabi_init(config)` (`LIFE-1`, `LIFE-2`).
@@ -398,7 +398,7 @@ fn instantiate(
             .get_typed_func::<(), ()>(&mut store, "_initialize")
             .map_err(|e| Error::invalid(Clause::Exp5, format!("{e:#}")))?;
         let result = initialize.call(&mut store, ());
-        end_call(&store);
+        end_call(&mut store);
         result.map_err(|e| classify(e, &store, shared))?;
     }
     if prepared.has_init {
@@ -411,7 +411,7 @@ fn instantiate(
         data.input = config.to_vec();
         arm(&mut store, shared, limits.timeout);
         let result = init.call(&mut store, len);
-        end_call(&store);
+        end_call(&mut store);
         let status = result.map_err(|e| classify(e, &store, shared))?;
         let data = store.data_mut();
         data.input = Vec::new();

@@ -46,6 +46,16 @@ pub(crate) struct StoreData {
 }
 
 impl StoreData {
+    /// The log sink, without locking when nothing else holds it: a core
+    /// plugin has no WASI streams sharing it, and `log` and the end of every
+    /// call are on the per-call path.
+    pub fn with_log<R>(&mut self, f: impl FnOnce(&mut crate::log::LogSink) -> R) -> R {
+        match std::sync::Arc::get_mut(&mut self.log) {
+            Some(sink) => f(sink.get_mut().unwrap_or_else(|p| p.into_inner())),
+            None => f(&mut self.log.lock().unwrap_or_else(|p| p.into_inner())),
+        }
+    }
+
     pub fn wasi(&mut self) -> &mut wasmtime_wasi::p1::WasiP1Ctx {
         self.wasi.as_mut().expect("WASI imports are linked only for wasi-profile plugins")
     }
