@@ -38,6 +38,30 @@ pub struct AdapterLimits {
     pub fuel: Option<u64>,
 }
 
+/// What the host's configuration allows a case's plugin (`WASI-5`): the
+/// adapter's grant flags. A plugin gets only what it declares and these
+/// allow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AdapterGrants {
+    /// `--allow-clock`.
+    pub clock: bool,
+    /// `--allow-random`.
+    pub random: bool,
+    /// `--env NAME=VALUE`, in order.
+    pub env: Vec<(String, String)>,
+    /// `--dir HOST:GUEST[:ro]`, in order.
+    pub dirs: Vec<AdapterDir>,
+}
+
+/// One `--dir` grant: a host folder offered at a guest path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterDir {
+    pub host: PathBuf,
+    pub guest: String,
+    pub read_only: bool,
+}
+
 /// One call of an invocation: a plugin function (or `@save` / `@load`) and
 /// its input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +81,7 @@ pub struct Invocation {
     pub calls: Vec<AdapterCall>,
     pub config: Option<Vec<u8>>,
     pub limits: AdapterLimits,
+    pub grants: AdapterGrants,
 }
 
 impl Invocation {
@@ -108,6 +133,20 @@ impl Invocation {
             if let Some(value) = value {
                 args.extend([flag.to_string(), value.to_string()]);
             }
+        }
+        let grants = &self.grants;
+        if grants.clock {
+            args.push("--allow-clock".to_string());
+        }
+        if grants.random {
+            args.push("--allow-random".to_string());
+        }
+        for (name, value) in &grants.env {
+            args.extend(["--env".to_string(), format!("{name}={value}")]);
+        }
+        for dir in &grants.dirs {
+            let mode = if dir.read_only { ":ro" } else { "" };
+            args.extend(["--dir".to_string(), format!("{}:{}{mode}", dir.host.display(), dir.guest)]);
         }
         args.extend(["--format".to_string(), "json".to_string()]);
         Ok(args)

@@ -160,6 +160,7 @@ clauses! {
     Wasi8 = "WASI-8" in Wasi;
     Wasi9 = "WASI-9" in Wasi;
     Wasi10 = "WASI-10" in Wasi;
+    Wasi11 = "WASI-11" in Wasi;
     Lim1 = "LIM-1" in Lim;
     Lim2 = "LIM-2" in Lim;
     Lim3 = "LIM-3" in Lim;

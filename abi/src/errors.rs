@@ -17,10 +17,13 @@ pub enum HostErrorKind {
     PluginError,
     UnknownFunction,
     CrashLoop,
+    Unsupported,
+    Cancelled,
+    HostFailure,
 }
 
 impl HostErrorKind {
-    pub const ALL: [HostErrorKind; 15] = [
+    pub const ALL: [HostErrorKind; 18] = [
         HostErrorKind::InvalidModule,
         HostErrorKind::VersionMismatch,
         HostErrorKind::MissingCapability,
@@ -36,6 +39,9 @@ impl HostErrorKind {
         HostErrorKind::PluginError,
         HostErrorKind::UnknownFunction,
         HostErrorKind::CrashLoop,
+        HostErrorKind::Unsupported,
+        HostErrorKind::Cancelled,
+        HostErrorKind::HostFailure,
     ];
 
     /// The stable name, as written in the spec and in JSON output.
@@ -56,6 +62,9 @@ impl HostErrorKind {
             HostErrorKind::PluginError => "PLUGIN_ERROR",
             HostErrorKind::UnknownFunction => "UNKNOWN_FUNCTION",
             HostErrorKind::CrashLoop => "CRASH_LOOP",
+            HostErrorKind::Unsupported => "UNSUPPORTED",
+            HostErrorKind::Cancelled => "CANCELLED",
+            HostErrorKind::HostFailure => "HOST_FAILURE",
         }
     }
 
@@ -77,6 +86,9 @@ impl HostErrorKind {
             HostErrorKind::PluginError => "the plugin returned an error status",
             HostErrorKind::UnknownFunction => "the plugin has no function of that name",
             HostErrorKind::CrashLoop => "the plugin failed too often and was disabled",
+            HostErrorKind::Unsupported => "the plugin needs a part of the ABI this host does not implement",
+            HostErrorKind::Cancelled => "the call was cancelled by the host's caller",
+            HostErrorKind::HostFailure => "the host failed, not the plugin",
         }
     }
 

@@ -50,4 +50,6 @@ pub use section::{
 pub use status::Status;
 pub use trap::TrapKind;
 pub use version::{AbiVersion, VersionParseError, HOST_ABI};
-pub use wasi::{wasi_import_requirement, WasiRequirement, WASI_MODULE};
+pub use wasi::{
+    wasi_functions, wasi_import_requirement, wasi_signature, WasiRequirement, WasiSignature, WasiValType, WASI_MODULE,
+};

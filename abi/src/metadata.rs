@@ -143,6 +143,9 @@ pub enum MetadataError {
     BadVersion(#[from] VersionParseError),
     #[error("capabilities are declared but the profile is `core`")]
     CapabilitiesInCore,
+    /// An `fs:` guest path that is not normal, or two that overlap (`WASI-3`).
+    #[error("capability `{capability}`: {reason}")]
+    FsPath { capability: String, reason: String },
 }
 
 impl MetadataError {
@@ -154,6 +157,7 @@ impl MetadataError {
             MetadataError::DuplicateFunction(_) => Clause::Meta5,
             MetadataError::BadVersion(_) => Clause::Ver1,
             MetadataError::CapabilitiesInCore => Clause::Wasi1,
+            MetadataError::FsPath { .. } => Clause::Wasi3,
         }
     }
 }
@@ -200,12 +204,61 @@ impl Metadata {
         if meta.profile == Profile::Core && !meta.capabilities.is_empty() {
             return Err(MetadataError::CapabilitiesInCore);
         }
+        check_fs_paths(&meta.capabilities)?;
         Ok(meta)
     }
 
     pub fn function(&self, name: &str) -> Option<&FunctionMeta> {
         self.functions.iter().find(|f| f.name == name)
     }
+}
+
+/// The guest-path rules of `WASI-3`: each `fs:` path is `/` or components
+/// that are not empty, `.` or `..`, with no trailing `/`; no two paths are
+/// the same or one inside the other. An outer grant reaches an inner one's
+/// files through a path relative to itself, so two overlapping modes could
+/// not both be enforced.
+fn check_fs_paths(capabilities: &[Capability]) -> Result<(), MetadataError> {
+    let paths: Vec<(&Capability, Vec<&str>)> = capabilities
+        .iter()
+        .filter_map(|c| match c {
+            Capability::Fs { guest_path, .. } => Some((c, guest_path.split('/').skip(1).collect())),
+            _ => None,
+        })
+        .collect();
+    let bad = |capability: &Capability, reason: &str| MetadataError::FsPath {
+        capability: capability.to_string(),
+        reason: reason.to_string(),
+    };
+    for (capability, parts) in &paths {
+        // `/` alone splits into one empty component: the guest root.
+        if parts.as_slice() == [""] {
+            continue;
+        }
+        if let Some(part) = parts.iter().find(|p| matches!(**p, "" | "." | "..")) {
+            let reason = match *part {
+                "" => "the guest path has an empty component (a doubled or trailing `/`)",
+                "." => "the guest path has a `.` component",
+                _ => "the guest path has a `..` component",
+            };
+            return Err(bad(capability, reason));
+        }
+    }
+    let components = |parts: &[&str]| if parts == [""] { 0 } else { parts.len() };
+    for (i, (first, a)) in paths.iter().enumerate() {
+        for (second, b) in &paths[i + 1..] {
+            let (short, long) = if components(a) <= components(b) { (a, b) } else { (b, a) };
+            if long[..components(short)] == short[..components(short)] {
+                let reason = if components(a) == components(b) {
+                    format!("`{second}` names the same guest path")
+                } else {
+                    format!("it overlaps `{second}`: one guest path is inside the other")
+                };
+                return Err(bad(first, &reason));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `name` is a valid plugin function name, `[a-z][a-z0-9_]{0,63}`
@@ -224,6 +277,39 @@ mod tests {
 
     const GOOD: &str = r#"{"abi":"1.0","name":"text-tools","version":"0.1.0","profile":"core",
         "functions":[{"name":"upper","input":"text/plain","deterministic":true}],"capabilities":[]}"#;
+
+    #[test]
+    fn fs_guest_paths_are_normal_and_do_not_overlap() {
+        let doc = |caps: &[&str]| {
+            let caps: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
+            format!(
+                r#"{{"abi":"1.0","name":"x","version":"1.0.0","profile":"wasi","functions":[{{"name":"a"}}],"capabilities":[{}]}}"#,
+                caps.join(",")
+            )
+        };
+        for good in [
+            &["fs:/:ro"][..],
+            &["fs:/data:ro", "fs:/database:rw"],
+            &["fs:/a/b:ro", "fs:/a/c:rw"],
+            &["fs:/data..x:ro"],
+            &["clock", "fs:/data:ro"],
+        ] {
+            assert!(Metadata::parse(doc(good).as_bytes()).is_ok(), "{good:?}");
+        }
+        for bad in [
+            &["fs:/data/:ro"][..],
+            &["fs:/a//b:ro"],
+            &["fs:/data/../etc:ro"],
+            &["fs:/./data:ro"],
+            &["fs:/data:ro", "fs:/data:rw"],
+            &["fs:/data:rw", "fs:/data/keys:ro"],
+            &["fs:/data/keys:ro", "fs:/data:rw"],
+            &["fs:/:ro", "fs:/data:rw"],
+        ] {
+            let error = Metadata::parse(doc(bad).as_bytes()).unwrap_err();
+            assert_eq!(error.clause(), Clause::Wasi3, "{bad:?}: {error}");
+        }
+    }
 
     #[test]
     fn accepts_a_good_document() {

@@ -18,7 +18,11 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pabi_abi::adapter::{AdapterCall, AdapterLimits, Invocation, ResultLine, RESULT_LINE_SCHEMA};
+use std::collections::BTreeMap;
+
+use pabi_abi::adapter::{
+    AdapterCall, AdapterDir, AdapterGrants, AdapterLimits, Invocation, ResultLine, RESULT_LINE_SCHEMA,
+};
 use pabi_abi::vectors::{decode_hex, Expect, Vector};
 use pabi_abi::Clause;
 use serde::{Deserialize, Serialize};
@@ -42,11 +46,48 @@ pub struct Case {
     pub config_hex: Option<String>,
     #[serde(default)]
     pub limits: AdapterLimits,
+    /// What the host's configuration allows (the adapter's grant flags).
+    #[serde(default)]
+    pub grants: CaseGrants,
     pub calls: Vec<Call>,
     pub expect: Vec<Value>,
     /// A clause whose limit a host may lack: it may answer NOT_SUPPORTED.
     #[serde(default)]
     pub not_supported_allowed: Option<Clause>,
+}
+
+/// A case's `grants`: the capabilities the host's configuration allows.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseGrants {
+    #[serde(default)]
+    pub clock: bool,
+    #[serde(default)]
+    pub random: bool,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub dirs: Vec<CaseDir>,
+}
+
+/// A scratch folder the runner makes, fills with `files` and offers at
+/// `guest`; after the run it must hold exactly `files_after`, when given.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseDir {
+    pub guest: String,
+    pub mode: DirMode,
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    #[serde(default)]
+    pub files_after: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirMode {
+    Ro,
+    Rw,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -82,6 +123,18 @@ pub struct CaseResult {
     #[serde(flatten)]
     pub verdict: Verdict,
     pub millis: u64,
+}
+
+/// Splits an adapter command into words as a POSIX shell does, quotes and
+/// backslashes included, without expanding anything: a path with spaces
+/// is written in quotes (`node '/opt/my hosts/pabi-node.js'`).
+pub fn adapter_words(command: &str) -> Result<Vec<String>, String> {
+    let words =
+        shlex::split(command).ok_or_else(|| format!("the adapter command `{command}` has an unclosed quote"))?;
+    if words.is_empty() {
+        return Err("the adapter command is empty".to_string());
+    }
+    Ok(words)
 }
 
 /// Reads every case of a folder, sorted by name.
@@ -125,14 +178,52 @@ pub fn invocation(case: &Case, plugin: &Path) -> Result<Invocation, String> {
         })
         .collect::<Result<_, String>>()?;
     let config = case.config_hex.as_deref().map(|c| hex(c, "config_hex")).transpose()?;
-    Ok(Invocation { plugin: plugin.to_path_buf(), calls, config, limits: case.limits.clone() })
+    let mut grants = AdapterGrants::default();
+    grants.clock = case.grants.clock;
+    grants.random = case.grants.random;
+    grants.env = case.grants.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    Ok(Invocation { plugin: plugin.to_path_buf(), calls, config, limits: case.limits.clone(), grants })
 }
 
-/// Runs one case through the adapter (`adapter` is split on whitespace).
+/// Makes each granted folder of a case under `scratch`, holding its
+/// `files`, and adds it to the invocation.
+fn make_dirs(case: &Case, scratch: &Path, invocation: &mut Invocation) -> Result<Vec<PathBuf>, String> {
+    let mut folders = Vec::new();
+    for (index, dir) in case.grants.dirs.iter().enumerate() {
+        let folder = scratch.join(format!("dir-{index}"));
+        std::fs::create_dir(&folder).map_err(|e| format!("cannot make a scratch folder: {e}"))?;
+        for (name, text) in &dir.files {
+            std::fs::write(folder.join(name), text).map_err(|e| format!("cannot write {name}: {e}"))?;
+        }
+        invocation.grants.dirs.push(AdapterDir {
+            host: folder.clone(),
+            guest: dir.guest.clone(),
+            read_only: dir.mode == DirMode::Ro,
+        });
+        folders.push(folder);
+    }
+    Ok(folders)
+}
+
+/// What a granted folder holds after the run: file names and contents.
+fn folder_files(folder: &Path) -> Result<BTreeMap<String, String>, String> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(folder).map_err(|e| format!("cannot read {}: {e}", folder.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let text = std::fs::read(entry.path()).map_err(|e| e.to_string())?;
+        files.insert(entry.file_name().to_string_lossy().into_owned(), String::from_utf8_lossy(&text).into_owned());
+    }
+    Ok(files)
+}
+
+/// Runs one case through the adapter (`adapter` is the command's words).
 pub fn run_case(adapter: &[String], case: &Case, plugin: &Path) -> CaseResult {
     let started = Instant::now();
     let verdict = match invoke(adapter, case, plugin) {
-        Ok(lines) => judge(case, &lines),
+        Ok((lines, folders)) => match judge(case, &lines) {
+            Verdict::Pass => judge_folders(case, &folders),
+            other => other,
+        },
         Err(reason) => Verdict::Fail { reason },
     };
     CaseResult {
@@ -146,7 +237,31 @@ pub fn run_case(adapter: &[String], case: &Case, plugin: &Path) -> CaseResult {
 /// The longest an adapter may take for one case.
 const CASE_DEADLINE: Duration = Duration::from_secs(60);
 
-fn invoke(adapter: &[String], case: &Case, plugin: &Path) -> Result<Vec<Value>, String> {
+/// A passing case whose granted folders must end as `files_after` fails
+/// when they do not: a read-only grant that let a file through, say.
+fn judge_folders(case: &Case, folders: &Folders) -> Verdict {
+    for (dir, folder) in case.grants.dirs.iter().zip(&folders.paths) {
+        let Some(expected) = &dir.files_after else { continue };
+        match folder_files(folder) {
+            Ok(found) if &found == expected => {}
+            Ok(found) => {
+                return Verdict::Fail {
+                    reason: format!("the folder granted at {} holds {found:?}, expected {expected:?}", dir.guest),
+                }
+            }
+            Err(reason) => return Verdict::Fail { reason },
+        }
+    }
+    Verdict::Pass
+}
+
+/// The folders a case granted, kept until the verdict has read them.
+struct Folders {
+    _root: tempfile::TempDir,
+    paths: Vec<PathBuf>,
+}
+
+fn invoke(adapter: &[String], case: &Case, plugin: &Path) -> Result<(Vec<Value>, Folders), String> {
     let mut invocation = invocation(case, plugin)?;
     // Inputs given by length become sparse files: no disk, no memory, and
     // an adapter that reads them instead of checking their length first
@@ -161,10 +276,15 @@ fn invoke(adapter: &[String], case: &Case, plugin: &Path) -> Result<Vec<Value>, 
             call.input_file = Some(path);
         }
     }
+    // The granted folders outlive the scratch folder of the inputs, so
+    // that the verdict can read them after the adapter exits.
+    let dirs = tempfile::tempdir().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
+    let folders = make_dirs(case, dirs.path(), &mut invocation)?;
     let args = invocation
         .args(&mut |_| Err(std::io::Error::other("case inputs are small enough to pass as hex")))
         .map_err(|e| format!("case `{}`: {e}", case.name))?;
-    invoke_with(adapter, args)
+    let lines = invoke_with(adapter, args)?;
+    Ok((lines, Folders { _root: dirs, paths: folders }))
 }
 
 /// The compiled schema of one result line.
@@ -249,7 +369,13 @@ pub fn run_vector(adapter: &[String], vector: &Vector, plugin: &Path, scratch: &
         .map(|step| Ok(AdapterCall { function: step.function.clone(), input: bytes(&step.input)?, input_file: None }))
         .collect::<Result<Vec<_>, String>>()?;
     let config = vector.config.as_ref().map(bytes).transpose()?;
-    let invocation = Invocation { plugin: plugin.to_path_buf(), calls, config, limits: AdapterLimits::default() };
+    let invocation = Invocation {
+        plugin: plugin.to_path_buf(),
+        calls,
+        config,
+        limits: AdapterLimits::default(),
+        grants: AdapterGrants::default(),
+    };
     let args = invocation
         .args(&mut pabi_abi::adapter::spill_into(scratch, &vector.name))
         .map_err(|e| format!("vector `{}`: {e}", vector.name))?;
@@ -472,6 +598,7 @@ mod tests {
             plugin: "io.wat".into(),
             config_hex: None,
             limits: serde_json::from_str(r#"{"fuel": 5}"#).unwrap(),
+            grants: CaseGrants::default(),
             calls: expect
                 .iter()
                 .map(|_| Call { function: "f".into(), input_hex: "00".into(), input_file_len: None })
@@ -479,6 +606,38 @@ mod tests {
             expect,
             not_supported_allowed: allowed.map(|c| c.parse().unwrap()),
         }
+    }
+
+    #[test]
+    fn adapter_commands_split_like_a_shell() {
+        assert_eq!(adapter_words("pabi run").unwrap(), ["pabi", "run"]);
+        assert_eq!(adapter_words("node '/opt/my hosts/pabi-node.js'").unwrap(), ["node", "/opt/my hosts/pabi-node.js"]);
+        assert_eq!(adapter_words(r"a\ b c").unwrap(), ["a b", "c"]);
+        assert!(adapter_words("node 'open").is_err());
+        assert!(adapter_words("   ").is_err());
+    }
+
+    #[test]
+    fn grants_become_flags_and_folders_are_judged() {
+        let mut c = case(vec![json!({"ok": true})], None);
+        c.grants = serde_json::from_value(json!({
+            "clock": true,
+            "env": {"A": "x=y"},
+            "dirs": [{"guest": "/data", "mode": "ro", "files": {"a.txt": "hi"}, "files_after": {"a.txt": "hi"}}]
+        }))
+        .unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let mut invocation = invocation(&c, Path::new("p.wasm")).unwrap();
+        let folders = make_dirs(&c, scratch.path(), &mut invocation).unwrap();
+        let args = invocation.args(&mut |_| unreachable!()).unwrap();
+        let dir = format!("{}:/data:ro", folders[0].display());
+        let tail: Vec<&str> = args.iter().map(String::as_str).skip_while(|a| *a != "--allow-clock").collect();
+        assert_eq!(tail, ["--allow-clock", "--env", "A=x=y", "--dir", dir.as_str(), "--format", "json"]);
+        let folders = Folders { _root: scratch, paths: folders };
+        assert_eq!(judge_folders(&c, &folders), Verdict::Pass);
+        // A file the plugin should not have been able to write fails the case.
+        std::fs::write(folders.paths[0].join("new.txt"), "abc").unwrap();
+        assert!(matches!(judge_folders(&c, &folders), Verdict::Fail { .. }));
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub struct Config {
     cache_dir: Option<PathBuf>,
     cache_dir_bytes: u64,
     cache_capacity: usize,
+    wasi_profile: bool,
 }
 
 impl Default for Config {
@@ -48,6 +49,7 @@ impl Default for Config {
             cache_dir: None,
             cache_dir_bytes: 1 << 30,
             cache_capacity: 256,
+            wasi_profile: true,
         }
     }
 }
@@ -104,6 +106,11 @@ impl Config {
     /// How many validated, compiled plugins the host keeps ready.
     pub fn cache_capacity(&self) -> usize {
         self.cache_capacity
+    }
+
+    /// Whether plugins of the `wasi` profile are served.
+    pub fn serves_wasi(&self) -> bool {
+        self.wasi_profile
     }
 }
 
@@ -179,6 +186,14 @@ impl ConfigBuilder {
     /// `clock` (`WASI-3`, `WASI-6`). Default: `false` (virtual time).
     pub fn allow_clock(mut self, allow: bool) -> Self {
         self.config.allow.clock = allow;
+        self
+    }
+
+    /// Serve plugins of the `wasi` profile (`WASI-2`). Default: `true`. An
+    /// embedder that wants no WASI surface at all turns it off; the host
+    /// then refuses a `wasi` plugin at load with `UNSUPPORTED`.
+    pub fn wasi_profile(mut self, serve: bool) -> Self {
+        self.config.wasi_profile = serve;
         self
     }
 
@@ -341,7 +356,10 @@ impl DirGrant {
             Some(rest) => (rest, true),
             None => (text.strip_suffix(":rw").unwrap_or(text), false),
         };
-        let (host, guest) = rest.split_once(':').ok_or_else(|| error("give HOST:/GUEST[:ro]"))?;
+        // The guest path starts with `/` and holds no `:`, so the split is at
+        // the last `:/`: a host path may hold colons of its own.
+        let split = rest.rfind(":/").ok_or_else(|| error("give HOST:/GUEST[:ro]"))?;
+        let (host, guest) = (&rest[..split], &rest[split + 1..]);
         if host.is_empty() {
             return Err(error("the host directory is empty"));
         }
@@ -374,6 +392,9 @@ mod tests {
         assert!(DirGrant::parse("nocolon").is_err());
         assert!(DirGrant::parse("a:relative").is_err());
         assert!(DirGrant::parse(":/x").is_err());
+        // A host path with colons of its own splits at the last `:/`.
+        let odd = DirGrant::parse("C:/data/a:b:/guest:ro").unwrap();
+        assert_eq!((odd.host(), odd.guest()), (Path::new("C:/data/a:b"), "/guest"));
     }
 
     #[test]
@@ -386,5 +407,7 @@ mod tests {
         assert!(config.allowed().random() && !config.allowed().clock());
         assert_eq!(config.crash_limit(), 1, "a crash limit of 0 would disable every plugin at once");
         assert_eq!(config.to_builder().build().limits().max_output, 10);
+        assert!(defaults.serves_wasi());
+        assert!(!Config::builder().wasi_profile(false).build().serves_wasi());
     }
 }

@@ -149,11 +149,16 @@ impl Shared {
             .metadata
             .clone()
             .ok_or_else(|| Error::invalid(Clause::Meta1, "the plugin has no `pabi` metadata section"))?;
-        check_initial_sizes(&report, self.config.limits())?;
+        // The refusals in the order of `HOST-1`: `UNSUPPORTED`, then
+        // `MISSING_CAPABILITY`; sizes past the caps come after them.
         let grants = match metadata.profile {
             Profile::Core => None,
+            Profile::Wasi if !self.config.serves_wasi() => {
+                return Err(Error::Unsupported { need: "the `wasi` profile".to_string() })
+            }
             Profile::Wasi => Some(wasi::grants(&metadata, self.config.allowed())?),
         };
+        check_initial_sizes(&report, self.config.limits())?;
         let module = self.compile(wasm, key)?;
         let linker = if grants.is_some() { &self.wasi_linker } else { &self.core_linker };
         // The validator checked every import against the ABI (`HOST-2`), so a

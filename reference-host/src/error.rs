@@ -25,6 +25,10 @@ pub enum Error {
         missing_suffix(missing_imports)
     )]
     VersionMismatch { plugin: AbiVersion, host: AbiVersion, missing_imports: Vec<String> },
+    /// The plugin needs an optional part of the ABI this host does not serve
+    /// (`WASI-2`), such as the `wasi` profile.
+    #[error("UNSUPPORTED: the plugin needs a part of the ABI this host does not implement: {need}")]
+    Unsupported { need: String },
     /// The plugin declares capabilities the host configuration does not allow (`WASI-5`).
     #[error("MISSING_CAPABILITY: the plugin declares {}, which this host does not allow", quoted(capabilities))]
     MissingCapability { capabilities: Vec<Capability> },
@@ -37,9 +41,10 @@ pub enum Error {
     /// The call ran past its wall-time deadline (`LIM-3`).
     #[error("TIMEOUT: the call ran past its deadline of {timeout:?}")]
     Timeout { timeout: Duration },
-    /// The embedder cancelled the call through a [`crate::CancelHandle`]. An
-    /// abort from outside, reported under the kind `TIMEOUT`.
-    #[error("TIMEOUT: the call was cancelled by the host")]
+    /// The embedder cancelled the call through a [`crate::CancelHandle`]
+    /// (`CANCELLED`). The instance is discarded, but the failure is not the
+    /// plugin's, so it does not count towards the crash loop (`LIFE-7`).
+    #[error("CANCELLED: the call was cancelled by the host's caller")]
     Cancelled,
     /// The call used up its fuel (`LIM-4`).
     #[error("FUEL_EXHAUSTED: the call ran out of fuel ({fuel} units)")]
@@ -75,9 +80,10 @@ pub enum Error {
     /// Too many dead instances in the window; the plugin is disabled (`LIFE-7`).
     #[error("CRASH_LOOP: the plugin failed {failures} times within {window:?} and was disabled")]
     CrashLoop { failures: u32, window: Duration },
-    /// The host itself cannot serve: not a failure of the plugin, so not
-    /// one of the spec's kinds (`ERR-6`).
-    #[error("the host cannot serve: {0}")]
+    /// The host itself cannot serve, whatever the plugin (`HOST_FAILURE`),
+    /// or, for [`Unavailable::Unsupported`], its configuration asks for
+    /// something it cannot do, which has no kind (`ERR-6`, `LIM-4`).
+    #[error("{}", host_unavailable(.0))]
     HostUnavailable(Unavailable),
 }
 
@@ -99,6 +105,13 @@ pub enum Unavailable {
     /// names the limit (`LIM-4`).
     #[error("{detail} ({clause})")]
     Unsupported { clause: Clause, detail: String },
+}
+
+fn host_unavailable(why: &Unavailable) -> String {
+    match why {
+        Unavailable::Unsupported { .. } => format!("the host cannot apply its configuration: {why}"),
+        _ => format!("HOST_FAILURE: {}: {why}", HostErrorKind::HostFailure.message()),
+    }
 }
 
 /// Which cap of the compile budget a module passed (`LIM-12`), with the
@@ -209,16 +222,19 @@ impl fmt::Display for WasmTrace {
 }
 
 impl Error {
-    /// The spec's name for this failure; `None` for [`Error::HostUnavailable`],
-    /// which is not a failure of the plugin.
+    /// The spec's name for this failure; `None` only for a configuration the
+    /// host cannot apply ([`Unavailable::Unsupported`]), refused before any
+    /// plugin.
     pub fn kind(&self) -> Option<HostErrorKind> {
         Some(match self {
             Error::InvalidModule { .. } => HostErrorKind::InvalidModule,
             Error::VersionMismatch { .. } => HostErrorKind::VersionMismatch,
             Error::MissingCapability { .. } => HostErrorKind::MissingCapability,
+            Error::Unsupported { .. } => HostErrorKind::Unsupported,
             Error::AbiViolation { .. } => HostErrorKind::AbiViolation,
             Error::Trap { .. } => HostErrorKind::Trap,
-            Error::Timeout { .. } | Error::Cancelled => HostErrorKind::Timeout,
+            Error::Timeout { .. } => HostErrorKind::Timeout,
+            Error::Cancelled => HostErrorKind::Cancelled,
             Error::FuelExhausted { .. } => HostErrorKind::FuelExhausted,
             Error::MemoryLimit { .. } => HostErrorKind::MemoryLimit,
             Error::OutputLimit { .. } => HostErrorKind::OutputLimit,
@@ -228,7 +244,8 @@ impl Error {
             Error::PluginError { .. } => HostErrorKind::PluginError,
             Error::UnknownFunction { .. } => HostErrorKind::UnknownFunction,
             Error::CrashLoop { .. } => HostErrorKind::CrashLoop,
-            Error::HostUnavailable(_) => return None,
+            Error::HostUnavailable(Unavailable::Unsupported { .. }) => return None,
+            Error::HostUnavailable(_) => HostErrorKind::HostFailure,
         })
     }
 
@@ -357,6 +374,9 @@ mod tests {
             Error::PluginError { status: 1, message: b"bad".to_vec() },
             Error::UnknownFunction { name: "f".into(), available: vec![] },
             Error::CrashLoop { failures: 5, window: Duration::from_secs(1) },
+            Error::Unsupported { need: "the `wasi` profile".into() },
+            Error::Cancelled,
+            Error::HostUnavailable(Unavailable::InstanceSlots { limit: 2 }),
         ];
         for error in &errors {
             let kind = error.kind().expect("a plugin failure has a kind");
@@ -364,8 +384,8 @@ mod tests {
         }
         let kinds: std::collections::HashSet<_> = errors.iter().filter_map(Error::kind).collect();
         assert_eq!(kinds.len(), HostErrorKind::ALL.len(), "one variant per kind");
-        assert!(Error::Cancelled.to_string().starts_with("TIMEOUT"));
-        assert_eq!(Error::HostUnavailable(Unavailable::InstanceSlots { limit: 2 }).kind(), None);
+        let unsupported = Error::HostUnavailable(Unavailable::Unsupported { clause: Clause::Lim4, detail: "x".into() });
+        assert_eq!(unsupported.kind(), None, "a configuration the host cannot apply has no kind");
     }
 
     #[test]

@@ -267,6 +267,11 @@ impl Plugin {
     /// Counts a failure that killed the instance; past the crash limit the
     /// plugin is disabled (`LIFE-7`).
     fn record_failure(&mut self, error: Error) -> Error {
+        // A cancelled call was the caller's decision, not a fault of the
+        // plugin: it does not count (`CANCELLED` in `ERR-6`).
+        if error == Error::Cancelled {
+            return error;
+        }
         let config = &self.shared.config;
         let now = Instant::now();
         self.failures.push_back(now);

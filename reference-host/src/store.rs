@@ -62,7 +62,9 @@ impl StoreData {
 }
 
 /// Enforces the memory and table caps (`LIM-1`, `LIM-8`) and remembers a
-/// refusal, so that a trap right after it reads as `MEMORY_LIMIT` (`LIM-2`).
+/// refused memory growth, so that a trap or `proc_exit` after it reads as
+/// `MEMORY_LIMIT` (`LIM-2`). The cap is checked first, so a growth past
+/// both the cap and the plugin's own maximum counts as refused by the host.
 pub(crate) struct Limiter {
     pub max_memory: u64,
     pub max_table_elements: u64,
@@ -76,10 +78,11 @@ impl ResourceLimiter for Limiter {
         Ok(allowed)
     }
 
+    // A refused table growth is not remembered: a trap after it is `TRAP`
+    // (`LIM-8`). Only memory, which a runtime cannot do without, turns a
+    // later trap into `MEMORY_LIMIT`.
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = desired as u64 <= self.max_table_elements;
-        self.refused |= !allowed;
-        Ok(allowed)
+        Ok(desired as u64 <= self.max_table_elements)
     }
 
     fn instances(&self) -> usize {

@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 
 use pabi_abi::{
-    feature_profile, find_import, is_valid_function_name, named_features, wasi_import_requirement, Capability,
-    Metadata, MetadataError, Profile, ValType, WasiRequirement, EXPORTS, FN_EXPORT_PREFIX, HOST_ABI, IMPORT_MODULE,
-    METADATA_SECTION, PROFILE_NAME, RESERVED_EXPORT_PREFIX, WASI_MODULE,
+    feature_profile, find_import, is_valid_function_name, named_features, wasi_import_requirement, wasi_signature,
+    Capability, Metadata, MetadataError, Profile, ValType, WasiRequirement, WasiValType, EXPORTS, FN_EXPORT_PREFIX,
+    HOST_ABI, IMPORT_MODULE, METADATA_SECTION, PROFILE_NAME, RESERVED_EXPORT_PREFIX, WASI_MODULE,
 };
 use wasmparser::{ExternalKind, FuncType, TypeRef, WasmFeatures};
 
@@ -200,6 +200,7 @@ fn read_metadata(wasm: &[u8], sink: &mut Sink) -> Option<Metadata> {
                 MetadataError::DuplicateFunction(_) => Rule::MetadataDuplicate,
                 MetadataError::BadVersion(_) => Rule::VersionSyntax,
                 MetadataError::CapabilitiesInCore => Rule::WasiInCore,
+                MetadataError::FsPath { .. } => Rule::CapabilityPath,
                 _ => Rule::MetadataSchema,
             };
             sink.push(rule, err.to_string(), at, Some("pabi"));
@@ -426,7 +427,10 @@ fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Si
                     }
                 }
             }
-            WASI_MODULE => check_wasi_import(&import.name, &subject, at, profile, &declared, &mut groups),
+            WASI_MODULE => {
+                check_wasi_import(&import.name, &subject, at, profile, &declared, &mut groups);
+                check_wasi_type(&import.name, &subject, at, profile, func_ty, sink);
+            }
             other => groups.push(
                 Rule::ForeignImport,
                 GroupKind::FromModule(other.to_string()),
@@ -437,6 +441,42 @@ fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Si
         }
     }
     groups.flush(sink);
+}
+
+/// A preview1 import with a type other than preview1's (`WASI-11`): an
+/// engine that links by name alone would call the host's function with
+/// arguments it does not expect.
+fn check_wasi_type(
+    name: &str,
+    subject: &str,
+    at: Option<usize>,
+    profile: Option<Profile>,
+    func_ty: Option<&FuncType>,
+    sink: &mut Sink,
+) {
+    // A core plugin's WASI import is already refused (WASI-1), and a name
+    // preview1 lacks has no type to compare (WASI-4).
+    let (Some(expected), false) = (wasi_signature(name), profile == Some(Profile::Core)) else { return };
+    let as_wasm = |t: &WasiValType| match t {
+        WasiValType::I32 => wasmparser::ValType::I32,
+        WasiValType::I64 => wasmparser::ValType::I64,
+    };
+    let matches = func_ty.is_some_and(|ty| {
+        ty.params().iter().copied().eq(expected.params.iter().map(as_wasm))
+            && ty.results().iter().copied().eq(expected.results.iter().map(as_wasm))
+    });
+    if !matches {
+        let expected_text = {
+            let list = |types: &[WasiValType]| types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+            format!("({}) -> ({})", list(expected.params), list(expected.results))
+        };
+        sink.push(
+            Rule::WasiImportType,
+            format!("`{subject}` is imported as {}, but preview1 gives {expected_text}", render_signature(func_ty)),
+            at,
+            Some(subject),
+        );
+    }
 }
 
 fn check_wasi_import(

@@ -89,6 +89,8 @@ rules! {
     UnsupportedVersion = "VER-3", Error, "the declared ABI version must be one this validator implements";
     WasiInCore = "WASI-1", Error, "a core plugin imports no WASI and declares no capabilities";
     UncoveredWasiImport = "WASI-4", Error, "every WASI import must be allowed and covered by a declared capability";
+    CapabilityPath = "WASI-3", Error, "`fs:` guest paths must be normal, and no two may overlap";
+    WasiImportType = "WASI-11", Error, "a WASI import must have the type preview1 gives it";
 }
 
 impl Rule {

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use pabi_host_suite::{self as host_suite, CaseResult, Report, Verdict};
 
 use crate::{exit, outln};
@@ -10,7 +10,8 @@ use crate::{exit, outln};
 #[derive(clap::Args, Debug)]
 #[command(after_help = host_test_help())]
 pub struct Opts {
-    /// The host's adapter command; split on whitespace.
+    /// The host's adapter command, split into words as a shell does (quote
+    /// a path with spaces).
     #[arg(long, value_name = "CMD")]
     adapter: String,
     /// The folder of case files.
@@ -57,10 +58,7 @@ Exit codes:
 
 impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
-        let adapter: Vec<String> = self.adapter.split_whitespace().map(String::from).collect();
-        if adapter.is_empty() {
-            bail!("--adapter is empty");
-        }
+        let adapter = host_suite::adapter_words(&self.adapter).map_err(anyhow::Error::msg)?;
         let scratch = tempfile::tempdir().context("cannot create a scratch folder")?;
         let mut cases = host_suite::load_cases(&self.cases)?;
         if let Some(only) = &self.only {

@@ -160,9 +160,9 @@ pub fn call(plugin: &mut Plugin, function: &str, input: &[u8]) -> Result<Vec<u8>
 }
 
 /// One result line of the adapter protocol (`spec/host-guide.md`).
-/// A host that cannot serve at all has no line: the adapter fails (exit 1),
-/// as the protocol says of internal errors; only a configuration the host
-/// cannot apply becomes `NOT_SUPPORTED` with its clause.
+/// A host that cannot serve is a `HOST_FAILURE` line like any other kind;
+/// a configuration the host cannot apply becomes `NOT_SUPPORTED` with its
+/// clause.
 pub fn result_line(result: &Result<Vec<u8>, Error>) -> anyhow::Result<ResultLine> {
     let error = match result {
         Ok(output) => return Ok(ResultLine::Ok { output: output.clone() }),

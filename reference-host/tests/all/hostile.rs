@@ -148,6 +148,21 @@ fn a_real_sleep_is_bounded_by_the_deadline() {
     assert_eq!(plugin.call("forever", b"").unwrap_err(), Error::Cancelled);
     canceller.join().unwrap();
     assert_serves_good_plugin(&host);
+    // Cancels are the caller's doing: however many, they never disable the
+    // plugin (LIFE-7 counts the plugin's own failures).
+    let host =
+        host_with(|c| c.timeout(Duration::from_secs(30)).allow_clock(true).crash_limit(2, Duration::from_secs(60)));
+    let mut plugin = host.load(&fixture("hostile", "real-sleeper")).unwrap();
+    for _ in 0..3 {
+        let cancel = plugin.cancel_handle();
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            cancel.cancel();
+        });
+        assert_eq!(plugin.call("forever", b"").unwrap_err(), Error::Cancelled);
+        canceller.join().unwrap();
+    }
+    assert!(plugin.call("nap", b"").is_ok(), "three cancels did not disable the plugin");
 }
 
 #[test]

@@ -142,6 +142,12 @@ fn undeclared_or_unallowed_capabilities_are_refused_by_name() {
     assert_eq!(refused, Error::MissingCapability { capabilities: vec![pabi_abi::Capability::Clock] });
     let allowed = host_with(|c| c.allow_clock(true));
     assert!(allowed.load(&wasm).is_ok());
+    // A host that serves no wasi plugins says so before it looks at
+    // capabilities (the order of HOST-1).
+    let core_only = host_with(|c| c.wasi_profile(false).allow_clock(true));
+    let error = core_only.load(&wasm).unwrap_err();
+    assert_eq!(error.kind(), Some(pabi_abi::HostErrorKind::Unsupported), "{error}");
+    assert!(core_only.load(&fixture("good", "core")).is_ok());
 }
 
 #[test]
@@ -180,7 +186,7 @@ fn a_full_instance_pool_is_the_hosts_own_error() {
     let _second = host.load(&wasm).unwrap();
     let third = host.load(&wasm).unwrap_err();
     assert_eq!(third, Error::HostUnavailable(pabi_host::Unavailable::InstanceSlots { limit: 2 }), "{third}");
-    assert_eq!(third.kind(), None, "not a failure of the plugin");
+    assert_eq!(third.kind(), Some(pabi_abi::HostErrorKind::HostFailure), "not a failure of the plugin");
     drop(first);
     assert!(host.load(&wasm).is_ok(), "a freed slot serves the next load");
 }
