@@ -142,6 +142,37 @@ fn host_test_fails_an_adapter_that_ignores_the_output_cap() {
     assert!(report.contains("FAIL  output-cap [LIM-5"), "{report}");
 }
 
+/// The adapter command is split like shell words, so a script in a folder
+/// with a space runs; and an adapter that grants another folder than the
+/// one it was given fails `grant-fs-rw`, whose folder is checked after the
+/// run.
+#[test]
+fn host_test_quotes_adapter_paths_and_checks_granted_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let spaced = dir.path().join("my adapters");
+    std::fs::create_dir(&spaced).unwrap();
+    let pabi_bin = env!("CARGO_BIN_EXE_pabi");
+    let cases = pabi_fixtures::fixtures_dir().join("host-conformance");
+    let cases = cases.to_str().unwrap();
+    let honest = write(&spaced, "adapter.sh", format!("#!/bin/sh\nexec {pabi_bin} run --no-cache \"$@\"\n").as_bytes());
+    let out = pabi(&["host-test", "--adapter", &format!("sh '{honest}'"), "--cases", cases, "--only", "grant-fs-ro"]);
+    assert_eq!(exit_code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    // Grants a copy of each folder instead: the plugin's write lands in the
+    // copy, and the folder the case checks stays as it was.
+    let lax = write(
+        &spaced,
+        "lax.sh",
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  case \"$a\" in *:/data) cp -r \"${{a%:/data}}\" \"${{a%:/data}}-copy\"; a=\"${{a%:/data}}-copy:/data\";; esac\n  set -- \"$@\" \"$a\"\n  shift\ndone\nexec {pabi_bin} run --no-cache \"$@\"\n"
+        )
+        .as_bytes(),
+    );
+    let out = pabi(&["host-test", "--adapter", &format!("sh '{lax}'"), "--cases", cases, "--only", "grant-fs-rw"]);
+    assert_eq!(exit_code(&out), 1, "{}", String::from_utf8_lossy(&out.stdout));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("FAIL  grant-fs-rw"), "{report}");
+}
+
 #[test]
 fn host_test_fails_when_languages_disagree() {
     let dir = tempfile::tempdir().unwrap();
