@@ -155,6 +155,13 @@ pub fn wasi_signature(name: &str) -> Option<WasiSignature> {
     SIGNATURES.iter().find(|(n, _, _)| *n == name).map(|&(_, params, results)| WasiSignature { params, results })
 }
 
+/// The version from which a plugin may import the named preview1 function
+/// (the Since of `WASI-11`'s table): every one of them since 1.0, with
+/// sockets allowed by no version yet (`WASI-4`).
+pub fn wasi_since(name: &str) -> Option<crate::AbiVersion> {
+    wasi_signature(name).map(|_| crate::AbiVersion::new(1, 0))
+}
+
 /// The names of the preview1 functions, in the order of `WASI-11`'s table.
 pub fn wasi_functions() -> impl Iterator<Item = &'static str> {
     SIGNATURES.iter().map(|(name, _, _)| *name)
@@ -202,16 +209,16 @@ mod tests {
     fn signatures_match_the_spec_table() {
         let spec = include_str!("../../spec/abi.md");
         let start = spec.find("**[WASI-11]**").expect("the spec has WASI-11");
-        let rows: Vec<(String, String, String)> = spec[start..]
+        let rows: Vec<(String, String, String, String)> = spec[start..]
             .lines()
             .skip_while(|line| !line.trim_start().starts_with("| `"))
             .take_while(|line| line.trim_start().starts_with('|'))
             .map(|line| {
                 let cells: Vec<_> = line.trim().trim_matches('|').split('|').map(|c| c.trim().to_string()).collect();
-                (cells[0].trim_matches('`').to_string(), cells[1].clone(), cells[2].clone())
+                (cells[0].trim_matches('`').to_string(), cells[1].clone(), cells[2].clone(), cells[3].clone())
             })
             .collect();
-        let ours: Vec<(String, String, String)> = SIGNATURES
+        let ours: Vec<(String, String, String, String)> = SIGNATURES
             .iter()
             .map(|(name, params, results)| {
                 let list = |types: &[WasiValType]| {
@@ -221,7 +228,8 @@ mod tests {
                         types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
                     }
                 };
-                (name.to_string(), list(params), list(results))
+                let since = wasi_since(name).expect("a preview1 function").to_string();
+                (name.to_string(), list(params), list(results), since)
             })
             .collect();
         assert_eq!(rows, ours);
