@@ -21,6 +21,7 @@ pub enum Area {
     Life,
     Meta,
     Wasi,
+    Call,
     Lim,
     Sec,
     Host,
@@ -40,6 +41,7 @@ impl Area {
             Area::Life => "LIFE",
             Area::Meta => "META",
             Area::Wasi => "WASI",
+            Area::Call => "CALL",
             Area::Lim => "LIM",
             Area::Sec => "SEC",
             Area::Host => "HOST",
@@ -161,6 +163,15 @@ clauses! {
     Wasi9 = "WASI-9" in Wasi;
     Wasi10 = "WASI-10" in Wasi;
     Wasi11 = "WASI-11" in Wasi;
+    Call1 = "CALL-1" in Call;
+    Call2 = "CALL-2" in Call;
+    Call3 = "CALL-3" in Call;
+    Call4 = "CALL-4" in Call;
+    Call5 = "CALL-5" in Call;
+    Call6 = "CALL-6" in Call;
+    Call7 = "CALL-7" in Call;
+    Call8 = "CALL-8" in Call;
+    Call9 = "CALL-9" in Call;
     Lim1 = "LIM-1" in Lim;
     Lim2 = "LIM-2" in Lim;
     Lim3 = "LIM-3" in Lim;
@@ -174,6 +185,7 @@ clauses! {
     Lim11 = "LIM-11" in Lim;
     Lim12 = "LIM-12" in Lim;
     Lim13 = "LIM-13" in Lim;
+    Lim14 = "LIM-14" in Lim;
     Sec1 = "SEC-1" in Sec;
     Sec2 = "SEC-2" in Sec;
     Sec3 = "SEC-3" in Sec;
