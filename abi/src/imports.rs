@@ -25,12 +25,15 @@ pub struct ImportSpec {
 
 const I32: ValType = ValType::I32;
 
-/// Every host function of ABI 1.0 (`IMP-2`, `IMP-3`).
+/// Every host function of every 1.x version, with its Since (`IMP-2`,
+/// `IMP-3`, `IMP-4`).
 pub const IMPORTS: &[ImportSpec] = &[
     ImportSpec { name: "input_read", params: &[I32, I32, I32], results: &[I32], since: AbiVersion::new(1, 0) },
     ImportSpec { name: "output_write", params: &[I32, I32], results: &[I32], since: AbiVersion::new(1, 0) },
     ImportSpec { name: "error_write", params: &[I32, I32], results: &[I32], since: AbiVersion::new(1, 0) },
     ImportSpec { name: "log", params: &[I32, I32, I32], results: &[I32], since: AbiVersion::new(1, 0) },
+    ImportSpec { name: "host_call", params: &[I32, I32, I32, I32], results: &[I32], since: AbiVersion::new(1, 1) },
+    ImportSpec { name: "reply_read", params: &[I32, I32, I32], results: &[I32], since: AbiVersion::new(1, 1) },
 ];
 
 pub fn find_import(name: &str) -> Option<&'static ImportSpec> {
@@ -66,6 +69,10 @@ pub enum ImportCode {
     Invalid,
     /// The function cannot be used in the current phase.
     Unavailable,
+    /// A host call's handler failed; the reply holds its message (`CALL-4`).
+    Failed,
+    /// An optional host call this host does not offer (`CALL-5`).
+    Absent,
 }
 
 impl ImportCode {
@@ -74,6 +81,8 @@ impl ImportCode {
             ImportCode::Limit => -1,
             ImportCode::Invalid => -2,
             ImportCode::Unavailable => -3,
+            ImportCode::Failed => -4,
+            ImportCode::Absent => -5,
         }
     }
 
@@ -82,6 +91,8 @@ impl ImportCode {
             ImportCode::Limit => "E_LIMIT",
             ImportCode::Invalid => "E_INVALID",
             ImportCode::Unavailable => "E_UNAVAILABLE",
+            ImportCode::Failed => "E_FAILED",
+            ImportCode::Absent => "E_ABSENT",
         }
     }
 }

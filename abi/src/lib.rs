@@ -20,6 +20,7 @@ mod features;
 mod ijson;
 pub mod since;
 pub use envelope::{function_imports, read_envelope, EnvelopeError};
+pub mod host_calls;
 mod imports;
 pub use ijson::MAX_METADATA_DEPTH;
 mod limits;
@@ -41,7 +42,8 @@ pub use imports::{
 };
 pub use limits::{Limits, MAX_INPUT_LEN};
 pub use metadata::{
-    is_valid_function_name, Capability, FunctionMeta, Metadata, MetadataError, Profile, MAX_METADATA_BYTES,
+    is_valid_function_name, is_valid_host_call_name, Capability, FunctionMeta, HostCallMeta, Metadata, MetadataError,
+    Profile, MAX_METADATA_BYTES,
     METADATA_SCHEMA,
 };
 pub use section::{

@@ -30,6 +30,10 @@ pub struct Limits {
     pub max_functions: u64,
     /// Compile budget: one function body in bytes (`LIM-12`).
     pub max_function_body: u64,
+    /// A host call's request in bytes (`LIM-14`).
+    pub max_request: u64,
+    /// A host call's reply in bytes (`LIM-14`).
+    pub max_reply: u64,
 }
 
 /// The longest input, configuration or state the ABI can address: the
@@ -47,6 +51,8 @@ impl Default for Limits {
             max_wasm_stack: 512 << 10,
             max_table_elements: 10_000,
             max_log: 1 << 20,
+            max_request: 1 << 20,
+            max_reply: 1 << 20,
             max_module_bytes: 32 << 20,
             max_functions: 100_000,
             max_function_body: 1 << 20,

@@ -26,6 +26,39 @@ pub struct Metadata {
     pub capabilities: Vec<Capability>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub statuses: BTreeMap<String, String>,
+    /// The host calls the plugin makes (`CALL-1`, Since 1.1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_calls: Vec<HostCallMeta>,
+}
+
+/// One declared host call (`CALL-1`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCallMeta {
+    /// `namespace.name` (`CALL-2`).
+    pub name: String,
+    /// Whether a host that does not offer it refuses the plugin (`CALL-5`).
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+}
+
+/// Whether `name` is a host-call name (`CALL-2`): two to four dot-separated
+/// parts of `[a-z][a-z0-9_]{0,31}`. The reserved `pabi` namespace is a
+/// separate rule.
+pub fn is_valid_host_call_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    (2..=4).contains(&parts.len())
+        && parts.iter().all(|part| {
+            let bytes = part.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= 32
+                && bytes[0].is_ascii_lowercase()
+                && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +176,10 @@ pub enum MetadataError {
     BadVersion(#[from] VersionParseError),
     #[error("capabilities are declared but the profile is `core`")]
     CapabilitiesInCore,
+    /// A host call declared twice (`CALL-1`) or in the reserved `pabi`
+    /// namespace (`CALL-2`).
+    #[error("host call `{name}`: {reason}")]
+    HostCall { name: String, reason: String, clause: Clause },
     /// An `fs:` guest path that is not normal, or two that overlap (`WASI-3`).
     #[error("capability `{capability}`: {reason}")]
     FsPath { capability: String, reason: String },
@@ -158,6 +195,7 @@ impl MetadataError {
             MetadataError::BadVersion(_) => Clause::Ver1,
             MetadataError::CapabilitiesInCore => Clause::Wasi1,
             MetadataError::FsPath { .. } => Clause::Wasi3,
+            MetadataError::HostCall { clause, .. } => *clause,
         }
     }
 }
@@ -205,6 +243,7 @@ impl Metadata {
             return Err(MetadataError::CapabilitiesInCore);
         }
         check_fs_paths(&meta.capabilities)?;
+        check_host_calls(&meta.host_calls)?;
         Ok(meta)
     }
 
@@ -256,6 +295,28 @@ fn check_fs_paths(capabilities: &[Capability]) -> Result<(), MetadataError> {
                 };
                 return Err(bad(first, &reason));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Unique names (`CALL-1`) outside the reserved namespace (`CALL-2`).
+fn check_host_calls(calls: &[HostCallMeta]) -> Result<(), MetadataError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for call in calls {
+        if !seen.insert(call.name.as_str()) {
+            return Err(MetadataError::HostCall {
+                name: call.name.clone(),
+                reason: "declared more than once".to_string(),
+                clause: Clause::Call1,
+            });
+        }
+        if call.name.starts_with("pabi.") {
+            return Err(MetadataError::HostCall {
+                name: call.name.clone(),
+                reason: "the `pabi` namespace is reserved for calls a later ABI version defines".to_string(),
+                clause: Clause::Call2,
+            });
         }
     }
     Ok(())

@@ -10,6 +10,7 @@
 use crate::{AbiVersion, HostErrorKind, ImportCode, Status, EXPORTS, IMPORTS};
 
 const V1_0: AbiVersion = AbiVersion::new(1, 0);
+const V1_1: AbiVersion = AbiVersion::new(1, 1);
 
 /// The kinds of addition a minor version may make (`VER-5`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,6 +63,12 @@ pub const METADATA_FIELDS: &[(&str, AbiVersion)] = &[
     ("functions[].deterministic", V1_0),
     ("capabilities", V1_0),
     ("statuses", V1_0),
+    ("host_calls", V1_1),
+    ("host_calls[].name", V1_1),
+    ("host_calls[].required", V1_1),
+    ("host_calls[].summary", V1_1),
+    ("host_calls[].request", V1_1),
+    ("host_calls[].reply", V1_1),
 ];
 
 /// Capability kinds, by the text before the first `:` (`WASI-3`).
@@ -88,7 +95,7 @@ impl Catalog {
                 .map(|s| item(ItemKind::Status, s.name(), s.since())),
         );
         items.extend(
-            [ImportCode::Limit, ImportCode::Invalid, ImportCode::Unavailable]
+            [ImportCode::Limit, ImportCode::Invalid, ImportCode::Unavailable, ImportCode::Failed, ImportCode::Absent]
                 .into_iter()
                 .map(|c| item(ItemKind::ImportCode, c.name(), c.since())),
         );
@@ -124,7 +131,10 @@ impl Status {
 impl ImportCode {
     /// The version that introduced this code (`ERR-5`).
     pub fn since(self) -> AbiVersion {
-        V1_0
+        match self {
+            ImportCode::Limit | ImportCode::Invalid | ImportCode::Unavailable => V1_0,
+            ImportCode::Failed | ImportCode::Absent => V1_1,
+        }
     }
 }
 
@@ -148,9 +158,10 @@ mod tests {
             assert!(crate::HOST_ABI.accepts(item.since), "{} `{}` is newer than the ABI", item.kind, item.name);
         }
         assert_eq!(catalog.since(ItemKind::Import, "log"), Some(V1_0));
-        assert_eq!(catalog.since(ItemKind::Import, "host_call"), None);
-        let later = catalog.with(ItemKind::Import, "host_call", AbiVersion::new(1, 1));
-        assert_eq!(later.since(ItemKind::Import, "host_call"), Some(AbiVersion::new(1, 1)));
+        assert_eq!(catalog.since(ItemKind::Import, "host_call"), Some(V1_1));
+        assert_eq!(catalog.since(ItemKind::Import, "kv_get"), None);
+        let later = catalog.with(ItemKind::Import, "kv_get", AbiVersion::new(1, 2));
+        assert_eq!(later.since(ItemKind::Import, "kv_get"), Some(AbiVersion::new(1, 2)));
     }
 
     /// Every item has a table row in the spec that names it and ends with

@@ -9,7 +9,7 @@ pub struct AbiVersion {
 }
 
 /// The ABI version the tools and the reference host implement.
-pub const HOST_ABI: AbiVersion = AbiVersion { major: 1, minor: 0 };
+pub const HOST_ABI: AbiVersion = AbiVersion { major: 1, minor: 1 };
 
 impl AbiVersion {
     pub const fn new(major: u32, minor: u32) -> Self {

@@ -1,0 +1,225 @@
+//! The application side of host calls as data (`CALL-4`, `CALL-5`): which
+//! names an application offers and what each answers. `pabi run
+//! --host-calls FILE`, the conformance adapter, host-conformance cases and
+//! vectors all describe the application this way, so a plugin that makes
+//! host calls can be run and tested without writing an application.
+//! `spec/schemas/host-calls.schema.json` describes the same JSON.
+//!
+//! ```json
+//! {
+//!   "kv.get": [
+//!     {"request": "apple", "reply": "red"},
+//!     {"request": "kiwi", "fail": "no such key"},
+//!     {"reply_hex": ""}
+//!   ],
+//!   "kv.note": [{"reply": ""}]
+//! }
+//! ```
+//!
+//! Each name the table lists is offered; a name it does not list is not.
+//! For a call, the first rule whose `request` (or `request_hex`) equals the
+//! request answers; a rule without one matches any request. When no rule
+//! matches, the handler fails with a message that names the request.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+
+use crate::vectors::{decode_hex, encode_hex};
+
+/// The JSON Schema of a host-call table.
+pub const HOST_CALLS_SCHEMA: &str = include_str!("../../spec/schemas/host-calls.schema.json");
+
+/// What the application answers, per host-call name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostCallTable {
+    calls: BTreeMap<String, Vec<HostCallRule>>,
+}
+
+/// One rule: a request to match (any when `None`) and the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostCallRule {
+    pub request: Option<Vec<u8>>,
+    pub answer: Answer,
+    /// How long the handler takes before it answers (to test `CALL-7`).
+    pub delay: Duration,
+}
+
+/// What a handler does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// It succeeds with these reply bytes.
+    Reply(Vec<u8>),
+    /// It fails with this message (`E_FAILED`, `CALL-4`).
+    Fail(String),
+}
+
+/// A host call as the plugin made it: the name and the request bytes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct HostCallRecord {
+    pub name: String,
+    /// The request, lowercase hex.
+    pub request_hex: String,
+}
+
+impl HostCallRecord {
+    pub fn new(name: &str, request: &[u8]) -> HostCallRecord {
+        HostCallRecord { name: name.to_string(), request_hex: encode_hex(request) }
+    }
+}
+
+impl HostCallTable {
+    /// Reads a table from its JSON text.
+    pub fn parse(text: &str) -> Result<HostCallTable, String> {
+        serde_json::from_str(text).map_err(|e| format!("not a host-call table: {e}"))
+    }
+
+    /// The names the application offers.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.calls.keys().map(String::as_str)
+    }
+
+    /// Whether the application offers `name`.
+    pub fn offers(&self, name: &str) -> bool {
+        self.calls.contains_key(name)
+    }
+
+    /// Adds rules for `name`, offering it.
+    pub fn insert(&mut self, name: impl Into<String>, rules: Vec<HostCallRule>) {
+        self.calls.insert(name.into(), rules);
+    }
+
+    /// What the handler of `name` does with `request`, or `None` when the
+    /// application does not offer `name`.
+    pub fn answer(&self, name: &str, request: &[u8]) -> Option<(Answer, Duration)> {
+        let rules = self.calls.get(name)?;
+        let rule = rules.iter().find(|rule| rule.request.as_deref().is_none_or(|r| r == request));
+        Some(match rule {
+            Some(rule) => (rule.answer.clone(), rule.delay),
+            None => (
+                Answer::Fail(format!("the table has no reply for `{name}` with the request {}", shown(request))),
+                Duration::ZERO,
+            ),
+        })
+    }
+}
+
+/// A request as text when it is printable UTF-8, else as hex.
+fn shown(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}"),
+        _ => format!("0x{}", encode_hex(bytes)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleJson {
+    request: Option<String>,
+    request_hex: Option<String>,
+    reply: Option<String>,
+    reply_hex: Option<String>,
+    fail: Option<String>,
+    #[serde(default)]
+    delay_ms: u64,
+}
+
+impl<'de> Deserialize<'de> for HostCallRule {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let json = RuleJson::deserialize(deserializer)?;
+        let hex = |text: &str, field: &str| {
+            decode_hex(text).ok_or_else(|| D::Error::custom(format!("`{field}` is not hex: {text:?}")))
+        };
+        let request = match (json.request, json.request_hex) {
+            (Some(_), Some(_)) => return Err(D::Error::custom("give `request` or `request_hex`, not both")),
+            (Some(text), None) => Some(text.into_bytes()),
+            (None, Some(hex_text)) => Some(hex(&hex_text, "request_hex")?),
+            (None, None) => None,
+        };
+        let answer = match (json.reply, json.reply_hex, json.fail) {
+            (Some(text), None, None) => Answer::Reply(text.into_bytes()),
+            (None, Some(hex_text), None) => Answer::Reply(hex(&hex_text, "reply_hex")?),
+            (None, None, Some(message)) => Answer::Fail(message),
+            _ => return Err(D::Error::custom("give exactly one of `reply`, `reply_hex` and `fail`")),
+        };
+        Ok(HostCallRule { request, answer, delay: Duration::from_millis(json.delay_ms) })
+    }
+}
+
+impl<'de> Deserialize<'de> for HostCallTable {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let calls = BTreeMap::<String, Vec<HostCallRule>>::deserialize(deserializer)?;
+        if let Some(bad) = calls.keys().find(|name| !crate::is_valid_host_call_name(name)) {
+            return Err(D::Error::custom(format!("`{bad}` is not a host-call name (CALL-2)")));
+        }
+        Ok(HostCallTable { calls })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"{
+        "kv.get": [
+            {"request": "apple", "reply": "red"},
+            {"request_hex": "00ff", "fail": "no such key", "delay_ms": 5},
+            {"reply_hex": "0a0b"}
+        ],
+        "kv.note": []
+    }"#;
+
+    #[test]
+    fn rules_answer_in_order_and_unlisted_names_are_not_offered() {
+        let table = HostCallTable::parse(EXAMPLE).unwrap();
+        assert_eq!(table.answer("kv.get", b"apple"), Some((Answer::Reply(b"red".to_vec()), Duration::ZERO)));
+        assert_eq!(
+            table.answer("kv.get", &[0, 0xff]),
+            Some((Answer::Fail("no such key".into()), Duration::from_millis(5)))
+        );
+        assert_eq!(table.answer("kv.get", b"pear"), Some((Answer::Reply(vec![10, 11]), Duration::ZERO)));
+        let Some((Answer::Fail(message), _)) = table.answer("kv.note", b"x") else { panic!("no failure") };
+        assert!(message.contains("kv.note") && message.contains("\"x\""), "{message}");
+        assert_eq!(table.answer("kv.put", b""), None);
+        assert!(table.offers("kv.note") && !table.offers("kv.put"));
+    }
+
+    #[test]
+    fn malformed_tables_are_refused() {
+        for bad in [
+            r#"{"kv.get": [{"reply": "a", "fail": "b"}]}"#,
+            r#"{"kv.get": [{}]}"#,
+            r#"{"kv.get": [{"request": "a", "request_hex": "61", "reply": ""}]}"#,
+            r#"{"kv.get": [{"reply_hex": "zz"}]}"#,
+            r#"{"kv.get": [{"reply": "", "extra": 1}]}"#,
+            r#"{"KV": [{"reply": ""}]}"#,
+            r#"[]"#,
+        ] {
+            assert!(HostCallTable::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The schema accepts exactly what the type accepts.
+    #[test]
+    fn schema_agrees_with_the_type() {
+        let schema: serde_json::Value = serde_json::from_str(HOST_CALLS_SCHEMA).unwrap();
+        let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+        for text in [
+            EXAMPLE,
+            r#"{}"#,
+            r#"{"kv.get": [{"reply": "a", "fail": "b"}]}"#,
+            r#"{"kv.get": [{}]}"#,
+            r#"{"kv.get": [{"request": "a", "request_hex": "61", "reply": ""}]}"#,
+            r#"{"kv.get": [{"reply_hex": "zz"}]}"#,
+            r#"{"kv.get": [{"reply": "", "extra": 1}]}"#,
+            r#"{"KV": [{"reply": ""}]}"#,
+            r#"{"a.b.c.d.e": [{"reply": ""}]}"#,
+            r#"[]"#,
+        ] {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(validator.is_valid(&value), HostCallTable::parse(text).is_ok(), "{text}");
+        }
+    }
+}
