@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::vectors::{decode_hex, encode_hex};
+use crate::host_calls::HostCallRecord;
 use crate::{Clause, HostErrorKind, TrapKind};
 
 /// The JSON Schema of one result line.
@@ -82,6 +83,12 @@ pub struct Invocation {
     pub config: Option<Vec<u8>>,
     pub limits: AdapterLimits,
     pub grants: AdapterGrants,
+    /// The application's side of host calls, a host-call table file
+    /// (`--host-calls FILE`, [`crate::host_calls`]).
+    pub host_calls: Option<PathBuf>,
+    /// The ABI version the host offers (`--abi 1.0`, `CALL-9`); `None` is
+    /// the newest it implements.
+    pub abi: Option<crate::AbiVersion>,
 }
 
 impl Invocation {
@@ -148,6 +155,12 @@ impl Invocation {
             let mode = if dir.read_only { ":ro" } else { "" };
             args.extend(["--dir".to_string(), format!("{}:{}{mode}", dir.host.display(), dir.guest)]);
         }
+        if let Some(table) = &self.host_calls {
+            args.extend(["--host-calls".to_string(), table.display().to_string()]);
+        }
+        if let Some(abi) = self.abi {
+            args.extend(["--abi".to_string(), abi.to_string()]);
+        }
         args.extend(["--format".to_string(), "json".to_string()]);
         Ok(args)
     }
@@ -180,8 +193,8 @@ impl LineKind {
 /// One result line of an adapter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResultLine {
-    /// The call returned `OK` with this output.
-    Ok { output: Vec<u8> },
+    /// The call returned `OK` with this output, after these host calls.
+    Ok { output: Vec<u8>, host_calls: Vec<HostCallRecord> },
     /// The load or the call failed.
     Failed(FailedLine),
 }
@@ -200,11 +213,13 @@ pub struct FailedLine {
     pub clause: Option<Clause>,
     /// For `TRAP` (optional).
     pub trap: Option<TrapKind>,
+    /// The host calls the plugin made in the call, in order (`CALL-1`).
+    pub host_calls: Vec<HostCallRecord>,
 }
 
 impl FailedLine {
     pub fn new(kind: LineKind, message: impl Into<String>) -> FailedLine {
-        FailedLine { kind, message: message.into(), status: None, clause: None, trap: None }
+        FailedLine { kind, message: message.into(), status: None, clause: None, trap: None, host_calls: Vec::new() }
     }
 }
 
@@ -224,6 +239,8 @@ struct Wire {
     clause: Option<Clause>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     trap: Option<TrapKind>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    host_calls: Vec<HostCallRecord>,
 }
 
 /// A line that does not follow the protocol.
@@ -235,7 +252,7 @@ impl ResultLine {
     /// The line as printed: one JSON object, no newline.
     pub fn to_json(&self) -> String {
         let wire = match self {
-            ResultLine::Ok { output } => Wire {
+            ResultLine::Ok { output, host_calls } => Wire {
                 ok: true,
                 output_hex: Some(encode_hex(output)),
                 kind: None,
@@ -243,6 +260,7 @@ impl ResultLine {
                 message: None,
                 clause: None,
                 trap: None,
+                host_calls: host_calls.clone(),
             },
             ResultLine::Failed(line) => Wire {
                 ok: false,
@@ -253,6 +271,7 @@ impl ResultLine {
                     .then(|| line.message.clone()),
                 clause: line.clause,
                 trap: line.trap,
+                host_calls: line.host_calls.clone(),
             },
         };
         serde_json::to_string(&wire).expect("a result line always serializes")
@@ -265,7 +284,7 @@ impl ResultLine {
         let err = |why: String| LineError(format!("{why}: {text}"));
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| err(format!("not JSON ({e})")))?;
         let object = value.as_object().ok_or_else(|| err("not a JSON object".into()))?;
-        const KNOWN: [&str; 7] = ["ok", "output_hex", "kind", "status", "message", "clause", "trap"];
+        const KNOWN: [&str; 8] = ["ok", "output_hex", "kind", "status", "message", "clause", "trap", "host_calls"];
         if let Some(extra) = object.keys().find(|k| !KNOWN.contains(&k.as_str()) && !k.starts_with("x-")) {
             return Err(err(format!("unknown field `{extra}` (vendor fields start with `x-`)")));
         }
@@ -281,7 +300,7 @@ impl ResultLine {
                 return Err(err("`output_hex` must be lowercase".into()));
             }
             let output = decode_hex(&hex).ok_or_else(|| err("`output_hex` is not hex".into()))?;
-            return Ok(ResultLine::Ok { output });
+            return Ok(ResultLine::Ok { output, host_calls: wire.host_calls });
         }
         if wire.output_hex.is_some() {
             return Err(err("a failed line has no `output_hex`".into()));
@@ -310,6 +329,7 @@ impl ResultLine {
             status: wire.status,
             clause: wire.clause,
             trap: wire.trap,
+            host_calls: wire.host_calls,
         }))
     }
 }
@@ -337,8 +357,8 @@ mod tests {
 
     #[test]
     fn lines_round_trip() {
-        roundtrip(ResultLine::Ok { output: vec![1, 0, 0xab] });
-        roundtrip(ResultLine::Ok { output: vec![] });
+        roundtrip(ResultLine::Ok { output: vec![1, 0, 0xab], host_calls: vec![] });
+        roundtrip(ResultLine::Ok { output: vec![], host_calls: vec![HostCallRecord::new("kv.get", b"apple")] });
         let mut plugin_error = FailedLine::new(LineKind::Error(HostErrorKind::PluginError), "bad input");
         plugin_error.status = Some(1);
         roundtrip(ResultLine::Failed(plugin_error));

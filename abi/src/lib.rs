@@ -43,8 +43,7 @@ pub use imports::{
 pub use limits::{Limits, MAX_INPUT_LEN};
 pub use metadata::{
     is_valid_function_name, is_valid_host_call_name, Capability, FunctionMeta, HostCallMeta, Metadata, MetadataError,
-    Profile, MAX_METADATA_BYTES,
-    METADATA_SCHEMA,
+    Profile, MAX_METADATA_BYTES, METADATA_SCHEMA,
 };
 pub use section::{
     embed_metadata, encode_custom_section, find_custom_sections, CustomSection, EmbedError, METADATA_SECTION,
@@ -53,5 +52,6 @@ pub use status::Status;
 pub use trap::TrapKind;
 pub use version::{AbiVersion, VersionParseError, HOST_ABI};
 pub use wasi::{
-    wasi_functions, wasi_import_requirement, wasi_signature, WasiRequirement, WasiSignature, WasiValType, WASI_MODULE,
+    wasi_functions, wasi_import_requirement, wasi_signature, wasi_since, WasiRequirement, WasiSignature, WasiValType,
+    WASI_MODULE,
 };

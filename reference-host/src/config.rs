@@ -35,6 +35,8 @@ pub struct Config {
     cache_dir_bytes: u64,
     cache_capacity: usize,
     wasi_profile: bool,
+    host_functions: Vec<crate::HostFunction>,
+    abi: pabi_abi::AbiVersion,
 }
 
 impl Default for Config {
@@ -50,6 +52,8 @@ impl Default for Config {
             cache_dir_bytes: 1 << 30,
             cache_capacity: 256,
             wasi_profile: true,
+            host_functions: Vec::new(),
+            abi: pabi_abi::HOST_ABI,
         }
     }
 }
@@ -111,6 +115,16 @@ impl Config {
     /// Whether plugins of the `wasi` profile are served.
     pub fn serves_wasi(&self) -> bool {
         self.wasi_profile
+    }
+
+    /// The host functions offered to plugins' host calls.
+    pub fn host_functions(&self) -> &[crate::HostFunction] {
+        &self.host_functions
+    }
+
+    /// The ABI version this host offers (`CALL-9`).
+    pub fn abi_version(&self) -> pabi_abi::AbiVersion {
+        self.abi
     }
 }
 
@@ -186,6 +200,31 @@ impl ConfigBuilder {
     /// `clock` (`WASI-3`, `WASI-6`). Default: `false` (virtual time).
     pub fn allow_clock(mut self, allow: bool) -> Self {
         self.config.allow.clock = allow;
+        self
+    }
+
+    /// Offers a host function to plugins' host calls (`CALL-5`). Default:
+    /// none. A second function of the same name replaces the first.
+    pub fn host_function(mut self, function: crate::HostFunction) -> Self {
+        self.config.host_functions.push(function);
+        self
+    }
+
+    /// The ABI version the host offers (`CALL-9`). Default: the newest this
+    /// crate implements, [`pabi_abi::HOST_ABI`]. `1.0` keeps plugins from
+    /// making host calls at all: a plugin declaring 1.1 is refused with
+    /// `VERSION_MISMATCH`. A version newer than this crate implements makes
+    /// [`crate::Host::new`] fail.
+    pub fn abi_version(mut self, version: pabi_abi::AbiVersion) -> Self {
+        self.config.abi = version;
+        self
+    }
+
+    /// The cap on a host call's request and on its reply, in bytes
+    /// (`LIM-14`). Default: 1 MiB each.
+    pub fn max_host_call_bytes(mut self, request: u64, reply: u64) -> Self {
+        self.config.limits.max_request = request.min(pabi_abi::MAX_INPUT_LEN);
+        self.config.limits.max_reply = reply.min(pabi_abi::MAX_INPUT_LEN);
         self
     }
 

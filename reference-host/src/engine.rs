@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
-use pabi_abi::{Clause, Metadata, Profile, HOST_ABI};
+use pabi_abi::{Clause, Metadata, Profile};
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
@@ -53,6 +53,8 @@ pub(crate) struct Prepared {
     pub has_init: bool,
     pub has_shutdown: bool,
     pub has_state: bool,
+    /// The declared host calls and what serves them (`CALL-5`).
+    pub host_calls: Arc<crate::host_fn::PluginHostCalls>,
 }
 
 impl Shared {
@@ -122,8 +124,8 @@ impl Shared {
         // says why.
         check_budget(wasm, self.config.limits())?;
         if let Ok(declared) = pabi_abi::read_envelope(wasm) {
-            if !HOST_ABI.accepts(declared) {
-                return Err(version_mismatch(wasm, declared));
+            if !self.config.abi_version().accepts(declared) {
+                return Err(version_mismatch(wasm, declared, self.config.abi_version()));
             }
         }
         let key = module_key(wasm);
@@ -156,7 +158,23 @@ impl Shared {
             Profile::Wasi if !self.config.serves_wasi() => {
                 return Err(Error::Unsupported { need: "the `wasi` profile".to_string() })
             }
-            Profile::Wasi => Some(wasi::grants(&metadata, self.config.allowed())?),
+            Profile::Wasi => Some(wasi::grants(&metadata, self.config.allowed())),
+        };
+        let host_calls = crate::host_fn::PluginHostCalls::resolve(
+            &metadata.name,
+            &metadata.host_calls,
+            self.config.host_functions(),
+        );
+        // Every refused capability and every required host call not offered,
+        // in one error (`WASI-5`, `CALL-5`).
+        let (grants, host_calls) = match (grants.transpose(), host_calls) {
+            (Ok(grants), Ok(host_calls)) => (grants, host_calls),
+            (grants, host_calls) => {
+                return Err(Error::MissingCapability {
+                    capabilities: grants.err().unwrap_or_default(),
+                    host_calls: host_calls.err().unwrap_or_default(),
+                })
+            }
         };
         check_initial_sizes(&report, self.config.limits())?;
         let module = self.compile(wasm, key)?;
@@ -178,6 +196,7 @@ impl Shared {
             pre,
             metadata,
             grants,
+            host_calls: Arc::new(host_calls),
         })
     }
 
@@ -310,11 +329,14 @@ fn trim_cache(keep: &Path, max_bytes: u64) {
 
 /// `VERSION_MISMATCH` naming both versions and every `pabi` import this host
 /// lacks (`VER-4`), from the import section read without validation.
-fn version_mismatch(wasm: &[u8], plugin: pabi_abi::AbiVersion) -> Error {
+fn version_mismatch(wasm: &[u8], plugin: pabi_abi::AbiVersion, host: pabi_abi::AbiVersion) -> Error {
     let missing_imports = pabi_abi::function_imports(wasm)
         .into_iter()
-        .filter(|(module, name)| module == pabi_abi::IMPORT_MODULE && pabi_abi::find_import(name).is_none())
+        .filter(|(module, name)| {
+            module == pabi_abi::IMPORT_MODULE
+                && pabi_abi::find_import(name).is_none_or(|spec| !host.accepts(spec.since))
+        })
         .map(|(module, name)| format!("{module}.{name}"))
         .collect();
-    Error::VersionMismatch { plugin, host: HOST_ABI, missing_imports }
+    Error::VersionMismatch { plugin, host, missing_imports }
 }

@@ -29,9 +29,14 @@ pub enum Error {
     /// (`WASI-2`), such as the `wasi` profile.
     #[error("UNSUPPORTED: the plugin needs a part of the ABI this host does not implement: {need}")]
     Unsupported { need: String },
-    /// The plugin declares capabilities the host configuration does not allow (`WASI-5`).
-    #[error("MISSING_CAPABILITY: the plugin declares {}, which this host does not allow", quoted(capabilities))]
-    MissingCapability { capabilities: Vec<Capability> },
+    /// The plugin declares capabilities the host configuration does not
+    /// allow (`WASI-5`), or required host calls it does not offer to this
+    /// plugin (`CALL-5`), named `host_call:NAME`.
+    #[error(
+        "MISSING_CAPABILITY: the plugin declares {}, which this host does not allow",
+        missing(capabilities, host_calls)
+    )]
+    MissingCapability { capabilities: Vec<Capability>, host_calls: Vec<String> },
     /// The plugin broke a clause of the ABI at run time (`ERR-8`).
     #[error("ABI_VIOLATION: the plugin broke the ABI ({clause}): {detail}")]
     AbiViolation { clause: Clause, detail: String },
@@ -305,9 +310,15 @@ fn join(findings: &[ModuleFinding]) -> String {
     findings.iter().map(ModuleFinding::to_string).collect::<Vec<_>>().join("; ")
 }
 
-fn quoted(items: &[Capability]) -> String {
-    // An `fs:` path is the plugin's text (`SEC-3`).
-    items.iter().map(|c| format!("`{}`", escape_controls(&c.to_string()))).collect::<Vec<_>>().join(", ")
+fn missing(capabilities: &[Capability], host_calls: &[String]) -> String {
+    // An `fs:` path is the plugin's text (`SEC-3`); host-call names follow
+    // a grammar without control characters (`CALL-2`).
+    capabilities
+        .iter()
+        .map(|c| format!("`{}`", escape_controls(&c.to_string())))
+        .chain(host_calls.iter().map(|name| format!("`host_call:{name}`")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn missing_suffix(missing: &[String]) -> String {
@@ -361,7 +372,7 @@ mod tests {
                 host: AbiVersion::new(1, 0),
                 missing_imports: vec![],
             },
-            Error::MissingCapability { capabilities: vec![Capability::Clock] },
+            Error::MissingCapability { capabilities: vec![Capability::Clock], host_calls: vec![] },
             Error::AbiViolation { clause: Clause::Mem3, detail: "x".into() },
             Error::Trap { trap: TrapKind::Unreachable, detail: String::new(), backtrace: WasmTrace::default() },
             Error::Timeout { timeout: Duration::from_millis(5) },

@@ -28,6 +28,13 @@ impl Host {
     /// the engine cannot be set up (for example, the pooling allocator cannot
     /// reserve its address space).
     pub fn new(config: Config) -> Result<Host, Error> {
+        let offered = config.abi_version();
+        if offered.major != pabi_abi::HOST_ABI.major || !pabi_abi::HOST_ABI.accepts(offered) {
+            return Err(Error::HostUnavailable(crate::Unavailable::Unsupported {
+                clause: pabi_abi::Clause::Call9,
+                detail: format!("this host implements ABI {}, and cannot offer ABI {offered}", pabi_abi::HOST_ABI),
+            }));
+        }
         Ok(Host { shared: Arc::new(Shared::new(config)?) })
     }
 

@@ -42,7 +42,90 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<
     linker.func_wrap("pabi", "output_write", output_write)?;
     linker.func_wrap("pabi", "error_write", error_write)?;
     linker.func_wrap("pabi", "log", log)?;
+    linker.func_wrap("pabi", "host_call", host_call)?;
+    linker.func_wrap("pabi", "reply_read", reply_read)?;
     Ok(())
+}
+
+/// Runs the application's handler for a declared host call (`CALL-3` …
+/// `CALL-7`): the name and request are copied out, the reply kept in the
+/// host, and only its length returned.
+fn host_call(
+    mut caller: Caller<'_, StoreData>,
+    name: i32,
+    name_len: i32,
+    req: i32,
+    req_len: i32,
+) -> wasmtime::Result<i32> {
+    let memory = memory(&caller)?;
+    let (bytes, data) = memory.data_and_store_mut(&mut caller);
+    let name_range = checked_range("host_call", name, name_len, bytes.len())?;
+    let req_range = checked_range("host_call", req, req_len, bytes.len())?;
+    data.reply.clear();
+    let Some(handler) = std::str::from_utf8(&bytes[name_range.clone()])
+        .ok()
+        .and_then(|name| data.host_calls.calls.get(name).map(|h| (name, h)))
+    else {
+        return Err(violation(
+            Clause::Call3,
+            format!(
+                "host_call: `{}` is not a host call the plugin declares",
+                pabi_abi::text::escape_controls(&String::from_utf8_lossy(&bytes[name_range]))
+            ),
+        ));
+    };
+    let (name, handler) = handler;
+    if !matches!(data.phase, Phase::Call | Phase::Init) {
+        return Ok(ImportCode::Unavailable.code());
+    }
+    let Some(handler) = handler.clone() else { return Ok(ImportCode::Absent.code()) };
+    if req_range.len() as u64 > data.max_request {
+        return Ok(ImportCode::Limit.code());
+    }
+    let request = bytes[req_range].to_vec();
+    let name = name.to_string();
+    let function = match data.phase {
+        Phase::Init => "pabi_init",
+        _ => data.function_names.get(data.serving).map_or("", String::as_str),
+    };
+    let context = crate::host_fn::CallContext { plugin: &data.plugin_name, function, host_call: &name };
+    // A panicking handler is the application's bug, not the plugin's: the
+    // plugin sees a failure and the host goes on.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&context, &request)))
+        .unwrap_or_else(|_| Err(crate::HostCallError::new(format!("the handler of `{name}` panicked"))));
+    // The handler's time counts against the deadline (`CALL-7`): epoch
+    // interruption reaches only wasm code, so look now.
+    data.deadline.check_after_host_code()?;
+    match outcome {
+        Ok(reply) if reply.len() as u64 > data.max_reply => Ok(ImportCode::Limit.code()),
+        Ok(reply) => {
+            data.reply = reply;
+            Ok(data.reply.len() as i32)
+        }
+        Err(error) => {
+            let message = error.message();
+            let mut cut = message.len().min(MAX_FAILURE_MESSAGE);
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            data.reply.extend_from_slice(&message.as_bytes()[..cut]);
+            Ok(ImportCode::Failed.code())
+        }
+    }
+}
+
+/// A handler's failure message is cut to this many bytes (`CALL-4`).
+const MAX_FAILURE_MESSAGE: usize = 64 << 10;
+
+/// Copies `min(len, reply_len - offset)` reply bytes to `dst` (`CALL-6`).
+fn reply_read(mut caller: Caller<'_, StoreData>, dst: i32, offset: i32, len: i32) -> wasmtime::Result<i32> {
+    let memory = memory(&caller)?;
+    let (bytes, data) = memory.data_and_store_mut(&mut caller);
+    let range = checked_range("reply_read", dst, len, bytes.len())?;
+    let offset = (offset as u32 as usize).min(data.reply.len());
+    let count = range.len().min(data.reply.len() - offset);
+    bytes[range.start..range.start + count].copy_from_slice(&data.reply[offset..offset + count]);
+    Ok(count as i32)
 }
 
 /// Copies `min(len, input_len - offset)` input bytes to `dst` (`HOST-3`, `HOST-4`).

@@ -112,9 +112,13 @@ impl Plugin {
             return Err(Error::UnknownFunction { name: name.to_string(), available: self.prepared.functions.clone() });
         }
         let len = input_len(input)?;
+        let index = self.prepared.functions.iter().position(|f| f == name).unwrap_or_default();
         let lookup = |live: &mut Instance| live.functions.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone());
-        self.run(Phase::Call, lookup, input, |store, f: TypedFunc<i32, i32>| f.call(store, len))
-            .and_then(|(status, output, message)| status_result(status, output, message))
+        self.run(Phase::Call, lookup, input, |store, f: TypedFunc<i32, i32>| {
+            store.data_mut().serving = index;
+            f.call(store, len)
+        })
+        .and_then(|(status, output, message)| status_result(status, output, message))
     }
 
     /// Runs `pabi_state_save` and returns the state bytes (`LIFE-9`).
@@ -240,6 +244,7 @@ impl Plugin {
         data.input.extend_from_slice(input);
         data.output.clear();
         data.message.clear();
+        data.reply.clear();
         data.limiter.refused = false;
         arm(&mut live.store, &self.shared, timeout);
         let result = call(&mut live.store, func);
@@ -380,7 +385,12 @@ fn instantiate(
             max_table_elements: limits.max_table_elements,
             refused: false,
         },
-        deadline: Deadline::new(cancel.clone(), prepared.grants.as_ref().is_some_and(|g| g.clock)),
+        // Host code that can block (a real sleep, a host call's handler)
+        // needs the wall-clock end of the call (`LIM-3`, `CALL-7`).
+        deadline: Deadline::new(
+            cancel.clone(),
+            prepared.grants.as_ref().is_some_and(|g| g.clock) || !prepared.host_calls.calls.is_empty(),
+        ),
         wasi,
         clock,
         random,
@@ -390,6 +400,13 @@ fn instantiate(
             .flat_map(|g| g.env.iter().map(|(name, value)| format!("{name}={value}")))
             .collect(),
         log,
+        host_calls: prepared.host_calls.clone(),
+        reply: Vec::new(),
+        max_request: limits.max_request,
+        max_reply: limits.max_reply,
+        plugin_name: prepared.metadata.name.as_str().into(),
+        function_names: prepared.functions.clone().into(),
+        serving: 0,
     };
     let mut store = Store::new(&shared.engine, data);
     store.limiter(|data| &mut data.limiter);

@@ -43,6 +43,17 @@ pub(crate) struct StoreData {
     pub environ: Vec<String>,
     /// `pabi.log` records and WASI stdio, under one budget per call (`LIM-11`).
     pub log: crate::log::SharedSink,
+    /// The plugin's host calls and what serves them (`CALL-5`).
+    pub host_calls: Arc<crate::host_fn::PluginHostCalls>,
+    /// The reply of the latest `host_call` of this call (`CALL-6`).
+    pub reply: Vec<u8>,
+    pub max_request: u64,
+    pub max_reply: u64,
+    /// The plugin's name and its functions' names, for [`crate::CallContext`].
+    pub plugin_name: Arc<str>,
+    pub function_names: Arc<[String]>,
+    /// The index in `function_names` of the function being served.
+    pub serving: usize,
 }
 
 impl StoreData {
@@ -138,6 +149,19 @@ impl Deadline {
         self.granted = if self.cancel.load(Ordering::Relaxed) { 0 } else { ticks.min(CHECK_TICKS) };
         self.remaining -= self.granted;
         self.granted
+    }
+
+    /// After host code that may have run for long (a host call's handler):
+    /// a cancel or a passed deadline ends the call now (`CALL-7`), since
+    /// the epoch reaches only wasm code.
+    pub fn check_after_host_code(&self) -> wasmtime::Result<()> {
+        if self.cancel.swap(false, Ordering::Relaxed) {
+            return Err(wasmtime::Error::new(Abort(Error::Cancelled)));
+        }
+        if self.wall.is_some_and(|wall| std::time::Instant::now() >= wall) {
+            return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
+        }
+        Ok(())
     }
 
     /// Blocks the calling import for up to `wait`, but never past the call's

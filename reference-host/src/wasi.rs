@@ -37,8 +37,8 @@ pub(crate) struct Grants {
 }
 
 /// The capabilities granted to `metadata`, or every declared one that the
-/// host does not allow (`WASI-5`).
-pub(crate) fn grants(metadata: &Metadata, allow: &Allow) -> Result<Grants, Error> {
+/// host does not allow (`WASI-5`), all of them.
+pub(crate) fn grants(metadata: &Metadata, allow: &Allow) -> Result<Grants, Vec<Capability>> {
     let mut grants = Grants::default();
     let mut refused = Vec::new();
     for declared in &metadata.capabilities {
@@ -81,7 +81,7 @@ pub(crate) fn grants(metadata: &Metadata, allow: &Allow) -> Result<Grants, Error
     if refused.is_empty() {
         Ok(grants)
     } else {
-        Err(Error::MissingCapability { capabilities: refused })
+        Err(refused)
     }
 }
 
@@ -377,13 +377,13 @@ mod tests {
         assert_eq!(g.env, vec![("HOME".to_string(), "/h".to_string())], "USER is allowed but not declared");
         assert_eq!(g.dirs.len(), 1);
         let refused = |caps: &[&str]| grants(&metadata(caps), allow).unwrap_err();
-        assert_eq!(refused(&["random"]), Error::MissingCapability { capabilities: vec![cap("random")] });
-        assert_eq!(refused(&["env:PATH"]), Error::MissingCapability { capabilities: vec![cap("env:PATH")] });
-        assert_eq!(refused(&["fs:/data:rw"]), Error::MissingCapability { capabilities: vec![cap("fs:/data:rw")] });
-        assert_eq!(refused(&["fs:/other:ro"]), Error::MissingCapability { capabilities: vec![cap("fs:/other:ro")] });
+        assert_eq!(refused(&["random"]), vec![cap("random")]);
+        assert_eq!(refused(&["env:PATH"]), vec![cap("env:PATH")]);
+        assert_eq!(refused(&["fs:/data:rw"]), vec![cap("fs:/data:rw")]);
+        assert_eq!(refused(&["fs:/other:ro"]), vec![cap("fs:/other:ro")]);
         assert_eq!(
             refused(&["random", "clock", "env:PATH"]),
-            Error::MissingCapability { capabilities: vec![cap("random"), cap("env:PATH")] },
+            vec![cap("random"), cap("env:PATH")],
             "every refused capability is named"
         );
     }

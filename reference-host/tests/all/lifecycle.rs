@@ -139,7 +139,10 @@ fn the_disk_cache_stays_within_its_byte_budget() {
 fn undeclared_or_unallowed_capabilities_are_refused_by_name() {
     let wasm = fixture("host-conformance", "wants-clock");
     let refused = host_with(|c| c).load(&wasm).unwrap_err();
-    assert_eq!(refused, Error::MissingCapability { capabilities: vec![pabi_abi::Capability::Clock] });
+    assert_eq!(
+        refused,
+        Error::MissingCapability { capabilities: vec![pabi_abi::Capability::Clock], host_calls: vec![] }
+    );
     let allowed = host_with(|c| c.allow_clock(true));
     assert!(allowed.load(&wasm).is_ok());
     // A host that serves no wasi plugins says so before it looks at
@@ -174,7 +177,10 @@ fn a_granted_directory_is_visible_read_only() {
     let closed = host_with(|c| c).load(&wasm).unwrap_err();
     assert_eq!(
         closed,
-        Error::MissingCapability { capabilities: vec![pabi_abi::Capability::parse("fs:/data:ro").unwrap()] }
+        Error::MissingCapability {
+            capabilities: vec![pabi_abi::Capability::parse("fs:/data:ro").unwrap()],
+            host_calls: vec![]
+        }
     );
 }
 

@@ -1,0 +1,216 @@
+//! Host functions: what the embedding application offers to plugins'
+//! host calls (`CALL-1` … `CALL-9`).
+//!
+//! The application registers each one as a closure with
+//! [`crate::ConfigBuilder::host_function`]. A plugin reaches it through
+//! `pabi.host_call(name, request)`: the host copies the request out of the
+//! plugin's memory, runs the closure, keeps the reply, and the plugin copies
+//! the reply in with `pabi.reply_read`. No buffer changes owner.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use pabi_abi::{is_valid_host_call_name, HostCallMeta};
+
+/// What a host function knows about the call it serves.
+#[derive(Clone, Copy, Debug)]
+pub struct CallContext<'a> {
+    pub(crate) plugin: &'a str,
+    pub(crate) function: &'a str,
+    pub(crate) host_call: &'a str,
+}
+
+impl<'a> CallContext<'a> {
+    /// The calling plugin's name, from its metadata.
+    pub fn plugin(&self) -> &'a str {
+        self.plugin
+    }
+
+    /// The plugin function being served (`upper` for `pabi_fn_upper`), or
+    /// `pabi_init` while the plugin initialises.
+    pub fn function(&self) -> &'a str {
+        self.function
+    }
+
+    /// The host call's name, such as `kv.get`.
+    pub fn host_call(&self) -> &'a str {
+        self.host_call
+    }
+}
+
+/// A host function's failure. Its message reaches the plugin, which sees
+/// `E_FAILED` and can read the message as the reply (`CALL-4`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostCallError {
+    message: String,
+}
+
+impl HostCallError {
+    pub fn new(message: impl Into<String>) -> HostCallError {
+        HostCallError { message: message.into() }
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for HostCallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for HostCallError {}
+
+pub(crate) type Handler = Arc<dyn Fn(&CallContext<'_>, &[u8]) -> Result<Vec<u8>, HostCallError> + Send + Sync>;
+
+/// A function the application offers to plugins under a host-call name,
+/// like Extism's host functions: a closure from the request bytes to the
+/// reply bytes or a failure.
+///
+/// ```
+/// use pabi_host::{HostCallError, HostFunction};
+///
+/// let get = HostFunction::new("kv.get", |_cx, key| match key {
+///     b"apple" => Ok(b"red".to_vec()),
+///     _ => Err(HostCallError::new("no such key")),
+/// })
+/// .unwrap()
+/// .only_for(["enrich"]);
+/// assert_eq!(get.name(), "kv.get");
+/// ```
+#[derive(Clone)]
+pub struct HostFunction {
+    name: String,
+    handler: Handler,
+    only_for: Option<Vec<String>>,
+}
+
+/// A name that is not a host-call name (`CALL-2`), or one in the reserved
+/// `pabi` namespace.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{name}` cannot be a host function: {reason}")]
+pub struct HostFunctionNameError {
+    pub name: String,
+    pub reason: &'static str,
+}
+
+impl HostFunction {
+    /// A host function offered to every plugin that declares `name`.
+    /// Fails for a name outside `CALL-2`'s grammar or in the reserved
+    /// `pabi` namespace.
+    pub fn new<F>(name: impl Into<String>, handler: F) -> Result<HostFunction, HostFunctionNameError>
+    where
+        F: Fn(&CallContext<'_>, &[u8]) -> Result<Vec<u8>, HostCallError> + Send + Sync + 'static,
+    {
+        let name = name.into();
+        if !is_valid_host_call_name(&name) {
+            return Err(HostFunctionNameError {
+                name,
+                reason: "a name is two to four dot-separated parts of [a-z][a-z0-9_]{0,31} (CALL-2)",
+            });
+        }
+        if name.starts_with("pabi.") {
+            return Err(HostFunctionNameError { name, reason: "the `pabi` namespace is reserved (CALL-2)" });
+        }
+        Ok(HostFunction { name, handler: Arc::new(handler), only_for: None })
+    }
+
+    /// Offers the function only to the plugins of these names (their
+    /// metadata `name`). Default: every plugin that declares it.
+    pub fn only_for(mut self, plugins: impl IntoIterator<Item = impl Into<String>>) -> HostFunction {
+        self.only_for = Some(plugins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the function is offered to the plugin called `plugin`.
+    pub fn offered_to(&self, plugin: &str) -> bool {
+        self.only_for.as_ref().is_none_or(|names| names.iter().any(|n| n == plugin))
+    }
+}
+
+impl fmt::Debug for HostFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostFunction").field("name", &self.name).field("only_for", &self.only_for).finish()
+    }
+}
+
+/// The host calls of one plugin: each declared name with its handler, or
+/// `None` for an optional call the host does not offer (`CALL-5`).
+#[derive(Clone, Default)]
+pub(crate) struct PluginHostCalls {
+    pub calls: BTreeMap<String, Option<Handler>>,
+}
+
+impl PluginHostCalls {
+    /// Resolves a plugin's declarations against what the application
+    /// offers. Returns the required calls that are not offered.
+    pub fn resolve(
+        plugin: &str,
+        declared: &[HostCallMeta],
+        offered: &[HostFunction],
+    ) -> Result<PluginHostCalls, Vec<String>> {
+        let mut calls = BTreeMap::new();
+        let mut missing = Vec::new();
+        for declaration in declared {
+            let handler = offered
+                .iter()
+                .rev() // the last registration of a name wins
+                .find(|f| f.name == declaration.name && f.offered_to(plugin))
+                .map(|f| f.handler.clone());
+            if handler.is_none() && declaration.required {
+                missing.push(declaration.name.clone());
+            }
+            calls.insert(declaration.name.clone(), handler);
+        }
+        if missing.is_empty() {
+            Ok(PluginHostCalls { calls })
+        } else {
+            Err(missing)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo(name: &str) -> HostFunction {
+        HostFunction::new(name, |_, request| Ok(request.to_vec())).unwrap()
+    }
+
+    fn declare(name: &str, required: bool) -> HostCallMeta {
+        HostCallMeta { name: name.into(), required, summary: None, request: None, reply: None }
+    }
+
+    #[test]
+    fn names_follow_the_grammar_and_pabi_is_reserved() {
+        for good in ["kv.get", "editor.buffer_text", "a.b.c.d"] {
+            assert!(HostFunction::new(good, |_, _| Ok(vec![])).is_ok(), "{good}");
+        }
+        for bad in ["kv", "Kv.get", "a.b.c.d.e", "kv..get", "kv.get-x", "pabi.time", ""] {
+            assert!(HostFunction::new(bad, |_, _| Ok(vec![])).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn declared_offered_and_allowed_intersect() {
+        let offered = [echo("kv.get"), echo("kv.note").only_for(["other"])];
+        let declared = [declare("kv.get", true), declare("kv.note", false)];
+        let calls = PluginHostCalls::resolve("enrich", &declared, &offered).unwrap();
+        assert!(calls.calls["kv.get"].is_some());
+        assert!(calls.calls["kv.note"].is_none(), "offered to another plugin only");
+        let required_note = [declare("kv.get", true), declare("kv.note", true), declare("kv.put", true)];
+        assert_eq!(
+            PluginHostCalls::resolve("enrich", &required_note, &offered).err(),
+            Some(vec!["kv.note".to_string(), "kv.put".to_string()])
+        );
+        assert!(PluginHostCalls::resolve("other", &required_note[..2], &offered).is_ok());
+    }
+}
