@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::vectors::{decode_hex, encode_hex};
 use crate::host_calls::HostCallRecord;
+use crate::vectors::{decode_hex, encode_hex};
 use crate::{Clause, HostErrorKind, TrapKind};
 
 /// The JSON Schema of one result line.
@@ -37,6 +37,12 @@ pub struct AdapterLimits {
     pub max_output: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    /// The host-call request cap (`LIM-14`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request: Option<u64>,
+    /// The host-call reply cap (`LIM-14`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reply: Option<u64>,
 }
 
 /// What the host's configuration allows a case's plugin (`WASI-5`): the
@@ -135,6 +141,8 @@ impl Invocation {
             ("--max-memory", self.limits.max_memory),
             ("--max-output", self.limits.max_output),
             ("--fuel", self.limits.fuel),
+            ("--max-request", self.limits.max_request),
+            ("--max-reply", self.limits.max_reply),
         ];
         for (flag, value) in limits {
             if let Some(value) = value {

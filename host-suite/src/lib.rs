@@ -49,6 +49,14 @@ pub struct Case {
     /// What the host's configuration allows (the adapter's grant flags).
     #[serde(default)]
     pub grants: CaseGrants,
+    /// The application's side of host calls: a host-call table
+    /// (`spec/schemas/host-calls.schema.json`), passed as `--host-calls`.
+    #[serde(default)]
+    pub host_calls: Option<Value>,
+    /// The ABI version the host is to offer (`--abi`), for hosts that can
+    /// offer an older one (`CALL-9`).
+    #[serde(default)]
+    pub abi: Option<pabi_abi::AbiVersion>,
     pub calls: Vec<Call>,
     pub expect: Vec<Value>,
     /// A clause whose limit a host may lack: it may answer NOT_SUPPORTED.
@@ -157,6 +165,10 @@ pub fn load_cases(dir: &Path) -> anyhow::Result<Vec<Case>> {
                 path.display()
             );
             anyhow::ensure!(!case.calls.is_empty(), "{}: no calls", path.display());
+            if let Some(table) = &case.host_calls {
+                pabi_abi::host_calls::HostCallTable::parse(&table.to_string())
+                    .map_err(|e| anyhow::anyhow!("{}: host_calls: {e}", path.display()))?;
+            }
             Ok(case)
         })
         .collect()
@@ -182,7 +194,15 @@ pub fn invocation(case: &Case, plugin: &Path) -> Result<Invocation, String> {
     grants.clock = case.grants.clock;
     grants.random = case.grants.random;
     grants.env = case.grants.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    Ok(Invocation { plugin: plugin.to_path_buf(), calls, config, limits: case.limits.clone(), grants })
+    Ok(Invocation {
+        plugin: plugin.to_path_buf(),
+        calls,
+        config,
+        limits: case.limits.clone(),
+        grants,
+        host_calls: None,
+        abi: case.abi,
+    })
 }
 
 /// Makes each granted folder of a case under `scratch`, holding its
@@ -280,6 +300,11 @@ fn invoke(adapter: &[String], case: &Case, plugin: &Path) -> Result<(Vec<Value>,
     // that the verdict can read them after the adapter exits.
     let dirs = tempfile::tempdir().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
     let folders = make_dirs(case, dirs.path(), &mut invocation)?;
+    if let Some(table) = &case.host_calls {
+        let path = dirs.path().join("host-calls.json");
+        std::fs::write(&path, table.to_string()).map_err(|e| format!("cannot write the host-call table: {e}"))?;
+        invocation.host_calls = Some(path);
+    }
     let args = invocation
         .args(&mut |_| Err(std::io::Error::other("case inputs are small enough to pass as hex")))
         .map_err(|e| format!("case `{}`: {e}", case.name))?;
@@ -375,6 +400,8 @@ pub fn run_vector(adapter: &[String], vector: &Vector, plugin: &Path, scratch: &
         config,
         limits: AdapterLimits::default(),
         grants: AdapterGrants::default(),
+        host_calls: None,
+        abi: None,
     };
     let args = invocation
         .args(&mut pabi_abi::adapter::spill_into(scratch, &vector.name))
@@ -599,6 +626,8 @@ mod tests {
             config_hex: None,
             limits: serde_json::from_str(r#"{"fuel": 5}"#).unwrap(),
             grants: CaseGrants::default(),
+            host_calls: None,
+            abi: None,
             calls: expect
                 .iter()
                 .map(|_| Call { function: "f".into(), input_hex: "00".into(), input_file_len: None })

@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::{bail, Context};
-use pabi_host::{Config, DirGrant, Host};
+use pabi_abi::host_calls::{Answer, HostCallRecord, HostCallTable};
+use pabi_host::{Config, DirGrant, Host, HostCallError, HostFunction};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct HostArgs {
@@ -20,6 +23,12 @@ pub struct HostArgs {
     /// Output cap per call, e.g. `1MiB` or bytes.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_output: Option<u64>,
+    /// A host call's request cap, e.g. `64KiB` [default: 1MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_request: Option<u64>,
+    /// A host call's reply cap, e.g. `64KiB` [default: 1MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_reply: Option<u64>,
     /// Fuel per call (deterministic instruction budget); off by default.
     #[arg(long, value_name = "N")]
     fuel: Option<u64>,
@@ -44,9 +53,75 @@ pub struct HostArgs {
     /// Compile every time; write no cache.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
+    /// Play the application's side of host calls from a host-call table
+    /// (JSON: spec/schemas/host-calls.schema.json): each name it lists is
+    /// offered, with canned replies or failures.
+    #[arg(long, value_name = "FILE")]
+    host_calls: Option<PathBuf>,
+    /// Serve the host call NAME by running COMMAND (split like shell
+    /// words) with the request on standard input: its standard output is
+    /// the reply; a non-zero exit is a handler failure with its standard
+    /// error as the message. Repeatable.
+    #[arg(long = "host-call-command", value_name = "NAME=COMMAND", value_parser = parse_env)]
+    host_call_commands: Vec<(String, String)>,
+    /// Offer this ABI version instead of the newest, e.g. `1.0` to refuse
+    /// plugins that make host calls (CALL-9).
+    #[arg(long, value_name = "VERSION")]
+    abi: Option<pabi_abi::AbiVersion>,
+}
+
+/// The host calls plugins made, in order, shared with the host functions
+/// that record them.
+#[derive(Clone, Default)]
+pub struct Transcript(Arc<Mutex<Vec<HostCallRecord>>>);
+
+impl Transcript {
+    fn push(&self, name: &str, request: &[u8]) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(HostCallRecord::new(name, request));
+    }
+
+    /// The calls recorded since the last take.
+    pub fn take(&self) -> Vec<HostCallRecord> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 impl HostArgs {
+    /// The host functions of `--host-calls` and `--host-call-command`,
+    /// recording each call in `transcript`.
+    fn host_functions(&self, transcript: &Transcript) -> anyhow::Result<Vec<HostFunction>> {
+        let mut functions = Vec::new();
+        if let Some(path) = &self.host_calls {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let table = Arc::new(HostCallTable::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+            for name in table.names() {
+                let (table, transcript) = (table.clone(), transcript.clone());
+                functions.push(HostFunction::new(name, move |cx, request| {
+                    transcript.push(cx.host_call(), request);
+                    let (answer, delay) = table
+                        .answer(cx.host_call(), request)
+                        .unwrap_or((Answer::Fail("not in the table".into()), Duration::ZERO));
+                    std::thread::sleep(delay);
+                    match answer {
+                        Answer::Reply(reply) => Ok(reply),
+                        Answer::Fail(message) => Err(HostCallError::new(message)),
+                    }
+                })?);
+            }
+        }
+        for (name, command) in &self.host_call_commands {
+            let words = shlex::split(command)
+                .filter(|w| !w.is_empty())
+                .with_context(|| format!("--host-call-command {name}: `{command}` is not a command"))?;
+            let transcript = transcript.clone();
+            functions.push(HostFunction::new(name, move |cx, request| {
+                transcript.push(cx.host_call(), request);
+                run_bridge(&words, request)
+            })?);
+        }
+        Ok(functions)
+    }
+
     pub fn config(&self) -> Config {
         let mut config = Config::builder()
             .fuel(self.fuel)
@@ -71,8 +146,59 @@ impl HostArgs {
         config.build()
     }
 
-    pub fn host(&self) -> anyhow::Result<Host> {
-        Host::new(self.config()).context("cannot start the reference host")
+    /// The host, and the record of the host calls its plugins make.
+    pub fn host_with_transcript(&self) -> anyhow::Result<(Host, Transcript)> {
+        let transcript = Transcript::default();
+        let mut config = self.config().to_builder();
+        for function in self.host_functions(&transcript)? {
+            config = config.host_function(function);
+        }
+        if let Some(abi) = self.abi {
+            config = config.abi_version(abi);
+        }
+        if self.max_request.is_some() || self.max_reply.is_some() {
+            let defaults = pabi_abi::Limits::default();
+            config = config.max_host_call_bytes(
+                self.max_request.unwrap_or(defaults.max_request),
+                self.max_reply.unwrap_or(defaults.max_reply),
+            );
+        }
+        let host = Host::new(config.build()).context("cannot start the reference host")?;
+        Ok((host, transcript))
+    }
+}
+
+/// Serves one host call by running a command: the request on its standard
+/// input, the reply from its standard output, and on a non-zero exit a
+/// failure carrying its standard error.
+fn run_bridge(words: &[String], request: &[u8]) -> Result<Vec<u8>, HostCallError> {
+    use std::io::Write as _;
+    let (program, args) = words.split_first().expect("a command has a first word");
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| HostCallError::new(format!("cannot run `{program}`: {e}")))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let request = request.to_vec();
+    // Write from another thread: a command that answers before reading
+    // everything would otherwise block on a full pipe.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&request);
+    });
+    let output = child.wait_with_output().map_err(|e| HostCallError::new(format!("`{program}`: {e}")))?;
+    let _ = writer.join();
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        Err(HostCallError::new(if stderr.is_empty() {
+            format!("`{program}` exited with {}", output.status)
+        } else {
+            stderr
+        }))
     }
 }
 

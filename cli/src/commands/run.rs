@@ -108,17 +108,17 @@ impl Opts {
             };
             calls.push((function.to_string(), input));
         }
-        let host = self.host.host()?;
+        let (host, transcript) = self.host.host_with_transcript()?;
         let mut stdout = std::io::stdout().lock();
         let loaded = config.bytes().and_then(|config| host.load_with_config(&wasm, &config));
         let mut plugin = match loaded {
             Ok(plugin) => plugin,
-            Err(error) => return self.report(&mut stdout, Err(error)),
+            Err(error) => return self.report(&mut stdout, Err(error), transcript.take()),
         };
         let mut code = crate::exit::OK;
         for (function, input) in calls {
             let result = input.bytes().and_then(|input| call(&mut plugin, &function, &input));
-            code = self.report(&mut stdout, result)?;
+            code = self.report(&mut stdout, result, transcript.take())?;
             if code != crate::exit::OK && self.format == RunFormat::Raw {
                 break;
             }
@@ -127,10 +127,20 @@ impl Opts {
     }
 
     /// Prints one call's result; returns the exit code it deserves.
-    fn report(&self, stdout: &mut impl Write, result: Result<Vec<u8>, Error>) -> anyhow::Result<u8> {
+    fn report(
+        &self,
+        stdout: &mut impl Write,
+        result: Result<Vec<u8>, Error>,
+        host_calls: Vec<pabi_abi::host_calls::HostCallRecord>,
+    ) -> anyhow::Result<u8> {
         match self.format {
             RunFormat::Json => {
-                writeln!(stdout, "{}", result_line(&result)?.to_json()).context("cannot write to standard output")?;
+                let mut line = result_line(&result)?;
+                match &mut line {
+                    ResultLine::Ok { host_calls: made, .. } => *made = host_calls,
+                    ResultLine::Failed(failed) => failed.host_calls = host_calls,
+                }
+                writeln!(stdout, "{}", line.to_json()).context("cannot write to standard output")?;
                 Ok(crate::exit::OK)
             }
             RunFormat::Raw => match result {
@@ -165,7 +175,7 @@ pub fn call(plugin: &mut Plugin, function: &str, input: &[u8]) -> Result<Vec<u8>
 /// clause.
 pub fn result_line(result: &Result<Vec<u8>, Error>) -> anyhow::Result<ResultLine> {
     let error = match result {
-        Ok(output) => return Ok(ResultLine::Ok { output: output.clone() }),
+        Ok(output) => return Ok(ResultLine::Ok { output: output.clone(), host_calls: Vec::new() }),
         Err(error) => error,
     };
     let kind = match (error.kind(), error.clause()) {
