@@ -201,6 +201,18 @@ fn read_metadata(wasm: &[u8], sink: &mut Sink) -> Option<Metadata> {
                 MetadataError::BadVersion(_) => Rule::VersionSyntax,
                 MetadataError::CapabilitiesInCore => Rule::WasiInCore,
                 MetadataError::FsPath { .. } => Rule::CapabilityPath,
+                MetadataError::HostCall { clause, .. } => {
+                    if *clause == pabi_abi::Clause::Call2 {
+                        Rule::HostCallName
+                    } else {
+                        Rule::HostCallDeclaration
+                    }
+                }
+                MetadataError::Schema(problems)
+                    if problems.iter().all(|p| p.starts_with("at /host_calls/") && p.contains("/name")) =>
+                {
+                    Rule::HostCallName
+                }
                 _ => Rule::MetadataSchema,
             };
             sink.push(rule, err.to_string(), at, Some("pabi"));

@@ -91,6 +91,8 @@ rules! {
     UncoveredWasiImport = "WASI-4", Error, "every WASI import must be allowed and covered by a declared capability";
     CapabilityPath = "WASI-3", Error, "`fs:` guest paths must be normal, and no two may overlap";
     WasiImportType = "WASI-11", Error, "a WASI import must have the type preview1 gives it";
+    HostCallDeclaration = "CALL-1", Error, "each host call is declared once in `host_calls`";
+    HostCallName = "CALL-2", Error, "host-call names are `namespace.name`, outside the reserved `pabi` namespace";
 }
 
 impl Rule {
