@@ -360,8 +360,10 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
   const abi = readEnvelope(pabi[0].payload);
   const who = `the plugin declares ABI ${abi}; this host implements ABI ${HOST_ABI_TEXT}`;
 
-  // The pabi imports this host lacks, named by VER-4 in either refusal.
-  const lacking = (m?.imports ?? []).filter((i) => i.module === 'pabi' && !(i.name in PABI_FUNCTIONS)).map((i) => `pabi.${i.name}`);
+  // The pabi functions this host lacks, named by VER-4 in either refusal.
+  // An import that is not a function is not one of them: it breaks IMP-1,
+  // the more specific clause (HOST-1), whatever its name.
+  const lacking = (m?.imports ?? []).filter((i) => i.module === 'pabi' && i.kind === 'func' && !(i.name in PABI_FUNCTIONS)).map((i) => `pabi.${i.name}`);
 
   // Section 4: the version (VER-2, VER-3, VER-4).
   const [major, minor] = abi.split('.').map(Number);

@@ -90,7 +90,8 @@ export function buildPlugin({ functions, metadata, metadataBytes, memoryPages = 
     return [...u32(body.length), ...body];
   });
   const exports = [[...str('memory'), 0x02, 0x00]];
-  functions.forEach((f, i) => { if (f.export) exports.push([...str(f.export), 0x00, ...u32(imports.length + i)]); });
+  const importedFuncs = imports.filter((imp) => typeof imp === 'string' || !imp.desc || imp.desc[0] === 0x00).length;
+  functions.forEach((f, i) => { if (f.export) exports.push([...str(f.export), 0x00, ...u32(importedFuncs + i)]); });
   for (const [name, kind, index] of extraExports) exports.push([...str(name), kind, ...u32(index)]);
   const dataSegs = data.map(([offset, bytes]) => [0x00, 0x41, ...s32(offset), 0x0b, ...u32(bytes.length), ...bytes]);
   const metaBytes = [...(metadataBytes ?? Buffer.from(JSON.stringify(meta)))];

@@ -225,6 +225,12 @@ test('an import with the wrong signature is INVALID_MODULE (IMP-3)', () => {
   assert.equal(e.clause, 'IMP-3');
 });
 
+test('a pabi import that is not a function is IMP-1, whatever its name, not a lacking function (IMP-1, HOST-1)', () => {
+  const e = failure(() => checkPlugin(echoOnly({ imports: ['input_read', { name: 'table', desc: [0x01, 0x70, 0x00, 1] }] })));
+  assert.equal(e.kind, 'INVALID_MODULE');
+  assert.equal(e.clause, 'IMP-1', e.message);
+});
+
 test('metadata that lists a function the module does not export is INVALID_MODULE (META-4)', () => {
   const metadata = { abi: '1.0', name: 'v', version: '1.0.0', profile: 'core', functions: [{ name: 'f' }, { name: 'g' }], capabilities: [] };
   const e = failure(() => checkPlugin(echoOnly({ metadata })));
