@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadPlugin, PabiError, checkPlugin } from '../src/index.js';
+import fs from 'node:fs';
+import { loadPlugin, PabiError, checkPlugin, DESCRIPTIONS } from '../src/index.js';
 import { walkSections, rewriteModule, parseModule, checkFeatures } from '../src/binary.js';
 import { buildPlugin, ioPlugin, op, IMP } from './helpers.js';
 
@@ -348,4 +349,17 @@ test('a host failure is HOST_FAILURE, not counted against the plugin; the next c
   } finally {
     p.close();
   }
+});
+
+test('every error kind of ERR-6 has its fixed description, and no other kind but NOT_SUPPORTED is listed (ERR-6)', () => {
+  const spec = fs.readFileSync(new URL('../../../spec/abi.md', import.meta.url), 'utf8');
+  const from = spec.indexOf('| kind | raised when |');
+  const table = spec.slice(from, spec.indexOf('\n\n', from));
+  // Columns: kind, raised when, carries, fixed description, instance, Since.
+  const rows = table.split('\n').slice(2).map((row) => row.split(' | ').map((cell) => cell.replace(/^\| |`| \|$/g, '')));
+  const kinds = Object.fromEntries(rows.map((cells) => [cells[0], cells[3]]));
+  assert.equal(Object.keys(kinds).length, 18);
+  const { NOT_SUPPORTED, ...listed } = DESCRIPTIONS;
+  assert.ok(NOT_SUPPORTED);
+  assert.deepEqual(listed, kinds);
 });
