@@ -200,7 +200,8 @@ test('the WASI-11 table of this host is the one of abi.md, and the baseline is w
   const spec = fs.readFileSync(new URL('../../../spec/abi.md', import.meta.url), 'utf8');
   const from = spec.indexOf('**[WASI-11]**');
   const section = spec.slice(from, spec.indexOf('\n## ', from));
-  const rows = [...section.matchAll(/^ {2}\| `(\w+)` \| ([^|]*) \| ([^|]*) \|$/gm)];
+  // Columns: function, parameters, results, Since.
+  const rows = [...section.matchAll(/^ {2}\| `(\w+)` \| ([^|]*) \| ([^|]*) \| [^|]* \|$/gm)];
   const list = (cell) => (cell.trim() === '—' ? [] : cell.split(',').map((t) => t.trim()));
   const table = Object.fromEntries(rows.map(([, name, params, results]) => [name, { params: list(params), results: list(results) }]));
   assert.equal(Object.keys(table).length, 46);
