@@ -51,5 +51,6 @@ pub use status::Status;
 pub use trap::TrapKind;
 pub use version::{AbiVersion, VersionParseError, HOST_ABI};
 pub use wasi::{
-    wasi_functions, wasi_import_requirement, wasi_signature, WasiRequirement, WasiSignature, WasiValType, WASI_MODULE,
+    wasi_functions, wasi_import_requirement, wasi_signature, wasi_since, WasiRequirement, WasiSignature, WasiValType,
+    WASI_MODULE,
 };
