@@ -4,18 +4,20 @@
 //   pabi-node PLUGIN.wasm FUNCTION (--input-hex HEX | --input FILE)
 //     [--then FUNCTION:HEX | --then FUNCTION:@FILE]...
 //     [--config-hex HEX | --config FILE] [--timeout-ms N] [--max-memory BYTES]
-//     [--max-output BYTES] [--fuel N] --format json
+//     [--max-output BYTES] [--fuel N] [--allow-clock] [--allow-random]
+//     [--env NAME=VALUE]... [--dir HOST:GUEST[:ro]]... --format json
 //
 // Prints one JSON line per call on standard output; exits 0 whenever it ran
-// the case, 2 on bad arguments, 1 on an internal error.
+// the case, 2 on bad arguments (a plugin file that cannot be read among
+// them), 1 on an internal error.
 
 import fs from 'node:fs';
-import { loadPlugin, Oversized, escapeText } from '../src/index.js';
+import { loadPlugin, Oversized, escapeText, PabiError } from '../src/index.js';
 import { failure, success } from '../src/result.js';
 
 function usage(message) {
   process.stderr.write(`pabi-node: ${message}\n`);
-  process.stderr.write('usage: pabi-node PLUGIN.wasm FUNCTION --input-hex HEX [--then FUNCTION:HEX]... [--config-hex HEX] [--timeout-ms N] [--max-memory BYTES] [--max-output BYTES] [--fuel N] --format json\n');
+  process.stderr.write('usage: pabi-node PLUGIN.wasm FUNCTION --input-hex HEX [--then FUNCTION:HEX]... [--config-hex HEX] [--timeout-ms N] [--max-memory BYTES] [--max-output BYTES] [--fuel N] [--allow-clock] [--allow-random] [--env NAME=VALUE]... [--dir HOST:GUEST[:ro]]... --format json\n');
   process.exit(2);
 }
 
@@ -45,9 +47,24 @@ function integer(text, what) {
   return Number(text);
 }
 
+// `--dir HOST:GUEST[:ro]`: HOST is split at the last `:` followed by `/`,
+// since a guest path starts with `/` (host-guide, "The adapter command").
+function dir(text) {
+  const readOnly = text.endsWith(':ro');
+  const rest = readOnly ? text.slice(0, -3) : text;
+  const at = rest.lastIndexOf(':/');
+  if (at <= 0) usage(`--dir needs HOST:GUEST[:ro], not ${JSON.stringify(text)}`);
+  return { host: rest.slice(0, at), guest: rest.slice(at + 1), readOnly };
+}
+
 function parseArgs(argv) {
   const positional = [];
-  const opts = { calls: [], config: new Uint8Array(0), limits: {}, input: new Uint8Array(0) };
+  // The grant flags are the host's configuration (WASI-5): what the plugin
+  // may be granted, not what it gets; it gets only what it also declares.
+  const opts = {
+    calls: [], config: new Uint8Array(0), limits: {}, input: new Uint8Array(0),
+    allow: new Set(), env: Object.create(null), dirs: [],
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -71,6 +88,18 @@ function parseArgs(argv) {
       case '--max-memory': opts.limits.maxMemory = integer(value(), a); break;
       case '--max-output': opts.limits.maxOutput = integer(value(), a); break;
       case '--fuel': opts.limits.fuel = integer(value(), a); break;
+      case '--allow-clock': opts.allow.add('clock'); break;
+      case '--allow-random': opts.allow.add('random'); break;
+      case '--env': {
+        const v = value();
+        const at = v.indexOf('=');
+        if (at <= 0) usage(`--env needs NAME=VALUE, not ${JSON.stringify(v)}`);
+        const name = v.slice(0, at);
+        opts.allow.add(`env:${name}`);
+        opts.env[name] = v.slice(at + 1);
+        break;
+      }
+      case '--dir': opts.dirs.push(dir(value())); break;
       case '--format': if (value() !== 'json') usage('only --format json is supported'); break;
       default:
         if (a.startsWith('--')) usage(`unknown option ${a}`);
@@ -93,15 +122,30 @@ function main() {
   try {
     bytes = fs.readFileSync(opts.plugin);
   } catch (e) {
-    process.stderr.write(`pabi-node: cannot read ${opts.plugin}: ${e.message}\n`);
-    process.exit(1);
+    // A path the runner got wrong is a bad argument (2); bytes that are
+    // read but are not a plugin are a result, INVALID_MODULE.
+    usage(`cannot read ${opts.plugin}: ${e.message}`);
+  }
+  if (opts.dirs.length) {
+    // Host-guide, adapter step 5: this host has no file system, so it
+    // cannot grant a directory; it says so rather than run the plugin
+    // without it (WASI-5).
+    const d = opts.dirs[0];
+    print(failure(new PabiError('NOT_SUPPORTED', {
+      clause: 'WASI-5',
+      detail: `[WASI-5] this host has no file system support and cannot grant the folder ${JSON.stringify(d.host)} at ${JSON.stringify(d.guest)}`,
+    })));
+    return null;
   }
   let plugin;
   try {
     plugin = loadPlugin(bytes, {
       config: opts.config,
       limits: opts.limits,
-      allow: [], // no capability is allowed (host-guide, adapter step 1)
+      // Only the capabilities the grant flags allow (host-guide, adapter
+      // step 1); none without them.
+      allow: [...opts.allow],
+      env: opts.env,
       // SEC-3: plugin text is escaped before it reaches a terminal.
       onLog: (level, text) => process.stderr.write(`log ${level}: ${escapeText(text)}\n`),
     });

@@ -37,6 +37,19 @@ export class Reader {
     }
     throw new BinaryError('LEB128 u32 longer than 5 bytes');
   }
+  // An unsigned LEB128 of up to 64 bits, as a Number (exact below 2^53):
+  // the limits of a 64-bit memory, read only to be refused (MOD-4).
+  u64() {
+    let result = 0n;
+    let shift = 0n;
+    for (let i = 0; i < 10; i++) {
+      const b = this.byte();
+      result += BigInt(b & 0x7f) << shift;
+      if ((b & 0x80) === 0) return Number(result);
+      shift += 7n;
+    }
+    throw new BinaryError('LEB128 u64 longer than 10 bytes');
+  }
   // Signed or unsigned LEB128 of at most maxBytes bytes, value ignored.
   skipLeb(maxBytes) {
     for (let i = 0; i < maxBytes; i++) {
@@ -115,20 +128,29 @@ function valtype(r) {
   return t;
 }
 
+// Limits: flag 0x01 a maximum, 0x02 shared (threads), 0x04 64-bit
+// (memory64). A shared or 64-bit memory is recorded, not refused here: it
+// breaks MOD-4 as well as the profile, and HOST-1 has the refusal cite
+// MOD-4, the more specific clause, which the static checks do (check.js).
+// A shared or 64-bit table, and any other flag (custom page sizes), is only
+// outside the profile (MOD-2).
 function limits(r, what) {
   const flags = r.byte();
-  if (flags & 0x02) throw new BinaryError(`shared ${what} (threads) is outside the pabi-1.0 feature profile`, 'MOD-2');
-  if (flags & 0x04) throw new BinaryError(`64-bit ${what} is outside the pabi-1.0 feature profile`, 'MOD-2');
-  if (flags & ~0x01) throw new BinaryError(`${what} limits flags 0x${flags.toString(16)} are outside the pabi-1.0 feature profile`, 'MOD-2');
-  const min = r.u32();
-  const max = flags & 1 ? r.u32() : null;
-  return { min, max };
+  const memory = what === 'memory';
+  if (!memory && flags & 0x02) throw new BinaryError(`shared ${what} (threads) is outside the pabi-1.0 feature profile`, 'MOD-2');
+  if (!memory && flags & 0x04) throw new BinaryError(`64-bit ${what} is outside the pabi-1.0 feature profile`, 'MOD-2');
+  if (flags & ~0x07) throw new BinaryError(`${what} limits flags 0x${flags.toString(16)} are outside the pabi-1.0 feature profile`, 'MOD-2');
+  const is64 = (flags & 0x04) !== 0;
+  const read = () => (is64 ? r.u64() : r.u32());
+  const min = read();
+  const max = flags & 1 ? read() : null;
+  return memory ? { min, max, shared: (flags & 0x02) !== 0, is64 } : { min, max };
 }
 
 // Parses what the static checks need. Validation proper is left to the
-// engine (WebAssembly.validate), run before this.
-export function parseModule(bytes) {
-  const sections = walkSections(bytes);
+// engine (WebAssembly.validate), run after this. `sections` is the walk of
+// walkSections, when the caller has it already.
+export function parseModule(bytes, sections = walkSections(bytes)) {
   const m = {
     sections, types: [], imports: [], funcTypes: [], tables: [], memories: [], exports: [],
     globals: 0, hasStart: false, importedFuncs: 0, customs: sections.filter((s) => s.id === 0),
@@ -214,8 +236,19 @@ export function sig(type) {
 // Function bodies: a decoder of the WebAssembly 2.0 instruction set. It finds
 // every `memory.grow` (to rewrite it) and refuses every opcode of a proposal
 // outside the profile (threads, tail calls, exceptions, GC, typed function
-// references, relaxed SIMD, extended constants are in const expressions only
-// and engines validate those).
+// references, relaxed SIMD). Extended constants appear only in constant
+// expressions, which checkConstExprs reads.
+
+// Opcodes that a proposal outside the profile defines: a body using one
+// is outside the profile (MOD-2) even where V8, lacking the proposal, reads
+// it as malformed (HOST-1). Any other unknown opcode is malformed bytes.
+const PROPOSAL_OPS = new Map([
+  ...[0x06, 0x07, 0x08, 0x09, 0x0a, 0x18, 0x19, 0x1f].map((op) => [op, 'exception handling']),
+  [0x12, 'tail calls'], [0x13, 'tail calls'], [0x15, 'tail calls'],
+  ...[0x14, 0xd4, 0xd5, 0xd6].map((op) => [op, 'typed function references']),
+  [0xd3, 'GC'], [0xfb, 'GC'],
+  [0xfe, 'threads'],
+]);
 
 const NO_IMM = new Set([
   0x00, 0x01, 0x0f, 0x1a, 0x1b, 0xd1,
@@ -284,9 +317,99 @@ export function scanBody(bytes, start, end, where, onGrow, onRefFunc) {
         throw new BinaryError(`${where}: opcode 0xfc ${sub} is outside the pabi-1.0 feature profile`, 'MOD-2');
       }
       case 0xfd: simdImmediate(r.u32(), r, where); break;
-      default:
-        throw new BinaryError(`${where}: opcode 0x${op.toString(16)} at byte ${at} is outside the pabi-1.0 feature profile (threads, tail calls, exceptions, GC or typed function references)`, 'MOD-2');
+      default: {
+        const feature = PROPOSAL_OPS.get(op);
+        if (feature) throw new BinaryError(`${where}: opcode 0x${op.toString(16)} at byte ${at} (${feature}) is outside the pabi-1.0 feature profile`, 'MOD-2');
+        const e = new BinaryError(`${where}: unknown opcode 0x${op.toString(16)} at byte ${at}`, 'MOD-1');
+        e.unknownOpcode = true;
+        throw e;
+      }
     }
+  }
+}
+
+// Constant expressions (global initialisers, element and data segment
+// offsets, element expressions) may hold only the instructions of
+// WebAssembly 2.0: `*.const`, `ref.null`, `ref.func`, `global.get`. The
+// arithmetic of extended constant expressions, or the GC instructions, are
+// outside the profile; V8 without the feature reads them as malformed
+// (MOD-1), but HOST-1 has the refusal cite MOD-2, so they are found here,
+// before V8 sees the module. Bytes that are malformed in every version are
+// left to V8 (MOD-1): the scan stops at them without a finding.
+const EXTENDED_CONST = new Map([
+  [0x6a, 'i32.add'], [0x6b, 'i32.sub'], [0x6c, 'i32.mul'], [0x7c, 'i64.add'], [0x7d, 'i64.sub'], [0x7e, 'i64.mul'],
+]);
+
+function constExpr(r, where) {
+  for (;;) {
+    const at = r.pos;
+    const op = r.byte();
+    switch (op) {
+      case 0x0b: return;
+      case 0x41: r.skipLeb(5); break;
+      case 0x42: r.skipLeb(10); break;
+      case 0x43: r.bytesN(4); break;
+      case 0x44: r.bytesN(8); break;
+      case 0x23: case 0xd2: r.u32(); break;
+      case 0xd0: valtype(r); break;
+      case 0xfd:
+        if (r.u32() !== 12) throw new BinaryError(`${where}: a SIMD instruction other than v128.const in a constant expression`);
+        r.bytesN(16);
+        break;
+      default:
+        if (EXTENDED_CONST.has(op)) {
+          throw new BinaryError(`${where}: ${EXTENDED_CONST.get(op)} at byte ${at} is an extended constant expression, outside the pabi-1.0 feature profile`, 'MOD-2');
+        }
+        if (op === 0xfb) throw new BinaryError(`${where}: a GC instruction at byte ${at} in a constant expression is outside the pabi-1.0 feature profile`, 'MOD-2');
+        throw new BinaryError(`${where}: opcode 0x${op.toString(16)} at byte ${at} in a constant expression`);
+    }
+  }
+}
+
+export function checkConstExprs(bytes, m) {
+  try {
+    for (const s of m.sections) {
+      const r = new Reader(bytes, s.bodyStart, s.end);
+      if (s.id === 6) {
+        const n = r.u32();
+        for (let i = 0; i < n; i++) {
+          valtype(r);
+          r.byte(); // mutability
+          constExpr(r, `the initialiser of global ${i}`);
+        }
+      } else if (s.id === 9) {
+        const n = r.u32();
+        for (let i = 0; i < n; i++) {
+          const where = `element segment ${i}`;
+          const flags = r.u32();
+          if (flags > 7) return; // malformed in every version: V8 says so
+          if (flags === 2 || flags === 6) r.u32(); // table index
+          if ((flags & 1) === 0) constExpr(r, `the offset of ${where}`);
+          const expressions = (flags & 4) !== 0;
+          if (flags & 3) {
+            if (expressions) valtype(r); // reftype
+            else r.byte(); // elemkind
+          }
+          const count = r.u32();
+          for (let k = 0; k < count; k++) {
+            if (expressions) constExpr(r, `expression ${k} of ${where}`);
+            else r.u32();
+          }
+        }
+      } else if (s.id === 11) {
+        const n = r.u32();
+        for (let i = 0; i < n; i++) {
+          const flags = r.u32();
+          if (flags > 2) return;
+          if (flags === 2) r.u32(); // memory index
+          if (flags !== 1) constExpr(r, `the offset of data segment ${i}`);
+          r.bytesN(r.u32());
+        }
+      }
+    }
+  } catch (e) {
+    if (e instanceof BinaryError && e.clause === 'MOD-1') return;
+    throw e;
   }
 }
 

@@ -1,7 +1,7 @@
 // The static checks of HOST-1, in the order of host-guide sections 2 to 6.
 // Nothing here compiles or runs plugin code.
 
-import { BinaryError, parseModule, checkFeatures, codeBodies, sig } from './binary.js';
+import { BinaryError, Reader, walkSections, parseModule, checkFeatures, checkConstExprs, codeBodies, sig } from './binary.js';
 import { PabiError } from './errors.js';
 
 export const HOST_ABI = { major: 1, minor: 0 };
@@ -14,6 +14,67 @@ export const PABI_FUNCTIONS = {
   log: { params: ['i32', 'i32', 'i32'], results: ['i32'], since: [1, 0] },
 };
 
+// WASI-11: the type preview1 gives each of its functions (abi.md, the
+// table under WASI-11), as `PARAMS -> RESULTS`. V8 links a JavaScript
+// function to any import by name alone, so a mistyped import would reach
+// this host's implementation with arguments it does not expect: it is
+// refused at load instead.
+const WASI_TYPE_TEXT = {
+  args_get: 'i32 i32 -> i32',
+  args_sizes_get: 'i32 i32 -> i32',
+  environ_get: 'i32 i32 -> i32',
+  environ_sizes_get: 'i32 i32 -> i32',
+  clock_res_get: 'i32 i32 -> i32',
+  clock_time_get: 'i32 i64 i32 -> i32',
+  fd_advise: 'i32 i64 i64 i32 -> i32',
+  fd_allocate: 'i32 i64 i64 -> i32',
+  fd_close: 'i32 -> i32',
+  fd_datasync: 'i32 -> i32',
+  fd_fdstat_get: 'i32 i32 -> i32',
+  fd_fdstat_set_flags: 'i32 i32 -> i32',
+  fd_fdstat_set_rights: 'i32 i64 i64 -> i32',
+  fd_filestat_get: 'i32 i32 -> i32',
+  fd_filestat_set_size: 'i32 i64 -> i32',
+  fd_filestat_set_times: 'i32 i64 i64 i32 -> i32',
+  fd_pread: 'i32 i32 i32 i64 i32 -> i32',
+  fd_prestat_get: 'i32 i32 -> i32',
+  fd_prestat_dir_name: 'i32 i32 i32 -> i32',
+  fd_pwrite: 'i32 i32 i32 i64 i32 -> i32',
+  fd_read: 'i32 i32 i32 i32 -> i32',
+  fd_readdir: 'i32 i32 i32 i64 i32 -> i32',
+  fd_renumber: 'i32 i32 -> i32',
+  fd_seek: 'i32 i64 i32 i32 -> i32',
+  fd_sync: 'i32 -> i32',
+  fd_tell: 'i32 i32 -> i32',
+  fd_write: 'i32 i32 i32 i32 -> i32',
+  path_create_directory: 'i32 i32 i32 -> i32',
+  path_filestat_get: 'i32 i32 i32 i32 i32 -> i32',
+  path_filestat_set_times: 'i32 i32 i32 i32 i64 i64 i32 -> i32',
+  path_link: 'i32 i32 i32 i32 i32 i32 i32 -> i32',
+  path_open: 'i32 i32 i32 i32 i32 i64 i64 i32 i32 -> i32',
+  path_readlink: 'i32 i32 i32 i32 i32 i32 -> i32',
+  path_remove_directory: 'i32 i32 i32 -> i32',
+  path_rename: 'i32 i32 i32 i32 i32 i32 -> i32',
+  path_symlink: 'i32 i32 i32 i32 i32 -> i32',
+  path_unlink_file: 'i32 i32 i32 -> i32',
+  poll_oneoff: 'i32 i32 i32 i32 -> i32',
+  proc_exit: 'i32 ->',
+  proc_raise: 'i32 -> i32',
+  sched_yield: '-> i32',
+  random_get: 'i32 i32 -> i32',
+  sock_accept: 'i32 i32 i32 -> i32',
+  sock_recv: 'i32 i32 i32 i32 i32 i32 -> i32',
+  sock_send: 'i32 i32 i32 i32 i32 -> i32',
+  sock_shutdown: 'i32 i32 -> i32',
+};
+export const WASI_TYPES = Object.fromEntries(Object.entries(WASI_TYPE_TEXT).map(([name, text]) => {
+  const [params, results] = text.split('->').map((part) => part.trim().split(/\s+/).filter(Boolean));
+  return [name, { params, results }];
+}));
+
+// WASI-2: the baseline, which this host serves itself (wasi.js). Every
+// other preview1 function is outside it, and this host implements none of
+// them (it has no file system).
 export const WASI_BASELINE = new Set([
   'args_get', 'args_sizes_get', 'environ_get', 'environ_sizes_get', 'clock_res_get', 'clock_time_get',
   'random_get', 'poll_oneoff', 'sched_yield', 'proc_exit', 'proc_raise', 'fd_write', 'fd_read', 'fd_close',
@@ -47,17 +108,24 @@ const ENGINE_LIMIT = /exceeds internal limit|size .* > maximum|maximum function 
 
 const moduleLimit = (detail) => new PabiError('MODULE_LIMIT', { detail: `[LIM-12] ${detail}` });
 
-function checkBudget(bytes, m, budget) {
+// LIM-12 from the section headers alone: the function section's count and
+// the code section's body sizes. It needs nothing else of the module, so
+// that it comes first (VER-8) even for a module whose other sections use
+// features of another version. `m` is the parsed module, or null when it
+// could not be parsed; it only names the function in a message.
+function checkBudget(bytes, sections, m, budget) {
   const maxFunctions = budget.maxFunctions ?? COMPILE_BUDGET.maxFunctions;
   const maxFunctionSize = budget.maxFunctionSize ?? COMPILE_BUDGET.maxFunctionSize;
-  const defined = m.funcTypes.length - m.importedFuncs;
+  const fnSection = sections.find((x) => x.id === 3);
+  const defined = fnSection ? new Reader(bytes, fnSection.bodyStart, fnSection.end).u32() : 0;
   if (defined > maxFunctions) throw moduleLimit(`the module defines ${defined} functions, more than the cap of ${maxFunctions}`);
-  const bodies = codeBodies(bytes, m, maxFunctions);
+  const bodies = codeBodies(bytes, { sections, importedFuncs: m?.importedFuncs ?? 0 }, maxFunctions);
   if (bodies.length > maxFunctions) throw moduleLimit(`the module has ${bodies.length} function bodies, more than the cap of ${maxFunctions}`);
   bodies.forEach((b, i) => {
     const size = b.end - b.start;
     if (size > maxFunctionSize) {
-      throw moduleLimit(`the body of function ${m.importedFuncs + i} is ${size} bytes, more than the cap of ${maxFunctionSize} bytes`);
+      const which = m ? `function ${m.importedFuncs + i}` : `code entry ${i}`;
+      throw moduleLimit(`the body of ${which} is ${size} bytes, more than the cap of ${maxFunctionSize} bytes`);
     }
   });
 }
@@ -202,7 +270,57 @@ export function checkMetadata(payload) {
   const names = doc.functions.map((f) => f.name);
   if (new Set(names).size !== names.length) throw invalid('META-5', 'metadata: function names are not unique');
   if (doc.profile === 'core' && doc.capabilities.length > 0) throw invalid('WASI-1', 'a core-profile plugin declares capabilities');
+  checkGuestPaths(doc.capabilities);
   return doc;
+}
+
+// WASI-3: the guest path of an `fs:` capability is `/` or components each
+// after one `/`, none empty, `.` or `..` (so no trailing `/`); and no two
+// `fs:` capabilities name the same path or one inside the other, compared
+// component by component (so /data and /database do not overlap): the outer
+// grant reaches the inner directory's files by a path relative to itself,
+// and the inner mode could not be enforced. Checked with the metadata,
+// before the capabilities are compared with what the host allows (HOST-1).
+export function checkGuestPaths(capabilities) {
+  const paths = [];
+  for (const c of capabilities) {
+    if (!c.startsWith('fs:')) continue;
+    const path = c.slice(3, c.lastIndexOf(':'));
+    const parts = path === '/' ? [] : path.split('/').slice(1);
+    const bad = parts.find((p) => p === '' || p === '.' || p === '..');
+    if (bad !== undefined) {
+      const why = bad === '' ? 'an empty component (a doubled or trailing `/`)' : `a \`${bad}\` component`;
+      throw invalid('WASI-3', `capability "${c}": the guest path has ${why}`);
+    }
+    for (const [other, otherParts] of paths) {
+      const [short, long] = parts.length <= otherParts.length ? [parts, otherParts] : [otherParts, parts];
+      if (short.every((p, i) => long[i] === p)) {
+        const why = parts.length === otherParts.length ? 'names the same guest path as' : 'overlaps, one guest path inside the other,';
+        throw invalid('WASI-3', `capability "${c}" ${why} "${other}"`);
+      }
+    }
+    paths.push([c, parts]);
+  }
+}
+
+function rethrowInvalid(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof BinaryError) throw invalid(e.clause, e.message);
+    throw e;
+  }
+}
+
+// MOD-4: exactly one memory, defined by the plugin, 32-bit and not shared.
+// Each of these is also outside the profile (multi-memory, memory64,
+// threads), but HOST-1 has the refusal cite MOD-4, the memory's own clause.
+function checkMemoryShape(m) {
+  if (m.memories.length !== 1) throw invalid('MOD-4', `the module has ${m.memories.length} memories, not exactly one`);
+  const memory = m.memories[0];
+  if (memory.imported) throw invalid('MOD-4', 'the memory is imported, not defined by the plugin');
+  if (memory.is64) throw invalid('MOD-4', 'the memory is 64-bit (memory64), not 32-bit');
+  if (memory.shared) throw invalid('MOD-4', 'the memory is shared (threads)');
 }
 
 /**
@@ -216,35 +334,36 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
   if (bytes.length > maxModuleSize) {
     throw moduleLimit(`the module is ${bytes.length} bytes, more than the cap of ${maxModuleSize} bytes`);
   }
-  let m;
+  // VER-8 (1): the section headers, which every version shares.
+  const sections = rethrowInvalid(() => walkSections(bytes));
+  // The sections the checks read. A module this parse refuses (a feature
+  // outside the profile in a type, import or table, malformed bytes) is
+  // reported only after the budget and the version (VER-8, HOST-1): a
+  // plugin of a future version may use what this version lacks.
+  let m = null;
+  let unreadable = null;
   try {
-    m = parseModule(bytes);
+    m = parseModule(bytes, sections);
   } catch (e) {
-    if (e instanceof BinaryError) {
-      // A module the section walk already refuses; MOD-2 findings keep their clause.
-      throw invalid(e.clause, e.message);
-    }
-    throw e;
+    if (!(e instanceof BinaryError)) throw e;
+    unreadable = e;
   }
   // LIM-12: the compile budget, from the section headers and the code
   // section's body sizes, first of all (VER-8), since it bounds every later
   // step.
-  try {
-    checkBudget(bytes, m, budget);
-  } catch (e) {
-    if (e instanceof BinaryError) throw invalid(e.clause, e.message);
-    throw e;
-  }
+  rethrowInvalid(() => checkBudget(bytes, sections, m, budget));
 
   // Section 2: exactly one `pabi` section (META-1).
-  const pabi = m.customs.filter((s) => s.name === 'pabi');
+  const pabi = sections.filter((s) => s.id === 0 && s.name === 'pabi');
   if (pabi.length !== 1) throw invalid('META-1', `the module has ${pabi.length} custom sections named "pabi", not exactly one`);
   // VER-8: the envelope and the version before anything of a version.
   const abi = readEnvelope(pabi[0].payload);
   const who = `the plugin declares ABI ${abi}; this host implements ABI ${HOST_ABI_TEXT}`;
 
-  // The pabi imports this host lacks, named by VER-4 in either refusal.
-  const lacking = m.imports.filter((i) => i.module === 'pabi' && !(i.name in PABI_FUNCTIONS)).map((i) => `pabi.${i.name}`);
+  // The pabi functions this host lacks, named by VER-4 in either refusal.
+  // An import that is not a function is not one of them: it breaks IMP-1,
+  // the more specific clause (HOST-1), whatever its name.
+  const lacking = (m?.imports ?? []).filter((i) => i.module === 'pabi' && i.kind === 'func' && !(i.name in PABI_FUNCTIONS)).map((i) => `pabi.${i.name}`);
 
   // Section 4: the version (VER-2, VER-3, VER-4).
   const [major, minor] = abi.split('.').map(Number);
@@ -252,35 +371,63 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
     const extra = lacking.length ? `; the plugin imports ${lacking.map((n) => `\`${n}\``).join(', ')}, which this host does not provide` : '';
     throw new PabiError('VERSION_MISMATCH', { clause: 'VER-3', detail: `${who}${extra}` });
   }
+  // V8's verdict on the module, read before any INVALID_MODULE finding:
+  // V8 refuses modules past its own implementation limits (those of the
+  // JavaScript API: 100,000 exports, 7,654,321 bytes per body, 50,000
+  // locals...), which the ABI allows. That is a module larger than this
+  // host compiles (LIM-12), not an invalid one, and HOST-1 puts
+  // MODULE_LIMIT first. V8 words a second memory as a limit of its own
+  // ("memory count of 2 exceeds internal limit of 1"), but that is the
+  // memory shape of MOD-4, found below.
+  let why = null;
+  if (!WebAssembly.validate(bytes)) {
+    why = '';
+    try { new WebAssembly.Module(bytes); } catch (e) { why = e.message; }
+    if (ENGINE_LIMIT.test(why) && !/memory count/i.test(why)) throw moduleLimit(`the engine (V8) refuses the module past one of its limits: ${why}`);
+  }
+  if (unreadable) throw invalid(unreadable.clause, unreadable.message);
+
   // Only now the rest of the metadata, under this version's schema.
   const metadata = checkMetadata(pabi[0].payload);
 
-  // Section 5: validation and the feature profile (MOD-1, MOD-2).
-  if (!WebAssembly.validate(bytes)) {
-    let why = '';
-    try { new WebAssembly.Module(bytes); } catch (e) { why = e.message; }
-    // V8 refuses modules past its own implementation limits (those of the
-    // JavaScript API: 100,000 exports, 7,654,321 bytes per body, 50,000
-    // locals...), which the ABI allows. That is a module larger than this
-    // host compiles, not an invalid one.
-    if (ENGINE_LIMIT.test(why)) throw moduleLimit(`the engine (V8) refuses the module past one of its limits: ${why}`);
+  // Section 5: the memory, the feature profile and validation. HOST-1: one
+  // construct that breaks several clauses is refused citing the most
+  // specific, so the memory's shape (MOD-4) comes before the profile
+  // (MOD-2), and the profile before validation (MOD-1): a construct of a
+  // proposal V8 lacks is malformed bytes to V8 but outside the profile to
+  // the ABI.
+  checkMemoryShape(m);
+  rethrowInvalid(() => checkConstExprs(bytes, m));
+  if (why !== null) {
+    try {
+      checkFeatures(bytes, m);
+    } catch (e) {
+      if (e instanceof BinaryError && e.clause === 'MOD-2') throw invalid('MOD-2', e.message);
+      if (!(e instanceof BinaryError)) throw e;
+    }
     throw invalid('MOD-1', `the module does not validate: ${why}`);
   }
   try {
     checkFeatures(bytes, m);
   } catch (e) {
+    // An opcode this decoder does not know, in a module V8 validated, is
+    // one of a feature V8 has and the profile does not.
+    if (e instanceof BinaryError && e.unknownOpcode) throw invalid('MOD-2', `${e.message}, outside the pabi-1.0 feature profile`);
     if (e instanceof BinaryError) throw invalid(e.clause, e.message);
     throw e;
   }
   if (m.hasStart) throw invalid('MOD-3', 'the module has a start section');
-  if (m.memories.length !== 1) throw invalid('MOD-4', `the module has ${m.memories.length} memories, not exactly one`);
-  if (m.memories[0].imported) throw invalid('MOD-4', 'the memory is imported, not defined by the plugin');
 
   // Imports (IMP-1..4, WASI-1, WASI-4, HOST-2).
   if (lacking.length) {
     throw invalid('IMP-2', `the plugin imports ${lacking.map((n) => `\`${n}\``).join(', ')}, which this host (ABI ${HOST_ABI_TEXT}) does not provide; ${who}`);
   }
   const hasFs = metadata.capabilities.some((c) => c.startsWith('fs:'));
+  // WASI-2: preview1 functions outside the baseline that the plugin may
+  // import (WASI-4) but this host does not implement. The plugin is valid,
+  // the host is smaller: UNSUPPORTED, after every INVALID_MODULE check and
+  // before the capabilities (HOST-1).
+  const unsupported = [];
   for (const imp of m.imports) {
     const full = `${imp.module}.${imp.name}`;
     if (imp.kind !== 'func') throw invalid('IMP-1', `the import \`${full}\` is a ${imp.kind}, not a function`);
@@ -293,12 +440,13 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
       }
     } else if (imp.module === 'wasi_snapshot_preview1') {
       if (metadata.profile !== 'wasi') throw invalid('WASI-1', `a core-profile plugin imports \`${full}\``);
-      if (WASI_BASELINE.has(imp.name)) continue;
-      if (WASI_FS.has(imp.name)) {
-        if (!hasFs) throw invalid('WASI-4', `the import \`${full}\` needs an fs: capability, and the plugin declares none`);
-        continue;
-      }
-      throw invalid('WASI-4', `the import \`${full}\` is not allowed`);
+      if (!Object.hasOwn(WASI_TYPES, imp.name)) throw invalid('WASI-4', `the import \`${full}\` is not a preview1 function`);
+      if (WASI_FS.has(imp.name) && !hasFs) throw invalid('WASI-4', `the import \`${full}\` needs an fs: capability, and the plugin declares none`);
+      if (!WASI_BASELINE.has(imp.name) && !WASI_FS.has(imp.name)) throw invalid('WASI-4', `the import \`${full}\` is not allowed`);
+      const want = WASI_TYPES[imp.name];
+      const got = m.types[imp.type];
+      if (!sameType(got, want)) throw invalid('WASI-11', `the import \`${full}\` has type ${sig(got)}, not preview1's ${sig(want)}`);
+      if (!WASI_BASELINE.has(imp.name)) unsupported.push(full);
     } else {
       throw invalid('IMP-1', `the import \`${full}\` is from module "${imp.module}", not "pabi"`);
     }
@@ -337,6 +485,12 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
   const declared = new Set(metadata.functions.map((f) => f.name));
   for (const name of functions.keys()) if (!declared.has(name)) throw invalid('META-4', `the export pabi_fn_${name} is not listed in the metadata`);
   for (const name of declared) if (!functions.has(name)) throw invalid('META-4', `the metadata lists "${name}", which is not exported`);
+
+  if (unsupported.length) {
+    throw new PabiError('UNSUPPORTED', {
+      detail: `the plugin imports ${unsupported.map((n) => `\`${n}\``).join(', ')}, outside the WASI-2 baseline; this host does not implement ${unsupported.length === 1 ? 'it' : 'them'} (it has no file system)`,
+    });
+  }
 
   // Section 6: capabilities (WASI-5).
   const allowed = new Set(allow);

@@ -16,14 +16,22 @@ export const DESCRIPTIONS = {
   PLUGIN_ERROR: 'the plugin returned an error status',
   UNKNOWN_FUNCTION: 'the plugin has no function of that name',
   CRASH_LOOP: 'the plugin failed too often and was disabled',
-  // Not an error kind of the ABI: a limit this engine cannot enforce
+  UNSUPPORTED: 'the plugin needs a part of the ABI this host does not implement',
+  // This host has no API to cancel a call (a call ends by returning, by its
+  // deadline or by a trap), so it never raises CANCELLED; the kind is listed
+  // so that every ERR-6 kind has its description here.
+  CANCELLED: "the call was cancelled by the host's caller",
+  HOST_FAILURE: 'the host failed, not the plugin',
+  // Not an error kind of the ABI: a limit or grant this host cannot apply
   // (host-guide, "The adapter command", step 5).
-  NOT_SUPPORTED: 'this host cannot enforce the requested limit',
+  NOT_SUPPORTED: 'this host cannot apply the requested limit or grant',
 };
 
 // Kinds after which the instance is dead (LIFE-5). MODULE_LIMIT is only
 // raised at load, before any instance exists; INPUT_LIMIT is raised before
 // any plugin code runs, so the instance stays live (LIM-13).
+// CANCELLED leaves the instance dead too, but is not a failure of the
+// plugin and is not counted by LIFE-7 (this host never raises it).
 export const DEAD_KINDS = new Set(['ABI_VIOLATION', 'TRAP', 'TIMEOUT', 'FUEL_EXHAUSTED', 'MEMORY_LIMIT', 'OUTPUT_LIMIT']);
 
 export const STATUS_NAMES = { 1: 'INVALID_INPUT', 2: 'UNSUPPORTED', 3: 'FAILED', 4: 'OUT_OF_MEMORY' };

@@ -174,7 +174,9 @@ export class Plugin {
       // The module validated before the rewrite; V8 refusing it now means
       // the rewrite took it past one of V8's own size limits.
       if (e instanceof WebAssembly.CompileError) throw new PabiError('MODULE_LIMIT', { detail: `[LIM-12] this host's rewrite of the module passes a limit of its engine: ${e.message}` });
-      throw e;
+      // Anything else (V8 out of memory while compiling) is the engine's
+      // failure, not the plugin's (ERR-6).
+      throw new PabiError('HOST_FAILURE', { detail: `the engine could not compile the module: ${e && e.message}` });
     }
     this.worker = null;
     this.live = false;
@@ -247,7 +249,9 @@ export class Plugin {
       const left = startBy - Date.now();
       if (left <= 0) {
         this.stopWorker();
-        throw new Error('the worker thread did not start');
+        // ERR-6: the host could not start the thread that runs the
+        // instance; nothing of the plugin ran.
+        throw new PabiError('HOST_FAILURE', { detail: `the worker thread did not start within ${STARTUP_MS} ms` });
       }
       Atomics.wait(this.ctl, 0, 0, left);
     }
@@ -303,8 +307,12 @@ export class Plugin {
 
   fail(error) {
     if (error.kind === 'INTERNAL') {
+      // HOST_FAILURE (ERR-6): the host's own code failed in the worker, not
+      // the plugin. The worker is not trusted after that, so it is stopped
+      // and the next call starts on a fresh instance; LIFE-7 does not count
+      // it, as the plugin did nothing wrong.
       this.stopWorker();
-      throw new Error(error.detail);
+      throw new PabiError('HOST_FAILURE', { detail: error.detail });
     }
     if (DEAD_KINDS.has(error.kind)) {
       this.live = false; // LIFE-5: never used again; the worker dropped it.
@@ -340,7 +348,9 @@ export class Plugin {
         this.status(r); // a failed pabi_init fails the load (LIFE-2, ERR-7)
       }
     } catch (e) {
-      if (e instanceof PabiError && !DEAD_KINDS.has(e.kind)) this.countFailure();
+      // A failed init counts for LIFE-7 (dead kinds were counted by fail());
+      // a failure of the host itself does not.
+      if (e instanceof PabiError && !DEAD_KINDS.has(e.kind) && e.kind !== 'HOST_FAILURE') this.countFailure();
       this.live = false;
       throw e;
     }

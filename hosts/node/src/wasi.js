@@ -11,10 +11,12 @@ import { Abort } from './abort.js';
 
 const ERRNO = { SUCCESS: 0, BADF: 8, INVAL: 28, NOSYS: 52, SPIPE: 70 };
 
-// proc_exit ends the call as a trap of kind `other` (ERR-9, WASI-10); the
-// worker classifies it like a trap, not as an error of the host.
+// proc_exit ends the call as a trap of kind `other` (ERR-9, WASI-10), or as
+// MEMORY_LIMIT after a refused growth (LIM-2); the worker classifies it
+// like a trap, not as an error of the host.
 export class Exit {
   constructor(code) {
+    this.code = code;
     this.kind = 'TRAP';
     this.trap = 'other';
     this.detail = `other: the plugin called proc_exit(${code})`;

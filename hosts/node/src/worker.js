@@ -175,15 +175,27 @@ function trapKind(e) {
   return 'other';
 }
 
+// Whether the host's memory cap refused a growth in this call (LIM-2).
+// Only the memory cap counts: the flag is set by the rewrite's helper
+// (binary.js), which sees growths past the cap, whatever the plugin's own
+// maximum, and never a growth past that maximum alone or a `table.grow`
+// (LIM-8).
+const growthRefused = () => refused !== null && refused.value === 1;
+
 function classify(e, capPages) {
   if (e instanceof Abort) return { ...e };
-  if (e instanceof Exit) return { kind: e.kind, trap: e.trap, detail: e.detail };
+  if (e instanceof Exit) {
+    // LIM-2, WASI-10: proc_exit after a refused growth is how a language
+    // runtime (Go's) ends when it cannot get memory.
+    if (growthRefused()) return { kind: 'MEMORY_LIMIT', detail: `[LIM-2] the plugin called proc_exit(${e.code}) after a memory.grow past the cap of ${capPages * 65536} bytes was refused` };
+    return { kind: e.kind, trap: e.trap, detail: e.detail };
+  }
   const isTrap = e instanceof WebAssembly.RuntimeError || (e instanceof RangeError && /call stack/i.test(e.message));
   if (!isTrap) {
     return { kind: 'INTERNAL', detail: `host error: ${e && e.stack ? e.stack : e}` };
   }
   const trap = trapKind(e);
-  if (refused && refused.value === 1) {
+  if (growthRefused()) {
     // LIM-2: a trap after a refused growth in this call.
     return { kind: 'MEMORY_LIMIT', trap, detail: `[LIM-2] the plugin trapped (${trap}) after a memory.grow past the cap of ${capPages * 65536} bytes was refused` };
   }
@@ -193,6 +205,8 @@ function classify(e, capPages) {
 function handle(req) {
   if (req.op === 'instantiate') {
     instance = null;
+    // The flag of the instance before, if any, says nothing of this one.
+    refused = null;
     const imports = { pabi };
     if (req.wasi) {
       imports.wasi_snapshot_preview1 = makeWasi({

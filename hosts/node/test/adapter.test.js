@@ -5,12 +5,21 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ioPlugin } from './helpers.js';
+import { ioPlugin, buildPlugin, op, IMP } from './helpers.js';
 
 const ADAPTER = fileURLToPath(new URL('../bin/pabi-node.js', import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pabi-node-'));
 const plugin = path.join(dir, 'io.wasm');
 fs.writeFileSync(plugin, ioPlugin());
+
+// Declares fs:/data:ro and imports path_open, which this host does not
+// implement (UNSUPPORTED).
+const fsPlugin = path.join(dir, 'fs.wasm');
+fs.writeFileSync(fsPlugin, buildPlugin({
+  imports: ['input_read', 'output_write', 'error_write', 'log', { module: 'wasi_snapshot_preview1', name: 'path_open', type: 8 }],
+  metadata: { abi: '1.0', name: 'fs', version: '3.4.5', profile: 'wasi', functions: [{ name: 'f' }], capabilities: ['fs:/data:ro'] },
+  functions: [{ export: 'pabi_fn_f', code: [op.i32(0)] }],
+}));
 
 function run(...args) {
   const r = spawnSync(process.execPath, [ADAPTER, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -69,7 +78,8 @@ test('large inputs and configurations come from files: --input, --config, --then
 // spec/schemas/adapter-result.schema.json, less its `x-` vendor fields, which
 // this adapter never prints). Returns the first problem, or null.
 const KINDS = new Set(['INVALID_MODULE', 'VERSION_MISMATCH', 'MISSING_CAPABILITY', 'ABI_VIOLATION', 'TRAP', 'TIMEOUT',
-  'FUEL_EXHAUSTED', 'MEMORY_LIMIT', 'OUTPUT_LIMIT', 'UNKNOWN_STATUS', 'PLUGIN_ERROR', 'UNKNOWN_FUNCTION', 'CRASH_LOOP', 'NOT_SUPPORTED']);
+  'FUEL_EXHAUSTED', 'MEMORY_LIMIT', 'OUTPUT_LIMIT', 'MODULE_LIMIT', 'INPUT_LIMIT', 'UNKNOWN_STATUS', 'PLUGIN_ERROR',
+  'UNKNOWN_FUNCTION', 'CRASH_LOOP', 'UNSUPPORTED', 'CANCELLED', 'HOST_FAILURE', 'NOT_SUPPORTED']);
 const TRAPS = new Set(['unreachable', 'memory_out_of_bounds', 'table_out_of_bounds', 'indirect_call_null', 'indirect_call_type',
   'integer_divide_by_zero', 'integer_overflow', 'invalid_conversion', 'stack_overflow', 'null_reference', 'other']);
 function shapeProblem(line) {
@@ -133,6 +143,11 @@ test('every kind of line the adapter prints has exactly the protocol shape', () 
   assert.deepEqual(invalid.lines, [{ ok: false, kind: 'INVALID_MODULE', message: invalid.lines[0].message, clause: 'MOD-1' }]);
   lines.push(...invalid.lines);
   lines.push(...run(plugin, 'count', '--input-hex', '', '--fuel', '1', '--format', 'json').lines);
+  // UNSUPPORTED (no clause) and NOT_SUPPORTED for a grant.
+  const unsupported = run(fsPlugin, 'f', '--input-hex', '', '--format', 'json');
+  assert.equal(unsupported.lines[0].kind, 'UNSUPPORTED');
+  lines.push(...unsupported.lines);
+  lines.push(...run(fsPlugin, 'f', '--input-hex', '', '--dir', `${dir}:/data:ro`, '--format', 'json').lines);
   for (const line of lines) assert.equal(shapeProblem(line), null, JSON.stringify(line));
 });
 
@@ -203,4 +218,101 @@ test('a result line longer than a pipe holds is printed whole before the adapter
   const line = JSON.parse(out);
   assert.equal(line.kind, 'PLUGIN_ERROR');
   assert.equal(line.message.length, 65536);
+});
+
+// env: the environment block as environ_get writes it (WASI-8); clock: one
+// byte, 1 when the realtime clock reads after 2017 (a real clock), 0 for
+// the virtual clock of WASI-6, which starts at one second.
+function grantPlugin(capabilities) {
+  const [SIZES, GET, CLOCK] = [4, 5, 6];
+  return buildPlugin({
+    imports: ['input_read', 'output_write', 'error_write', 'log',
+      { module: 'wasi_snapshot_preview1', name: 'environ_sizes_get', type: 1 },
+      { module: 'wasi_snapshot_preview1', name: 'environ_get', type: 1 },
+      { module: 'wasi_snapshot_preview1', name: 'clock_time_get', type: 5 }],
+    metadata: { abi: '1.0', name: 'grant', version: '3.4.5', profile: 'wasi', functions: [{ name: 'env' }, { name: 'clock' }, { name: 'random' }], capabilities },
+    functions: [
+      { export: 'pabi_fn_env', code: [op.i32(0), op.i32(4), op.call(SIZES), op.drop, op.i32(16), op.i32(1024), op.call(GET), op.drop,
+        op.i32(1024), op.i32(4), op.load, op.call(IMP.output_write), op.drop, op.i32(0)] },
+      { export: 'pabi_fn_clock', code: [op.i32(0), [0x42, 0x01], op.i32(8), op.call(CLOCK), op.drop,
+        op.i32(0), op.i32(8), [0x29, 0x03, 0x00], [0x42, ...s64(1500000000000000000n)], [0x56], [0x3a, 0x00, 0x00],
+        op.i32(0), op.i32(1), op.call(IMP.output_write), op.drop, op.i32(0)] },
+      { export: 'pabi_fn_random', code: [op.i32(0)] },
+    ],
+  });
+}
+function s64(v) {
+  const out = [];
+  for (;;) {
+    const b = Number(v & 0x7fn);
+    v >>= 7n;
+    if ((v === 0n && !(b & 0x40)) || (v === -1n && b & 0x40)) { out.push(b); return out; }
+    out.push(b | 0x80);
+  }
+}
+
+test('the grant flags allow capabilities; the plugin gets only those it declares (WASI-5, SEC-4)', () => {
+  const p = path.join(dir, 'grant.wasm');
+  fs.writeFileSync(p, grantPlugin(['env:GREETING', 'clock']));
+  const r = run(p, 'env', '--input-hex', '', '--then', 'clock:', '--allow-clock', '--allow-random', '--env', 'GREETING=hello=world',
+    '--env', 'SECRET=not-declared', '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  // Split at the first `=`; SECRET, offered but not declared, is not seen.
+  assert.deepEqual(r.lines, [{ ok: true, output_hex: Buffer.from('GREETING=hello=world\0').toString('hex') }, { ok: true, output_hex: '01' }]);
+  // Without the flags, the declared capabilities are missing, each named.
+  const none = run(p, 'env', '--input-hex', '', '--env', 'OTHER=1', '--format', 'json');
+  assert.equal(none.lines.length, 1);
+  assert.equal(none.lines[0].kind, 'MISSING_CAPABILITY');
+  assert.match(none.lines[0].message, /env:GREETING/);
+  assert.match(none.lines[0].message, /"clock"/);
+});
+
+test('a plugin declaring more than the flags allow is MISSING_CAPABILITY naming only what is missing (WASI-5)', () => {
+  const p = path.join(dir, 'clock-random.wasm');
+  fs.writeFileSync(p, grantPlugin(['clock', 'random']));
+  const r = run(p, 'random', '--input-hex', '', '--allow-clock', '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.lines.length, 1);
+  assert.equal(r.lines[0].kind, 'MISSING_CAPABILITY');
+  assert.match(r.lines[0].message, /"random"/);
+  assert.doesNotMatch(r.lines[0].message, /"clock"/);
+  assert.deepEqual(run(p, 'random', '--input-hex', '', '--allow-clock', '--allow-random', '--format', 'json').lines, [{ ok: true, output_hex: '' }]);
+});
+
+test('--dir is NOT_SUPPORTED citing WASI-5: this host has no file system (host-guide, adapter step 5)', () => {
+  for (const grant of [`${dir}:/data:ro`, `${dir}:/data`]) {
+    const r = run(fsPlugin, 'f', '--input-hex', '', '--dir', grant, '--format', 'json');
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.lines, [{ ok: false, kind: 'NOT_SUPPORTED', message: r.lines[0].message, clause: 'WASI-5' }]);
+  }
+  assert.equal(run(fsPlugin, 'f', '--input-hex', '', '--dir', 'no-guest-path', '--format', 'json').status, 2);
+  assert.equal(run(fsPlugin, 'f', '--input-hex', '', '--env', 'NOVALUE', '--format', 'json').status, 2);
+});
+
+test('a plugin file that does not exist or cannot be read is a bad argument: exit 2, message on standard error', () => {
+  for (const missing of [path.join(dir, 'no-such.wasm'), dir]) {
+    const r = run(missing, 'echo', '--input-hex', '', '--format', 'json');
+    assert.equal(r.status, 2);
+    assert.deepEqual(r.lines, []);
+    assert.match(r.stderr, /cannot read/);
+  }
+});
+
+test('after the last call the adapter calls pabi_shutdown on a live instance; its failure is logged and the exit status stays 0 (LIFE-4)', () => {
+  const p = path.join(dir, 'shutdown.wasm');
+  fs.writeFileSync(p, buildPlugin({
+    functions: [
+      { export: 'pabi_fn_f', code: [op.i32(0)] },
+      { export: 'pabi_fn_trap', code: [op.unreachable, op.i32(0)] },
+      { export: 'pabi_shutdown', type: 9, code: [op.i32(3)] },
+    ],
+  }));
+  const r = run(p, 'f', '--input-hex', '', '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(r.lines, [{ ok: true, output_hex: '' }]);
+  assert.match(r.stderr, /pabi_shutdown returned status 3/);
+  // No live instance after a trap: nothing to shut down.
+  const dead = run(p, 'f', '--input-hex', '', '--then', 'trap:', '--format', 'json');
+  assert.equal(dead.status, 0, dead.stderr);
+  assert.doesNotMatch(dead.stderr, /pabi_shutdown/);
 });

@@ -51,6 +51,9 @@ const TYPES = [
   [0x60, 3, 0x7f, 0x7f, 0x7f, 0], // 4: (i32 i32 i32) -> ()
   [0x60, 3, 0x7f, 0x7e, 0x7f, 1, 0x7f], // 5: (i32 i64 i32) -> i32, clock_time_get
   [0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f], // 6: (i32 i32 i32 i32) -> i32, fd_write, poll_oneoff
+  [0x60, 1, 0x7f, 0], // 7: (i32) -> (), proc_exit
+  [0x60, 9, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7e, 0x7e, 0x7f, 0x7f, 1, 0x7f], // 8: path_open
+  [0x60, 0, 1, 0x7f], // 9: () -> i32, pabi_shutdown, sched_yield
 ];
 
 /**
@@ -61,15 +64,24 @@ const TYPES = [
 /*
  * tables: [{ min, max }] funcref tables; exports: extra [name, kind, index]
  * entries (kind 0 function, 3 global); metadataBytes: the raw `pabi`
- * payload, instead of metadata.
+ * payload, instead of metadata. An import may be { module, name, desc }
+ * with `desc` the raw import description (kind byte first), for an import
+ * that is not a function. sections: { id: body bytes } replaces the body
+ * of the type (1), table (4), memory (5), global (6) or data (11) section
+ * (null leaves the section out), for modules the other options cannot make.
  */
-export function buildPlugin({ functions, metadata, metadataBytes, memoryPages = 1, data = [], imports = ['input_read', 'output_write', 'error_write', 'log'], extraImportsTypes = {}, tables = [], exports: extraExports = [] }) {
+export function buildPlugin({ functions, metadata, metadataBytes, memoryPages = 1, data = [], imports = ['input_read', 'output_write', 'error_write', 'log'], extraImportsTypes = {}, tables = [], exports: extraExports = [], sections = {} }) {
   const importEntries = imports.map((imp) => {
     const name = typeof imp === 'string' ? imp : imp.name;
     const module = typeof imp === 'string' ? 'pabi' : imp.module ?? 'pabi';
+    if (typeof imp !== 'string' && imp.desc) return [...str(module), ...str(name), ...imp.desc];
     const type = typeof imp === 'string' ? ({ input_read: 0, log: 0, output_write: 1, error_write: 1 }[name] ?? extraImportsTypes[name] ?? 1) : imp.type;
     return [...str(module), ...str(name), 0x00, ...u32(type)];
   });
+  const part = (id, body) => {
+    const chosen = id in sections ? sections[id] : body;
+    return chosen === null ? [] : section(id, chosen);
+  };
   const fnNames = functions.filter((f) => f.export?.startsWith('pabi_fn_')).map((f) => f.export.slice(8));
   const meta = metadata ?? { abi: '1.0', name: 'test', version: '1.0.0', profile: 'core', functions: fnNames.map((name) => ({ name })), capabilities: [] };
   const bodies = functions.map((f) => {
@@ -78,21 +90,22 @@ export function buildPlugin({ functions, metadata, metadataBytes, memoryPages = 
     return [...u32(body.length), ...body];
   });
   const exports = [[...str('memory'), 0x02, 0x00]];
-  functions.forEach((f, i) => { if (f.export) exports.push([...str(f.export), 0x00, ...u32(imports.length + i)]); });
+  const importedFuncs = imports.filter((imp) => typeof imp === 'string' || !imp.desc || imp.desc[0] === 0x00).length;
+  functions.forEach((f, i) => { if (f.export) exports.push([...str(f.export), 0x00, ...u32(importedFuncs + i)]); });
   for (const [name, kind, index] of extraExports) exports.push([...str(name), kind, ...u32(index)]);
   const dataSegs = data.map(([offset, bytes]) => [0x00, 0x41, ...s32(offset), 0x0b, ...u32(bytes.length), ...bytes]);
   const metaBytes = [...(metadataBytes ?? Buffer.from(JSON.stringify(meta)))];
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec(TYPES)),
+    ...part(1, vec(TYPES)),
     ...section(2, vec(importEntries)),
     ...section(3, vec(functions.map((f) => u32(f.type ?? 2)))),
-    ...(tables.length ? section(4, vec(tables.map((t) => (t.max === undefined ? [0x70, 0x00, ...u32(t.min)] : [0x70, 0x01, ...u32(t.min), ...u32(t.max)])))) : []),
-    ...section(5, [1, 0x00, ...u32(memoryPages)]),
-    ...section(6, [1, 0x7f, 0x01, 0x41, 0x00, 0x0b]), // global 0: mut i32 = 0
+    ...part(4, tables.length ? vec(tables.map((t) => (t.max === undefined ? [0x70, 0x00, ...u32(t.min)] : [0x70, 0x01, ...u32(t.min), ...u32(t.max)]))) : null),
+    ...part(5, [1, 0x00, ...u32(memoryPages)]),
+    ...part(6, [1, 0x7f, 0x01, 0x41, 0x00, 0x0b]), // global 0: mut i32 = 0
     ...section(7, vec(exports)),
     ...section(10, vec(bodies)),
-    ...(dataSegs.length ? section(11, vec(dataSegs)) : []),
+    ...part(11, dataSegs.length ? vec(dataSegs) : null),
     ...section(0, [...str('pabi'), ...metaBytes]),
   ];
   return new Uint8Array(bytes);

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadPlugin, PabiError, checkPlugin } from '../src/index.js';
+import fs from 'node:fs';
+import { loadPlugin, PabiError, checkPlugin, DESCRIPTIONS } from '../src/index.js';
 import { walkSections, rewriteModule, parseModule, checkFeatures } from '../src/binary.js';
 import { buildPlugin, ioPlugin, op, IMP } from './helpers.js';
 
@@ -201,7 +202,9 @@ const echoOnly = (extra) => buildPlugin({
 });
 
 test('a newer ABI version is VERSION_MISMATCH naming both versions (VER-3, VER-4)', () => {
-  const metadata = { abi: '1.1', name: 'v', version: '1.0.0', profile: 'core', functions: [{ name: 'f' }], capabilities: [] };
+  // The plugin's own version holds neither ABI version, so that "1.0" in
+  // the message can only be the host's.
+  const metadata = { abi: '1.1', name: 'v', version: '3.4.5', profile: 'core', functions: [{ name: 'f' }], capabilities: [] };
   const e = failure(() => checkPlugin(echoOnly({ metadata })));
   assert.equal(e.kind, 'VERSION_MISMATCH');
   assert.match(e.message, /1\.1/);
@@ -221,6 +224,12 @@ test('an import with the wrong signature is INVALID_MODULE (IMP-3)', () => {
   const e = failure(() => checkPlugin(echoOnly({ imports: [{ name: 'input_read', type: 4 }] })));
   assert.equal(e.kind, 'INVALID_MODULE');
   assert.equal(e.clause, 'IMP-3');
+});
+
+test('a pabi import that is not a function is IMP-1, whatever its name, not a lacking function (IMP-1, HOST-1)', () => {
+  const e = failure(() => checkPlugin(echoOnly({ imports: ['input_read', { name: 'table', desc: [0x01, 0x70, 0x00, 1] }] })));
+  assert.equal(e.kind, 'INVALID_MODULE');
+  assert.equal(e.clause, 'IMP-1', e.message);
 });
 
 test('metadata that lists a function the module does not export is INVALID_MODULE (META-4)', () => {
@@ -256,4 +265,101 @@ test('pabi_init gets the configuration once; a failing init fails the load with 
   const e = failure(() => loadPlugin(bytes, { config: Buffer.from('bad') }));
   assert.equal(e.kind, 'PLUGIN_ERROR');
   assert.equal(e.status, 1);
+});
+
+// HOST-1: one construct that breaks several clauses is refused citing the
+// most specific; several refusals are reported in the order MODULE_LIMIT,
+// VERSION_MISMATCH, INVALID_MODULE, UNSUPPORTED, MISSING_CAPABILITY.
+
+test('a memory of the wrong shape is INVALID_MODULE citing MOD-4, not the profile or an engine limit (HOST-1, MOD-4)', () => {
+  const shapes = {
+    '64-bit': { sections: { 5: [1, 0x04, 1] } },
+    shared: { sections: { 5: [1, 0x03, 1, 2] } },
+    'two memories': { sections: { 5: [2, 0x00, 1, 0x00, 1] } },
+    imported: {
+      sections: { 5: null },
+      imports: [{ module: 'env', name: 'memory', desc: [0x02, 0x00, 1] }],
+    },
+  };
+  for (const [what, extra] of Object.entries(shapes)) {
+    const e = failure(() => checkPlugin(echoOnly(extra)));
+    assert.equal(e.kind, 'INVALID_MODULE', what);
+    assert.equal(e.clause, 'MOD-4', `${what}: ${e.message}`);
+  }
+});
+
+test('an extended constant expression is INVALID_MODULE citing MOD-2, though V8 reads it as malformed (HOST-1, MOD-2)', () => {
+  const add = [0x41, 1, 0x41, 2, 0x6a, 0x0b]; // i32.const 1; i32.const 2; i32.add; end
+  const places = {
+    'a global initialiser': { 6: [1, 0x7f, 0x00, ...add] },
+    'a data segment offset': { 11: [1, 0x00, ...add, 1, 0x61] },
+  };
+  for (const [what, sections] of Object.entries(places)) {
+    const bytes = echoOnly({ sections });
+    assert.equal(WebAssembly.validate(bytes), false, `${what}: V8 refuses it`);
+    const e = failure(() => checkPlugin(bytes));
+    assert.equal(e.kind, 'INVALID_MODULE', what);
+    assert.equal(e.clause, 'MOD-2', `${what}: ${e.message}`);
+    assert.match(e.message, /i32\.add/);
+  }
+  // Bytes that no feature makes a constant expression are still MOD-1.
+  const e = failure(() => checkPlugin(echoOnly({ sections: { 6: [1, 0x7f, 0x00, 0x41, 1, 0x01, 0x0b] } })));
+  assert.equal(e.clause, 'MOD-1', e.message);
+});
+
+test('a body opcode of a proposal V8 lacks is MOD-2; an opcode of no proposal is MOD-1 (HOST-1)', () => {
+  // 0xfb 0x1c is the GC proposal's ref.i31, which this V8 does not enable.
+  const gc = echoOnly({ functions: [{ export: 'pabi_fn_f', code: [op.i32(0), [0xfb, 0x1c], op.drop, op.i32(0)] }] });
+  assert.equal(WebAssembly.validate(gc), false);
+  let e = failure(() => checkPlugin(gc));
+  assert.equal(e.clause, 'MOD-2', e.message);
+  const unknown = echoOnly({ functions: [{ export: 'pabi_fn_f', code: [[0xff], op.i32(0)] }] });
+  e = failure(() => checkPlugin(unknown));
+  assert.equal(e.clause, 'MOD-1', e.message);
+});
+
+test('a future version is VERSION_MISMATCH even when this version cannot read its module; the budget comes first (VER-8, HOST-1)', () => {
+  // A GC type form (0x5f, a struct) in the type section: this version's
+  // parse refuses it (MOD-2), but a plugin of ABI 2.0 may use it.
+  const types = [2, 0x60, 1, 0x7f, 1, 0x7f, 0x5f, 0];
+  const metadata = { abi: '2.0', name: 'v', version: '3.4.5', profile: 'core', functions: [{ name: 'f' }], capabilities: [] };
+  const future = buildPlugin({ imports: [], functions: [{ export: 'pabi_fn_f', type: 0, code: [op.i32(0)] }], metadata, sections: { 1: types } });
+  let e = failure(() => checkPlugin(future));
+  assert.equal(e.kind, 'VERSION_MISMATCH', e.message);
+  assert.match(e.message, /2\.0/);
+  assert.match(e.message, /1\.0/);
+  e = failure(() => checkPlugin(future, { budget: { maxFunctions: 0 } }));
+  assert.equal(e.kind, 'MODULE_LIMIT', e.message);
+  const current = buildPlugin({ imports: [], functions: [{ export: 'pabi_fn_f', type: 0, code: [op.i32(0)] }], metadata: { ...metadata, abi: '1.0' }, sections: { 1: types } });
+  e = failure(() => checkPlugin(current));
+  assert.equal(e.kind, 'INVALID_MODULE');
+  assert.equal(e.clause, 'MOD-2', e.message);
+});
+
+test('a host failure is HOST_FAILURE, not counted against the plugin; the next call runs on a fresh instance (ERR-6)', () => {
+  const p = loadPlugin(ioPlugin());
+  try {
+    assert.equal(hex(p.call('count')), '01000000');
+    // What the worker answers when the host's own code throws.
+    const e = failure(() => p.fail({ kind: 'INTERNAL', detail: 'host error: a bug' }));
+    assert.equal(e.kind, 'HOST_FAILURE');
+    assert.match(e.message, /the host failed, not the plugin: host error: a bug/);
+    assert.equal(p.failures.length, 0);
+    assert.equal(hex(p.call('count')), '01000000');
+  } finally {
+    p.close();
+  }
+});
+
+test('every error kind of ERR-6 has its fixed description, and no other kind but NOT_SUPPORTED is listed (ERR-6)', () => {
+  const spec = fs.readFileSync(new URL('../../../spec/abi.md', import.meta.url), 'utf8');
+  const from = spec.indexOf('| kind | raised when |');
+  const table = spec.slice(from, spec.indexOf('\n\n', from));
+  // Columns: kind, raised when, carries, fixed description, instance, Since.
+  const rows = table.split('\n').slice(2).map((row) => row.split(' | ').map((cell) => cell.replace(/^\| |`| \|$/g, '')));
+  const kinds = Object.fromEntries(rows.map((cells) => [cells[0], cells[3]]));
+  assert.equal(Object.keys(kinds).length, 18);
+  const { NOT_SUPPORTED, ...listed } = DESCRIPTIONS;
+  assert.ok(NOT_SUPPORTED);
+  assert.deepEqual(listed, kinds);
 });

@@ -328,3 +328,72 @@ test('plugin text is escaped for a terminal: C0, DEL, C1 and line separators (SE
   assert.equal(escapeText('x\u007f\u009b2J\u2028y'), 'x\\u007f\\u009b2J\\u2028y');
   assert.equal(escapeText('plain — ünïcode'), 'plain — ünïcode');
 });
+
+// LIM-2 with two maxima: the plugin's own of 4 pages and the host's cap of
+// 32 (2 MiB). probe grows by its u32 input and outputs what memory.grow
+// returned; both grows past both maxima and traps; own grows past the
+// plugin's maximum only and traps.
+function growCapsPlugin() {
+  const growInput = [op.i32(0), op.i32(0), op.i32(4), op.call(IMP.input_read), op.drop, op.i32(0), op.load, op.memoryGrow];
+  return buildPlugin({
+    sections: { 5: [1, 0x01, 1, 4] },
+    functions: [
+      { export: 'pabi_fn_probe', code: [op.i32(1024), growInput, op.store, op.i32(1024), op.i32(4), op.call(IMP.output_write), op.drop, op.i32(0)] },
+      { export: 'pabi_fn_both', code: [op.i32(100), op.memoryGrow, op.drop, op.unreachable, op.i32(0)] },
+      { export: 'pabi_fn_own', code: [op.i32(10), op.memoryGrow, op.drop, op.unreachable, op.i32(0)] },
+    ],
+  });
+}
+
+test('a growth past both the cap and the plugin\'s maximum is refused by the host (MEMORY_LIMIT after it); past the plugin\'s maximum alone, a trap is TRAP (LIM-2)', () => {
+  const p = loadPlugin(growCapsPlugin(), { limits: { maxMemory: 2 * 1024 * 1024 } });
+  try {
+    assert.equal(Buffer.from(p.call('probe', le(100))).readInt32LE(0), -1);
+    assert.equal(Buffer.from(p.call('probe', le(10))).readInt32LE(0), -1);
+    assert.equal(Buffer.from(p.call('probe', le(3))).readInt32LE(0), 1);
+    assert.equal(failure(() => p.call('both')).kind, 'MEMORY_LIMIT');
+    const e = failure(() => p.call('own'));
+    assert.equal(e.kind, 'TRAP', e.message);
+    assert.equal(e.trap, 'unreachable');
+  } finally {
+    p.close();
+  }
+});
+
+test('proc_exit after a refused growth is MEMORY_LIMIT; without one it is TRAP other (LIM-2, WASI-10)', () => {
+  const PROC_EXIT = 4;
+  const p = loadPlugin(buildPlugin({
+    imports: ['input_read', 'output_write', 'error_write', 'log', { module: 'wasi_snapshot_preview1', name: 'proc_exit', type: 7 }],
+    metadata: { abi: '1.0', name: 'exit', version: '3.4.5', profile: 'wasi', functions: [{ name: 'growexit' }, { name: 'exit' }], capabilities: [] },
+    functions: [
+      // What Go's runtime does when memory runs out: grow until refused, then proc_exit(2).
+      { export: 'pabi_fn_growexit', code: [[0x03, 0x40], op.i32(16), op.memoryGrow, op.i32(0), [0x4e], [0x0d, 0x00], [0x0b], op.i32(2), op.call(PROC_EXIT), op.i32(0)] },
+      { export: 'pabi_fn_exit', code: [op.i32(3), op.call(PROC_EXIT), op.i32(0)] },
+    ],
+  }), { limits: { maxMemory: 2 * 1024 * 1024 } });
+  try {
+    assert.equal(failure(() => p.call('growexit')).kind, 'MEMORY_LIMIT');
+    // The flag is per call: the next proc_exit, on a fresh instance, is TRAP.
+    const e = failure(() => p.call('exit'));
+    assert.equal(e.kind, 'TRAP', e.message);
+    assert.equal(e.trap, 'other');
+  } finally {
+    p.close();
+  }
+});
+
+test('a trap after a table.grow refused by the table cap is TRAP, not MEMORY_LIMIT (LIM-8, LIM-2)', () => {
+  // growtrap: a memory.grow within the cap (so that the host watches
+  // growths in this module), then table.grow(ref.null, 20000) past the
+  // table cap of 10,000, then unreachable.
+  const p = loadPlugin(tablePlugin([{ min: 10 }], {
+    functions: [{ export: 'pabi_fn_growtrap', code: [op.i32(1), op.memoryGrow, op.drop, [0xd0, 0x70], op.i32(20000), [0xfc, 15, 0], op.drop, op.unreachable, op.i32(0)] }],
+  }));
+  try {
+    const e = failure(() => p.call('growtrap'));
+    assert.equal(e.kind, 'TRAP', e.message);
+    assert.equal(e.trap, 'unreachable');
+  } finally {
+    p.close();
+  }
+});

@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadPlugin, PabiError } from '../src/index.js';
+import fs from 'node:fs';
+import { loadPlugin, PabiError, checkPlugin } from '../src/index.js';
+import { WASI_TYPES, WASI_BASELINE, checkGuestPaths } from '../src/check.js';
+import { makeWasi } from '../src/wasi.js';
 import { buildPlugin, op, IMP } from './helpers.js';
 
 const CLOCK = 4; // function index of the clock_time_get import below
@@ -159,4 +162,90 @@ test('proc_raise returns nosys and the call goes on (WASI-10)', () => {
   } finally {
     p.close();
   }
+});
+
+const wasiMeta = (capabilities = [], name = 'w') => ({ abi: '1.0', name, version: '3.4.5', profile: 'wasi', functions: [{ name: 'f' }], capabilities });
+const failure = (fn) => {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof PabiError, `expected a PabiError, got ${e}`);
+    return e;
+  }
+  assert.fail('expected a PabiError');
+};
+// A plugin importing one wasi_snapshot_preview1 function of type `type`
+// (a type index of helpers.js), and calling nothing.
+const importing = (name, type, capabilities = [], extra = {}) => buildPlugin({
+  imports: ['input_read', 'output_write', 'error_write', 'log', { module: 'wasi_snapshot_preview1', name, type }],
+  metadata: wasiMeta(capabilities),
+  functions: [{ export: 'pabi_fn_f', code: [op.i32(0)] }],
+  ...extra,
+});
+
+test('a wasi_snapshot_preview1 import without preview1\'s type is INVALID_MODULE citing WASI-11, naming it', () => {
+  // clock_time_get is (i32, i64, i32) -> i32; proc_exit has no result.
+  for (const [name, type] of [['clock_time_get', 0], ['proc_exit', 2], ['fd_write', 0], ['sched_yield', 3]]) {
+    const e = failure(() => checkPlugin(importing(name, type)));
+    assert.equal(e.kind, 'INVALID_MODULE', name);
+    assert.equal(e.clause, 'WASI-11', `${name}: ${e.message}`);
+    assert.match(e.message, new RegExp(`wasi_snapshot_preview1\\.${name}`));
+  }
+  for (const [name, type] of [['clock_time_get', 5], ['proc_exit', 7], ['fd_write', 6], ['sched_yield', 9]]) {
+    checkPlugin(importing(name, type));
+  }
+});
+
+test('the WASI-11 table of this host is the one of abi.md, and the baseline is what wasi.js implements', () => {
+  const spec = fs.readFileSync(new URL('../../../spec/abi.md', import.meta.url), 'utf8');
+  const from = spec.indexOf('**[WASI-11]**');
+  const section = spec.slice(from, spec.indexOf('\n## ', from));
+  // Columns: function, parameters, results, Since.
+  const rows = [...section.matchAll(/^ {2}\| `(\w+)` \| ([^|]*) \| ([^|]*) \| [^|]* \|$/gm)];
+  const list = (cell) => (cell.trim() === '—' ? [] : cell.split(',').map((t) => t.trim()));
+  const table = Object.fromEntries(rows.map(([, name, params, results]) => [name, { params: list(params), results: list(results) }]));
+  assert.equal(Object.keys(table).length, 46);
+  assert.deepEqual(WASI_TYPES, table);
+  const served = Object.keys(makeWasi({ memory: () => null, capabilities: [], write: () => {}, entropy: () => {} }).imports).sort();
+  assert.deepEqual(served, [...WASI_BASELINE].sort());
+  for (const name of WASI_BASELINE) assert.ok(name in table, name);
+});
+
+test('a preview1 function outside the baseline, allowed by WASI-4 but not implemented here, is UNSUPPORTED naming it (WASI-2, HOST-1)', () => {
+  // path_open with the fs: capability WASI-4 asks for; the host does not
+  // allow fs:, but UNSUPPORTED comes before MISSING_CAPABILITY.
+  const bytes = importing('path_open', 8, ['fs:/data:ro']);
+  let e = failure(() => checkPlugin(bytes));
+  assert.equal(e.kind, 'UNSUPPORTED', e.message);
+  assert.match(e.message, /wasi_snapshot_preview1\.path_open/);
+  // INVALID_MODULE comes before it: a mistyped import of the same function,
+  // a reserved export, no fs: capability at all.
+  e = failure(() => checkPlugin(importing('path_open', 0, ['fs:/data:ro'])));
+  assert.equal(e.clause, 'WASI-11', e.message);
+  e = failure(() => checkPlugin(importing('path_open', 8, ['fs:/data:ro'], { exports: [['pabi_other', 0, 4]] })));
+  assert.equal(e.kind, 'INVALID_MODULE', e.message);
+  assert.equal(e.clause, 'EXP-2');
+  e = failure(() => checkPlugin(importing('path_open', 8)));
+  assert.equal(e.clause, 'WASI-4', e.message);
+  // A socket function is never allowed (WASI-4), whatever its type.
+  e = failure(() => checkPlugin(importing('sock_shutdown', 1)));
+  assert.equal(e.clause, 'WASI-4', e.message);
+});
+
+test('fs: guest paths are normal and do not overlap (WASI-3)', () => {
+  for (const good of [['fs:/:ro'], ['fs:/data:ro', 'fs:/database:rw'], ['fs:/a/b:ro', 'fs:/a/c:rw'], ['fs:/data..x:ro'], ['clock', 'fs:/data:ro']]) {
+    checkGuestPaths(good);
+  }
+  for (const bad of [['fs:/data/:ro'], ['fs:/a//b:ro'], ['fs:/data/../etc:ro'], ['fs:/./data:ro'], ['fs:/data:ro', 'fs:/data:rw'],
+    ['fs:/data:rw', 'fs:/data/keys:ro'], ['fs:/data/keys:ro', 'fs:/data:rw'], ['fs:/:ro', 'fs:/data:rw']]) {
+    const e = failure(() => checkGuestPaths(bad));
+    assert.equal(e.kind, 'INVALID_MODULE', bad.join());
+    assert.equal(e.clause, 'WASI-3', `${bad.join()}: ${e.message}`);
+  }
+  // At load, before the capabilities are compared with what the host
+  // allows: INVALID_MODULE, not MISSING_CAPABILITY (HOST-1).
+  const plugin = (capabilities) => buildPlugin({ metadata: wasiMeta(capabilities), functions: [{ export: 'pabi_fn_f', code: [op.i32(0)] }] });
+  const e = failure(() => checkPlugin(plugin(['fs:/data:rw', 'fs:/data/keys:ro'])));
+  assert.equal(e.clause, 'WASI-3', e.message);
+  assert.equal(failure(() => checkPlugin(plugin(['fs:/:ro']))).kind, 'MISSING_CAPABILITY');
 });
