@@ -356,6 +356,7 @@ mod tests {
             functions: vec![],
             capabilities: caps.iter().map(|c| Capability::parse(c).unwrap()).collect(),
             statuses: Default::default(),
+            host_calls: vec![],
         }
     }
 

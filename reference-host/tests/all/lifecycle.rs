@@ -2,7 +2,7 @@
 //! scoping.
 
 use pabi_abi::HostErrorKind;
-use pabi_host::{DirGrant, Error};
+use pabi_host::{Config, DirGrant, Error, Host};
 
 use crate::{fixture, host_with};
 
@@ -46,16 +46,23 @@ fn loading_rejects_invalid_modules_with_the_validator_findings() {
 
 #[test]
 fn version_mismatches_name_both_versions() {
-    let host = host_with(|c| c);
-    for (name, declared) in [("version-1-1", "1.1"), ("version-2-0", "2.0")] {
+    // A host offering 1.0 only (CALL-9) refuses 1.1; a 1.1 host refuses 2.0.
+    let v1_0 = pabi_abi::AbiVersion::new(1, 0);
+    for (offered, name, declared) in [(v1_0, "version-1-1", "1.1"), (pabi_abi::HOST_ABI, "version-2-0", "2.0")] {
+        let host = host_with(|c| c.abi_version(offered));
         match host.load(&fixture("host-conformance", name)).unwrap_err() {
             Error::VersionMismatch { plugin, host, .. } => {
-                assert_eq!((plugin.to_string(), host.to_string()), (declared.to_string(), "1.0".to_string()))
+                assert_eq!((plugin.to_string(), host.to_string()), (declared.to_string(), offered.to_string()))
             }
             other => panic!("{name}: {other}"),
         }
+        assert!(host.load(&fixture("host-conformance", "version-1-0")).is_ok());
     }
-    assert!(host.load(&fixture("host-conformance", "version-1-0")).is_ok());
+    // The 1.1 host runs the 1.1 plugin; a host cannot offer a version it
+    // does not implement.
+    assert!(host_with(|c| c).load(&fixture("host-conformance", "version-1-1")).is_ok());
+    let future = Host::new(Config::builder().abi_version(pabi_abi::AbiVersion::new(1, 9)).build()).unwrap_err();
+    assert_eq!(future.kind(), None, "a configuration the host cannot apply: {future}");
 }
 
 #[test]
