@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use pabi_abi::host_calls::{Answer, HostCallRecord, HostCallTable};
 use pabi_abi::{is_valid_host_call_name, HostCallMeta};
 
 /// What a host function knows about the call it serves.
@@ -139,6 +140,56 @@ impl fmt::Debug for HostFunction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HostFunction").field("name", &self.name).field("only_for", &self.only_for).finish()
     }
+}
+
+/// The host calls an application received, in order: what a plugin asked
+/// of its host. Shared by the handlers that record into it and the caller
+/// that reads it after each call.
+#[derive(Clone, Default)]
+pub struct HostCallLog(Arc<std::sync::Mutex<Vec<HostCallRecord>>>);
+
+impl HostCallLog {
+    pub fn record(&self, name: &str, request: &[u8]) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(HostCallRecord::new(name, request));
+    }
+
+    /// The calls recorded since the last take.
+    pub fn take(&self) -> Vec<HostCallRecord> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl fmt::Debug for HostCallLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("HostCallLog").finish_non_exhaustive()
+    }
+}
+
+/// Host functions that play the application from a host-call table
+/// ([`pabi_abi::host_calls`]): one per name the table lists, answering
+/// by its rules (sleeping a rule's delay first) and recording every call
+/// in `log`. `pabi run --host-calls`, `pabi conform` and tests use them to
+/// run a plugin that makes host calls without an application.
+pub fn table_functions(table: &HostCallTable, log: &HostCallLog) -> Vec<HostFunction> {
+    let table = Arc::new(table.clone());
+    table
+        .names()
+        .map(|name| {
+            let (table, log) = (table.clone(), log.clone());
+            HostFunction::new(name, move |cx, request| {
+                log.record(cx.host_call(), request);
+                let (answer, delay) = table
+                    .answer(cx.host_call(), request)
+                    .unwrap_or((Answer::Fail("not in the table".into()), std::time::Duration::ZERO));
+                std::thread::sleep(delay);
+                match answer {
+                    Answer::Reply(reply) => Ok(reply),
+                    Answer::Fail(message) => Err(HostCallError::new(message)),
+                }
+            })
+            .expect("a host-call table holds only valid names")
+        })
+        .collect()
 }
 
 /// The host calls of one plugin: each declared name with its handler, or

@@ -122,5 +122,5 @@ mod wasi;
 pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits};
 pub use error::{CompileCap, Error, Frame, ModuleFinding, Unavailable, WasmTrace};
 pub use host::Host;
-pub use host_fn::{CallContext, HostCallError, HostFunction, HostFunctionNameError};
+pub use host_fn::{table_functions, CallContext, HostCallError, HostCallLog, HostFunction, HostFunctionNameError};
 pub use plugin::{CancelHandle, Plugin};

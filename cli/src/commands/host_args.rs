@@ -3,11 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use std::sync::{Arc, Mutex};
-
 use anyhow::{bail, Context};
-use pabi_abi::host_calls::{Answer, HostCallRecord, HostCallTable};
-use pabi_host::{Config, DirGrant, Host, HostCallError, HostFunction};
+use pabi_abi::host_calls::HostCallTable;
+use pabi_host::{Config, DirGrant, Host, HostCallError, HostCallLog, HostFunction};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct HostArgs {
@@ -70,44 +68,16 @@ pub struct HostArgs {
     abi: Option<pabi_abi::AbiVersion>,
 }
 
-/// The host calls plugins made, in order, shared with the host functions
-/// that record them.
-#[derive(Clone, Default)]
-pub struct Transcript(Arc<Mutex<Vec<HostCallRecord>>>);
-
-impl Transcript {
-    fn push(&self, name: &str, request: &[u8]) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(HostCallRecord::new(name, request));
-    }
-
-    /// The calls recorded since the last take.
-    pub fn take(&self) -> Vec<HostCallRecord> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
 impl HostArgs {
     /// The host functions of `--host-calls` and `--host-call-command`,
     /// recording each call in `transcript`.
-    fn host_functions(&self, transcript: &Transcript) -> anyhow::Result<Vec<HostFunction>> {
+    fn host_functions(&self, transcript: &HostCallLog) -> anyhow::Result<Vec<HostFunction>> {
         let mut functions = Vec::new();
         if let Some(path) = &self.host_calls {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let table = Arc::new(HostCallTable::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
-            for name in table.names() {
-                let (table, transcript) = (table.clone(), transcript.clone());
-                functions.push(HostFunction::new(name, move |cx, request| {
-                    transcript.push(cx.host_call(), request);
-                    let (answer, delay) = table
-                        .answer(cx.host_call(), request)
-                        .unwrap_or((Answer::Fail("not in the table".into()), Duration::ZERO));
-                    std::thread::sleep(delay);
-                    match answer {
-                        Answer::Reply(reply) => Ok(reply),
-                        Answer::Fail(message) => Err(HostCallError::new(message)),
-                    }
-                })?);
-            }
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let table = HostCallTable::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            functions.extend(pabi_host::table_functions(&table, transcript));
         }
         for (name, command) in &self.host_call_commands {
             let words = shlex::split(command)
@@ -115,7 +85,7 @@ impl HostArgs {
                 .with_context(|| format!("--host-call-command {name}: `{command}` is not a command"))?;
             let transcript = transcript.clone();
             functions.push(HostFunction::new(name, move |cx, request| {
-                transcript.push(cx.host_call(), request);
+                transcript.record(cx.host_call(), request);
                 run_bridge(&words, request)
             })?);
         }
@@ -147,8 +117,8 @@ impl HostArgs {
     }
 
     /// The host, and the record of the host calls its plugins make.
-    pub fn host_with_transcript(&self) -> anyhow::Result<(Host, Transcript)> {
-        let transcript = Transcript::default();
+    pub fn host_with_transcript(&self) -> anyhow::Result<(Host, HostCallLog)> {
+        let transcript = HostCallLog::default();
         let mut config = self.config().to_builder();
         for function in self.host_functions(&transcript)? {
             config = config.host_function(function);

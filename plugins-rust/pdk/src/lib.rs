@@ -33,6 +33,9 @@
 //! | [`state!`]`(save => s, load => l)` | `pabi_state_save`, `pabi_state_load` | `fn() -> Result<Vec<u8>, Error>`, `fn(&[u8]) -> Result<(), Error>` |
 //! | [`metadata!`]`("pabi.json")` | custom section `pabi` | – |
 //!
+//! A plugin of ABI 1.1 calls the application that hosts it with
+//! [`host::call`]; it declares each call in `pabi.json` under `host_calls`.
+//!
 //! # Panics
 //!
 //! Every export installs (once) a panic hook that writes the panic message
@@ -49,6 +52,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
+pub mod host;
 pub mod sys;
 
 /// The status codes a plugin returns (`ERR-1`..`ERR-3`).
