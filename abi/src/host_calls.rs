@@ -76,6 +76,36 @@ impl HostCallTable {
         serde_json::from_str(text).map_err(|e| format!("not a host-call table: {e}"))
     }
 
+    /// The table as JSON, every byte string as hex: what `--host-calls`
+    /// reads back as the same table.
+    pub fn to_json(&self) -> String {
+        let calls: serde_json::Map<String, serde_json::Value> = self
+            .calls
+            .iter()
+            .map(|(name, rules)| {
+                let rules = rules
+                    .iter()
+                    .map(|rule| {
+                        let mut object = serde_json::Map::new();
+                        if let Some(request) = &rule.request {
+                            object.insert("request_hex".into(), encode_hex(request).into());
+                        }
+                        match &rule.answer {
+                            Answer::Reply(reply) => object.insert("reply_hex".into(), encode_hex(reply).into()),
+                            Answer::Fail(message) => object.insert("fail".into(), message.clone().into()),
+                        };
+                        if !rule.delay.is_zero() {
+                            object.insert("delay_ms".into(), (rule.delay.as_millis() as u64).into());
+                        }
+                        serde_json::Value::Object(object)
+                    })
+                    .collect();
+                (name.clone(), serde_json::Value::Array(rules))
+            })
+            .collect();
+        serde_json::Value::Object(calls).to_string()
+    }
+
     /// The names the application offers.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.calls.keys().map(String::as_str)
@@ -184,6 +214,12 @@ mod tests {
         assert!(message.contains("kv.note") && message.contains("\"x\""), "{message}");
         assert_eq!(table.answer("kv.put", b""), None);
         assert!(table.offers("kv.note") && !table.offers("kv.put"));
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let table = HostCallTable::parse(EXAMPLE).unwrap();
+        assert_eq!(HostCallTable::parse(&table.to_json()).unwrap(), table);
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub struct Vector {
     pub name: String,
     #[serde(default)]
     pub config: Option<Bytes>,
+    /// The application's side of the plugin's host calls (ABI 1.1), as a
+    /// host-call table; `None` offers none.
+    #[serde(default)]
+    pub host_calls: Option<crate::host_calls::HostCallTable>,
     #[serde(flatten)]
     pub call: Option<Step>,
     #[serde(default)]
@@ -31,6 +35,29 @@ pub struct Step {
     pub function: String,
     pub input: Bytes,
     pub expect: Expect,
+    /// The host calls the step must make, in order; `None` does not check.
+    #[serde(default)]
+    pub requests: Option<Vec<ExpectedRequest>>,
+}
+
+/// One host call a step must make: its name and request.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedRequest {
+    pub name: String,
+    pub request: Bytes,
+}
+
+impl Step {
+    /// Whether the host calls made (name, request) are the expected ones.
+    /// A step without `requests` accepts any.
+    pub fn requests_match(&self, made: &[(String, Vec<u8>)]) -> bool {
+        let Some(expected) = &self.requests else { return true };
+        expected.len() == made.len()
+            && expected.iter().zip(made).all(|(want, (name, request))| {
+                want.name == *name && want.request.resolve().is_ok_and(|bytes| bytes == *request)
+            })
+    }
 }
 
 /// Bytes written as text, hex, or a repeated pattern.

@@ -394,13 +394,21 @@ pub fn run_vector(adapter: &[String], vector: &Vector, plugin: &Path, scratch: &
         .map(|step| Ok(AdapterCall { function: step.function.clone(), input: bytes(&step.input)?, input_file: None }))
         .collect::<Result<Vec<_>, String>>()?;
     let config = vector.config.as_ref().map(bytes).transpose()?;
+    let host_calls = match &vector.host_calls {
+        Some(table) => {
+            let path = scratch.join(format!("{}.host-calls.json", vector.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")));
+            std::fs::write(&path, table.to_json()).map_err(|e| format!("cannot write a host-call table: {e}"))?;
+            Some(path)
+        }
+        None => None,
+    };
     let invocation = Invocation {
         plugin: plugin.to_path_buf(),
         calls,
         config,
         limits: AdapterLimits::default(),
         grants: AdapterGrants::default(),
-        host_calls: None,
+        host_calls,
         abi: None,
     };
     let args = invocation
@@ -420,6 +428,18 @@ pub fn judge_vector(vector: &Vector, lines: &[Value]) -> Result<(), String> {
             }
             Expect::Status(status) => got["kind"] == "PLUGIN_ERROR" && got["status"] == *status,
         };
+        // The requests the application received, from the line's
+        // `host_calls`, against the step's `requests`.
+        let made: Vec<(String, Vec<u8>)> = got["host_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|call| {
+                let name = call["name"].as_str().unwrap_or_default().to_string();
+                (name, call["request_hex"].as_str().and_then(decode_hex).unwrap_or_default())
+            })
+            .collect();
+        let ok = ok && step.requests_match(&made);
         if !ok {
             let shown = got.to_string();
             let shown = if shown.len() > 300 { format!("{}…", &shown[..300]) } else { shown };
