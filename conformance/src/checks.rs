@@ -21,12 +21,13 @@ pub enum Check {
     Reinstantiate,
     State,
     InputRead,
+    HostCalls,
     Vectors,
 }
 
 impl Check {
     /// Every check, in run order.
-    pub const ALL: [Check; 11] = [
+    pub const ALL: [Check; 12] = [
         Check::Static,
         Check::Status,
         Check::Caps,
@@ -37,6 +38,7 @@ impl Check {
         Check::Reinstantiate,
         Check::State,
         Check::InputRead,
+        Check::HostCalls,
         Check::Vectors,
     ];
 
@@ -53,6 +55,7 @@ impl Check {
             Check::Reinstantiate => "reinstantiate",
             Check::State => "state",
             Check::InputRead => "input-read",
+            Check::HostCalls => "host-calls",
             Check::Vectors => "vectors",
         }
     }
@@ -71,6 +74,7 @@ impl Check {
             Check::Reinstantiate => &[Life5, Life6],
             Check::State => &[Life9],
             Check::InputRead => &[Fn1, Host3, Host4, Mem5],
+            Check::HostCalls => &[Fn5, Fn6, Call1, Call3, Call4, Call5],
             Check::Vectors => &[Fn3],
         }
     }
@@ -90,6 +94,11 @@ impl Check {
             Check::Reinstantiate => "after an aborted call, the next call runs on a fresh, working instance",
             Check::State => "state save -> load -> save round-trips to the same bytes",
             Check::InputRead => "the host serves input_read at any chunking and offset (host side, WAT fixture)",
+            Check::HostCalls => {
+                "with random replies, handler failures, oversized replies and absent optional calls, every call \
+                 returns a defined status, never traps and calls only declared names; a deterministic function \
+                 repeats for the same replies"
+            }
             Check::Vectors => "the plugin's own test vectors (PLUGIN.vectors.json or --vectors) all pass",
         }
     }

@@ -51,6 +51,43 @@ pub trait TestHost {
 
     /// Loads the plugin and initialises one instance with `config`.
     fn load(&self, wasm: &[u8], config: &[u8]) -> HostResult<Self::Plugin>;
+
+    /// Loads the plugin on a host that offers only some of its declared
+    /// host calls (ABI 1.1): the others are absent (`CALL-5`). A host
+    /// without host calls loads it as [`TestHost::load`] does.
+    fn load_offering(&self, wasm: &[u8], config: &[u8], offer: &Offer) -> HostResult<Self::Plugin> {
+        let _ = offer;
+        self.load(wasm, config)
+    }
+}
+
+/// Which of a plugin's declared host calls the host offers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Offer {
+    All,
+    RequiredOnly,
+    /// These names (those the plugin declares among them).
+    Only(Vec<String>),
+}
+
+/// How the conformance host plays the application's side of host calls.
+#[derive(Clone, Debug)]
+pub enum Application {
+    /// Each call succeeds with its request as the reply.
+    Echo,
+    /// Answers from a host-call table.
+    Table(pabi_abi::host_calls::HostCallTable),
+    /// Random replies of random sizes (some past the reply cap) and
+    /// failures with random messages, all from this seed.
+    Random(u64),
+}
+
+/// One host call the plugin made and what the application answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnsweredCall {
+    pub name: String,
+    pub request: Vec<u8>,
+    pub answer: pabi_abi::host_calls::Answer,
 }
 
 /// A loaded plugin; the host re-creates its instance after a failure.
@@ -71,4 +108,14 @@ pub trait PluginUnderTest {
     fn max_output(&self) -> u64;
     /// The error-message cap the host enforces.
     fn max_error_message(&self) -> u64;
+    /// Sets how the application answers host calls from now on (and
+    /// restarts a random one from its seed). A host without host calls
+    /// ignores it.
+    fn set_application(&mut self, application: Application) {
+        let _ = application;
+    }
+    /// The host calls made since the last take, with their answers.
+    fn take_host_calls(&mut self) -> Vec<AnsweredCall> {
+        Vec::new()
+    }
 }

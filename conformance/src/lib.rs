@@ -29,7 +29,7 @@ use proptest::strategy::BoxedStrategy;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
 pub use checks::{Check, UnknownCheck};
-pub use host::{HostFailure, HostResult, PluginUnderTest, TestHost};
+pub use host::{AnsweredCall, Application, HostFailure, HostResult, Offer, PluginUnderTest, TestHost};
 pub use reference::{ReferenceHost, ReferencePlugin, Scratch, SCRATCH_QUOTA_BYTES, SCRATCH_QUOTA_ENTRIES};
 use report::{CheckOutcome, CheckResult, Failure, PluginReport};
 
@@ -74,8 +74,9 @@ pub fn conform<H: TestHost>(
     options: &Options,
     progress: &mut dyn FnMut(Progress),
 ) -> PluginReport {
-    let mut run = Run { host, path, wasm, options, results: Vec::new() };
     let report = pabi_validator::validate(wasm);
+    let makes_host_calls = report.metadata.as_ref().is_some_and(|m| !m.host_calls.is_empty());
+    let mut run = Run { host, path, wasm, options, results: Vec::new(), makes_host_calls };
     // Dynamic checks need a plugin that passes the static one.
     let meta = report.metadata.clone().filter(|_| !report.has_errors());
     for check in Check::ALL {
@@ -114,6 +115,7 @@ struct Run<'a, H: TestHost> {
     wasm: &'a [u8],
     options: &'a Options,
     results: Vec<CheckResult>,
+    makes_host_calls: bool,
 }
 
 impl<H: TestHost> Run<'_, H> {
@@ -143,6 +145,7 @@ impl<H: TestHost> Run<'_, H> {
             Check::Shutdown => self.shutdown(&functions[0]),
             Check::Reinstantiate => self.reinstantiate(meta),
             Check::State => self.state(&functions),
+            Check::HostCalls => self.host_calls(meta),
             Check::InputRead => self.input_read(),
             Check::Vectors => self.vectors(),
         }
@@ -157,6 +160,16 @@ impl<H: TestHost> Run<'_, H> {
         seed[..8].copy_from_slice(&self.options.seed.to_le_bytes());
         let config = Config { cases, failure_persistence: None, max_shrink_iters: 1024, ..Config::default() };
         TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed))
+    }
+
+    /// The inputs of the property checks: smaller for a plugin that makes
+    /// host calls ([`inputs::any_input_for_host_calls`]).
+    fn inputs(&self) -> BoxedStrategy<Vec<u8>> {
+        if self.makes_host_calls {
+            inputs::any_input_for_host_calls()
+        } else {
+            inputs::any_input()
+        }
     }
 
     fn costly_cases(&self) -> u32 {
@@ -210,7 +223,7 @@ impl<H: TestHost> Run<'_, H> {
             Ok(p) => p,
             Err(outcome) => return outcome,
         };
-        self.property(function, self.options.cases, inputs::any_input(), |input| match plugin.call(function, input) {
+        self.property(function, self.options.cases, self.inputs(), |input| match plugin.call(function, input) {
             Ok(_) => Ok(()),
             Err(f) if f.is_defined_plugin_error() => Ok(()),
             Err(f) => Err(format!("the call failed with {f}")),
@@ -223,7 +236,7 @@ impl<H: TestHost> Run<'_, H> {
             Err(outcome) => return outcome,
         };
         let (max_output, max_message) = (plugin.max_output(), plugin.max_error_message());
-        self.property(function, self.options.cases, inputs::any_input(), |input| match plugin.call(function, input) {
+        self.property(function, self.options.cases, self.inputs(), |input| match plugin.call(function, input) {
             Ok(out) if out.len() as u64 > max_output => Err(format!("{} bytes of output pass the cap", out.len())),
             Err(f) if f.kind == Some(HostErrorKind::OutputLimit) => Err(format!("the output passed the cap: {f}")),
             Err(f) if f.message.len() as u64 > max_message => Err("the error message passes its cap".into()),
@@ -242,7 +255,7 @@ impl<H: TestHost> Run<'_, H> {
         }
         let all: Vec<&str> = meta.functions.iter().map(|f| f.name.as_str()).collect();
         for function in deterministic {
-            let outcome = self.property(function, self.costly_cases(), inputs::any_input(), |input| {
+            let outcome = self.property(function, self.costly_cases(), self.inputs(), |input| {
                 let first = self.host.load(self.wasm, b"").and_then(|mut p| p.call(function, input));
                 let second = self.host.load(self.wasm, b"").and_then(|mut p| p.call(function, input));
                 if !same_result(&first, &second) {
@@ -470,19 +483,119 @@ impl<H: TestHost> Run<'_, H> {
         }
     }
 
+    /// Plays the application with random answers (`CALL-4`, `CALL-5`): on a
+    /// host offering every declared call and on one offering only the
+    /// required ones, each call must give a defined status without a trap
+    /// or a violation, and a deterministic function must repeat for the
+    /// same inputs and replies (`FN-5`, `FN-6`).
+    fn host_calls(&mut self, meta: &Metadata) -> CheckOutcome {
+        if meta.host_calls.is_empty() {
+            return skip("the plugin declares no host calls");
+        }
+        let cases = self.costly_cases();
+        for offer in [Offer::All, Offer::RequiredOnly] {
+            for function in &meta.functions {
+                // A fresh instance per case: a failure then shows as itself,
+                // not as the crash loop that failures on one plugin end in.
+                if let Err(e) = self.host.load_offering(self.wasm, b"", &offer) {
+                    return fail(format!("the plugin does not load when offered {offer:?}: {e}"));
+                }
+                let deterministic = function.deterministic;
+                let strategy = (self.inputs(), proptest::prelude::any::<u64>());
+                let outcome = self.runner(cases).run(&strategy, |(input, seed)| {
+                    let mut plugin = self.host.load_offering(self.wasm, b"", &offer).map_err(|e| {
+                        TestCaseError::fail(format!("the plugin does not load when offered {offer:?}: {e}"))
+                    })?;
+                    plugin.set_application(Application::Random(seed));
+                    let got = plugin.call(&function.name, &input);
+                    let calls = plugin.take_host_calls();
+                    let conversation = || conversation(&calls);
+                    match &got {
+                        Ok(_) => {}
+                        Err(f) if f.is_defined_plugin_error() => {}
+                        Err(f) => {
+                            return Err(TestCaseError::fail(format!(
+                                "offered {offer:?}: the call failed with {f} after the host calls {}",
+                                conversation()
+                            )))
+                        }
+                    }
+                    if deterministic {
+                        let mut fresh = self
+                            .host
+                            .load_offering(self.wasm, b"", &offer)
+                            .map_err(|e| TestCaseError::fail(format!("the plugin does not load a second time: {e}")))?;
+                        fresh.set_application(Application::Random(seed));
+                        let again = fresh.call(&function.name, &input);
+                        let again_calls = fresh.take_host_calls();
+                        if !same_result(&got, &again) || again_calls != calls {
+                            return Err(TestCaseError::fail(format!(
+                                "offered {offer:?}: deterministic, but the same input and replies gave {} then {} \
+                                 (host calls {} then {})",
+                                describe(&got),
+                                describe(&again),
+                                conversation(),
+                                self::conversation(&again_calls)
+                            )));
+                        }
+                    }
+                    Ok(())
+                });
+                match outcome {
+                    Ok(()) => {}
+                    Err(TestError::Fail(reason, (input, _))) => {
+                        return CheckOutcome::Fail(Failure {
+                            message: reason.message().to_string(),
+                            function: Some(function.name.clone()),
+                            reproducer: Some(format!(
+                                "pabi run {} {} --input-hex '{}' --host-calls FILE (a table giving the replies above)",
+                                self.path,
+                                function.name,
+                                encode_hex(&input)
+                            )),
+                            input_hex: Some(encode_hex(&input)),
+                        })
+                    }
+                    Err(TestError::Abort(reason)) => return fail(format!("generation aborted: {reason}")),
+                }
+            }
+        }
+        CheckOutcome::Pass
+    }
+
     fn vectors(&mut self) -> CheckOutcome {
         let Some(file) = &self.options.vectors else {
             return skip("no vectors: no PLUGIN.vectors.json beside the plugin and no --vectors");
         };
         for vector in &file.vectors {
             let config = vector.config.as_ref().map(|c| c.resolve().unwrap_or_default()).unwrap_or_default();
-            let mut plugin = match self.host.load(self.wasm, &config) {
+            // The vector's table is the application: it offers the names it
+            // lists and no others.
+            let offer = match &vector.host_calls {
+                Some(table) => Offer::Only(table.names().map(String::from).collect()),
+                None => Offer::Only(Vec::new()),
+            };
+            let mut plugin = match self.host.load_offering(self.wasm, &config, &offer) {
                 Ok(p) => p,
                 Err(e) => return fail(format!("vector `{}`: the plugin does not load: {e}", vector.name)),
             };
+            if let Some(table) = &vector.host_calls {
+                plugin.set_application(Application::Table(table.clone()));
+            }
             for step in vector.steps() {
                 let input = step.input.resolve().unwrap_or_default();
                 let got = plugin.call(&step.function, &input);
+                let made: Vec<(String, Vec<u8>)> =
+                    plugin.take_host_calls().into_iter().map(|call| (call.name, call.request)).collect();
+                if !step.requests_match(&made) {
+                    let made: Vec<String> =
+                        made.iter().map(|(name, request)| format!("{name}({})", encode_hex(request))).collect();
+                    return fail(format!(
+                        "vector `{}`: the plugin made the host calls [{}], not the ones the vector gives",
+                        vector.name,
+                        made.join(", ")
+                    ));
+                }
                 let ok = match (&step.expect, &got) {
                     (Expect::Output(expected), Ok(out)) => expected.matches(out),
                     (Expect::Status(status), Err(f)) => {
@@ -526,6 +639,27 @@ fn history<'a>(functions: &[&'a str], input: &[u8]) -> Vec<(&'a str, Vec<u8>)> {
     (0..1 + seed % 4)
         .map(|i| (functions[(seed / 4 + i) % functions.len()], input.get(i..).unwrap_or_default().to_vec()))
         .collect()
+}
+
+/// The host calls of a call and their answers, for a failure message.
+fn conversation(calls: &[AnsweredCall]) -> String {
+    if calls.is_empty() {
+        return "(none)".to_string();
+    }
+    let shown: Vec<String> = calls
+        .iter()
+        .map(|call| {
+            let answer = match &call.answer {
+                pabi_abi::host_calls::Answer::Reply(reply) if reply.len() <= 32 => {
+                    format!("reply {}", encode_hex(reply))
+                }
+                pabi_abi::host_calls::Answer::Reply(reply) => format!("a {}-byte reply", reply.len()),
+                pabi_abi::host_calls::Answer::Fail(message) => format!("failure {message:?}"),
+            };
+            format!("{}({}) -> {answer}", call.name, encode_hex(&call.request))
+        })
+        .collect();
+    shown.join(", ")
 }
 
 fn same_result(a: &HostResult<Vec<u8>>, b: &HostResult<Vec<u8>>) -> bool {

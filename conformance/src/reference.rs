@@ -8,10 +8,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use pabi_abi::host_calls::Answer;
 use pabi_abi::{Capability, Metadata};
-use pabi_host::{Config, DirGrant, Error, Host, Plugin};
+use pabi_host::{Config, DirGrant, Error, Host, HostCallError, HostFunction, Plugin};
+use rand::{RngExt, SeedableRng};
 
-use crate::host::{HostFailure, HostResult, PluginUnderTest, TestHost};
+use crate::host::{AnsweredCall, Application, HostFailure, HostResult, Offer, PluginUnderTest, TestHost};
 
 /// Runs plugins in [`pabi_host`] with the spec's default limits, granting
 /// what a plugin declares: `clock` and `random` served virtually (the
@@ -27,8 +29,61 @@ pub struct ReferenceHost {
     scratch: tempfile::TempDir,
 }
 
-/// A host that grants `env:` and `fs:` capabilities, and its scratch folders.
-type ScopedHost = (Host, Arc<Scratch>);
+/// A host that grants `env:` and `fs:` capabilities or offers host calls,
+/// its scratch folders, and the application behind its host calls.
+type ScopedHost = (Host, Arc<Scratch>, Option<App>);
+
+/// The reply cap of the hosts that offer host calls: small, so that the
+/// random application can pass it cheaply (`LIM-14`).
+pub const HOST_CALL_REPLY_CAP: u64 = 64 << 10;
+
+/// The application behind a host's host calls: how it answers, and what it
+/// was asked. Shared by the host functions and the plugin under test.
+type App = Arc<Mutex<AppState>>;
+
+#[derive(Debug)]
+struct AppState {
+    mode: Application,
+    rng: rand::rngs::StdRng,
+    calls: Vec<AnsweredCall>,
+}
+
+impl AppState {
+    fn answer(&mut self, name: &str, request: &[u8]) -> Answer {
+        let answer = match &self.mode {
+            Application::Echo => Answer::Reply(request.to_vec()),
+            Application::Table(table) => table
+                .answer(name, request)
+                .map(|(answer, _)| answer)
+                .unwrap_or_else(|| Answer::Fail(format!("`{name}` is not in the table"))),
+            Application::Random(_) => random_answer(&mut self.rng),
+        };
+        self.calls.push(AnsweredCall { name: name.to_string(), request: request.to_vec(), answer: answer.clone() });
+        answer
+    }
+}
+
+/// A reply of a random size (empty, small, large, or one byte past the
+/// cap) or a failure with a random message.
+fn random_answer(rng: &mut rand::rngs::StdRng) -> Answer {
+    let bytes = |rng: &mut rand::rngs::StdRng, len: usize| (0..len).map(|_| rng.random::<u8>()).collect::<Vec<u8>>();
+    match rng.random_range(0..10u32) {
+        0 => Answer::Reply(Vec::new()),
+        1..=3 => {
+            let len = rng.random_range(1..=16);
+            Answer::Reply(bytes(rng, len))
+        }
+        4 => {
+            let len = rng.random_range(17..=4096);
+            Answer::Reply(bytes(rng, len))
+        }
+        5 => Answer::Reply(vec![b'x'; HOST_CALL_REPLY_CAP as usize + 1]),
+        _ => {
+            let len = rng.random_range(0..=80);
+            Answer::Fail((0..len).map(|_| char::from(rng.random_range(b' '..=b'~'))).collect())
+        }
+    }
+}
 
 /// Bytes a plugin may keep in its `fs:` scratch folders during a run.
 pub const SCRATCH_QUOTA_BYTES: u64 = 64 << 20;
@@ -83,6 +138,7 @@ pub struct ReferencePlugin {
     plugin: Plugin,
     scratch: Arc<Scratch>,
     log_dropped: u64,
+    app: Option<App>,
 }
 
 impl ReferencePlugin {
@@ -120,23 +176,35 @@ impl ReferenceHost {
     }
 
     /// The host for a plugin: the base one, or one that also offers the
-    /// plugin's `env:` and `fs:` capabilities.
-    fn host_for(&self, wasm: &[u8]) -> (Host, Arc<Scratch>) {
-        let declared = pabi_abi::find_custom_sections(wasm, pabi_abi::METADATA_SECTION)
+    /// plugin's `env:` and `fs:` capabilities and the host calls `offer`
+    /// selects, each behind the conformance application.
+    fn host_for(&self, wasm: &[u8], offer: &Offer) -> ScopedHost {
+        let metadata = pabi_abi::find_custom_sections(wasm, pabi_abi::METADATA_SECTION)
             .ok()
-            .and_then(|sections| sections.first().and_then(|s| Metadata::parse(&wasm[s.data.clone()]).ok()))
-            .map(|m| m.capabilities)
-            .unwrap_or_default();
+            .and_then(|sections| sections.first().and_then(|s| Metadata::parse(&wasm[s.data.clone()]).ok()));
+        let (declared, host_calls) = metadata.map(|m| (m.capabilities, m.host_calls)).unwrap_or_default();
         let mut scoped: Vec<Capability> =
             declared.into_iter().filter(|c| matches!(c, Capability::Env(_) | Capability::Fs { .. })).collect();
-        if scoped.is_empty() {
-            return (self.base.clone(), Arc::default());
+        let mut offered: Vec<String> = host_calls
+            .iter()
+            .filter(|call| match offer {
+                Offer::All => true,
+                Offer::RequiredOnly => call.required,
+                Offer::Only(names) => names.contains(&call.name),
+            })
+            .map(|call| call.name.clone())
+            .collect();
+        if scoped.is_empty() && host_calls.is_empty() {
+            return (self.base.clone(), Arc::default(), None);
         }
         scoped.sort();
-        let key: Vec<String> = scoped.iter().map(ToString::to_string).collect();
+        offered.sort();
+        let mut key: Vec<String> = scoped.iter().map(ToString::to_string).collect();
+        key.extend(offered.iter().map(|name| format!("host_call:{name}")));
+        key.push(format!("{} host calls", host_calls.len()));
         let mut hosts = self.scoped.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((host, scratch)) = hosts.get(&key) {
-            return (host.clone(), scratch.clone());
+        if let Some(scoped) = hosts.get(&key) {
+            return scoped.clone();
         }
         let mut config = self.base.config().to_builder();
         let mut scratch = Scratch::default();
@@ -154,10 +222,33 @@ impl ReferenceHost {
                 _ => {}
             }
         }
+        let app = (!host_calls.is_empty()).then(|| {
+            Arc::new(Mutex::new(AppState {
+                mode: Application::Echo,
+                rng: rand::rngs::StdRng::seed_from_u64(0),
+                calls: Vec::new(),
+            }))
+        });
+        if let Some(app) = &app {
+            let defaults = pabi_abi::Limits::default();
+            config = config.max_host_call_bytes(defaults.max_request, HOST_CALL_REPLY_CAP);
+            for name in &offered {
+                let app = app.clone();
+                let function = HostFunction::new(name.clone(), move |cx, request| {
+                    match app.lock().unwrap_or_else(|p| p.into_inner()).answer(cx.host_call(), request) {
+                        Answer::Reply(reply) => Ok(reply),
+                        Answer::Fail(message) => Err(HostCallError::new(message)),
+                    }
+                });
+                if let Ok(function) = function {
+                    config = config.host_function(function);
+                }
+            }
+        }
         let host = Host::new(config.build()).unwrap_or_else(|_| self.base.clone());
-        let scratch = Arc::new(scratch);
-        hosts.insert(key, (host.clone(), scratch.clone()));
-        (host, scratch)
+        let scoped = (host, Arc::new(scratch), app);
+        hosts.insert(key, scoped.clone());
+        scoped
     }
 }
 
@@ -174,9 +265,20 @@ impl TestHost for ReferenceHost {
     type Plugin = ReferencePlugin;
 
     fn load(&self, wasm: &[u8], config: &[u8]) -> HostResult<ReferencePlugin> {
-        let (host, scratch) = self.host_for(wasm);
+        self.load_offering(wasm, config, &Offer::All)
+    }
+
+    fn load_offering(&self, wasm: &[u8], config: &[u8], offer: &Offer) -> HostResult<ReferencePlugin> {
+        let (host, scratch, app) = self.host_for(wasm, offer);
+        // A load runs `pabi_init`, which may make host calls: answer them
+        // as the default application does.
+        if let Some(app) = &app {
+            let mut state = app.lock().unwrap_or_else(|p| p.into_inner());
+            state.mode = Application::Echo;
+            state.calls.clear();
+        }
         let plugin = host.load_with_config(wasm, config).map_err(failure)?;
-        let mut plugin = ReferencePlugin { log_dropped: 0, plugin, scratch };
+        let mut plugin = ReferencePlugin { log_dropped: 0, plugin, scratch, app };
         plugin.after_call()?;
         Ok(plugin)
     }
@@ -229,5 +331,23 @@ impl PluginUnderTest for ReferencePlugin {
 
     fn max_error_message(&self) -> u64 {
         self.plugin.host_config().limits().max_error_message
+    }
+
+    fn set_application(&mut self, application: Application) {
+        if let Some(app) = &self.app {
+            let mut state = app.lock().unwrap_or_else(|p| p.into_inner());
+            if let Application::Random(seed) = application {
+                state.rng = rand::rngs::StdRng::seed_from_u64(seed);
+            }
+            state.mode = application;
+            state.calls.clear();
+        }
+    }
+
+    fn take_host_calls(&mut self) -> Vec<AnsweredCall> {
+        match &self.app {
+            Some(app) => std::mem::take(&mut app.lock().unwrap_or_else(|p| p.into_inner()).calls),
+            None => Vec::new(),
+        }
     }
 }

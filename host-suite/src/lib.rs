@@ -396,7 +396,8 @@ pub fn run_vector(adapter: &[String], vector: &Vector, plugin: &Path, scratch: &
     let config = vector.config.as_ref().map(bytes).transpose()?;
     let host_calls = match &vector.host_calls {
         Some(table) => {
-            let path = scratch.join(format!("{}.host-calls.json", vector.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")));
+            let path = scratch
+                .join(format!("{}.host-calls.json", vector.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")));
             std::fs::write(&path, table.to_json()).map_err(|e| format!("cannot write a host-call table: {e}"))?;
             Some(path)
         }

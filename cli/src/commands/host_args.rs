@@ -74,8 +74,7 @@ impl HostArgs {
     fn host_functions(&self, transcript: &HostCallLog) -> anyhow::Result<Vec<HostFunction>> {
         let mut functions = Vec::new();
         if let Some(path) = &self.host_calls {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             let table = HostCallTable::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             functions.extend(pabi_host::table_functions(&table, transcript));
         }
