@@ -78,14 +78,16 @@ typedef enum pabi_status {
 } pabi_status;
 
 /* Codes the imports return. */
-#define PABI_E_LIMIT (-1)       /* error message truncated at the host's cap  */
+#define PABI_E_LIMIT (-1)       /* a cap: message truncated, host-call request/reply too big */
 #define PABI_E_INVALID (-2)     /* e.g. an unknown log level                  */
 #define PABI_E_UNAVAILABLE (-3) /* not usable in this phase, e.g. output in init */
+#define PABI_E_FAILED (-4)      /* ABI 1.1: a host call's handler failed; the reply is its message */
+#define PABI_E_ABSENT (-5)      /* ABI 1.1: an optional host call this host does not offer */
 
 /* Log levels of pabi_log(). */
 enum { PABI_LOG_ERROR = 0, PABI_LOG_WARN = 1, PABI_LOG_INFO = 2, PABI_LOG_DEBUG = 3, PABI_LOG_TRACE = 4 };
 
-/* ---- The imports (module `pabi`, ABI 1.0) --------------------------------
+/* ---- The imports (module `pabi`, ABI 1.0 and 1.1) ------------------------
  * Pointers and lengths are unsigned 32-bit. A range outside memory makes the
  * host abort the call (MEM-3). */
 
@@ -100,6 +102,20 @@ PABI_IMPORT_(output_write) int32_t pabi_output_write(const void *src, uint32_t l
 PABI_IMPORT_(error_write) int32_t pabi_error_write(const void *src, uint32_t len);
 /* Logs at a level 0 (error) .. 4 (trace); 0, or PABI_E_INVALID. */
 PABI_IMPORT_(log) int32_t pabi_log_write(int32_t level, const void *src, uint32_t len);
+
+/* ABI 1.1 (host calls, CALL-1): a plugin that uses these declares "abi": "1.1"
+ * and each name in its metadata's `host_calls`. wasm-ld imports only the
+ * functions a plugin calls, so a 1.0 plugin built with this header does not
+ * import them (IMP-4). */
+
+/* Calls the application's handler `name` with the request; returns the reply
+ * length, or PABI_E_LIMIT, PABI_E_UNAVAILABLE, PABI_E_FAILED (the reply is the
+ * handler's message) or PABI_E_ABSENT. Prefer pabi_host_call() below. */
+PABI_IMPORT_(host_call)
+int32_t pabi_host_call_import(const void *name, uint32_t name_len, const void *req, uint32_t req_len);
+/* Copies min(len, reply_len - offset) bytes of the latest host call's reply
+ * to dst; returns the count, 0 past the end (CALL-6). */
+PABI_IMPORT_(reply_read) int32_t pabi_reply_read(void *dst, uint32_t offset, uint32_t len);
 
 /* ---- Exports --------------------------------------------------------------
  *
@@ -275,6 +291,53 @@ static inline int32_t pabi_error(int32_t status, const char *message) {
 
 static inline void pabi_log(int32_t level, const char *message) {
     pabi_log_write(level, message, (uint32_t)pabi_strlen(message));
+}
+
+/* ---- Host calls (ABI 1.1) --------------------------------------------------
+ *
+ *   int32_t n = pabi_host_call_str("kv.get", key, key_len);
+ *   if (n >= 0) { uint8_t *value = pabi_reply((uint32_t)n); ... }
+ *   else if (n == PABI_E_FAILED) { ... pabi_reply_copy(buf, sizeof buf) ... }
+ *
+ * The host copies the request out and keeps the reply until the next host
+ * call of this call; the plugin copies the reply into memory it owns. A
+ * failed or absent call is a code, never a trap: the plugin decides what it
+ * means (CALL-4). */
+
+/* Calls the host call `name` (as declared in the metadata) with `req_len`
+ * bytes at `req`: the reply length (>= 0) or a negative PABI_E_* code. */
+static inline int32_t pabi_host_call(const char *name, size_t name_len, const void *req, size_t req_len) {
+    /* No host's request cap is above 2^31 - 1 bytes (LIM-14): a longer
+     * request is E_LIMIT without asking, as the host would answer. */
+    if (req_len > 0x7fffffffu) return PABI_E_LIMIT;
+    return pabi_host_call_import(name, (uint32_t)name_len, req, (uint32_t)req_len);
+}
+
+/* pabi_host_call() with a NUL-terminated name. */
+static inline int32_t pabi_host_call_str(const char *name, const void *req, size_t req_len) {
+    return pabi_host_call(name, pabi_strlen(name), req, req_len);
+}
+
+/* Reads up to `len` bytes of the current reply, from its start, into `dst`;
+ * returns how many. Use it after PABI_E_FAILED, whose message length the
+ * host does not return (at most 65,536 bytes, CALL-4), or with a buffer of
+ * the length a successful pabi_host_call() returned. */
+static inline uint32_t pabi_reply_copy(void *dst, uint32_t len) {
+    uint32_t done = 0;
+    while (done < len) {
+        int32_t n = pabi_reply_read((uint8_t *)dst + done, done, len - done);
+        if (n <= 0) break;
+        done += (uint32_t)n;
+    }
+    return done;
+}
+
+/* The whole reply of `len` bytes (what pabi_host_call() returned), in
+ * scratch memory; NULL when out of memory. Never NULL for len 0. */
+static inline uint8_t *pabi_reply(uint32_t len) {
+    uint8_t *buf = (uint8_t *)pabi_alloc(len ? len : 1);
+    if (buf) pabi_reply_copy(buf, len);
+    return buf;
 }
 
 /* ---- Small helpers for freestanding code ----------------------------------- */

@@ -37,8 +37,8 @@
 //
 // pabi copies bytes in and out; no buffer ever changes owner. The host only
 // touches plugin memory inside an import call (input_read, output_write,
-// error_write, log), synchronously, on the goroutine that made the call, and
-// keeps no pointer once the call returns. The buffer is a live argument of
+// error_write, log, host_call, reply_read), synchronously, on the goroutine
+// that made the call, and keeps no pointer once the call returns. The buffer is a live argument of
 // that call, so the garbage collector cannot free it, and neither the Go nor
 // the TinyGo collector moves objects. runtime.Pinner exists for pointers the
 // other side keeps after a call returns; pabi never does that. Nothing is
@@ -65,6 +65,15 @@ const (
 	CustomMax Status = 127
 )
 
+// Codes the imports return (ERR-5). A plugin handles them; none is a trap.
+const (
+	ELimit       int32 = -1 // a cap was reached: message truncated, host-call request or reply too large
+	EInvalid     int32 = -2 // an argument out of its domain, e.g. an unknown log level
+	EUnavailable int32 = -3 // not usable in this phase, e.g. output in pabi_init
+	EFailed      int32 = -4 // ABI 1.1: a host call's handler failed; the reply is its message
+	EAbsent      int32 = -5 // ABI 1.1: an optional host call this host does not offer
+)
+
 // Log levels.
 const (
 	LevelError int32 = 0
@@ -88,6 +97,16 @@ func errorWrite(src unsafe.Pointer, length uint32) int32
 
 //go:wasmimport pabi log
 func logWrite(level int32, src unsafe.Pointer, length uint32) int32
+
+// ABI 1.1 (host calls, CALL-1). A plugin that calls HostCall declares
+// "abi": "1.1" and each name in its metadata's `host_calls`; the linker
+// imports only what a plugin uses, so others do not import these (IMP-4).
+
+//go:wasmimport pabi host_call
+func hostCall(name unsafe.Pointer, nameLen uint32, req unsafe.Pointer, reqLen uint32) int32
+
+//go:wasmimport pabi reply_read
+func replyRead(dst unsafe.Pointer, offset uint32, length uint32) int32
 
 // ptr is the address of the first byte of b, for an import call; nil for an
 // empty slice (the host reads no bytes then).
@@ -219,6 +238,169 @@ func Fail(status Status, msg string) int32 {
 // Log sends a line to the host's log at level (LevelError .. LevelTrace).
 func Log(level int32, msg string) {
 	logWrite(level, strPtr(msg), uint32(len(msg)))
+}
+
+// HostCallError is why a host call gave no reply: Code is what host_call
+// returned (EFailed, EAbsent, ELimit, EUnavailable, or a code this package
+// does not know) and Message, for EFailed, the handler's message. None is a
+// trap: the plugin decides what each means (CALL-4). Compare with the
+// sentinels, by code:
+//
+//	reply, err := pabi.HostCall("kv.get", key)
+//	if errors.Is(err, pabi.ErrAbsent) { ... }
+//	if e, ok := err.(*pabi.HostCallError); ok && e.Code == pabi.EFailed { ... e.Message ... }
+//
+// Returned from Handle's or Run's function, it fails the call with FAILED
+// and its Error text.
+type HostCallError struct {
+	Code    int32
+	Message string
+}
+
+// The HostCallError of each code, for errors.Is; they have no message.
+var (
+	ErrFailed      = &HostCallError{Code: EFailed}
+	ErrAbsent      = &HostCallError{Code: EAbsent}
+	ErrLimit       = &HostCallError{Code: ELimit}
+	ErrUnavailable = &HostCallError{Code: EUnavailable}
+)
+
+// Error reads as the Rust PDK's HostCallError does, so a plugin that
+// reports it has the same message in every language.
+func (e *HostCallError) Error() string {
+	switch e.Code {
+	case EFailed:
+		return "the host's handler failed: " + e.Message
+	case EAbsent:
+		return "the host does not offer this call"
+	case ELimit:
+		return "the request or the reply is larger than the host allows"
+	case EUnavailable:
+		return "host calls are not available in this phase"
+	}
+	return "host_call returned " + itoa(int64(e.Code))
+}
+
+// Is reports whether target is a *HostCallError with the same code, so that
+// errors.Is(err, ErrAbsent) matches whatever the message.
+func (e *HostCallError) Is(target error) bool {
+	t, ok := target.(*HostCallError)
+	return ok && t.Code == e.Code
+}
+
+// HostCall calls the host call name (declared in the metadata) with request
+// and returns the reply, or a *HostCallError. The host copies the request
+// out and keeps the reply; HostCall copies it into a new slice. No buffer
+// changes owner.
+func HostCall(name string, request []byte) ([]byte, error) {
+	code := hostCall(strPtr(name), uint32(len(name)), ptr(request), uint32(len(request)))
+	if code >= 0 {
+		return readReply(uint32(code)), nil
+	}
+	if code == EFailed {
+		// The reply holds the handler's message.
+		return nil, &HostCallError{Code: code, Message: LossyUTF8(readMessage())}
+	}
+	return nil, &HostCallError{Code: code}
+}
+
+// Offers reports whether the host offers the optional host call name to
+// this plugin, found by calling it with an empty request (CALL-5): use it
+// only for calls whose empty request has no effect.
+func Offers(name string) bool {
+	_, err := HostCall(name, nil)
+	e, ok := err.(*HostCallError)
+	return !ok || e.Code != EAbsent
+}
+
+// readReply reads the whole reply of length bytes into one slice.
+func readReply(length uint32) []byte {
+	buf := make([]byte, length)
+	filled := 0
+	for filled < len(buf) {
+		n := replyRead(ptr(buf[filled:]), uint32(filled), uint32(len(buf)-filled))
+		if n <= 0 {
+			break
+		}
+		filled += int(n)
+	}
+	return buf[:filled]
+}
+
+// readMessage reads a failure message, whose length host_call does not
+// return: in pieces, up to the 64 KiB a host keeps (CALL-4).
+func readMessage() []byte {
+	var message []byte
+	var chunk [1024]byte
+	for len(message) < 64<<10 {
+		n := replyRead(unsafe.Pointer(&chunk[0]), uint32(len(message)), uint32(len(chunk)))
+		if n <= 0 {
+			break
+		}
+		message = append(message, chunk[:n]...)
+	}
+	return message
+}
+
+// LossyUTF8 returns b as UTF-8 text, each maximal invalid subsequence
+// replaced by one U+FFFD, as Rust's String::from_utf8_lossy does, so that
+// messages built from untrusted bytes are the same in every language
+// (strings.ToValidUTF8 replaces a whole run of invalid bytes with one).
+func LossyUTF8(b []byte) string {
+	var out []byte
+	run := 0
+	for i := 0; i < len(b); {
+		step, valid := utf8Step(b[i:])
+		if !valid {
+			if out == nil {
+				out = make([]byte, 0, len(b)+2)
+			}
+			out = append(out, b[run:i]...)
+			out = append(out, "\uFFFD"...)
+			run = i + step
+		}
+		i += step
+	}
+	if out == nil {
+		return string(b)
+	}
+	return string(append(out, b[run:]...))
+}
+
+// utf8Step returns the length of the UTF-8 sequence at the start of s (not
+// empty) and whether it is valid; an invalid one is the longest prefix of a
+// valid sequence, at least one byte (no overlong forms, no surrogates,
+// nothing above U+10FFFF).
+func utf8Step(s []byte) (int, bool) {
+	b := s[0]
+	if b < 0x80 {
+		return 1, true
+	}
+	need, lo, hi := 0, byte(0x80), byte(0xBF)
+	switch {
+	case b >= 0xC2 && b <= 0xDF:
+		need = 1
+	case b == 0xE0:
+		need, lo = 2, 0xA0
+	case b == 0xED:
+		need, hi = 2, 0x9F
+	case b >= 0xE1 && b <= 0xEF:
+		need = 2
+	case b == 0xF0:
+		need, lo = 3, 0x90
+	case b == 0xF4:
+		need, hi = 3, 0x8F
+	case b >= 0xF1 && b <= 0xF3:
+		need = 3
+	default:
+		return 1, false
+	}
+	i := 1
+	for i <= need && i < len(s) && s[i] >= lo && s[i] <= hi {
+		i++
+		lo, hi = 0x80, 0xBF
+	}
+	return i, i > need
 }
 
 // Error is a failed call: a non-zero status and a message for the host.
