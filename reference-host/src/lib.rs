@@ -58,8 +58,9 @@
 //! is one of the spec's host error kinds (`ERR-6`), with the details that
 //! kind carries: the clause of an [`Error::AbiViolation`], the trap kind and
 //! a [`WasmTrace`] of an [`Error::Trap`], the plugin's status and message of
-//! an [`Error::PluginError`]. Only [`Error::HostUnavailable`] has no kind: the
-//! host itself could not serve, whatever the plugin.
+//! an [`Error::PluginError`]. A host that cannot serve, whatever the plugin,
+//! reports [`Error::HostUnavailable`] (`HOST_FAILURE`); only a configuration
+//! it cannot apply has no kind.
 //!
 //! After an abort or a trap the instance is dead; the next call runs on a
 //! fresh one with the same configuration (`LIFE-5`, `LIFE-6`), and a plugin
@@ -86,6 +87,56 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Host functions
+//!
+//! A plugin of ABI 1.1 calls its application through host calls it
+//! declares (`CALL-1`). The application offers each one as a closure; the
+//! host copies the request out and the reply in, so no buffer changes owner:
+//!
+//! ```
+//! # fn main() -> anyhow::Result<()> {
+//! use pabi_host::{Config, Host, HostCallError, HostFunction};
+//!
+//! let wasm = wat::parse_str(r#"(module
+//!     (import "pabi" "input_read" (func $read (param i32 i32 i32) (result i32)))
+//!     (import "pabi" "output_write" (func $write (param i32 i32) (result i32)))
+//!     (import "pabi" "host_call" (func $host_call (param i32 i32 i32 i32) (result i32)))
+//!     (import "pabi" "reply_read" (func $reply_read (param i32 i32 i32) (result i32)))
+//!     (memory (export "memory") 1)
+//!     (data (i32.const 0) "kv.get")
+//!     (func (export "pabi_fn_lookup") (param $len i32) (result i32) (local $n i32)
+//!       (drop (call $read (i32.const 16) (i32.const 0) (local.get $len)))
+//!       (local.set $n (call $host_call (i32.const 0) (i32.const 6) (i32.const 16) (local.get $len)))
+//!       (if (i32.lt_s (local.get $n) (i32.const 0)) (then (return (i32.const 3))))
+//!       (drop (call $write (i32.const 1024) (call $reply_read (i32.const 1024) (i32.const 0) (local.get $n))))
+//!       (i32.const 0))
+//!     (@custom "pabi" "{\"abi\":\"1.1\",\"name\":\"lookup\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"lookup\"}],\"capabilities\":[],\"host_calls\":[{\"name\":\"kv.get\",\"required\":true}]}"))"#)?;
+//!
+//! let kv_get = HostFunction::new("kv.get", |cx, key| {
+//!     assert_eq!((cx.plugin(), cx.function()), ("lookup", "lookup"));
+//!     match key {
+//!         b"apple" => Ok(b"red".to_vec()),
+//!         _ => Err(HostCallError::new("no such key")),
+//!     }
+//! })?;
+//! let host = Host::new(Config::builder().host_function(kv_get).build())?;
+//! let mut plugin = host.load(&wasm)?;
+//! assert_eq!(plugin.call("lookup", b"apple")?, b"red");
+//! // The handler failed; the plugin chose to return FAILED.
+//! assert_eq!(plugin.call("lookup", b"pear").unwrap_err().status(), Some(3));
+//!
+//! // A host that does not offer a required call refuses the plugin.
+//! let bare = Host::new(Config::default())?;
+//! assert_eq!(bare.load(&wasm).unwrap_err().kind(), Some(pabi_abi::HostErrorKind::MissingCapability));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`HostFunction::only_for`] offers a function to named plugins only, and
+//! [`ConfigBuilder::abi_version`] set to 1.0 keeps host calls off entirely
+//! (`CALL-9`). [`table_functions`] answers from a host-call table, as
+//! `pabi run --host-calls` does.
 //!
 //! # Caching and reloading
 //!
