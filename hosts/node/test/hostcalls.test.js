@@ -3,80 +3,9 @@
 // caps (LIM-14), the phases (HOST-8) and a host offering 1.0 only (CALL-9).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildPlugin, op as g } from './helpers.js';
+import { buildPlugin, op as g, hcPlugin, hcInput as req } from './helpers.js';
 import { loadPlugin, Host, HostFunction, PabiError, checkPlugin } from '../src/index.js';
 import { failureReply, runHandler, FAILURE_CAP } from '../src/host.js';
-
-const sub = [0x6b];
-// Imports: input_read 0, output_write 1, error_write 2, log 3, host_call 4, reply_read 5.
-const HC = 4;
-const RR = 5;
-const IMPORTS = ['input_read', 'output_write', 'error_write', 'log', { name: 'host_call', type: 6 }, { name: 'reply_read', type: 0 }];
-
-// `call`: the input is offset u32, len u32, name_len u32, name, request
-// (as in fixtures/host-conformance/host-calls.wat). It makes the host call,
-// reads up to `len` reply bytes from `offset`, and outputs what host_call
-// returned (i32), what reply_read returned (i32) and the bytes read.
-const CALL = [
-  g.i32(0x1000), g.i32(0), g.localGet(0), g.call(0), g.drop,
-  g.i32(0x8000),
-  g.i32(0x100c), g.i32(0x1008), g.load,
-  g.i32(0x100c), g.i32(0x1008), g.load, g.add,
-  g.localGet(0), g.i32(12), g.i32(0x1008), g.load, g.add, sub,
-  g.call(HC),
-  g.store,
-  g.i32(0x8004), g.i32(0x8008), g.i32(0x1000), g.load, g.i32(0x1004), g.load, g.call(RR), g.store,
-  g.i32(0x8000), g.i32(8), g.i32(0x8004), g.load, g.add, g.call(1), g.drop,
-  g.i32(0),
-];
-// host_call("kv.get", "apple"), its result dropped.
-const GET_APPLE = [g.i32(0x100), g.i32(6), g.i32(0x110), g.i32(5), g.call(HC), g.drop];
-// Stores what host_call("kv.init", "apple") returns at `at`.
-const INIT_AT = (at) => [g.i32(at), g.i32(0x120), g.i32(7), g.i32(0x110), g.i32(5), g.call(HC), g.store];
-
-const DECLARED = [
-  { name: 'kv.get', required: false },
-  { name: 'kv.init', required: false },
-  { name: 'kv.big', required: false },
-];
-
-/**
- * A 1.1 plugin named `name` that declares `hostCalls`. Functions: `call`
- * (above); `seq`, which first calls kv.get with "apple" and then does what
- * `call` does, so that the reply of an earlier host call is there to be
- * replaced; `count`, a counter of calls on the instance; `initcode`, what
- * host_call("kv.init") returned in _initialize and in pabi_init (two
- * i32). pabi_state_save outputs what host_call returned in its phase.
- */
-function hcPlugin({ name = 'hc', hostCalls = DECLARED, abi = '1.1', pages = 3, profile = 'core', capabilities = [] } = {}) {
-  const fns = ['call', 'seq', 'count', 'initcode'];
-  return buildPlugin({
-    imports: IMPORTS,
-    memoryPages: pages,
-    data: [[0x100, [...Buffer.from('kv.get')]], [0x110, [...Buffer.from('apple')]], [0x120, [...Buffer.from('kv.init')]]],
-    metadata: { abi, name, version: '3.4.5', profile, functions: fns.map((n) => ({ name: n })), capabilities, host_calls: hostCalls },
-    functions: [
-      { export: 'pabi_fn_call', code: CALL },
-      { export: 'pabi_fn_seq', code: [GET_APPLE, CALL] },
-      { export: 'pabi_fn_count', code: [g.globalGet(0), g.i32(1), g.add, g.globalSet(0), g.i32(0x300), g.globalGet(0), g.store, g.i32(0x300), g.i32(4), g.call(1), g.drop, g.i32(0)] },
-      { export: 'pabi_fn_initcode', code: [g.i32(0x200), g.i32(8), g.call(1), g.drop, g.i32(0)] },
-      { export: '_initialize', type: 3, code: INIT_AT(0x200) },
-      { export: 'pabi_init', code: [INIT_AT(0x204), g.i32(0)] },
-      { export: 'pabi_state_save', type: 9, code: [INIT_AT(0x208), g.i32(0x208), g.i32(4), g.call(1), g.drop, g.i32(0)] },
-      { export: 'pabi_state_load', code: [g.i32(0)] },
-    ],
-  });
-}
-
-// The input of `call` and `seq`.
-function req(name, request = '', { offset = 0, len = 256 } = {}) {
-  const n = Buffer.from(name);
-  const head = Buffer.alloc(12);
-  head.writeUInt32LE(offset, 0);
-  head.writeUInt32LE(len, 4);
-  head.writeUInt32LE(n.length, 8);
-  return new Uint8Array(Buffer.concat([head, n, Buffer.from(request)]));
-}
 
 // What `call` and `seq` output: the code, the count read, the bytes read.
 function answer(output) {
