@@ -310,12 +310,17 @@ export class Plugin {
   // waits, the instance is busy: a host-call handler that calls back into
   // this plugin is refused (CALL-8).
   request(req) {
+    let res;
     this.busy = req;
     try {
-      return this.exchange(req);
+      res = this.exchange(req);
     } finally {
       this.busy = null;
     }
+    // The records go out once the call has ended, so that onLog may call
+    // the plugin again as before host calls existed.
+    if (res.log) this.deliverLog(res.log, req.export);
+    return res;
   }
 
   exchange(req) {
@@ -356,9 +361,7 @@ export class Plugin {
       if (this.died()) return this.lostWorker(req);
       Atomics.wait(this.ctl, 0, DONE, 10);
     }
-    const res = got.message;
-    if (res.log) this.deliverLog(res.log, req.export);
-    return res;
+    return got.message;
   }
 
   // One host call of the plugin (worker.js, askApplication): runs the
