@@ -182,11 +182,13 @@ const pabi = {
 };
 
 // CALL-3: a name the plugin does not declare, or not UTF-8, shown in the
-// message as JSON text (SEC-3: its control characters escaped), cut short.
+// message as JSON text, cut short. SEC-3: its control characters are
+// escaped as escapeText (plugin.js) does, C1 and line separators too.
 const lossy = new TextDecoder();
 const strict = new TextDecoder('utf-8', { fatal: true });
 function undeclared(bytes) {
-  const shown = JSON.stringify(lossy.decode(bytes.subarray(0, 200)));
+  const shown = JSON.stringify(lossy.decode(bytes.subarray(0, 200)))
+    .replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   return new Abort('ABI_VIOLATION', {
     clause: 'CALL-3',
     detail: `[CALL-3] pabi.host_call: ${shown}${bytes.length > 200 ? '…' : ''} is not a host call the plugin declares in its metadata`,

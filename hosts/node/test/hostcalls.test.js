@@ -150,10 +150,12 @@ test('a name the plugin does not declare, or not UTF-8, aborts the call with ABI
   const p = loadPlugin(hcPlugin(), { hostFunctions: [{ name: 'kv.get', handler: () => { ran++; return 'x'; } }, { name: 'kv.put', handler: () => { ran++; return 'x'; } }] });
   try {
     assert.equal(p.call('count').at(0), 1);
-    for (const name of ['kv.put', 'kv.ge', Buffer.from([0x6b, 0x76, 0x2e, 0xff])]) {
+    for (const name of ['kv.put', 'kv.ge', Buffer.from([0x6b, 0x76, 0x2e, 0xff]), 'kv.\u001b[2J\u009b\u2028']) {
       const e = refusal(() => p.call('call', req(name)));
       assert.equal(e.kind, 'ABI_VIOLATION');
       assert.equal(e.clause, 'CALL-3');
+      // SEC-3: the plugin's name reaches the message with its control characters escaped.
+      assert.doesNotMatch(e.message, /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/);
       // The instance died: the count starts again.
       assert.equal(p.call('count').at(0), 1);
     }
