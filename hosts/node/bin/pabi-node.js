@@ -5,19 +5,22 @@
 //     [--then FUNCTION:HEX | --then FUNCTION:@FILE]...
 //     [--config-hex HEX | --config FILE] [--timeout-ms N] [--max-memory BYTES]
 //     [--max-output BYTES] [--fuel N] [--allow-clock] [--allow-random]
-//     [--env NAME=VALUE]... [--dir HOST:GUEST[:ro]]... --format json
+//     [--env NAME=VALUE]... [--dir HOST:GUEST[:ro]]...
+//     [--max-request BYTES] [--max-reply BYTES] [--host-calls FILE] [--abi VERSION]
+//     --format json
 //
 // Prints one JSON line per call on standard output; exits 0 whenever it ran
 // the case, 2 on bad arguments (a plugin file that cannot be read among
 // them), 1 on an internal error.
 
 import fs from 'node:fs';
-import { loadPlugin, Oversized, escapeText, PabiError } from '../src/index.js';
+import { loadPlugin, Oversized, escapeText, PabiError, ABI_VERSIONS } from '../src/index.js';
 import { failure, success } from '../src/result.js';
+import { parseHostCallTable, tableFunctions, TableError } from '../src/table.js';
 
 function usage(message) {
   process.stderr.write(`pabi-node: ${message}\n`);
-  process.stderr.write('usage: pabi-node PLUGIN.wasm FUNCTION --input-hex HEX [--then FUNCTION:HEX]... [--config-hex HEX] [--timeout-ms N] [--max-memory BYTES] [--max-output BYTES] [--fuel N] [--allow-clock] [--allow-random] [--env NAME=VALUE]... [--dir HOST:GUEST[:ro]]... --format json\n');
+  process.stderr.write('usage: pabi-node PLUGIN.wasm FUNCTION --input-hex HEX [--then FUNCTION:HEX]... [--config-hex HEX] [--timeout-ms N] [--max-memory BYTES] [--max-output BYTES] [--fuel N] [--allow-clock] [--allow-random] [--env NAME=VALUE]... [--dir HOST:GUEST[:ro]]... [--max-request BYTES] [--max-reply BYTES] [--host-calls FILE] [--abi VERSION] --format json\n');
   process.exit(2);
 }
 
@@ -55,6 +58,24 @@ function dir(text) {
   const at = rest.lastIndexOf(':/');
   if (at <= 0) usage(`--dir needs HOST:GUEST[:ro], not ${JSON.stringify(text)}`);
   return { host: rest.slice(0, at), guest: rest.slice(at + 1), readOnly };
+}
+
+// `--host-calls FILE`: the application's side of host calls, a table
+// (src/table.js). A table that cannot be read or does not follow the
+// schema is a bad argument.
+function hostCallTable(path) {
+  let text;
+  try {
+    text = fs.readFileSync(path, 'utf8');
+  } catch (e) {
+    return usage(`--host-calls: cannot read ${path}: ${e.message}`);
+  }
+  try {
+    return parseHostCallTable(text);
+  } catch (e) {
+    if (e instanceof TableError) return usage(`--host-calls ${path}: ${e.message}`);
+    throw e;
+  }
 }
 
 function parseArgs(argv) {
@@ -100,6 +121,16 @@ function parseArgs(argv) {
         break;
       }
       case '--dir': opts.dirs.push(dir(value())); break;
+      case '--max-request': opts.limits.maxRequest = integer(value(), a); break;
+      case '--max-reply': opts.limits.maxReply = integer(value(), a); break;
+      case '--host-calls': opts.hostCalls = hostCallTable(value()); break;
+      case '--abi': {
+        // CALL-9: the version the host offers, one it implements.
+        const v = value();
+        if (!ABI_VERSIONS.includes(v)) usage(`--abi: this host offers ABI ${ABI_VERSIONS.join(' or ')}, not ${JSON.stringify(v)}`);
+        opts.abi = v;
+        break;
+      }
       case '--format': if (value() !== 'json') usage('only --format json is supported'); break;
       default:
         if (a.startsWith('--')) usage(`unknown option ${a}`);
@@ -137,9 +168,25 @@ function main() {
     })));
     return null;
   }
+  // Every request the application's handlers receive, in order; each
+  // result line takes those of its call (host-guide, "Result lines").
+  let received = [];
+  const take = () => { const list = received; received = []; return list; };
+  let hostFunctions = [];
+  if (opts.hostCalls) {
+    try {
+      hostFunctions = tableFunctions(opts.hostCalls, (name, request) => received.push({ name, request }));
+    } catch (e) {
+      // A name the schema allows but no host may offer (CALL-2: `pabi.`).
+      if (e instanceof TypeError) usage(`--host-calls: ${e.message}`);
+      throw e;
+    }
+  }
   let plugin;
   try {
     plugin = loadPlugin(bytes, {
+      hostFunctions,
+      abi: opts.abi,
       config: opts.config,
       limits: opts.limits,
       // Only the capabilities the grant flags allow (host-guide, adapter
@@ -150,18 +197,20 @@ function main() {
       onLog: (level, text) => process.stderr.write(`log ${level}: ${escapeText(text)}\n`),
     });
   } catch (e) {
-    print(failure(e));
+    print(failure(e, take()));
     return;
   }
+  // Host calls of the first load's pabi_init are reported with the first
+  // call, as those of a later re-load are with the call that made it.
   for (const call of opts.calls) {
     try {
       let output;
       if (call.fn === '@save') output = plugin.saveState();
       else if (call.fn === '@load') { plugin.loadState(call.input); output = new Uint8Array(0); }
       else output = plugin.call(call.fn, call.input);
-      print(success(output));
+      print(success(output, take()));
     } catch (e) {
-      print(failure(e));
+      print(failure(e, take()));
     }
   }
   plugin.close();

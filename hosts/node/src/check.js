@@ -4,15 +4,35 @@
 import { BinaryError, Reader, walkSections, parseModule, checkFeatures, checkConstExprs, codeBodies, sig } from './binary.js';
 import { PabiError } from './errors.js';
 
-export const HOST_ABI = { major: 1, minor: 0 };
+// The newest ABI this host implements. An embedder may offer an older
+// minor instead (CALL-9): `abi` of checkPlugin, `options.abi` of loadPlugin.
+export const HOST_ABI = { major: 1, minor: 1 };
 export const HOST_ABI_TEXT = `${HOST_ABI.major}.${HOST_ABI.minor}`;
+// Every version this host can offer (VER-2: a 1.1 host serves 1.0 plugins
+// exactly as a 1.0 host; CALL-9: it can also refuse 1.1 ones).
+export const ABI_VERSIONS = ['1.0', '1.1'];
 
+// Every host function of every 1.x version, with its Since (IMP-2, IMP-3,
+// IMP-4): a plugin declaring 1.0 may not import the 1.1 ones, and a host
+// offering 1.0 (CALL-9) does not provide them.
 export const PABI_FUNCTIONS = {
   input_read: { params: ['i32', 'i32', 'i32'], results: ['i32'], since: [1, 0] },
   output_write: { params: ['i32', 'i32'], results: ['i32'], since: [1, 0] },
   error_write: { params: ['i32', 'i32'], results: ['i32'], since: [1, 0] },
   log: { params: ['i32', 'i32', 'i32'], results: ['i32'], since: [1, 0] },
+  host_call: { params: ['i32', 'i32', 'i32', 'i32'], results: ['i32'], since: [1, 1] },
+  reply_read: { params: ['i32', 'i32', 'i32'], results: ['i32'], since: [1, 1] },
 };
+
+// VER-9: the metadata fields newer than 1.0 (abi.md, the table under
+// META-8), by their top-level key. A plugin may use only those of the
+// version it declares.
+const METADATA_SINCE = { host_calls: [1, 1] };
+
+// CALL-2: a namespace and a name, two to four parts of [a-z][a-z0-9_]{0,31}.
+export const HOST_CALL_NAME = /^[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31}){1,3}$/;
+
+const newer = (since, major, minor) => since[0] === major && since[1] > minor;
 
 // WASI-11: the type preview1 gives each of its functions (abi.md, the
 // table under WASI-11), as `PARAMS -> RESULTS`. V8 links a JavaScript
@@ -237,7 +257,7 @@ export function checkMetadata(payload) {
   const doc = parseDocument(payload);
   const bad = (what) => invalid('META-3', `metadata: ${what}`);
   if (!isObject(doc)) throw bad('not a JSON object');
-  const allowed = new Set(['abi', 'name', 'version', 'profile', 'functions', 'capabilities', 'description', 'statuses']);
+  const allowed = new Set(['abi', 'name', 'version', 'profile', 'functions', 'capabilities', 'description', 'statuses', 'host_calls']);
   for (const key of Object.keys(doc)) if (!allowed.has(key) && !key.startsWith('x-')) throw bad(`unknown key "${key}"`);
   for (const key of ['abi', 'name', 'version', 'profile', 'functions', 'capabilities']) if (!(key in doc)) throw bad(`missing key "${key}"`);
   if (typeof doc.abi !== 'string' || !/^(0|[1-9][0-9]{0,4})\.(0|[1-9][0-9]{0,4})$/.test(doc.abi)) throw invalid('VER-1', `metadata: "abi" must be MAJOR.MINOR, not ${JSON.stringify(doc.abi)}`);
@@ -267,11 +287,52 @@ export function checkMetadata(payload) {
       if (typeof v !== 'string' || chars(v) > 1024) throw invalid('META-8', `metadata: status "${k}" must be described by a string of at most 1,024 characters`);
     }
   }
+  if ('host_calls' in doc) checkHostCallSchema(doc.host_calls);
   const names = doc.functions.map((f) => f.name);
   if (new Set(names).size !== names.length) throw invalid('META-5', 'metadata: function names are not unique');
   if (doc.profile === 'core' && doc.capabilities.length > 0) throw invalid('WASI-1', 'a core-profile plugin declares capabilities');
   checkGuestPaths(doc.capabilities);
+  if ('host_calls' in doc) checkHostCallNames(doc.host_calls);
   return doc;
+}
+
+// META-3, CALL-1: `host_calls` under the schema (metadata.schema.json): at
+// most 256 objects with `name` and `required`, optional `summary`,
+// `request`, `reply` and `x-` keys. The names are looked at last: a
+// document whose only fault is a name that is not `namespace.name` breaks
+// CALL-2, the clause of the name's grammar, as the validator reports it;
+// any other fault of the field is META-3.
+function checkHostCallSchema(calls) {
+  const bad = (what) => invalid('META-3', `metadata: ${what}`);
+  if (!Array.isArray(calls) || calls.length > 256) throw bad('"host_calls" must be an array of at most 256 entries');
+  const keys = new Set(['name', 'required', 'summary', 'request', 'reply']);
+  calls.forEach((c, i) => {
+    const at = `host call ${i}`;
+    if (!isObject(c)) throw bad(`${at} must be an object`);
+    for (const key of Object.keys(c)) if (!keys.has(key) && !key.startsWith('x-')) throw bad(`unknown key "${key}" in ${at}`);
+    if (!('name' in c)) throw bad(`${at} has no "name"`);
+    if (typeof c.required !== 'boolean') throw bad(`${at}: "required" must be true or false`);
+    if ('summary' in c && (typeof c.summary !== 'string' || chars(c.summary) > 1024)) throw bad(`${at}: "summary" must be a string of at most 1,024 characters`);
+    for (const k of ['request', 'reply']) {
+      if (k in c && (typeof c[k] !== 'string' || chars(c[k]) > 255 || !MEDIA.test(c[k]))) throw bad(`${at}: "${k}" must be a media type`);
+    }
+  });
+  for (const c of calls) {
+    if (typeof c.name !== 'string' || !HOST_CALL_NAME.test(c.name)) {
+      throw invalid('CALL-2', `metadata: the host-call name ${JSON.stringify(c.name)} is not a namespace and a name, two to four parts of [a-z][a-z0-9_]{0,31} separated by dots`);
+    }
+  }
+}
+
+// CALL-1: each name declared once; CALL-2: none in the reserved `pabi`
+// namespace. In the order of the list, as the validator reports them.
+function checkHostCallNames(calls) {
+  const seen = new Set();
+  for (const { name } of calls) {
+    if (seen.has(name)) throw invalid('CALL-1', `metadata: the host call "${name}" is declared more than once`);
+    seen.add(name);
+    if (name.startsWith('pabi.')) throw invalid('CALL-2', `metadata: the host call "${name}" is in the namespace \`pabi\`, reserved for host calls a later ABI version defines`);
+  }
 }
 
 // WASI-3: the guest path of an `fs:` capability is `/` or components each
@@ -325,10 +386,16 @@ function checkMemoryShape(m) {
 
 /**
  * Checks a plugin's bytes statically (HOST-1) and returns what the host
- * needs: metadata, parsed module, function names, lifecycle exports.
- * `allow` is the list of capabilities the host's configuration allows.
+ * needs: metadata, parsed module, function names, lifecycle exports, and
+ * the declared host calls with whether each is offered.
+ * `allow` is the list of capabilities the host's configuration allows;
+ * `abi` the ABI version the host offers (CALL-9), one of ABI_VERSIONS;
+ * `offers(name, plugin)` whether the application offers the host call
+ * `name` to the plugin whose metadata name is `plugin` (CALL-5).
  */
-export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
+export function checkPlugin(bytes, { allow = [], budget = {}, abi: offered = HOST_ABI_TEXT, offers = () => false } = {}) {
+  if (!ABI_VERSIONS.includes(offered)) throw new RangeError(`this host offers ABI ${ABI_VERSIONS.join(' or ')}, not ${offered}`);
+  const [hostMajor, hostMinor] = offered.split('.').map(Number);
   // LIM-12: the module's size, before anything else is read.
   const maxModuleSize = budget.maxModuleSize ?? COMPILE_BUDGET.maxModuleSize;
   if (bytes.length > maxModuleSize) {
@@ -358,16 +425,20 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
   if (pabi.length !== 1) throw invalid('META-1', `the module has ${pabi.length} custom sections named "pabi", not exactly one`);
   // VER-8: the envelope and the version before anything of a version.
   const abi = readEnvelope(pabi[0].payload);
-  const who = `the plugin declares ABI ${abi}; this host implements ABI ${HOST_ABI_TEXT}`;
+  // VER-4: the host's version is the one it offers (CALL-9).
+  const who = `the plugin declares ABI ${abi}; this host implements ABI ${offered}`;
 
-  // The pabi functions this host lacks, named by VER-4 in either refusal.
-  // An import that is not a function is not one of them: it breaks IMP-1,
-  // the more specific clause (HOST-1), whatever its name.
-  const lacking = (m?.imports ?? []).filter((i) => i.module === 'pabi' && i.kind === 'func' && !(i.name in PABI_FUNCTIONS)).map((i) => `pabi.${i.name}`);
+  // The pabi functions this host lacks, named by VER-4 in either refusal:
+  // those of no version it knows, and, when it offers an older version
+  // (CALL-9), those newer than that one. An import that is not a function
+  // is not one of them: it breaks IMP-1, the more specific clause
+  // (HOST-1), whatever its name.
+  const provided = (name) => Object.hasOwn(PABI_FUNCTIONS, name) && !newer(PABI_FUNCTIONS[name].since, hostMajor, hostMinor);
+  const lacking = (m?.imports ?? []).filter((i) => i.module === 'pabi' && i.kind === 'func' && !provided(i.name)).map((i) => `pabi.${i.name}`);
 
   // Section 4: the version (VER-2, VER-3, VER-4).
   const [major, minor] = abi.split('.').map(Number);
-  if (major !== HOST_ABI.major || minor > HOST_ABI.minor) {
+  if (major !== hostMajor || minor > hostMinor) {
     const extra = lacking.length ? `; the plugin imports ${lacking.map((n) => `\`${n}\``).join(', ')}, which this host does not provide` : '';
     throw new PabiError('VERSION_MISMATCH', { clause: 'VER-3', detail: `${who}${extra}` });
   }
@@ -420,7 +491,7 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
 
   // Imports (IMP-1..4, WASI-1, WASI-4, HOST-2).
   if (lacking.length) {
-    throw invalid('IMP-2', `the plugin imports ${lacking.map((n) => `\`${n}\``).join(', ')}, which this host (ABI ${HOST_ABI_TEXT}) does not provide; ${who}`);
+    throw invalid('IMP-2', `the plugin imports ${lacking.map((n) => `\`${n}\``).join(', ')}, which this host (ABI ${offered}) does not provide; ${who}`);
   }
   const hasFs = metadata.capabilities.some((c) => c.startsWith('fs:'));
   // WASI-2: preview1 functions outside the baseline that the plugin may
@@ -435,7 +506,7 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
       const want = PABI_FUNCTIONS[imp.name];
       const got = m.types[imp.type];
       if (!sameType(got, want)) throw invalid('IMP-3', `the import \`${full}\` has type ${sig(got)}, not ${sig(want)}`);
-      if (want.since[0] > major || (want.since[0] === major && want.since[1] > minor)) {
+      if (newer(want.since, major, minor)) {
         throw invalid('IMP-4', `the import \`${full}\` is Since ${want.since.join('.')}, newer than the declared ABI ${metadata.abi}`);
       }
     } else if (imp.module === 'wasi_snapshot_preview1') {
@@ -485,6 +556,13 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
   const declared = new Set(metadata.functions.map((f) => f.name));
   for (const name of functions.keys()) if (!declared.has(name)) throw invalid('META-4', `the export pabi_fn_${name} is not listed in the metadata`);
   for (const name of declared) if (!functions.has(name)) throw invalid('META-4', `the metadata lists "${name}", which is not exported`);
+  // VER-9: a metadata field newer than the declared version, the last
+  // INVALID_MODULE check, as in the validator.
+  for (const [field, since] of Object.entries(METADATA_SINCE)) {
+    if (field in metadata && newer(since, major, minor)) {
+      throw invalid('VER-9', `the metadata field \`${field}\` arrived in ABI ${since.join('.')}, but the plugin declares ABI ${metadata.abi}`);
+    }
+  }
 
   if (unsupported.length) {
     throw new PabiError('UNSUPPORTED', {
@@ -492,15 +570,21 @@ export function checkPlugin(bytes, { allow = [], budget = {} } = {}) {
     });
   }
 
-  // Section 6: capabilities (WASI-5).
+  // Section 6: capabilities (WASI-5) and required host calls (CALL-5),
+  // every one that is missing in one refusal.
   const allowed = new Set(allow);
   const missing = metadata.capabilities.filter((c) => !allowed.has(c));
-  if (missing.length) {
+  const hostCalls = new Map((metadata.host_calls ?? []).map((c) => [c.name, offers(c.name, metadata.name)]));
+  const missingCalls = (metadata.host_calls ?? []).filter((c) => c.required && !hostCalls.get(c.name)).map((c) => c.name);
+  if (missing.length || missingCalls.length) {
     throw new PabiError('MISSING_CAPABILITY', {
-      clause: 'WASI-5',
-      detail: missing.map((c) => `the plugin declares capability "${c}", which this host does not allow`).join('; '),
+      clause: missing.length ? 'WASI-5' : 'CALL-5',
+      detail: [
+        ...missing.map((c) => `the plugin declares capability "${c}", which this host does not allow`),
+        ...missingCalls.map((n) => `the plugin requires the host call \`host_call:${n}\`, which this host does not offer to it`),
+      ].join('; '),
     });
   }
 
-  return { metadata, module: m, functions, lifecycle, granted: metadata.capabilities.slice() };
+  return { metadata, module: m, functions, lifecycle, granted: metadata.capabilities.slice(), hostCalls };
 }

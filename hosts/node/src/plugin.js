@@ -11,7 +11,8 @@
 
 import { Worker, MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
-import { checkPlugin } from './check.js';
+import { checkPlugin, HOST_ABI_TEXT } from './check.js';
+import { handlerFor, toHostFunctions, runHandler } from './host.js';
 import { rewriteModule, BinaryError } from './binary.js';
 import { PabiError, DEAD_KINDS, STATUS_NAMES } from './errors.js';
 
@@ -23,9 +24,11 @@ setFlagsFromString('--no-wasm-lazy-compilation');
 
 // The control array shared with a worker: slot 0 is the state of the
 // current request, slot 1 is set by the monitor thread when the worker
-// has stopped on its own (monitor.js).
+// has stopped on its own (monitor.js). HOST_CALL: the plugin waits in
+// `host_call` for the application's answer (worker.js).
 const STARTED = 1;
 const DONE = 2;
+const HOST_CALL = 3;
 const DIED_SLOT = 1;
 const PAGE = 65536;
 
@@ -47,6 +50,8 @@ export const DEFAULT_LIMITS = Object.freeze({
   maxFunctions: 100000, // LIM-12: functions the module defines
   maxFunctionSize: 1024 * 1024, // LIM-12: bytes of one function body
   maxInput: 2147483647, // LIM-13: input, configuration and state
+  maxRequest: 1024 * 1024, // LIM-14: a host call's request
+  maxReply: 1024 * 1024, // LIM-14: a host call's reply
   // The JavaScript heap of the worker that runs an instance. The host
   // keeps its own per-call data in byte buffers outside that heap; what
   // lives in it is the plugin's tables and the host's bookkeeping. A
@@ -114,11 +119,57 @@ export class Oversized {
  * options.onHostLog (text) => void, the host's own lines (a call's dropped log
  *                  text, a failed pabi_shutdown); default: standard error
  * options.crashLoop { max, windowMs } (LIFE-7), default { max: 5, windowMs: 60000 }
+ * options.hostFunctions HostFunction objects, or { name, handler, onlyFor }
+ *                  records, that the application offers to host calls
+ *                  (CALL-4, CALL-5; host.js); default none
+ * options.abi      the ABI version the host offers, '1.1' (default) or '1.0'
+ *                  (CALL-9): at '1.0' a plugin declaring 1.1 is VERSION_MISMATCH
  */
 export function loadPlugin(bytes, options = {}) {
   const plugin = new Plugin(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes), options);
   plugin.load();
   return plugin;
+}
+
+/**
+ * Settings shared by every plugin it loads, and the host functions it
+ * offers:
+ *
+ *   const host = new Host({ limits: { timeoutMs: 500 } });
+ *   host.define('kv.get', (request, cx) => lookup(request), { onlyFor: ['enrich'] });
+ *   const plugin = host.load(bytes, { config });
+ *
+ * `options` are those of loadPlugin; those given to load() are added to
+ * them, `limits` field by field, `hostFunctions` after the host's. A
+ * plugin sees the functions defined before it was loaded: whether it may
+ * run depends on them (CALL-5), so they are fixed at load, for its later
+ * instances too.
+ */
+export class Host {
+  constructor(options = {}) {
+    this.options = { ...options };
+    this.functions = toHostFunctions(options.hostFunctions);
+  }
+
+  /**
+   * Offers `handler(request, context)` under the host-call `name` (see
+   * HostFunction in host.js); options.onlyFor names the plugins it is
+   * offered to. A later definition of a name replaces an earlier one.
+   */
+  define(name, handler, options = {}) {
+    this.functions = [...this.functions, ...toHostFunctions([{ name, handler, onlyFor: options.onlyFor }])];
+    return this;
+  }
+
+  /** Loads a plugin with the host's settings and host functions, `options` added. */
+  load(bytes, options = {}) {
+    return loadPlugin(bytes, {
+      ...this.options,
+      ...options,
+      limits: { ...(this.options.limits ?? {}), ...(options.limits ?? {}) },
+      hostFunctions: [...this.functions, ...toHostFunctions(options.hostFunctions)],
+    });
+  }
 }
 
 export class Plugin {
@@ -129,13 +180,25 @@ export class Plugin {
       // LIM-4: a host that cannot meter fuel refuses a configuration that asks for it.
       throw new PabiError('NOT_SUPPORTED', { clause: 'LIM-4', detail: '[LIM-4] V8 offers no fuel metering; this host refuses a fuel budget rather than ignore it' });
     }
+    // LIM-14: the caps are at most what an i32 return value can count.
+    for (const k of ['maxRequest', 'maxReply']) this.limits[k] = Math.min(this.limits[k], 2147483647);
     const allow = (options.allow ?? []).filter((c) => !c.startsWith('fs:'));
-    const checked = checkPlugin(bytes, { allow, budget: this.limits });
+    const functions = toHostFunctions(options.hostFunctions);
+    this.abi = options.abi ?? HOST_ABI_TEXT;
+    const checked = checkPlugin(bytes, {
+      allow, budget: this.limits, abi: this.abi, offers: (name, plugin) => handlerFor(functions, name, plugin) !== null,
+    });
     this.metadata = checked.metadata;
     this.functions = [...checked.functions.keys()];
     this.exportsByName = checked.functions;
     this.lifecycle = checked.lifecycle;
     this.capabilities = checked.granted;
+    // CALL-5: each declared host call with its handler, or null for an
+    // optional one the application does not offer to this plugin.
+    this.handlers = new Map([...checked.hostCalls.keys()].map((name) => [name, handlerFor(functions, name, this.metadata.name)]));
+    // CALL-8: set while a call of this plugin's instance runs, so that a
+    // handler cannot call into it.
+    this.busy = null;
     this.env = options.env ?? {};
     this.onLog = options.onLog ?? defaultLog(this.metadata.name);
     this.onHostLog = options.onHostLog ?? ((text) => process.stderr.write(`pabi-node: ${text}\n`));
@@ -196,12 +259,15 @@ export class Plugin {
     const control = new SharedArrayBuffer(8);
     const { port1, port2 } = new MessageChannel();
     const life = new MessageChannel();
+    // Host calls and their answers, apart from the requests of `port`.
+    const calls = new MessageChannel();
     this.ctl = new Int32Array(control);
     this.port = port1;
+    this.callPort = calls.port1;
     watch(life.port1, control);
     this.worker = new Worker(WORKER_URL, {
-      workerData: { control, port: port2, life: life.port2 },
-      transferList: [port2, life.port2],
+      workerData: { control, port: port2, life: life.port2, calls: calls.port2 },
+      transferList: [port2, life.port2, calls.port2],
       resourceLimits: { stackSizeMB: this.limits.stackSizeMB, maxOldGenerationSizeMb: this.limits.heapMB },
       stdout: false,
       stderr: false,
@@ -212,6 +278,7 @@ export class Plugin {
     this.worker.on('error', () => {});
     this.worker.unref();
     this.port.unref();
+    this.callPort.unref();
   }
 
   stopWorker() {
@@ -221,6 +288,7 @@ export class Plugin {
       // that `closed()` can wait for the thread to be gone.
       (this.exits ??= []).push(this.worker.terminate());
       this.port.close();
+      this.callPort.close();
     }
     this.worker = null;
     this.live = false;
@@ -238,8 +306,24 @@ export class Plugin {
   }
 
   // Sends one request and waits for its answer. For `invoke`, the deadline
-  // runs from the moment the worker starts the export (LIM-3).
+  // runs from the moment the worker starts the export (LIM-3). While it
+  // waits, the instance is busy: a host-call handler that calls back into
+  // this plugin is refused (CALL-8).
   request(req) {
+    let res;
+    this.busy = req;
+    try {
+      res = this.exchange(req);
+    } finally {
+      this.busy = null;
+    }
+    // The records go out once the call has ended, so that onLog may call
+    // the plugin again as before host calls existed.
+    if (res.log) this.deliverLog(res.log, req.export);
+    return res;
+  }
+
+  exchange(req) {
     if (!this.worker) this.startWorker();
     Atomics.store(this.ctl, 0, 0);
     this.port.postMessage(req);
@@ -257,8 +341,13 @@ export class Plugin {
     }
     if (req.op === 'invoke') {
       const deadline = Date.now() + this.limits.timeoutMs;
-      while (Atomics.load(this.ctl, 0) === STARTED) {
+      for (let state; (state = Atomics.load(this.ctl, 0)) === STARTED || state === HOST_CALL;) {
         if (this.died()) return this.lostWorker(req);
+        if (state === HOST_CALL) {
+          const timedOut = this.serveHostCall(req, deadline);
+          if (timedOut) return timedOut;
+          continue;
+        }
         const left = deadline - Date.now();
         if (left <= 0) {
           this.stopWorker();
@@ -272,9 +361,54 @@ export class Plugin {
       if (this.died()) return this.lostWorker(req);
       Atomics.wait(this.ctl, 0, DONE, 10);
     }
-    const res = got.message;
-    if (res.log) this.deliverLog(res.log, req.export);
-    return res;
+    return got.message;
+  }
+
+  // One host call of the plugin (worker.js, askApplication): runs the
+  // application's handler in this thread while the plugin waits, then
+  // sends the answer. The handler's time counts against the deadline: when
+  // the deadline passed while it ran, the call ends with TIMEOUT and the
+  // plugin never sees the reply (CALL-7). This thread cannot stop a
+  // synchronous handler, so it waits for the handler to return (CALL-7
+  // allows stopping at the deadline; it does not require it). Returns the
+  // TIMEOUT result, or null when the call goes on.
+  serveHostCall(req, deadline) {
+    let got;
+    while (!(got = receiveMessageOnPort(this.callPort))) {
+      if (this.died()) return this.lostWorker(req);
+      Atomics.wait(this.ctl, 0, HOST_CALL, 1);
+    }
+    const { name, request } = got.message;
+    const context = Object.freeze({
+      plugin: this.metadata.name,
+      function: req.export.startsWith('pabi_fn_') ? req.export.slice(8) : req.export,
+      hostCall: name,
+    });
+    // The worker asks only for a declared, offered name (CALL-3, CALL-5).
+    const answer = runHandler(this.handlers.get(name), request, context, this.limits.maxReply);
+    if (Date.now() >= deadline) {
+      this.stopWorker();
+      return { error: { kind: 'TIMEOUT', detail: `[CALL-7] the call of ${req.export} ran past its deadline of ${this.limits.timeoutMs} ms while the handler of \`${name}\` ran` } };
+    }
+    this.callPort.postMessage(answer, answer.reply.byteLength ? [answer.reply.buffer] : []);
+    Atomics.store(this.ctl, 0, STARTED);
+    Atomics.notify(this.ctl, 0);
+    return null;
+  }
+
+  // CALL-8, HOST-10: a handler that calls into this plugin while its
+  // instance waits for that handler is refused before any plugin code
+  // runs. The error is HOST_FAILURE (the application's mistake, not the
+  // plugin's), the instance and the crash-loop count are left as they
+  // were, and the handler sees the error like any other: thrown, it
+  // becomes the E_FAILED message the plugin reads.
+  refuseReentry(what) {
+    if (this.busy) {
+      throw new PabiError('HOST_FAILURE', {
+        clause: 'CALL-8',
+        detail: `[CALL-8] ${what} was called on plugin "${this.metadata.name}" while its instance runs ${this.busy.export ?? 'instantiation'} and waits for a host call's handler; a handler must not call into the instance whose host call it serves`,
+      });
+    }
   }
 
   // Hands the call's log records to onLog, then says once what the cap
@@ -300,6 +434,7 @@ export class Plugin {
     const res = this.request({
       op: 'invoke', export: exportName, phase, input, args,
       maxOutput: this.limits.maxOutput, maxLog: this.limits.maxLog, capPages: this.capPages,
+      maxRequest: this.limits.maxRequest,
     });
     if (res.error) this.fail(res.error);
     return res;
@@ -330,6 +465,7 @@ export class Plugin {
   // --- load (host-guide section 8) -------------------------------------
 
   load() {
+    this.refuseReentry('load()');
     this.live = false;
     const now = Date.now();
     const recent = this.failures.filter((t) => now - t < this.crashLoop.windowMs);
@@ -339,6 +475,8 @@ export class Plugin {
     const res = this.request({
       op: 'instantiate', module: this.module, wasi: this.metadata.profile === 'wasi',
       capabilities: this.capabilities, env: this.env, capPages: this.capPages, refusedExport: this.refusedExport,
+      // CALL-3, CALL-5: the declared names, and whether each is offered.
+      hostCalls: Object.fromEntries([...this.handlers].map(([name, h]) => [name, h !== null])),
     });
     if (res.error) this.fail(res.error);
     try {
@@ -395,6 +533,7 @@ export class Plugin {
 
   /** Calls plugin function `name` with `input`; returns the output bytes or throws PabiError. */
   call(name, input = new Uint8Array(0)) {
+    this.refuseReentry(`call("${name}")`);
     const exportName = this.precheck(name, lengthOf(input));
     const bytes = toBytes(input);
     this.ensureLive();
@@ -403,6 +542,7 @@ export class Plugin {
 
   /** Calls pabi_state_save on the live instance and returns the state. */
   saveState() {
+    this.refuseReentry('saveState()');
     if (!this.lifecycle.has('pabi_state_save')) throw new PabiError('UNKNOWN_FUNCTION', { detail: '"pabi_state_save": the plugin does not export the state pair' });
     this.ensureLive();
     return this.returned(this.invoke('pabi_state_save', 'pabi_state_save', new Uint8Array(0), []));
@@ -410,6 +550,7 @@ export class Plugin {
 
   /** Calls pabi_state_load on the live instance with `state`. */
   loadState(state) {
+    this.refuseReentry('loadState()');
     if (!this.lifecycle.has('pabi_state_load')) throw new PabiError('UNKNOWN_FUNCTION', { detail: '"pabi_state_load": the plugin does not export the state pair' });
     this.checkLength(lengthOf(state), 'the state');
     const bytes = toBytes(state);
@@ -423,6 +564,7 @@ export class Plugin {
 
   /** Discards the plugin: pabi_shutdown on a live instance (LIFE-4), then the worker. */
   close() {
+    this.refuseReentry('close()');
     if (this.live && this.lifecycle.has('pabi_shutdown')) {
       try {
         const r = this.invoke('pabi_shutdown', 'pabi_shutdown', new Uint8Array(0), []);

@@ -11,7 +11,7 @@ import { PabiError } from './errors.js';
 // fail it.
 const STATUS_KINDS = new Set(['PLUGIN_ERROR', 'UNKNOWN_STATUS']);
 const CLAUSE_KINDS = new Set(['ABI_VIOLATION', 'NOT_SUPPORTED', 'INVALID_MODULE']);
-const CLAUSE_ID = /^(MOD|MEM|IMP|EXP|FN|ERR|VER|LIFE|META|WASI|LIM|SEC|HOST)-[1-9][0-9]*$/;
+const CLAUSE_ID = /^(MOD|MEM|IMP|EXP|FN|ERR|VER|LIFE|META|WASI|CALL|LIM|SEC|HOST)-[1-9][0-9]*$/;
 // ERR-9.
 const TRAP_KINDS = new Set(['unreachable', 'memory_out_of_bounds', 'table_out_of_bounds', 'indirect_call_null',
   'indirect_call_type', 'integer_divide_by_zero', 'integer_overflow', 'invalid_conversion', 'stack_overflow',
@@ -19,8 +19,19 @@ const TRAP_KINDS = new Set(['unreachable', 'memory_out_of_bounds', 'table_out_of
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
 
-/** The line of a failed load or call; rethrows anything that is not a PabiError. */
-export function failure(e) {
+// The host calls the application received during the call, in order, as
+// { name, request_hex }; the field is left out when there were none
+// (host-guide, "Result lines").
+function withHostCalls(line, hostCalls) {
+  if (hostCalls && hostCalls.length) line.host_calls = hostCalls.map(({ name, request }) => ({ name, request_hex: Buffer.from(request).toString('hex') }));
+  return line;
+}
+
+/**
+ * The line of a failed load or call; rethrows anything that is not a
+ * PabiError. `hostCalls`: the { name, request } the application received.
+ */
+export function failure(e, hostCalls = []) {
   if (!(e instanceof PabiError)) throw e;
   const line = { ok: false, kind: e.kind };
   // PLUGIN_ERROR carries the plugin's own message unchanged (ERR-7); a JSON
@@ -32,10 +43,10 @@ export function failure(e) {
   if (STATUS_KINDS.has(e.kind) && Number.isInteger(status) && status >= INT32_MIN && status <= INT32_MAX) line.status = status;
   if (CLAUSE_KINDS.has(e.kind) && typeof e.clause === 'string' && CLAUSE_ID.test(e.clause)) line.clause = e.clause;
   if (e.kind === 'TRAP' && TRAP_KINDS.has(e.trap)) line.trap = e.trap;
-  return line;
+  return withHostCalls(line, hostCalls);
 }
 
-/** The line of a call that returned OK with `output`. */
-export function success(output) {
-  return { ok: true, output_hex: Buffer.from(output).toString('hex') };
+/** The line of a call that returned OK with `output`; `hostCalls` as for failure(). */
+export function success(output, hostCalls = []) {
+  return withHostCalls({ ok: true, output_hex: Buffer.from(output).toString('hex') }, hostCalls);
 }

@@ -1,22 +1,33 @@
 // The instance side of the host. One worker thread holds at most one
 // instance; the main thread (plugin.js) sends it one request at a time and
 // terminates the worker when a call passes its deadline (LIM-3). This file
-// links the four `pabi` functions (host-guide section 7) and, for the
-// `wasi` profile, the baseline `wasi_snapshot_preview1` functions.
+// links the `pabi` functions (host-guide section 7, and `host_call` and
+// `reply_read` of ABI 1.1) and, for the `wasi` profile, the baseline
+// `wasi_snapshot_preview1` functions.
+//
+// A host call's handler belongs to the application, which lives in the
+// main thread. `host_call` copies the name and the request out of plugin
+// memory, posts them on the `calls` port, sets the control slot to
+// HOST_CALL and blocks in Atomics.wait; the main thread runs the handler
+// and posts the answer back. The plugin's call stays inside the import
+// the whole time, so its deadline keeps running (CALL-7).
 
-import { workerData } from 'node:worker_threads';
+import { workerData, receiveMessageOnPort } from 'node:worker_threads';
 import { randomFillSync } from 'node:crypto';
 import { makeWasi, Exit } from './wasi.js';
 import { Abort } from './abort.js';
 
 const ctl = new Int32Array(workerData.control);
 const port = workerData.port;
+// Host calls and their answers (plugin.js, serveHostCall).
+const calls = workerData.calls;
 // The monitor thread holds the other end of this port and takes its
 // closing, when this thread stops, as the worker's death (monitor.js);
 // keeping a reference keeps it open while the worker lives.
 const life = workerData.life; // eslint-disable-line no-unused-vars
 export const STARTED = 1;
 export const DONE = 2;
+export const HOST_CALL = 3;
 
 const MESSAGE_CAP = 65536;
 // A zero-length `log` record costs no log text (LIM-11), so the text cap
@@ -53,12 +64,23 @@ class Bytes {
   }
 }
 
+const EMPTY = new Uint8Array(0);
+// CALL-2: the longest host-call name, in bytes (four parts of 32 and three
+// dots). A longer `host_call` name cannot be a declared one (CALL-3),
+// whatever its bytes, so it is not decoded.
+const MAX_HOST_CALL_NAME = 4 * 32 + 3;
+
 // Per-instance and per-call state.
 let instance = null;
 let memory = null;
 let refused = null;
+// The host calls the plugin declares, each mapped to whether the
+// application offers it to this plugin (CALL-3, CALL-5).
+let hostCalls = new Map();
 const call = {
   phase: null, input: new Uint8Array(0), output: new Bytes(), message: new Bytes(), maxOutput: 0,
+  // CALL-6: the reply of the latest host_call of this call; LIM-14: the request cap.
+  reply: EMPTY, maxRequest: 0,
   // LIM-11: the log text of the call, `log` records and standard output
   // and error together, and what was dropped past the cap.
   logs: new Bytes(), records: 0, maxLog: 0, logBytes: 0, droppedRecords: 0, droppedBytes: 0, unstored: 0,
@@ -159,6 +181,72 @@ const pabi = {
   },
 };
 
+// CALL-3: a name the plugin does not declare, or not UTF-8, shown in the
+// message as JSON text, cut short. SEC-3: its control characters are
+// escaped as escapeText (plugin.js) does, C1 and line separators too.
+const lossy = new TextDecoder();
+const strict = new TextDecoder('utf-8', { fatal: true });
+function undeclared(bytes) {
+  const shown = JSON.stringify(lossy.decode(bytes.subarray(0, 200)))
+    .replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return new Abort('ABI_VIOLATION', {
+    clause: 'CALL-3',
+    detail: `[CALL-3] pabi.host_call: ${shown}${bytes.length > 200 ? '…' : ''} is not a host call the plugin declares in its metadata`,
+  });
+}
+
+// Hands a host call to the main thread and waits for its answer:
+// { code, reply }. The worker is terminated instead when the deadline
+// passed while the handler ran (CALL-7), so no answer comes then.
+function askApplication(name, request) {
+  calls.postMessage({ name, request }, [request.buffer]);
+  Atomics.store(ctl, 0, HOST_CALL);
+  Atomics.notify(ctl, 0);
+  while (Atomics.load(ctl, 0) === HOST_CALL) Atomics.wait(ctl, 0, HOST_CALL);
+  let got;
+  while (!(got = receiveMessageOnPort(calls))) Atomics.wait(ctl, 0, STARTED, 1);
+  return got.message;
+}
+
+pabi.host_call = (name, nameLen, req, reqLen) => {
+  name >>>= 0; nameLen >>>= 0; req >>>= 0; reqLen >>>= 0;
+  // MEM-3: both ranges before anything else, in every phase.
+  check('host_call', name, nameLen);
+  check('host_call', req, reqLen);
+  // CALL-6: whatever happens next, the reply of an earlier host call is
+  // gone; it stays empty unless a handler answers.
+  call.reply = EMPTY;
+  // CALL-3, before any handler runs and in every phase (the name is the
+  // plugin's mistake wherever it calls).
+  const nameBytes = new Uint8Array(memory.buffer, name, nameLen);
+  let text = null;
+  if (nameLen <= MAX_HOST_CALL_NAME) {
+    try { text = strict.decode(nameBytes); } catch { text = null; }
+  }
+  if (text === null || !hostCalls.has(text)) throw undeclared(nameBytes);
+  // HOST-8: host calls only in pabi_init and pabi_fn_*.
+  if (call.phase !== 'call' && call.phase !== 'pabi_init') return -3;
+  // CALL-5: an optional call the application does not offer to this plugin.
+  if (!hostCalls.get(text)) return -5;
+  // LIM-14: a request past the cap runs no handler.
+  if (reqLen > call.maxRequest) return -1;
+  // MEM-1: the request leaves plugin memory as a copy.
+  const answer = askApplication(text, new Uint8Array(memory.buffer, req, reqLen).slice());
+  call.reply = answer.reply;
+  return answer.code;
+};
+
+// CALL-6: as input_read, over the current reply.
+pabi.reply_read = (dst, offset, len) => {
+  dst >>>= 0; offset >>>= 0; len >>>= 0;
+  check('reply_read', dst, len);
+  const reply = call.reply;
+  if (offset >= reply.length) return 0;
+  const n = Math.min(len, reply.length - offset);
+  new Uint8Array(memory.buffer, dst, n).set(reply.subarray(offset, offset + n));
+  return n;
+};
+
 // ERR-9: V8's trap messages mapped to the trap kinds.
 function trapKind(e) {
   if (e instanceof RangeError && /call stack/i.test(e.message)) return 'stack_overflow';
@@ -207,6 +295,7 @@ function handle(req) {
     instance = null;
     // The flag of the instance before, if any, says nothing of this one.
     refused = null;
+    hostCalls = new Map(Object.entries(req.hostCalls ?? {}));
     const imports = { pabi };
     if (req.wasi) {
       imports.wasi_snapshot_preview1 = makeWasi({
@@ -241,6 +330,9 @@ function handle(req) {
     call.unstored = 0;
     call.maxOutput = req.maxOutput;
     call.maxLog = req.maxLog;
+    call.maxRequest = req.maxRequest;
+    // CALL-6: empty before the first host call of the call.
+    call.reply = EMPTY;
     if (refused) refused.value = 0;
     const fn = instance.exports[req.export];
     let value;
@@ -254,6 +346,7 @@ function handle(req) {
       error = classify(e, req.capPages);
     }
     call.input = null; // the input may be large; do not keep it past the call
+    call.reply = EMPTY; // CALL-6: after the call ends the reply is empty
     flushStdio();
     const log = {
       records: call.logs.take(), droppedRecords: call.droppedRecords, droppedBytes: call.droppedBytes,

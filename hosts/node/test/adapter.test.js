@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ioPlugin, buildPlugin, op, IMP } from './helpers.js';
+import { ioPlugin, buildPlugin, op, IMP, hcPlugin, hcInput } from './helpers.js';
+import { parseHostCallTable, TableError } from '../src/table.js';
 
 const ADAPTER = fileURLToPath(new URL('../bin/pabi-node.js', import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pabi-node-'));
@@ -82,10 +83,20 @@ const KINDS = new Set(['INVALID_MODULE', 'VERSION_MISMATCH', 'MISSING_CAPABILITY
   'UNKNOWN_FUNCTION', 'CRASH_LOOP', 'UNSUPPORTED', 'CANCELLED', 'HOST_FAILURE', 'NOT_SUPPORTED']);
 const TRAPS = new Set(['unreachable', 'memory_out_of_bounds', 'table_out_of_bounds', 'indirect_call_null', 'indirect_call_type',
   'integer_divide_by_zero', 'integer_overflow', 'invalid_conversion', 'stack_overflow', 'null_reference', 'other']);
+// `host_calls`, on either shape: a non-empty list of { name, request_hex }.
+function hostCallsProblem(v) {
+  if (!Array.isArray(v) || v.length === 0) return `host_calls ${JSON.stringify(v)}`;
+  for (const c of v) {
+    if (typeof c !== 'object' || c === null || Object.keys(c).sort().join() !== 'name,request_hex') return `host call ${JSON.stringify(c)}`;
+    if (typeof c.name !== 'string' || typeof c.request_hex !== 'string' || !/^([0-9a-f]{2})*$/.test(c.request_hex)) return `host call ${JSON.stringify(c)}`;
+  }
+  return null;
+}
 function shapeProblem(line) {
   if (line.ok === true) {
-    const keys = Object.keys(line).sort().join();
+    const keys = Object.keys(line).filter((k) => k !== 'host_calls').sort().join();
     if (keys !== 'ok,output_hex') return `success line with fields ${keys}`;
+    if ('host_calls' in line && hostCallsProblem(line.host_calls)) return hostCallsProblem(line.host_calls);
     return /^([0-9a-f]{2})*$/.test(line.output_hex) ? null : `output_hex ${JSON.stringify(line.output_hex)}`;
   }
   if (line.ok !== false) return `ok is ${JSON.stringify(line.ok)}`;
@@ -99,9 +110,10 @@ function shapeProblem(line) {
     if (k === 'status') { if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) return `status ${JSON.stringify(v)}`; continue; }
     if (k === 'clause') {
       if (!['ABI_VIOLATION', 'NOT_SUPPORTED', 'INVALID_MODULE'].includes(line.kind)) return `clause on a ${line.kind} line`;
-      if (typeof v !== 'string' || !/^(MOD|MEM|IMP|EXP|FN|ERR|VER|LIFE|META|WASI|LIM|SEC|HOST)-[1-9][0-9]*$/.test(v)) return `clause ${JSON.stringify(v)}`;
+      if (typeof v !== 'string' || !/^(MOD|MEM|IMP|EXP|FN|ERR|VER|LIFE|META|WASI|CALL|LIM|SEC|HOST)-[1-9][0-9]*$/.test(v)) return `clause ${JSON.stringify(v)}`;
       continue;
     }
+    if (k === 'host_calls') { const problem = hostCallsProblem(v); if (problem) return problem; continue; }
     if (k === 'trap') { if (line.kind !== 'TRAP' || !TRAPS.has(v)) return `trap ${JSON.stringify(v)} on a ${line.kind} line`; continue; }
     return `unexpected field ${k}`;
   }
@@ -119,6 +131,11 @@ test('the shape check itself refuses null, undefined-turned-null and stray field
   assert.notEqual(shapeProblem({ ok: false, kind: 'MEMORY_LIMIT', message: 'x', trap: 'unreachable' }), null);
   assert.notEqual(shapeProblem({ ok: false, kind: 'TRAP', message: 'x', status: 3 }), null);
   assert.notEqual(shapeProblem({ ok: false, kind: 'TIMEOUT', message: 'x', clause: 'LIM-3' }), null);
+  assert.equal(shapeProblem({ ok: true, output_hex: '', host_calls: [{ name: 'kv.get', request_hex: '00' }] }), null);
+  assert.notEqual(shapeProblem({ ok: true, output_hex: '', host_calls: [] }), null);
+  assert.notEqual(shapeProblem({ ok: true, output_hex: '', host_calls: null }), null);
+  assert.notEqual(shapeProblem({ ok: false, kind: 'TIMEOUT', message: 'x', host_calls: [{ name: 'kv.get', request_hex: 'AB' }] }), null);
+  assert.notEqual(shapeProblem({ ok: false, kind: 'TIMEOUT', message: 'x', host_calls: [{ name: 'kv.get', request_hex: '', x: 1 }] }), null);
 });
 
 test('every kind of line the adapter prints has exactly the protocol shape', () => {
@@ -315,4 +332,133 @@ test('after the last call the adapter calls pabi_shutdown on a live instance; it
   const dead = run(p, 'f', '--input-hex', '', '--then', 'trap:', '--format', 'json');
   assert.equal(dead.status, 0, dead.stderr);
   assert.doesNotMatch(dead.stderr, /pabi_shutdown/);
+});
+
+// ABI 1.1 host calls through the adapter (host-guide, "The adapter command").
+const hcWasm = path.join(dir, 'hc.wasm');
+fs.writeFileSync(hcWasm, hcPlugin());
+const hex = (bytes) => Buffer.from(bytes).toString('hex');
+const callHex = (...args) => hex(hcInput(...args));
+function table(doc) {
+  const file = path.join(fs.mkdtempSync(path.join(dir, 'table-')), 'host-calls.json');
+  fs.writeFileSync(file, typeof doc === 'string' ? doc : JSON.stringify(doc));
+  return file;
+}
+// What `call` outputs: the code, the count read, the reply bytes read.
+const answered = (line) => {
+  const b = Buffer.from(line.output_hex, 'hex');
+  return { code: b.readInt32LE(0), read: b.readInt32LE(4), reply: b.subarray(8).toString() };
+};
+const TABLE = {
+  'kv.get': [{ request: 'apple', reply: 'red' }, { request_hex: '00ff', fail: 'no such key', delay_ms: 1 }, { reply_hex: '0a0b' }],
+  'kv.init': [{ reply: 'i' }],
+  'kv.slow': [{ delay_ms: 300, reply: 'late' }],
+};
+
+test('--host-calls offers each name the table lists, answers by its rules in order, and each line lists the requests of its call (CALL-4, CALL-5)', () => {
+  const r = run(hcWasm, 'call', '--input-hex', callHex('kv.get', 'apple'), '--then', `call:${callHex('kv.get', Buffer.from([0, 0xff]))}`,
+    '--then', `call:${callHex('kv.get', 'pear')}`, '--then', 'count:', '--then', `call:${callHex('kv.big')}`,
+    '--host-calls', table(TABLE), '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.lines.length, 5);
+  for (const line of r.lines) assert.equal(shapeProblem(line), null, JSON.stringify(line));
+  assert.deepEqual(answered(r.lines[0]), { code: 3, read: 3, reply: 'red' });
+  // The first line also carries the host call of the first load's pabi_init.
+  assert.deepEqual(r.lines[0].host_calls, [{ name: 'kv.init', request_hex: hex('apple') }, { name: 'kv.get', request_hex: hex('apple') }]);
+  assert.deepEqual(answered(r.lines[1]), { code: -4, read: 11, reply: 'no such key' });
+  assert.deepEqual(r.lines[1].host_calls, [{ name: 'kv.get', request_hex: '00ff' }]);
+  assert.deepEqual(answered(r.lines[2]), { code: 2, read: 2, reply: '\n\u000b' });
+  assert.deepEqual(r.lines[3], { ok: true, output_hex: '01000000' });
+  // kv.big is declared but not in the table: not offered, no handler ran.
+  assert.deepEqual(r.lines[4], { ok: true, output_hex: 'fbffffff00000000' });
+});
+
+test('a request no rule matches is a handler failure naming the request, as text or as hex (CALL-4)', () => {
+  const file = table({ 'kv.get': [{ request: 'apple', reply: 'red' }] });
+  const r = run(hcWasm, 'call', '--input-hex', callHex('kv.get', 'pear'), '--then', `call:${callHex('kv.get', Buffer.from([1, 0xfe]))}`,
+    '--host-calls', file, '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  const text = answered(r.lines[0]);
+  assert.equal(text.code, -4);
+  assert.match(text.reply, /kv\.get/);
+  assert.match(text.reply, /"pear"/);
+  assert.match(answered(r.lines[1]).reply, /0x01fe/);
+});
+
+test('a slow handler ends the call with TIMEOUT, whose line lists the request; the next call runs (CALL-7, LIM-3)', () => {
+  const r = run(hcWasm, 'call', '--input-hex', callHex('kv.slow', 'x'), '--then', `call:${callHex('kv.get', 'apple')}`,
+    '--host-calls', table({ 'kv.get': TABLE['kv.get'], 'kv.slow': TABLE['kv.slow'] }), '--timeout-ms', '100', '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.lines[0].kind, 'TIMEOUT');
+  assert.deepEqual(r.lines[0].host_calls, [{ name: 'kv.slow', request_hex: '78' }]);
+  assert.equal(shapeProblem(r.lines[0]), null);
+  assert.deepEqual(answered(r.lines[1]), { code: 3, read: 3, reply: 'red' });
+});
+
+test('--max-request and --max-reply set the caps of LIM-14', () => {
+  const r = run(hcWasm, 'call', '--input-hex', callHex('kv.get', 'apple'), '--then', `call:${callHex('kv.get', 'pear')}`,
+    '--host-calls', table(TABLE), '--max-request', '4', '--max-reply', '1', '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(answered(r.lines[0]), { code: -1, read: 0, reply: '' });
+  // The handler ran for "pear" (4 bytes), but its reply of 2 bytes was dropped.
+  assert.deepEqual(answered(r.lines[1]), { code: -1, read: 0, reply: '' });
+  assert.deepEqual(r.lines[1].host_calls, [{ name: 'kv.get', request_hex: hex('pear') }]);
+});
+
+test('without --host-calls nothing is offered: a required host call is MISSING_CAPABILITY naming host_call:NAME (CALL-5)', () => {
+  const required = path.join(dir, 'hc-required.wasm');
+  fs.writeFileSync(required, hcPlugin({ hostCalls: [{ name: 'kv.get', required: true }, { name: 'kv.init', required: false }, { name: 'kv.big', required: false }] }));
+  const r = run(required, 'count', '--input-hex', '', '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.lines.length, 1);
+  assert.equal(r.lines[0].kind, 'MISSING_CAPABILITY');
+  assert.match(r.lines[0].message, /host_call:kv\.get/);
+  assert.deepEqual(run(required, 'count', '--input-hex', '', '--host-calls', table({ 'kv.get': [] }), '--format', 'json').lines, [{ ok: true, output_hex: '01000000' }]);
+});
+
+test('--abi 1.0 refuses a 1.1 plugin with VERSION_MISMATCH naming both versions; a version this host cannot offer is a bad argument (CALL-9)', () => {
+  const r = run(hcWasm, 'count', '--input-hex', '', '--abi', '1.0', '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.lines[0].kind, 'VERSION_MISMATCH');
+  assert.match(r.lines[0].message, /ABI 1\.1/);
+  assert.match(r.lines[0].message, /ABI 1\.0/);
+  assert.deepEqual(run(hcWasm, 'count', '--input-hex', '', '--abi', '1.1', '--format', 'json').lines, [{ ok: true, output_hex: '01000000' }]);
+  for (const bad of ['1.2', '2.0', '1', 'x']) assert.equal(run(hcWasm, 'count', '--input-hex', '', '--abi', bad, '--format', 'json').status, 2, bad);
+});
+
+test('a host-call table that does not follow the schema, or cannot be read, is a bad argument: exit 2', () => {
+  const bad = [
+    '{"kv.get": [{"reply": "a", "fail": "b"}]}',
+    '{"kv.get": [{}]}',
+    '{"kv.get": [{"request": "a", "request_hex": "61", "reply": ""}]}',
+    '{"kv.get": [{"reply_hex": "zz"}]}',
+    '{"kv.get": [{"reply_hex": "abc"}]}',
+    '{"kv.get": [{"reply": "", "extra": 1}]}',
+    '{"kv.get": [{"reply": "", "delay_ms": -1}]}',
+    '{"kv.get": [{"reply": "", "delay_ms": 1.5}]}',
+    '{"kv.get": [{"reply": 5}]}',
+    '{"kv.get": {"reply": ""}}',
+    '{"KV": [{"reply": ""}]}',
+    '{"a.b.c.d.e": [{"reply": ""}]}',
+    '{"pabi.time": [{"reply": ""}]}',
+    '[]',
+    'not json',
+  ];
+  for (const text of bad) {
+    const r = run(hcWasm, 'count', '--input-hex', '', '--host-calls', table(text), '--format', 'json');
+    assert.equal(r.status, 2, text);
+    assert.deepEqual(r.lines, [], text);
+  }
+  assert.equal(run(hcWasm, 'count', '--input-hex', '', '--host-calls', path.join(dir, 'no-such-table.json'), '--format', 'json').status, 2);
+  assert.equal(run(hcWasm, 'count', '--input-hex', '', '--max-reply', '-1', '--format', 'json').status, 2);
+});
+
+test('the table reader accepts what the schema accepts', () => {
+  assert.deepEqual([...parseHostCallTable('{}')], []);
+  const t = parseHostCallTable(JSON.stringify(TABLE));
+  assert.deepEqual([...t.keys()], ['kv.get', 'kv.init', 'kv.slow']);
+  assert.deepEqual(t.get('kv.get')[1], { request: new Uint8Array([0, 0xff]), reply: null, fail: 'no such key', delayMs: 1 });
+  assert.deepEqual(t.get('kv.get')[2], { request: null, reply: new Uint8Array([10, 11]), fail: null, delayMs: 0 });
+  assert.deepEqual(parseHostCallTable('{"a.b.c.d": []}').get('a.b.c.d'), []);
+  assert.throws(() => parseHostCallTable('{"kv": []}'), TableError);
 });

@@ -146,3 +146,76 @@ export function ioPlugin(extra = {}) {
     ...extra,
   });
 }
+
+// ABI 1.1 host calls.
+const sub = [0x6b];
+// Imports: input_read 0, output_write 1, error_write 2, log 3, host_call 4, reply_read 5.
+const HC = 4;
+const RR = 5;
+const IMPORTS = ['input_read', 'output_write', 'error_write', 'log', { name: 'host_call', type: 6 }, { name: 'reply_read', type: 0 }];
+
+// `call`: the input is offset u32, len u32, name_len u32, name, request
+// (as in fixtures/host-conformance/host-calls.wat). It makes the host call,
+// reads up to `len` reply bytes from `offset`, and outputs what host_call
+// returned (i32), what reply_read returned (i32) and the bytes read.
+const CALL = [
+  op.i32(0x1000), op.i32(0), op.localGet(0), op.call(0), op.drop,
+  op.i32(0x8000),
+  op.i32(0x100c), op.i32(0x1008), op.load,
+  op.i32(0x100c), op.i32(0x1008), op.load, op.add,
+  op.localGet(0), op.i32(12), op.i32(0x1008), op.load, op.add, sub,
+  op.call(HC),
+  op.store,
+  op.i32(0x8004), op.i32(0x8008), op.i32(0x1000), op.load, op.i32(0x1004), op.load, op.call(RR), op.store,
+  op.i32(0x8000), op.i32(8), op.i32(0x8004), op.load, op.add, op.call(1), op.drop,
+  op.i32(0),
+];
+// host_call("kv.get", "apple"), its result dropped.
+const GET_APPLE = [op.i32(0x100), op.i32(6), op.i32(0x110), op.i32(5), op.call(HC), op.drop];
+// Stores what host_call("kv.init", "apple") returns at `at`.
+const INIT_AT = (at) => [op.i32(at), op.i32(0x120), op.i32(7), op.i32(0x110), op.i32(5), op.call(HC), op.store];
+
+const DECLARED = [
+  { name: 'kv.get', required: false },
+  { name: 'kv.init', required: false },
+  { name: 'kv.big', required: false },
+  { name: 'kv.slow', required: false },
+];
+
+/**
+ * A 1.1 plugin named `name` that declares `hostCalls`. Functions: `call`
+ * (above); `seq`, which first calls kv.get with "apple" and then does what
+ * `call` does, so that the reply of an earlier host call is there to be
+ * replaced; `count`, a counter of calls on the instance; `initcode`, what
+ * host_call("kv.init") returned in _initialize and in pabi_init (two
+ * i32). pabi_state_save outputs what host_call returned in its phase.
+ */
+export function hcPlugin({ name = 'hc', hostCalls = DECLARED, abi = '1.1', pages = 3, profile = 'core', capabilities = [] } = {}) {
+  const fns = ['call', 'seq', 'count', 'initcode'];
+  return buildPlugin({
+    imports: IMPORTS,
+    memoryPages: pages,
+    data: [[0x100, [...Buffer.from('kv.get')]], [0x110, [...Buffer.from('apple')]], [0x120, [...Buffer.from('kv.init')]]],
+    metadata: { abi, name, version: '3.4.5', profile, functions: fns.map((n) => ({ name: n })), capabilities, host_calls: hostCalls },
+    functions: [
+      { export: 'pabi_fn_call', code: CALL },
+      { export: 'pabi_fn_seq', code: [GET_APPLE, CALL] },
+      { export: 'pabi_fn_count', code: [op.globalGet(0), op.i32(1), op.add, op.globalSet(0), op.i32(0x300), op.globalGet(0), op.store, op.i32(0x300), op.i32(4), op.call(1), op.drop, op.i32(0)] },
+      { export: 'pabi_fn_initcode', code: [op.i32(0x200), op.i32(8), op.call(1), op.drop, op.i32(0)] },
+      { export: '_initialize', type: 3, code: INIT_AT(0x200) },
+      { export: 'pabi_init', code: [INIT_AT(0x204), op.i32(0)] },
+      { export: 'pabi_state_save', type: 9, code: [INIT_AT(0x208), op.i32(0x208), op.i32(4), op.call(1), op.drop, op.i32(0)] },
+      { export: 'pabi_state_load', code: [op.i32(0)] },
+    ],
+  });
+}
+
+// The input of `call` and `seq` of hcPlugin.
+export function hcInput(name, request = '', { offset = 0, len = 256 } = {}) {
+  const n = Buffer.from(name);
+  const head = Buffer.alloc(12);
+  head.writeUInt32LE(offset, 0);
+  head.writeUInt32LE(len, 4);
+  head.writeUInt32LE(n.length, 8);
+  return new Uint8Array(Buffer.concat([head, n, Buffer.from(request)]));
+}

@@ -201,16 +201,18 @@ const echoOnly = (extra) => buildPlugin({
   ...extra,
 });
 
-test('a newer ABI version is VERSION_MISMATCH naming both versions (VER-3, VER-4)', () => {
-  // The plugin's own version holds neither ABI version, so that "1.0" in
+test('a newer ABI version is VERSION_MISMATCH naming both versions; 1.0 and 1.1 are accepted (VER-2, VER-3, VER-4)', () => {
+  // The plugin's own version holds neither ABI version, so that "1.1" in
   // the message can only be the host's.
-  const metadata = { abi: '1.1', name: 'v', version: '3.4.5', profile: 'core', functions: [{ name: 'f' }], capabilities: [] };
+  const metadata = { abi: '1.2', name: 'v', version: '3.4.5', profile: 'core', functions: [{ name: 'f' }], capabilities: [] };
   const e = failure(() => checkPlugin(echoOnly({ metadata })));
   assert.equal(e.kind, 'VERSION_MISMATCH');
-  assert.match(e.message, /1\.1/);
-  assert.match(e.message, /1\.0/);
-  const ok = checkPlugin(echoOnly({ metadata: { ...metadata, abi: '1.0' } }));
-  assert.deepEqual([...ok.functions.keys()], ['f']);
+  assert.match(e.message, /declares ABI 1\.2/);
+  assert.match(e.message, /implements ABI 1\.1/);
+  for (const abi of ['1.0', '1.1']) {
+    const ok = checkPlugin(echoOnly({ metadata: { ...metadata, abi } }));
+    assert.deepEqual([...ok.functions.keys()], ['f']);
+  }
 });
 
 test('an import the host lacks is INVALID_MODULE naming it (IMP-2, VER-4)', () => {
@@ -326,8 +328,8 @@ test('a future version is VERSION_MISMATCH even when this version cannot read it
   const future = buildPlugin({ imports: [], functions: [{ export: 'pabi_fn_f', type: 0, code: [op.i32(0)] }], metadata, sections: { 1: types } });
   let e = failure(() => checkPlugin(future));
   assert.equal(e.kind, 'VERSION_MISMATCH', e.message);
-  assert.match(e.message, /2\.0/);
-  assert.match(e.message, /1\.0/);
+  assert.match(e.message, /declares ABI 2\.0/);
+  assert.match(e.message, /implements ABI 1\.1/);
   e = failure(() => checkPlugin(future, { budget: { maxFunctions: 0 } }));
   assert.equal(e.kind, 'MODULE_LIMIT', e.message);
   const current = buildPlugin({ imports: [], functions: [{ export: 'pabi_fn_f', type: 0, code: [op.i32(0)] }], metadata: { ...metadata, abi: '1.0' }, sections: { 1: types } });

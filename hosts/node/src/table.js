@@ -1,0 +1,100 @@
+// The application side of host calls as data: a host-call table
+// (spec/schemas/host-calls.schema.json), which the conformance adapter's
+// `--host-calls FILE` reads (host-guide, "The adapter command"). Each name
+// it lists is offered (CALL-5); for a request, the first rule whose
+// `request` (or `request_hex`) equals it answers, and a rule without one
+// matches any request. When no rule matches, the handler fails with a
+// message that names the request (CALL-4). `delay_ms` makes the handler
+// take that long before it answers (CALL-7).
+
+import { HostFunction } from './host.js';
+import { HOST_CALL_NAME } from './check.js';
+
+const HEX = /^([0-9a-fA-F]{2})*$/;
+const RULE_KEYS = new Set(['request', 'request_hex', 'reply', 'reply_hex', 'fail', 'delay_ms']);
+const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A table that does not follow the schema. */
+export class TableError extends Error {}
+
+/**
+ * Reads a table from its JSON text: a Map from each name to its rules,
+ * { request: Uint8Array | null, reply: Uint8Array | null, fail: string | null, delayMs }.
+ * Throws TableError for anything the schema refuses.
+ */
+export function parseHostCallTable(text) {
+  let doc;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new TableError(`not JSON: ${e.message}`);
+  }
+  if (!isObject(doc)) throw new TableError('a host-call table is a JSON object of names');
+  const table = new Map();
+  for (const [name, rules] of Object.entries(doc)) {
+    if (!HOST_CALL_NAME.test(name)) throw new TableError(`${JSON.stringify(name)} is not a host-call name (CALL-2)`);
+    if (!Array.isArray(rules)) throw new TableError(`"${name}": the rules are not an array`);
+    table.set(name, rules.map((rule, i) => readRule(rule, `"${name}", rule ${i}`)));
+  }
+  return table;
+}
+
+function readRule(rule, at) {
+  if (!isObject(rule)) throw new TableError(`${at}: not an object`);
+  for (const key of Object.keys(rule)) if (!RULE_KEYS.has(key)) throw new TableError(`${at}: unknown field "${key}"`);
+  const text = (key) => {
+    if (key in rule && typeof rule[key] !== 'string') throw new TableError(`${at}: "${key}" is not a string`);
+    return rule[key];
+  };
+  const hex = (key) => {
+    const v = text(key);
+    if (v !== undefined && !HEX.test(v)) throw new TableError(`${at}: "${key}" is not hex: ${JSON.stringify(v)}`);
+    return v === undefined ? undefined : new Uint8Array(Buffer.from(v, 'hex'));
+  };
+  const utf8 = (key) => {
+    const v = text(key);
+    return v === undefined ? undefined : new TextEncoder().encode(v);
+  };
+  if ('request' in rule && 'request_hex' in rule) throw new TableError(`${at}: give "request" or "request_hex", not both`);
+  const request = utf8('request') ?? hex('request_hex') ?? null;
+  const answers = ['reply', 'reply_hex', 'fail'].filter((k) => k in rule);
+  if (answers.length !== 1) throw new TableError(`${at}: give exactly one of "reply", "reply_hex" and "fail"`);
+  const reply = utf8('reply') ?? hex('reply_hex') ?? null;
+  const fail = text('fail') ?? null;
+  const delayMs = rule.delay_ms ?? 0;
+  if (!Number.isInteger(delayMs) || delayMs < 0) throw new TableError(`${at}: "delay_ms" is not a non-negative integer`);
+  return { request, reply, fail, delayMs };
+}
+
+const sameBytes = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+// A request as text when it is UTF-8 without control characters, else as hex.
+function shown(bytes) {
+  try {
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    if (!/[\u0000-\u001f\u007f-\u009f]/.test(text)) return JSON.stringify(text);
+  } catch {
+    // not UTF-8: hex below
+  }
+  return `0x${Buffer.from(bytes).toString('hex')}`;
+}
+
+// Blocks this thread for `ms` milliseconds, as a slow handler would.
+function sleep(ms) {
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * The table's names as host functions. `record(name, request)` is called
+ * with every request a handler receives, before it answers.
+ */
+export function tableFunctions(table, record = () => {}) {
+  return [...table].map(([name, rules]) => new HostFunction(name, (request, cx) => {
+    record(cx.hostCall, request);
+    const rule = rules.find((r) => r.request === null || sameBytes(r.request, request));
+    if (!rule) throw new Error(`the table has no reply for \`${cx.hostCall}\` with the request ${shown(request)}`);
+    sleep(rule.delayMs);
+    if (rule.fail !== null) throw new Error(rule.fail);
+    return rule.reply;
+  }));
+}
