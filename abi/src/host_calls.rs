@@ -184,6 +184,10 @@ impl<'de> Deserialize<'de> for HostCallTable {
         if let Some(bad) = calls.keys().find(|name| !crate::is_valid_host_call_name(name)) {
             return Err(D::Error::custom(format!("`{bad}` is not a host-call name (CALL-2)")));
         }
+        // A host offers no name in the reserved namespace (CALL-2).
+        if let Some(bad) = calls.keys().find(|name| name.starts_with("pabi.")) {
+            return Err(D::Error::custom(format!("`{bad}` is in the reserved `pabi` namespace (CALL-2)")));
+        }
         Ok(HostCallTable { calls })
     }
 }
@@ -252,6 +256,7 @@ mod tests {
             r#"{"kv.get": [{"reply": "", "extra": 1}]}"#,
             r#"{"KV": [{"reply": ""}]}"#,
             r#"{"a.b.c.d.e": [{"reply": ""}]}"#,
+            r#"{"pabi.time": [{"reply": ""}]}"#,
             r#"[]"#,
         ] {
             let value: serde_json::Value = serde_json::from_str(text).unwrap();
