@@ -8,6 +8,12 @@
 //! plugin pulls the input with `input_read` and pushes it with
 //! `output_write`. Goals: call <= 1.5x raw up to 1 KiB, throughput >= 0.8x
 //! raw at 1 MiB, instantiation <= 1.5x raw pooled.
+//!
+//! Host calls (ABI 1.1): a plugin call that makes one `host_call` with an
+//! N-byte request to an application function that replies with the same
+//! bytes, then reads the reply with `reply_read`; raw: a typed call into a
+//! module whose wasmtime host function copies the request out, runs the
+//! same closure and copies the reply back in. Goal: <= 1.5x raw.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -31,6 +37,28 @@ const RAW_ECHO: &str = r#"(module
     (local.get $len)))"#;
 
 const OUT: usize = 0x120000;
+
+/// One host call of `len` request bytes at 1024, its reply read to 0x120000.
+const PABI_HOST_CALL: &str = r#"(module
+  (import "pabi" "host_call" (func $host_call (param i32 i32 i32 i32) (result i32)))
+  (import "pabi" "reply_read" (func $reply_read (param i32 i32 i32) (result i32)))
+  (import "pabi" "input_read" (func $read (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 40)
+  (data (i32.const 0) "app.echo")
+  (func (export "pabi_fn_ask") (param $len i32) (result i32) (local $n i32)
+    ;; The input is the request size, as 4 bytes.
+    (drop (call $read (i32.const 16) (i32.const 0) (i32.const 4)))
+    (local.set $n (call $host_call (i32.const 0) (i32.const 8) (i32.const 1024) (i32.load (i32.const 16))))
+    (drop (call $reply_read (i32.const 0x120000) (i32.const 0) (local.get $n)))
+    (i32.const 0))
+  (@custom "pabi" "{\"abi\":\"1.1\",\"name\":\"bench\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"ask\"}],\"capabilities\":[],\"host_calls\":[{\"name\":\"app.echo\",\"required\":true}]}"))"#;
+
+/// The same through a plain wasmtime import that copies in and out.
+const RAW_HOST_CALL: &str = r#"(module
+  (import "app" "echo" (func $echo (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 40)
+  (func (export "ask") (param $len i32) (result i32)
+    (call $echo (i32.const 1024) (local.get $len) (i32.const 0x120000))))"#;
 
 /// Median time per operation over `rounds` batches of `iters`.
 fn time_per_op(rounds: usize, iters: usize, mut op: impl FnMut()) -> Duration {
@@ -91,6 +119,39 @@ fn main() {
             "<= 1.5x".to_string()
         };
         println!("{label:<28} {:>12?} {:>12?} {ratio:>7.2}x  {goal}", raw, pabi);
+    }
+
+    // Host calls: the application's function is the same closure in both.
+    let application = |request: &[u8]| request.to_vec();
+    let echo_fn = pabi_host::HostFunction::new("app.echo", move |_, request| Ok(application(request))).unwrap();
+    let calls_host = pabi_host::Host::new(pabi_host::Config::builder().host_function(echo_fn).build()).unwrap();
+    let mut asker = calls_host.load(&wat::parse_str(PABI_HOST_CALL).unwrap()).unwrap();
+    let raw_module = Module::new(&engine, wat::parse_str(RAW_HOST_CALL).unwrap()).unwrap();
+    let mut linker = Linker::new(&engine);
+    linker
+        .func_wrap("app", "echo", move |mut caller: wasmtime::Caller<'_, ()>, ptr: i32, len: i32, out: i32| {
+            let memory = caller.get_export("memory").and_then(|e| e.into_memory()).unwrap();
+            let (ptr, len, out) = (ptr as usize, len as usize, out as usize);
+            let request = memory.data(&caller)[ptr..ptr + len].to_vec();
+            let reply = application(&request);
+            memory.data_mut(&mut caller)[out..out + reply.len()].copy_from_slice(&reply);
+            reply.len() as i32
+        })
+        .unwrap();
+    let raw_pre: InstancePre<()> = linker.instantiate_pre(&raw_module).unwrap();
+    let mut raw_store = Store::new(&engine, ());
+    let raw_instance = raw_pre.instantiate(&mut raw_store).unwrap();
+    let ask: TypedFunc<i32, i32> = raw_instance.get_typed_func(&mut raw_store, "ask").unwrap();
+    for (label, size) in [("host call 64 B", 64u32), ("host call 1 KiB", 1024)] {
+        let raw = time_per_op(7, 20_000, || {
+            black_box(ask.call(&mut raw_store, size as i32).unwrap());
+        });
+        let input = size.to_le_bytes();
+        let pabi = time_per_op(7, 20_000, || {
+            black_box(asker.call("ask", &input).unwrap());
+        });
+        let ratio = pabi.as_secs_f64() / raw.as_secs_f64();
+        println!("{label:<28} {:>12?} {:>12?} {ratio:>7.2}x  <= 1.5x", raw, pabi);
     }
 
     let raw_inst = time_per_op(7, 2_000, || {
