@@ -118,6 +118,12 @@ impl Shared {
     /// The prepared plugin for `wasm`: from the cache, or validated,
     /// compiled and checked now (`HOST-1` … `HOST-2`) and then cached.
     pub fn prepared(&self, wasm: &[u8]) -> Result<Arc<Prepared>, Error> {
+        // A cached entry passed every check below with this host's config,
+        // so a hit skips them: a load of a known plugin costs one hash.
+        let key = module_key(wasm);
+        if let Some(prepared) = self.cache().get(&key) {
+            return Ok(prepared.clone());
+        }
         // The compile budget bounds everything after it, so it comes first;
         // then the envelope and the version, before anything of a version
         // (`VER-8`). An unreadable envelope is left to the validator, which
@@ -127,10 +133,6 @@ impl Shared {
             if !self.config.abi_version().accepts(declared) {
                 return Err(version_mismatch(wasm, declared, self.config.abi_version()));
             }
-        }
-        let key = module_key(wasm);
-        if let Some(prepared) = self.cache().get(&key) {
-            return Ok(prepared.clone());
         }
         let prepared = Arc::new(self.prepare(wasm, &key)?);
         self.cache().put(key, prepared.clone());
