@@ -543,18 +543,40 @@ impl<H: TestHost> Run<'_, H> {
                 });
                 match outcome {
                     Ok(()) => {}
-                    Err(TestError::Fail(reason, (input, _))) => {
+                    Err(TestError::Fail(reason, (input, seed))) => {
+                        // Replay the shrunk case once more for its
+                        // conversation, and give it as a host-call table.
+                        let table = self
+                            .host
+                            .load_offering(self.wasm, b"", &offer)
+                            .map(|mut plugin| {
+                                plugin.set_application(Application::Random(seed));
+                                let _ = plugin.call(&function.name, &input);
+                                let offered: Vec<&str> = meta
+                                    .host_calls
+                                    .iter()
+                                    .filter(|call| offer == Offer::All || call.required)
+                                    .map(|call| call.name.as_str())
+                                    .collect();
+                                reproducer_table(&plugin.take_host_calls(), &offered)
+                            })
+                            .unwrap_or_default();
                         return CheckOutcome::Fail(Failure {
                             message: reason.message().to_string(),
                             function: Some(function.name.clone()),
                             reproducer: Some(format!(
-                                "pabi run {} {} --input-hex '{}' --host-calls FILE (a table giving the replies above)",
+                                "pabi run {} {} --input-hex '{}' --host-calls FILE, with FILE holding {table}{}",
                                 self.path,
                                 function.name,
-                                encode_hex(&input)
+                                encode_hex(&input),
+                                if offer == Offer::RequiredOnly {
+                                    " (optional calls not in it are absent)"
+                                } else {
+                                    ""
+                                }
                             )),
                             input_hex: Some(encode_hex(&input)),
-                        })
+                        });
                     }
                     Err(TestError::Abort(reason)) => return fail(format!("generation aborted: {reason}")),
                 }
@@ -639,6 +661,30 @@ fn history<'a>(functions: &[&'a str], input: &[u8]) -> Vec<(&'a str, Vec<u8>)> {
     (0..1 + seed % 4)
         .map(|i| (functions[(seed / 4 + i) % functions.len()], input.get(i..).unwrap_or_default().to_vec()))
         .collect()
+}
+
+/// A host-call table that gives a plugin the answers it got, for a
+/// reproducer: one rule per distinct request, the first answer it got.
+/// Every offered name is in it, so that the replay offers what the run did.
+fn reproducer_table(calls: &[AnsweredCall], offered: &[&str]) -> String {
+    use pabi_abi::host_calls::{HostCallRule, HostCallTable};
+    let mut rules: std::collections::BTreeMap<String, Vec<HostCallRule>> =
+        offered.iter().map(|name| (name.to_string(), Vec::new())).collect();
+    for call in calls {
+        let named = rules.entry(call.name.clone()).or_default();
+        if !named.iter().any(|rule| rule.request.as_deref() == Some(call.request.as_slice())) {
+            named.push(HostCallRule {
+                request: Some(call.request.clone()),
+                answer: call.answer.clone(),
+                delay: std::time::Duration::ZERO,
+            });
+        }
+    }
+    let mut table = HostCallTable::default();
+    for (name, rules) in rules {
+        table.insert(name, rules);
+    }
+    table.to_json()
 }
 
 /// The host calls of a call and their answers, for a failure message.
