@@ -95,9 +95,9 @@ impl Check {
             Check::State => "state save -> load -> save round-trips to the same bytes",
             Check::InputRead => "the host serves input_read at any chunking and offset (host side, WAT fixture)",
             Check::HostCalls => {
-                "with random replies, handler failures, oversized replies and absent optional calls, every call \
-                 returns a defined status, never traps and calls only declared names; a deterministic function \
-                 repeats for the same replies"
+                "with generated replies of every size, handler failures, replies past the cap, a slow reply and \
+                 absent optional calls, every call returns a defined status, never traps and calls only declared \
+                 names; a deterministic function repeats for the same replies"
             }
             Check::Vectors => "the plugin's own test vectors (PLUGIN.vectors.json or --vectors) all pass",
         }

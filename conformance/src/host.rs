@@ -77,9 +77,16 @@ pub enum Application {
     Echo,
     /// Answers from a host-call table.
     Table(pabi_abi::host_calls::HostCallTable),
-    /// Random replies of random sizes (some past the reply cap) and
-    /// failures with random messages, all from this seed.
-    Random(u64),
+    /// These answers, in order, one per host call; echo after the last.
+    /// The `host-calls` check generates and shrinks them.
+    Script(Vec<ScriptedAnswer>),
+}
+
+/// One answer of a script, and how long the application takes to give it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptedAnswer {
+    pub answer: pabi_abi::host_calls::Answer,
+    pub delay: std::time::Duration,
 }
 
 /// One host call the plugin made and what the application answered.

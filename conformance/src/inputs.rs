@@ -38,6 +38,39 @@ pub fn any_input_for_host_calls() -> BoxedStrategy<Vec<u8>> {
     .boxed()
 }
 
+/// How long a slow answer of the `host-calls` check takes: well inside the
+/// default deadline of 1 s, so that a plugin making a few more calls
+/// after it still finishes (`CALL-7`).
+pub const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// The application's answers for the `host-calls` check, in order: empty,
+/// small and large replies, one past the reply cap, failures with printable
+/// messages, and at most one slow answer. Shrinks to fewer, smaller
+/// answers and no slow one.
+pub fn host_call_answers() -> BoxedStrategy<Vec<crate::host::ScriptedAnswer>> {
+    use pabi_abi::host_calls::Answer;
+    let past_cap = crate::reference::HOST_CALL_REPLY_CAP as usize + 1;
+    let answer = prop_oneof![
+        2 => Just(Answer::Reply(Vec::new())),
+        4 => proptest::collection::vec(any::<u8>(), 1..=16).prop_map(Answer::Reply),
+        2 => proptest::collection::vec(any::<u8>(), 17..=4096).prop_map(Answer::Reply),
+        1 => Just(Answer::Reply(vec![b'x'; past_cap])),
+        3 => "[ -~]{0,80}".prop_map(Answer::Fail),
+    ];
+    (proptest::collection::vec(answer, 0..16), proptest::option::of(0..16usize))
+        .prop_map(|(answers, slow)| {
+            answers
+                .into_iter()
+                .enumerate()
+                .map(|(i, answer)| crate::host::ScriptedAnswer {
+                    answer,
+                    delay: if slow == Some(i) { SLOW_ANSWER } else { std::time::Duration::ZERO },
+                })
+                .collect()
+        })
+        .boxed()
+}
+
 /// Config bytes for `pabi_init`: the same shapes, smaller.
 pub fn any_config() -> BoxedStrategy<Vec<u8>> {
     prop_oneof![

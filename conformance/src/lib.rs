@@ -29,7 +29,7 @@ use proptest::strategy::BoxedStrategy;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
 pub use checks::{Check, UnknownCheck};
-pub use host::{AnsweredCall, Application, HostFailure, HostResult, Offer, PluginUnderTest, TestHost};
+pub use host::{AnsweredCall, Application, HostFailure, HostResult, Offer, PluginUnderTest, ScriptedAnswer, TestHost};
 pub use reference::{ReferenceHost, ReferencePlugin, Scratch, SCRATCH_QUOTA_BYTES, SCRATCH_QUOTA_ENTRIES};
 use report::{CheckOutcome, CheckResult, Failure, PluginReport};
 
@@ -501,12 +501,12 @@ impl<H: TestHost> Run<'_, H> {
                     return fail(format!("the plugin does not load when offered {offer:?}: {e}"));
                 }
                 let deterministic = function.deterministic;
-                let strategy = (self.inputs(), proptest::prelude::any::<u64>());
-                let outcome = self.runner(cases).run(&strategy, |(input, seed)| {
+                let strategy = (self.inputs(), inputs::host_call_answers());
+                let outcome = self.runner(cases).run(&strategy, |(input, script)| {
                     let mut plugin = self.host.load_offering(self.wasm, b"", &offer).map_err(|e| {
                         TestCaseError::fail(format!("the plugin does not load when offered {offer:?}: {e}"))
                     })?;
-                    plugin.set_application(Application::Random(seed));
+                    plugin.set_application(Application::Script(script.clone()));
                     let got = plugin.call(&function.name, &input);
                     let calls = plugin.take_host_calls();
                     let conversation = || conversation(&calls);
@@ -525,7 +525,7 @@ impl<H: TestHost> Run<'_, H> {
                             .host
                             .load_offering(self.wasm, b"", &offer)
                             .map_err(|e| TestCaseError::fail(format!("the plugin does not load a second time: {e}")))?;
-                        fresh.set_application(Application::Random(seed));
+                        fresh.set_application(Application::Script(script.clone()));
                         let again = fresh.call(&function.name, &input);
                         let again_calls = fresh.take_host_calls();
                         if !same_result(&got, &again) || again_calls != calls {
@@ -543,14 +543,14 @@ impl<H: TestHost> Run<'_, H> {
                 });
                 match outcome {
                     Ok(()) => {}
-                    Err(TestError::Fail(reason, (input, seed))) => {
+                    Err(TestError::Fail(reason, (input, script))) => {
                         // Replay the shrunk case once more for its
                         // conversation, and give it as a host-call table.
                         let table = self
                             .host
                             .load_offering(self.wasm, b"", &offer)
                             .map(|mut plugin| {
-                                plugin.set_application(Application::Random(seed));
+                                plugin.set_application(Application::Script(script));
                                 let _ = plugin.call(&function.name, &input);
                                 let offered: Vec<&str> = meta
                                     .host_calls
@@ -565,10 +565,12 @@ impl<H: TestHost> Run<'_, H> {
                             message: reason.message().to_string(),
                             function: Some(function.name.clone()),
                             reproducer: Some(format!(
-                                "pabi run {} {} --input-hex '{}' --host-calls FILE, with FILE holding {table}{}",
+                                "pabi run {} {} --input-hex '{}' --max-reply {} --host-calls FILE, with FILE holding \
+                                 {table}{}",
                                 self.path,
                                 function.name,
                                 encode_hex(&input),
+                                reference::HOST_CALL_REPLY_CAP,
                                 if offer == Offer::RequiredOnly {
                                     " (optional calls not in it are absent)"
                                 } else {

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use pabi_abi::host_calls::Answer;
 use pabi_abi::{Capability, Metadata};
 use pabi_host::{Config, DirGrant, Error, Host, HostCallError, HostFunction, Plugin};
-use rand::{RngExt, SeedableRng};
 
 use crate::host::{AnsweredCall, Application, HostFailure, HostResult, Offer, PluginUnderTest, TestHost};
 
@@ -44,7 +43,8 @@ type App = Arc<Mutex<AppState>>;
 #[derive(Debug)]
 struct AppState {
     mode: Application,
-    rng: rand::rngs::StdRng,
+    /// How many answers of a script were given.
+    next: usize,
     calls: Vec<AnsweredCall>,
 }
 
@@ -56,32 +56,19 @@ impl AppState {
                 .answer(name, request)
                 .map(|(answer, _)| answer)
                 .unwrap_or_else(|| Answer::Fail(format!("`{name}` is not in the table"))),
-            Application::Random(_) => random_answer(&mut self.rng),
+            Application::Script(script) => match script.get(self.next) {
+                Some(scripted) => {
+                    self.next += 1;
+                    // A slow application: the plugin's call waits, and the
+                    // time counts against its deadline (`CALL-7`).
+                    std::thread::sleep(scripted.delay);
+                    scripted.answer.clone()
+                }
+                None => Answer::Reply(request.to_vec()),
+            },
         };
         self.calls.push(AnsweredCall { name: name.to_string(), request: request.to_vec(), answer: answer.clone() });
         answer
-    }
-}
-
-/// A reply of a random size (empty, small, large, or one byte past the
-/// cap) or a failure with a random message.
-fn random_answer(rng: &mut rand::rngs::StdRng) -> Answer {
-    let bytes = |rng: &mut rand::rngs::StdRng, len: usize| (0..len).map(|_| rng.random::<u8>()).collect::<Vec<u8>>();
-    match rng.random_range(0..10u32) {
-        0 => Answer::Reply(Vec::new()),
-        1..=3 => {
-            let len = rng.random_range(1..=16);
-            Answer::Reply(bytes(rng, len))
-        }
-        4 => {
-            let len = rng.random_range(17..=4096);
-            Answer::Reply(bytes(rng, len))
-        }
-        5 => Answer::Reply(vec![b'x'; HOST_CALL_REPLY_CAP as usize + 1]),
-        _ => {
-            let len = rng.random_range(0..=80);
-            Answer::Fail((0..len).map(|_| char::from(rng.random_range(b' '..=b'~'))).collect())
-        }
     }
 }
 
@@ -222,13 +209,8 @@ impl ReferenceHost {
                 _ => {}
             }
         }
-        let app = (!host_calls.is_empty()).then(|| {
-            Arc::new(Mutex::new(AppState {
-                mode: Application::Echo,
-                rng: rand::rngs::StdRng::seed_from_u64(0),
-                calls: Vec::new(),
-            }))
-        });
+        let app = (!host_calls.is_empty())
+            .then(|| Arc::new(Mutex::new(AppState { mode: Application::Echo, next: 0, calls: Vec::new() })));
         if let Some(app) = &app {
             let defaults = pabi_abi::Limits::default();
             config = config.max_host_call_bytes(defaults.max_request, HOST_CALL_REPLY_CAP);
@@ -336,9 +318,7 @@ impl PluginUnderTest for ReferencePlugin {
     fn set_application(&mut self, application: Application) {
         if let Some(app) = &self.app {
             let mut state = app.lock().unwrap_or_else(|p| p.into_inner());
-            if let Application::Random(seed) = application {
-                state.rng = rand::rngs::StdRng::seed_from_u64(seed);
-            }
+            state.next = 0;
             state.mode = application;
             state.calls.clear();
         }
