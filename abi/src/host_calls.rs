@@ -54,7 +54,15 @@ pub enum Answer {
     Reply(Vec<u8>),
     /// It fails with this message (`E_FAILED`, `CALL-4`).
     Fail(String),
+    /// It calls this function of the same plugin, with the request as the
+    /// input, from inside the handler: a host refuses that call (`CALL-8`),
+    /// and the handler then fails with the message `refused`; had the call
+    /// run, the handler would reply with its output.
+    Reenter(String),
 }
+
+/// The message of a handler whose re-entrant call was refused (`CALL-8`).
+pub const REENTRY_REFUSED: &str = "refused";
 
 /// A host call as the plugin made it: the name and the request bytes.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
@@ -93,6 +101,7 @@ impl HostCallTable {
                         match &rule.answer {
                             Answer::Reply(reply) => object.insert("reply_hex".into(), encode_hex(reply).into()),
                             Answer::Fail(message) => object.insert("fail".into(), message.clone().into()),
+                            Answer::Reenter(function) => object.insert("reenter".into(), function.clone().into()),
                         };
                         if !rule.delay.is_zero() {
                             object.insert("delay_ms".into(), (rule.delay.as_millis() as u64).into());
@@ -152,6 +161,7 @@ struct RuleJson {
     reply: Option<String>,
     reply_hex: Option<String>,
     fail: Option<String>,
+    reenter: Option<String>,
     #[serde(default)]
     delay_ms: u64,
 }
@@ -168,11 +178,12 @@ impl<'de> Deserialize<'de> for HostCallRule {
             (None, Some(hex_text)) => Some(hex(&hex_text, "request_hex")?),
             (None, None) => None,
         };
-        let answer = match (json.reply, json.reply_hex, json.fail) {
-            (Some(text), None, None) => Answer::Reply(text.into_bytes()),
-            (None, Some(hex_text), None) => Answer::Reply(hex(&hex_text, "reply_hex")?),
-            (None, None, Some(message)) => Answer::Fail(message),
-            _ => return Err(D::Error::custom("give exactly one of `reply`, `reply_hex` and `fail`")),
+        let answer = match (json.reply, json.reply_hex, json.fail, json.reenter) {
+            (Some(text), None, None, None) => Answer::Reply(text.into_bytes()),
+            (None, Some(hex_text), None, None) => Answer::Reply(hex(&hex_text, "reply_hex")?),
+            (None, None, Some(message), None) => Answer::Fail(message),
+            (None, None, None, Some(function)) => Answer::Reenter(function),
+            _ => return Err(D::Error::custom("give exactly one of `reply`, `reply_hex`, `fail` and `reenter`")),
         };
         Ok(HostCallRule { request, answer, delay: Duration::from_millis(json.delay_ms) })
     }
@@ -200,6 +211,7 @@ mod tests {
         "kv.get": [
             {"request": "apple", "reply": "red"},
             {"request_hex": "00ff", "fail": "no such key", "delay_ms": 5},
+            {"request": "again", "reenter": "lookup"},
             {"reply_hex": "0a0b"}
         ],
         "kv.note": []
@@ -250,6 +262,7 @@ mod tests {
             EXAMPLE,
             r#"{}"#,
             r#"{"kv.get": [{"reply": "a", "fail": "b"}]}"#,
+            r#"{"kv.get": [{"reply": "a", "reenter": "f"}]}"#,
             r#"{"kv.get": [{}]}"#,
             r#"{"kv.get": [{"request": "a", "request_hex": "61", "reply": ""}]}"#,
             r#"{"kv.get": [{"reply_hex": "zz"}]}"#,

@@ -703,6 +703,7 @@ fn conversation(calls: &[AnsweredCall]) -> String {
                 }
                 pabi_abi::host_calls::Answer::Reply(reply) => format!("a {}-byte reply", reply.len()),
                 pabi_abi::host_calls::Answer::Fail(message) => format!("failure {message:?}"),
+                pabi_abi::host_calls::Answer::Reenter(function) => format!("a call back into `{function}`"),
             };
             format!("{}({}) -> {answer}", call.name, encode_hex(&call.request))
         })

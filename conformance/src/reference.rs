@@ -220,6 +220,9 @@ impl ReferenceHost {
                     match app.lock().unwrap_or_else(|p| p.into_inner()).answer(cx.host_call(), request) {
                         Answer::Reply(reply) => Ok(reply),
                         Answer::Fail(message) => Err(HostCallError::new(message)),
+                        // The checks never call the plugin back: the host
+                        // refuses that (CALL-8), and host cases test it.
+                        Answer::Reenter(_) => Err(HostCallError::new(pabi_abi::host_calls::REENTRY_REFUSED)),
                     }
                 });
                 if let Ok(function) = function {

@@ -103,6 +103,10 @@ pub enum Unavailable {
     /// Every instance slot of the host is taken ([`crate::ConfigBuilder::max_instances`]).
     #[error("all {limit} instance slots are in use; drop a plugin or raise max_instances")]
     InstanceSlots { limit: u32 },
+    /// A handler tried to call into the plugin whose host call it serves
+    /// (`CALL-8`): the plugin is waiting for the handler.
+    #[error("the plugin is waiting in a host call this handler serves; a handler cannot call into it (CALL-8)")]
+    Reentrant,
     /// A directory the configuration grants cannot be opened.
     #[error("cannot open {} for the guest path {guest}: {reason}", host.display())]
     Directory { host: std::path::PathBuf, guest: String, reason: String },

@@ -67,6 +67,38 @@ impl std::error::Error for HostCallError {}
 
 pub(crate) type Handler = Arc<dyn Fn(&CallContext<'_>, &[u8]) -> Result<Vec<u8>, HostCallError> + Send + Sync>;
 
+thread_local! {
+    /// The plugins whose host calls this thread's handlers are serving,
+    /// innermost last (`CALL-8`).
+    static SERVING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks, while it lives, that this thread runs a handler for the plugin
+/// `id`: a call into that plugin from here would wait for itself.
+pub(crate) struct Serving;
+
+impl Serving {
+    pub fn enter(id: usize) -> Serving {
+        SERVING.with(|serving| serving.borrow_mut().push(id));
+        Serving
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        SERVING.with(|serving| serving.borrow_mut().pop());
+    }
+}
+
+/// Whether this thread is inside a handler serving the plugin `id`.
+pub(crate) fn is_serving(id: usize) -> bool {
+    SERVING.with(|serving| serving.borrow().contains(&id))
+}
+
+/// How a table's `reenter` answer calls the plugin back: a function of the
+/// plugin, by name, with the request as its input.
+pub type Reenter = Arc<dyn Fn(&str, &[u8]) -> Result<Vec<u8>, crate::Error> + Send + Sync>;
+
 /// A function the application offers to plugins under a host-call name,
 /// like Extism's host functions: a closure from the request bytes to the
 /// reply bytes or a failure.
@@ -171,11 +203,22 @@ impl fmt::Debug for HostCallLog {
 /// in `log`. `pabi run --host-calls`, `pabi conform` and tests use them to
 /// run a plugin that makes host calls without an application.
 pub fn table_functions(table: &HostCallTable, log: &HostCallLog) -> Vec<HostFunction> {
+    table_functions_reentering(table, log, None)
+}
+
+/// [`table_functions`], with `reenter` serving the table's `reenter`
+/// answers: a re-entrant call the host refuses (`CALL-8`) fails the host
+/// call with [`pabi_abi::host_calls::REENTRY_REFUSED`].
+pub fn table_functions_reentering(
+    table: &HostCallTable,
+    log: &HostCallLog,
+    reenter: Option<Reenter>,
+) -> Vec<HostFunction> {
     let table = Arc::new(table.clone());
     table
         .names()
         .map(|name| {
-            let (table, log) = (table.clone(), log.clone());
+            let (table, log, reenter) = (table.clone(), log.clone(), reenter.clone());
             HostFunction::new(name, move |cx, request| {
                 log.record(cx.host_call(), request);
                 let (answer, delay) = table
@@ -185,6 +228,14 @@ pub fn table_functions(table: &HostCallTable, log: &HostCallLog) -> Vec<HostFunc
                 match answer {
                     Answer::Reply(reply) => Ok(reply),
                     Answer::Fail(message) => Err(HostCallError::new(message)),
+                    Answer::Reenter(function) => match reenter.as_ref().map(|call| call(&function, request)) {
+                        Some(Ok(output)) => Ok(output),
+                        Some(Err(e)) if e.kind() == Some(pabi_abi::HostErrorKind::HostFailure) => {
+                            Err(HostCallError::new(pabi_abi::host_calls::REENTRY_REFUSED))
+                        }
+                        Some(Err(e)) => Err(HostCallError::new(e.to_string())),
+                        None => Err(HostCallError::new("this application cannot call the plugin back")),
+                    },
                 }
             })
             .expect("a host-call table holds only valid names")

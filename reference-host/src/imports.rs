@@ -89,6 +89,9 @@ fn host_call(
         _ => data.function_names.get(data.serving).map_or("", String::as_str),
     };
     let context = crate::host_fn::CallContext { plugin: &data.plugin_name, function, host_call: &name };
+    // While the handler runs, a call back into this plugin from this thread
+    // is refused instead of waiting for itself (`CALL-8`).
+    let _serving = crate::host_fn::Serving::enter(std::sync::Arc::as_ptr(&data.deadline.cancel) as usize);
     // A panicking handler is the application's bug, not the plugin's: the
     // plugin sees a failure and the host goes on.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&context, &request)))

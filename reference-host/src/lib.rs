@@ -173,5 +173,8 @@ mod wasi;
 pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits};
 pub use error::{CompileCap, Error, Frame, ModuleFinding, Unavailable, WasmTrace};
 pub use host::Host;
-pub use host_fn::{table_functions, CallContext, HostCallError, HostCallLog, HostFunction, HostFunctionNameError};
-pub use plugin::{CancelHandle, Plugin};
+pub use host_fn::{
+    table_functions, table_functions_reentering, CallContext, HostCallError, HostCallLog, HostFunction,
+    HostFunctionNameError, Reenter,
+};
+pub use plugin::{CancelHandle, Plugin, SharedPlugin};

@@ -30,6 +30,42 @@ pub struct Plugin {
     log_drops: Arc<LogDrops>,
 }
 
+/// A plugin shared between owners: an application's request handlers and
+/// its host functions, say. Calls wait for each other, except a call from
+/// a host function into the plugin whose host call it serves, which would
+/// wait for itself: that one is refused with [`Unavailable::Reentrant`]
+/// (`HOST_FAILURE`, `CALL-8`).
+#[derive(Clone)]
+pub struct SharedPlugin {
+    id: usize,
+    inner: Arc<std::sync::Mutex<Plugin>>,
+}
+
+impl SharedPlugin {
+    pub fn new(plugin: Plugin) -> SharedPlugin {
+        SharedPlugin { id: plugin.id(), inner: Arc::new(std::sync::Mutex::new(plugin)) }
+    }
+
+    /// Runs `f` on the plugin once no other caller uses it.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Plugin) -> Result<R, Error>) -> Result<R, Error> {
+        if crate::host_fn::is_serving(self.id) {
+            return Err(Error::HostUnavailable(Unavailable::Reentrant));
+        }
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// [`Plugin::call`] on the shared plugin.
+    pub fn call(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+        self.with(|plugin| plugin.call(name, input))
+    }
+}
+
+impl std::fmt::Debug for SharedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedPlugin").finish_non_exhaustive()
+    }
+}
+
 /// Cancels a plugin's calls from any thread, as a deadline would: the call
 /// in progress ends within about 10 ms with [`Error::Cancelled`] (kind
 /// `TIMEOUT`) and its instance is discarded (`LIFE-5`). When no call is in
@@ -66,6 +102,12 @@ impl Plugin {
             cancel,
             log_drops,
         })
+    }
+
+    /// This plugin's identity for re-entry checks: its cancel flag's address,
+    /// which its instances' deadlines share.
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.cancel) as usize
     }
 
     /// How many `log` records the plugin's calls have had dropped past the

@@ -71,12 +71,16 @@ pub struct HostArgs {
 impl HostArgs {
     /// The host functions of `--host-calls` and `--host-call-command`,
     /// recording each call in `transcript`.
-    fn host_functions(&self, transcript: &HostCallLog) -> anyhow::Result<Vec<HostFunction>> {
+    fn host_functions(
+        &self,
+        transcript: &HostCallLog,
+        reenter: Option<pabi_host::Reenter>,
+    ) -> anyhow::Result<Vec<HostFunction>> {
         let mut functions = Vec::new();
         if let Some(path) = &self.host_calls {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             let table = HostCallTable::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            functions.extend(pabi_host::table_functions(&table, transcript));
+            functions.extend(pabi_host::table_functions_reentering(&table, transcript, reenter));
         }
         for (name, command) in &self.host_call_commands {
             let words = shlex::split(command)
@@ -116,10 +120,11 @@ impl HostArgs {
     }
 
     /// The host, and the record of the host calls its plugins make.
-    pub fn host_with_transcript(&self) -> anyhow::Result<(Host, HostCallLog)> {
+    /// `reenter` serves a host-call table's `reenter` answers.
+    pub fn host_with_transcript(&self, reenter: Option<pabi_host::Reenter>) -> anyhow::Result<(Host, HostCallLog)> {
         let transcript = HostCallLog::default();
         let mut config = self.config().to_builder();
-        for function in self.host_functions(&transcript)? {
+        for function in self.host_functions(&transcript, reenter)? {
             config = config.host_function(function);
         }
         if let Some(abi) = self.abi {

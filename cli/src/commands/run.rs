@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use pabi_abi::adapter::{FailedLine, LineKind, ResultLine};
 use pabi_abi::HostErrorKind;
-use pabi_host::{Error, Plugin};
+use std::sync::{Arc, OnceLock};
+
+use pabi_host::{Error, Plugin, SharedPlugin};
 
 use super::host_args::{parse_hex, HostArgs};
 use super::{read_input, read_payload, Payload};
@@ -108,16 +110,24 @@ impl Opts {
             };
             calls.push((function.to_string(), input));
         }
-        let (host, transcript) = self.host.host_with_transcript()?;
+        // A host-call table's `reenter` answers call the plugin back
+        // through this shared handle, which the host refuses (CALL-8).
+        let shared: Arc<OnceLock<SharedPlugin>> = Arc::default();
+        let slot = shared.clone();
+        let reenter: pabi_host::Reenter = Arc::new(move |function: &str, input: &[u8]| match slot.get() {
+            Some(plugin) => plugin.call(function, input),
+            None => Err(Error::HostUnavailable(pabi_host::Unavailable::Reentrant)),
+        });
+        let (host, transcript) = self.host.host_with_transcript(Some(reenter))?;
         let mut stdout = std::io::stdout().lock();
         let loaded = config.bytes().and_then(|config| host.load_with_config(&wasm, &config));
-        let mut plugin = match loaded {
-            Ok(plugin) => plugin,
+        let plugin = match loaded {
+            Ok(plugin) => shared.get_or_init(|| SharedPlugin::new(plugin)).clone(),
             Err(error) => return self.report(&mut stdout, Err(error), transcript.take()),
         };
         let mut code = crate::exit::OK;
         for (function, input) in calls {
-            let result = input.bytes().and_then(|input| call(&mut plugin, &function, &input));
+            let result = input.bytes().and_then(|input| plugin.with(|plugin| call(plugin, &function, &input)));
             code = self.report(&mut stdout, result, transcript.take())?;
             if code != crate::exit::OK && self.format == RunFormat::Raw {
                 break;
