@@ -172,17 +172,30 @@ function main() {
   // result line takes those of its call (host-guide, "Result lines").
   let received = [];
   const take = () => { const list = received; received = []; return list; };
+  // The plugin object, once loaded: a table's `reenter` answers call it
+  // back through the host's API, which refuses (CALL-8). While the first
+  // load runs pabi_init, the application has no handle on it yet; that
+  // instance is as busy, and the call is refused the same way.
+  let plugin = null;
+  const reenter = (fn, input) => {
+    if (!plugin) {
+      throw new PabiError('HOST_FAILURE', {
+        clause: 'CALL-8',
+        detail: `[CALL-8] ${fn} was called while the plugin initializes and waits for a host call's handler; a handler must not call into the instance whose host call it serves`,
+      });
+    }
+    return plugin.call(fn, input);
+  };
   let hostFunctions = [];
   if (opts.hostCalls) {
     try {
-      hostFunctions = tableFunctions(opts.hostCalls, (name, request) => received.push({ name, request }));
+      hostFunctions = tableFunctions(opts.hostCalls, (name, request) => received.push({ name, request }), reenter);
     } catch (e) {
       // A name the schema allows but no host may offer (CALL-2: `pabi.`).
       if (e instanceof TypeError) usage(`--host-calls: ${e.message}`);
       throw e;
     }
   }
-  let plugin;
   try {
     plugin = loadPlugin(bytes, {
       hostFunctions,

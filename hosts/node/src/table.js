@@ -5,13 +5,17 @@
 // `request` (or `request_hex`) equals it answers, and a rule without one
 // matches any request. When no rule matches, the handler fails with a
 // message that names the request (CALL-4). `delay_ms` makes the handler
-// take that long before it answers (CALL-7).
+// take that long before it answers (CALL-7). `reenter` makes the handler
+// call a function of the plugin whose host call it serves, with the
+// request as the input, through this host's API: the host refuses that
+// call (CALL-8), and the handler then fails with the message `refused`.
 
 import { HostFunction } from './host.js';
 import { HOST_CALL_NAME } from './check.js';
+import { PabiError } from './errors.js';
 
 const HEX = /^([0-9a-fA-F]{2})*$/;
-const RULE_KEYS = new Set(['request', 'request_hex', 'reply', 'reply_hex', 'fail', 'delay_ms']);
+const RULE_KEYS = new Set(['request', 'request_hex', 'reply', 'reply_hex', 'fail', 'reenter', 'delay_ms']);
 const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A table that does not follow the schema. */
@@ -19,7 +23,9 @@ export class TableError extends Error {}
 
 /**
  * Reads a table from its JSON text: a Map from each name to its rules,
- * { request: Uint8Array | null, reply: Uint8Array | null, fail: string | null, delayMs }.
+ * { request: Uint8Array | null, reply: Uint8Array | null, fail: string | null,
+ *   reenter: string | null, delayMs }, of which exactly one of reply, fail
+ * and reenter is not null.
  * Throws TableError for anything the schema refuses.
  */
 export function parseHostCallTable(text) {
@@ -57,13 +63,14 @@ function readRule(rule, at) {
   };
   if ('request' in rule && 'request_hex' in rule) throw new TableError(`${at}: give "request" or "request_hex", not both`);
   const request = utf8('request') ?? hex('request_hex') ?? null;
-  const answers = ['reply', 'reply_hex', 'fail'].filter((k) => k in rule);
-  if (answers.length !== 1) throw new TableError(`${at}: give exactly one of "reply", "reply_hex" and "fail"`);
+  const answers = ['reply', 'reply_hex', 'fail', 'reenter'].filter((k) => k in rule);
+  if (answers.length !== 1) throw new TableError(`${at}: give exactly one of "reply", "reply_hex", "fail" and "reenter"`);
   const reply = utf8('reply') ?? hex('reply_hex') ?? null;
   const fail = text('fail') ?? null;
+  const reenter = text('reenter') ?? null;
   const delayMs = rule.delay_ms ?? 0;
   if (!Number.isInteger(delayMs) || delayMs < 0) throw new TableError(`${at}: "delay_ms" is not a non-negative integer`);
-  return { request, reply, fail, delayMs };
+  return { request, reply, fail, reenter, delayMs };
 }
 
 const sameBytes = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
@@ -84,17 +91,40 @@ function sleep(ms) {
   if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
+/** The message of a handler whose call back into its plugin was refused (CALL-8). */
+export const REENTRY_REFUSED = 'refused';
+
+// Whether `e` is the host's refusal of a call into the plugin whose host
+// call is being served: HOST_FAILURE citing CALL-8.
+const isRefusal = (e) => e instanceof PabiError && e.kind === 'HOST_FAILURE' && e.clause === 'CALL-8';
+
 /**
  * The table's names as host functions. `record(name, request)` is called
  * with every request a handler receives, before it answers.
+ * `reenter(function, input)` serves the `reenter` answers: it calls that
+ * function of the plugin whose host call the handler serves, through the
+ * host's API, and returns its output. The host refuses it with
+ * HOST_FAILURE citing CALL-8, and the handler then fails with the message
+ * `refused`; had the call run, the handler would reply with its output,
+ * and any other error is a failure with its own message. Without
+ * `reenter`, such a rule fails saying the plugin cannot be called back.
  */
-export function tableFunctions(table, record = () => {}) {
+export function tableFunctions(table, record = () => {}, reenter = null) {
   return [...table].map(([name, rules]) => new HostFunction(name, (request, cx) => {
     record(cx.hostCall, request);
     const rule = rules.find((r) => r.request === null || sameBytes(r.request, request));
     if (!rule) throw new Error(`the table has no reply for \`${cx.hostCall}\` with the request ${shown(request)}`);
     sleep(rule.delayMs);
     if (rule.fail !== null) throw new Error(rule.fail);
+    if (rule.reenter !== null) {
+      if (!reenter) throw new Error('this application cannot call the plugin back');
+      try {
+        return reenter(rule.reenter, request);
+      } catch (e) {
+        if (isRefusal(e)) throw new Error(REENTRY_REFUSED);
+        throw e;
+      }
+    }
     return rule.reply;
   }));
 }

@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ioPlugin, buildPlugin, op, IMP, hcPlugin, hcInput } from './helpers.js';
-import { parseHostCallTable, TableError } from '../src/table.js';
+import { parseHostCallTable, tableFunctions, TableError } from '../src/table.js';
+import { loadPlugin, PabiError } from '../src/index.js';
 
 const ADAPTER = fileURLToPath(new URL('../bin/pabi-node.js', import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pabi-node-'));
@@ -429,6 +430,10 @@ test('--abi 1.0 refuses a 1.1 plugin with VERSION_MISMATCH naming both versions;
 test('a host-call table that does not follow the schema, or cannot be read, is a bad argument: exit 2', () => {
   const bad = [
     '{"kv.get": [{"reply": "a", "fail": "b"}]}',
+    '{"kv.get": [{"reply": "a", "reenter": "count"}]}',
+    '{"kv.get": [{"fail": "a", "reenter": "count"}]}',
+    '{"kv.get": [{"reply_hex": "61", "reenter": "count"}]}',
+    '{"kv.get": [{"reenter": 5}]}',
     '{"kv.get": [{}]}',
     '{"kv.get": [{"request": "a", "request_hex": "61", "reply": ""}]}',
     '{"kv.get": [{"reply_hex": "zz"}]}',
@@ -457,8 +462,75 @@ test('the table reader accepts what the schema accepts', () => {
   assert.deepEqual([...parseHostCallTable('{}')], []);
   const t = parseHostCallTable(JSON.stringify(TABLE));
   assert.deepEqual([...t.keys()], ['kv.get', 'kv.init', 'kv.slow']);
-  assert.deepEqual(t.get('kv.get')[1], { request: new Uint8Array([0, 0xff]), reply: null, fail: 'no such key', delayMs: 1 });
-  assert.deepEqual(t.get('kv.get')[2], { request: null, reply: new Uint8Array([10, 11]), fail: null, delayMs: 0 });
+  assert.deepEqual(t.get('kv.get')[1], { request: new Uint8Array([0, 0xff]), reply: null, fail: 'no such key', reenter: null, delayMs: 1 });
+  assert.deepEqual(t.get('kv.get')[2], { request: null, reply: new Uint8Array([10, 11]), fail: null, reenter: null, delayMs: 0 });
+  assert.deepEqual(parseHostCallTable('{"kv.get": [{"request": "again", "reenter": "call", "delay_ms": 2}]}').get('kv.get'),
+    [{ request: bytesOf('again'), reply: null, fail: null, reenter: 'call', delayMs: 2 }]);
   assert.deepEqual(parseHostCallTable('{"a.b.c.d": []}').get('a.b.c.d'), []);
   assert.throws(() => parseHostCallTable('{"kv": []}'), TableError);
+});
+
+const bytesOf = (text) => new TextEncoder().encode(text);
+
+test('a table\'s reenter answer calls the plugin it serves back, which the host refuses: the handler fails with `refused` and the instance goes on (CALL-8, HOST-10)', () => {
+  const doc = { 'kv.get': [{ request: 'again', reenter: 'count' }, { request: 'apple', reply: 'red' }], 'kv.init': [{ reenter: 'count' }] };
+  const r = run(hcWasm, 'count', '--input-hex', '', '--then', `call:${callHex('kv.get', 'again')}`, '--then', `call:${callHex('kv.get', 'apple')}`,
+    '--then', 'count:', '--then', 'initcode:', '--host-calls', table(doc), '--format', 'json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.lines.length, 5);
+  for (const line of r.lines) assert.equal(shapeProblem(line), null, JSON.stringify(line));
+  assert.equal(r.lines[0].output_hex, '01000000');
+  assert.deepEqual(r.lines[0].host_calls, [{ name: 'kv.init', request_hex: hex('apple') }]);
+  assert.deepEqual(answered(r.lines[1]), { code: -4, read: 7, reply: 'refused' });
+  assert.deepEqual(r.lines[1].host_calls, [{ name: 'kv.get', request_hex: hex('again') }]);
+  assert.deepEqual(answered(r.lines[2]), { code: 3, read: 3, reply: 'red' });
+  // No refused call ran plugin code: the counter goes on from 1.
+  assert.deepEqual(r.lines[3], { ok: true, output_hex: '02000000' });
+  // kv.init from pabi_init, before the application holds the plugin, is
+  // refused too (from _initialize it is E_PHASE: HOST-8).
+  assert.deepEqual(r.lines[4], { ok: true, output_hex: 'fdfffffffcffffff' });
+});
+
+test('tableFunctions: reenter goes through the host, whose CALL-8 refusal is `refused`; an output is the reply, another error its own message', () => {
+  const rules = parseHostCallTable(JSON.stringify({ 'kv.get': [{ request: 'again', reenter: 'count' }, { reenter: 'nope' }] }));
+  const bytes = hcPlugin();
+  const other = loadPlugin(bytes);
+  let target = null;
+  const p = loadPlugin(bytes, { hostFunctions: tableFunctions(rules, () => {}, (fn, input) => target(fn, input)) });
+  const callBack = (plugin) => (fn, input) => plugin.call(fn, input);
+  const refusedCall = () => { throw new PabiError('HOST_FAILURE', { clause: 'CALL-8', detail: 'busy' }); };
+  const answer = (request) => {
+    const b = Buffer.from(p.call('call', hcInput('kv.get', request)));
+    return { code: b.readInt32LE(0), reply: b.subarray(8).toString('hex') };
+  };
+  try {
+    target = callBack(p);
+    assert.deepEqual(answer('again'), { code: -4, reply: hex(bytesOf('refused')) });
+    // Had the call run, its output would be the reply: another instance runs it.
+    target = callBack(other);
+    assert.deepEqual(answer('again'), { code: 4, reply: '01000000' });
+    // Any other error is the handler's failure with its own message.
+    const unknown = answer('apple');
+    assert.equal(unknown.code, -4);
+    assert.match(Buffer.from(unknown.reply, 'hex').toString(), /nope/);
+    assert.doesNotMatch(Buffer.from(unknown.reply, 'hex').toString(), /^refused$/);
+    target = () => { throw new PabiError('HOST_FAILURE', { detail: 'not a refusal' }); };
+    assert.match(Buffer.from(answer('again').reply, 'hex').toString(), /not a refusal/);
+    target = refusedCall;
+    assert.deepEqual(answer('again'), { code: -4, reply: hex(bytesOf('refused')) });
+    // The refusals ran no plugin code of p.
+    assert.deepEqual([...p.call('count')], [1, 0, 0, 0]);
+  } finally {
+    p.close();
+    other.close();
+  }
+  // Without a way to call the plugin back, the rule fails saying so.
+  const alone = loadPlugin(bytes, { hostFunctions: tableFunctions(rules) });
+  try {
+    const b = Buffer.from(alone.call('call', hcInput('kv.get', 'again')));
+    assert.equal(b.readInt32LE(0), -4);
+    assert.match(b.subarray(8).toString(), /cannot call the plugin back/);
+  } finally {
+    alone.close();
+  }
 });
