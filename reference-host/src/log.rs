@@ -114,6 +114,10 @@ impl LogSink {
                 emit(&self.plugin, stream.level(), &line);
             }
         }
+        if self.used == 0 && self.dropped_records == 0 && self.dropped_bytes == 0 {
+            // Nothing was logged: the common call pays no atomics.
+            return;
+        }
         if self.dropped_records > 0 || self.dropped_bytes > 0 {
             tracing::warn!(
                 target: "pabi::host",

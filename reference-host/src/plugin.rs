@@ -150,12 +150,13 @@ impl Plugin {
 
     /// Calls `pabi_fn_<name>` with `input` and returns its output.
     pub fn call(&mut self, name: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
-        if !self.prepared.functions.iter().any(|f| f == name) {
+        // One scan for the name: every instance lists its functions in the
+        // order of `prepared.functions`.
+        let Some(index) = self.prepared.functions.iter().position(|f| f == name) else {
             return Err(Error::UnknownFunction { name: name.to_string(), available: self.prepared.functions.clone() });
-        }
+        };
         let len = input_len(input)?;
-        let index = self.prepared.functions.iter().position(|f| f == name).unwrap_or_default();
-        let lookup = |live: &mut Instance| live.functions.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone());
+        let lookup = |live: &mut Instance| live.functions.get(index).map(|(_, f)| f.clone());
         self.run(Phase::Call, lookup, input, |store, f: TypedFunc<i32, i32>| {
             store.data_mut().serving = index;
             f.call(store, len)
