@@ -62,40 +62,44 @@ fn host_call(
     let name_range = checked_range("host_call", name, name_len, bytes.len())?;
     let req_range = checked_range("host_call", req, req_len, bytes.len())?;
     data.reply.clear();
-    let Some(handler) = std::str::from_utf8(&bytes[name_range.clone()])
-        .ok()
-        .and_then(|name| data.host_calls.calls.get(name).map(|h| (name, h)))
-    else {
-        return Err(violation(
-            Clause::Call3,
-            format!(
-                "host_call: `{}` is not a host call the plugin declares",
-                pabi_abi::text::escape_controls(&String::from_utf8_lossy(&bytes[name_range]))
-            ),
-        ));
+    // The name, the request and every borrow of the store's state live only
+    // in this block: the handler reads them in place (the plugin is paused
+    // in this import, so its memory cannot change), and nothing is copied
+    // or reference-counted per call.
+    let outcome = {
+        let state: &StoreData = data;
+        let Some((name, handler)) = std::str::from_utf8(&bytes[name_range.clone()])
+            .ok()
+            .and_then(|name| state.host_calls.calls.get(name).map(|h| (name, h)))
+        else {
+            return Err(violation(
+                Clause::Call3,
+                format!(
+                    "host_call: `{}` is not a host call the plugin declares",
+                    pabi_abi::text::escape_controls(&String::from_utf8_lossy(&bytes[name_range]))
+                ),
+            ));
+        };
+        if !matches!(state.phase, Phase::Call | Phase::Init) {
+            return Ok(ImportCode::Unavailable.code());
+        }
+        let Some(handler) = handler else { return Ok(ImportCode::Absent.code()) };
+        if req_range.len() as u64 > state.max_request {
+            return Ok(ImportCode::Limit.code());
+        }
+        let function = match state.phase {
+            Phase::Init => "pabi_init",
+            _ => state.function_names.get(state.serving).map_or("", String::as_str),
+        };
+        let context = crate::host_fn::CallContext { plugin: &state.plugin_name, function, host_call: name };
+        // While the handler runs, a call back into this plugin from this
+        // thread is refused instead of waiting for itself (`CALL-8`).
+        let _serving = crate::host_fn::Serving::enter(std::sync::Arc::as_ptr(&state.deadline.cancel) as usize);
+        // A panicking handler is the application's bug, not the plugin's:
+        // the plugin sees a failure and the host goes on.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&context, &bytes[req_range])))
+            .unwrap_or_else(|_| Err(crate::HostCallError::new(format!("the handler of `{name}` panicked"))))
     };
-    let (name, handler) = handler;
-    if !matches!(data.phase, Phase::Call | Phase::Init) {
-        return Ok(ImportCode::Unavailable.code());
-    }
-    let Some(handler) = handler.clone() else { return Ok(ImportCode::Absent.code()) };
-    if req_range.len() as u64 > data.max_request {
-        return Ok(ImportCode::Limit.code());
-    }
-    let request = bytes[req_range].to_vec();
-    let name = name.to_string();
-    let function = match data.phase {
-        Phase::Init => "pabi_init",
-        _ => data.function_names.get(data.serving).map_or("", String::as_str),
-    };
-    let context = crate::host_fn::CallContext { plugin: &data.plugin_name, function, host_call: &name };
-    // While the handler runs, a call back into this plugin from this thread
-    // is refused instead of waiting for itself (`CALL-8`).
-    let _serving = crate::host_fn::Serving::enter(std::sync::Arc::as_ptr(&data.deadline.cancel) as usize);
-    // A panicking handler is the application's bug, not the plugin's: the
-    // plugin sees a failure and the host goes on.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&context, &request)))
-        .unwrap_or_else(|_| Err(crate::HostCallError::new(format!("the handler of `{name}` panicked"))));
     // The handler's time counts against the deadline (`CALL-7`): epoch
     // interruption reaches only wasm code, so look now.
     data.deadline.check_after_host_code()?;

@@ -169,13 +169,8 @@ impl Deadline {
     pub fn sleep(&self, wait: std::time::Duration) -> wasmtime::Result<()> {
         let started = std::time::Instant::now();
         loop {
-            if self.cancel.swap(false, Ordering::Relaxed) {
-                return Err(wasmtime::Error::new(Abort(Error::Cancelled)));
-            }
+            self.check_after_host_code()?;
             let now = std::time::Instant::now();
-            if self.wall.is_some_and(|wall| now >= wall) {
-                return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
-            }
             let left = wait.saturating_sub(now - started);
             if left.is_zero() {
                 return Ok(());

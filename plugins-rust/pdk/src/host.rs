@@ -92,23 +92,11 @@ pub fn offers(name: &str) -> bool {
 
 /// Reads the whole reply of `len` bytes into one buffer: one copy.
 fn read_reply(len: u32) -> Result<Vec<u8>, Error> {
-    let len = len as usize;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(len)
-        .map_err(|_| Error::out_of_memory(format!("cannot allocate {len} bytes for a host call's reply")))?;
-    buf.resize(len, 0);
-    let mut filled = 0;
-    while filled < len {
-        // SAFETY: the slice is live and writable for `len - filled` bytes.
-        let n = unsafe { sys::reply_read(buf[filled..].as_mut_ptr(), filled as u32, (len - filled) as u32) };
-        let n = usize::try_from(n).unwrap_or(0).min(len - filled);
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    buf.truncate(filled);
-    Ok(buf)
+    crate::read_whole(len, "a host call's reply", |buf, offset| {
+        // SAFETY: the slice is live and writable for its length.
+        let n = unsafe { sys::reply_read(buf.as_mut_ptr(), offset, buf.len() as u32) };
+        usize::try_from(n).unwrap_or(0).min(buf.len())
+    })
 }
 
 /// Reads a failure message, whose length `host_call` does not return: in

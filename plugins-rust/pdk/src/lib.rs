@@ -193,14 +193,21 @@ pub fn read_input_at(buf: &mut [u8], offset: u32) -> usize {
 ///
 /// Fails with `OUT_OF_MEMORY` when the buffer cannot be allocated.
 pub fn read_input(len: u32) -> Result<Vec<u8>, Error> {
+    read_whole(len, "the input", read_input_at)
+}
+
+/// Reads `len` bytes into a buffer of its own with `read_at(buf, offset)`,
+/// which copies what it can and returns the count (0 at the end): the input
+/// and a host call's reply are read the same way. `what` names the bytes in
+/// the `OUT_OF_MEMORY` message.
+pub(crate) fn read_whole(len: u32, what: &str, read_at: impl Fn(&mut [u8], u32) -> usize) -> Result<Vec<u8>, Error> {
     let len = len as usize;
     let mut buf = Vec::new();
-    buf.try_reserve_exact(len)
-        .map_err(|_| Error::out_of_memory(format!("cannot allocate {len} bytes for the input")))?;
+    buf.try_reserve_exact(len).map_err(|_| Error::out_of_memory(format!("cannot allocate {len} bytes for {what}")))?;
     buf.resize(len, 0);
     let mut filled = 0;
     while filled < len {
-        let n = read_input_at(&mut buf[filled..], filled as u32);
+        let n = read_at(&mut buf[filled..], filled as u32);
         if n == 0 {
             break;
         }
