@@ -6,8 +6,10 @@
 //! Raw: the host writes the input into guest memory, makes a typed call
 //! that copies it to an output region, and reads the output back. pabi: the
 //! plugin pulls the input with `input_read` and pushes it with
-//! `output_write`. Goals: call <= 1.5x raw up to 1 KiB, throughput >= 0.8x
-//! raw at 1 MiB, instantiation <= 1.5x raw pooled.
+//! `output_write`. A second raw variant lets the guest allocate and free
+//! the buffers, as hosts without pabi's pull model must. `call_into` is
+//! pabi's call into a reused output buffer. Goals: call <= 1.2x raw at
+//! every size, instantiation <= 1.5x raw pooled.
 //!
 //! Host calls (ABI 1.1): a plugin call that makes one `host_call` with an
 //! N-byte request to an application function that replies with the same
@@ -38,6 +40,38 @@ const RAW_ECHO: &str = r#"(module
 
 const OUT: usize = 0x120000;
 
+/// Raw with pabi's pull model, minus pabi: two plain wasmtime imports
+/// that copy the input in and the output out of buffers in the store, as
+/// `input_read` and `output_write` do, with no range checks, phase,
+/// deadline, limits or log. pabi over this is the cost of pabi itself.
+const RAW_PULL_ECHO: &str = r#"(module
+  (import "raw" "input_read" (func $read (param i32 i32 i32) (result i32)))
+  (import "raw" "output_write" (func $write (param i32 i32) (result i32)))
+  (memory (export "memory") 40)
+  (func (export "echo") (param $len i32) (result i32)
+    (drop (call $read (i32.const 1024) (i32.const 0) (local.get $len)))
+    (drop (call $write (i32.const 1024) (local.get $len)))
+    (i32.const 0)))"#;
+
+/// Raw with guest allocation, as hosts without pabi's pull model do it: the
+/// host asks the guest to allocate the input, writes it, calls, reads the
+/// output the guest allocated, and frees both (one `free` of the first
+/// block releases everything after it in this bump allocator).
+const RAW_ALLOC_ECHO: &str = r#"(module
+  (memory (export "memory") 40)
+  (global $next (mut i32) (i32.const 1024))
+  (func $alloc (export "alloc") (param $len i32) (result i32) (local $ptr i32)
+    (local.set $ptr (global.get $next))
+    (global.set $next (i32.add (local.get $ptr) (local.get $len)))
+    (local.get $ptr))
+  (func (export "free") (param $ptr i32)
+    (global.set $next (local.get $ptr)))
+  ;; Returns the output as (ptr << 32) | len.
+  (func (export "echo") (param $ptr i32) (param $len i32) (result i64) (local $out i32)
+    (local.set $out (call $alloc (local.get $len)))
+    (memory.copy (local.get $out) (local.get $ptr) (local.get $len))
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32)) (i64.extend_i32_u (local.get $len)))))"#;
+
 /// One host call of `len` request bytes at 1024, its reply read to 0x120000.
 const PABI_HOST_CALL: &str = r#"(module
   (import "pabi" "host_call" (func $host_call (param i32 i32 i32 i32) (result i32)))
@@ -60,19 +94,27 @@ const RAW_HOST_CALL: &str = r#"(module
   (func (export "ask") (param $len i32) (result i32)
     (call $echo (i32.const 1024) (local.get $len) (i32.const 0x120000))))"#;
 
-/// Median time per operation over `rounds` batches of `iters`.
-fn time_per_op(rounds: usize, iters: usize, mut op: impl FnMut()) -> Duration {
-    let mut samples: Vec<Duration> = (0..rounds)
-        .map(|_| {
+/// Median time per operation of each of `variants` operations, measured in
+/// interleaved batches of `iters` so that all of them see the same machine:
+/// a shared machine's speed drifts by more than the differences measured.
+fn interleaved(variants: usize, rounds: usize, iters: usize, mut op: impl FnMut(usize)) -> Vec<Duration> {
+    let mut samples = vec![Vec::with_capacity(rounds); variants];
+    for _ in 0..rounds {
+        for (variant, samples) in samples.iter_mut().enumerate() {
             let started = Instant::now();
             for _ in 0..iters {
-                op();
+                op(variant);
             }
-            started.elapsed() / iters as u32
+            samples.push(started.elapsed() / iters as u32);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort();
+            s[rounds / 2]
         })
-        .collect();
-    samples.sort();
-    samples[rounds / 2]
+        .collect()
 }
 
 fn pooled_engine() -> Engine {
@@ -84,12 +126,26 @@ fn pooled_engine() -> Engine {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
         return;
     }
     let pabi_wasm = wat::parse_str(PABI_ECHO).unwrap();
     let host = pabi_host::Host::new(pabi_host::Config::default()).unwrap();
     let mut plugin = host.load(&pabi_wasm).unwrap();
+
+    // `-- --profile-call N`: only pabi calls of N bytes, for 5 s, to run
+    // under a profiler (`perf record`).
+    if let Some(size) = args.iter().position(|a| a == "--profile-call").and_then(|i| args.get(i + 1)) {
+        let input = vec![0x5au8; size.parse().expect("--profile-call takes a size in bytes")];
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            for _ in 0..10_000 {
+                black_box(plugin.call("echo", &input).unwrap());
+            }
+        }
+        return;
+    }
 
     let engine = pooled_engine();
     let module = Module::new(&engine, wat::parse_str(RAW_ECHO).unwrap()).unwrap();
@@ -99,27 +155,104 @@ fn main() {
     let echo: TypedFunc<(i32, i32), i32> = instance.get_typed_func(&mut store, "echo").unwrap();
     let memory = instance.get_memory(&mut store, "memory").unwrap();
 
-    println!("{:<28} {:>12} {:>12} {:>8}  goal", "case", "raw", "pabi", "ratio");
-    for (label, size, iters) in
-        [("call 0 B", 0, 20_000), ("call 64 B", 64, 20_000), ("call 1 KiB", 1024, 20_000), ("call 1 MiB", 1 << 20, 100)]
-    {
+    let alloc_module = Module::new(&engine, wat::parse_str(RAW_ALLOC_ECHO).unwrap()).unwrap();
+    let alloc_pre: InstancePre<()> = Linker::new(&engine).instantiate_pre(&alloc_module).unwrap();
+    let mut alloc_store = Store::new(&engine, ());
+    let alloc_instance = alloc_pre.instantiate(&mut alloc_store).unwrap();
+    let guest_alloc: TypedFunc<i32, i32> = alloc_instance.get_typed_func(&mut alloc_store, "alloc").unwrap();
+    let guest_free: TypedFunc<i32, ()> = alloc_instance.get_typed_func(&mut alloc_store, "free").unwrap();
+    let alloc_echo: TypedFunc<(i32, i32), i64> = alloc_instance.get_typed_func(&mut alloc_store, "echo").unwrap();
+    let alloc_memory = alloc_instance.get_memory(&mut alloc_store, "memory").unwrap();
+
+    // The memory is looked up once, as any careful embedder does.
+    type Buffers = (Vec<u8>, Vec<u8>, Option<wasmtime::Memory>);
+    let mut pull_linker: Linker<Buffers> = Linker::new(&engine);
+    pull_linker
+        .func_wrap("raw", "input_read", |mut caller: wasmtime::Caller<'_, Buffers>, dst: i32, off: i32, len: i32| {
+            let memory = caller.data().2.unwrap();
+            let (bytes, (input, _, _)) = memory.data_and_store_mut(&mut caller);
+            let off = (off as usize).min(input.len());
+            let n = (len as usize).min(input.len() - off);
+            bytes[dst as usize..dst as usize + n].copy_from_slice(&input[off..off + n]);
+            n as i32
+        })
+        .unwrap();
+    pull_linker
+        .func_wrap("raw", "output_write", |mut caller: wasmtime::Caller<'_, Buffers>, src: i32, len: i32| {
+            let memory = caller.data().2.unwrap();
+            let (bytes, (_, output, _)) = memory.data_and_store_mut(&mut caller);
+            output.extend_from_slice(&bytes[src as usize..(src + len) as usize]);
+            0
+        })
+        .unwrap();
+    let pull_module = Module::new(&engine, wat::parse_str(RAW_PULL_ECHO).unwrap()).unwrap();
+    let mut pull_store = Store::new(&engine, Buffers::default());
+    let pull_instance = pull_linker.instantiate_pre(&pull_module).unwrap().instantiate(&mut pull_store).unwrap();
+    let pull_echo: TypedFunc<i32, i32> = pull_instance.get_typed_func(&mut pull_store, "echo").unwrap();
+    pull_store.data_mut().2 = pull_instance.get_memory(&mut pull_store, "memory");
+
+    // raw copy: host-chosen regions; raw alloc: guest allocation and free;
+    // raw pull: two plain imports (see the constants). pabi `call` as the
+    // README shows it, and `call_into` with a reused output buffer.
+    // Ratios: `call` over each raw.
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7}  goal: call <= 1.2x raw",
+        "case", "raw copy", "raw alloc", "raw pull", "call", "call_into", "/copy", "/alloc", "/pull"
+    );
+    for (label, size, iters) in [
+        ("call 0 B", 0, 5_000),
+        ("call 64 B", 64, 5_000),
+        ("call 1 KiB", 1024, 5_000),
+        ("call 64 KiB", 64 << 10, 200),
+        ("call 1 MiB", 1 << 20, 10),
+    ] {
         let input = vec![0x5au8; size];
-        let raw = time_per_op(7, iters, || {
-            memory.write(&mut store, 0, &input).unwrap();
-            let len = echo.call(&mut store, (0, input.len() as i32)).unwrap() as usize;
-            black_box(memory.data(&store)[OUT..OUT + len].to_vec());
+        let mut output = Vec::new();
+        let times = interleaved(5, 15, iters, |variant| match variant {
+            0 => {
+                memory.write(&mut store, 0, &input).unwrap();
+                let len = echo.call(&mut store, (0, input.len() as i32)).unwrap() as usize;
+                black_box(memory.data(&store)[OUT..OUT + len].to_vec());
+            }
+            1 => {
+                let ptr = guest_alloc.call(&mut alloc_store, input.len() as i32).unwrap();
+                alloc_memory.write(&mut alloc_store, ptr as usize, &input).unwrap();
+                let out = alloc_echo.call(&mut alloc_store, (ptr, input.len() as i32)).unwrap() as u64;
+                let (out_ptr, out_len) = ((out >> 32) as usize, out as u32 as usize);
+                black_box(alloc_memory.data(&alloc_store)[out_ptr..out_ptr + out_len].to_vec());
+                guest_free.call(&mut alloc_store, ptr).unwrap();
+            }
+            2 => {
+                let data = pull_store.data_mut();
+                data.0.clear();
+                data.0.extend_from_slice(&input);
+                black_box(pull_echo.call(&mut pull_store, input.len() as i32).unwrap());
+                black_box(std::mem::take(&mut pull_store.data_mut().1));
+            }
+            3 => {
+                black_box(plugin.call("echo", &input).unwrap());
+            }
+            _ => {
+                plugin.call_into("echo", &input, &mut output).unwrap();
+                black_box(&output);
+            }
         });
-        let pabi = time_per_op(7, iters, || {
-            black_box(plugin.call("echo", &input).unwrap());
-        });
-        let ratio = pabi.as_secs_f64() / raw.as_secs_f64();
-        let goal = if size >= 1 << 20 {
-            format!("throughput {:.2}x raw (goal >= 0.8x)", 1.0 / ratio)
-        } else {
-            "<= 1.5x".to_string()
-        };
-        println!("{label:<28} {:>12?} {:>12?} {ratio:>7.2}x  {goal}", raw, pabi);
+        let [raw, raw_alloc, raw_pull, pabi, pabi_into] = times[..] else { unreachable!() };
+        let over = |raw: Duration| pabi.as_secs_f64() / raw.as_secs_f64();
+        println!(
+            "{label:<12} {:>10?} {:>10?} {:>10?} {:>10?} {:>10?} {:>6.2}x {:>6.2}x {:>6.2}x",
+            raw,
+            raw_alloc,
+            raw_pull,
+            pabi,
+            pabi_into,
+            over(raw),
+            over(raw_alloc),
+            over(raw_pull)
+        );
     }
+    println!();
+    println!("{:<28} {:>12} {:>12} {:>8}  goal", "case", "raw", "pabi", "ratio");
 
     // Host calls: the application's function is the same closure in both.
     let application = |request: &[u8]| request.to_vec();
@@ -143,24 +276,28 @@ fn main() {
     let raw_instance = raw_pre.instantiate(&mut raw_store).unwrap();
     let ask: TypedFunc<i32, i32> = raw_instance.get_typed_func(&mut raw_store, "ask").unwrap();
     for (label, size) in [("host call 64 B", 64u32), ("host call 1 KiB", 1024)] {
-        let raw = time_per_op(7, 20_000, || {
-            black_box(ask.call(&mut raw_store, size as i32).unwrap());
-        });
         let input = size.to_le_bytes();
-        let pabi = time_per_op(7, 20_000, || {
-            black_box(asker.call("ask", &input).unwrap());
+        let times = interleaved(2, 15, 5_000, |variant| {
+            if variant == 0 {
+                black_box(ask.call(&mut raw_store, size as i32).unwrap());
+            } else {
+                black_box(asker.call("ask", &input).unwrap());
+            }
         });
+        let [raw, pabi] = times[..] else { unreachable!() };
         let ratio = pabi.as_secs_f64() / raw.as_secs_f64();
         println!("{label:<28} {:>12?} {:>12?} {ratio:>7.2}x  <= 1.5x", raw, pabi);
     }
 
-    let raw_inst = time_per_op(7, 2_000, || {
-        let mut store = Store::new(&engine, ());
-        black_box(pre.instantiate(&mut store).unwrap());
+    let times = interleaved(2, 15, 500, |variant| {
+        if variant == 0 {
+            let mut store = Store::new(&engine, ());
+            black_box(pre.instantiate(&mut store).unwrap());
+        } else {
+            black_box(host.load(&pabi_wasm).unwrap());
+        }
     });
-    let pabi_inst = time_per_op(7, 2_000, || {
-        black_box(host.load(&pabi_wasm).unwrap());
-    });
+    let [raw_inst, pabi_inst] = times[..] else { unreachable!() };
     let ratio = pabi_inst.as_secs_f64() / raw_inst.as_secs_f64();
     println!("{:<28} {:>12?} {:>12?} {ratio:>7.2}x  <= 1.5x", "instantiate (cached, pooled)", raw_inst, pabi_inst);
 

@@ -59,17 +59,27 @@ pub(crate) struct LogDrops {
 /// to the same sink.
 pub(crate) type SharedSink = Arc<Mutex<LogSink>>;
 
+/// An instance's sink: owned by its store for a core plugin, whose only
+/// writer is the `log` import, so that the per-call path (`log`, the end of
+/// every call) takes no lock and touches no atomic; shared with the WASI
+/// streams otherwise.
+pub(crate) enum LogHandle {
+    Owned(LogSink),
+    Shared(SharedSink),
+}
+
+impl LogHandle {
+    pub fn with<R>(&mut self, f: impl FnOnce(&mut LogSink) -> R) -> R {
+        match self {
+            LogHandle::Owned(sink) => f(sink),
+            LogHandle::Shared(sink) => f(&mut sink.lock().unwrap_or_else(|p| p.into_inner())),
+        }
+    }
+}
+
 impl LogSink {
-    pub fn new(plugin: String, cap: u64, drops: Arc<LogDrops>) -> SharedSink {
-        Arc::new(Mutex::new(LogSink {
-            plugin,
-            cap,
-            used: 0,
-            dropped_records: 0,
-            dropped_bytes: 0,
-            partial: [Vec::new(), Vec::new()],
-            drops,
-        }))
+    pub fn new(plugin: String, cap: u64, drops: Arc<LogDrops>) -> LogSink {
+        LogSink { plugin, cap, used: 0, dropped_records: 0, dropped_bytes: 0, partial: [Vec::new(), Vec::new()], drops }
     }
 
     /// A `pabi.log` record: emitted whole, or dropped whole past the cap
@@ -109,8 +119,8 @@ impl LogSink {
     /// gives the next call a full budget.
     pub fn end_call(&mut self) {
         for stream in [Stdio::Out, Stdio::Err] {
-            let line = std::mem::take(&mut self.partial[stream as usize]);
-            if !line.is_empty() {
+            if !self.partial[stream as usize].is_empty() {
+                let line = std::mem::take(&mut self.partial[stream as usize]);
                 emit(&self.plugin, stream.level(), &line);
             }
         }
@@ -217,7 +227,7 @@ mod tests {
     use super::*;
 
     fn sink(cap: u64) -> LogSink {
-        Arc::into_inner(LogSink::new("p".into(), cap, Arc::default())).unwrap().into_inner().unwrap()
+        LogSink::new("p".into(), cap, Arc::default())
     }
 
     #[test]

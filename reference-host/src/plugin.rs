@@ -4,15 +4,15 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pabi_abi::{Clause, Metadata, Status, TrapKind};
 use wasmtime::{Store, Trap, TypedFunc, WasmBacktrace};
 
 use crate::engine::{Prepared, Shared};
 use crate::error::{Frame, Unavailable, WasmTrace};
-use crate::log::{LogDrops, LogSink};
-use crate::store::{Abort, Deadline, Limiter, Phase, StoreData, EPOCH_TICK};
+use crate::log::{LogDrops, LogHandle, LogSink};
+use crate::store::{Abort, Deadline, Limiter, Phase, StoreData};
 use crate::{wasi, Config, Error};
 
 /// A plugin loaded by a [`crate::Host`]: one instance at a time, one call at
@@ -57,6 +57,11 @@ impl SharedPlugin {
     /// [`Plugin::call`] on the shared plugin.
     pub fn call(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
         self.with(|plugin| plugin.call(name, input))
+    }
+
+    /// [`Plugin::call_into`] on the shared plugin.
+    pub fn call_into(&self, name: &str, input: &[u8], output: &mut Vec<u8>) -> Result<(), Error> {
+        self.with(|plugin| plugin.call_into(name, input, output))
     }
 }
 
@@ -150,35 +155,75 @@ impl Plugin {
 
     /// Calls `pabi_fn_<name>` with `input` and returns its output.
     pub fn call(&mut self, name: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut output = Vec::new();
+        self.call_into(name, input, &mut output)?;
+        Ok(output)
+    }
+
+    /// [`Plugin::call`] into the caller's buffer: `output` is cleared, then
+    /// holds the output when the call returns OK and nothing otherwise
+    /// (`FN-3`). A buffer reused from call to call keeps its capacity, so a
+    /// steady stream of calls allocates nothing per call.
+    ///
+    /// ```
+    /// # fn main() -> anyhow::Result<()> {
+    /// # let wasm = wat::parse_str(r#"(module
+    /// #   (import "pabi" "input_read" (func $read (param i32 i32 i32) (result i32)))
+    /// #   (import "pabi" "output_write" (func $write (param i32 i32) (result i32)))
+    /// #   (memory (export "memory") 1)
+    /// #   (func (export "pabi_fn_echo") (param $len i32) (result i32)
+    /// #     (drop (call $read (i32.const 0) (i32.const 0) (local.get $len)))
+    /// #     (drop (call $write (i32.const 0) (local.get $len)))
+    /// #     (i32.const 0))
+    /// #   (@custom "pabi" "{\"abi\":\"1.0\",\"name\":\"echo\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"echo\"}],\"capabilities\":[]}"))"#)?;
+    /// let host = pabi_host::Host::new(pabi_host::Config::default())?;
+    /// let mut plugin = host.load(&wasm)?;
+    /// let mut output = Vec::with_capacity(4096);
+    /// for record in [&b"one"[..], b"two"] {
+    ///     plugin.call_into("echo", record, &mut output)?;
+    ///     assert_eq!(output, record);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn call_into(&mut self, name: &str, input: &[u8], output: &mut Vec<u8>) -> Result<(), Error> {
+        output.clear();
         // One scan for the name: every instance lists its functions in the
         // order of `prepared.functions`.
         let Some(index) = self.prepared.functions.iter().position(|f| f == name) else {
             return Err(Error::UnknownFunction { name: name.to_string(), available: self.prepared.functions.clone() });
         };
         let len = input_len(input)?;
-        let lookup = |live: &mut Instance| live.functions.get(index).map(|(_, f)| f.clone());
-        self.run(Phase::Call, lookup, input, |store, f: TypedFunc<i32, i32>| {
-            store.data_mut().serving = index;
-            f.call(store, len)
+        // The function is called through a borrow: cloning a `TypedFunc`
+        // clones its type, which costs more than the rest of a small call.
+        let lookup = |live: &mut Instance| (index < live.functions.len()).then_some(index);
+        self.run(Phase::Call, lookup, input, output, |live, index| {
+            live.store.data_mut().serving = index;
+            live.functions[index].1.call(&mut live.store, len)
         })
-        .and_then(|(status, output, message)| status_result(status, output, message))
     }
 
     /// Runs `pabi_state_save` and returns the state bytes (`LIFE-9`).
     pub fn save_state(&mut self) -> Result<Vec<u8>, Error> {
         self.require_state()?;
-        self.run(Phase::StateSave, export("pabi_state_save"), &[], |store, f: TypedFunc<(), i32>| f.call(store, ()))
-            .and_then(|(status, output, message)| status_result(status, output, message))
+        let mut state = Vec::new();
+        self.run(Phase::StateSave, export("pabi_state_save"), &[], &mut state, |live, f: TypedFunc<(), i32>| {
+            f.call(&mut live.store, ())
+        })?;
+        Ok(state)
     }
 
     /// Runs `pabi_state_load` with `state` (`LIFE-9`).
     pub fn load_state(&mut self, state: &[u8]) -> Result<(), Error> {
         self.require_state()?;
         let len = input_len(state)?;
-        let result = self
-            .run(Phase::StateLoad, export("pabi_state_load"), state, |store, f: TypedFunc<i32, i32>| f.call(store, len))
-            .and_then(|(status, output, message)| status_result(status, output, message))
-            .map(drop);
+        let result = self.run(
+            Phase::StateLoad,
+            export("pabi_state_load"),
+            state,
+            &mut Vec::new(),
+            |live, f: TypedFunc<i32, i32>| f.call(&mut live.store, len),
+        );
         if result.is_err() {
             // The plugin may have adopted part of the state: the next call
             // runs on a fresh instance without it (`LIFE-11`). It returned,
@@ -221,10 +266,10 @@ impl Plugin {
             self.instance = None;
             return Ok(());
         }
-        let result = self
-            .run(Phase::Shutdown, export("pabi_shutdown"), &[], |store, f: TypedFunc<(), i32>| f.call(store, ()))
-            .and_then(|(status, output, message)| status_result(status, output, message))
-            .map(drop);
+        let result =
+            self.run(Phase::Shutdown, export("pabi_shutdown"), &[], &mut Vec::new(), |live, f: TypedFunc<(), i32>| {
+                f.call(&mut live.store, ())
+            });
         self.instance = None;
         result
     }
@@ -252,18 +297,16 @@ impl Plugin {
     }
 
     /// Runs one export on the live instance (re-creating it first if the
-    /// last one died) and returns (status, output, error message).
-    fn run<P, R>(
+    /// last one died) with `output` (empty) as its output buffer, which
+    /// keeps the output only when the status is OK (`FN-3`).
+    fn run<F>(
         &mut self,
         phase: Phase,
-        lookup: impl FnOnce(&mut Instance) -> Option<TypedFunc<P, R>>,
+        lookup: impl FnOnce(&mut Instance) -> Option<F>,
         input: &[u8],
-        call: impl FnOnce(&mut Store<StoreData>, TypedFunc<P, R>) -> wasmtime::Result<i32>,
-    ) -> Result<(i32, Vec<u8>, Vec<u8>), Error>
-    where
-        P: wasmtime::WasmParams,
-        R: wasmtime::WasmResults,
-    {
+        output: &mut Vec<u8>,
+        call: impl FnOnce(&mut Instance, F) -> wasmtime::Result<i32>,
+    ) -> Result<(), Error> {
         if self.disabled {
             return Err(self.crash_loop());
         }
@@ -279,18 +322,20 @@ impl Plugin {
             name: format!("{phase:?}"),
             available: self.prepared.functions.clone(),
         })?;
-        let timeout = self.shared.config.limits().timeout;
         let data = live.store.data_mut();
         data.phase = phase;
         // Reuse the input buffer's capacity from call to call.
         data.input.clear();
         data.input.extend_from_slice(input);
-        data.output.clear();
+        // The output goes straight into the caller's buffer.
+        std::mem::swap(&mut data.output, output);
         data.message.clear();
         data.reply.clear();
         data.limiter.refused = false;
-        arm(&mut live.store, &self.shared, timeout);
-        let result = call(&mut live.store, func);
+        arm(&mut live.store, &self.shared);
+        let result = call(live, func);
+        let live = self.instance.as_mut().expect("the call does not drop the instance");
+        std::mem::swap(&mut live.store.data_mut().output, output);
         end_call(&mut live.store);
         match result {
             Ok(status) => {
@@ -302,9 +347,12 @@ impl Plugin {
                 if data.input.capacity() > KEPT_INPUT_CAPACITY {
                     data.input = Vec::new();
                 }
-                Ok((status, std::mem::take(&mut data.output), std::mem::take(&mut data.message)))
+                // Only a failure's message leaves the store: moving an empty
+                // one out on every call cost more than the rest of `run`.
+                status_result(status, (), &mut data.message).inspect_err(|_| output.clear())
             }
             Err(e) => {
+                output.clear();
                 let error = classify(e, &live.store, &self.shared);
                 self.instance = None;
                 Err(self.record_failure(error))
@@ -374,18 +422,17 @@ fn input_len(input: &[u8]) -> Result<i32, Error> {
 
 /// Maps a returned status to the call's result (`ERR-1` … `ERR-4`): OK
 /// keeps the output; any other status discards it (`FN-3`).
-fn status_result(status: i32, output: Vec<u8>, message: Vec<u8>) -> Result<Vec<u8>, Error> {
+fn status_result<T>(status: i32, output: T, message: &mut Vec<u8>) -> Result<T, Error> {
     match Status::from_code(status) {
         Some(Status::Ok) => Ok(output),
-        Some(_) => Err(Error::PluginError { status, message }),
+        Some(_) => Err(Error::PluginError { status, message: std::mem::take(message) }),
         None => Err(Error::UnknownStatus { status }),
     }
 }
 
 /// Arms the deadline, and the fuel when on, before a call (`LIM-3`, `LIM-4`).
-fn arm(store: &mut Store<StoreData>, shared: &Shared, timeout: Duration) {
-    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
-    let first_look = store.data_mut().deadline.arm(ticks, timeout);
+fn arm(store: &mut Store<StoreData>, shared: &Shared) {
+    let first_look = store.data_mut().deadline.arm();
     store.set_epoch_deadline(first_look);
     if let Some(fuel) = shared.config.limits().fuel {
         store.set_fuel(fuel).expect("fuel is enabled in the engine whenever the limit is set");
@@ -407,13 +454,14 @@ fn instantiate(
     log_drops: &Arc<LogDrops>,
 ) -> Result<Instance, Error> {
     let limits = shared.config.limits();
-    let log = LogSink::new(prepared.metadata.name.clone(), limits.max_log, log_drops.clone());
-    let (wasi, clock, random) = match &prepared.grants {
+    let sink = LogSink::new(prepared.metadata.name.clone(), limits.max_log, log_drops.clone());
+    let (wasi, clock, random, log) = match &prepared.grants {
         Some(grants) => {
+            let log = Arc::new(std::sync::Mutex::new(sink));
             let (ctx, clock) = wasi::context(grants, &log)?;
-            (Some(ctx), clock, Some(wasi::random(grants)))
+            (Some(ctx), clock, Some(wasi::random(grants)), LogHandle::Shared(log))
         }
-        None => (None, None, None),
+        None => (None, None, None, LogHandle::Owned(sink)),
     };
     let data = StoreData {
         memory: None,
@@ -431,6 +479,7 @@ fn instantiate(
         // Host code that can block (a real sleep, a host call's handler)
         // needs the wall-clock end of the call (`LIM-3`, `CALL-7`).
         deadline: Deadline::new(
+            limits.timeout,
             cancel.clone(),
             prepared.grants.as_ref().is_some_and(|g| g.clock) || !prepared.host_calls.calls.is_empty(),
         ),
@@ -454,7 +503,7 @@ fn instantiate(
     let mut store = Store::new(&shared.engine, data);
     store.limiter(|data| &mut data.limiter);
     store.epoch_deadline_callback(Deadline::on_epoch);
-    arm(&mut store, shared, limits.timeout);
+    arm(&mut store, shared);
     let instance = prepared.pre.instantiate(&mut store).map_err(|e| instantiation_error(e, &store, shared))?;
     let memory = instance.get_memory(&mut store, "memory");
     store.data_mut().memory = memory;
@@ -474,13 +523,13 @@ fn instantiate(
         let data = store.data_mut();
         data.phase = Phase::Init;
         data.input = config.to_vec();
-        arm(&mut store, shared, limits.timeout);
+        arm(&mut store, shared);
         let result = init.call(&mut store, len);
         end_call(&mut store);
         let status = result.map_err(|e| classify(e, &store, shared))?;
         let data = store.data_mut();
         data.input = Vec::new();
-        status_result(status, Vec::new(), std::mem::take(&mut data.message))?;
+        status_result(status, (), &mut data.message)?;
     }
     store.data_mut().phase = Phase::Call;
     let mut functions = Vec::with_capacity(prepared.functions.len());

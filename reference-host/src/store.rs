@@ -42,7 +42,7 @@ pub(crate) struct StoreData {
     /// The granted environment as `NAME=value` strings (`WASI-8`).
     pub environ: Vec<String>,
     /// `pabi.log` records and WASI stdio, under one budget per call (`LIM-11`).
-    pub log: crate::log::SharedSink,
+    pub log: crate::log::LogHandle,
     /// The plugin's host calls and what serves them (`CALL-5`).
     pub host_calls: Arc<crate::host_fn::PluginHostCalls>,
     /// The reply of the latest `host_call` of this call (`CALL-6`).
@@ -57,14 +57,9 @@ pub(crate) struct StoreData {
 }
 
 impl StoreData {
-    /// The log sink, without locking when nothing else holds it: a core
-    /// plugin has no WASI streams sharing it, and `log` and the end of every
-    /// call are on the per-call path.
+    /// The log sink (locked only when WASI streams share it).
     pub fn with_log<R>(&mut self, f: impl FnOnce(&mut crate::log::LogSink) -> R) -> R {
-        match std::sync::Arc::get_mut(&mut self.log) {
-            Some(sink) => f(sink.get_mut().unwrap_or_else(|p| p.into_inner())),
-            None => f(&mut self.log.lock().unwrap_or_else(|p| p.into_inner())),
-        }
+        self.log.with(f)
     }
 
     pub fn wasi(&mut self) -> &mut wasmtime_wasi::p1::WasiP1Ctx {
@@ -124,6 +119,9 @@ const CHECK_TICKS: u64 = 5;
 /// cancel flag. wasmtime calls [`Deadline::on_epoch`] each time the store's
 /// epoch deadline passes; it either grants more ticks or ends the call.
 pub(crate) struct Deadline {
+    /// The timeout of every call, and the same in whole ticks.
+    timeout: std::time::Duration,
+    ticks: u64,
     remaining: u64,
     granted: u64,
     pub cancel: Arc<AtomicBool>,
@@ -134,19 +132,19 @@ pub(crate) struct Deadline {
 }
 
 impl Deadline {
-    pub fn new(cancel: Arc<AtomicBool>, track_wall: bool) -> Deadline {
-        Deadline { remaining: 0, granted: 0, cancel, wall: None, track_wall }
+    pub fn new(timeout: std::time::Duration, cancel: Arc<AtomicBool>, track_wall: bool) -> Deadline {
+        let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).try_into().unwrap_or(u64::MAX);
+        Deadline { timeout, ticks, remaining: 0, granted: 0, cancel, wall: None, track_wall }
     }
 
-    /// Arms the deadline for a call of `timeout` (`ticks` epoch ticks) and
-    /// returns the ticks until the first look. A pending cancel makes that
-    /// look immediate.
-    pub fn arm(&mut self, ticks: u64, timeout: std::time::Duration) -> u64 {
+    /// Arms the deadline for a call and returns the ticks until the first
+    /// look. A pending cancel makes that look immediate.
+    pub fn arm(&mut self) -> u64 {
         if self.track_wall {
-            self.wall = std::time::Instant::now().checked_add(timeout);
+            self.wall = std::time::Instant::now().checked_add(self.timeout);
         }
-        self.remaining = ticks;
-        self.granted = if self.cancel.load(Ordering::Relaxed) { 0 } else { ticks.min(CHECK_TICKS) };
+        self.remaining = self.ticks;
+        self.granted = if self.cancel.load(Ordering::Relaxed) { 0 } else { self.ticks.min(CHECK_TICKS) };
         self.remaining -= self.granted;
         self.granted
     }

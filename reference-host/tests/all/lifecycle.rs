@@ -19,6 +19,29 @@ fn a_trapped_instance_is_replaced_and_initialised_again() {
 }
 
 #[test]
+fn call_into_reuses_the_callers_buffer_and_keeps_nothing_on_failure() {
+    let host = host_with(|c| c);
+    let mut plugin = host.load(&fixture("host-conformance", "io")).unwrap();
+    let mut output = Vec::with_capacity(4096);
+    let buffer = output.as_ptr();
+    plugin.call_into("echo", b"hello", &mut output).unwrap();
+    assert_eq!(output, b"hello");
+    plugin.call_into("echo", b"hi", &mut output).unwrap();
+    assert_eq!(output, b"hi", "the previous output is cleared first");
+    assert_eq!((output.as_ptr(), output.capacity()), (buffer, 4096), "the same allocation serves every call");
+    // A failing status discards what the plugin wrote (FN-3), as does a trap.
+    let error = plugin.call_into("fail", b"", &mut output).unwrap_err();
+    assert_eq!(error, Error::PluginError { status: 1, message: b"bad input".to_vec() });
+    assert!(output.is_empty());
+    plugin.call_into("echo", b"hello", &mut output).unwrap();
+    assert_eq!(plugin.call_into("trap", b"", &mut output).unwrap_err().kind(), Some(HostErrorKind::Trap));
+    assert!(output.is_empty());
+    // And the message does not leak into the next failure.
+    let again = plugin.call_into("fail", b"", &mut output).unwrap_err();
+    assert_eq!(again, Error::PluginError { status: 1, message: b"bad input".to_vec() });
+}
+
+#[test]
 fn traps_carry_a_backtrace_with_function_names() {
     let host = host_with(|c| c);
     let wasm = wat::parse_str(
