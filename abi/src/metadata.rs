@@ -418,6 +418,35 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_caps_lengths_at_exactly_the_grammar_s_bounds() {
+        // The schema states these caps as lengths rather than bounded
+        // repetitions (cheaper to compile); each must still fall exactly
+        // where the grammar puts it. A path of 1023 'é' after '/' is 1024
+        // code points but 2047 bytes: lengths count code points (META-2).
+        let doc = |name: &str, function: &str, capability: &str| {
+            format!(
+                r#"{{"abi":"1.0","name":"{name}","version":"1.0.0","profile":"wasi","functions":[{{"name":"{function}"}}],"capabilities":["{capability}"]}}"#
+            )
+        };
+        let ok =
+            |name: &str, function: &str, capability: &str| Metadata::parse(doc(name, function, capability).as_bytes());
+        let (a64, a65) = ("a".repeat(64), "a".repeat(65));
+        let (env127, env128) = (format!("env:X{}", "a".repeat(127)), format!("env:X{}", "a".repeat(128)));
+        let (fs1023, fs1024) = (format!("fs:/{}:ro", "é".repeat(1023)), format!("fs:/{}:ro", "é".repeat(1024)));
+        assert!(ok(&a64, "f", "clock").is_ok());
+        assert!(ok(&a65, "f", "clock").is_err());
+        assert!(ok("p", &a64, "clock").is_ok());
+        assert!(ok("p", &a65, "clock").is_err());
+        assert!(ok("p", "f", &env127).is_ok());
+        assert_eq!(ok("p", "f", &env128).unwrap_err().clause(), Clause::Meta3);
+        assert!(ok("p", "f", &fs1023).is_ok());
+        assert_eq!(ok("p", "f", &fs1024).unwrap_err().clause(), Clause::Meta3);
+        // An fs: path as long as an env: name may be is not capped by the
+        // env: cap.
+        assert!(ok("p", "f", &format!("fs:/{}:rw", "a".repeat(500))).is_ok());
+    }
+
+    #[test]
     fn function_names_follow_exp_4() {
         assert!(is_valid_function_name("a"));
         assert!(is_valid_function_name("fnv1a64"));

@@ -107,6 +107,14 @@ pub enum Unavailable {
     /// (`CALL-8`): the plugin is waiting for the handler.
     #[error("the plugin is waiting in a host call this handler serves; a handler cannot call into it (CALL-8)")]
     Reentrant,
+    /// Every instance of a [`crate::Pool`] is busy and its queue is full
+    /// ([`crate::PoolBuilder::max_queue`]): try again later.
+    #[error("all instances are busy and {limit} calls are already waiting")]
+    QueueFull { limit: usize },
+    /// A call of a [`crate::Pool`] waited longer than
+    /// [`crate::PoolBuilder::queue_timeout`] for an instance.
+    #[error("no instance became free within {timeout:?}")]
+    QueueTimeout { timeout: std::time::Duration },
     /// A directory the configuration grants cannot be opened.
     #[error("cannot open {} for the guest path {guest}: {reason}", host.display())]
     Directory { host: std::path::PathBuf, guest: String, reason: String },

@@ -94,7 +94,7 @@ fn host_call(
         let context = crate::host_fn::CallContext { plugin: &state.plugin_name, function, host_call: name };
         // While the handler runs, a call back into this plugin from this
         // thread is refused instead of waiting for itself (`CALL-8`).
-        let _serving = crate::host_fn::Serving::enter(std::sync::Arc::as_ptr(&state.deadline.cancel) as usize);
+        let _serving = crate::host_fn::Serving::enter(state.group);
         // A panicking handler is the application's bug, not the plugin's:
         // the plugin sees a failure and the host goes on.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&context, &bytes[req_range])))

@@ -167,6 +167,7 @@ mod host_fn;
 mod imports;
 mod log;
 mod plugin;
+mod pool;
 mod store;
 mod wasi;
 
@@ -178,3 +179,4 @@ pub use host_fn::{
     HostFunctionNameError, Reenter,
 };
 pub use plugin::{CancelHandle, Plugin, SharedPlugin};
+pub use pool::{CallCancel, Pool, PoolBuilder, PoolStats};

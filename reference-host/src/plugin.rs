@@ -28,6 +28,15 @@ pub struct Plugin {
     disabled: bool,
     cancel: Arc<AtomicBool>,
     log_drops: Arc<LogDrops>,
+    /// Who a host call's handler serves, for re-entry checks (`CALL-8`):
+    /// this plugin, or the pool it belongs to.
+    group: usize,
+}
+
+/// A fresh re-entry group.
+pub(crate) fn new_group() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A plugin shared between owners: an application's request handlers and
@@ -82,6 +91,11 @@ impl CancelHandle {
     pub fn cancel(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
+
+    /// Withdraws a cancel that no call has taken yet.
+    pub(crate) fn clear(&self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 struct Instance {
@@ -96,8 +110,10 @@ impl Plugin {
     pub(crate) fn start(shared: Arc<Shared>, prepared: Arc<Prepared>, config: Vec<u8>) -> Result<Plugin, Error> {
         let cancel = Arc::new(AtomicBool::new(false));
         let log_drops = Arc::new(LogDrops::default());
-        let instance = instantiate(&shared, &prepared, &config, &cancel, &log_drops)?;
+        let group = new_group();
+        let instance = instantiate(&shared, &prepared, &config, &cancel, &log_drops, group)?;
         Ok(Plugin {
+            group,
             shared,
             prepared,
             config,
@@ -109,10 +125,18 @@ impl Plugin {
         })
     }
 
-    /// This plugin's identity for re-entry checks: its cancel flag's address,
-    /// which its instances' deadlines share.
+    /// This plugin's identity for re-entry checks: its group.
     fn id(&self) -> usize {
-        Arc::as_ptr(&self.cancel) as usize
+        self.group
+    }
+
+    /// Puts the plugin in a pool's re-entry group: a handler serving any
+    /// instance of the pool cannot call into the pool (`CALL-8`).
+    pub(crate) fn join_group(&mut self, group: usize) {
+        self.group = group;
+        if let Some(live) = &mut self.instance {
+            live.store.data_mut().group = group;
+        }
     }
 
     /// How many `log` records the plugin's calls have had dropped past the
@@ -242,6 +266,7 @@ impl Plugin {
         let prepared = self.shared.prepared(wasm)?;
         let mut next = Plugin::start(self.shared.clone(), prepared, self.config.clone())?;
         next.cancel = self.cancel.clone();
+        next.join_group(self.group);
         if let Some(live) = &mut next.instance {
             live.store.data_mut().deadline.cancel = self.cancel.clone();
         }
@@ -312,7 +337,7 @@ impl Plugin {
         }
         if self.instance.is_none() {
             tracing::warn!(plugin = %self.prepared.metadata.name, "re-instantiating after a failure");
-            match instantiate(&self.shared, &self.prepared, &self.config, &self.cancel, &self.log_drops) {
+            match instantiate(&self.shared, &self.prepared, &self.config, &self.cancel, &self.log_drops, self.group) {
                 Ok(instance) => self.instance = Some(instance),
                 Err(e) => return Err(self.record_failure(e)),
             }
@@ -452,6 +477,7 @@ fn instantiate(
     config: &[u8],
     cancel: &Arc<AtomicBool>,
     log_drops: &Arc<LogDrops>,
+    group: usize,
 ) -> Result<Instance, Error> {
     let limits = shared.config.limits();
     let sink = LogSink::new(prepared.metadata.name.clone(), limits.max_log, log_drops.clone());
@@ -499,6 +525,7 @@ fn instantiate(
         plugin_name: prepared.metadata.name.as_str().into(),
         function_names: prepared.functions.clone().into(),
         serving: 0,
+        group,
     };
     let mut store = Store::new(&shared.engine, data);
     store.limiter(|data| &mut data.limiter);

@@ -54,6 +54,8 @@ pub(crate) struct StoreData {
     pub function_names: Arc<[String]>,
     /// The index in `function_names` of the function being served.
     pub serving: usize,
+    /// The re-entry group of the plugin or pool (`CALL-8`).
+    pub group: usize,
 }
 
 impl StoreData {

@@ -153,7 +153,9 @@ fn validate_bodies(
     };
     let code_bytes: usize = bodies.iter().map(|(_, body)| body.range().len()).sum();
     let results: Vec<Result<Option<(u32, usize)>, wasmparser::BinaryReaderError>> =
-        match pool().filter(|_| code_bytes >= PARALLEL_CODE_BYTES) {
+        // The size first: building the pool spawns a thread per core, which
+        // would cost a small module's validation more than the work itself.
+        match (code_bytes >= PARALLEL_CODE_BYTES).then(pool).flatten() {
             Some(pool) => pool.install(|| {
                 bodies
                     .into_par_iter()

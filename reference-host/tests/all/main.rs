@@ -4,6 +4,7 @@ mod host_calls;
 mod hostile;
 mod layering;
 mod lifecycle;
+mod pool;
 mod rss;
 
 use pabi_host::{Config, ConfigBuilder, Host};

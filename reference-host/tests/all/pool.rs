@@ -1,0 +1,249 @@
+//! Pools: calls from many threads, the bounded queue, cancellation, async
+//! calls, resizing and reload with state (`HOST-9`, `LIFE-11`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pabi_abi::HostErrorKind;
+use pabi_host::{CallCancel, Error, HostCallError, HostFunction, Pool, Unavailable};
+
+use crate::{fixture, host_with};
+
+#[test]
+fn calls_from_many_threads_give_the_same_results_as_one() {
+    let host = host_with(|c| c);
+    let wasm = fixture("good", "core");
+    let pool = Pool::builder().size(3).build(&host, &wasm).unwrap();
+    let inputs: Vec<Vec<u8>> =
+        (0..300u32).map(|i| format!("record {i} {}", "x".repeat(i as usize)).into_bytes()).collect();
+    let alone: Vec<Vec<u8>> = inputs.iter().map(|input| pool.call("echo", input).unwrap()).collect();
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let (pool, inputs) = (pool.clone(), inputs.clone());
+            std::thread::spawn(move || inputs.iter().map(|input| pool.call("echo", input).unwrap()).collect::<Vec<_>>())
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap(), alone);
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.size, stats.live, stats.busy, stats.waiting), (3, 3, 0, 0));
+    assert_eq!(stats.calls, 300 * 7);
+}
+
+/// A pool of one instance whose call `spin` loops until its deadline.
+fn spinning_pool(max_queue: usize, timeout: Duration) -> Pool {
+    let host = host_with(|c| c.timeout(timeout));
+    Pool::builder().size(1).max_queue(max_queue).build(&host, &fixture("host-conformance", "io")).unwrap()
+}
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(10), "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_full_queue_refuses_at_once_and_a_queued_call_runs_when_an_instance_frees() {
+    let pool = spinning_pool(1, Duration::from_millis(300));
+    let spinner = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.call("spin", b""))
+    };
+    wait_until("the spin runs", || pool.stats().busy == 1);
+    let queued = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.call("echo", b"queued"))
+    };
+    wait_until("a call waits", || pool.stats().waiting == 1);
+    let refused = pool.call("echo", b"one too many").unwrap_err();
+    assert_eq!(refused, Error::HostUnavailable(Unavailable::QueueFull { limit: 1 }));
+    assert_eq!(refused.kind(), Some(HostErrorKind::HostFailure));
+    assert_eq!(spinner.join().unwrap().unwrap_err().kind(), Some(HostErrorKind::Timeout));
+    assert_eq!(queued.join().unwrap().unwrap(), b"queued", "the dead instance was replaced (LIFE-5)");
+}
+
+#[test]
+fn a_queue_timeout_refuses_a_call_that_waited_too_long() {
+    let host = host_with(|c| c.timeout(Duration::from_secs(5)));
+    let pool = Pool::builder()
+        .size(1)
+        .queue_timeout(Duration::from_millis(50))
+        .build(&host, &fixture("host-conformance", "io"))
+        .unwrap();
+    let cancel = CallCancel::new();
+    let spinner = {
+        let (pool, cancel) = (pool.clone(), cancel.clone());
+        std::thread::spawn(move || pool.call_cancellable("spin", b"", &cancel))
+    };
+    wait_until("the spin runs", || pool.stats().busy == 1);
+    let error = pool.call("echo", b"").unwrap_err();
+    assert!(matches!(error, Error::HostUnavailable(Unavailable::QueueTimeout { .. })), "{error}");
+    cancel.cancel();
+    assert_eq!(spinner.join().unwrap().unwrap_err(), Error::Cancelled);
+}
+
+#[test]
+fn a_cancelled_call_ends_its_instance_is_replaced_and_no_cancel_lingers() {
+    let pool = spinning_pool(4, Duration::from_secs(30));
+    let cancel = CallCancel::new();
+    let spinner = {
+        let (pool, cancel) = (pool.clone(), cancel.clone());
+        std::thread::spawn(move || pool.call_cancellable("spin", b"", &cancel))
+    };
+    wait_until("the spin runs", || pool.stats().busy == 1);
+    let started = Instant::now();
+    cancel.cancel();
+    assert_eq!(spinner.join().unwrap().unwrap_err(), Error::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(5), "the cancel reached the running call");
+    // The next calls run normally: the cancel was the call's, not the instance's.
+    assert_eq!(pool.call("count", b"").unwrap(), 1u32.to_le_bytes(), "a fresh instance");
+    assert_eq!(pool.call("count", b"").unwrap(), 2u32.to_le_bytes());
+    // A call cancelled before it starts never runs.
+    let early = CallCancel::new();
+    early.cancel();
+    assert_eq!(pool.call_cancellable("count", b"", &early).unwrap_err(), Error::Cancelled);
+    assert_eq!(pool.call("count", b"").unwrap(), 3u32.to_le_bytes(), "the instance was not touched");
+}
+
+#[test]
+fn a_cancel_after_the_call_returned_does_not_reach_the_next_call() {
+    let host = host_with(|c| c);
+    let pool = Pool::builder().size(1).build(&host, &fixture("host-conformance", "io")).unwrap();
+    let cancel = CallCancel::new();
+    assert_eq!(pool.call_cancellable("count", b"", &cancel).unwrap(), 1u32.to_le_bytes());
+    cancel.cancel();
+    assert_eq!(pool.call("count", b"").unwrap(), 2u32.to_le_bytes());
+}
+
+#[test]
+fn async_calls_run_off_the_executor_and_a_dropped_future_cancels_its_call() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let pool = spinning_pool(4, Duration::from_secs(30));
+    runtime.block_on(async {
+        assert_eq!(pool.call_async("echo", b"async".to_vec()).await.unwrap(), b"async");
+        // One executor thread: if the spin held it, the timer could not fire.
+        let spin = pool.call_async("spin", Vec::new());
+        assert!(tokio::time::timeout(Duration::from_millis(50), spin).await.is_err());
+    });
+    // The dropped future cancelled the call, which frees the instance long
+    // before its 30 s deadline.
+    wait_until("the cancelled call ends", || pool.stats().busy == 0);
+    assert_eq!(pool.call("count", b"").unwrap(), 1u32.to_le_bytes(), "its instance was replaced");
+}
+
+#[test]
+fn reload_carries_the_latest_instance_s_state_into_every_new_instance() {
+    let host = host_with(|c| c);
+    let wasm = fixture("host-conformance", "lifecycle");
+    let pool = Pool::builder().size(2).build(&host, &wasm).unwrap();
+    // The latest call's instance is the one whose state moves.
+    pool.call("set", b"old").unwrap();
+    pool.call("set", b"latest").unwrap();
+    pool.reload(b"not wasm").unwrap_err();
+    assert_eq!(pool.stats().generation, 0, "a failed reload changes nothing");
+    pool.reload(&wasm).unwrap();
+    assert_eq!(pool.stats().generation, 1);
+    // Both instances of the new version have the state.
+    let barrier = std::sync::Barrier::new(2);
+    let (a, b) = std::thread::scope(|s| {
+        let get = || {
+            let mut output = Vec::new();
+            // Both calls overlap so that each takes its own instance.
+            barrier.wait();
+            pool.call_into("get", b"", &mut output).map(|_| output)
+        };
+        let a = s.spawn(get);
+        let b = s.spawn(get);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert_eq!((a.as_slice(), b.as_slice()), (&b"latest"[..], &b"latest"[..]));
+}
+
+#[test]
+fn reload_during_calls_fails_none_of_them() {
+    let host = host_with(|c| c);
+    let wasm = fixture("good", "core");
+    let pool = Pool::builder().size(2).build(&host, &wasm).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|i| {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut calls = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let input = format!("{i}:{calls}");
+                    assert_eq!(pool.call("echo", input.as_bytes()).unwrap(), input.as_bytes());
+                    calls += 1;
+                }
+                calls
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        pool.reload(&wasm).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let calls: u32 = callers.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(calls > 0);
+    assert_eq!(pool.stats().generation, 20);
+    assert_eq!(pool.stats().live, 2, "old instances were retired, not kept");
+}
+
+#[test]
+fn shrinking_retires_idle_instances_and_growing_creates_them_on_demand() {
+    let host = host_with(|c| c.max_instances(4));
+    let pool = Pool::builder().size(3).build(&host, &fixture("good", "core")).unwrap();
+    pool.resize(1);
+    assert_eq!((pool.stats().size, pool.stats().live), (1, 1));
+    // Their instance slots are free again: a plugin can take them.
+    let others: Vec<_> = (0..3).map(|_| host.load(&fixture("good", "core")).unwrap()).collect();
+    drop(others);
+    pool.resize(2);
+    assert_eq!(pool.stats().live, 1, "growth waits for demand");
+    let barrier = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                barrier.wait();
+                pool.call("echo", b"x").unwrap()
+            });
+        }
+    });
+    assert!(pool.stats().live <= 2);
+}
+
+#[test]
+fn a_handler_cannot_call_into_the_pool_it_serves() {
+    let slot: Arc<std::sync::OnceLock<Pool>> = Arc::default();
+    let inner = slot.clone();
+    let reenter = HostFunction::new("app.reenter", move |_, _| {
+        let error = inner.get().unwrap().call("ask", b"").unwrap_err();
+        Err(HostCallError::new(error.to_string()))
+    })
+    .unwrap();
+    let host = host_with(|c| c.host_function(reenter));
+    let wasm = wat::parse_str(
+        r#"(module
+            (import "pabi" "host_call" (func $host_call (param i32 i32 i32 i32) (result i32)))
+            (import "pabi" "reply_read" (func $reply_read (param i32 i32 i32) (result i32)))
+            (import "pabi" "output_write" (func $write (param i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "app.reenter")
+            (func (export "pabi_fn_ask") (param i32) (result i32) (local $n i32)
+              (drop (call $host_call (i32.const 0) (i32.const 11) (i32.const 0) (i32.const 0)))
+              (local.set $n (call $reply_read (i32.const 64) (i32.const 0) (i32.const 1000)))
+              (drop (call $write (i32.const 64) (local.get $n)))
+              (i32.const 0))
+            (@custom "pabi" "{\"abi\":\"1.1\",\"name\":\"asker\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"ask\"}],\"capabilities\":[],\"host_calls\":[{\"name\":\"app.reenter\",\"required\":true}]}"))"#,
+    )
+    .unwrap();
+    // Two instances: one is idle, yet the call is refused, since with one
+    // it would wait for itself.
+    let pool = Pool::builder().size(2).build(&host, &wasm).unwrap();
+    assert!(slot.set(pool.clone()).is_ok());
+    let reply = String::from_utf8(pool.call("ask", b"").unwrap()).unwrap();
+    assert!(reply.contains("CALL-8"), "{reply}");
+}
