@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AbiVersion, Clause, VersionParseError};
 
+mod fast;
+
 /// The metadata JSON Schema (`META-3`), the same file the spec publishes.
 pub const METADATA_SCHEMA: &str = include_str!("../../spec/metadata.schema.json");
 
@@ -218,16 +220,20 @@ impl Metadata {
         let text = std::str::from_utf8(bytes).map_err(|e| MetadataError::NotUtf8(e.valid_up_to()))?;
         crate::ijson::check(text).map_err(|e| MetadataError::NotJson(e.to_string()))?;
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| MetadataError::NotJson(e.to_string()))?;
-        let problems: Vec<String> = schema_validator()
-            .iter_errors(&value)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                let at = if at.is_empty() { "/".to_string() } else { at };
-                format!("at {at}: {e}")
-            })
-            .collect();
-        if !problems.is_empty() {
-            return Err(MetadataError::Schema(problems));
+        // The schema validator is built only for a document the fast path
+        // cannot vouch for, where it also words the errors.
+        if !fast::clearly_valid(&value) {
+            let problems: Vec<String> = schema_validator()
+                .iter_errors(&value)
+                .map(|e| {
+                    let at = e.instance_path().to_string();
+                    let at = if at.is_empty() { "/".to_string() } else { at };
+                    format!("at {at}: {e}")
+                })
+                .collect();
+            if !problems.is_empty() {
+                return Err(MetadataError::Schema(problems));
+            }
         }
         // The version first, so that a malformed one is a VER-1 error and not
         // a failure to read the document.
@@ -444,6 +450,187 @@ mod tests {
         // An fs: path as long as an env: name may be is not capped by the
         // env: cap.
         assert!(ok("p", "f", &format!("fs:/{}:rw", "a".repeat(500))).is_ok());
+    }
+
+    /// Documents around the schema's edges: every field replaced by values
+    /// on both sides of its rules, removed, or joined by an unknown key.
+    fn mutated_documents() -> Vec<serde_json::Value> {
+        use serde_json::json;
+        let base = json!({
+            "abi": "1.1", "name": "text-tools", "version": "1.2.3-rc.1+b.5", "profile": "wasi",
+            "description": "d", "x-vendor": {"any": [1]},
+            "functions": [{"name": "upper", "summary": "s", "input": "text/plain; charset=utf-8",
+                           "output": "application/json", "deterministic": true, "x-f": 1}],
+            "host_calls": [{"name": "kv.get", "required": false, "summary": "s", "request": "text/plain",
+                            "reply": "application/octet-stream", "x-h": null}],
+            "capabilities": ["clock", "random", "env:HOME", "fs:/data:ro"],
+            "statuses": {"64": "not found", "127": "last"}
+        });
+        let strings = [
+            "",
+            "a",
+            "A",
+            "1",
+            "a-b",
+            "a_b",
+            "a.b",
+            "a.b.c.d.e",
+            "é",
+            "a\n",
+            "a\r",
+            "-a",
+            "_a",
+            "x-",
+            "0",
+            "00",
+            "01",
+            "1.0",
+            "1.0.0",
+            "01.0",
+            "1.01",
+            "123456.0",
+            "99999.99999",
+            "1.0.0-",
+            "1.0.0+",
+            "1.0.0-a+b",
+            "1.0.0-a-b.c",
+            "1.0.0+a+b",
+            "1.0",
+            "1.0.0.0",
+            "v1.0.0",
+            "core",
+            "wasi",
+            "other",
+            "clock",
+            "random",
+            "env:",
+            "env:1A",
+            "env:_a1",
+            "env:A-B",
+            "fs:/",
+            "fs:/:ro",
+            "fs:/a:rw",
+            "fs:/a:rx",
+            "fs:/a:b:ro",
+            "fs:a:ro",
+            "fs:/a\n:ro",
+            "fs:/\u{0}:ro",
+            "text/plain",
+            "text/plain;",
+            "text/plain; a\nb",
+            "Text/plain",
+            "text/",
+            "/plain",
+            "text/plain/x",
+            "text/pl ain",
+            "a.b",
+            "ab.cd",
+            "pabi.x",
+            "a.b.c.d",
+            "a.b.c.d.e",
+            "a..b",
+            "64",
+            "63",
+            "128",
+            "127",
+            "064",
+            "100",
+        ];
+        let long = |n: usize| "a".repeat(n);
+        let mut values: Vec<serde_json::Value> = strings.iter().map(|s| json!(s)).collect();
+        values.extend([
+            json!(null),
+            json!(true),
+            json!(1),
+            json!(1.5),
+            json!([]),
+            json!({}),
+            json!(["clock", "clock"]),
+        ]);
+        values.extend([64, 65, 128, 129, 255, 256, 1024, 1025, 4096, 4097].iter().map(|n| json!(long(*n))));
+        values.push(json!(format!("env:A{}", long(127))));
+        values.push(json!(format!("env:A{}", long(128))));
+        values.push(json!(format!("text/{}", long(250))));
+        values.push(json!(format!("fs:/{}:ro", "é".repeat(1024))));
+        let mut docs = vec![base.clone()];
+        let paths: Vec<Vec<serde_json::Value>> = vec![
+            vec![json!("abi")],
+            vec![json!("name")],
+            vec![json!("version")],
+            vec![json!("profile")],
+            vec![json!("description")],
+            vec![json!("functions")],
+            vec![json!("functions"), json!(0)],
+            vec![json!("functions"), json!(0), json!("name")],
+            vec![json!("functions"), json!(0), json!("summary")],
+            vec![json!("functions"), json!(0), json!("input")],
+            vec![json!("functions"), json!(0), json!("deterministic")],
+            vec![json!("functions"), json!(0), json!("other")],
+            vec![json!("host_calls")],
+            vec![json!("host_calls"), json!(0), json!("name")],
+            vec![json!("host_calls"), json!(0), json!("required")],
+            vec![json!("host_calls"), json!(0), json!("reply")],
+            vec![json!("host_calls"), json!(0), json!("other")],
+            vec![json!("capabilities")],
+            vec![json!("capabilities"), json!(3)],
+            vec![json!("statuses")],
+            vec![json!("statuses"), json!("64")],
+            vec![json!("other")],
+            vec![json!("x-other")],
+        ];
+        fn at<'a>(doc: &'a mut serde_json::Value, path: &[serde_json::Value]) -> &'a mut serde_json::Value {
+            path.iter().fold(doc, |node, step| match step {
+                serde_json::Value::String(key) => {
+                    node.as_object_mut().unwrap().entry(key.clone()).or_insert(serde_json::Value::Null)
+                }
+                other => &mut node[other.as_u64().unwrap() as usize],
+            })
+        }
+        for path in &paths {
+            for value in &values {
+                let mut doc = base.clone();
+                *at(&mut doc, path) = value.clone();
+                docs.push(doc);
+            }
+            let mut removed = base.clone();
+            let (last, parent) = path.split_last().unwrap();
+            if let (Some(key), Some(object)) = (last.as_str(), at(&mut removed, parent).as_object_mut()) {
+                object.remove(key);
+                docs.push(removed);
+            }
+        }
+        // A status code as a key rather than a value.
+        for code in strings {
+            let mut doc = base.clone();
+            doc["statuses"] = json!({ code: "x" });
+            docs.push(doc);
+        }
+        docs
+    }
+
+    #[test]
+    fn the_fast_path_never_accepts_what_the_schema_refuses() {
+        let docs = mutated_documents();
+        let (mut accepted, mut refused_by_schema) = (0, 0);
+        for doc in &docs {
+            let schema_says = schema_validator().is_valid(doc);
+            refused_by_schema += usize::from(!schema_says);
+            if fast::clearly_valid(doc) {
+                accepted += 1;
+                assert!(schema_says, "the fast path accepts a document the schema refuses: {doc}");
+            }
+        }
+        // Both sides are exercised: many documents are refused, and the
+        // fast path vouches for most valid ones (it must for the common ones).
+        assert!(refused_by_schema > docs.len() / 2, "{refused_by_schema} of {}", docs.len());
+        assert!(accepted > 100, "{accepted}");
+        let good: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+        assert!(fast::clearly_valid(&good), "the fast path refuses a valid document: {GOOD}");
+        // In fact it refuses no valid document here: the schema is needed
+        // only to word the errors.
+        for doc in &docs {
+            assert_eq!(fast::clearly_valid(doc), schema_validator().is_valid(doc), "{doc}");
+        }
     }
 
     #[test]
