@@ -85,11 +85,40 @@ impl From<wasmparser::BinaryReaderError> for DecodeError {
 
 /// Decodes and validates `wasm` under `features`. When `scan_floats` is set,
 /// also finds a function using NaN-producing float or SIMD instructions.
+///
+/// In a module large enough for threads, the function bodies are validated
+/// on the pool while this thread goes on with the sections after the code
+/// (data, names), as `wasm-tools validate` does: a sequential tail left the
+/// other cores idle for a third of a large module's time. The result is the
+/// same as a sequential pass's: an error in a later section is reported
+/// before one in a body, as when the bodies were validated last.
 pub(crate) fn decode(wasm: &[u8], features: WasmFeatures, scan_floats: bool) -> Result<ModuleInfo, DecodeError> {
+    let checked: std::sync::Mutex<Option<Checked>> = std::sync::Mutex::new(None);
+    let parsed = match (wasm.len() >= PARALLEL_CODE_BYTES).then(pool).flatten() {
+        Some(pool) => pool.in_place_scope(|scope| parse(wasm, features, scan_floats, &checked, Some(scope))),
+        None => parse(wasm, features, scan_floats, &checked, None),
+    };
+    let mut info = parsed?;
+    let checked = checked.into_inner().unwrap_or_else(|p| p.into_inner());
+    info.first_float_function = checked.unwrap_or(Ok(None))?;
+    Ok(info)
+}
+
+type Checked = Result<Option<(u32, usize)>, wasmparser::BinaryReaderError>;
+
+/// [`decode`]'s pass over the sections; the bodies go to `scope` once the
+/// code section is complete, or are validated here at the end.
+fn parse<'s>(
+    wasm: &'s [u8],
+    features: WasmFeatures,
+    scan_floats: bool,
+    checked: &'s std::sync::Mutex<Option<Checked>>,
+    scope: Option<&rayon::Scope<'s>>,
+) -> Result<ModuleInfo, DecodeError> {
     let mut info = ModuleInfo::default();
     let mut validator = Validator::new_with_features(features);
     let mut bodies: Vec<(FuncToValidate<ValidatorResources>, FunctionBody<'_>)> = Vec::new();
-
+    let mut expected = 0;
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload?;
         if let Payload::Version { encoding: Encoding::Component, range, .. } = &payload {
@@ -99,15 +128,29 @@ pub(crate) fn decode(wasm: &[u8], features: WasmFeatures, scan_floats: bool) -> 
                 component: true,
             });
         }
+        if let Payload::CodeSectionStart { count, .. } = &payload {
+            expected = *count as usize;
+        }
         record_section_size(&mut info, &payload);
         match validator.payload(&payload)? {
-            ValidPayload::Func(func, body) => bodies.push((func, body)),
+            ValidPayload::Func(func, body) => {
+                bodies.push((func, body));
+                if let Some(scope) = scope.filter(|_| bodies.len() == expected) {
+                    let bodies = std::mem::take(&mut bodies);
+                    scope.spawn(move |_| {
+                        let result = validate_bodies(bodies, scan_floats);
+                        *checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+                    });
+                }
+            }
             ValidPayload::End(_) => break,
             _ => {}
         }
         collect(&mut info, &payload)?;
     }
-    info.first_float_function = validate_bodies(bodies, scan_floats)?;
+    if !bodies.is_empty() || scope.is_none() {
+        *checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(validate_bodies(bodies, scan_floats));
+    }
     Ok(info)
 }
 
