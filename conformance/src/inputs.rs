@@ -127,7 +127,11 @@ fn json_ish() -> impl Strategy<Value = String> {
 fn large() -> impl Strategy<Value = Vec<u8>> {
     (proptest::collection::vec(any::<u8>(), 1..64), 64usize * 1024..=MAX_INPUT).prop_map(|(mut pattern, len)| {
         pattern.push(b'\n');
-        pattern.iter().copied().cycle().take(len).collect()
+        // Whole copies of the pattern, not a byte at a time: at up to 1 MiB
+        // per input, building it byte by byte was a tenth of a check's time.
+        let mut input = pattern.repeat(len / pattern.len() + 1);
+        input.truncate(len);
+        input
     })
 }
 

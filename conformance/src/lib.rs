@@ -67,7 +67,7 @@ pub enum Progress {
 }
 
 /// Runs every check on one plugin, in the order of [`Check::ALL`].
-pub fn conform<H: TestHost>(
+pub fn conform<H: TestHost + Sync>(
     host: &H,
     path: &str,
     wasm: &[u8],
@@ -118,7 +118,7 @@ struct Run<'a, H: TestHost> {
     makes_host_calls: bool,
 }
 
-impl<H: TestHost> Run<'_, H> {
+impl<H: TestHost + Sync> Run<'_, H> {
     fn record(
         &mut self,
         check: Check,
@@ -180,18 +180,39 @@ impl<H: TestHost> Run<'_, H> {
         self.host.load(self.wasm, config).map_err(|e| fail(format!("the plugin does not load: {e}")))
     }
 
-    fn for_each_function(
-        &mut self,
-        functions: &[String],
-        mut check: impl FnMut(&mut Self, &str) -> CheckOutcome,
+    /// Runs `check` on every function, on as many threads as the machine
+    /// has cores: the functions' checks are independent (each loads its own
+    /// instances, and each property has its own seeded runner), so the
+    /// outcome is the sequential one, the first failure in function order.
+    fn for_each_function<S: AsRef<str> + Sync>(
+        &self,
+        functions: &[S],
+        check: impl Fn(&Self, &str) -> CheckOutcome + Sync,
     ) -> CheckOutcome {
-        for function in functions {
-            let outcome = check(self, function);
-            if outcome != CheckOutcome::Pass {
-                return outcome;
-            }
+        let threads = std::thread::available_parallelism().map_or(1, usize::from).min(functions.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let outcomes: Vec<std::sync::Mutex<Option<CheckOutcome>>> =
+            functions.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let work = || loop {
+            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(function) = functions.get(index) else { break };
+            let outcome = check(self, function.as_ref());
+            *outcomes[index].lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        };
+        if threads <= 1 {
+            work();
+        } else {
+            std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(work);
+                }
+            });
         }
-        CheckOutcome::Pass
+        outcomes
+            .into_iter()
+            .filter_map(|o| o.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .find(|o| *o != CheckOutcome::Pass)
+            .unwrap_or(CheckOutcome::Pass)
     }
 
     /// Runs a property over generated inputs to `function`; a failure comes
@@ -218,7 +239,7 @@ impl<H: TestHost> Run<'_, H> {
         }
     }
 
-    fn status(&mut self, function: &str) -> CheckOutcome {
+    fn status(&self, function: &str) -> CheckOutcome {
         let mut plugin = match self.load(b"") {
             Ok(p) => p,
             Err(outcome) => return outcome,
@@ -230,7 +251,7 @@ impl<H: TestHost> Run<'_, H> {
         })
     }
 
-    fn caps(&mut self, function: &str) -> CheckOutcome {
+    fn caps(&self, function: &str) -> CheckOutcome {
         let mut plugin = match self.load(b"") {
             Ok(p) => p,
             Err(outcome) => return outcome,
@@ -247,17 +268,17 @@ impl<H: TestHost> Run<'_, H> {
         })
     }
 
-    fn determinism(&mut self, meta: &Metadata) -> CheckOutcome {
+    fn determinism(&self, meta: &Metadata) -> CheckOutcome {
         let deterministic: Vec<&str> =
             meta.functions.iter().filter(|f| f.deterministic).map(|f| f.name.as_str()).collect();
         if deterministic.is_empty() {
             return skip("no function is declared deterministic");
         }
         let all: Vec<&str> = meta.functions.iter().map(|f| f.name.as_str()).collect();
-        for function in deterministic {
-            let outcome = self.property(function, self.costly_cases(), self.inputs(), |input| {
-                let first = self.host.load(self.wasm, b"").and_then(|mut p| p.call(function, input));
-                let second = self.host.load(self.wasm, b"").and_then(|mut p| p.call(function, input));
+        self.for_each_function(&deterministic, |run, function| {
+            run.property(function, run.costly_cases(), run.inputs(), |input| {
+                let first = run.host.load(run.wasm, b"").and_then(|mut p| p.call(function, input));
+                let second = run.host.load(run.wasm, b"").and_then(|mut p| p.call(function, input));
                 if !same_result(&first, &second) {
                     return Err(format!("two fresh instances disagree: {} vs {}", describe(&first), describe(&second)));
                 }
@@ -267,7 +288,7 @@ impl<H: TestHost> Run<'_, H> {
                 // included, on one instance. The history comes from the
                 // input, so a failure shrinks and replays with it.
                 let history = history(&all, input);
-                let after = self.host.load(self.wasm, b"").and_then(|mut p| {
+                let after = run.host.load(run.wasm, b"").and_then(|mut p| {
                     for (other, other_input) in &history {
                         let _ = p.call(other, other_input);
                     }
@@ -284,15 +305,11 @@ impl<H: TestHost> Run<'_, H> {
                         calls.join(", ")
                     ))
                 }
-            });
-            if outcome != CheckOutcome::Pass {
-                return outcome;
-            }
-        }
-        CheckOutcome::Pass
+            })
+        })
     }
 
-    fn no_leak(&mut self, function: &str) -> CheckOutcome {
+    fn no_leak(&self, function: &str) -> CheckOutcome {
         let mut plugin = match self.load(b"") {
             Ok(p) => p,
             Err(outcome) => return outcome,
