@@ -1,0 +1,244 @@
+//! The serve configuration: a TOML file of per-plugin settings, each
+//! falling back to `[defaults]`, then to the built-in default documented
+//! on the field.
+//!
+//! ```toml
+//! [defaults]
+//! instances = 2
+//! timeout = "500ms"
+//! max_memory = "64 MiB"
+//!
+//! [plugins.echo]
+//! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//! instances = 4
+//! max_queue = 128
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+/// Settings of every plugin in the folder, by file stem.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServeConfig {
+    /// What a plugin without its own value for a setting gets.
+    #[serde(default)]
+    pub defaults: PluginSettings,
+    /// Per plugin, by file stem (`echo` for `echo.wasm`).
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+}
+
+impl ServeConfig {
+    /// Reads and checks a TOML configuration.
+    pub fn from_file(path: &Path) -> Result<ServeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        ServeConfig::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.display().to_string(), message })
+    }
+
+    /// Parses and checks a TOML configuration; the error names the key.
+    pub fn from_toml(text: &str) -> Result<ServeConfig, String> {
+        let config: ServeConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (name, settings) in std::iter::once(("defaults", &config.defaults))
+            .chain(config.plugins.iter().map(|(name, settings)| (name.as_str(), settings)))
+        {
+            settings.check().map_err(|e| format!("[{name}] {e}"))?;
+        }
+        if config.defaults.sha256.is_some() {
+            return Err("[defaults] sha256 pins one file; set it under [plugins.NAME]".into());
+        }
+        Ok(config)
+    }
+
+    /// The settings of the plugin `name`: its own, else the defaults.
+    pub fn settings(&self, name: &str) -> PluginSettings {
+        let own = self.plugins.get(name).cloned().unwrap_or_default();
+        own.or(&self.defaults)
+    }
+}
+
+/// One plugin's settings. Every field is optional; [`PluginSettings`]'s
+/// accessors give the value in force.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PluginSettings {
+    /// Instances serving calls at once. Default: the number of CPUs.
+    pub instances: Option<usize>,
+    /// Calls that may wait for an instance; past it, `503` with
+    /// `Retry-After`. Default: 64 per instance.
+    pub max_queue: Option<usize>,
+    /// How long a call may wait for an instance. Default: 5 s.
+    #[serde(default, with = "humantime_serde")]
+    pub queue_timeout: Option<Duration>,
+    /// Deadline of a call. Default: the host's, 1 s (`LIM-3`).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Linear memory cap. Default: the host's (`LIM-1`).
+    pub max_memory: Option<ByteSize>,
+    /// Output cap of a call. Default: the host's (`LIM-5`).
+    pub max_output: Option<ByteSize>,
+    /// Request body cap; past it, `413`. Default: 16 MiB.
+    pub max_input: Option<ByteSize>,
+    /// Fuel per call. Default: off (`LIM-4`).
+    pub fuel: Option<u64>,
+    /// Offer the real clocks. Default: no (virtual time, `WASI-6`).
+    pub allow_clock: Option<bool>,
+    /// Offer host entropy. Default: no (`WASI-7`).
+    pub allow_random: Option<bool>,
+    /// Environment variables offered to plugins that declare them (`WASI-8`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Folders offered as `HOST:GUEST[:ro]`, to plugins that declare them
+    /// (`WASI-3`).
+    #[serde(default)]
+    pub dirs: Vec<String>,
+    /// The SHA-256 (hex) the plugin file must have: a file that does not
+    /// match is refused at load and on reload, and the old version keeps
+    /// serving. Default: no pin.
+    pub sha256: Option<String>,
+    /// The configuration each instance gets in `pabi_init` (`LIFE-2`).
+    /// Default: empty.
+    pub config: Option<String>,
+}
+
+impl PluginSettings {
+    fn check(&self) -> Result<(), String> {
+        if let Some(pin) = &self.sha256 {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("sha256 `{pin}` is not 64 hex digits"));
+            }
+        }
+        if self.instances == Some(0) {
+            return Err("instances must be at least 1".into());
+        }
+        for dir in &self.dirs {
+            pabi_host::DirGrant::parse(dir).map_err(|e| format!("dirs: `{dir}`: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Each field from `self`, else from `defaults`.
+    fn or(self, defaults: &PluginSettings) -> PluginSettings {
+        let d = defaults.clone();
+        PluginSettings {
+            instances: self.instances.or(d.instances),
+            max_queue: self.max_queue.or(d.max_queue),
+            queue_timeout: self.queue_timeout.or(d.queue_timeout),
+            timeout: self.timeout.or(d.timeout),
+            max_memory: self.max_memory.or(d.max_memory),
+            max_output: self.max_output.or(d.max_output),
+            max_input: self.max_input.or(d.max_input),
+            fuel: self.fuel.or(d.fuel),
+            allow_clock: self.allow_clock.or(d.allow_clock),
+            allow_random: self.allow_random.or(d.allow_random),
+            env: if self.env.is_empty() { d.env } else { self.env },
+            dirs: if self.dirs.is_empty() { d.dirs } else { self.dirs },
+            sha256: self.sha256,
+            config: self.config.or(d.config),
+        }
+    }
+
+    pub fn instances(&self) -> usize {
+        self.instances.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    pub fn max_queue(&self) -> usize {
+        self.max_queue.unwrap_or(64 * self.instances())
+    }
+
+    pub fn queue_timeout(&self) -> Duration {
+        self.queue_timeout.unwrap_or(Duration::from_secs(5))
+    }
+
+    pub fn max_input(&self) -> u64 {
+        self.max_input.map_or(16 << 20, |size| size.as_u64())
+    }
+
+    /// The host configuration these settings ask for.
+    pub fn host_config(&self) -> Result<pabi_host::Config, String> {
+        let mut builder = pabi_host::Config::builder()
+            // One slot per instance, and one for a reload's new instances
+            // while the old ones still serve.
+            .max_instances(u32::try_from(self.instances() * 2).unwrap_or(u32::MAX));
+        if let Some(timeout) = self.timeout {
+            builder = builder.timeout(timeout);
+        }
+        if let Some(max) = self.max_memory {
+            builder = builder.max_memory(max.as_u64());
+        }
+        if let Some(max) = self.max_output {
+            builder = builder.max_output(max.as_u64());
+        }
+        builder = builder
+            .fuel(self.fuel)
+            .allow_clock(self.allow_clock.unwrap_or(false))
+            .allow_random(self.allow_random.unwrap_or(false));
+        for (name, value) in &self.env {
+            builder = builder.allow_env(name, value);
+        }
+        for dir in &self.dirs {
+            builder = builder.allow_dir(pabi_host::DirGrant::parse(dir).map_err(|e| format!("`{dir}`: {e}"))?);
+        }
+        Ok(builder.build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_settings_fall_back_to_the_defaults_field_by_field() {
+        let config = ServeConfig::from_toml(
+            r#"
+            [defaults]
+            instances = 2
+            timeout = "250ms"
+            max_memory = "32 MiB"
+            [plugins.echo]
+            instances = 4
+            sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+            "#,
+        )
+        .unwrap();
+        let echo = config.settings("echo");
+        assert_eq!(echo.instances(), 4);
+        assert_eq!(echo.timeout, Some(Duration::from_millis(250)));
+        assert_eq!(echo.max_memory, Some(ByteSize::mib(32)));
+        assert_eq!(echo.max_queue(), 256);
+        let other = config.settings("other");
+        assert_eq!((other.instances(), other.sha256), (2, None), "a pin is never a default");
+    }
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        for (text, needle) in [
+            ("[plugins.a]\nsha256 = \"abc\"", "64 hex digits"),
+            ("[plugins.a]\ninstances = 0", "at least 1"),
+            ("[plugins.a]\ntimeout = \"soon\"", "timeout"),
+            ("[plugins.a]\nmax_memory = \"lots\"", "max_memory"),
+            ("[plugins.a]\nunknown = 1", "unknown"),
+            ("[defaults]\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"", "pins one file"),
+            ("[plugins.a]\ndirs = [\"nocolon\"]", "dirs"),
+        ] {
+            let error = ServeConfig::from_toml(text).unwrap_err();
+            assert!(error.contains(needle), "{text}: {error}");
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The HTTP routes and the mapping of host errors to HTTP answers.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use pabi_abi::HostErrorKind;
+use pabi_host::{Error, Unavailable};
+use serde::Serialize;
+
+use crate::metrics::{CallLabels, ErrorLabels, PluginLabel};
+use crate::{read, State as Shared};
+
+/// The JSON Schema of [`CallErrorBody`].
+pub const SERVE_ERROR_SCHEMA: &str = include_str!("../../spec/schemas/serve-error.schema.json");
+
+/// The body of a failed call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct CallErrorBody {
+    /// A host error kind (`ERR-6`), or `UNKNOWN_PLUGIN`.
+    pub kind: String,
+    /// The plugin's status, for `PLUGIN_ERROR` and `UNKNOWN_STATUS`.
+    pub status: Option<i32>,
+    /// What happened, for people; a plugin's own message for `PLUGIN_ERROR`.
+    pub message: String,
+}
+
+/// The HTTP status of a failed call of each host error kind:
+///
+/// | kind | HTTP |
+/// |---|---|
+/// | `PLUGIN_ERROR` (the plugin refused the input) | 422 |
+/// | `UNKNOWN_FUNCTION` | 404 |
+/// | `INPUT_LIMIT` | 413 |
+/// | `TIMEOUT` | 504 |
+/// | `HOST_FAILURE` (a full queue among them), `CRASH_LOOP` | 503, with `Retry-After` |
+/// | `CANCELLED` (the client went away) | 499 |
+/// | anything else: the plugin trapped, broke the ABI or a limit | 502 |
+///
+/// 502 and 504 treat the plugin as the server's upstream: the request may
+/// be fine, the code serving it failed or was too slow.
+pub fn http_status(kind: Option<HostErrorKind>) -> StatusCode {
+    match kind {
+        Some(HostErrorKind::PluginError) => StatusCode::UNPROCESSABLE_ENTITY,
+        Some(HostErrorKind::UnknownFunction) => StatusCode::NOT_FOUND,
+        Some(HostErrorKind::InputLimit) => StatusCode::PAYLOAD_TOO_LARGE,
+        Some(HostErrorKind::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+        Some(HostErrorKind::HostFailure | HostErrorKind::CrashLoop) | None => StatusCode::SERVICE_UNAVAILABLE,
+        Some(HostErrorKind::Cancelled) => StatusCode::from_u16(499).expect("499 is a valid status"),
+        Some(_) => StatusCode::BAD_GATEWAY,
+    }
+}
+
+pub(crate) fn router(state: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/plugins/{plugin}/{function}", post(call))
+        .route("/v1/plugins", get(list))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        // The body is read in `call`, against the plugin's own cap.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+fn error_response(status: StatusCode, body: CallErrorBody, retry_after: Option<u64>) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+fn host_error(error: &Error) -> Response {
+    let kind = error.kind();
+    let message = match error {
+        Error::PluginError { message, .. } => String::from_utf8_lossy(message).into_owned(),
+        other => other.to_string(),
+    };
+    let retry_after = match error {
+        Error::CrashLoop { window, .. } => Some(window.as_secs().max(1)),
+        Error::HostUnavailable(_) => Some(1),
+        _ => None,
+    };
+    let body = CallErrorBody {
+        kind: kind.map_or("HOST_FAILURE", HostErrorKind::name).to_string(),
+        status: error.status(),
+        message,
+    };
+    error_response(http_status(kind), body, retry_after)
+}
+
+async fn call(
+    State(state): State<Arc<Shared>>,
+    Path((plugin, function)): Path<(String, String)>,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let Some(loaded) = read(&state.plugins).get(&plugin).cloned() else {
+        state.metrics.errors.get_or_create(&ErrorLabels { plugin: plugin.clone(), kind: "UNKNOWN_PLUGIN".into() }).inc();
+        let body = CallErrorBody {
+            kind: "UNKNOWN_PLUGIN".into(),
+            status: None,
+            message: format!("no plugin `{plugin}` is served"),
+        };
+        return error_response(StatusCode::NOT_FOUND, body, None);
+    };
+    let known = loaded.pool.functions().iter().any(|f| *f == function);
+    // Unknown names share one label: a client cannot grow the metrics.
+    let label = if known { function.clone() } else { "(unknown)".into() };
+    state.metrics.calls.get_or_create(&CallLabels { plugin: plugin.clone(), function: label }).inc();
+    let max_input = loaded.settings.max_input();
+    let result = match axum::body::to_bytes(body, usize::try_from(max_input).unwrap_or(usize::MAX)).await {
+        Ok(input) => loaded.pool.call_async(&function, input.to_vec()).await,
+        Err(_) => Err(Error::InputLimit { len: max_input.saturating_add(1) }),
+    };
+    let plugin_label = PluginLabel { plugin: plugin.clone() };
+    state.metrics.latency.get_or_create(&plugin_label).observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(output) => {
+            let media = loaded
+                .pool
+                .metadata()
+                .function(&function)
+                .and_then(|f| f.output.clone())
+                .unwrap_or_else(|| "application/octet-stream".into());
+            let mut response = (StatusCode::OK, output).into_response();
+            if let Ok(media) = HeaderValue::from_str(&media) {
+                response.headers_mut().insert(header::CONTENT_TYPE, media);
+            }
+            response
+        }
+        Err(error) => {
+            let kind = error.kind().map_or("HOST_FAILURE", HostErrorKind::name).to_string();
+            state.metrics.errors.get_or_create(&ErrorLabels { plugin, kind }).inc();
+            if matches!(error, Error::HostUnavailable(Unavailable::QueueFull { .. })) {
+                tracing::warn!(plugin = %plugin_label.plugin, "queue full: answered 503");
+            }
+            host_error(&error)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PluginEntry {
+    name: String,
+    file: String,
+    sha256: String,
+    metadata: pabi_abi::Metadata,
+    pool: PoolEntry,
+}
+
+#[derive(Serialize)]
+struct PoolEntry {
+    size: usize,
+    live: usize,
+    busy: usize,
+    waiting: usize,
+    generation: u64,
+    calls: u64,
+}
+
+#[derive(Serialize)]
+struct RefusedEntry {
+    name: String,
+    error: String,
+}
+
+#[derive(Serialize)]
+struct Listing {
+    plugins: Vec<PluginEntry>,
+    refused: Vec<RefusedEntry>,
+}
+
+async fn list(State(state): State<Arc<Shared>>) -> Response {
+    let plugins = read(&state.plugins)
+        .iter()
+        .map(|(name, loaded)| {
+            let stats = loaded.pool.stats();
+            PluginEntry {
+                name: name.clone(),
+                file: loaded.file.display().to_string(),
+                sha256: loaded.sha256.clone(),
+                metadata: (*loaded.pool.metadata()).clone(),
+                pool: PoolEntry {
+                    size: stats.size,
+                    live: stats.live,
+                    busy: stats.busy,
+                    waiting: stats.waiting,
+                    generation: stats.generation,
+                    calls: stats.calls,
+                },
+            }
+        })
+        .collect();
+    let refused = crate::lock(&state.refused)
+        .iter()
+        .map(|(name, error)| RefusedEntry { name: name.clone(), error: error.clone() })
+        .collect();
+    axum::Json(Listing { plugins, refused }).into_response()
+}
+
+async fn health(State(state): State<Arc<Shared>>) -> Response {
+    if state.draining.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<Shared>>) -> Response {
+    for (name, loaded) in read(&state.plugins).iter() {
+        let stats = loaded.pool.stats();
+        let label = PluginLabel { plugin: name.clone() };
+        let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+        state.metrics.instances.get_or_create(&label).set(gauge(stats.live));
+        state.metrics.busy.get_or_create(&label).set(gauge(stats.busy));
+        state.metrics.queued.get_or_create(&label).set(gauge(stats.waiting));
+    }
+    let mut response = state.metrics.encode().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}

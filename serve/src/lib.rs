@@ -1,0 +1,278 @@
+//! Serve the pabi plugins of a folder over HTTP.
+//!
+//! Every `*.wasm` file of the folder is a plugin, named by its file stem,
+//! served by a [`pabi_host::Pool`] of instances behind a bounded queue:
+//!
+//! | route | answer |
+//! |---|---|
+//! | `POST /v1/plugins/{plugin}/{function}` | the body is the input; `200` with the output, or an error (below) |
+//! | `GET /v1/plugins` | each plugin's file, SHA-256, metadata and pool, and the files refused |
+//! | `GET /healthz` | `200`, or `503` while draining |
+//! | `GET /metrics` | calls, errors by kind, latency, instances, queue depth, reloads (Prometheus text) |
+//!
+//! A failed call answers a JSON body `{"kind", "status", "message"}`
+//! (`spec/schemas/serve-error.schema.json`): `kind` is the host error kind
+//! (`ERR-6`), `status` the plugin's status for `PLUGIN_ERROR`, with the
+//! HTTP status of [`http_status`]. A full queue answers `503` with
+//! `Retry-After`; nothing is dropped silently.
+//!
+//! [`Server::scan`] takes in new and changed files: a file is validated and
+//! its instances made while the old version serves; it then replaces the
+//! old version with its state (`LIFE-10`, `LIFE-11`), or, on any failure,
+//! the old version keeps serving and the error is logged and listed under
+//! `errors` in `GET /v1/plugins`. [`Server::serve`] scans on an interval
+//! and, when its shutdown future completes, stops accepting, lets calls in
+//! flight finish, and runs `pabi_shutdown` on every instance.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let server = pabi_serve::Server::new("plugins".into(), pabi_serve::ServeConfig::default());
+//! server.scan();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! server.serve(listener, std::time::Duration::from_secs(1), async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod http;
+mod metrics;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use pabi_host::{Host, Pool};
+use sha2::{Digest, Sha256};
+
+pub use config::{ConfigError, PluginSettings, ServeConfig};
+pub use http::{http_status, CallErrorBody, SERVE_ERROR_SCHEMA};
+
+/// The plugins of a folder, served.
+#[derive(Clone)]
+pub struct Server {
+    state: Arc<State>,
+}
+
+pub(crate) struct State {
+    dir: PathBuf,
+    config: ServeConfig,
+    plugins: RwLock<BTreeMap<String, Arc<Loaded>>>,
+    refused: Mutex<BTreeMap<String, String>>,
+    metrics: metrics::Metrics,
+    draining: std::sync::atomic::AtomicBool,
+}
+
+/// A plugin being served.
+pub(crate) struct Loaded {
+    pub file: PathBuf,
+    pub sha256: String,
+    pub pool: Pool,
+    pub settings: PluginSettings,
+}
+
+/// What a [`Server::scan`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScanReport {
+    /// Plugins loaded for the first time.
+    pub loaded: Vec<String>,
+    /// Plugins replaced by a new version.
+    pub reloaded: Vec<String>,
+    /// Files refused, with why; an older version, if any, keeps serving.
+    pub refused: Vec<(String, String)>,
+    /// Plugins whose file is gone; they are no longer served.
+    pub removed: Vec<String>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("dir", &self.state.dir).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server for the plugins of `dir`, none loaded yet: see [`Server::scan`].
+    pub fn new(dir: PathBuf, config: ServeConfig) -> Server {
+        Server {
+            state: Arc::new(State {
+                dir,
+                config,
+                plugins: RwLock::default(),
+                refused: Mutex::default(),
+                metrics: metrics::Metrics::new(),
+                draining: Default::default(),
+            }),
+        }
+    }
+
+    /// The routes, for embedding in a larger axum application or for tests.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone())
+    }
+
+    /// The names of the plugins being served.
+    pub fn plugins(&self) -> Vec<String> {
+        read(&self.state.plugins).keys().cloned().collect()
+    }
+
+    /// The pool of a plugin being served.
+    pub fn pool(&self, plugin: &str) -> Option<Pool> {
+        read(&self.state.plugins).get(plugin).map(|loaded| loaded.pool.clone())
+    }
+
+    /// Takes in the folder's new and changed `*.wasm` files and drops the
+    /// plugins whose file is gone. Blocking: it validates, compiles and
+    /// instantiates.
+    pub fn scan(&self) -> ScanReport {
+        let state = &*self.state;
+        let mut report = ScanReport::default();
+        let files = match plugin_files(&state.dir) {
+            Ok(files) => files,
+            Err(error) => {
+                tracing::error!(dir = %state.dir.display(), "cannot list the plugin folder: {error}");
+                report.refused.push((state.dir.display().to_string(), error.to_string()));
+                return report;
+            }
+        };
+        let gone: Vec<String> = read(&state.plugins).keys().filter(|name| !files.contains_key(*name)).cloned().collect();
+        for name in gone {
+            state.plugins.write().unwrap_or_else(|p| p.into_inner()).remove(&name);
+            tracing::info!(plugin = %name, "file removed; no longer served");
+            report.removed.push(name);
+        }
+        for (name, file) in files {
+            match self.take_in(&name, &file) {
+                Ok(Some(reloaded)) => {
+                    lock(&state.refused).remove(&name);
+                    if reloaded { report.reloaded.push(name) } else { report.loaded.push(name) }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(plugin = %name, file = %file.display(), "refused: {error}");
+                    if read(&state.plugins).contains_key(&name) {
+                        state.metrics.reloads.get_or_create(&reload_labels(&name, "refused")).inc();
+                    }
+                    lock(&state.refused).insert(name.clone(), error.clone());
+                    report.refused.push((name, error));
+                }
+            }
+        }
+        report
+    }
+
+    /// Loads or reloads one file; `Ok(None)` when it has not changed,
+    /// `Ok(Some(true))` after a reload.
+    fn take_in(&self, name: &str, file: &Path) -> Result<Option<bool>, String> {
+        let state = &*self.state;
+        let wasm = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let sha256 = format!("{:x}", Sha256::digest(&wasm));
+        let current = read(&state.plugins).get(name).cloned();
+        if current.as_ref().is_some_and(|c| c.sha256 == sha256) {
+            return Ok(None);
+        }
+        // A refused file is tried again only once it changes.
+        if lock(&state.refused).get(name).is_some_and(|e| e.contains(&sha256)) {
+            return Ok(None);
+        }
+        let settings = state.config.settings(name);
+        if let Some(pin) = &settings.sha256 {
+            if !pin.eq_ignore_ascii_case(&sha256) {
+                return Err(format!("SHA-256 {sha256} does not match the pinned {pin}"));
+            }
+        }
+        let refused = |e: pabi_host::Error| format!("{e} (SHA-256 {sha256})");
+        if let Some(current) = current {
+            current.pool.reload(&wasm).map_err(refused)?;
+            let loaded = Loaded { file: file.to_path_buf(), sha256, pool: current.pool.clone(), settings };
+            state.plugins.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), Arc::new(loaded));
+            state.metrics.reloads.get_or_create(&reload_labels(name, "ok")).inc();
+            tracing::info!(plugin = %name, "reloaded");
+            return Ok(Some(true));
+        }
+        let host = Host::new(settings.host_config()?).map_err(|e| e.to_string())?;
+        let pool = Pool::builder()
+            .size(settings.instances())
+            .max_queue(settings.max_queue())
+            .queue_timeout(settings.queue_timeout())
+            .plugin_config(settings.config.clone().unwrap_or_default())
+            .build(&host, &wasm)
+            .map_err(refused)?;
+        let loaded = Loaded { file: file.to_path_buf(), sha256, pool, settings };
+        state.plugins.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), Arc::new(loaded));
+        tracing::info!(plugin = %name, "loaded");
+        Ok(Some(false))
+    }
+
+    /// Serves on `listener` until `shutdown` completes, scanning the folder
+    /// every `watch` (zero: never). Then drains: no new connection, calls
+    /// in flight finish, and every instance gets `pabi_shutdown`.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        watch: Duration,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let watcher = (!watch.is_zero()).then(|| {
+            let server = self.clone();
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(watch);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ticks.tick().await;
+                loop {
+                    ticks.tick().await;
+                    let server = server.clone();
+                    // A scan compiles: off the executor threads.
+                    let _ = tokio::task::spawn_blocking(move || server.scan()).await;
+                }
+            })
+        });
+        let state = self.state.clone();
+        let drained = async move {
+            shutdown.await;
+            state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!("draining: finishing the calls in flight");
+        };
+        let result = axum::serve(listener, self.router()).with_graceful_shutdown(drained).await;
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+        // The last pools go: `pabi_shutdown` on every instance, off the
+        // executor threads.
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.plugins.write().unwrap_or_else(|p| p.into_inner()).clear()).await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+fn reload_labels(plugin: &str, result: &str) -> metrics::ReloadLabels {
+    metrics::ReloadLabels { plugin: plugin.to_string(), result: result.to_string() }
+}
+
+/// The folder's plugin files by name. A name is the file stem, which must
+/// fit a URL path segment as it is.
+fn plugin_files(dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+            if stem.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                files.insert(stem.to_string(), path);
+            } else {
+                tracing::warn!(file = %path.display(), "skipped: a plugin's file name is [A-Za-z0-9._-] and `.wasm`");
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,72 @@
+//! What `GET /metrics` reports, in the Prometheus text format, through the
+//! Prometheus project's own client crate.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CallLabels {
+    pub plugin: String,
+    pub function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ErrorLabels {
+    pub plugin: String,
+    /// The host error kind (`ERR-6`), or `UNKNOWN_PLUGIN`.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PluginLabel {
+    pub plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReloadLabels {
+    pub plugin: String,
+    /// `ok` or `refused`.
+    pub result: String,
+}
+
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub calls: Family<CallLabels, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub latency: Family<PluginLabel, Histogram>,
+    pub instances: Family<PluginLabel, Gauge>,
+    pub busy: Family<PluginLabel, Gauge>,
+    pub queued: Family<PluginLabel, Gauge>,
+    pub reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("pabi");
+        let calls = Family::<CallLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        // 50 µs to about 27 s, doubling.
+        let latency =
+            Family::<PluginLabel, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 20)));
+        let (instances, busy, queued) = (Family::default(), Family::default(), Family::default());
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register("calls", "Calls received, by plugin and function", calls.clone());
+        registry.register("call_errors", "Calls that failed, by plugin and host error kind", errors.clone());
+        registry.register("call_duration_seconds", "Time from request to response of a call", latency.clone());
+        registry.register("instances", "Live instances of a plugin", instances.clone());
+        registry.register("instances_busy", "Instances serving a call", busy.clone());
+        registry.register("queue_depth", "Calls waiting for an instance", queued.clone());
+        registry.register("reloads", "Reloads of a plugin, by result", reloads.clone());
+        Metrics { registry, calls, errors, latency, instances, busy, queued, reloads }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
