@@ -1,13 +1,13 @@
 // The main-thread side of the host: loads, calls, deadlines, trap recovery.
 //
 // Every call into plugin code runs in a worker thread (worker.js). The main
-// thread posts the request, waits with Atomics.wait until the worker says
-// the export has started, then waits at most the deadline for it to finish.
-// Past the deadline it terminates the worker, which ends the call wherever
-// it is (LIM-3); the instance died with the worker, and the next call gets
-// a fresh worker and a fresh instance (LIFE-5, LIFE-6). Waiting with
-// Atomics.wait and taking the answer with receiveMessageOnPort keeps the
-// API synchronous.
+// thread posts the request and waits with Atomics.wait until the worker
+// says it is done, at most until the deadline, which runs from the moment
+// the worker starts the export. Past the deadline it terminates the worker,
+// which ends the call wherever it is (LIM-3); the instance died with the
+// worker, and the next call gets a fresh worker and a fresh instance
+// (LIFE-5, LIFE-6). Waiting with Atomics.wait and taking the answer with
+// receiveMessageOnPort keeps the API synchronous.
 
 import { Worker, MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
@@ -24,12 +24,17 @@ setFlagsFromString('--no-wasm-lazy-compilation');
 
 // The control array shared with a worker: slot 0 is the state of the
 // current request, slot 1 is set by the monitor thread when the worker
-// has stopped on its own (monitor.js). HOST_CALL: the plugin waits in
-// `host_call` for the application's answer (worker.js).
+// has stopped on its own (monitor.js). POSTED: a request waits for the
+// worker; HOST_CALL: the plugin waits in `host_call` for the application's
+// answer (worker.js). Past the two slots, a Float64 holds the time (Date.now)
+// at which the worker started the current export.
+const POSTED = 0;
 const STARTED = 1;
 const DONE = 2;
 const HOST_CALL = 3;
 const DIED_SLOT = 1;
+const CONTROL_BYTES = 16;
+const STARTED_AT_OFFSET = 8;
 const PAGE = 65536;
 
 export const DEFAULT_LIMITS = Object.freeze({
@@ -77,6 +82,7 @@ function watch(port, control) {
 }
 
 const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
+const DECODER = new TextDecoder();
 
 // SEC-3: plugin text reaches a terminal only with its control characters,
 // escape sequences and line breaks escaped, so that it cannot move the
@@ -256,12 +262,15 @@ export class Plugin {
   // --- the worker -------------------------------------------------------
 
   startWorker() {
-    const control = new SharedArrayBuffer(8);
+    const control = new SharedArrayBuffer(CONTROL_BYTES);
     const { port1, port2 } = new MessageChannel();
     const life = new MessageChannel();
     // Host calls and their answers, apart from the requests of `port`.
     const calls = new MessageChannel();
-    this.ctl = new Int32Array(control);
+    this.ctl = new Int32Array(control, 0, 2);
+    this.startedAt = new Float64Array(control, STARTED_AT_OFFSET, 1);
+    // No request yet: the worker waits for the state to become POSTED.
+    this.ctl[0] = DONE;
     this.port = port1;
     this.callPort = calls.port1;
     watch(life.port1, control);
@@ -325,36 +334,44 @@ export class Plugin {
 
   exchange(req) {
     if (!this.worker) this.startWorker();
-    Atomics.store(this.ctl, 0, 0);
+    // The message is queued before the state says so: the worker takes it
+    // as soon as it sees POSTED.
     this.port.postMessage(req);
+    Atomics.store(this.ctl, 0, POSTED);
+    Atomics.notify(this.ctl, 0);
     const startBy = Date.now() + STARTUP_MS;
-    while (Atomics.load(this.ctl, 0) === 0) {
+    const invoke = req.op === 'invoke';
+    for (let state; (state = Atomics.load(this.ctl, 0)) !== DONE;) {
       if (this.died()) return this.lostWorker(req);
-      const left = startBy - Date.now();
-      if (left <= 0) {
-        this.stopWorker();
-        // ERR-6: the host could not start the thread that runs the
-        // instance; nothing of the plugin ran.
-        throw new PabiError('HOST_FAILURE', { detail: `the worker thread did not start within ${STARTUP_MS} ms` });
-      }
-      Atomics.wait(this.ctl, 0, 0, left);
-    }
-    if (req.op === 'invoke') {
-      const deadline = Date.now() + this.limits.timeoutMs;
-      for (let state; (state = Atomics.load(this.ctl, 0)) === STARTED || state === HOST_CALL;) {
-        if (this.died()) return this.lostWorker(req);
+      let left;
+      if (state === POSTED) {
+        left = startBy - Date.now();
+        if (left <= 0) {
+          this.stopWorker();
+          // ERR-6: the host could not start the thread that runs the
+          // instance; nothing of the plugin ran.
+          throw new PabiError('HOST_FAILURE', { detail: `the worker thread did not start within ${STARTUP_MS} ms` });
+        }
+        // The worker does not wake this thread when it starts the export,
+        // which would cost a second thread switch per call. No deadline
+        // can pass before timeoutMs from now, so this thread looks again
+        // then, and from there waits for the deadline the worker's start
+        // time gives.
+        if (invoke) left = Math.min(left, this.limits.timeoutMs);
+      } else {
+        const deadline = this.startedAt[0] + this.limits.timeoutMs;
         if (state === HOST_CALL) {
           const timedOut = this.serveHostCall(req, deadline);
           if (timedOut) return timedOut;
           continue;
         }
-        const left = deadline - Date.now();
+        left = deadline - Date.now();
         if (left <= 0) {
           this.stopWorker();
           return { error: { kind: 'TIMEOUT', detail: `[LIM-3] the call of ${req.export} ran past its deadline of ${this.limits.timeoutMs} ms` } };
         }
-        Atomics.wait(this.ctl, 0, STARTED, left);
       }
+      Atomics.wait(this.ctl, 0, state, left);
     }
     let got;
     while (!(got = receiveMessageOnPort(this.port))) {
@@ -416,11 +433,10 @@ export class Plugin {
   deliverLog(log, exportName) {
     const { records } = log;
     const view = new DataView(records.buffer, records.byteOffset, records.byteLength);
-    const decoder = new TextDecoder();
     for (let at = 0; at < records.length;) {
       const level = records[at];
       const len = view.getUint32(at + 1, true);
-      this.onLog(level, decoder.decode(records.subarray(at + 5, at + 5 + len)));
+      this.onLog(level, DECODER.decode(records.subarray(at + 5, at + 5 + len)));
       at += 5 + len;
     }
     if (log.droppedRecords || log.droppedBytes) {
@@ -431,11 +447,7 @@ export class Plugin {
 
   // Runs one export in `phase` with `input`; returns { value, output, message } or throws.
   invoke(exportName, phase, input, args) {
-    const res = this.request({
-      op: 'invoke', export: exportName, phase, input, args,
-      maxOutput: this.limits.maxOutput, maxLog: this.limits.maxLog, capPages: this.capPages,
-      maxRequest: this.limits.maxRequest,
-    });
+    const res = this.request({ op: 'invoke', export: exportName, phase, input, args });
     if (res.error) this.fail(res.error);
     return res;
   }
@@ -475,6 +487,8 @@ export class Plugin {
     const res = this.request({
       op: 'instantiate', module: this.module, wasi: this.metadata.profile === 'wasi',
       capabilities: this.capabilities, env: this.env, capPages: this.capPages, refusedExport: this.refusedExport,
+      // The caps of every call of the instance, sent once rather than with each call.
+      maxOutput: this.limits.maxOutput, maxLog: this.limits.maxLog, maxRequest: this.limits.maxRequest,
       // CALL-3, CALL-5: the declared names, and whether each is offered.
       hostCalls: Object.fromEntries([...this.handlers].map(([name, h]) => [name, h !== null])),
     });
@@ -514,7 +528,7 @@ export class Plugin {
   // A call that returned a status, whatever it was, ends a run of
   // consecutive failures (LIFE-7).
   returned(r) {
-    this.failures = [];
+    if (this.failures.length) this.failures = [];
     return this.status(r);
   }
 

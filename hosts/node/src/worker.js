@@ -17,7 +17,9 @@ import { randomFillSync } from 'node:crypto';
 import { makeWasi, Exit } from './wasi.js';
 import { Abort } from './abort.js';
 
-const ctl = new Int32Array(workerData.control);
+const ctl = new Int32Array(workerData.control, 0, 2);
+// When the current export started (plugin.js, exchange).
+const startedAt = new Float64Array(workerData.control, 8, 1);
 const port = workerData.port;
 // Host calls and their answers (plugin.js, serveHostCall).
 const calls = workerData.calls;
@@ -25,6 +27,7 @@ const calls = workerData.calls;
 // closing, when this thread stops, as the worker's death (monitor.js);
 // keeping a reference keeps it open while the worker lives.
 const life = workerData.life; // eslint-disable-line no-unused-vars
+export const POSTED = 0;
 export const STARTED = 1;
 export const DONE = 2;
 export const HOST_CALL = 3;
@@ -36,13 +39,18 @@ const MESSAGE_CAP = 65536;
 // loop of empty records cannot fill the worker's memory.
 const STORED_RECORDS = 1 << 20;
 
+const EMPTY = new Uint8Array(0);
+
 // A byte buffer that grows by doubling, up to `limit`: the output, the
 // message, the log records and the partial lines of standard output and
 // error each live in one of these instead of one object per write, so
 // that millions of small writes cost bytes, not objects.
 class Bytes {
-  constructor() { this.buf = new Uint8Array(0); this.len = 0; }
-  reset() { this.buf = new Uint8Array(0); this.len = 0; }
+  constructor() { this.reset(); }
+  // Starting over from the shared empty array lets go of what the last
+  // call grew, as a fresh array would, without allocating one for each
+  // buffer that a call leaves empty.
+  reset() { this.buf = EMPTY; this.len = 0; }
   push(view, limit = Infinity) {
     const need = this.len + view.length;
     if (need > this.buf.length) {
@@ -64,7 +72,6 @@ class Bytes {
   }
 }
 
-const EMPTY = new Uint8Array(0);
 // CALL-2: the longest host-call name, in bytes (four parts of 32 and three
 // dots). A longer `host_call` name cannot be a declared one (CALL-3),
 // whatever its bytes, so it is not decoded.
@@ -77,6 +84,8 @@ let refused = null;
 // The host calls the plugin declares, each mapped to whether the
 // application offers it to this plugin (CALL-3, CALL-5).
 let hostCalls = new Map();
+// The caps of every call of the instance (plugin.js, load).
+let capPages = 0;
 const call = {
   phase: null, input: new Uint8Array(0), output: new Bytes(), message: new Bytes(), maxOutput: 0,
   // CALL-6: the reply of the latest host_call of this call; LIM-14: the request cap.
@@ -87,8 +96,18 @@ const call = {
   pending: { 1: new Bytes(), 2: new Bytes() },
 };
 
+// A view of the whole memory, made again only when the memory has grown
+// (growing replaces the memory's ArrayBuffer), not on every access.
+let view = EMPTY;
+function bytes() {
+  const buffer = memory.buffer;
+  if (view.buffer !== buffer) view = new Uint8Array(buffer);
+  return view;
+}
+
+// Also makes `view` current, for the function that checked.
 function check(name, ptr, len) {
-  const size = memory.buffer.byteLength;
+  const size = bytes().length;
   if (ptr + len > size) {
     throw new Abort('ABI_VIOLATION', {
       clause: 'MEM-3',
@@ -100,11 +119,12 @@ function check(name, ptr, len) {
 // Stores one record as [level u8][length u32 LE][text]; the main thread
 // decodes them after the call.
 const header = new Uint8Array(5);
+const headerView = new DataView(header.buffer);
 function record(level, bytes) {
   if (call.records >= STORED_RECORDS) { call.unstored++; return; }
   call.records++;
   header[0] = level;
-  new DataView(header.buffer).setUint32(1, bytes.length, true);
+  headerView.setUint32(1, bytes.length, true);
   call.logs.push(header);
   call.logs.push(bytes);
 }
@@ -143,7 +163,7 @@ const pabi = {
     const input = call.input;
     if (offset >= input.length) return 0;
     const n = Math.min(len, input.length - offset);
-    new Uint8Array(memory.buffer, dst, n).set(input.subarray(offset, offset + n));
+    view.set(n === input.length ? input : input.subarray(offset, offset + n), dst);
     return n;
   },
   output_write(src, len) {
@@ -153,7 +173,7 @@ const pabi = {
     if (call.output.len + len > call.maxOutput) {
       throw new Abort('OUTPUT_LIMIT', { detail: `[LIM-5] the output would grow to ${call.output.len + len} bytes, past the limit of ${call.maxOutput}` });
     }
-    if (len) call.output.push(new Uint8Array(memory.buffer, src, len), call.maxOutput);
+    if (len) call.output.push(view.subarray(src, src + len), call.maxOutput);
     return 0;
   },
   error_write(src, len) {
@@ -270,7 +290,7 @@ function trapKind(e) {
 // (LIM-8).
 const growthRefused = () => refused !== null && refused.value === 1;
 
-function classify(e, capPages) {
+function classify(e) {
   if (e instanceof Abort) return { ...e };
   if (e instanceof Exit) {
     // LIM-2, WASI-10: proc_exit after a refused growth is how a language
@@ -296,6 +316,10 @@ function handle(req) {
     // The flag of the instance before, if any, says nothing of this one.
     refused = null;
     hostCalls = new Map(Object.entries(req.hostCalls ?? {}));
+    capPages = req.capPages;
+    call.maxOutput = req.maxOutput;
+    call.maxLog = req.maxLog;
+    call.maxRequest = req.maxRequest;
     const imports = { pabi };
     if (req.wasi) {
       imports.wasi_snapshot_preview1 = makeWasi({
@@ -309,7 +333,7 @@ function handle(req) {
     try {
       instance = new WebAssembly.Instance(req.module, imports);
     } catch (e) {
-      return { error: classify(e, req.capPages) };
+      return { error: classify(e) };
     }
     memory = instance.exports.memory;
     refused = req.refusedExport === null ? null : instance.exports[req.refusedExport];
@@ -328,30 +352,29 @@ function handle(req) {
     call.droppedRecords = 0;
     call.droppedBytes = 0;
     call.unstored = 0;
-    call.maxOutput = req.maxOutput;
-    call.maxLog = req.maxLog;
-    call.maxRequest = req.maxRequest;
     // CALL-6: empty before the first host call of the call.
     call.reply = EMPTY;
     if (refused) refused.value = 0;
     const fn = instance.exports[req.export];
     let value;
     let error;
-    // The deadline starts now (LIM-3).
+    // The deadline starts now (LIM-3). The main thread, waiting for the
+    // end of the call, reads the time when it wakes; it needs no wake-up now.
+    startedAt[0] = Date.now();
     Atomics.store(ctl, 0, STARTED);
-    Atomics.notify(ctl, 0);
     try {
       value = req.args.length ? fn(...req.args) : fn();
     } catch (e) {
-      error = classify(e, req.capPages);
+      error = classify(e);
     }
     call.input = null; // the input may be large; do not keep it past the call
     call.reply = EMPTY; // CALL-6: after the call ends the reply is empty
     flushStdio();
-    const log = {
+    // Most calls log nothing, and then there is nothing to send or to deliver.
+    const log = call.logs.len || call.droppedRecords || call.droppedBytes || call.unstored ? {
       records: call.logs.take(), droppedRecords: call.droppedRecords, droppedBytes: call.droppedBytes,
       unstored: call.unstored, cap: call.maxLog,
-    };
+    } : null;
     if (error) {
       instance = null;
       return { error, log };
@@ -370,14 +393,24 @@ function transfers(res) {
   return list;
 }
 
-port.on('message', (req) => {
-  let res;
-  try {
-    res = handle(req);
-  } catch (e) {
-    res = { error: { kind: 'INTERNAL', detail: `host error: ${e && e.stack ? e.stack : e}` } };
+// The worker waits for requests in Atomics.wait and takes them with
+// receiveMessageOnPort, rather than through its event loop, which would
+// add a wake-up of the loop and an event dispatch to every call. Nothing
+// else needs the loop: a terminated worker is interrupted in Atomics.wait
+// as anywhere else.
+function serve() {
+  for (;;) {
+    for (let state; (state = Atomics.load(ctl, 0)) !== POSTED;) Atomics.wait(ctl, 0, state);
+    const req = receiveMessageOnPort(port).message;
+    let res;
+    try {
+      res = handle(req);
+    } catch (e) {
+      res = { error: { kind: 'INTERNAL', detail: `host error: ${e && e.stack ? e.stack : e}` } };
+    }
+    port.postMessage(res, transfers(res));
+    Atomics.store(ctl, 0, DONE);
+    Atomics.notify(ctl, 0);
   }
-  port.postMessage(res, transfers(res));
-  Atomics.store(ctl, 0, DONE);
-  Atomics.notify(ctl, 0);
-});
+}
+serve();

@@ -35,6 +35,25 @@ test('echo returns its input', () => {
   }
 });
 
+test('input_read and output_write reach memory the plugin grew after an earlier call (MEM-3)', () => {
+  // The host keeps a view of the memory between calls; a growth replaces
+  // the memory's buffer, and the view must follow it.
+  const at = 65536 + 16;
+  const p = loadPlugin(buildPlugin({
+    functions: [
+      { export: 'pabi_fn_echo', code: [op.i32(16), op.i32(0), op.localGet(0), op.call(IMP.input_read), op.drop, op.i32(16), op.localGet(0), op.call(IMP.output_write), op.drop, op.i32(0)] },
+      { export: 'pabi_fn_growecho', code: [op.i32(1), op.memoryGrow, op.drop, op.i32(at), op.i32(0), op.localGet(0), op.call(IMP.input_read), op.drop, op.i32(at), op.localGet(0), op.call(IMP.output_write), op.drop, op.i32(0)] },
+    ],
+  }));
+  try {
+    assert.equal(hex(p.call('echo', Buffer.from('before'))), hex(Buffer.from('before')));
+    assert.equal(hex(p.call('growecho', Buffer.from('after'))), hex(Buffer.from('after')));
+    assert.equal(hex(p.call('growecho', Buffer.from('again'))), hex(Buffer.from('again')));
+  } finally {
+    p.close();
+  }
+});
+
 test('statuses map to PLUGIN_ERROR, UNKNOWN_STATUS or success (ERR-1..4)', () => {
   const p = loadPlugin(ioPlugin());
   try {
