@@ -32,7 +32,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(matches!(cli.command, commands::Command::Conform(_)));
+    init_logging(
+        matches!(cli.command, commands::Command::Conform(_)),
+        // A server says what it loads, reloads and refuses.
+        if matches!(cli.command, commands::Command::Serve(_)) { "info" } else { "error" },
+    );
     let code = match cli.command.run() {
         Ok(code) => code,
         // The reader of our output went away; nothing left to say.
@@ -52,7 +56,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Logs, plugin `log` records included, go to stderr; `PABI_LOG` sets the
-/// filter (e.g. `PABI_LOG=info`), default `error`. Colours only on a
+/// filter (e.g. `PABI_LOG=info`), default `error` (`info` for `pabi serve`). Colours only on a
 /// terminal, so that redirected logs hold no escape codes.
 ///
 /// `pabi conform` provokes traps and crash loops on purpose, and the
@@ -60,10 +64,10 @@ pub fn main() -> ExitCode {
 /// says what failed, so the host's own records are off unless `PABI_LOG`
 /// names `pabi_host` itself, and the plugin's unless it names
 /// `pabi::plugin`.
-fn init_logging(conform: bool) {
+fn init_logging(conform: bool, default: &str) {
     let spec = std::env::var("PABI_LOG").unwrap_or_default();
-    let mut filter = tracing_subscriber::EnvFilter::try_new(if spec.is_empty() { "error" } else { &spec })
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let mut filter = tracing_subscriber::EnvFilter::try_new(if spec.is_empty() { default } else { &spec })
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     if conform && !spec.contains("pabi_host") {
         if let Ok(quiet) = "pabi_host=off".parse() {
             filter = filter.add_directive(quiet);

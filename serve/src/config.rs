@@ -48,7 +48,8 @@ impl ServeConfig {
     pub fn from_file(path: &Path) -> Result<ServeConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        ServeConfig::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.display().to_string(), message })
+        ServeConfig::from_toml(&text)
+            .map_err(|message| ConfigError::Parse { path: path.display().to_string(), message })
     }
 
     /// Parses and checks a TOML configuration; the error names the key.
@@ -234,7 +235,10 @@ mod tests {
             ("[plugins.a]\ntimeout = \"soon\"", "timeout"),
             ("[plugins.a]\nmax_memory = \"lots\"", "max_memory"),
             ("[plugins.a]\nunknown = 1", "unknown"),
-            ("[defaults]\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"", "pins one file"),
+            (
+                "[defaults]\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"",
+                "pins one file",
+            ),
             ("[plugins.a]\ndirs = [\"nocolon\"]", "dirs"),
         ] {
             let error = ServeConfig::from_toml(text).unwrap_err();

@@ -103,7 +103,11 @@ async fn call(
 ) -> Response {
     let started = Instant::now();
     let Some(loaded) = read(&state.plugins).get(&plugin).cloned() else {
-        state.metrics.errors.get_or_create(&ErrorLabels { plugin: plugin.clone(), kind: "UNKNOWN_PLUGIN".into() }).inc();
+        state
+            .metrics
+            .errors
+            .get_or_create(&ErrorLabels { plugin: plugin.clone(), kind: "UNKNOWN_PLUGIN".into() })
+            .inc();
         let body = CallErrorBody {
             kind: "UNKNOWN_PLUGIN".into(),
             status: None,
@@ -111,7 +115,7 @@ async fn call(
         };
         return error_response(StatusCode::NOT_FOUND, body, None);
     };
-    let known = loaded.pool.functions().iter().any(|f| *f == function);
+    let known = loaded.pool.functions().contains(&function);
     // Unknown names share one label: a client cannot grow the metrics.
     let label = if known { function.clone() } else { "(unknown)".into() };
     state.metrics.calls.get_or_create(&CallLabels { plugin: plugin.clone(), function: label }).inc();

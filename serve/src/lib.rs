@@ -136,7 +136,8 @@ impl Server {
                 return report;
             }
         };
-        let gone: Vec<String> = read(&state.plugins).keys().filter(|name| !files.contains_key(*name)).cloned().collect();
+        let gone: Vec<String> =
+            read(&state.plugins).keys().filter(|name| !files.contains_key(*name)).cloned().collect();
         for name in gone {
             state.plugins.write().unwrap_or_else(|p| p.into_inner()).remove(&name);
             tracing::info!(plugin = %name, "file removed; no longer served");
@@ -146,7 +147,11 @@ impl Server {
             match self.take_in(&name, &file) {
                 Ok(Some(reloaded)) => {
                     lock(&state.refused).remove(&name);
-                    if reloaded { report.reloaded.push(name) } else { report.loaded.push(name) }
+                    if reloaded {
+                        report.reloaded.push(name)
+                    } else {
+                        report.loaded.push(name)
+                    }
                 }
                 Ok(None) => {}
                 Err(error) => {
@@ -241,7 +246,8 @@ impl Server {
         // The last pools go: `pabi_shutdown` on every instance, off the
         // executor threads.
         let state = self.state.clone();
-        let _ = tokio::task::spawn_blocking(move || state.plugins.write().unwrap_or_else(|p| p.into_inner()).clear()).await;
+        let _ =
+            tokio::task::spawn_blocking(move || state.plugins.write().unwrap_or_else(|p| p.into_inner()).clear()).await;
         tracing::info!("stopped");
         result
     }

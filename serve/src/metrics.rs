@@ -50,8 +50,9 @@ impl Metrics {
         let calls = Family::<CallLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         // 50 µs to about 27 s, doubling.
-        let latency =
-            Family::<PluginLabel, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 20)));
+        let latency = Family::<PluginLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+        });
         let (instances, busy, queued) = (Family::default(), Family::default(), Family::default());
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("calls", "Calls received, by plugin and function", calls.clone());

@@ -8,6 +8,7 @@ pub mod host_test;
 pub mod inspect;
 pub mod pipe;
 pub mod run;
+pub mod serve;
 pub mod validate;
 
 use std::path::Path;
@@ -23,6 +24,7 @@ pub enum Command {
     Pipe(pipe::Opts),
     Conform(conform::Opts),
     HostTest(host_test::Opts),
+    Serve(serve::Opts),
 }
 
 impl Command {
@@ -37,6 +39,7 @@ impl Command {
             Command::Pipe(opts) => opts.run(),
             Command::Conform(opts) => opts.run(),
             Command::HostTest(opts) => opts.run(),
+            Command::Serve(opts) => opts.run(),
         }
     }
 }

@@ -5,6 +5,7 @@ mod cli;
 mod embed;
 mod inspect;
 mod run;
+mod serve;
 mod traceability;
 mod validate;
 

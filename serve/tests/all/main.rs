@@ -193,7 +193,10 @@ fn a_pinned_plugin_loads_only_with_its_hash() {
     // A wrong pin refuses the first load too.
     let other = tempfile::tempdir().unwrap();
     std::fs::write(other.path().join("echo.wasm"), new_version(&wasm, 3)).unwrap();
-    let pinned = Server::new(other.path().to_path_buf(), ServeConfig::from_toml(&format!("[plugins.echo]\nsha256 = \"{pin}\"")).unwrap());
+    let pinned = Server::new(
+        other.path().to_path_buf(),
+        ServeConfig::from_toml(&format!("[plugins.echo]\nsha256 = \"{pin}\"")).unwrap(),
+    );
     assert_eq!(pinned.scan().refused.len(), 1);
     assert!(pinned.plugins().is_empty());
 }

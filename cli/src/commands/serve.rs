@@ -1,0 +1,110 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::host_args::parse_duration;
+
+/// Serve the plugins of a folder over HTTP: a pool of instances per
+/// plugin, quotas from a TOML file, hot reload, Prometheus metrics.
+#[derive(clap::Args, Debug)]
+#[command(after_help = serve_help())]
+pub struct Opts {
+    /// The folder of plugins: each `NAME.wasm` is served as NAME.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Per-plugin settings (TOML) [default: DIR.toml beside DIR, if it
+    /// exists].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// How often to look for new and changed plugin files; `0s` turns hot
+    /// reload off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    watch: Duration,
+}
+
+const fn serve_help() -> &'static str {
+    "\
+Routes:
+  POST /v1/plugins/{plugin}/{function}   body = input; 200 = output, else a JSON error
+  GET  /v1/plugins                       plugins, their pools and the files refused
+  GET  /healthz                          200, or 503 while draining
+  GET  /metrics                          Prometheus text
+
+Errors are {\"kind\", \"status\", \"message\"} (spec/schemas/serve-error.schema.json):
+PLUGIN_ERROR 422, UNKNOWN_FUNCTION or UNKNOWN_PLUGIN 404, INPUT_LIMIT 413,
+TIMEOUT 504, a full queue (HOST_FAILURE) or CRASH_LOOP 503 with Retry-After,
+any other plugin failure 502.
+
+Settings (DIR.toml; every key optional, [plugins.NAME] over [defaults]):
+  instances, max_queue, queue_timeout, timeout, max_memory, max_output,
+  max_input, fuel, allow_clock, allow_random, env, dirs, config, sha256
+
+SIGTERM or Ctrl-C drains: no new connections, calls in flight finish, every
+instance gets pabi_shutdown. Logs go to standard error (PABI_LOG, default
+info).
+
+Examples:
+  pabi serve plugins/
+  pabi serve plugins/ --listen 0.0.0.0:9000 --config serve.toml
+  curl -d hello localhost:8080/v1/plugins/text/upper
+
+Exit codes:
+  0  drained and stopped after SIGTERM or Ctrl-C
+  2  usage or I/O error (no such folder, bad settings, address in use)"
+}
+
+impl Opts {
+    pub fn run(self) -> anyhow::Result<u8> {
+        if !self.dir.is_dir() {
+            bail!("`{}` is not a folder", self.dir.display());
+        }
+        let config = match self.config.clone().or_else(|| default_config(&self.dir)) {
+            Some(path) => pabi_serve::ServeConfig::from_file(&path)?,
+            None => pabi_serve::ServeConfig::default(),
+        };
+        let server = pabi_serve::Server::new(self.dir.clone(), config);
+        let report = server.scan();
+        tracing::info!(loaded = ?report.loaded, refused = report.refused.len(), "plugins of {}", self.dir.display());
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind(self.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", self.listen))?;
+            let address = listener.local_addr().context("cannot read the listening address")?;
+            // The one line a script waits for (the port, when it asked for 0).
+            eprintln!("listening on http://{address}");
+            server.serve(listener, self.watch, stop_signal()).await.context("the server failed")
+        })?;
+        Ok(crate::exit::OK)
+    }
+}
+
+/// `plugins.toml` beside `plugins/`.
+fn default_config(dir: &std::path::Path) -> Option<PathBuf> {
+    let dir = dir.canonicalize().ok()?;
+    let path = dir.with_file_name(format!("{}.toml", dir.file_name()?.to_str()?));
+    path.is_file().then_some(path)
+}
+
+async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return interrupt.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.unwrap_or(());
+}

@@ -1,0 +1,107 @@
+//! `pabi serve` as a process: it announces its address, serves, reloads a
+//! changed file, and on SIGTERM lets the call in flight finish before it
+//! exits 0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A raw HTTP/1.1 request; the answer's status code and body.
+fn http(address: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete answer");
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, answer[split + 4..].to_vec())
+}
+
+fn fixture(folder: &str, name: &str) -> Vec<u8> {
+    let path = pabi_fixtures::fixtures_dir().join(folder).join(format!("{name}.wat"));
+    pabi_fixtures::compile_wat(&path).unwrap().wasm
+}
+
+#[test]
+fn serve_answers_reloads_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let life = fixture("host-conformance", "lifecycle");
+    std::fs::write(plugins.join("life.wasm"), &life).unwrap();
+    std::fs::write(plugins.join("io.wasm"), fixture("host-conformance", "io")).unwrap();
+    // Found beside the folder, without --config.
+    std::fs::write(dir.path().join("plugins.toml"), "[defaults]\ninstances = 1\n[plugins.io]\ntimeout = \"1500ms\"\n")
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pabi"))
+        .args(["serve", plugins.to_str().unwrap(), "--listen", "127.0.0.1:0", "--watch", "50ms"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let address = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "pabi serve exited before listening");
+        if let Some(address) = line.trim().strip_prefix("listening on http://") {
+            break address.to_string();
+        }
+    };
+    // Keep reading the log so the server never blocks on a full pipe.
+    let log = std::thread::spawn(move || {
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        rest
+    });
+
+    assert_eq!(http(&address, "POST", "/v1/plugins/life/set", b"state"), (200, vec![]));
+    assert_eq!(http(&address, "GET", "/healthz", b""), (200, b"ok\n".to_vec()));
+
+    // A new version of the file: reloaded within a few scans, state kept.
+    let mut next = life.clone();
+    next.extend([0, 3, 1, b'v', 1]);
+    std::fs::write(plugins.join("life.wasm"), &next).unwrap();
+    let reloaded = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(25));
+        let (_, list) = http(&address, "GET", "/v1/plugins", b"");
+        String::from_utf8_lossy(&list).contains("\"generation\":1")
+    });
+    assert!(reloaded, "the changed file was not reloaded");
+    assert_eq!(http(&address, "POST", "/v1/plugins/life/get", b""), (200, b"state".to_vec()));
+
+    // A call that runs into its deadline (1.5 s) is in flight when SIGTERM
+    // arrives: it still gets its answer, then the server exits 0.
+    let slow = {
+        let address = address.clone();
+        std::thread::spawn(move || http(&address, "POST", "/v1/plugins/io/spin", b""))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let (status, body) = slow.join().unwrap();
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let log = log.join().unwrap();
+    assert!(log.contains("draining") && log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn serve_refuses_a_missing_folder_and_bad_settings_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let out = crate::pabi(&["serve", missing.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(crate::exit_code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a folder"));
+    let config = crate::write(dir.path(), "bad.toml", b"[plugins.x]\ninstances = 0\n");
+    let out = crate::pabi(&["serve", dir.path().to_str().unwrap(), "--config", &config, "--listen", "127.0.0.1:0"]);
+    assert_eq!(crate::exit_code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("instances must be at least 1"), "{out:?}");
+}
