@@ -306,4 +306,108 @@ fn main() {
     let fresh = pabi_host::Host::new(pabi_host::Config::builder().pooling(false).build()).unwrap();
     black_box(fresh.load(&pabi_wasm).unwrap());
     println!("{:<28} {:>12} {:>12?}", "first load (validate+compile)", "-", started.elapsed());
+
+    scaling(&pabi_wasm);
+}
+
+/// Calls per second of `threads` threads each running `call` for `window`.
+fn calls_per_second(threads: usize, window: Duration, call: impl Fn() + Sync) -> f64 {
+    let total = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let started = Instant::now();
+                let mut calls = 0u64;
+                while started.elapsed() < window {
+                    for _ in 0..100 {
+                        call();
+                    }
+                    calls += 100;
+                }
+                total.fetch_add(calls, std::sync::atomic::Ordering::Relaxed);
+            });
+        }
+    });
+    total.into_inner() as f64 / window.as_secs_f64()
+}
+
+/// Scaling over threads: a [`pabi_host::Pool`] of two instances called from
+/// one thread and from two, against raw wasmtime with one store per
+/// thread; and per-call latency percentiles of the pool under two threads,
+/// the in-process baseline of `bench/serve`. 1 KiB echo.
+fn scaling(pabi_wasm: &[u8]) {
+    let host = pabi_host::Host::new(pabi_host::Config::default()).unwrap();
+    let pool = pabi_host::Pool::builder().size(2).build(&host, pabi_wasm).unwrap();
+    let input = vec![0x5au8; 1024];
+    let engine = pooled_engine();
+    let module = Module::new(&engine, wat::parse_str(RAW_ECHO).unwrap()).unwrap();
+    let pre: InstancePre<()> = Linker::new(&engine).instantiate_pre(&module).unwrap();
+    // One store per thread, as raw wasmtime needs.
+    let raw_call = || {
+        thread_local! {
+            static RAW: std::cell::RefCell<Option<(Store<()>, TypedFunc<(i32, i32), i32>, wasmtime::Memory)>> = const { std::cell::RefCell::new(None) };
+        }
+        RAW.with(|raw| {
+            let mut raw = raw.borrow_mut();
+            let (store, echo, memory) = raw.get_or_insert_with(|| {
+                let mut store = Store::new(&engine, ());
+                let instance = pre.instantiate(&mut store).unwrap();
+                let echo = instance.get_typed_func(&mut store, "echo").unwrap();
+                let memory = instance.get_memory(&mut store, "memory").unwrap();
+                (store, echo, memory)
+            });
+            memory.write(&mut *store, 0, &input).unwrap();
+            let len = echo.call(&mut *store, (0, input.len() as i32)).unwrap() as usize;
+            black_box(memory.data(&*store)[OUT..OUT + len].to_vec());
+        })
+    };
+    let pool_call = || {
+        black_box(pool.call("echo", &input).unwrap());
+    };
+    let window = Duration::from_millis(500);
+    let (mut raw, mut pabi) = ([0.0; 2], [0.0; 2]);
+    // Interleaved rounds; the best of three per cell.
+    for _ in 0..3 {
+        for threads in [1, 2] {
+            raw[threads - 1] = f64::max(raw[threads - 1], calls_per_second(threads, window, raw_call));
+            pabi[threads - 1] = f64::max(pabi[threads - 1], calls_per_second(threads, window, pool_call));
+        }
+    }
+    println!();
+    println!("{:<28} {:>14} {:>14} {:>8}  goal", "1 KiB echo, calls/s", "1 thread", "2 threads", "scaling");
+    println!("{:<28} {:>14.0} {:>14.0} {:>7.2}x", "raw wasmtime (store/thread)", raw[0], raw[1], raw[1] / raw[0]);
+    println!(
+        "{:<28} {:>14.0} {:>14.0} {:>7.2}x  >= 1.85x",
+        "pabi Pool (2 instances)",
+        pabi[0],
+        pabi[1],
+        pabi[1] / pabi[0]
+    );
+
+    // Latency of single calls with two threads calling.
+    let samples = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let mut own = Vec::with_capacity(200_000);
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_secs(1) {
+                    let t = Instant::now();
+                    black_box(pool.call("echo", &input).unwrap());
+                    own.push(t.elapsed());
+                }
+                samples.lock().unwrap().extend(own);
+            });
+        }
+    });
+    let mut samples = samples.into_inner().unwrap();
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    println!(
+        "{:<28} p50 {:?}, p99 {:?}, {:.0} calls/s",
+        "pabi Pool, 2 threads, 1 s",
+        at(0.50),
+        at(0.99),
+        samples.len() as f64
+    );
 }

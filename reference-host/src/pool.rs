@@ -3,7 +3,7 @@
 //! them, per-call cancellation, resizing and hot reload of the whole pool
 //! with its state (`LIFE-10`, `LIFE-11`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -82,34 +82,37 @@ impl PoolBuilder {
     /// instance slot per instance ([`crate::ConfigBuilder::max_instances`]).
     pub fn build(self, host: &Host, wasm: &[u8]) -> Result<Pool, Error> {
         let group = crate::plugin::new_group();
-        let mut instances = Vec::with_capacity(self.size);
+        let mut slots = Vec::with_capacity(self.size);
         for _ in 0..self.size {
             let mut plugin = host.load_with_config(wasm, &self.config)?;
             plugin.join_group(group);
-            instances.push(plugin);
+            slots.push(Slot { plugin: Mutex::new(Some(plugin)), ..Slot::default() });
         }
-        let first = &instances[0];
-        let (metadata, functions) = (first.metadata().clone(), first.functions().to_vec());
+        let version = {
+            let first = lock(&slots[0].plugin);
+            let first = first.as_ref().expect("just created");
+            Version {
+                wasm: Arc::from(wasm),
+                metadata: Arc::new(first.metadata().clone()),
+                functions: Arc::from(first.functions().to_vec()),
+            }
+        };
         Ok(Pool {
             inner: Arc::new(Inner {
                 host: host.clone(),
                 max_queue: self.max_queue,
                 queue_timeout: self.queue_timeout,
                 config: self.config,
-                slots: Mutex::new(Slots {
-                    live: instances.len(),
-                    idle: instances,
-                    size: self.size,
-                    generation: 0,
-                    waiting: 0,
-                    wasm: Arc::from(wasm),
-                    metadata: Arc::new(metadata),
-                    functions: Arc::from(functions),
-                }),
+                active: AtomicUsize::new(slots.len()),
+                slots: slots.into_boxed_slice(),
+                version: Mutex::new(version),
+                generation: AtomicU64::new(0),
+                waiting: AtomicUsize::new(0),
+                queue: Mutex::new(()),
                 returned: Condvar::new(),
                 reloading: Mutex::new(()),
-                calls: AtomicU64::new(0),
                 group,
+                born: Instant::now(),
             }),
         })
     }
@@ -135,28 +138,48 @@ struct Inner {
     max_queue: usize,
     queue_timeout: Option<Duration>,
     config: Vec<u8>,
-    slots: Mutex<Slots>,
-    /// Signalled whenever an instance comes back or the pool changes.
+    /// One lock per instance: a call locks only its own slot, so callers on
+    /// different threads share no lock and no counter on the way in and
+    /// out. A shared lock there made two threads slower than one.
+    slots: Box<[Slot]>,
+    /// The slots in use (a resize below the pool's size empties the rest).
+    active: AtomicUsize,
+    version: Mutex<Version>,
+    /// Reloads so far.
+    generation: AtomicU64,
+    /// Calls waiting for a free slot.
+    waiting: AtomicUsize,
+    /// Waiters sleep on `returned` under `queue`; a returning call signals
+    /// only when someone waits.
+    queue: Mutex<()>,
     returned: Condvar,
     /// One reload at a time.
     reloading: Mutex<()>,
-    calls: AtomicU64,
     /// The re-entry group of every instance (`CALL-8`).
     group: usize,
+    born: Instant,
 }
 
-struct Slots {
-    /// Idle instances of the current generation; the last is the most
-    /// recently returned.
-    idle: Vec<Plugin>,
-    /// Instances of the current generation, idle or serving a call.
-    live: usize,
-    size: usize,
-    generation: u64,
-    waiting: usize,
+/// The plugin serving now: what an emptied slot is refilled from, and
+/// what the pool reports.
+struct Version {
     wasm: Arc<[u8]>,
     metadata: Arc<pabi_abi::Metadata>,
     functions: Arc<[String]>,
+}
+
+/// One instance's place, on its own cache line: the thread that holds it
+/// writes only here.
+#[derive(Default)]
+#[repr(align(128))]
+struct Slot {
+    /// `None` until the instance is created on demand (after a resize).
+    plugin: Mutex<Option<Plugin>>,
+    calls: AtomicU64,
+    /// When a call last returned here, in nanoseconds since the pool was
+    /// built: the slot a reload
+    /// takes the state from (`LIFE-11`).
+    last_used: AtomicU64,
 }
 
 /// A snapshot of a pool's counters, for metrics.
@@ -287,94 +310,108 @@ impl Pool {
 
     /// The plugin's metadata (of the version serving now).
     pub fn metadata(&self) -> Arc<pabi_abi::Metadata> {
-        lock(&self.inner.slots).metadata.clone()
+        lock(&self.inner.version).metadata.clone()
     }
 
     /// The plugin's functions (of the version serving now).
     pub fn functions(&self) -> Arc<[String]> {
-        lock(&self.inner.slots).functions.clone()
+        lock(&self.inner.version).functions.clone()
     }
 
     pub fn stats(&self) -> PoolStats {
-        let slots = lock(&self.inner.slots);
+        let inner = &*self.inner;
+        let active = inner.active.load(Ordering::SeqCst);
+        let (mut live, mut busy) = (0, 0);
+        for slot in &inner.slots[..active] {
+            match slot.plugin.try_lock() {
+                Ok(plugin) => live += usize::from(plugin.is_some()),
+                Err(_) => (live, busy) = (live + 1, busy + 1),
+            }
+        }
         PoolStats {
-            size: slots.size,
-            live: slots.live,
-            busy: slots.live - slots.idle.len(),
-            waiting: slots.waiting,
-            generation: slots.generation,
-            calls: self.inner.calls.load(Ordering::Relaxed),
+            size: active,
+            live,
+            busy,
+            waiting: inner.waiting.load(Ordering::SeqCst),
+            generation: inner.generation.load(Ordering::SeqCst),
+            calls: inner.slots.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum(),
         }
     }
 
-    /// Sets how many instances the pool keeps. Growing creates them on
-    /// demand; shrinking runs `pabi_shutdown` on idle instances now and on
-    /// busy ones when their call returns (`LIFE-4`).
+    /// Sets how many instances the pool uses, from 1 up to the size it was
+    /// built with. Shrinking runs `pabi_shutdown` on the instances let go,
+    /// each once its call in progress returns (`LIFE-4`); growing creates
+    /// them on demand.
     pub fn resize(&self, size: usize) {
-        let surplus: Vec<Plugin> = {
-            let mut slots = lock(&self.inner.slots);
-            slots.size = size.max(1);
-            let surplus = slots.live.saturating_sub(slots.size).min(slots.idle.len());
-            slots.live -= surplus;
-            // The least recently used go first.
-            slots.idle.drain(..surplus).collect()
-        };
-        self.inner.returned.notify_all();
-        drop(surplus);
+        let inner = &*self.inner;
+        let size = size.clamp(1, inner.slots.len());
+        let before = inner.active.swap(size, Ordering::SeqCst);
+        for slot in inner.slots.iter().take(before).skip(size) {
+            let plugin = lock(&slot.plugin).take();
+            drop(plugin);
+        }
+        self.wake_waiters();
     }
 
     /// Replaces the plugin with a new version in every instance
     /// (`LIFE-10`, `LIFE-11`): creates the new instances while the old ones
     /// serve; when both versions have the state pair, saves the state of
     /// the instance that served the latest call and loads it into each new
-    /// instance; then switches. Calls that were running finish on the old
-    /// version, whose instances then get `pabi_shutdown`. On any failure
+    /// instance; then switches slot by slot, each as soon as its call in
+    /// progress returns. No call fails for the reload. On any failure
     /// before the switch, the old version keeps serving and the error is
     /// returned.
     pub fn reload(&self, wasm: &[u8]) -> Result<(), Error> {
-        let _one_at_a_time = lock(&self.inner.reloading);
-        let size = lock(&self.inner.slots).size;
-        let mut fresh = Vec::with_capacity(size);
-        for _ in 0..size {
-            let mut plugin = self.inner.host.load_with_config(wasm, &self.inner.config)?;
-            plugin.join_group(self.inner.group);
+        let inner = &*self.inner;
+        let _one_at_a_time = lock(&inner.reloading);
+        let active = inner.active.load(Ordering::SeqCst);
+        let mut fresh = Vec::with_capacity(active);
+        for _ in 0..active {
+            let mut plugin = inner.host.load_with_config(wasm, &inner.config)?;
+            plugin.join_group(inner.group);
             fresh.push(plugin);
         }
-        // The state of the instance that served the latest call: the top of
-        // the idle stack. Holding it keeps it from serving while its state
-        // is copied, so no call's effect on it is lost.
-        let mut source = None;
+        // The state of the instance that served the latest call. Holding
+        // its slot keeps it from serving while its state is copied and
+        // until the switch, so no call's effect on it is lost.
+        let latest = (0..active).max_by_key(|&i| inner.slots[i].last_used.load(Ordering::Relaxed)).unwrap_or(0);
+        let mut source = lock(&inner.slots[latest].plugin);
         if fresh[0].has_state() {
-            let mut lease = self.checkout(None)?;
-            if lease.plugin().has_state() {
-                let state = lease.plugin().save_state()?;
+            if let Some(old) = source.as_mut().filter(|p| p.has_state()) {
+                let state = old.save_state()?;
                 for plugin in &mut fresh {
                     plugin.load_state(&state)?;
                 }
             }
-            source = Some(lease);
         }
-        let (metadata, functions) = (Arc::new(fresh[0].metadata().clone()), Arc::from(fresh[0].functions().to_vec()));
-        let old = {
-            let mut slots = lock(&self.inner.slots);
-            slots.generation += 1;
-            slots.live = fresh.len();
-            slots.wasm = Arc::from(wasm);
-            slots.metadata = metadata;
-            slots.functions = functions;
-            std::mem::replace(&mut slots.idle, fresh)
+        *lock(&inner.version) = Version {
+            wasm: Arc::from(wasm),
+            metadata: Arc::new(fresh[0].metadata().clone()),
+            functions: Arc::from(fresh[0].functions().to_vec()),
         };
-        self.inner.returned.notify_all();
-        // Old instances shut down outside the lock (`LIFE-4`); the one that
-        // gave its state is of the old generation and goes the same way.
-        drop(old);
+        inner.generation.fetch_add(1, Ordering::SeqCst);
+        let mut fresh = fresh.into_iter();
+        let old = std::mem::replace(&mut *source, fresh.next());
         drop(source);
+        // `pabi_shutdown` on each old instance, outside its slot's lock.
+        drop(old);
+        let others = (0..active).filter(|&i| i != latest);
+        for (index, plugin) in others.zip(fresh) {
+            let old = std::mem::replace(&mut *lock(&inner.slots[index].plugin), Some(plugin));
+            drop(old);
+        }
+        self.wake_waiters();
         tracing::info!(plugin = %self.metadata().name, version = %self.metadata().version, "pool reloaded");
         Ok(())
     }
 
-    /// Takes an idle instance, creates one when the pool is below its size,
-    /// or waits in the queue.
+    fn wake_waiters(&self) {
+        let _queue = lock(&self.inner.queue);
+        self.inner.returned.notify_all();
+    }
+
+    /// A free slot: the one this thread used last if free, else any; else
+    /// waits in the queue.
     fn checkout(&self, cancel: Option<&CallCancel>) -> Result<Lease<'_>, Error> {
         let inner = &*self.inner;
         // A handler serving an instance of this pool would wait for itself
@@ -383,57 +420,67 @@ impl Pool {
             return Err(Error::HostUnavailable(Unavailable::Reentrant));
         }
         let cancelled = || cancel.is_some_and(CallCancel::is_cancelled);
-        let started = Instant::now();
-        let mut slots = lock(&inner.slots);
-        loop {
-            if cancelled() {
-                return Err(Error::Cancelled);
-            }
-            if let Some(plugin) = slots.idle.pop() {
-                inner.calls.fetch_add(1, Ordering::Relaxed);
-                return Ok(Lease { pool: inner, plugin: Some(plugin), generation: slots.generation });
-            }
-            if slots.live < slots.size {
-                // Grow: make the instance outside the lock.
-                slots.live += 1;
-                let (generation, wasm) = (slots.generation, slots.wasm.clone());
-                drop(slots);
-                return match inner.host.load_with_config(&wasm, &inner.config) {
-                    Ok(mut plugin) => {
-                        plugin.join_group(inner.group);
-                        inner.calls.fetch_add(1, Ordering::Relaxed);
-                        Ok(Lease { pool: inner, plugin: Some(plugin), generation })
-                    }
-                    Err(error) => {
-                        let mut slots = lock(&inner.slots);
-                        if slots.generation == generation {
-                            slots.live -= 1;
-                        }
-                        Err(error)
-                    }
-                };
-            }
-            if slots.waiting >= inner.max_queue {
-                return Err(Error::HostUnavailable(Unavailable::QueueFull { limit: inner.max_queue }));
-            }
-            let wait = match inner.queue_timeout {
-                Some(timeout) => match timeout.checked_sub(started.elapsed()) {
-                    Some(left) if !left.is_zero() => left,
-                    _ => return Err(Error::HostUnavailable(Unavailable::QueueTimeout { timeout })),
-                },
-                None => Duration::MAX,
-            };
-            // A cancel has no way to wake the wait: look every 10 ms, as the
-            // epoch does for a running call.
-            let wait = if cancel.is_some() { wait.min(Duration::from_millis(10)) } else { wait };
-            slots.waiting += 1;
-            slots = if wait == Duration::MAX {
-                inner.returned.wait(slots).unwrap_or_else(|p| p.into_inner())
-            } else {
-                inner.returned.wait_timeout(slots, wait).unwrap_or_else(|p| p.into_inner()).0
-            };
-            slots.waiting -= 1;
+        if cancelled() {
+            return Err(Error::Cancelled);
         }
+        if let Some(lease) = self.try_slots()? {
+            return Ok(lease);
+        }
+        if inner.waiting.fetch_add(1, Ordering::SeqCst) >= inner.max_queue {
+            inner.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::HostUnavailable(Unavailable::QueueFull { limit: inner.max_queue }));
+        }
+        let started = Instant::now();
+        let result = (|| {
+            let mut queue = lock(&inner.queue);
+            loop {
+                if cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                // Under the queue lock: a call that returns after this scan
+                // signals once this thread waits, not before.
+                if let Some(lease) = self.try_slots()? {
+                    return Ok(lease);
+                }
+                let mut wait = match inner.queue_timeout {
+                    Some(timeout) => match timeout.checked_sub(started.elapsed()) {
+                        Some(left) if !left.is_zero() => left,
+                        _ => return Err(Error::HostUnavailable(Unavailable::QueueTimeout { timeout })),
+                    },
+                    None => Duration::from_secs(3600),
+                };
+                // A cancel has no way to wake the wait: look every 10 ms, as
+                // the epoch does for a running call.
+                if cancel.is_some() {
+                    wait = wait.min(Duration::from_millis(10));
+                }
+                queue = inner.returned.wait_timeout(queue, wait).unwrap_or_else(|p| p.into_inner()).0;
+            }
+        })();
+        inner.waiting.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Locks a free slot, filling it when empty; `None` when all are busy.
+    fn try_slots(&self) -> Result<Option<Lease<'_>>, Error> {
+        let inner = &*self.inner;
+        let active = inner.active.load(Ordering::SeqCst).min(inner.slots.len());
+        let (group, last) = LAST.get();
+        let start = if group == inner.group { last } else { 0 };
+        for step in 0..active {
+            let index = (start + step) % active;
+            let Ok(mut plugin) = inner.slots[index].plugin.try_lock() else { continue };
+            if plugin.is_none() {
+                let wasm = lock(&inner.version).wasm.clone();
+                let mut fresh = inner.host.load_with_config(&wasm, &inner.config)?;
+                fresh.join_group(inner.group);
+                *plugin = Some(fresh);
+            }
+            LAST.set((inner.group, index));
+            inner.slots[index].calls.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(Lease { pool: inner, slot: index, plugin: Some(plugin) }));
+        }
+        Ok(None)
     }
 }
 
@@ -443,37 +490,37 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// An instance taken from the pool for one call; back to the pool on drop,
-/// or shut down if the pool moved on (a reload or a shrink).
+/// A slot locked for one call; unlocked on drop, waking a waiter if any.
 struct Lease<'a> {
     pool: &'a Inner,
-    plugin: Option<Plugin>,
-    generation: u64,
+    slot: usize,
+    plugin: Option<MutexGuard<'a, Option<Plugin>>>,
 }
 
 impl Lease<'_> {
     fn plugin(&mut self) -> &mut Plugin {
-        self.plugin.as_mut().expect("a lease holds its instance until dropped")
+        self.plugin.as_mut().and_then(|p| p.as_mut()).expect("a leased slot holds an instance")
     }
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        let Some(plugin) = self.plugin.take() else { return };
-        let surplus = {
-            let mut slots = lock(&self.pool.slots);
-            if slots.generation != self.generation {
-                Some(plugin)
-            } else if slots.live > slots.size {
-                slots.live -= 1;
-                Some(plugin)
-            } else {
-                slots.idle.push(plugin);
-                None
-            }
-        };
-        self.pool.returned.notify_one();
-        // `pabi_shutdown` runs outside the lock.
-        drop(surplus);
+        // A clock, not a shared counter: a counter's cache line would travel
+        // between the calling threads on every call.
+        let now = u64::try_from(self.pool.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.pool.slots[self.slot].last_used.store(now, Ordering::Relaxed);
+        // Unlock before signalling, so that the woken waiter finds the slot
+        // free; a waiter that scanned before this sleeps under the queue
+        // lock, which the signal takes.
+        drop(self.plugin.take());
+        if self.pool.waiting.load(Ordering::SeqCst) > 0 {
+            let _queue = lock(&self.pool.queue);
+            self.pool.returned.notify_one();
+        }
     }
+}
+
+thread_local! {
+    /// The pool (its group) and slot this thread called last.
+    static LAST: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
 }
