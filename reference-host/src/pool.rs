@@ -397,7 +397,7 @@ impl Pool {
         drop(old);
         let others = (0..active).filter(|&i| i != latest);
         for (index, plugin) in others.zip(fresh) {
-            let old = std::mem::replace(&mut *lock(&inner.slots[index].plugin), Some(plugin));
+            let old = lock(&inner.slots[index].plugin).replace(plugin);
             drop(old);
         }
         self.wake_waiters();
