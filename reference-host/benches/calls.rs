@@ -310,6 +310,9 @@ fn main() {
     scaling(&pabi_wasm);
 }
 
+/// A raw echo instance: its store, function and memory.
+type RawEcho = (Store<()>, TypedFunc<(i32, i32), i32>, wasmtime::Memory);
+
 /// Calls per second of `threads` threads each running `call` for `window`.
 fn calls_per_second(threads: usize, window: Duration, call: impl Fn() + Sync) -> f64 {
     let total = std::sync::atomic::AtomicU64::new(0);
@@ -345,7 +348,7 @@ fn scaling(pabi_wasm: &[u8]) {
     // One store per thread, as raw wasmtime needs.
     let raw_call = || {
         thread_local! {
-            static RAW: std::cell::RefCell<Option<(Store<()>, TypedFunc<(i32, i32), i32>, wasmtime::Memory)>> = const { std::cell::RefCell::new(None) };
+            static RAW: std::cell::RefCell<Option<RawEcho>> = const { std::cell::RefCell::new(None) };
         }
         RAW.with(|raw| {
             let mut raw = raw.borrow_mut();
