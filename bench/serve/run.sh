@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Load test of `pabi serve` with a real HTTP load generator, all on
+# loopback and bounded in time:
+#
+#   bench/serve/run.sh [SECONDS]     (default 10 s per phase)
+#
+# Installs `hey` (Debian package, a static binary) into bench/serve/.tools
+# with apt-get download, builds the release `pabi` and `pabi-fixtures`, and
+# runs bench/serve/load.py. CI does not run it.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+tools="$here/.tools"
+hey="$tools/root/usr/bin/hey"
+if [ ! -x "$hey" ]; then
+  mkdir -p "$tools"
+  (cd "$tools" && apt-get download hey && dpkg -x hey_*.deb root)
+fi
+cargo build --release --manifest-path "$root/Cargo.toml" -q -p pabi-cli -p pabi-fixtures
+cargo bench --manifest-path "$root/Cargo.toml" -q -p pabi-host --bench calls 2>/dev/null | tail -4
+python3 "$here/load.py" --hey "$hey" --root "$root" --seconds "${1:-10}"
