@@ -4,6 +4,7 @@
 mod cli;
 mod embed;
 mod inspect;
+mod pipe;
 mod run;
 mod serve;
 mod traceability;
