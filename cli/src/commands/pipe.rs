@@ -203,7 +203,12 @@ fn run_record(
 /// Reads the next record into `record`: `None` at the end of the input,
 /// `Some(true)` for a record longer than `max` (kept only up to `max`
 /// bytes; the rest is read and dropped so the next record is found).
-fn read_record(input: &mut impl BufRead, framing: Framing, max: u64, record: &mut Vec<u8>) -> anyhow::Result<Option<bool>> {
+fn read_record(
+    input: &mut impl BufRead,
+    framing: Framing,
+    max: u64,
+    record: &mut Vec<u8>,
+) -> anyhow::Result<Option<bool>> {
     record.clear();
     match framing {
         Framing::Lines | Framing::Nul => {
@@ -244,7 +249,8 @@ fn read_record(input: &mut impl BufRead, framing: Framing, max: u64, record: &mu
             if (record.len() as u64) < kept {
                 bail!("the input ends inside a record of {len} bytes");
             }
-            std::io::copy(&mut input.by_ref().take(len - kept), &mut std::io::sink()).context("failed to read standard input")?;
+            std::io::copy(&mut input.by_ref().take(len - kept), &mut std::io::sink())
+                .context("failed to read standard input")?;
             Ok(Some(len > max))
         }
     }

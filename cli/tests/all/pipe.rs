@@ -82,7 +82,11 @@ fn nul_and_length_prefixed_records_round_trip_and_a_long_record_fails_alone() {
 
     let long = pipe(&["--framing", "lines", "--max-record", "4", "--on-error", "skip", &stage], b"abcd\nabcde\nok\n");
     assert_eq!((exit_code(&long), long.stdout.as_slice()), (1, &b"abcd\nok\n"[..]));
-    assert!(String::from_utf8_lossy(&long.stderr).contains("record 2") && String::from_utf8_lossy(&long.stderr).contains("INPUT_LIMIT"), "{long:?}");
+    assert!(
+        String::from_utf8_lossy(&long.stderr).contains("record 2")
+            && String::from_utf8_lossy(&long.stderr).contains("INPUT_LIMIT"),
+        "{long:?}"
+    );
 }
 
 #[test]
