@@ -40,6 +40,32 @@ impl<'a> CallContext<'a> {
     }
 }
 
+/// What an async host function knows about the call it serves: an owned
+/// [`CallContext`], since its future may outlive the borrow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AsyncCallContext {
+    plugin: String,
+    function: String,
+    host_call: String,
+}
+
+impl AsyncCallContext {
+    /// The calling plugin's name, from its metadata.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    /// The plugin function being served, or `pabi_init`.
+    pub fn function(&self) -> &str {
+        &self.function
+    }
+
+    /// The host call's name, such as `kv.get`.
+    pub fn host_call(&self) -> &str {
+        &self.host_call
+    }
+}
+
 /// A host function's failure. Its message reaches the plugin, which sees
 /// `E_FAILED` and can read the message as the reply (`CALL-4`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,6 +175,39 @@ impl HostFunction {
             return Err(HostFunctionNameError { name, reason: "the `pabi` namespace is reserved (CALL-2)" });
         }
         Ok(HostFunction { name, handler: Arc::new(handler), only_for: None })
+    }
+
+    /// A host function whose handler is async, for applications on tokio:
+    /// the plugin waits in `host_call` while the future runs to completion
+    /// on the runtime that was current when the function was made (or the
+    /// one current at the call). Its time counts against the call's
+    /// deadline like any handler's (`CALL-7`).
+    ///
+    /// Call such a plugin from [`crate::Pool::call_async`] or from a thread
+    /// outside the runtime: a call made on one of the runtime's own worker
+    /// threads cannot wait for a future there, and the plugin sees
+    /// `E_FAILED`.
+    pub fn new_async<F, Fut>(name: impl Into<String>, handler: F) -> Result<HostFunction, HostFunctionNameError>
+    where
+        F: Fn(AsyncCallContext, Vec<u8>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Vec<u8>, HostCallError>> + Send + 'static,
+    {
+        let made_on = tokio::runtime::Handle::try_current().ok();
+        HostFunction::new(name, move |cx, request| {
+            let context = AsyncCallContext {
+                plugin: cx.plugin.to_string(),
+                function: cx.function.to_string(),
+                host_call: cx.host_call.to_string(),
+            };
+            let Some(runtime) = tokio::runtime::Handle::try_current().ok().or_else(|| made_on.clone()) else {
+                return Err(HostCallError::new("an async host function needs a tokio runtime"));
+            };
+            let future = handler(context, request.to_vec());
+            // `block_on` refuses to run on a worker thread of the runtime
+            // (it would stall the executor); that refusal is a panic, which
+            // the import turns into `E_FAILED`.
+            runtime.block_on(future)
+        })
     }
 
     /// Offers the function only to the plugins of these names (their

@@ -175,8 +175,8 @@ pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits};
 pub use error::{CompileCap, Error, Frame, ModuleFinding, Unavailable, WasmTrace};
 pub use host::Host;
 pub use host_fn::{
-    table_functions, table_functions_reentering, CallContext, HostCallError, HostCallLog, HostFunction,
-    HostFunctionNameError, Reenter,
+    table_functions, table_functions_reentering, AsyncCallContext, CallContext, HostCallError, HostCallLog,
+    HostFunction, HostFunctionNameError, Reenter,
 };
 pub use plugin::{CancelHandle, Plugin, SharedPlugin};
 pub use pool::{CallCancel, Pool, PoolBuilder, PoolStats};

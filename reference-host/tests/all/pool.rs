@@ -225,7 +225,55 @@ fn a_handler_cannot_call_into_the_pool_it_serves() {
     })
     .unwrap();
     let host = host_with(|c| c.host_function(reenter));
-    let wasm = wat::parse_str(
+    let wasm = asker();
+    // Two instances: one is idle, yet the call is refused, since with one
+    // it would wait for itself.
+    let pool = Pool::builder().size(2).build(&host, &wasm).unwrap();
+    assert!(slot.set(pool.clone()).is_ok());
+    let reply = String::from_utf8(pool.call("ask", b"").unwrap()).unwrap();
+    assert!(reply.contains("CALL-8"), "{reply}");
+}
+
+#[test]
+fn an_async_host_function_serves_calls_made_through_call_async() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().unwrap();
+    let delayed = runtime
+        .block_on(async {
+            HostFunction::new_async("app.reenter", |cx, request| async move {
+                // Real async work: a timer of the runtime.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let mut reply = format!("{}/{} asked: ", cx.plugin(), cx.function()).into_bytes();
+                reply.extend(request);
+                Ok(reply)
+            })
+        })
+        .unwrap();
+    let host = host_with(|c| c.host_function(delayed));
+    let pool = Pool::builder().size(2).build(&host, &asker()).unwrap();
+    let replies = runtime.block_on(async {
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.call_async("ask", Vec::new()).await })
+            })
+            .collect();
+        let mut replies = Vec::new();
+        for call in calls {
+            replies.push(call.await.unwrap().unwrap());
+        }
+        replies
+    });
+    for reply in replies {
+        assert_eq!(reply, b"asker/ask asked: ");
+    }
+    // From a plain thread, the runtime the function was made on serves it.
+    assert_eq!(pool.call("ask", b"").unwrap(), b"asker/ask asked: ");
+}
+
+/// A plugin whose `ask` makes the host call `app.reenter` with its input
+/// and outputs the reply.
+fn asker() -> Vec<u8> {
+    wat::parse_str(
         r#"(module
             (import "pabi" "host_call" (func $host_call (param i32 i32 i32 i32) (result i32)))
             (import "pabi" "reply_read" (func $reply_read (param i32 i32 i32) (result i32)))
@@ -239,11 +287,5 @@ fn a_handler_cannot_call_into_the_pool_it_serves() {
               (i32.const 0))
             (@custom "pabi" "{\"abi\":\"1.1\",\"name\":\"asker\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"ask\"}],\"capabilities\":[],\"host_calls\":[{\"name\":\"app.reenter\",\"required\":true}]}"))"#,
     )
-    .unwrap();
-    // Two instances: one is idle, yet the call is refused, since with one
-    // it would wait for itself.
-    let pool = Pool::builder().size(2).build(&host, &wasm).unwrap();
-    assert!(slot.set(pool.clone()).is_ok());
-    let reply = String::from_utf8(pool.call("ask", b"").unwrap()).unwrap();
-    assert!(reply.contains("CALL-8"), "{reply}");
+    .unwrap()
 }
