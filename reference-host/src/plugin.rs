@@ -576,6 +576,19 @@ fn instantiation_error(error: wasmtime::Error, store: &Store<StoreData>, shared:
     if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
         return Error::HostUnavailable(Unavailable::InstanceSlots { limit: shared.config.max_instances() });
     }
+    // What the plugin did (a trap in a segment or a start function, an
+    // abort, a refused growth) is classified as for a call. Anything else
+    // is the engine failing to set up the instance, for example the
+    // kernel refusing to seal the memory image's file: not the plugin's
+    // fault, and not a trap.
+    let plugins_doing = error.downcast_ref::<Trap>().is_some()
+        || error.downcast_ref::<Abort>().is_some()
+        || error.downcast_ref::<wasmtime_wasi::I32Exit>().is_some()
+        || error.downcast_ref::<wiggle::GuestError>().is_some()
+        || store.data().limiter.refused;
+    if !plugins_doing {
+        return Error::HostUnavailable(Unavailable::Engine(format!("cannot set up the instance: {error:#}")));
+    }
     classify(error, store, shared)
 }
 
