@@ -11,6 +11,7 @@
 
 import { Worker, MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { loadPlugin } from '../src/index.js';
+import { u32, s32, str, vec, section } from '../test/helpers.js';
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -23,33 +24,11 @@ const SIZES = [0, 64, 1024, 65536];
 
 // --- the plugins, assembled here: Node has no WebAssembly text compiler --
 
-const leb = (v) => {
-  const out = [];
-  do {
-    let b = v & 0x7f;
-    v >>>= 7;
-    if (v) b |= 0x80;
-    out.push(b);
-  } while (v);
-  return out;
-};
-const sleb = (v) => {
-  const out = [];
-  for (;;) {
-    const b = v & 0x7f;
-    v >>= 7;
-    if ((v === 0 && !(b & 0x40)) || (v === -1 && b & 0x40)) { out.push(b); return out; }
-    out.push(b | 0x80);
-  }
-};
-const str = (s) => { const b = [...Buffer.from(s)]; return [...leb(b.length), ...b]; };
-const vec = (items) => [...leb(items.length), ...items.flat()];
-const section = (id, body) => [id, ...leb(body.length), ...body];
-const body = (code) => [...leb(code.length + 2), 0, ...code, 0x0b]; // no locals
+const body = (code) => [...u32(code.length + 2), 0, ...code, 0x0b]; // no locals
 const I32 = 0x7f;
-const i32 = (v) => [0x41, ...sleb(v)];
-const localGet = (i) => [0x20, ...leb(i)];
-const call = (f) => [0x10, ...leb(f)];
+const i32 = (v) => [0x41, ...s32(v)];
+const localGet = (i) => [0x20, ...u32(i)];
+const call = (f) => [0x10, ...u32(f)];
 const DROP = 0x1a;
 const HEADER = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
 

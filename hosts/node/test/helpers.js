@@ -1,7 +1,7 @@
 // Builds small test plugins as WebAssembly binaries, so that the tests need
 // no text-format compiler.
 
-const u32 = (v) => {
+export const u32 = (v) => {
   const out = [];
   do {
     let b = v & 0x7f;
@@ -22,9 +22,9 @@ export const s32 = (v) => {
     out.push(b | 0x80);
   }
 };
-const str = (s) => { const b = [...Buffer.from(s)]; return [...u32(b.length), ...b]; };
-const vec = (items) => [...u32(items.length), ...items.flat()];
-const section = (id, body) => [id, ...u32(body.length), ...body];
+export const str = (s) => { const b = [...Buffer.from(s)]; return [...u32(b.length), ...b]; };
+export const vec = (items) => [...u32(items.length), ...items.flat()];
+export const section = (id, body) => [id, ...u32(body.length), ...body];
 
 export const op = {
   i32: (v) => [0x41, ...s32(v)],
