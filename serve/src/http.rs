@@ -205,7 +205,7 @@ async fn list(State(state): State<Arc<Shared>>) -> Response {
         .collect();
     let refused = crate::lock(&state.refused)
         .iter()
-        .map(|(name, error)| RefusedEntry { name: name.clone(), error: error.clone() })
+        .map(|(name, refusal)| RefusedEntry { name: name.clone(), error: refusal.error.clone() })
         .collect();
     axum::Json(Listing { plugins, refused }).into_response()
 }

@@ -59,7 +59,7 @@ pub(crate) struct State {
     dir: PathBuf,
     config: ServeConfig,
     plugins: RwLock<BTreeMap<String, Arc<Loaded>>>,
-    refused: Mutex<BTreeMap<String, String>>,
+    refused: Mutex<BTreeMap<String, Refusal>>,
     metrics: metrics::Metrics,
     draining: std::sync::atomic::AtomicBool,
 }
@@ -70,6 +70,13 @@ pub(crate) struct Loaded {
     pub sha256: String,
     pub pool: Pool,
     pub settings: PluginSettings,
+}
+
+/// Why a plugin file was refused, and which bytes: the same bytes are not
+/// tried again.
+pub(crate) struct Refusal {
+    pub sha256: Option<String>,
+    pub error: String,
 }
 
 /// What a [`Server::scan`] did.
@@ -154,13 +161,13 @@ impl Server {
                     }
                 }
                 Ok(None) => {}
-                Err(error) => {
-                    tracing::error!(plugin = %name, file = %file.display(), "refused: {error}");
+                Err(refusal) => {
+                    tracing::error!(plugin = %name, file = %file.display(), "refused: {}", refusal.error);
                     if read(&state.plugins).contains_key(&name) {
                         state.metrics.reloads.get_or_create(&reload_labels(&name, "refused")).inc();
                     }
-                    lock(&state.refused).insert(name.clone(), error.clone());
-                    report.refused.push((name, error));
+                    report.refused.push((name.clone(), refusal.error.clone()));
+                    lock(&state.refused).insert(name, refusal);
                 }
             }
         }
@@ -169,28 +176,34 @@ impl Server {
 
     /// Loads or reloads one file; `Ok(None)` when it has not changed,
     /// `Ok(Some(true))` after a reload.
-    fn take_in(&self, name: &str, file: &Path) -> Result<Option<bool>, String> {
-        let state = &*self.state;
-        let wasm = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    fn take_in(&self, name: &str, file: &Path) -> Result<Option<bool>, Refusal> {
+        let wasm = std::fs::read(file)
+            .map_err(|e| Refusal { sha256: None, error: format!("cannot read {}: {e}", file.display()) })?;
         let sha256 = format!("{:x}", Sha256::digest(&wasm));
+        self.take_in_bytes(name, file, &wasm, &sha256).map_err(|error| Refusal { sha256: Some(sha256), error })
+    }
+
+    fn take_in_bytes(&self, name: &str, file: &Path, wasm: &[u8], sha256: &str) -> Result<Option<bool>, String> {
+        let state = &*self.state;
         let current = read(&state.plugins).get(name).cloned();
         if current.as_ref().is_some_and(|c| c.sha256 == sha256) {
             return Ok(None);
         }
         // A refused file is tried again only once it changes.
-        if lock(&state.refused).get(name).is_some_and(|e| e.contains(&sha256)) {
+        if lock(&state.refused).get(name).is_some_and(|r| r.sha256.as_deref() == Some(sha256)) {
             return Ok(None);
         }
         let settings = state.config.settings(name);
         if let Some(pin) = &settings.sha256 {
-            if !pin.eq_ignore_ascii_case(&sha256) {
+            if !pin.eq_ignore_ascii_case(sha256) {
                 return Err(format!("SHA-256 {sha256} does not match the pinned {pin}"));
             }
         }
         let refused = |e: pabi_host::Error| format!("{e} (SHA-256 {sha256})");
         if let Some(current) = current {
-            current.pool.reload(&wasm).map_err(refused)?;
-            let loaded = Loaded { file: file.to_path_buf(), sha256, pool: current.pool.clone(), settings };
+            current.pool.reload(wasm).map_err(refused)?;
+            let loaded =
+                Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool: current.pool.clone(), settings };
             state.plugins.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), Arc::new(loaded));
             state.metrics.reloads.get_or_create(&reload_labels(name, "ok")).inc();
             tracing::info!(plugin = %name, "reloaded");
@@ -202,9 +215,9 @@ impl Server {
             .max_queue(settings.max_queue())
             .queue_timeout(settings.queue_timeout())
             .plugin_config(settings.config.clone().unwrap_or_default())
-            .build(&host, &wasm)
+            .build(&host, wasm)
             .map_err(refused)?;
-        let loaded = Loaded { file: file.to_path_buf(), sha256, pool, settings };
+        let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool, settings };
         state.plugins.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), Arc::new(loaded));
         tracing::info!(plugin = %name, "loaded");
         Ok(Some(false))
