@@ -182,6 +182,8 @@ fn reload_during_calls_fails_none_of_them() {
             })
         })
         .collect();
+    // The reloads start once calls are flowing, so that they overlap.
+    wait_until("calls are flowing", || pool.stats().calls >= 4);
     for _ in 0..20 {
         pool.reload(&wasm).unwrap();
     }
