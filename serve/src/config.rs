@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Settings of every plugin in the folder, by file stem.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -75,7 +75,7 @@ impl ServeConfig {
 
 /// One plugin's settings. Every field is optional; [`PluginSettings`]'s
 /// accessors give the value in force.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PluginSettings {
@@ -91,10 +91,13 @@ pub struct PluginSettings {
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
     /// Linear memory cap. Default: the host's (`LIM-1`).
+    #[serde(default, serialize_with = "exact_bytes")]
     pub max_memory: Option<ByteSize>,
     /// Output cap of a call. Default: the host's (`LIM-5`).
+    #[serde(default, serialize_with = "exact_bytes")]
     pub max_output: Option<ByteSize>,
     /// Request body cap; past it, `413`. Default: 16 MiB.
+    #[serde(default, serialize_with = "exact_bytes")]
     pub max_input: Option<ByteSize>,
     /// Fuel per call. Default: off (`LIM-4`).
     pub fuel: Option<u64>,
@@ -116,6 +119,55 @@ pub struct PluginSettings {
     /// The configuration each instance gets in `pabi_init` (`LIFE-2`).
     /// Default: empty.
     pub config: Option<String>,
+    /// Where the plugin runs: `thread`, in the server's process, or
+    /// `process`, in a worker process of its own with OS limits, restarted
+    /// when it dies. Default: `thread`.
+    pub isolation: Option<Isolation>,
+    /// Under `process` isolation, the CPU time a worker may use in all
+    /// (`RLIMIT_CPU`); past it the OS kills the worker and it is restarted.
+    /// Default: no limit (each call has its deadline).
+    #[serde(default, with = "humantime_serde")]
+    pub worker_cpu_time: Option<Duration>,
+    /// Under `process` isolation, the address space a worker may map
+    /// beyond what loading its plugin mapped (`RLIMIT_AS` is set to the
+    /// sum once the plugin is loaded). An absolute cap would have to know
+    /// the engine's up-front reservations (guard regions of several GiB
+    /// per instance); a margin over them does not. Default: 1 GiB.
+    #[serde(default, serialize_with = "exact_bytes")]
+    pub worker_address_headroom: Option<ByteSize>,
+}
+
+/// Where a plugin runs.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// In the server's process: the fastest; a plugin is contained by the
+    /// wasm sandbox and the host's limits.
+    #[default]
+    Thread,
+    /// In a worker process of its own, with OS limits: a fault of the
+    /// engine or the host behind a plugin takes down only its worker.
+    Process,
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Isolation, String> {
+        match text {
+            "thread" => Ok(Isolation::Thread),
+            "process" => Ok(Isolation::Process),
+            other => Err(format!("`{other}` is not an isolation; use `thread` or `process`")),
+        }
+    }
+}
+
+/// Sizes cross the worker protocol as exact byte counts: `ByteSize`'s own
+/// text form rounds (`976.6 KiB`).
+fn exact_bytes<S: serde::Serializer>(size: &Option<ByteSize>, ser: S) -> Result<S::Ok, S::Error> {
+    match size {
+        Some(size) => ser.serialize_some(&size.as_u64()),
+        None => ser.serialize_none(),
+    }
 }
 
 impl PluginSettings {
@@ -152,6 +204,9 @@ impl PluginSettings {
             dirs: if self.dirs.is_empty() { d.dirs } else { self.dirs },
             sha256: self.sha256,
             config: self.config.or(d.config),
+            isolation: self.isolation.or(d.isolation),
+            worker_cpu_time: self.worker_cpu_time.or(d.worker_cpu_time),
+            worker_address_headroom: self.worker_address_headroom.or(d.worker_address_headroom),
         }
     }
 
@@ -165,6 +220,14 @@ impl PluginSettings {
 
     pub fn queue_timeout(&self) -> Duration {
         self.queue_timeout.unwrap_or(Duration::from_secs(5))
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        self.isolation.unwrap_or_default()
+    }
+
+    pub fn worker_address_headroom(&self) -> u64 {
+        self.worker_address_headroom.map_or(1 << 30, |size| size.as_u64())
     }
 
     pub fn max_input(&self) -> u64 {

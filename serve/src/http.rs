@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use pabi_abi::HostErrorKind;
-use pabi_host::{Error, Unavailable};
+use pabi_host::Error;
 use serde::Serialize;
 
 use crate::metrics::{CallLabels, ErrorLabels, PluginLabel};
-use crate::{read, State as Shared};
+use crate::{read, Failure, State as Shared};
 
 /// The JSON Schema of [`CallErrorBody`].
 pub const SERVE_ERROR_SCHEMA: &str = include_str!("../../spec/schemas/serve-error.schema.json");
@@ -77,23 +77,14 @@ fn error_response(status: StatusCode, body: CallErrorBody, retry_after: Option<u
     response
 }
 
-fn host_error(error: &Error) -> Response {
-    let kind = error.kind();
-    let message = match error {
-        Error::PluginError { message, .. } => String::from_utf8_lossy(message).into_owned(),
-        other => other.to_string(),
-    };
-    let retry_after = match error {
-        Error::CrashLoop { window, .. } => Some(window.as_secs().max(1)),
-        Error::HostUnavailable(_) => Some(1),
-        _ => None,
-    };
+fn failure_response(failure: Failure) -> Response {
+    let kind = failure.kind();
     let body = CallErrorBody {
         kind: kind.map_or("HOST_FAILURE", HostErrorKind::name).to_string(),
-        status: error.status(),
-        message,
+        status: failure.status,
+        message: failure.message,
     };
-    error_response(http_status(kind), body, retry_after)
+    error_response(http_status(kind), body, failure.retry_after)
 }
 
 async fn call(
@@ -115,21 +106,21 @@ async fn call(
         };
         return error_response(StatusCode::NOT_FOUND, body, None);
     };
-    let known = loaded.pool.functions().contains(&function);
+    let known = loaded.backend.functions().contains(&function);
     // Unknown names share one label: a client cannot grow the metrics.
     let label = if known { function.clone() } else { "(unknown)".into() };
     state.metrics.calls.get_or_create(&CallLabels { plugin: plugin.clone(), function: label }).inc();
     let max_input = loaded.settings.max_input();
     let result = match axum::body::to_bytes(body, usize::try_from(max_input).unwrap_or(usize::MAX)).await {
-        Ok(input) => loaded.pool.call_async(&function, input.to_vec()).await,
-        Err(_) => Err(Error::InputLimit { len: max_input.saturating_add(1) }),
+        Ok(input) => loaded.backend.call(&function, input.to_vec()).await,
+        Err(_) => Err(Failure::of(&Error::InputLimit { len: max_input.saturating_add(1) })),
     };
     let plugin_label = PluginLabel { plugin: plugin.clone() };
     state.metrics.latency.get_or_create(&plugin_label).observe(started.elapsed().as_secs_f64());
     match result {
         Ok(output) => {
             let media = loaded
-                .pool
+                .backend
                 .metadata()
                 .function(&function)
                 .and_then(|f| f.output.clone())
@@ -140,13 +131,13 @@ async fn call(
             }
             response
         }
-        Err(error) => {
-            let kind = error.kind().map_or("HOST_FAILURE", HostErrorKind::name).to_string();
-            state.metrics.errors.get_or_create(&ErrorLabels { plugin, kind }).inc();
-            if matches!(error, Error::HostUnavailable(Unavailable::QueueFull { .. })) {
-                tracing::warn!(plugin = %plugin_label.plugin, "queue full: answered 503");
+        Err(failure) => {
+            let kind = failure.kind().map_or("HOST_FAILURE", HostErrorKind::name).to_string();
+            if failure.kind() == Some(HostErrorKind::HostFailure) {
+                tracing::warn!(plugin = %plugin_label.plugin, "answered 503: {}", failure.message);
             }
-            host_error(&error)
+            state.metrics.errors.get_or_create(&ErrorLabels { plugin, kind }).inc();
+            failure_response(failure)
         }
     }
 }
@@ -162,12 +153,21 @@ struct PluginEntry {
 
 #[derive(Serialize)]
 struct PoolEntry {
+    isolation: crate::Isolation,
     size: usize,
     live: usize,
     busy: usize,
     waiting: usize,
     generation: u64,
     calls: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker: Option<WorkerEntry>,
+}
+
+#[derive(Serialize)]
+struct WorkerEntry {
+    pid: Option<u32>,
+    restarts: u64,
 }
 
 #[derive(Serialize)]
@@ -186,13 +186,15 @@ async fn list(State(state): State<Arc<Shared>>) -> Response {
     let plugins = read(&state.plugins)
         .iter()
         .map(|(name, loaded)| {
-            let stats = loaded.pool.stats();
+            let stats = loaded.backend.stats();
             PluginEntry {
                 name: name.clone(),
                 file: loaded.file.display().to_string(),
                 sha256: loaded.sha256.clone(),
-                metadata: (*loaded.pool.metadata()).clone(),
+                metadata: (*loaded.backend.metadata()).clone(),
                 pool: PoolEntry {
+                    isolation: loaded.settings.isolation(),
+                    worker: stats.worker.map(|(pid, restarts)| WorkerEntry { pid, restarts }),
                     size: stats.size,
                     live: stats.live,
                     busy: stats.busy,
@@ -220,8 +222,11 @@ async fn health(State(state): State<Arc<Shared>>) -> Response {
 
 async fn metrics(State(state): State<Arc<Shared>>) -> Response {
     for (name, loaded) in read(&state.plugins).iter() {
-        let stats = loaded.pool.stats();
+        let stats = loaded.backend.stats();
         let label = PluginLabel { plugin: name.clone() };
+        if let Some((_, restarts)) = stats.worker {
+            state.metrics.worker_restarts.get_or_create(&label).set(i64::try_from(restarts).unwrap_or(i64::MAX));
+        }
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
         state.metrics.instances.get_or_create(&label).set(gauge(stats.live));
         state.metrics.busy.get_or_create(&label).set(gauge(stats.busy));

@@ -37,6 +37,9 @@
 mod config;
 mod http;
 mod metrics;
+mod process;
+pub mod protocol;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,8 +49,10 @@ use std::time::Duration;
 use pabi_host::{Host, Pool};
 use sha2::{Digest, Sha256};
 
-pub use config::{ConfigError, PluginSettings, ServeConfig};
+pub use config::{ConfigError, Isolation, PluginSettings, ServeConfig};
 pub use http::{http_status, CallErrorBody, SERVE_ERROR_SCHEMA};
+pub use process::{ProcessPool, ProcessPoolStats, WorkerCommand, WorkerError};
+pub use protocol::Failure;
 
 /// The plugins of a folder, served.
 #[derive(Clone)]
@@ -62,14 +67,98 @@ pub(crate) struct State {
     refused: Mutex<BTreeMap<String, Refusal>>,
     metrics: metrics::Metrics,
     draining: std::sync::atomic::AtomicBool,
+    /// How `process` isolation starts its workers; `None`: this executable.
+    worker: Mutex<Option<WorkerCommand>>,
 }
 
 /// A plugin being served.
 pub(crate) struct Loaded {
     pub file: PathBuf,
     pub sha256: String,
-    pub pool: Pool,
+    pub backend: Backend,
     pub settings: PluginSettings,
+}
+
+/// What serves a plugin's calls: a pool in this process, or a worker
+/// process.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Thread(Pool),
+    Process(ProcessPool),
+}
+
+/// A backend's counters, for the listing and the metrics.
+pub(crate) struct BackendStats {
+    pub size: usize,
+    pub live: usize,
+    pub busy: usize,
+    pub waiting: usize,
+    pub generation: u64,
+    pub calls: u64,
+    /// Under `process` isolation: the worker's pid and its restarts.
+    pub worker: Option<(Option<u32>, u64)>,
+}
+
+impl Backend {
+    pub fn functions(&self) -> Arc<[String]> {
+        match self {
+            Backend::Thread(pool) => pool.functions(),
+            Backend::Process(pool) => pool.functions(),
+        }
+    }
+
+    pub fn metadata(&self) -> Arc<pabi_abi::Metadata> {
+        match self {
+            Backend::Thread(pool) => pool.metadata(),
+            Backend::Process(pool) => pool.metadata(),
+        }
+    }
+
+    /// A call, with the failure as clients see it and, for
+    /// `PLUGIN_ERROR`, the plugin's own message.
+    pub async fn call(&self, function: &str, input: Vec<u8>) -> Result<Vec<u8>, Failure> {
+        match self {
+            Backend::Thread(pool) => pool.call_async(function, input).await.map_err(|e| Failure::of(&e)),
+            Backend::Process(pool) => pool.call_async(function, input).await.map_err(|e| e.failure()),
+        }
+    }
+
+    fn reload(&self, wasm: &[u8]) -> Result<(), String> {
+        match self {
+            Backend::Thread(pool) => pool.reload(wasm).map_err(|e| e.to_string()),
+            Backend::Process(pool) => pool.reload(wasm).map_err(|e| e.to_string()),
+        }
+    }
+
+    pub fn stats(&self) -> BackendStats {
+        match self {
+            Backend::Thread(pool) => {
+                let s = pool.stats();
+                BackendStats {
+                    size: s.size,
+                    live: s.live,
+                    busy: s.busy,
+                    waiting: s.waiting,
+                    generation: s.generation,
+                    calls: s.calls,
+                    worker: None,
+                }
+            }
+            Backend::Process(pool) => {
+                let s = pool.stats();
+                let busy = s.in_flight.min(s.size);
+                BackendStats {
+                    size: s.size,
+                    live: s.live,
+                    busy,
+                    waiting: s.in_flight - busy,
+                    generation: s.generation,
+                    calls: s.calls,
+                    worker: Some((s.pid, s.restarts)),
+                }
+            }
+        }
+    }
 }
 
 /// Why a plugin file was refused, and which bytes: the same bytes are not
@@ -110,8 +199,17 @@ impl Server {
                 refused: Mutex::default(),
                 metrics: metrics::Metrics::new(),
                 draining: Default::default(),
+                worker: Mutex::default(),
             }),
         }
+    }
+
+    /// Starts the workers of `process` isolation with `command`. Default:
+    /// this executable, whose `main` then calls
+    /// [`worker::run_if_worker`] first.
+    pub fn with_worker_command(self, command: WorkerCommand) -> Server {
+        *lock(&self.state.worker) = Some(command);
+        self
     }
 
     /// The routes, for embedding in a larger axum application or for tests.
@@ -124,9 +222,20 @@ impl Server {
         read(&self.state.plugins).keys().cloned().collect()
     }
 
-    /// The pool of a plugin being served.
+    /// The pool of a plugin served in this process.
     pub fn pool(&self, plugin: &str) -> Option<Pool> {
-        read(&self.state.plugins).get(plugin).map(|loaded| loaded.pool.clone())
+        match &read(&self.state.plugins).get(plugin)?.backend {
+            Backend::Thread(pool) => Some(pool.clone()),
+            Backend::Process(_) => None,
+        }
+    }
+
+    /// The worker pool of a plugin served under `process` isolation.
+    pub fn process_pool(&self, plugin: &str) -> Option<ProcessPool> {
+        match &read(&self.state.plugins).get(plugin)?.backend {
+            Backend::Process(pool) => Some(pool.clone()),
+            Backend::Thread(_) => None,
+        }
     }
 
     /// Takes in the folder's new and changed `*.wasm` files and drops the
@@ -199,25 +308,43 @@ impl Server {
                 return Err(format!("SHA-256 {sha256} does not match the pinned {pin}"));
             }
         }
-        let refused = |e: pabi_host::Error| format!("{e} (SHA-256 {sha256})");
+        let refused = |e: String| format!("{e} (SHA-256 {sha256})");
         if let Some(current) = current {
-            current.pool.reload(wasm).map_err(refused)?;
-            let loaded =
-                Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool: current.pool.clone(), settings };
+            current.backend.reload(wasm).map_err(refused)?;
+            let loaded = Loaded {
+                file: file.to_path_buf(),
+                sha256: sha256.to_string(),
+                backend: current.backend.clone(),
+                settings,
+            };
             state.plugins.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), Arc::new(loaded));
             state.metrics.reloads.get_or_create(&reload_labels(name, "ok")).inc();
             tracing::info!(plugin = %name, "reloaded");
             return Ok(Some(true));
         }
-        let host = Host::new(settings.host_config()?).map_err(|e| e.to_string())?;
-        let pool = Pool::builder()
-            .size(settings.instances())
-            .max_queue(settings.max_queue())
-            .queue_timeout(settings.queue_timeout())
-            .plugin_config(settings.config.clone().unwrap_or_default())
-            .build(&host, wasm)
-            .map_err(refused)?;
-        let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool, settings };
+        let backend = match settings.isolation() {
+            Isolation::Thread => {
+                let host = Host::new(settings.host_config()?).map_err(|e| e.to_string())?;
+                let pool = Pool::builder()
+                    .size(settings.instances())
+                    .max_queue(settings.max_queue())
+                    .queue_timeout(settings.queue_timeout())
+                    .plugin_config(settings.config.clone().unwrap_or_default())
+                    .build(&host, wasm)
+                    .map_err(|e| refused(e.to_string()))?;
+                Backend::Thread(pool)
+            }
+            Isolation::Process => {
+                let command = match lock(&state.worker).clone() {
+                    Some(command) => command,
+                    None => WorkerCommand::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?,
+                };
+                let pool =
+                    ProcessPool::spawn(name, settings.clone(), wasm, command).map_err(|e| refused(e.to_string()))?;
+                Backend::Process(pool)
+            }
+        };
+        let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), backend, settings };
         state.plugins.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), Arc::new(loaded));
         tracing::info!(plugin = %name, "loaded");
         Ok(Some(false))

@@ -42,6 +42,9 @@ pub(crate) struct Metrics {
     pub busy: Family<PluginLabel, Gauge>,
     pub queued: Family<PluginLabel, Gauge>,
     pub reloads: Family<ReloadLabels, Counter>,
+    /// A gauge set from the pool's own count at each scrape: the count
+    /// lives in the pool, which restarts workers on its own threads.
+    pub worker_restarts: Family<PluginLabel, Gauge>,
 }
 
 impl Metrics {
@@ -62,7 +65,13 @@ impl Metrics {
         registry.register("instances_busy", "Instances serving a call", busy.clone());
         registry.register("queue_depth", "Calls waiting for an instance", queued.clone());
         registry.register("reloads", "Reloads of a plugin, by result", reloads.clone());
-        Metrics { registry, calls, errors, latency, instances, busy, queued, reloads }
+        let worker_restarts = Family::<PluginLabel, Gauge>::default();
+        registry.register(
+            "worker_restarts",
+            "Worker processes started again after one ended (process isolation)",
+            worker_restarts.clone(),
+        );
+        Metrics { registry, calls, errors, latency, instances, busy, queued, reloads, worker_restarts }
     }
 
     pub fn encode(&self) -> String {

@@ -25,6 +25,12 @@ pub struct Opts {
     /// reload off.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     watch: Duration,
+    /// Where plugins run: `thread`, in this process, or `process`, each in
+    /// a worker process of its own with OS limits, restarted when it dies.
+    /// Overrides `[defaults]`; a plugin's own `isolation` setting wins
+    /// [default: the settings', else thread].
+    #[arg(long, value_name = "MODE")]
+    isolation: Option<pabi_serve::Isolation>,
 }
 
 const fn serve_help() -> &'static str {
@@ -42,7 +48,14 @@ any other plugin failure 502.
 
 Settings (DIR.toml; every key optional, [plugins.NAME] over [defaults]):
   instances, max_queue, queue_timeout, timeout, max_memory, max_output,
-  max_input, fuel, allow_clock, allow_random, env, dirs, config, sha256
+  max_input, fuel, allow_clock, allow_random, env, dirs, config, sha256,
+  isolation (thread | process), worker_cpu_time, worker_address_headroom
+
+With process isolation each plugin runs in a worker process of this
+executable (no new privileges, no core dumps, RLIMIT_AS at its size after
+loading plus worker_address_headroom, RLIMIT_CPU at worker_cpu_time). A
+worker that dies is started again; only the calls it held fail, with
+HOST_FAILURE (503).
 
 SIGTERM or Ctrl-C drains: no new connections, calls in flight finish, every
 instance gets pabi_shutdown. Logs go to standard error (PABI_LOG, default
@@ -51,6 +64,7 @@ info).
 Examples:
   pabi serve plugins/
   pabi serve plugins/ --listen 0.0.0.0:9000 --config serve.toml
+  pabi serve plugins/ --isolation process
   curl -d hello localhost:8080/v1/plugins/text/upper
 
 Exit codes:
@@ -63,10 +77,13 @@ impl Opts {
         if !self.dir.is_dir() {
             bail!("`{}` is not a folder", self.dir.display());
         }
-        let config = match self.config.clone().or_else(|| default_config(&self.dir)) {
+        let mut config = match self.config.clone().or_else(|| default_config(&self.dir)) {
             Some(path) => pabi_serve::ServeConfig::from_file(&path)?,
             None => pabi_serve::ServeConfig::default(),
         };
+        if let Some(isolation) = self.isolation {
+            config.defaults.isolation = Some(isolation);
+        }
         let server = pabi_serve::Server::new(self.dir.clone(), config);
         let report = server.scan();
         tracing::info!(loaded = ?report.loaded, refused = report.refused.len(), "plugins of {}", self.dir.display());

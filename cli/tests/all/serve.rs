@@ -32,6 +32,17 @@ fn fixture(folder: &str, name: &str) -> Vec<u8> {
 
 #[test]
 fn serve_answers_reloads_and_drains_on_sigterm() {
+    serve_scenario(&[]);
+}
+
+/// The same through worker processes started from `pabi` itself; they end
+/// with the server.
+#[test]
+fn serve_with_process_isolation_answers_reloads_and_drains_on_sigterm() {
+    serve_scenario(&["--isolation", "process"]);
+}
+
+fn serve_scenario(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
@@ -43,6 +54,7 @@ fn serve_answers_reloads_and_drains_on_sigterm() {
         .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pabi"))
         .args(["serve", plugins.to_str().unwrap(), "--listen", "127.0.0.1:0", "--watch", "50ms"])
+        .args(extra)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -63,6 +75,16 @@ fn serve_answers_reloads_and_drains_on_sigterm() {
 
     assert_eq!(http(&address, "POST", "/v1/plugins/life/set", b"state"), (200, vec![]));
     assert_eq!(http(&address, "GET", "/healthz", b""), (200, b"ok\n".to_vec()));
+    let (_, list) = http(&address, "GET", "/v1/plugins", b"");
+    let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    let workers: Vec<u64> = list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|plugin| plugin["pool"]["worker"]["pid"].as_u64())
+        .collect();
+    let isolated = extra.contains(&"process");
+    assert_eq!(workers.len(), if isolated { 2 } else { 0 }, "{list}");
 
     // A new version of the file: reloaded within a few scans, state kept.
     let mut next = life.clone();
@@ -91,6 +113,9 @@ fn serve_answers_reloads_and_drains_on_sigterm() {
     assert_eq!(exit.code(), Some(0));
     let log = log.join().unwrap();
     assert!(log.contains("draining") && log.contains("stopped"), "{log}");
+    for pid in workers {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} outlived the server");
+    }
 }
 
 #[test]

@@ -10,6 +10,8 @@ use http_body_util::BodyExt;
 use pabi_serve::{CallErrorBody, ServeConfig, Server};
 use tower::ServiceExt;
 
+mod isolation;
+
 fn fixture(folder: &str, name: &str) -> Vec<u8> {
     let path = pabi_fixtures::fixtures_dir().join(folder).join(format!("{name}.wat"));
     pabi_fixtures::compile_wat(&path).unwrap_or_else(|e| panic!("{e:#}")).wasm

@@ -1,0 +1,667 @@
+//! `process` isolation, the server's side: a plugin served by a worker
+//! process ([`crate::worker`]) through the worker protocol, restarted when
+//! it dies.
+//!
+//! Calls are multiplexed on the worker's pipes: a writer thread sends the
+//! frames callers queue, a reader thread hands each answer to the caller
+//! waiting for its `id`. When the worker dies, the reader fails every call
+//! it held with [`WorkerError::Exited`] and starts a new worker from the
+//! latest module; calls that come meanwhile wait for it.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::protocol::{read_frame, write_frame, Failure, FromWorker, ToWorker};
+use crate::worker::WORKER_ARG;
+use crate::PluginSettings;
+
+/// How a worker process is started: a program and its arguments.
+#[derive(Clone, Debug)]
+pub struct WorkerCommand {
+    program: PathBuf,
+    args: Vec<OsString>,
+}
+
+impl WorkerCommand {
+    /// This executable, started as a worker: its `main` must call
+    /// [`crate::worker::run_if_worker`] first.
+    pub fn current_exe() -> std::io::Result<WorkerCommand> {
+        Ok(WorkerCommand { program: std::env::current_exe()?, args: vec![WORKER_ARG.into()] })
+    }
+
+    /// Another program, started with `args`, that serves the worker
+    /// protocol on its standard input and output (for example one whose
+    /// `main` calls [`crate::worker::run`]).
+    pub fn new(program: impl Into<PathBuf>, args: impl IntoIterator<Item = impl Into<OsString>>) -> WorkerCommand {
+        WorkerCommand { program: program.into(), args: args.into_iter().map(Into::into).collect() }
+    }
+}
+
+/// Why a call through a worker failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// The worker's host answered the call with a failure: the plugin's
+    /// error, a limit, a trap, a full queue…
+    #[error("{}", .0.message)]
+    Call(Failure, Vec<u8>),
+    /// The worker process ended while it held the call; a new one is being
+    /// started.
+    #[error(
+        "HOST_FAILURE: the worker process of `{plugin}` (pid {pid}) ended during the call ({status}); it is restarted"
+    )]
+    Exited { plugin: String, pid: u32, status: String },
+    /// No worker can serve: it cannot be started, or it refused the plugin.
+    #[error("HOST_FAILURE: the worker process of `{plugin}` cannot serve: {reason}")]
+    Unavailable { plugin: String, reason: String },
+    /// The call was cancelled before an answer came.
+    #[error("CANCELLED: the call was cancelled")]
+    Cancelled,
+}
+
+impl WorkerError {
+    /// The failure, as the HTTP layer and clients see it.
+    pub fn failure(&self) -> Failure {
+        match self {
+            WorkerError::Call(failure, _) => failure.clone(),
+            WorkerError::Exited { .. } | WorkerError::Unavailable { .. } => Failure {
+                retry_after: Some(1),
+                ..Failure::new(Some(pabi_abi::HostErrorKind::HostFailure), self.to_string())
+            },
+            WorkerError::Cancelled => Failure::new(Some(pabi_abi::HostErrorKind::Cancelled), self.to_string()),
+        }
+    }
+
+    /// The plugin's own error message bytes, for `PLUGIN_ERROR`.
+    pub fn plugin_message(&self) -> Option<&[u8]> {
+        match self {
+            WorkerError::Call(failure, body) if failure.kind.as_deref() == Some("PLUGIN_ERROR") => Some(body),
+            _ => None,
+        }
+    }
+}
+
+/// A plugin served by a worker process of its own. Cloning shares it; the
+/// last clone dropped closes the worker, which finishes its calls, runs
+/// `pabi_shutdown` on its instances and exits.
+///
+/// ```no_run
+/// # fn main() -> anyhow::Result<()> {
+/// use pabi_serve::{PluginSettings, ProcessPool, WorkerCommand};
+/// let wasm = std::fs::read("plugins/text.wasm")?;
+/// let pool = ProcessPool::spawn("text", PluginSettings::default(), &wasm, WorkerCommand::current_exe()?)?;
+/// assert_eq!(pool.call("upper", b"hi")?, b"HI");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ProcessPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    plugin: String,
+    settings: PluginSettings,
+    command: WorkerCommand,
+    /// The module a new worker loads: the latest that took over.
+    wasm: Mutex<Arc<[u8]>>,
+    metadata: RwLock<Arc<pabi_abi::Metadata>>,
+    functions: RwLock<Arc<[String]>>,
+    slot: Mutex<Slot>,
+    slot_changed: Condvar,
+    next_id: AtomicU64,
+    calls: AtomicU64,
+    in_flight: AtomicUsize,
+    generation: AtomicU64,
+    restarts: AtomicU64,
+    /// Workers in a row that died within [`HEALTHY`] of their start.
+    quick_deaths: std::sync::atomic::AtomicU32,
+    closing: AtomicBool,
+}
+
+enum Slot {
+    Live(Arc<Worker>),
+    Restarting,
+    /// The last start failed; the next is tried after a pause.
+    Down(String),
+}
+
+/// One worker process and its pipes.
+struct Worker {
+    pid: u32,
+    /// Frames for the writer thread; dropping every sender closes the
+    /// worker's standard input.
+    frames: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    pending: Mutex<Pending>,
+    child: Mutex<Child>,
+}
+
+#[derive(Default)]
+struct Pending {
+    answers: HashMap<u64, oneshot::Sender<Answer>>,
+    /// Set once the worker ended: a call made later fails at once instead
+    /// of waiting for an answer nobody will send.
+    ended: Option<String>,
+}
+
+enum Answer {
+    Output(Vec<u8>),
+    Failed(Failure, Vec<u8>),
+    Reloaded(Box<pabi_abi::Metadata>),
+    /// The worker ended: its pid and how.
+    Ended(u32, String),
+}
+
+/// A snapshot of a process pool's counters, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessPoolStats {
+    /// Instances the worker runs.
+    pub size: usize,
+    /// Instances alive: all of them while the worker lives, else none.
+    pub live: usize,
+    /// Calls sent to the worker and not yet answered.
+    pub in_flight: usize,
+    pub generation: u64,
+    pub calls: u64,
+    /// Workers started after the first.
+    pub restarts: u64,
+    /// The process id of the worker, while one lives.
+    pub pid: Option<u32>,
+}
+
+impl std::fmt::Debug for ProcessPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessPool").field("plugin", &self.inner.plugin).finish_non_exhaustive()
+    }
+}
+
+/// Calls to a worker that does not start wait this long, doubling up to
+/// [`MAX_PAUSE`], before the next try.
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// A worker that lived this long has not been crash-looping.
+const HEALTHY: Duration = Duration::from_secs(10);
+
+impl ProcessPool {
+    /// Starts a worker with `command` and loads `wasm` in it with
+    /// `settings`. Blocking: the worker validates, compiles and
+    /// instantiates. A plugin the worker refuses is
+    /// [`WorkerError::Unavailable`] with the host's words.
+    pub fn spawn(
+        plugin: &str,
+        settings: PluginSettings,
+        wasm: &[u8],
+        command: WorkerCommand,
+    ) -> Result<ProcessPool, WorkerError> {
+        let wasm: Arc<[u8]> = wasm.into();
+        let inner = Arc::new(Inner {
+            plugin: plugin.to_string(),
+            settings,
+            command,
+            wasm: Mutex::new(wasm.clone()),
+            metadata: RwLock::new(Arc::new(placeholder_metadata())),
+            functions: RwLock::new(Arc::from([])),
+            slot: Mutex::new(Slot::Restarting),
+            slot_changed: Condvar::new(),
+            next_id: AtomicU64::new(1),
+            calls: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            quick_deaths: Default::default(),
+            closing: AtomicBool::new(false),
+        });
+        let worker =
+            start(&inner, &wasm).map_err(|reason| WorkerError::Unavailable { plugin: plugin.into(), reason })?;
+        *lock(&inner.slot) = Slot::Live(worker);
+        Ok(ProcessPool { inner })
+    }
+
+    /// Calls `function` in the worker. Blocking; from async code use
+    /// [`ProcessPool::call_async`].
+    pub fn call(&self, function: &str, input: &[u8]) -> Result<Vec<u8>, WorkerError> {
+        let worker = self.live_worker_blocking()?;
+        let (id, answer) = self.send_call(&worker, function, input)?;
+        let mut guard = CancelOnDrop { pool: self, worker: &worker, id, done: false };
+        let answer = answer.blocking_recv();
+        guard.done = true;
+        self.finish(answer)
+    }
+
+    /// Calls `function` in the worker without blocking the executor; the
+    /// call is cancelled in the worker when the future is dropped.
+    pub async fn call_async(&self, function: &str, input: Vec<u8>) -> Result<Vec<u8>, WorkerError> {
+        let worker = self.live_worker_async().await?;
+        let (id, answer) = self.send_call(&worker, function, &input)?;
+        let mut guard = CancelOnDrop { pool: self, worker: &worker, id, done: false };
+        let answer = answer.await;
+        guard.done = true;
+        self.finish(answer)
+    }
+
+    /// Replaces the plugin, in the worker, by `wasm`, with its state
+    /// (`LIFE-10`, `LIFE-11`); on failure the old version keeps serving.
+    /// A worker started later loads `wasm`.
+    pub fn reload(&self, wasm: &[u8]) -> Result<(), WorkerError> {
+        let worker = self.live_worker_blocking()?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let answer = worker.send(&self.inner.plugin, id, &ToWorker::Reload { id }, wasm)?;
+        match answer.blocking_recv() {
+            Ok(Answer::Reloaded(metadata)) => {
+                *lock(&self.inner.wasm) = wasm.into();
+                self.inner.set_metadata(*metadata);
+                self.inner.generation.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            other => Err(self.error_of(other)),
+        }
+    }
+
+    /// The plugin's metadata (of the version serving now).
+    pub fn metadata(&self) -> Arc<pabi_abi::Metadata> {
+        read(&self.inner.metadata).clone()
+    }
+
+    /// The plugin's functions (of the version serving now).
+    pub fn functions(&self) -> Arc<[String]> {
+        read(&self.inner.functions).clone()
+    }
+
+    pub fn stats(&self) -> ProcessPoolStats {
+        let inner = &*self.inner;
+        let pid = match &*lock(&inner.slot) {
+            Slot::Live(worker) => Some(worker.pid),
+            _ => None,
+        };
+        let size = inner.settings.instances();
+        ProcessPoolStats {
+            size,
+            live: if pid.is_some() { size } else { 0 },
+            in_flight: inner.in_flight.load(Ordering::Relaxed),
+            generation: inner.generation.load(Ordering::Relaxed),
+            calls: inner.calls.load(Ordering::Relaxed),
+            restarts: inner.restarts.load(Ordering::Relaxed),
+            pid,
+        }
+    }
+
+    fn live_worker_blocking(&self) -> Result<Arc<Worker>, WorkerError> {
+        let inner = &*self.inner;
+        let deadline = Instant::now() + inner.settings.queue_timeout();
+        let mut slot = lock(&inner.slot);
+        loop {
+            match &*slot {
+                Slot::Live(worker) => return Ok(worker.clone()),
+                Slot::Down(reason) => return Err(inner.unavailable(reason.clone())),
+                Slot::Restarting => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(inner.unavailable("a new worker did not start in time".into()));
+                    }
+                    slot = inner.slot_changed.wait_timeout(slot, left).unwrap_or_else(|p| p.into_inner()).0;
+                }
+            }
+        }
+    }
+
+    async fn live_worker_async(&self) -> Result<Arc<Worker>, WorkerError> {
+        let inner = &*self.inner;
+        let deadline = Instant::now() + inner.settings.queue_timeout();
+        loop {
+            match &*lock(&inner.slot) {
+                Slot::Live(worker) => return Ok(worker.clone()),
+                Slot::Down(reason) => return Err(inner.unavailable(reason.clone())),
+                Slot::Restarting if Instant::now() >= deadline => {
+                    return Err(inner.unavailable("a new worker did not start in time".into()))
+                }
+                Slot::Restarting => {}
+            }
+            // A restart is rare and takes milliseconds: polling keeps the
+            // executor free without a second, async wake-up path.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn send_call(
+        &self,
+        worker: &Worker,
+        function: &str,
+        input: &[u8],
+    ) -> Result<(u64, oneshot::Receiver<Answer>), WorkerError> {
+        let inner = &*self.inner;
+        inner.calls.fetch_add(1, Ordering::Relaxed);
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let answer = worker.send(&inner.plugin, id, &ToWorker::Call { id, function: function.into() }, input)?;
+        inner.in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok((id, answer))
+    }
+
+    fn finish(&self, answer: Result<Answer, oneshot::error::RecvError>) -> Result<Vec<u8>, WorkerError> {
+        self.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match answer {
+            Ok(Answer::Output(output)) => Ok(output),
+            other => Err(self.error_of(other)),
+        }
+    }
+
+    fn error_of(&self, answer: Result<Answer, oneshot::error::RecvError>) -> WorkerError {
+        match answer {
+            Ok(Answer::Failed(failure, _)) if failure.kind.as_deref() == Some("CANCELLED") => WorkerError::Cancelled,
+            Ok(Answer::Failed(failure, body)) => WorkerError::Call(failure, body),
+            Ok(Answer::Ended(pid, status)) => WorkerError::Exited { plugin: self.inner.plugin.clone(), pid, status },
+            Ok(Answer::Output(_) | Answer::Reloaded(_)) | Err(_) => {
+                self.inner.unavailable("the worker answered out of turn".into())
+            }
+        }
+    }
+}
+
+/// Cancels the call in the worker when the caller stops waiting (a future
+/// dropped): the worker stops it and its instance is free again.
+struct CancelOnDrop<'a> {
+    pool: &'a ProcessPool,
+    worker: &'a Worker,
+    id: u64,
+    done: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.pool.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+        lock(&self.worker.pending).answers.remove(&self.id);
+        let _ = self.worker.send_frame(&ToWorker::Cancel { id: self.id }, b"");
+    }
+}
+
+impl Inner {
+    fn unavailable(&self, reason: String) -> WorkerError {
+        WorkerError::Unavailable { plugin: self.plugin.clone(), reason }
+    }
+
+    fn set_metadata(&self, metadata: pabi_abi::Metadata) {
+        let functions: Arc<[String]> = metadata.functions.iter().map(|f| f.name.clone()).collect();
+        *self.metadata.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(metadata);
+        *self.functions.write().unwrap_or_else(|p| p.into_inner()) = functions;
+    }
+}
+
+impl Worker {
+    /// Registers the answer of `id`, then queues the frame.
+    fn send(
+        &self,
+        plugin: &str,
+        id: u64,
+        message: &ToWorker,
+        body: &[u8],
+    ) -> Result<oneshot::Receiver<Answer>, WorkerError> {
+        let (sender, receiver) = oneshot::channel();
+        {
+            let mut pending = lock(&self.pending);
+            if let Some(status) = &pending.ended {
+                return Err(WorkerError::Exited { plugin: plugin.into(), pid: self.pid, status: status.clone() });
+            }
+            pending.answers.insert(id, sender);
+        }
+        self.send_frame(message, body).map_err(|reason| {
+            lock(&self.pending).answers.remove(&id);
+            WorkerError::Unavailable { plugin: plugin.into(), reason }
+        })?;
+        Ok(receiver)
+    }
+
+    fn send_frame(&self, message: &ToWorker, body: &[u8]) -> Result<(), String> {
+        let mut frame = Vec::with_capacity(body.len() + 128);
+        write_frame(&mut frame, message, body).map_err(|e| e.to_string())?;
+        match &*lock(&self.frames) {
+            Some(frames) => frames.send(frame).map_err(|_| "the worker's input is closed".to_string()),
+            None => Err("the worker is closing".into()),
+        }
+    }
+}
+
+/// Starts a worker and loads `wasm`; on success its reader thread runs,
+/// and will restart it when it dies.
+fn start(inner: &Arc<Inner>, wasm: &[u8]) -> Result<Arc<Worker>, String> {
+    let mut command = Command::new(&inner.command.program);
+    command.args(&inner.command.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = spawn(command).map_err(|e| format!("cannot start {}: {e}", inner.command.program.display()))?;
+    let pid = child.id();
+    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let _ = child.kill();
+        return Err("the worker's pipes were not set up".into());
+    };
+    let mut stdout = BufReader::new(stdout);
+    let load = ToWorker::Load { plugin: inner.plugin.clone(), settings: Box::new(inner.settings.clone()) };
+    let loaded = write_frame(&mut stdin, &load, wasm)
+        .and_then(|()| stdin.flush())
+        .map_err(|e| format!("cannot send the plugin: {e}"))
+        .and_then(|()| read_frame::<FromWorker>(&mut stdout).map_err(|e| format!("a broken answer: {e}")));
+    match loaded {
+        Ok(Some((FromWorker::Ready { metadata, .. }, _))) => inner.set_metadata(*metadata),
+        Ok(Some((FromWorker::Refused { message }, _))) => {
+            let _ = child.wait();
+            return Err(message);
+        }
+        other => {
+            let _ = child.kill();
+            let status = child.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
+            return Err(match other {
+                Err(reason) => format!("{reason} ({status})"),
+                _ => format!("the worker ended before it was ready ({status})"),
+            });
+        }
+    }
+    let (frames, queued) = mpsc::channel::<Vec<u8>>();
+    let worker =
+        Arc::new(Worker { pid, frames: Mutex::new(Some(frames)), pending: Mutex::default(), child: Mutex::new(child) });
+    let started = Instant::now();
+    let named = |what: &str| std::thread::Builder::new().name(format!("pabi-worker-{what}-{pid}"));
+    named("writer").spawn(move || write_frames(stdin, &queued)).map_err(|e| e.to_string())?;
+    // Weak: the pool closes when its last user lets go, not when its
+    // worker does.
+    let (reader_inner, reader_worker) = (Arc::downgrade(inner), worker.clone());
+    named("reader")
+        .spawn(move || {
+            read_answers(stdout, &reader_worker);
+            supervise(&reader_inner, &reader_worker, started);
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(worker)
+}
+
+/// Starts `command` from one thread that lives as long as the process. A
+/// worker asks the OS to kill it when its parent goes, and on Linux the
+/// parent is the thread that started it: a worker started from a passing
+/// thread (a restart, a scan on tokio's blocking pool) would be killed when
+/// that thread ends.
+fn spawn(command: Command) -> std::io::Result<Child> {
+    type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: Mutex<Option<mpsc::Sender<Request>>> = Mutex::new(None);
+    let (reply, answer) = mpsc::channel();
+    {
+        let mut spawner = lock(&SPAWNER);
+        if spawner.is_none() {
+            let (requests, received) = mpsc::channel::<Request>();
+            std::thread::Builder::new().name("pabi-worker-spawner".into()).spawn(move || {
+                for (mut command, reply) in received {
+                    let _ = reply.send(command.spawn());
+                }
+            })?;
+            *spawner = Some(requests);
+        }
+        let spawner = spawner.as_ref().expect("set above");
+        spawner.send((command, reply)).map_err(|_| std::io::Error::other("the thread that starts workers is gone"))?;
+    }
+    answer.recv().map_err(|_| std::io::Error::other("the thread that starts workers is gone"))?
+}
+
+fn write_frames(stdin: ChildStdin, queued: &mpsc::Receiver<Vec<u8>>) {
+    let mut stdin = BufWriter::new(stdin);
+    // One flush per burst: frames queued while one was written go out in
+    // the same write.
+    while let Ok(frame) = queued.recv() {
+        if stdin.write_all(&frame).is_err() {
+            return;
+        }
+        while let Ok(frame) = queued.try_recv() {
+            if stdin.write_all(&frame).is_err() {
+                return;
+            }
+        }
+        if stdin.flush().is_err() {
+            return;
+        }
+    }
+    // Every sender is gone: dropping `stdin` ends the worker's session.
+}
+
+fn read_answers(stdout: BufReader<ChildStdout>, worker: &Worker) {
+    let mut stdout = stdout;
+    loop {
+        let (message, body) = match read_frame::<FromWorker>(&mut stdout) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(pid = worker.pid, "the worker broke the protocol: {error}");
+                // A worker that breaks the protocol is ended like a dead one.
+                let _ = lock(&worker.child).kill();
+                return;
+            }
+        };
+        let (id, answer) = match message {
+            FromWorker::Output { id } => (id, Answer::Output(body)),
+            FromWorker::Failed { id, failure } => (id, Answer::Failed(failure, body)),
+            FromWorker::Reloaded { id, metadata } => (id, Answer::Reloaded(metadata)),
+            FromWorker::Ready { .. } | FromWorker::Refused { .. } => continue,
+        };
+        // A call whose caller stopped waiting has no entry any more.
+        if let Some(sender) = lock(&worker.pending).answers.remove(&id) {
+            let _ = sender.send(answer);
+        }
+    }
+}
+
+/// After a worker's output ended: fail what it held, reap it, and unless
+/// the pool is closing, start another.
+fn supervise(inner: &std::sync::Weak<Inner>, worker: &Arc<Worker>, started: Instant) {
+    let status = {
+        let mut child = lock(&worker.child);
+        match child.wait() {
+            Ok(status) => status.to_string(),
+            Err(error) => format!("cannot wait for it: {error}"),
+        }
+    };
+    let held: Vec<_> = {
+        let mut pending = lock(&worker.pending);
+        pending.ended = Some(status.clone());
+        pending.answers.drain().map(|(_, sender)| sender).collect()
+    };
+    for sender in held {
+        let _ = sender.send(Answer::Ended(worker.pid, status.clone()));
+    }
+    let Some(inner) = inner.upgrade() else { return };
+    if inner.closing.load(Ordering::Acquire) {
+        return;
+    }
+    tracing::error!(plugin = %inner.plugin, pid = worker.pid, "the worker process ended ({status}); starting another");
+    // A worker that dies soon after it started again is crash-looping: each
+    // such death doubles the pause before the next start.
+    let quick = if started.elapsed() >= HEALTHY {
+        inner.quick_deaths.store(0, Ordering::Relaxed);
+        0
+    } else {
+        inner.quick_deaths.fetch_add(1, Ordering::Relaxed) + 1
+    };
+    let mut pause = match quick {
+        0 => Duration::ZERO,
+        n => FIRST_PAUSE.saturating_mul(1 << (n - 1).min(6)).min(MAX_PAUSE),
+    };
+    {
+        let mut slot = lock(&inner.slot);
+        if matches!(&*slot, Slot::Live(live) if Arc::ptr_eq(live, worker)) {
+            *slot = Slot::Restarting;
+        }
+    }
+    loop {
+        std::thread::sleep(pause);
+        if inner.closing.load(Ordering::Acquire) {
+            return;
+        }
+        let wasm = lock(&inner.wasm).clone();
+        let started = start(&inner, &wasm);
+        let mut slot = lock(&inner.slot);
+        match started {
+            Ok(worker) => {
+                inner.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(plugin = %inner.plugin, pid = worker.pid, "worker process restarted");
+                *slot = Slot::Live(worker);
+                inner.slot_changed.notify_all();
+                return;
+            }
+            Err(reason) => {
+                tracing::error!(plugin = %inner.plugin, "cannot restart the worker process: {reason}");
+                *slot = Slot::Down(reason);
+                inner.slot_changed.notify_all();
+                pause = (pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::Release);
+        let worker = match std::mem::replace(&mut *lock(&self.slot), Slot::Down("closed".into())) {
+            Slot::Live(worker) => worker,
+            _ => return,
+        };
+        // Closing its input ends the worker's session: it finishes its
+        // calls and runs `pabi_shutdown`. A worker that does not exit in
+        // time is killed.
+        lock(&worker.frames).take();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut child = lock(&worker.child);
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+                Ok(None) => {}
+            }
+            drop(child);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn placeholder_metadata() -> pabi_abi::Metadata {
+    serde_json::from_value(serde_json::json!({
+        "abi": "1.0", "name": "loading", "version": "0.0.0", "profile": "core",
+        "functions": [], "capabilities": []
+    }))
+    .expect("a valid metadata document")
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}

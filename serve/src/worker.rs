@@ -1,0 +1,301 @@
+//! The worker process of `process` isolation: one plugin, served to the
+//! server over the worker protocol ([`crate::protocol`]) on standard
+//! input and output.
+//!
+//! A binary that serves with `process` isolation runs its workers from
+//! its own executable: it calls [`run_if_worker`] first thing in `main`.
+//!
+//! ```no_run
+//! // First thing in `main`:
+//! pabi_serve::worker::run_if_worker();
+//! // … then the application, which may build a `Server` or a `ProcessPool`.
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use pabi_host::{CallCancel, Error, Host, Pool, Unavailable};
+
+use crate::protocol::{read_frame, write_frame, Failure, FromWorker, ToWorker};
+use crate::PluginSettings;
+
+/// The first argument that makes a process a worker.
+pub const WORKER_ARG: &str = "__pabi-serve-worker";
+
+/// When the process was started as a worker (first argument
+/// [`WORKER_ARG`]), serves as one and exits; otherwise returns at once.
+/// Log through the `tracing` subscriber the binary installs before: a
+/// worker shares its standard error with the server.
+pub fn run_if_worker() {
+    if is_worker() {
+        std::process::exit(run());
+    }
+}
+
+/// Whether the process was started as a worker.
+pub fn is_worker() -> bool {
+    std::env::args_os().nth(1).is_some_and(|arg| arg == WORKER_ARG)
+}
+
+/// Serves one plugin on standard input and output until standard input
+/// ends; the exit code: 0 after a clean end, 1 when the plugin was
+/// refused, 2 when the protocol broke.
+pub fn run() -> i32 {
+    // The protocol keeps standard output to itself: it moves to a new
+    // descriptor, and descriptor 1 becomes standard error, so that nothing
+    // else written to standard output can break a frame.
+    let (input, output) = match protocol_streams() {
+        Ok(streams) => streams,
+        Err(error) => {
+            eprintln!("pabi worker: cannot set up its streams: {error}");
+            return 2;
+        }
+    };
+    let mut input = BufReader::new(input);
+    let output = Arc::new(Mutex::new(BufWriter::new(output)));
+    let (plugin, settings, wasm) = match read_frame::<ToWorker>(&mut input) {
+        Ok(Some((ToWorker::Load { plugin, settings }, wasm))) => (plugin, *settings, wasm),
+        Ok(None) => return 0,
+        Ok(Some((other, _))) => {
+            eprintln!("pabi worker: the first message must be `load`, not {other:?}");
+            return 2;
+        }
+        Err(error) => {
+            eprintln!("pabi worker: {error}");
+            return 2;
+        }
+    };
+    let _span = tracing::info_span!("worker", plugin = %plugin).entered();
+    if let Err(error) = limit_process(&settings, None) {
+        tracing::warn!("cannot apply the worker's OS limits: {error}");
+    }
+    let pool = match load(&settings, &wasm) {
+        Ok(pool) => pool,
+        Err(message) => {
+            let _ = send(&output, &FromWorker::Refused { message }, b"");
+            return 1;
+        }
+    };
+    // Now that the engine has reserved its address space, the rest is capped.
+    if let Err(error) = limit_process(&settings, Some(settings.worker_address_headroom())) {
+        tracing::warn!("cannot cap the worker's address space: {error}");
+    }
+    let ready = FromWorker::Ready { pid: std::process::id(), metadata: Box::new((*pool.metadata()).clone()) };
+    if send(&output, &ready, b"").is_err() {
+        return 2;
+    }
+    serve(input, output, pool, &settings)
+}
+
+#[cfg(unix)]
+fn protocol_streams() -> std::io::Result<(File, File)> {
+    let output = rustix::io::dup(std::io::stdout())?;
+    rustix::stdio::dup2_stdout(std::io::stderr())?;
+    let input = rustix::io::dup(std::io::stdin())?;
+    Ok((File::from(input), File::from(output)))
+}
+
+#[cfg(not(unix))]
+fn protocol_streams() -> std::io::Result<(File, File)> {
+    Err(std::io::Error::other("process isolation needs a Unix system"))
+}
+
+/// The OS limits of a worker: no new privileges, no core dumps, death with
+/// the server, the CPU time of its settings; with `headroom`, the address
+/// space it has now plus that.
+#[cfg(target_os = "linux")]
+fn limit_process(settings: &PluginSettings, headroom: Option<u64>) -> std::io::Result<()> {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    match headroom {
+        None => {
+            rustix::thread::set_no_new_privs(true)?;
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // The server may have gone before the death signal was armed.
+            if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
+                std::process::exit(0);
+            }
+            setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) })?;
+            if let Some(cpu) = settings.worker_cpu_time {
+                // SIGXCPU at the soft limit, SIGKILL a second later.
+                let seconds = cpu.as_secs().max(1);
+                setrlimit(Resource::Cpu, Rlimit { current: Some(seconds), maximum: Some(seconds + 1) })?;
+            }
+        }
+        Some(headroom) => {
+            let statm = std::fs::read_to_string("/proc/self/statm")?;
+            let pages: u64 = statm
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| std::io::Error::other("cannot read /proc/self/statm"))?;
+            let size = pages.saturating_mul(rustix::param::page_size() as u64).saturating_add(headroom);
+            setrlimit(Resource::As, Rlimit { current: Some(size), maximum: Some(size) })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn limit_process(_: &PluginSettings, _: Option<u64>) -> std::io::Result<()> {
+    Err(std::io::Error::other("the worker's OS limits are implemented for Linux only"))
+}
+
+fn load(settings: &PluginSettings, wasm: &[u8]) -> Result<Pool, String> {
+    let host = Host::new(settings.host_config()?).map_err(|e| e.to_string())?;
+    Pool::builder()
+        .size(settings.instances())
+        // The worker queues calls itself (below); the pool never has to.
+        .max_queue(settings.max_queue())
+        .plugin_config(settings.config.clone().unwrap_or_default())
+        .build(&host, wasm)
+        .map_err(|e| e.to_string())
+}
+
+type Output = Arc<Mutex<BufWriter<File>>>;
+
+fn send(output: &Output, header: &FromWorker, body: &[u8]) -> std::io::Result<()> {
+    let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
+    write_frame(&mut *output, header, body)?;
+    output.flush()
+}
+
+struct Job {
+    id: u64,
+    function: String,
+    input: Vec<u8>,
+    queued: Instant,
+    cancel: CallCancel,
+}
+
+/// The calls received and not yet started, and the cancel handle of every
+/// call not yet answered.
+struct Queue {
+    jobs: Mutex<Jobs>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Jobs {
+    waiting: VecDeque<Job>,
+    running: usize,
+    cancels: HashMap<u64, CallCancel>,
+    closed: bool,
+}
+
+fn serve(mut input: BufReader<File>, output: Output, pool: Pool, settings: &PluginSettings) -> i32 {
+    let instances = settings.instances();
+    let (max_queue, queue_timeout) = (settings.max_queue(), settings.queue_timeout());
+    let queue = Arc::new(Queue { jobs: Mutex::default(), ready: Condvar::new() });
+    // One thread per instance: a call never waits inside the pool, so the
+    // queue, its cap and its timeout are all here.
+    let executors: Vec<_> = (0..instances)
+        .map(|_| {
+            let (queue, output, pool) = (queue.clone(), output.clone(), pool.clone());
+            std::thread::spawn(move || execute(&queue, &output, &pool, queue_timeout))
+        })
+        .collect();
+    let mut code = 0;
+    let mut reloads = Vec::new();
+    loop {
+        let (message, body) = match read_frame::<ToWorker>(&mut input) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::error!("the server broke the worker protocol: {error}");
+                code = 2;
+                break;
+            }
+        };
+        match message {
+            ToWorker::Call { id, function } => {
+                let mut jobs = queue.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                if jobs.running >= instances && jobs.waiting.len() >= max_queue {
+                    drop(jobs);
+                    let full = Error::HostUnavailable(Unavailable::QueueFull { limit: max_queue });
+                    let _ = send(&output, &FromWorker::Failed { id, failure: Failure::of(&full) }, b"");
+                    continue;
+                }
+                let cancel = CallCancel::new();
+                jobs.cancels.insert(id, cancel.clone());
+                jobs.waiting.push_back(Job { id, function, input: body, queued: Instant::now(), cancel });
+                drop(jobs);
+                queue.ready.notify_one();
+            }
+            ToWorker::Cancel { id } => {
+                let jobs = queue.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(cancel) = jobs.cancels.get(&id) {
+                    cancel.cancel();
+                }
+            }
+            ToWorker::Reload { id } => {
+                // Off the reading thread: calls keep flowing while the new
+                // version compiles.
+                let (pool, output) = (pool.clone(), output.clone());
+                reloads.push(std::thread::spawn(move || {
+                    let answer = match pool.reload(&body) {
+                        Ok(()) => FromWorker::Reloaded { id, metadata: Box::new((*pool.metadata()).clone()) },
+                        Err(error) => FromWorker::Failed { id, failure: Failure::of(&error) },
+                    };
+                    let _ = send(&output, &answer, b"");
+                }));
+            }
+            ToWorker::Load { .. } => {
+                tracing::error!("the server sent a second `load`");
+                code = 2;
+                break;
+            }
+        }
+    }
+    // The server closed the session: the calls received are finished and
+    // answered, then the instances get `pabi_shutdown` as the pool goes.
+    queue.jobs.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+    queue.ready.notify_all();
+    for thread in executors.into_iter().chain(reloads) {
+        let _ = thread.join();
+    }
+    drop(pool);
+    code
+}
+
+fn execute(queue: &Queue, output: &Output, pool: &Pool, queue_timeout: Duration) {
+    loop {
+        let job = {
+            let mut jobs = queue.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(job) = jobs.waiting.pop_front() {
+                    jobs.running += 1;
+                    break job;
+                }
+                if jobs.closed {
+                    return;
+                }
+                jobs = queue.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let outcome = if job.cancel.is_cancelled() {
+            Err(Error::Cancelled)
+        } else if job.queued.elapsed() > queue_timeout {
+            Err(Error::HostUnavailable(Unavailable::QueueTimeout { timeout: queue_timeout }))
+        } else {
+            pool.call_cancellable(&job.function, &job.input, &job.cancel)
+        };
+        let sent = match &outcome {
+            Ok(output_bytes) => send(output, &FromWorker::Output { id: job.id }, output_bytes),
+            Err(error) => {
+                let body = error.message().unwrap_or_default();
+                send(output, &FromWorker::Failed { id: job.id, failure: Failure::of(error) }, body)
+            }
+        };
+        let mut jobs = queue.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.running -= 1;
+        jobs.cancels.remove(&job.id);
+        drop(jobs);
+        if sent.is_err() {
+            // The server is gone; the reading thread sees the end too.
+            return;
+        }
+    }
+}

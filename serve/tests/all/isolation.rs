@@ -1,0 +1,243 @@
+//! `process` isolation: plugins in worker processes, through the same
+//! routes.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use pabi_serve::protocol::{Failure, FromWorker, ToWorker};
+use pabi_serve::{PluginSettings, ProcessPool, ServeConfig, Server, WorkerCommand, WorkerError};
+
+use super::{fixture, new_version, request, runtime};
+
+fn worker() -> WorkerCommand {
+    WorkerCommand::new(env!("CARGO_BIN_EXE_pabi-serve-worker"), Vec::<String>::new())
+}
+
+fn isolated(dir: &std::path::Path, toml: &str) -> Server {
+    let config = ServeConfig::from_toml(&format!("[defaults]\nisolation = \"process\"\n{toml}")).unwrap();
+    let server = Server::new(dir.to_path_buf(), config).with_worker_command(worker());
+    server.scan();
+    server
+}
+
+fn settings(toml: &str) -> PluginSettings {
+    ServeConfig::from_toml(&format!("[plugins.p]\n{toml}")).unwrap().settings("p")
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+#[test]
+fn a_worker_answers_every_call_as_the_in_process_pool_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("io.wasm"), fixture("host-conformance", "io")).unwrap();
+    let toml = "[plugins.io]\ntimeout = \"100ms\"\nmax_input = \"1 KiB\"\ninstances = 1";
+    let in_process = super::server(dir.path(), toml);
+    let isolated = isolated(dir.path(), toml);
+    assert!(isolated.pool("io").is_none() && isolated.process_pool("io").is_some(), "served by a worker");
+    runtime().block_on(async {
+        for (uri, body) in [
+            ("/v1/plugins/io/echo", b"hello".to_vec()),
+            ("/v1/plugins/io/nope", vec![]),
+            ("/v1/plugins/io/fail", vec![]),
+            ("/v1/plugins/io/spin", vec![]),
+            ("/v1/plugins/io/trap", vec![]),
+            ("/v1/plugins/io/echo", vec![b'x'; 1025]),
+        ] {
+            let expected = request(&in_process, "POST", uri, body.clone()).await;
+            let answer = request(&isolated, "POST", uri, body).await;
+            assert_eq!(answer.status, expected.status, "{uri}");
+            if answer.status == StatusCode::OK {
+                assert_eq!(answer.body, expected.body, "{uri}");
+            } else {
+                let (got, want) = (answer.error(), expected.error());
+                assert_eq!((&got.kind, got.status), (&want.kind, want.status), "{uri}");
+                if got.kind != "TRAP" {
+                    // A trap's backtrace names the same frames, but the
+                    // message is otherwise the same word for word too.
+                    assert_eq!(got.message, want.message, "{uri}");
+                }
+            }
+        }
+        let list: serde_json::Value =
+            serde_json::from_slice(&request(&isolated, "GET", "/v1/plugins", vec![]).await.body).unwrap();
+        assert_eq!(list["plugins"][0]["pool"]["isolation"], "process");
+        assert!(list["plugins"][0]["pool"]["worker"]["pid"].as_u64().is_some_and(|pid| pid > 0), "{list}");
+    });
+}
+
+#[test]
+fn killing_a_worker_fails_only_the_calls_it_held_and_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("io.wasm"), fixture("host-conformance", "io")).unwrap();
+    std::fs::write(dir.path().join("echo.wasm"), fixture("good", "core")).unwrap();
+    let server = isolated(dir.path(), "[plugins.io]\ntimeout = \"20s\"\ninstances = 1");
+    let (io, echo) = (server.process_pool("io").unwrap(), server.process_pool("echo").unwrap());
+    let (pid, echo_pid) = (io.stats().pid.unwrap(), echo.stats().pid.unwrap());
+    assert_ne!(pid, echo_pid, "a worker per plugin");
+    runtime().block_on(async {
+        let spinning = {
+            let server = server.clone();
+            tokio::spawn(async move { request(&server, "POST", "/v1/plugins/io/spin", vec![]).await })
+        };
+        while io.stats().in_flight == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // The call is in the worker (it spins until its 20 s deadline).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+        let killed = spinning.await.unwrap();
+        assert_eq!(killed.status, StatusCode::SERVICE_UNAVAILABLE);
+        let error = killed.error();
+        assert_eq!(error.kind, "HOST_FAILURE");
+        assert!(error.message.contains("ended during the call") && error.message.contains("SIGKILL"), "{error:?}");
+        // Its neighbour never noticed, and the plugin is served again.
+        let answer = request(&server, "POST", "/v1/plugins/echo/echo", b"next door".to_vec()).await;
+        assert_eq!((answer.status, answer.body.as_slice()), (StatusCode::OK, &b"next door"[..]));
+        let answer = request(&server, "POST", "/v1/plugins/io/echo", b"back".to_vec()).await;
+        assert_eq!((answer.status, answer.body.as_slice()), (StatusCode::OK, &b"back"[..]));
+    });
+    let stats = io.stats();
+    assert_eq!(stats.restarts, 1);
+    assert!(stats.pid.is_some_and(|new| new != pid) && !alive(pid));
+    assert_eq!((echo.stats().restarts, echo.stats().pid), (0, Some(echo_pid)));
+    let metrics = runtime().block_on(request(&server, "GET", "/metrics", vec![]));
+    let metrics = String::from_utf8(metrics.body).unwrap();
+    assert!(metrics.lines().any(|l| l == r#"pabi_worker_restarts{plugin="io"} 1"#), "{metrics}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_worker_runs_under_its_os_limits() {
+    let wasm = fixture("good", "core");
+    let pool =
+        ProcessPool::spawn("echo", settings("worker_cpu_time = \"30s\"\ninstances = 1"), &wasm, worker()).unwrap();
+    let pid = pool.stats().pid.unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.lines().any(|l| l.split_whitespace().eq(["NoNewPrivs:", "1"])), "{status}");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let limit = |name: &str| -> Vec<String> {
+        let line = limits.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{limits}"));
+        line[name.len()..].split_whitespace().take(2).map(str::to_string).collect()
+    };
+    assert_eq!(limit("Max core file size"), ["0", "0"]);
+    assert_eq!(limit("Max cpu time"), ["30", "31"]);
+    let address_space: u64 = limit("Max address space")[0].parse().expect("a finite address space");
+    let size_now: u64 =
+        std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let size_now = size_now * 4096;
+    assert!(address_space > size_now && address_space - size_now <= 1 << 30, "{address_space} vs {size_now}");
+    assert_eq!(pool.call("echo", b"limited").unwrap(), b"limited");
+}
+
+#[test]
+fn a_worker_reloads_with_state_and_refuses_what_the_host_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("life.wasm");
+    let wasm = fixture("host-conformance", "lifecycle");
+    std::fs::write(&file, &wasm).unwrap();
+    std::fs::write(dir.path().join("broken.wasm"), b"\0asm broken").unwrap();
+    let server = isolated(dir.path(), "[plugins.life]\ninstances = 1");
+    let pool = server.process_pool("life").unwrap();
+    assert_eq!(pool.call("set", b"kept").unwrap(), b"");
+    std::fs::write(&file, new_version(&wasm, 1)).unwrap();
+    assert_eq!(server.scan().reloaded, ["life"]);
+    assert_eq!(pool.call("get", b"").unwrap(), b"kept", "the state moved to the new version in the worker");
+    assert_eq!(pool.stats().generation, 1);
+    std::fs::write(&file, b"\0asm broken too").unwrap();
+    let report = server.scan();
+    assert!(report.refused.iter().any(|(name, e)| name == "life" && e.contains("INVALID_MODULE")), "{report:?}");
+    assert_eq!(pool.call("get", b"").unwrap(), b"kept", "the old version keeps serving");
+    let list = runtime().block_on(request(&server, "GET", "/v1/plugins", vec![]));
+    let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    let refused = list["refused"].as_array().unwrap();
+    assert!(refused.iter().any(|r| r["name"] == "broken" && r["error"].as_str().unwrap().contains("INVALID_MODULE")));
+    assert!(server.process_pool("broken").is_none());
+}
+
+#[test]
+fn a_dropped_call_is_cancelled_in_the_worker() {
+    let wasm = fixture("host-conformance", "io");
+    let pool =
+        ProcessPool::spawn("io", settings("instances = 1\ntimeout = \"30s\"\nqueue_timeout = \"5s\""), &wasm, worker())
+            .unwrap();
+    runtime().block_on(async {
+        // The client goes away after 100 ms; the spin would hold the only
+        // instance for 30 s.
+        let gone = tokio::time::timeout(Duration::from_millis(100), pool.call_async("spin", vec![])).await;
+        assert!(gone.is_err(), "the spin cannot finish in 100 ms");
+        // Only a cancelled spin frees the instance before the next call's
+        // 5 s wait in the queue runs out.
+        assert_eq!(pool.call_async("echo", b"free".to_vec()).await.unwrap(), b"free");
+    });
+    let cancel = pabi_serve::protocol::Failure::new(Some(pabi_abi::HostErrorKind::Cancelled), "");
+    assert_eq!(WorkerError::Cancelled.failure().kind, cancel.kind);
+}
+
+#[test]
+fn closing_a_pool_ends_its_worker_and_a_worker_that_cannot_start_is_an_error() {
+    let wasm = fixture("good", "core");
+    let pool = ProcessPool::spawn("echo", settings(""), &wasm, worker()).unwrap();
+    let pid = pool.stats().pid.unwrap();
+    let clone = pool.clone();
+    drop(pool);
+    assert!(alive(pid), "a clone keeps it");
+    drop(clone);
+    assert!(!alive(pid), "the last one closes it");
+
+    let missing = WorkerCommand::new("/nonexistent/pabi-worker", Vec::<String>::new());
+    let error = ProcessPool::spawn("echo", settings(""), &wasm, missing).unwrap_err();
+    assert!(matches!(&error, WorkerError::Unavailable { reason, .. } if reason.contains("cannot start")), "{error}");
+    let refused = ProcessPool::spawn("echo", settings(""), b"\0asm\x01\0\0\0", worker()).unwrap_err();
+    assert!(refused.to_string().contains("INVALID_MODULE"), "{refused}");
+    // The failure has the HTTP layer's shape.
+    let failure = error.failure();
+    assert_eq!((failure.kind.as_deref(), failure.retry_after), (Some("HOST_FAILURE"), Some(1)));
+}
+
+#[test]
+fn every_worker_message_matches_the_protocol_schema() {
+    let schema: serde_json::Value = serde_json::from_str(pabi_serve::protocol::WORKER_PROTOCOL_SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let wasm = fixture("good", "core");
+    let pool = ProcessPool::spawn("echo", settings(""), &wasm, worker()).unwrap();
+    let metadata = Box::new((*pool.metadata()).clone());
+    let full = settings(
+        "instances = 2\nmax_queue = 3\nqueue_timeout = \"1s 500ms\"\ntimeout = \"2s\"\nmax_memory = \"1000000 B\"\n\
+         max_output = \"1 MiB\"\nmax_input = \"2 KiB\"\nfuel = 5\nallow_clock = true\nallow_random = false\n\
+         env = { A = \"1\" }\ndirs = [\"/tmp:/data:ro\"]\nconfig = \"c\"\nisolation = \"process\"\n\
+         worker_cpu_time = \"1m\"\nworker_address_headroom = \"512 MiB\"",
+    );
+    let mut failure = Failure::new(Some(pabi_abi::HostErrorKind::PluginError), "bad input");
+    failure.status = Some(1);
+    let messages = [
+        serde_json::to_value(ToWorker::Load { plugin: "echo".into(), settings: Box::new(full.clone()) }).unwrap(),
+        serde_json::to_value(ToWorker::Load { plugin: "echo".into(), settings: Box::default() }).unwrap(),
+        serde_json::to_value(ToWorker::Call { id: 1, function: "echo".into() }).unwrap(),
+        serde_json::to_value(ToWorker::Cancel { id: 1 }).unwrap(),
+        serde_json::to_value(ToWorker::Reload { id: 2 }).unwrap(),
+        serde_json::to_value(FromWorker::Ready { pid: 7, metadata: metadata.clone() }).unwrap(),
+        serde_json::to_value(FromWorker::Refused { message: "no".into() }).unwrap(),
+        serde_json::to_value(FromWorker::Output { id: 1 }).unwrap(),
+        serde_json::to_value(FromWorker::Failed { id: 1, failure }).unwrap(),
+        serde_json::to_value(FromWorker::Failed { id: 1, failure: Failure::new(None, "config") }).unwrap(),
+        serde_json::to_value(FromWorker::Reloaded { id: 2, metadata }).unwrap(),
+    ];
+    for message in &messages {
+        let errors: Vec<String> = validator.iter_errors(message).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{message}: {errors:?}");
+    }
+    // Settings cross exactly: sizes as byte counts, durations to the unit.
+    let ToWorker::Load { settings, .. } = serde_json::from_value(messages[0].clone()).unwrap() else { panic!() };
+    assert_eq!(*settings, full);
+    assert_eq!(messages[0]["settings"]["max_memory"], 1_000_000);
+    for bad in [
+        serde_json::json!({"op": "call", "function": "echo"}),
+        serde_json::json!({"op": "launch"}),
+        serde_json::json!({"op": "failed", "id": 1, "failure": {"kind": "OOPS", "status": null, "message": "", "retry_after": null}}),
+        serde_json::json!({"op": "load", "plugin": "p", "settings": {"max_memory": "64 MiB"}}),
+    ] {
+        assert!(!validator.is_valid(&bad), "{bad} should not match");
+    }
+}
