@@ -5,7 +5,11 @@
 2. noisy neighbours: the same echo while other clients hammer an
    infinite-loop function and a memory bomb of another plugin;
 3. hot reloads: the echo while its file is replaced 20 times, then a
-   counter's state is checked across a reload.
+   counter's state is checked across a reload;
+4. with process isolation only: the echo while its worker is killed.
+
+Every phase runs once with `--isolation thread` and once with
+`--isolation process`.
 
 Prints requests/s, p50 and p99 of the echo and every non-200 answer.
 """
@@ -53,7 +57,6 @@ def main():
     parser.add_argument("--root", required=True)
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
-    pabi = os.path.join(args.root, "target", "release", "pabi")
     fixtures = os.path.join(args.root, "target", "release", "pabi-fixtures")
     work = tempfile.mkdtemp(prefix="pabi-serve-bench-")
     plugins = os.path.join(work, "plugins")
@@ -72,21 +75,43 @@ def main():
     body = os.path.join(work, "1k.bin")
     with open(body, "wb") as f:
         f.write(b"x" * 1024)
-    server = subprocess.Popen([pabi, "serve", plugins, "--listen", "127.0.0.1:0", "--watch", "100ms"],
-                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PABI_LOG": "warn"})
+    print(f"{args.seconds} s per phase; echo: 2 instances, 8 clients; 1 KiB bodies\n")
+    print(f"{'phase':<44} {'req/s':>9} {'p50':>9} {'p99':>9}  answers")
+    failed = False
+    solo = {}
+    for isolation in ["thread", "process"]:
+        solo[isolation], ok = session(args, work, plugins, body, isolation)
+        failed = failed or not ok
+    print(f"\nprocess / thread isolation, echo solo: req/s {solo['process'][0] / solo['thread'][0]:.2f}x, "
+          f"p50 {solo['process'][1] / solo['thread'][1]:.2f}x, p99 {solo['process'][2] / solo['thread'][2]:.2f}x")
+    if failed:
+        sys.exit(1)
+
+
+def report(name, result):
+    rps, p50, p99, codes, errors = result
+    print(f"{name:<44} {rps:>9.0f} {p50 * 1e3:>7.2f}ms {p99 * 1e3:>7.2f}ms  {codes} {errors or ''}")
+    return result
+
+
+def failures(result):
+    return sum(n for c, n in result[3].items() if c != 200) + len(result[4])
+
+
+def session(args, work, plugins, body, isolation):
+    """One server with `--isolation ISOLATION` through every phase; the
+    solo echo figures, and whether every goal held."""
+    pabi = os.path.join(args.root, "target", "release", "pabi")
+    server = subprocess.Popen(
+        [pabi, "serve", plugins, "--listen", "127.0.0.1:0", "--watch", "100ms", "--isolation", isolation],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PABI_LOG": "warn"})
     line = server.stderr.readline()
     address = line.strip().removeprefix("listening on ")
     threading.Thread(target=lambda: server.stderr.read(), daemon=True).start()
     echo = f"{address}/v1/plugins/echo/echo"
-    print(f"pabi serve at {address}; {args.seconds} s per phase; echo: 2 instances, 8 clients; 1 KiB bodies\n")
-    print(f"{'phase':<34} {'req/s':>9} {'p50':>9} {'p99':>9}  answers")
+    tag = f"[{isolation}]"
 
-    def report(name, result):
-        rps, p50, p99, codes, errors = result
-        print(f"{name:<34} {rps:>9.0f} {p50 * 1e3:>7.2f}ms {p99 * 1e3:>7.2f}ms  {codes} {errors or ''}")
-        return result
-
-    solo = report("echo, solo", hey(args.hey, echo, args.seconds, 8, body))
+    solo = report(f"{tag} echo, solo", hey(args.hey, echo, args.seconds, 8, body))
 
     results = {}
 
@@ -96,47 +121,87 @@ def main():
     hammers = [threading.Thread(target=neighbour, args=(n, f)) for n, f in [("loop", "spin"), ("bomb", "grow")]]
     for t in hammers:
         t.start()
-    noisy = report("echo, with loop + memory bomb", hey(args.hey, echo, args.seconds, 8, body))
+    noisy = report(f"{tag} echo, with loop + memory bomb", hey(args.hey, echo, args.seconds, 8, body))
     for t in hammers:
         t.join()
-    report("  neighbour: infinite loop", results["loop"])
-    report("  neighbour: memory bomb", results["bomb"])
+    report(f"{tag}   neighbour: infinite loop", results["loop"])
+    report(f"{tag}   neighbour: memory bomb", results["bomb"])
 
-    echo_wasm = open(os.path.join(plugins, "echo.wasm"), "rb").read()
+    echo_path = os.path.join(plugins, "echo.wasm")
+    echo_wasm = open(echo_path, "rb").read()
+    before = generation_of(address, "echo")
 
     def reload_20():
         for i in range(20):
             time.sleep(args.seconds / 22)
             # The same code with a different custom section: a new version.
-            with open(os.path.join(plugins, "echo.wasm.tmp"), "wb") as f:
-                f.write(echo_wasm + bytes([0, 3, 1, ord("v"), i]))
-            os.replace(os.path.join(plugins, "echo.wasm.tmp"), os.path.join(plugins, "echo.wasm"))
+            with open(echo_path + ".tmp", "wb") as f:
+                f.write(echo_wasm + bytes([0, 3, 1, ord("v"), i + 1]))
+            os.replace(echo_path + ".tmp", echo_path)
 
     reloader = threading.Thread(target=reload_20)
     reloader.start()
-    reloading = report("echo, 20 reloads during load", hey(args.hey, echo, args.seconds, 8, body))
+    reloading = report(f"{tag} echo, 20 reloads during load", hey(args.hey, echo, args.seconds, 8, body))
     reloader.join()
     time.sleep(0.5)
-    listing = json.loads(http(f"{address}/v1/plugins")[1])
-    generation = next(p["pool"]["generation"] for p in listing["plugins"] if p["name"] == "echo")
+    generation = generation_of(address, "echo") - before
+    with open(echo_path, "wb") as f:
+        f.write(echo_wasm)
 
     assert http(f"{address}/v1/plugins/counter/set", b"41 and counting")[0] == 200
-    counter_wasm = open(os.path.join(plugins, "counter.wasm"), "rb").read()
-    with open(os.path.join(plugins, "counter.wasm"), "wb") as f:
+    counter_path = os.path.join(plugins, "counter.wasm")
+    counter_wasm = open(counter_path, "rb").read()
+    with open(counter_path, "wb") as f:
         f.write(counter_wasm + bytes([0, 3, 1, ord("v"), 1]))
     time.sleep(1)
     carried = http(f"{address}/v1/plugins/counter/get", b"")[1] == b"41 and counting"
+    with open(counter_path, "wb") as f:
+        f.write(counter_wasm)
+
+    killed_ok = True
+    if isolation == "process":
+        old = worker_of(address, "echo")
+
+        def kill():
+            time.sleep(args.seconds / 2)
+            os.kill(old["pid"], 9)
+
+        killer = threading.Thread(target=kill)
+        killer.start()
+        killed = report(f"{tag} echo, its worker killed during load", hey(args.hey, echo, args.seconds, 8, body))
+        killer.join()
+        time.sleep(0.5)
+        new = worker_of(address, "echo")
+        statuses = {c for c in killed[3] if c != 200}
+        lost = failures(killed)
+        back = new["pid"] not in (None, old["pid"]) and new["restarts"] == old["restarts"] + 1
+        # Only the calls the worker held can fail: at most one per client.
+        killed_ok = back and lost <= 8 and statuses <= {503} and not killed[4]
+        print(f"{tag} worker {old['pid']} killed: {lost} failed requests (503), "
+              f"at most 8 allowed; back as {new['pid']}: {back}")
 
     server.terminate()
     server.wait(timeout=30)
-    print()
-    echo_failures = sum(n for c, n in noisy[3].items() if c != 200) + len(noisy[4])
-    reload_failures = sum(n for c, n in reloading[3].items() if c != 200) + len(reloading[4])
-    print(f"echo p99 with neighbours / solo: {noisy[2] / solo[2]:.2f}x (goal <= 2x); failed echo requests: {echo_failures}")
-    print(f"reloads seen: {generation} of 20; failed requests during them: {reload_failures}; state carried: {carried}")
-    print(f"exit status after SIGTERM: {server.returncode}")
-    if echo_failures or reload_failures or generation != 20 or not carried:
-        sys.exit(1)
+    echo_failures, reload_failures = failures(noisy), failures(reloading)
+    print(f"{tag} echo p99 with neighbours / solo: {noisy[2] / solo[2]:.2f}x (goal <= 2x); "
+          f"failed echo requests: {echo_failures}")
+    print(f"{tag} reloads seen: {generation} of 20; failed requests during them: {reload_failures}; "
+          f"state carried: {carried}; exit status after SIGTERM: {server.returncode}\n")
+    ok = not (echo_failures or reload_failures or generation != 20 or not carried or not killed_ok
+              or server.returncode != 0)
+    return solo, ok
+
+
+def listing(address):
+    return json.loads(http(f"{address}/v1/plugins")[1])
+
+
+def generation_of(address, name):
+    return next(p["pool"]["generation"] for p in listing(address)["plugins"] if p["name"] == name)
+
+
+def worker_of(address, name):
+    return next(p["pool"]["worker"] for p in listing(address)["plugins"] if p["name"] == name)
 
 
 if __name__ == "__main__":
