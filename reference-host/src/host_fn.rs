@@ -225,6 +225,21 @@ impl HostFunction {
     pub fn offered_to(&self, plugin: &str) -> bool {
         self.only_for.as_ref().is_none_or(|names| names.iter().any(|n| n == plugin))
     }
+
+    /// The plugin names of [`HostFunction::only_for`], if any.
+    pub fn only_for_plugins(&self) -> Option<&[String]> {
+        self.only_for.as_deref()
+    }
+
+    /// Runs the handler for a host call made elsewhere, as a host would:
+    /// for hosts that relay host calls from another process (a worker of
+    /// `pabi serve`'s process isolation). A panicking handler is a
+    /// failure, as in a host (`CALL-4`).
+    pub fn serve(&self, plugin: &str, function: &str, request: &[u8]) -> Result<Vec<u8>, HostCallError> {
+        let context = CallContext { plugin, function, host_call: &self.name };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.handler)(&context, request)))
+            .unwrap_or_else(|_| Err(HostCallError::new(format!("the handler of `{}` panicked", self.name))))
+    }
 }
 
 impl fmt::Debug for HostFunction {
@@ -236,17 +251,35 @@ impl fmt::Debug for HostFunction {
 /// The host calls an application received, in order: what a plugin asked
 /// of its host. Shared by the handlers that record into it and the caller
 /// that reads it after each call.
-#[derive(Clone, Default)]
-pub struct HostCallLog(Arc<std::sync::Mutex<Vec<HostCallRecord>>>);
+#[derive(Clone)]
+pub struct HostCallLog(Option<Arc<std::sync::Mutex<Vec<HostCallRecord>>>>);
 
 impl HostCallLog {
+    /// A log that keeps nothing: for a server, whose handlers run for as
+    /// long as it does and whose record nobody takes.
+    pub fn off() -> HostCallLog {
+        HostCallLog(None)
+    }
+
     pub fn record(&self, name: &str, request: &[u8]) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(HostCallRecord::new(name, request));
+        if let Some(log) = &self.0 {
+            log.lock().unwrap_or_else(|p| p.into_inner()).push(HostCallRecord::new(name, request));
+        }
     }
 
     /// The calls recorded since the last take.
     pub fn take(&self) -> Vec<HostCallRecord> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        match &self.0 {
+            Some(log) => std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner())),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// A log that keeps every call.
+impl Default for HostCallLog {
+    fn default() -> HostCallLog {
+        HostCallLog(Some(Arc::default()))
     }
 }
 

@@ -13,11 +13,8 @@ use pabi_serve::{ProcessPool, ServeConfig, WorkerCommand};
 const ROUNDS: usize = 3;
 
 fn main() {
-    let seconds: f64 = std::env::args()
-        .skip_while(|a| a != "--seconds")
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
+    let seconds: f64 =
+        std::env::args().skip_while(|a| a != "--seconds").nth(1).and_then(|s| s.parse().ok()).unwrap_or(1.0);
     let per_phase = Duration::from_secs_f64(seconds);
     let path = pabi_fixtures::fixtures_dir().join("good").join("core.wat");
     let wasm = pabi_fixtures::compile_wat(&path).expect("the echo fixture").wasm;
@@ -25,7 +22,7 @@ fn main() {
     let in_process = Pool::builder().size(2).build(&host, &wasm).expect("a pool");
     let settings = ServeConfig::from_toml("[plugins.echo]\ninstances = 2").expect("settings").settings("echo");
     let worker = WorkerCommand::new(env!("CARGO_BIN_EXE_pabi-serve-worker"), Vec::<String>::new());
-    let isolated = ProcessPool::spawn("echo", settings, &wasm, worker).expect("a worker");
+    let isolated = ProcessPool::builder("echo").settings(settings).command(worker).spawn(&wasm).expect("a worker");
     let input = vec![b'x'; 1024];
 
     let mut results: [[Vec<Phase>; 2]; 2] = Default::default();

@@ -135,6 +135,11 @@ pub struct PluginSettings {
     /// per instance); a margin over them does not. Default: 1 GiB.
     #[serde(default, serialize_with = "exact_bytes")]
     pub worker_address_headroom: Option<ByteSize>,
+    /// The server's host functions this plugin is offered, by name
+    /// (`CALL-5`): an allow list. A required host call the list leaves
+    /// out refuses the plugin with `MISSING_CAPABILITY`; an optional one
+    /// answers `E_ABSENT`. Default: every host function of the server.
+    pub host_calls: Option<Vec<String>>,
 }
 
 /// Where a plugin runs.
@@ -183,6 +188,11 @@ impl PluginSettings {
         for dir in &self.dirs {
             pabi_host::DirGrant::parse(dir).map_err(|e| format!("dirs: `{dir}`: {e}"))?;
         }
+        for name in self.host_calls.iter().flatten() {
+            if !pabi_abi::is_valid_host_call_name(name) {
+                return Err(format!("host_calls: `{name}` is not a host-call name (CALL-2)"));
+            }
+        }
         Ok(())
     }
 
@@ -207,6 +217,7 @@ impl PluginSettings {
             isolation: self.isolation.or(d.isolation),
             worker_cpu_time: self.worker_cpu_time.or(d.worker_cpu_time),
             worker_address_headroom: self.worker_address_headroom.or(d.worker_address_headroom),
+            host_calls: self.host_calls.or(d.host_calls),
         }
     }
 
@@ -220,6 +231,11 @@ impl PluginSettings {
 
     pub fn queue_timeout(&self) -> Duration {
         self.queue_timeout.unwrap_or(Duration::from_secs(5))
+    }
+
+    /// Whether the host function `name` is offered to this plugin.
+    pub fn offers_host_call(&self, name: &str) -> bool {
+        self.host_calls.as_ref().is_none_or(|names| names.iter().any(|n| n == name))
     }
 
     pub fn isolation(&self) -> Isolation {

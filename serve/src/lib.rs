@@ -51,7 +51,7 @@ use sha2::{Digest, Sha256};
 
 pub use config::{ConfigError, Isolation, PluginSettings, ServeConfig};
 pub use http::{http_status, CallErrorBody, SERVE_ERROR_SCHEMA};
-pub use process::{ProcessPool, ProcessPoolStats, WorkerCommand, WorkerError};
+pub use process::{ProcessPool, ProcessPoolBuilder, ProcessPoolStats, WorkerCommand, WorkerError};
 pub use protocol::Failure;
 
 /// The plugins of a folder, served.
@@ -69,6 +69,8 @@ pub(crate) struct State {
     draining: std::sync::atomic::AtomicBool,
     /// How `process` isolation starts its workers; `None`: this executable.
     worker: Mutex<Option<WorkerCommand>>,
+    /// The host functions plugins may be offered (`host_calls` settings).
+    host_functions: Mutex<Vec<pabi_host::HostFunction>>,
 }
 
 /// A plugin being served.
@@ -200,6 +202,7 @@ impl Server {
                 metrics: metrics::Metrics::new(),
                 draining: Default::default(),
                 worker: Mutex::default(),
+                host_functions: Mutex::default(),
             }),
         }
     }
@@ -220,6 +223,15 @@ impl Server {
     /// The names of the plugins being served.
     pub fn plugins(&self) -> Vec<String> {
         read(&self.state.plugins).keys().cloned().collect()
+    }
+
+    /// Offers a host function to the plugins loaded from now on, those
+    /// whose `host_calls` setting names it, or all when they have none.
+    /// Under `process` isolation the worker relays the plugin's calls and
+    /// the handler runs in this process.
+    pub fn host_function(self, function: pabi_host::HostFunction) -> Server {
+        lock(&self.state.host_functions).push(function);
+        self
     }
 
     /// The pool of a plugin served in this process.
@@ -322,9 +334,15 @@ impl Server {
             tracing::info!(plugin = %name, "reloaded");
             return Ok(Some(true));
         }
+        let offered: Vec<_> =
+            lock(&state.host_functions).iter().filter(|f| settings.offers_host_call(f.name())).cloned().collect();
         let backend = match settings.isolation() {
             Isolation::Thread => {
-                let host = Host::new(settings.host_config()?).map_err(|e| e.to_string())?;
+                let mut config = settings.host_config()?.to_builder();
+                for function in offered {
+                    config = config.host_function(function);
+                }
+                let host = Host::new(config.build()).map_err(|e| e.to_string())?;
                 let pool = Pool::builder()
                     .size(settings.instances())
                     .max_queue(settings.max_queue())
@@ -335,12 +353,14 @@ impl Server {
                 Backend::Thread(pool)
             }
             Isolation::Process => {
-                let command = match lock(&state.worker).clone() {
-                    Some(command) => command,
-                    None => WorkerCommand::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?,
-                };
-                let pool =
-                    ProcessPool::spawn(name, settings.clone(), wasm, command).map_err(|e| refused(e.to_string()))?;
+                let mut builder = ProcessPool::builder(name).settings(settings.clone());
+                if let Some(command) = lock(&state.worker).clone() {
+                    builder = builder.command(command);
+                }
+                for function in offered {
+                    builder = builder.host_function(function);
+                }
+                let pool = builder.spawn(wasm).map_err(|e| refused(e.to_string()))?;
                 Backend::Process(pool)
             }
         };

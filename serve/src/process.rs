@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::protocol::{read_frame, write_frame, Failure, FromWorker, ToWorker};
+use crate::protocol::{read_frame, write_frame, Failure, FromWorker, HostFunctionOffer, ToWorker};
 use crate::worker::WORKER_ARG;
 use crate::PluginSettings;
 
@@ -90,15 +90,61 @@ impl WorkerError {
     }
 }
 
+/// Settings of a [`ProcessPool`], each with a documented default.
+#[derive(Clone, Debug)]
+pub struct ProcessPoolBuilder {
+    plugin: String,
+    settings: PluginSettings,
+    command: Option<WorkerCommand>,
+    host_functions: Vec<pabi_host::HostFunction>,
+}
+
+impl ProcessPoolBuilder {
+    /// The plugin's settings: instances, queue, quotas, grants, OS limits.
+    /// Default: [`PluginSettings::default`].
+    pub fn settings(mut self, settings: PluginSettings) -> ProcessPoolBuilder {
+        self.settings = settings;
+        self
+    }
+
+    /// How the worker is started. Default: [`WorkerCommand::current_exe`].
+    pub fn command(mut self, command: WorkerCommand) -> ProcessPoolBuilder {
+        self.command = Some(command);
+        self
+    }
+
+    /// A host function of this process offered to the plugin: the worker
+    /// relays the plugin's host calls of its name here, and the handler
+    /// runs in this process. Default: none.
+    pub fn host_function(mut self, function: pabi_host::HostFunction) -> ProcessPoolBuilder {
+        self.host_functions.push(function);
+        self
+    }
+
+    /// Starts a worker and loads `wasm` in it. Blocking: the worker
+    /// validates, compiles and instantiates. A plugin the worker refuses
+    /// is [`WorkerError::Unavailable`] with the host's words.
+    pub fn spawn(self, wasm: &[u8]) -> Result<ProcessPool, WorkerError> {
+        let command = match self.command {
+            Some(command) => command,
+            None => WorkerCommand::current_exe().map_err(|e| WorkerError::Unavailable {
+                plugin: self.plugin.clone(),
+                reason: format!("cannot find this executable: {e}"),
+            })?,
+        };
+        ProcessPool::start(self.plugin, self.settings, command, self.host_functions.into(), wasm)
+    }
+}
+
 /// A plugin served by a worker process of its own. Cloning shares it; the
 /// last clone dropped closes the worker, which finishes its calls, runs
 /// `pabi_shutdown` on its instances and exits.
 ///
 /// ```no_run
 /// # fn main() -> anyhow::Result<()> {
-/// use pabi_serve::{PluginSettings, ProcessPool, WorkerCommand};
+/// use pabi_serve::{PluginSettings, ProcessPool};
 /// let wasm = std::fs::read("plugins/text.wasm")?;
-/// let pool = ProcessPool::spawn("text", PluginSettings::default(), &wasm, WorkerCommand::current_exe()?)?;
+/// let pool = ProcessPool::builder("text").settings(PluginSettings::default()).spawn(&wasm)?;
 /// assert_eq!(pool.call("upper", b"hi")?, b"HI");
 /// # Ok(())
 /// # }
@@ -112,6 +158,7 @@ struct Inner {
     plugin: String,
     settings: PluginSettings,
     command: WorkerCommand,
+    host_functions: Arc<[pabi_host::HostFunction]>,
     /// The module a new worker loads: the latest that took over.
     wasm: Mutex<Arc<[u8]>>,
     metadata: RwLock<Arc<pabi_abi::Metadata>>,
@@ -195,21 +242,29 @@ const MAX_PAUSE: Duration = Duration::from_secs(5);
 const HEALTHY: Duration = Duration::from_secs(10);
 
 impl ProcessPool {
-    /// Starts a worker with `command` and loads `wasm` in it with
-    /// `settings`. Blocking: the worker validates, compiles and
-    /// instantiates. A plugin the worker refuses is
-    /// [`WorkerError::Unavailable`] with the host's words.
-    pub fn spawn(
-        plugin: &str,
+    /// A pool for the plugin `plugin` (a name for logs and errors).
+    pub fn builder(plugin: impl Into<String>) -> ProcessPoolBuilder {
+        ProcessPoolBuilder {
+            plugin: plugin.into(),
+            settings: PluginSettings::default(),
+            command: None,
+            host_functions: Vec::new(),
+        }
+    }
+
+    fn start(
+        plugin: String,
         settings: PluginSettings,
-        wasm: &[u8],
         command: WorkerCommand,
+        host_functions: Arc<[pabi_host::HostFunction]>,
+        wasm: &[u8],
     ) -> Result<ProcessPool, WorkerError> {
         let wasm: Arc<[u8]> = wasm.into();
         let inner = Arc::new(Inner {
-            plugin: plugin.to_string(),
+            plugin: plugin.clone(),
             settings,
             command,
+            host_functions,
             wasm: Mutex::new(wasm.clone()),
             metadata: RwLock::new(Arc::new(placeholder_metadata())),
             functions: RwLock::new(Arc::from([])),
@@ -223,8 +278,7 @@ impl ProcessPool {
             quick_deaths: Default::default(),
             closing: AtomicBool::new(false),
         });
-        let worker =
-            start(&inner, &wasm).map_err(|reason| WorkerError::Unavailable { plugin: plugin.into(), reason })?;
+        let worker = start(&inner, &wasm).map_err(|reason| WorkerError::Unavailable { plugin, reason })?;
         *lock(&inner.slot) = Slot::Live(worker);
         Ok(ProcessPool { inner })
     }
@@ -429,7 +483,9 @@ impl Worker {
     fn send_frame(&self, message: &ToWorker, body: &[u8]) -> Result<(), String> {
         let mut input = lock(&self.input);
         let input = input.as_mut().ok_or("the worker is closing")?;
-        write_frame(input, message, body).and_then(|()| input.flush()).map_err(|e| format!("cannot write to the worker: {e}"))
+        write_frame(input, message, body)
+            .and_then(|()| input.flush())
+            .map_err(|e| format!("cannot write to the worker: {e}"))
     }
 }
 
@@ -445,7 +501,11 @@ fn start(inner: &Arc<Inner>, wasm: &[u8]) -> Result<Arc<Worker>, String> {
         return Err("the worker's pipes were not set up".into());
     };
     let mut stdout = BufReader::new(stdout);
-    let load = ToWorker::Load { plugin: inner.plugin.clone(), settings: Box::new(inner.settings.clone()) };
+    let load = ToWorker::Load {
+        plugin: inner.plugin.clone(),
+        settings: Box::new(inner.settings.clone()),
+        host_functions: inner.host_functions.iter().map(HostFunctionOffer::of).collect(),
+    };
     let loaded = write_frame(&mut stdin, &load, wasm)
         .and_then(|()| stdin.flush())
         .map_err(|e| format!("cannot send the plugin: {e}"))
@@ -465,16 +525,21 @@ fn start(inner: &Arc<Inner>, wasm: &[u8]) -> Result<Arc<Worker>, String> {
             });
         }
     }
-    let worker =
-        Arc::new(Worker { pid, input: Mutex::new(Some(BufWriter::new(stdin))), pending: Mutex::default(), child: Mutex::new(child) });
+    let worker = Arc::new(Worker {
+        pid,
+        input: Mutex::new(Some(BufWriter::new(stdin))),
+        pending: Mutex::default(),
+        child: Mutex::new(child),
+    });
     let started = Instant::now();
     let named = |what: &str| std::thread::Builder::new().name(format!("pabi-worker-{what}-{pid}"));
     // Weak: the pool closes when its last user lets go, not when its
     // worker does.
     let (reader_inner, reader_worker) = (Arc::downgrade(inner), worker.clone());
+    let host_functions = inner.host_functions.clone();
     named("reader")
         .spawn(move || {
-            read_answers(stdout, &reader_worker);
+            read_answers(stdout, &reader_worker, &host_functions);
             supervise(&reader_inner, &reader_worker, started);
         })
         .map_err(|e| e.to_string())?;
@@ -507,7 +572,7 @@ fn spawn(command: Command) -> std::io::Result<Child> {
     answer.recv().map_err(|_| std::io::Error::other("the thread that starts workers is gone"))?
 }
 
-fn read_answers(stdout: BufReader<ChildStdout>, worker: &Worker) {
+fn read_answers(stdout: BufReader<ChildStdout>, worker: &Arc<Worker>, host_functions: &Arc<[pabi_host::HostFunction]>) {
     let mut stdout = stdout;
     loop {
         let (message, body) = match read_frame::<FromWorker>(&mut stdout) {
@@ -524,6 +589,28 @@ fn read_answers(stdout: BufReader<ChildStdout>, worker: &Worker) {
             FromWorker::Output { id } => (id, Answer::Output(body)),
             FromWorker::Failed { id, failure } => (id, Answer::Failed(failure, body)),
             FromWorker::Reloaded { id, metadata } => (id, Answer::Reloaded(metadata)),
+            FromWorker::HostCall { id, name, plugin, function } => {
+                // On a thread of its own: a handler may take its time, and
+                // the answers of other calls keep flowing meanwhile.
+                let (relay, host_functions) = (worker.clone(), host_functions.clone());
+                let spawned = std::thread::Builder::new().name("pabi-host-call".into()).spawn(move || {
+                    let reply = match host_functions.iter().find(|f| f.name() == name) {
+                        Some(handler) => handler.serve(&plugin, &function, &body),
+                        None => Err(pabi_host::HostCallError::new(format!("no host function `{name}` is offered"))),
+                    };
+                    let (error, reply) = match reply {
+                        Ok(reply) => (None, reply),
+                        Err(error) => (Some(error.message().to_string()), Vec::new()),
+                    };
+                    let _ = relay.send_frame(&ToWorker::HostReply { id, error }, &reply);
+                });
+                if let Err(error) = spawned {
+                    tracing::error!(pid = worker.pid, "cannot start a thread for a host call: {error}");
+                    let reply = ToWorker::HostReply { id, error: Some("the server cannot serve it now".into()) };
+                    let _ = worker.send_frame(&reply, b"");
+                }
+                continue;
+            }
             FromWorker::Ready { .. } | FromWorker::Refused { .. } => continue,
         };
         // A call whose caller stopped waiting has no entry any more.

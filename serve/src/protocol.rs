@@ -38,9 +38,14 @@ const MAX_HEADER: u32 = 1 << 20;
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum ToWorker {
-    /// Load the plugin whose module is the body, with these settings.
-    /// First and once.
-    Load { plugin: String, settings: Box<PluginSettings> },
+    /// Load the plugin whose module is the body, with these settings and
+    /// the server's host functions it is offered. First and once.
+    Load {
+        plugin: String,
+        settings: Box<PluginSettings>,
+        #[serde(default)]
+        host_functions: Vec<HostFunctionOffer>,
+    },
     /// Call `function` with the body as input.
     Call { id: u64, function: String },
     /// Stop the call `id`, waiting or running; it is answered `CANCELLED`.
@@ -49,6 +54,29 @@ pub enum ToWorker {
     /// Replace the plugin by the module in the body, with its state
     /// (`LIFE-10`, `LIFE-11`).
     Reload { id: u64 },
+    /// The answer to the worker's host call `id`: the body is the reply,
+    /// or, with `error`, the handler failed with that message (`CALL-4`).
+    HostReply { id: u64, error: Option<String> },
+}
+
+/// A host function of the server, offered to a worker's plugin: the
+/// worker relays the plugin's host calls of that name to the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HostFunctionOffer {
+    pub name: String,
+    /// Offered only to plugins of these metadata names; absent: to all.
+    pub only_for: Option<Vec<String>>,
+}
+
+impl HostFunctionOffer {
+    pub fn of(function: &pabi_host::HostFunction) -> HostFunctionOffer {
+        HostFunctionOffer {
+            name: function.name().to_string(),
+            only_for: function.only_for_plugins().map(<[String]>::to_vec),
+        }
+    }
 }
 
 /// What a worker sends its server.
@@ -67,6 +95,9 @@ pub enum FromWorker {
     Failed { id: u64, failure: Failure },
     /// The reload `id` took over.
     Reloaded { id: u64, metadata: Box<pabi_abi::Metadata> },
+    /// The plugin made the host call `name` while serving `function`: the
+    /// body is the request; the server answers `host_reply` with this `id`.
+    HostCall { id: u64, name: String, plugin: String, function: String },
 }
 
 /// A failed call, as a client sees it.

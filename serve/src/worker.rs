@@ -17,9 +17,9 @@ use std::io::{BufReader, BufWriter, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use pabi_host::{CallCancel, Error, Host, Pool, Unavailable};
+use pabi_host::{CallCancel, Error, Host, HostCallError, HostFunction, Pool, Unavailable};
 
-use crate::protocol::{read_frame, write_frame, Failure, FromWorker, ToWorker};
+use crate::protocol::{read_frame, write_frame, Failure, FromWorker, HostFunctionOffer, ToWorker};
 use crate::PluginSettings;
 
 /// The first argument that makes a process a worker.
@@ -56,8 +56,10 @@ pub fn run() -> i32 {
     };
     let mut input = BufReader::new(input);
     let output = Arc::new(Mutex::new(BufWriter::new(output)));
-    let (plugin, settings, wasm) = match read_frame::<ToWorker>(&mut input) {
-        Ok(Some((ToWorker::Load { plugin, settings }, wasm))) => (plugin, *settings, wasm),
+    let (plugin, settings, offers, wasm) = match read_frame::<ToWorker>(&mut input) {
+        Ok(Some((ToWorker::Load { plugin, settings, host_functions }, wasm))) => {
+            (plugin, *settings, host_functions, wasm)
+        }
         Ok(None) => return 0,
         Ok(Some((other, _))) => {
             eprintln!("pabi worker: the first message must be `load`, not {other:?}");
@@ -72,7 +74,8 @@ pub fn run() -> i32 {
     if let Err(error) = limit_process(&settings, None) {
         tracing::warn!("cannot apply the worker's OS limits: {error}");
     }
-    let pool = match load(&settings, &wasm) {
+    let relays = Relays::new(output.clone());
+    let pool = match load(&settings, &wasm, &relays, &offers) {
         Ok(pool) => pool,
         Err(message) => {
             let _ = send(&output, &FromWorker::Refused { message }, b"");
@@ -87,7 +90,81 @@ pub fn run() -> i32 {
     if send(&output, &ready, b"").is_err() {
         return 2;
     }
-    serve(input, output, pool, &settings)
+    serve(input, output, pool, &settings, &relays)
+}
+
+/// The host calls relayed to the server and waiting for its reply.
+#[derive(Clone)]
+struct Relays {
+    output: Output,
+    waiting: Arc<Mutex<RelayWaits>>,
+}
+
+#[derive(Default)]
+struct RelayWaits {
+    next: u64,
+    replies: HashMap<u64, std::sync::mpsc::Sender<Result<Vec<u8>, String>>>,
+    /// The server is gone: no reply will come.
+    closed: bool,
+}
+
+impl Relays {
+    fn new(output: Output) -> Relays {
+        Relays { output, waiting: Arc::default() }
+    }
+
+    /// A host function that sends the plugin's host call to the server and
+    /// waits for its reply: the handler runs in the server's process. Its
+    /// time counts against the call's deadline as any handler's (`CALL-7`).
+    fn function(&self, offer: &HostFunctionOffer) -> Result<HostFunction, String> {
+        let relays = self.clone();
+        let function = HostFunction::new(&offer.name, move |cx, request| {
+            let (reply, replied) = std::sync::mpsc::channel();
+            let id = {
+                let mut waiting = relays.waiting.lock().unwrap_or_else(|p| p.into_inner());
+                if waiting.closed {
+                    return Err(HostCallError::new("the server is gone"));
+                }
+                waiting.next += 1;
+                let id = waiting.next;
+                waiting.replies.insert(id, reply);
+                id
+            };
+            let call = FromWorker::HostCall {
+                id,
+                name: cx.host_call().to_string(),
+                plugin: cx.plugin().to_string(),
+                function: cx.function().to_string(),
+            };
+            if send(&relays.output, &call, request).is_err() {
+                relays.waiting.lock().unwrap_or_else(|p| p.into_inner()).replies.remove(&id);
+                return Err(HostCallError::new("cannot reach the server"));
+            }
+            match replied.recv() {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(message)) => Err(HostCallError::new(message)),
+                Err(_) => Err(HostCallError::new("the server is gone")),
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(match &offer.only_for {
+            Some(plugins) => function.only_for(plugins.iter().cloned()),
+            None => function,
+        })
+    }
+
+    fn reply(&self, id: u64, reply: Result<Vec<u8>, String>) {
+        if let Some(waiter) = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).replies.remove(&id) {
+            let _ = waiter.send(reply);
+        }
+    }
+
+    /// Fails every host call waiting and any made later.
+    fn close(&self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.closed = true;
+        waiting.replies.clear();
+    }
 }
 
 #[cfg(unix)]
@@ -143,8 +220,12 @@ fn limit_process(_: &PluginSettings, _: Option<u64>) -> std::io::Result<()> {
     Err(std::io::Error::other("the worker's OS limits are implemented for Linux only"))
 }
 
-fn load(settings: &PluginSettings, wasm: &[u8]) -> Result<Pool, String> {
-    let host = Host::new(settings.host_config()?).map_err(|e| e.to_string())?;
+fn load(settings: &PluginSettings, wasm: &[u8], relays: &Relays, offers: &[HostFunctionOffer]) -> Result<Pool, String> {
+    let mut config = settings.host_config()?.to_builder();
+    for offer in offers {
+        config = config.host_function(relays.function(offer)?);
+    }
+    let host = Host::new(config.build()).map_err(|e| e.to_string())?;
     Pool::builder()
         .size(settings.instances())
         // The worker queues calls itself (below); the pool never has to.
@@ -185,7 +266,7 @@ struct Jobs {
     closed: bool,
 }
 
-fn serve(mut input: BufReader<File>, output: Output, pool: Pool, settings: &PluginSettings) -> i32 {
+fn serve(mut input: BufReader<File>, output: Output, pool: Pool, settings: &PluginSettings, relays: &Relays) -> i32 {
     let instances = settings.instances();
     let (max_queue, queue_timeout) = (settings.max_queue(), settings.queue_timeout());
     let queue = Arc::new(Queue { jobs: Mutex::default(), ready: Condvar::new() });
@@ -242,6 +323,7 @@ fn serve(mut input: BufReader<File>, output: Output, pool: Pool, settings: &Plug
                     let _ = send(&output, &answer, b"");
                 }));
             }
+            ToWorker::HostReply { id, error } => relays.reply(id, error.map_or(Ok(body), Err)),
             ToWorker::Load { .. } => {
                 tracing::error!("the server sent a second `load`");
                 code = 2;
@@ -250,7 +332,9 @@ fn serve(mut input: BufReader<File>, output: Output, pool: Pool, settings: &Plug
         }
     }
     // The server closed the session: the calls received are finished and
-    // answered, then the instances get `pabi_shutdown` as the pool goes.
+    // answered (a host call waiting for the server fails), then the
+    // instances get `pabi_shutdown` as the pool goes.
+    relays.close();
     queue.jobs.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
     queue.ready.notify_all();
     for thread in executors.into_iter().chain(reloads) {

@@ -51,6 +51,18 @@ pub struct HostArgs {
     /// Compile every time; write no cache.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
+    #[command(flatten)]
+    host_calls: HostCallArgs,
+    /// Offer this ABI version instead of the newest, e.g. `1.0` to refuse
+    /// plugins that make host calls (CALL-9).
+    #[arg(long, value_name = "VERSION")]
+    abi: Option<pabi_abi::AbiVersion>,
+}
+
+/// The application's side of host calls, played from the command line;
+/// shared by `pabi run`, `pabi pipe` and `pabi serve`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HostCallArgs {
     /// Play the application's side of host calls from a host-call table
     /// (JSON: spec/schemas/host-calls.schema.json): each name it lists is
     /// offered, with canned replies or failures.
@@ -62,16 +74,12 @@ pub struct HostArgs {
     /// error as the message. Repeatable.
     #[arg(long = "host-call-command", value_name = "NAME=COMMAND", value_parser = parse_env)]
     host_call_commands: Vec<(String, String)>,
-    /// Offer this ABI version instead of the newest, e.g. `1.0` to refuse
-    /// plugins that make host calls (CALL-9).
-    #[arg(long, value_name = "VERSION")]
-    abi: Option<pabi_abi::AbiVersion>,
 }
 
-impl HostArgs {
+impl HostCallArgs {
     /// The host functions of `--host-calls` and `--host-call-command`,
     /// recording each call in `transcript`.
-    fn host_functions(
+    pub fn host_functions(
         &self,
         transcript: &HostCallLog,
         reenter: Option<pabi_host::Reenter>,
@@ -94,7 +102,9 @@ impl HostArgs {
         }
         Ok(functions)
     }
+}
 
+impl HostArgs {
     pub fn config(&self) -> Config {
         let mut config = Config::builder()
             .fuel(self.fuel)
@@ -124,7 +134,7 @@ impl HostArgs {
     pub fn host_with_transcript(&self, reenter: Option<pabi_host::Reenter>) -> anyhow::Result<(Host, HostCallLog)> {
         let transcript = HostCallLog::default();
         let mut config = self.config().to_builder();
-        for function in self.host_functions(&transcript, reenter)? {
+        for function in self.host_calls.host_functions(&transcript, reenter)? {
             config = config.host_function(function);
         }
         if let Some(abi) = self.abi {

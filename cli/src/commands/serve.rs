@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::host_args::parse_duration;
+use super::host_args::{parse_duration, HostCallArgs};
 
 /// Serve the plugins of a folder over HTTP: a pool of instances per
 /// plugin, quotas from a TOML file, hot reload, Prometheus metrics.
@@ -31,6 +31,10 @@ pub struct Opts {
     /// [default: the settings', else thread].
     #[arg(long, value_name = "MODE")]
     isolation: Option<pabi_serve::Isolation>,
+    /// The host functions offered to plugins (each plugin's `host_calls`
+    /// setting narrows them); with process isolation they still run here.
+    #[command(flatten)]
+    host_calls: HostCallArgs,
 }
 
 const fn serve_help() -> &'static str {
@@ -49,7 +53,9 @@ any other plugin failure 502.
 Settings (DIR.toml; every key optional, [plugins.NAME] over [defaults]):
   instances, max_queue, queue_timeout, timeout, max_memory, max_output,
   max_input, fuel, allow_clock, allow_random, env, dirs, config, sha256,
-  isolation (thread | process), worker_cpu_time, worker_address_headroom
+  isolation (thread | process), worker_cpu_time, worker_address_headroom,
+  host_calls (the names of --host-calls / --host-call-command offered;
+  default all)
 
 With process isolation each plugin runs in a worker process of this
 executable (no new privileges, no core dumps, RLIMIT_AS at its size after
@@ -84,7 +90,10 @@ impl Opts {
         if let Some(isolation) = self.isolation {
             config.defaults.isolation = Some(isolation);
         }
-        let server = pabi_serve::Server::new(self.dir.clone(), config);
+        let mut server = pabi_serve::Server::new(self.dir.clone(), config);
+        for function in self.host_calls.host_functions(&pabi_host::HostCallLog::off(), None)? {
+            server = server.host_function(function);
+        }
         let report = server.scan();
         tracing::info!(loaded = ?report.loaded, refused = report.refused.len(), "plugins of {}", self.dir.display());
         let runtime =

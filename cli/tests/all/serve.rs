@@ -30,6 +30,63 @@ fn fixture(folder: &str, name: &str) -> Vec<u8> {
     pabi_fixtures::compile_wat(&path).unwrap().wasm
 }
 
+/// `pabi serve ARGS --listen 127.0.0.1:0`: the child, its address, and the
+/// thread that reads its log to the end.
+fn start_serve(args: &[&str]) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pabi"))
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let address = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "pabi serve exited before listening");
+        if let Some(address) = line.trim().strip_prefix("listening on http://") {
+            break address.to_string();
+        }
+    };
+    // Keep reading the log so the server never blocks on a full pipe.
+    let log = std::thread::spawn(move || {
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        rest
+    });
+    (child, address, log)
+}
+
+/// A host call of a plugin in a worker process reaches the command that
+/// `--host-call-command` names, run by the server; `host_calls` narrows
+/// what a plugin is offered.
+#[test]
+fn serve_offers_host_call_commands_to_isolated_plugins_by_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let wasm = fixture("host-conformance", "host-calls");
+    std::fs::write(plugins.join("hc.wasm"), &wasm).unwrap();
+    std::fs::write(plugins.join("strict.wasm"), &wasm).unwrap();
+    std::fs::write(dir.path().join("plugins.toml"), "[plugins.strict]\nhost_calls = [\"kv.note\"]\n").unwrap();
+    let (mut child, address, log) =
+        start_serve(&[plugins.to_str().unwrap(), "--isolation", "process", "--host-call-command", "kv.get=tr a-z A-Z"]);
+    let mut input = Vec::new();
+    for word in [0u32, 64, 6] {
+        input.extend(word.to_le_bytes());
+    }
+    input.extend(b"kv.getapple");
+    let (status, output) = http(&address, "POST", "/v1/plugins/hc/call", &input);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&output));
+    assert_eq!(&output[8..], b"APPLE", "the reply of `tr`, run by the server");
+    let (_, list) = http(&address, "GET", "/v1/plugins", b"");
+    let list = String::from_utf8(list).unwrap();
+    assert!(list.contains("host_call:kv.get"), "strict is refused: its allow list leaves out kv.get: {list}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    log.join().unwrap();
+}
+
 #[test]
 fn serve_answers_reloads_and_drains_on_sigterm() {
     serve_scenario(&[]);
@@ -52,26 +109,9 @@ fn serve_scenario(extra: &[&str]) {
     // Found beside the folder, without --config.
     std::fs::write(dir.path().join("plugins.toml"), "[defaults]\ninstances = 1\n[plugins.io]\ntimeout = \"1500ms\"\n")
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pabi"))
-        .args(["serve", plugins.to_str().unwrap(), "--listen", "127.0.0.1:0", "--watch", "50ms"])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let address = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "pabi serve exited before listening");
-        if let Some(address) = line.trim().strip_prefix("listening on http://") {
-            break address.to_string();
-        }
-    };
-    // Keep reading the log so the server never blocks on a full pipe.
-    let log = std::thread::spawn(move || {
-        let mut rest = String::new();
-        stderr.read_to_string(&mut rest).unwrap();
-        rest
-    });
+    let mut args = vec![plugins.to_str().unwrap(), "--watch", "50ms"];
+    args.extend(extra);
+    let (mut child, address, log) = start_serve(&args);
 
     assert_eq!(http(&address, "POST", "/v1/plugins/life/set", b"state"), (200, vec![]));
     assert_eq!(http(&address, "GET", "/healthz", b""), (200, b"ok\n".to_vec()));

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use pabi_serve::protocol::{Failure, FromWorker, ToWorker};
+use pabi_serve::protocol::{Failure, FromWorker, HostFunctionOffer, ToWorker};
 use pabi_serve::{PluginSettings, ProcessPool, ServeConfig, Server, WorkerCommand, WorkerError};
 
 use super::{fixture, new_version, request, runtime};
@@ -22,6 +22,10 @@ fn isolated(dir: &std::path::Path, toml: &str) -> Server {
 
 fn settings(toml: &str) -> PluginSettings {
     ServeConfig::from_toml(&format!("[plugins.p]\n{toml}")).unwrap().settings("p")
+}
+
+fn spawn(plugin: &str, toml: &str, wasm: &[u8]) -> Result<ProcessPool, WorkerError> {
+    ProcessPool::builder(plugin).settings(settings(toml)).command(worker()).spawn(wasm)
 }
 
 fn alive(pid: u32) -> bool {
@@ -111,8 +115,7 @@ fn killing_a_worker_fails_only_the_calls_it_held_and_it_comes_back() {
 #[test]
 fn a_worker_runs_under_its_os_limits() {
     let wasm = fixture("good", "core");
-    let pool =
-        ProcessPool::spawn("echo", settings("worker_cpu_time = \"30s\"\ninstances = 1"), &wasm, worker()).unwrap();
+    let pool = spawn("echo", "worker_cpu_time = \"30s\"\ninstances = 1", &wasm).unwrap();
     let pid = pool.stats().pid.unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.lines().any(|l| l.split_whitespace().eq(["NoNewPrivs:", "1"])), "{status}");
@@ -159,9 +162,7 @@ fn a_worker_reloads_with_state_and_refuses_what_the_host_refuses() {
 #[test]
 fn a_dropped_call_is_cancelled_in_the_worker() {
     let wasm = fixture("host-conformance", "io");
-    let pool =
-        ProcessPool::spawn("io", settings("instances = 1\ntimeout = \"30s\"\nqueue_timeout = \"5s\""), &wasm, worker())
-            .unwrap();
+    let pool = spawn("io", "instances = 1\ntimeout = \"30s\"\nqueue_timeout = \"5s\"", &wasm).unwrap();
     runtime().block_on(async {
         // The client goes away after 100 ms; the spin would hold the only
         // instance for 30 s.
@@ -178,7 +179,7 @@ fn a_dropped_call_is_cancelled_in_the_worker() {
 #[test]
 fn closing_a_pool_ends_its_worker_and_a_worker_that_cannot_start_is_an_error() {
     let wasm = fixture("good", "core");
-    let pool = ProcessPool::spawn("echo", settings(""), &wasm, worker()).unwrap();
+    let pool = spawn("echo", "", &wasm).unwrap();
     let pid = pool.stats().pid.unwrap();
     let clone = pool.clone();
     drop(pool);
@@ -187,9 +188,9 @@ fn closing_a_pool_ends_its_worker_and_a_worker_that_cannot_start_is_an_error() {
     assert!(!alive(pid), "the last one closes it");
 
     let missing = WorkerCommand::new("/nonexistent/pabi-worker", Vec::<String>::new());
-    let error = ProcessPool::spawn("echo", settings(""), &wasm, missing).unwrap_err();
+    let error = ProcessPool::builder("echo").command(missing).spawn(&wasm).unwrap_err();
     assert!(matches!(&error, WorkerError::Unavailable { reason, .. } if reason.contains("cannot start")), "{error}");
-    let refused = ProcessPool::spawn("echo", settings(""), b"\0asm\x01\0\0\0", worker()).unwrap_err();
+    let refused = spawn("echo", "", b"\0asm\x01\0\0\0").unwrap_err();
     assert!(refused.to_string().contains("INVALID_MODULE"), "{refused}");
     // The failure has the HTTP layer's shape.
     let failure = error.failure();
@@ -201,22 +202,43 @@ fn every_worker_message_matches_the_protocol_schema() {
     let schema: serde_json::Value = serde_json::from_str(pabi_serve::protocol::WORKER_PROTOCOL_SCHEMA).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let wasm = fixture("good", "core");
-    let pool = ProcessPool::spawn("echo", settings(""), &wasm, worker()).unwrap();
+    let pool = spawn("echo", "", &wasm).unwrap();
     let metadata = Box::new((*pool.metadata()).clone());
     let full = settings(
         "instances = 2\nmax_queue = 3\nqueue_timeout = \"1s 500ms\"\ntimeout = \"2s\"\nmax_memory = \"1000000 B\"\n\
          max_output = \"1 MiB\"\nmax_input = \"2 KiB\"\nfuel = 5\nallow_clock = true\nallow_random = false\n\
          env = { A = \"1\" }\ndirs = [\"/tmp:/data:ro\"]\nconfig = \"c\"\nisolation = \"process\"\n\
-         worker_cpu_time = \"1m\"\nworker_address_headroom = \"512 MiB\"",
+         worker_cpu_time = \"1m\"\nworker_address_headroom = \"512 MiB\"\nhost_calls = [\"kv.get\"]",
     );
     let mut failure = Failure::new(Some(pabi_abi::HostErrorKind::PluginError), "bad input");
     failure.status = Some(1);
     let messages = [
-        serde_json::to_value(ToWorker::Load { plugin: "echo".into(), settings: Box::new(full.clone()) }).unwrap(),
-        serde_json::to_value(ToWorker::Load { plugin: "echo".into(), settings: Box::default() }).unwrap(),
+        serde_json::to_value(ToWorker::Load {
+            plugin: "echo".into(),
+            settings: Box::new(full.clone()),
+            host_functions: vec![HostFunctionOffer::of(
+                &pabi_host::HostFunction::new("kv.get", |_, _| Ok(vec![])).unwrap().only_for(["enrich"]),
+            )],
+        })
+        .unwrap(),
+        serde_json::to_value(ToWorker::Load {
+            plugin: "echo".into(),
+            settings: Box::default(),
+            host_functions: vec![],
+        })
+        .unwrap(),
         serde_json::to_value(ToWorker::Call { id: 1, function: "echo".into() }).unwrap(),
         serde_json::to_value(ToWorker::Cancel { id: 1 }).unwrap(),
         serde_json::to_value(ToWorker::Reload { id: 2 }).unwrap(),
+        serde_json::to_value(ToWorker::HostReply { id: 3, error: None }).unwrap(),
+        serde_json::to_value(ToWorker::HostReply { id: 3, error: Some("full".into()) }).unwrap(),
+        serde_json::to_value(FromWorker::HostCall {
+            id: 3,
+            name: "kv.get".into(),
+            plugin: "enrich".into(),
+            function: "pabi_init".into(),
+        })
+        .unwrap(),
         serde_json::to_value(FromWorker::Ready { pid: 7, metadata: metadata.clone() }).unwrap(),
         serde_json::to_value(FromWorker::Refused { message: "no".into() }).unwrap(),
         serde_json::to_value(FromWorker::Output { id: 1 }).unwrap(),
@@ -237,7 +259,78 @@ fn every_worker_message_matches_the_protocol_schema() {
         serde_json::json!({"op": "launch"}),
         serde_json::json!({"op": "failed", "id": 1, "failure": {"kind": "OOPS", "status": null, "message": "", "retry_after": null}}),
         serde_json::json!({"op": "load", "plugin": "p", "settings": {"max_memory": "64 MiB"}}),
+        serde_json::json!({"op": "load", "plugin": "p", "settings": {}, "host_functions": [{"name": "Bad Name", "only_for": null}]}),
+        serde_json::json!({"op": "host_reply", "id": 1}),
     ] {
         assert!(!validator.is_valid(&bad), "{bad} should not match");
     }
+}
+
+/// The `call` function of the host-calls fixture: it makes the host call
+/// `name` with `request` and outputs the host call's code, the count
+/// `reply_read` copied and the reply.
+fn host_call_input(name: &str, request: &[u8]) -> Vec<u8> {
+    let mut input = Vec::new();
+    for word in [0u32, 256, name.len() as u32] {
+        input.extend(word.to_le_bytes());
+    }
+    input.extend(name.as_bytes());
+    input.extend(request);
+    input
+}
+
+fn host_call_output(output: &[u8]) -> (i32, i32, Vec<u8>) {
+    let word = |at: usize| i32::from_le_bytes(output[at..at + 4].try_into().unwrap());
+    (word(0), word(4), output[8..].to_vec())
+}
+
+#[test]
+fn host_functions_run_in_the_server_for_both_isolations_as_the_allow_list_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = fixture("host-conformance", "host-calls");
+    std::fs::write(dir.path().join("hc.wasm"), &wasm).unwrap();
+    std::fs::write(dir.path().join("strict.wasm"), &wasm).unwrap();
+    let toml = "[plugins.hc]\nhost_calls = [\"kv.get\", \"kv.note\"]\n[plugins.strict]\nhost_calls = []";
+    let server_pid = std::process::id();
+    let functions = || {
+        let get = pabi_host::HostFunction::new("kv.get", move |cx, request| {
+            // Where the handler runs: always the server's process.
+            let mut reply =
+                format!("{}/{}/{}/{}:", cx.plugin(), cx.function(), cx.host_call(), std::process::id() == server_pid);
+            reply.push_str(std::str::from_utf8(request).unwrap());
+            Ok(reply.into_bytes())
+        })
+        .unwrap();
+        let note = pabi_host::HostFunction::new("kv.note", |_, _| Err(pabi_host::HostCallError::new("full"))).unwrap();
+        let slow = pabi_host::HostFunction::new("kv.slow", |_, _| Ok(b"never offered".to_vec())).unwrap();
+        [get, note, slow]
+    };
+    let mut outputs = Vec::new();
+    for isolation in ["thread", "process"] {
+        let config = ServeConfig::from_toml(&format!("[defaults]\nisolation = \"{isolation}\"\n{toml}")).unwrap();
+        let mut server = Server::new(dir.path().to_path_buf(), config).with_worker_command(worker());
+        for function in functions() {
+            server = server.host_function(function);
+        }
+        let report = server.scan();
+        assert_eq!(report.loaded, ["hc"], "{isolation}: {report:?}");
+        let (name, why) = &report.refused[0];
+        assert!(name == "strict" && why.contains("MISSING_CAPABILITY") && why.contains("host_call:kv.get"), "{why}");
+        runtime().block_on(async {
+            let mut answers = Vec::new();
+            for (call, body) in [("kv.get", &b"apple"[..]), ("kv.note", b"x"), ("kv.slow", b"x")] {
+                let answer = request(&server, "POST", "/v1/plugins/hc/call", host_call_input(call, body)).await;
+                assert_eq!(answer.status, StatusCode::OK, "{isolation} {call}");
+                answers.push(host_call_output(&answer.body));
+            }
+            let reply = b"host-calls/call/kv.get/true:apple".to_vec();
+            let expected = [(reply.len() as i32, reply.len() as i32, reply), (-4, 4, b"full".to_vec()), (-5, 0, vec![])];
+            assert_eq!(
+                answers, expected,
+                "{isolation}: kv.get served, kv.note failed (E_FAILED, its message the reply), kv.slow absent (E_ABSENT)"
+            );
+            outputs.push(answers);
+        });
+    }
+    assert_eq!(outputs[0], outputs[1]);
 }
