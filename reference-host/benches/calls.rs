@@ -308,6 +308,30 @@ fn main() {
     println!("{:<28} {:>12} {:>12?}", "first load (validate+compile)", "-", started.elapsed());
 
     scaling(&pabi_wasm);
+    deadline_overshoot();
+}
+
+/// How far past its deadline an infinite loop is stopped: the epoch tick
+/// and the unwinding. A bench and not a test, as a busy machine stretches
+/// any wall-clock bound.
+fn deadline_overshoot() {
+    let timeout = Duration::from_millis(100);
+    let host = pabi_host::Host::new(pabi_host::Config::builder().timeout(timeout).build()).unwrap();
+    let path = pabi_fixtures::fixtures_dir().join("hostile").join("infinite-loop.wat");
+    let mut plugin = host.load(&pabi_fixtures::compile_wat(&path).unwrap().wasm).unwrap();
+    let mut over: Vec<Duration> = (0..10)
+        .map(|_| {
+            let started = Instant::now();
+            assert!(plugin.call("spin", b"").is_err());
+            started.elapsed().saturating_sub(timeout)
+        })
+        .collect();
+    over.sort();
+    println!();
+    println!(
+        "{:<28} past a 100 ms deadline: min {:?}, median {:?}, max {:?}  goal: <= 50ms",
+        "infinite loop stopped", over[0], over[5], over[9]
+    );
 }
 
 /// A raw echo instance: its store, function and memory.
