@@ -12,6 +12,11 @@
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 //! instances = 4
 //! max_queue = 128
+//!
+//! [plugins.untrusted]
+//! isolation = "process"
+//! worker_cpu_time = "10m"
+//! host_calls = ["kv.get"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -307,6 +312,24 @@ mod tests {
     }
 
     #[test]
+    fn the_example_at_the_top_of_this_file_is_a_valid_configuration() {
+        let source = include_str!("config.rs");
+        let example: String = source
+            .lines()
+            .skip_while(|line| *line != "//! ```toml")
+            .skip(1)
+            .take_while(|line| *line != "//! ```")
+            .map(|line| format!("{}\n", line.trim_start_matches("//!").trim_start()))
+            .collect();
+        let config = ServeConfig::from_toml(&example).unwrap();
+        let untrusted = config.settings("untrusted");
+        assert_eq!(untrusted.isolation(), Isolation::Process);
+        assert_eq!(untrusted.worker_cpu_time, Some(Duration::from_secs(600)));
+        assert!(untrusted.offers_host_call("kv.get") && !untrusted.offers_host_call("kv.put"));
+        assert_eq!((untrusted.instances(), config.settings("echo").instances()), (2, 4));
+    }
+
+    #[test]
     fn bad_settings_name_their_key() {
         for (text, needle) in [
             ("[plugins.a]\nsha256 = \"abc\"", "64 hex digits"),
@@ -319,6 +342,8 @@ mod tests {
                 "pins one file",
             ),
             ("[plugins.a]\ndirs = [\"nocolon\"]", "dirs"),
+            ("[plugins.a]\nisolation = \"vm\"", "isolation"),
+            ("[plugins.a]\nhost_calls = [\"KV\"]", "CALL-2"),
         ] {
             let error = ServeConfig::from_toml(text).unwrap_err();
             assert!(error.contains(needle), "{text}: {error}");
