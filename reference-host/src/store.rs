@@ -135,7 +135,12 @@ pub(crate) struct Deadline {
 
 impl Deadline {
     pub fn new(timeout: std::time::Duration, cancel: Arc<AtomicBool>, track_wall: bool) -> Deadline {
-        let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).try_into().unwrap_or(u64::MAX);
+        // One tick more than the timeout holds: the call starts somewhere
+        // inside a tick, so the first tick may come at once, and `n` ticks
+        // could end a call up to a tick before its deadline (LIM-3 aborts
+        // a call *past* it). The ticker's own lag usually hides this; the
+        // rule should not depend on it.
+        let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).saturating_add(1).try_into().unwrap_or(u64::MAX);
         Deadline { timeout, ticks, remaining: 0, granted: 0, cancel, wall: None, track_wall }
     }
 
