@@ -65,6 +65,41 @@ pub(crate) struct Prepared {
     pub host_calls: Arc<crate::host_fn::PluginHostCalls>,
 }
 
+/// The engines whose epoch advances every [`EPOCH_TICK`], each with the
+/// flag its host sets when it goes.
+struct Ticker {
+    engines: Vec<(Engine, Arc<AtomicBool>)>,
+    running: bool,
+}
+
+static TICKER: Mutex<Ticker> = Mutex::new(Ticker { engines: Vec::new(), running: false });
+
+/// Advances `engine`'s epoch every tick until `stop` is set. One thread
+/// serves every host of the process: a thread per host woke 500 times a
+/// second each, and a server with a host per plugin (`pabi serve`) had as
+/// many. The thread ends when the last host goes.
+fn tick(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    let mut ticker = TICKER.lock().unwrap_or_else(|p| p.into_inner());
+    ticker.engines.push((engine, stop));
+    if ticker.running {
+        return Ok(());
+    }
+    std::thread::Builder::new().name("pabi-epoch".into()).spawn(|| loop {
+        std::thread::sleep(EPOCH_TICK);
+        let mut ticker = TICKER.lock().unwrap_or_else(|p| p.into_inner());
+        ticker.engines.retain(|(_, stop)| !stop.load(Ordering::Relaxed));
+        if ticker.engines.is_empty() {
+            ticker.running = false;
+            return;
+        }
+        for (engine, _) in &ticker.engines {
+            engine.increment_epoch();
+        }
+    })?;
+    ticker.running = true;
+    Ok(())
+}
+
 impl Shared {
     /// Builds the engine, the linkers and the epoch ticker.
     pub fn new(config: Config) -> Result<Shared, Error> {
@@ -112,15 +147,7 @@ impl Shared {
             latest: Mutex::new(None),
             stop_ticker: stop_ticker.clone(),
         };
-        std::thread::Builder::new()
-            .name("pabi-epoch".into())
-            .spawn(move || {
-                while !stop_ticker.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .map_err(|e| unavailable("the epoch thread", &e))?;
+        tick(engine, stop_ticker).map_err(|e| unavailable("the epoch thread", &e))?;
         Ok(shared)
     }
 
