@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::protocol::{read_frame, write_frame, Failure, FromWorker, HostFunctionOffer, ToWorker};
+use crate::protocol::{read_frame, read_frame_capped, write_frame, Failure, FromWorker, HostFunctionOffer, ToWorker};
 use crate::worker::WORKER_ARG;
 use crate::PluginSettings;
 
@@ -283,7 +283,8 @@ impl ProcessPool {
         Ok(ProcessPool { inner })
     }
 
-    /// Calls `function` in the worker. Blocking; from async code use
+    /// Calls `function` in the worker. Blocking: it panics on a thread that
+    /// runs async tasks (as tokio's blocking waits do); from async code use
     /// [`ProcessPool::call_async`].
     pub fn call(&self, function: &str, input: &[u8]) -> Result<Vec<u8>, WorkerError> {
         let worker = self.live_worker_blocking()?;
@@ -537,9 +538,14 @@ fn start(inner: &Arc<Inner>, wasm: &[u8]) -> Result<Arc<Worker>, String> {
     // worker does.
     let (reader_inner, reader_worker) = (Arc::downgrade(inner), worker.clone());
     let host_functions = inner.host_functions.clone();
+    // No answer is larger than an output, a host call's request or a
+    // plugin's error message (64 KiB), whichever cap is largest.
+    let limits = pabi_abi::Limits::default();
+    let max_output = inner.settings.max_output.map_or(limits.max_output, |size| size.as_u64());
+    let max_body = max_output.max(limits.max_request).max(64 << 10);
     named("reader")
         .spawn(move || {
-            read_answers(stdout, &reader_worker, &host_functions);
+            read_answers(stdout, &reader_worker, &host_functions, max_body);
             supervise(&reader_inner, &reader_worker, started);
         })
         .map_err(|e| e.to_string())?;
@@ -572,10 +578,15 @@ fn spawn(command: Command) -> std::io::Result<Child> {
     answer.recv().map_err(|_| std::io::Error::other("the thread that starts workers is gone"))?
 }
 
-fn read_answers(stdout: BufReader<ChildStdout>, worker: &Arc<Worker>, host_functions: &Arc<[pabi_host::HostFunction]>) {
+fn read_answers(
+    stdout: BufReader<ChildStdout>,
+    worker: &Arc<Worker>,
+    host_functions: &Arc<[pabi_host::HostFunction]>,
+    max_body: u64,
+) {
     let mut stdout = stdout;
     loop {
-        let (message, body) = match read_frame::<FromWorker>(&mut stdout) {
+        let (message, body) = match read_frame_capped::<FromWorker>(&mut stdout, max_body) {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(error) => {

@@ -156,6 +156,16 @@ pub fn write_frame<H: Serialize>(out: &mut impl Write, header: &H, body: &[u8]) 
 
 /// Reads one frame; `Ok(None)` at the end of the stream, before a frame.
 pub fn read_frame<H: for<'de> Deserialize<'de>>(input: &mut impl Read) -> io::Result<Option<(H, Vec<u8>)>> {
+    read_frame_capped(input, u64::from(u32::MAX))
+}
+
+/// [`read_frame`], refusing a body over `max_body` bytes before reading
+/// it: a server reads its worker's frames with a cap, so that a worker
+/// gone wrong cannot make the server allocate what no answer needs.
+pub fn read_frame_capped<H: for<'de> Deserialize<'de>>(
+    input: &mut impl Read,
+    max_body: u64,
+) -> io::Result<Option<(H, Vec<u8>)>> {
     let mut len = [0; 4];
     // The stream may end before a frame, not inside one.
     let mut got = 0;
@@ -181,6 +191,12 @@ pub fn read_frame<H: for<'de> Deserialize<'de>>(input: &mut impl Read) -> io::Re
     // `take` + `read_to_end` grows the buffer as bytes arrive, so a peer
     // announcing 4 GiB and sending 10 bytes costs 10 bytes.
     let body_len = u64::from(u32::from_le_bytes(len));
+    if body_len > max_body {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a frame body of {body_len} bytes, past {max_body}"),
+        ));
+    }
     input.take(body_len).read_to_end(&mut body)?;
     if body.len() as u64 != body_len {
         return Err(io::ErrorKind::UnexpectedEof.into());
@@ -207,6 +223,10 @@ mod tests {
             let error = read_frame::<ToWorker>(&mut &bytes[..cut]).unwrap_err();
             assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "cut at {cut}");
         }
+        let mut big = Vec::new();
+        write_frame(&mut big, &ToWorker::Cancel { id: 1 }, &[0; 100]).unwrap();
+        assert_eq!(read_frame_capped::<ToWorker>(&mut &big[..], 99).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert!(read_frame_capped::<ToWorker>(&mut &big[..], 100).unwrap().is_some());
         let mut huge = Vec::new();
         huge.extend_from_slice(&(MAX_HEADER + 1).to_le_bytes());
         assert_eq!(read_frame::<ToWorker>(&mut &huge[..]).unwrap_err().kind(), io::ErrorKind::InvalidData);
