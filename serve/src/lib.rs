@@ -406,8 +406,17 @@ impl Server {
         // The last pools go: `pabi_shutdown` on every instance, off the
         // executor threads.
         let state = self.state.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || state.plugins.write().unwrap_or_else(|p| p.into_inner()).clear()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let plugins = std::mem::take(&mut *state.plugins.write().unwrap_or_else(|p| p.into_inner()));
+            for loaded in plugins.values() {
+                // A worker is waited for: its `pabi_shutdown` runs before
+                // this process exits and takes the worker with it.
+                if let Backend::Process(pool) = &loaded.backend {
+                    pool.shutdown();
+                }
+            }
+        })
+        .await;
         tracing::info!("stopped");
         result
     }

@@ -4,9 +4,13 @@
 //!
 //! Calls are multiplexed on the worker's pipes: each caller writes its
 //! frame, a reader thread hands each answer to the caller waiting for its
-//! `id`. When the worker dies, the reader fails every call
-//! it held with [`WorkerError::Exited`] and starts a new worker from the
-//! latest module; calls that come meanwhile wait for it.
+//! `id`. When the worker dies, the reader fails every call it held with
+//! [`WorkerError::Exited`] and starts a new worker from the latest module;
+//! calls that come meanwhile wait for it (up to the queue timeout).
+//!
+//! The server trusts nothing a worker says about itself: host calls are
+//! checked against the plugin name read here from the module, requests
+//! against the host-call cap, and every frame against a size cap.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -15,12 +19,12 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::protocol::{read_frame, read_frame_capped, write_frame, Failure, FromWorker, HostFunctionOffer, ToWorker};
+use crate::protocol::{read_frame_capped, write_frame, Failure, FromWorker, HostFunctionOffer, ToWorker};
 use crate::worker::WORKER_ARG;
 use crate::PluginSettings;
 
@@ -170,6 +174,12 @@ struct Inner {
     in_flight: AtomicUsize,
     generation: AtomicU64,
     restarts: AtomicU64,
+    /// One start at a time: a restart after a death, or a reload that
+    /// finds no worker to reload in.
+    starting: Mutex<()>,
+    /// The plugin's metadata name, read by this process from the module it
+    /// sent: what host calls are checked against, never the worker's word.
+    own_name: RwLock<String>,
     /// Workers in a row that died within [`HEALTHY`] of their start.
     quick_deaths: std::sync::atomic::AtomicU32,
     closing: AtomicBool,
@@ -275,11 +285,13 @@ impl ProcessPool {
             in_flight: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            starting: Mutex::new(()),
+            own_name: RwLock::new(metadata_name(&wasm)),
             quick_deaths: Default::default(),
             closing: AtomicBool::new(false),
         });
         let worker = start(&inner, &wasm).map_err(|reason| WorkerError::Unavailable { plugin, reason })?;
-        *lock(&inner.slot) = Slot::Live(worker);
+        inner.install(worker);
         Ok(ProcessPool { inner })
     }
 
@@ -287,41 +299,125 @@ impl ProcessPool {
     /// runs async tasks (as tokio's blocking waits do); from async code use
     /// [`ProcessPool::call_async`].
     pub fn call(&self, function: &str, input: &[u8]) -> Result<Vec<u8>, WorkerError> {
-        let worker = self.live_worker_blocking()?;
-        let (id, answer) = self.send_call(&worker, function, input)?;
-        let mut guard = CancelOnDrop { pool: self, worker: &worker, id, done: false };
-        let answer = answer.blocking_recv();
-        guard.done = true;
-        self.finish(answer)
+        let mut tries = 0;
+        loop {
+            let worker = self.live_worker_blocking()?;
+            match self.send_call(&worker, function, input) {
+                Ok((id, answer)) => {
+                    let mut guard = CancelOnDrop { pool: self, worker: &worker, id, done: false };
+                    let answer = answer.blocking_recv();
+                    guard.done = true;
+                    return self.finish(answer);
+                }
+                Err(reason) => {
+                    tries += 1;
+                    self.inner.retire(&worker);
+                    if tries == MAX_TRIES {
+                        return Err(self.inner.unavailable(reason));
+                    }
+                }
+            }
+        }
     }
 
     /// Calls `function` in the worker without blocking the executor; the
     /// call is cancelled in the worker when the future is dropped.
     pub async fn call_async(&self, function: &str, input: Vec<u8>) -> Result<Vec<u8>, WorkerError> {
-        let worker = self.live_worker_async().await?;
-        let (id, answer) = self.send_call(&worker, function, &input)?;
-        let mut guard = CancelOnDrop { pool: self, worker: &worker, id, done: false };
-        let answer = answer.await;
-        guard.done = true;
-        self.finish(answer)
+        let input = Arc::new(input);
+        let mut tries = 0;
+        loop {
+            let worker = self.live_worker_async().await?;
+            let sent = if input.len() <= SMALL_WRITE {
+                self.send_call(&worker, function, &input)
+            } else {
+                // A large input could fill the pipe and block until the
+                // worker reads it: off the executor threads.
+                let (pool, worker, function, input) =
+                    (self.clone(), worker.clone(), function.to_string(), input.clone());
+                tokio::task::spawn_blocking(move || pool.send_call(&worker, &function, &input))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the sending thread ended abnormally: {e}")))
+            };
+            match sent {
+                Ok((id, answer)) => {
+                    let mut guard = CancelOnDrop { pool: self, worker: &worker, id, done: false };
+                    let answer = answer.await;
+                    guard.done = true;
+                    return self.finish(answer);
+                }
+                Err(reason) => {
+                    tries += 1;
+                    self.inner.retire(&worker);
+                    if tries == MAX_TRIES {
+                        return Err(self.inner.unavailable(reason));
+                    }
+                }
+            }
+        }
     }
 
     /// Replaces the plugin, in the worker, by `wasm`, with its state
     /// (`LIFE-10`, `LIFE-11`); on failure the old version keeps serving.
-    /// A worker started later loads `wasm`.
+    /// When no worker serves (it died, or keeps dying), a new worker is
+    /// started with `wasm` instead, without state; a version that fails
+    /// to start there is refused. A worker started later loads `wasm`.
     pub fn reload(&self, wasm: &[u8]) -> Result<(), WorkerError> {
-        let worker = self.live_worker_blocking()?;
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let answer = worker.send(&self.inner.plugin, id, &ToWorker::Reload { id }, wasm)?;
-        match answer.blocking_recv() {
-            Ok(Answer::Reloaded(metadata)) => {
-                *lock(&self.inner.wasm) = wasm.into();
-                self.inner.set_metadata(*metadata);
-                self.inner.generation.fetch_add(1, Ordering::Relaxed);
+        let inner = &*self.inner;
+        let live = match &*lock(&inner.slot) {
+            Slot::Live(worker) => Some(worker.clone()),
+            _ => None,
+        };
+        if let Some(worker) = live {
+            let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+            if let Ok(answer) = worker.send(id, &ToWorker::Reload { id }, wasm) {
+                match answer.blocking_recv() {
+                    Ok(Answer::Reloaded(metadata)) => {
+                        inner.took_over(wasm, *metadata);
+                        return Ok(());
+                    }
+                    // The worker ended during the reload: start afresh below.
+                    Ok(Answer::Ended(..)) | Err(_) => {}
+                    other => return Err(self.error_of(other)),
+                }
+            }
+            inner.retire(&worker);
+        }
+        // No worker to reload in: a new one with the new version.
+        let _starting = lock(&inner.starting);
+        if let Slot::Live(worker) = &*lock(&inner.slot) {
+            // A restart won the race; its worker serves the old version.
+            let worker = worker.clone();
+            let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+            let answer = worker.send(id, &ToWorker::Reload { id }, wasm).map_err(|reason| inner.unavailable(reason))?;
+            return match answer.blocking_recv() {
+                Ok(Answer::Reloaded(metadata)) => {
+                    inner.took_over(wasm, *metadata);
+                    Ok(())
+                }
+                other => Err(self.error_of(other)),
+            };
+        }
+        *write(&inner.own_name) = metadata_name(wasm);
+        match start(&self.inner, wasm) {
+            Ok(worker) => {
+                *lock(&inner.wasm) = wasm.into();
+                inner.generation.fetch_add(1, Ordering::Relaxed);
+                inner.install(worker);
                 Ok(())
             }
-            other => Err(self.error_of(other)),
+            Err(reason) => {
+                *write(&inner.own_name) = metadata_name(&lock(&inner.wasm));
+                Err(inner.unavailable(reason))
+            }
         }
+    }
+
+    /// Ends the worker and waits for it: no new call is sent, the calls
+    /// it holds finish, its instances get `pabi_shutdown`, and it exits
+    /// (killed after 10 s). Blocking. Dropping the last clone does the
+    /// same without waiting.
+    pub fn shutdown(&self) {
+        self.inner.close(true);
     }
 
     /// The plugin's metadata (of the version serving now).
@@ -389,16 +485,18 @@ impl ProcessPool {
         }
     }
 
+    /// Sends a call; `Err` when it could not be delivered (the worker has
+    /// ended), which is safe to try again with the next worker.
     fn send_call(
         &self,
         worker: &Worker,
         function: &str,
         input: &[u8],
-    ) -> Result<(u64, oneshot::Receiver<Answer>), WorkerError> {
+    ) -> Result<(u64, oneshot::Receiver<Answer>), String> {
         let inner = &*self.inner;
-        inner.calls.fetch_add(1, Ordering::Relaxed);
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let answer = worker.send(&inner.plugin, id, &ToWorker::Call { id, function: function.into() }, input)?;
+        let answer = worker.send(id, &ToWorker::Call { id, function: function.into() }, input)?;
+        inner.calls.fetch_add(1, Ordering::Relaxed);
         inner.in_flight.fetch_add(1, Ordering::Relaxed);
         Ok((id, answer))
     }
@@ -422,6 +520,14 @@ impl ProcessPool {
         }
     }
 }
+
+/// Tries of a call whose worker turns out to have ended before the call
+/// reached it.
+const MAX_TRIES: u32 = 3;
+
+/// Inputs up to this size are written from the caller's task: the pipe
+/// takes them without waiting.
+const SMALL_WRITE: usize = 16 << 10;
 
 /// Cancels the call in the worker when the caller stops waiting (a future
 /// dropped): the worker stops it and its instance is free again.
@@ -450,31 +556,83 @@ impl Inner {
 
     fn set_metadata(&self, metadata: pabi_abi::Metadata) {
         let functions: Arc<[String]> = metadata.functions.iter().map(|f| f.name.clone()).collect();
-        *self.metadata.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(metadata);
-        *self.functions.write().unwrap_or_else(|p| p.into_inner()) = functions;
+        *write(&self.metadata) = Arc::new(metadata);
+        *write(&self.functions) = functions;
+    }
+
+    /// A reload in the live worker took over.
+    fn took_over(&self, wasm: &[u8], metadata: pabi_abi::Metadata) {
+        *lock(&self.wasm) = wasm.into();
+        *write(&self.own_name) = metadata_name(wasm);
+        self.set_metadata(metadata);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn install(&self, worker: Arc<Worker>) {
+        *lock(&self.slot) = Slot::Live(worker);
+        self.slot_changed.notify_all();
+    }
+
+    /// `worker` has ended: calls wait for the next one instead of finding
+    /// it again.
+    fn retire(&self, worker: &Arc<Worker>) {
+        let mut slot = lock(&self.slot);
+        if matches!(&*slot, Slot::Live(live) if Arc::ptr_eq(live, worker)) {
+            *slot = Slot::Restarting;
+        }
+    }
+
+    /// Ends the worker: its input closes, so it finishes its calls, runs
+    /// `pabi_shutdown` and exits; killed if it has not within 10 s. With
+    /// `wait`, here; else on a thread of its own, so that a pool dropped on
+    /// an executor thread does not hold it.
+    fn close(&self, wait: bool) {
+        self.closing.store(true, Ordering::Release);
+        let worker = match std::mem::replace(&mut *lock(&self.slot), Slot::Down("closed".into())) {
+            Slot::Live(worker) => worker,
+            _ => return,
+        };
+        self.slot_changed.notify_all();
+        lock(&worker.input).take();
+        let reap = move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let mut child = lock(&worker.child);
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => return,
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return;
+                    }
+                    Ok(None) => {}
+                }
+                drop(child);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        if wait {
+            reap();
+        } else if let Err(error) = std::thread::Builder::new().name("pabi-worker-close".into()).spawn(reap) {
+            tracing::error!(plugin = %self.plugin, "cannot wait for the worker to end: {error}");
+        }
     }
 }
 
 impl Worker {
-    /// Registers the answer of `id`, then queues the frame.
-    fn send(
-        &self,
-        plugin: &str,
-        id: u64,
-        message: &ToWorker,
-        body: &[u8],
-    ) -> Result<oneshot::Receiver<Answer>, WorkerError> {
+    /// Registers the answer of `id`, then writes the frame; `Err` when the
+    /// frame did not reach the worker.
+    fn send(&self, id: u64, message: &ToWorker, body: &[u8]) -> Result<oneshot::Receiver<Answer>, String> {
         let (sender, receiver) = oneshot::channel();
         {
             let mut pending = lock(&self.pending);
             if let Some(status) = &pending.ended {
-                return Err(WorkerError::Exited { plugin: plugin.into(), pid: self.pid, status: status.clone() });
+                return Err(format!("the worker (pid {}) ended ({status})", self.pid));
             }
             pending.answers.insert(id, sender);
         }
-        self.send_frame(message, body).map_err(|reason| {
+        self.send_frame(message, body).inspect_err(|_| {
             lock(&self.pending).answers.remove(&id);
-            WorkerError::Unavailable { plugin: plugin.into(), reason }
         })?;
         Ok(receiver)
     }
@@ -490,6 +648,15 @@ impl Worker {
     }
 }
 
+/// The largest body a worker may send: no answer is larger than an
+/// output, a host call's request or a plugin's error message (64 KiB),
+/// whichever cap is largest.
+fn max_body(settings: &PluginSettings) -> u64 {
+    let limits = pabi_abi::Limits::default();
+    let max_output = settings.max_output.map_or(limits.max_output, |size| size.as_u64());
+    max_output.max(limits.max_request).max(64 << 10)
+}
+
 /// Starts a worker and loads `wasm`; on success its reader thread runs,
 /// and will restart it when it dies.
 fn start(inner: &Arc<Inner>, wasm: &[u8]) -> Result<Arc<Worker>, String> {
@@ -499,33 +666,51 @@ fn start(inner: &Arc<Inner>, wasm: &[u8]) -> Result<Arc<Worker>, String> {
     let pid = child.id();
     let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         let _ = child.kill();
+        let _ = child.wait();
         return Err("the worker's pipes were not set up".into());
     };
     let mut stdout = BufReader::new(stdout);
+    let max_body = max_body(&inner.settings);
     let load = ToWorker::Load {
         plugin: inner.plugin.clone(),
         settings: Box::new(inner.settings.clone()),
         host_functions: inner.host_functions.iter().map(HostFunctionOffer::of).collect(),
     };
-    let loaded = write_frame(&mut stdin, &load, wasm)
-        .and_then(|()| stdin.flush())
-        .map_err(|e| format!("cannot send the plugin: {e}"))
-        .and_then(|()| read_frame::<FromWorker>(&mut stdout).map_err(|e| format!("a broken answer: {e}")));
-    match loaded {
-        Ok(Some((FromWorker::Ready { metadata, .. }, _))) => inner.set_metadata(*metadata),
-        Ok(Some((FromWorker::Refused { message }, _))) => {
-            let _ = child.wait();
-            return Err(message);
+    let sent = write_frame(&mut stdin, &load, wasm).and_then(|()| stdin.flush());
+    // Until it is ready, the worker may make host calls (`pabi_init` may,
+    // HOST-8): they are served here, as nothing else talks to it yet.
+    let loaded = loop {
+        if let Err(error) = &sent {
+            break Err(format!("cannot send the plugin: {error}"));
         }
-        other => {
+        match read_frame_capped::<FromWorker>(&mut stdout, max_body) {
+            Ok(Some((FromWorker::HostCall { id, name, function, .. }, request))) => {
+                let (error, reply) = serve_host_call(inner, &name, &function, &request);
+                let answered =
+                    write_frame(&mut stdin, &ToWorker::HostReply { id, error }, &reply).and_then(|()| stdin.flush());
+                if let Err(error) = answered {
+                    break Err(format!("cannot answer a host call: {error}"));
+                }
+            }
+            Ok(Some((FromWorker::Ready { metadata, .. }, _))) => break Ok(*metadata),
+            Ok(Some((FromWorker::Refused { message }, _))) => {
+                let _ = child.wait();
+                return Err(message);
+            }
+            Ok(Some(_)) => break Err("the worker answered out of turn".into()),
+            Ok(None) => break Err("the worker ended before it was ready".into()),
+            Err(error) => break Err(format!("a broken answer: {error}")),
+        }
+    };
+    let metadata = match loaded {
+        Ok(metadata) => metadata,
+        Err(reason) => {
             let _ = child.kill();
             let status = child.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
-            return Err(match other {
-                Err(reason) => format!("{reason} ({status})"),
-                _ => format!("the worker ended before it was ready ({status})"),
-            });
+            return Err(format!("{reason} ({status})"));
         }
-    }
+    };
+    inner.set_metadata(metadata);
     let worker = Arc::new(Worker {
         pid,
         input: Mutex::new(Some(BufWriter::new(stdin))),
@@ -533,23 +718,52 @@ fn start(inner: &Arc<Inner>, wasm: &[u8]) -> Result<Arc<Worker>, String> {
         child: Mutex::new(child),
     });
     let started = Instant::now();
-    let named = |what: &str| std::thread::Builder::new().name(format!("pabi-worker-{what}-{pid}"));
     // Weak: the pool closes when its last user lets go, not when its
     // worker does.
     let (reader_inner, reader_worker) = (Arc::downgrade(inner), worker.clone());
-    let host_functions = inner.host_functions.clone();
-    // No answer is larger than an output, a host call's request or a
-    // plugin's error message (64 KiB), whichever cap is largest.
-    let limits = pabi_abi::Limits::default();
-    let max_output = inner.settings.max_output.map_or(limits.max_output, |size| size.as_u64());
-    let max_body = max_output.max(limits.max_request).max(64 << 10);
-    named("reader")
-        .spawn(move || {
-            read_answers(stdout, &reader_worker, &host_functions, max_body);
-            supervise(&reader_inner, &reader_worker, started);
-        })
-        .map_err(|e| e.to_string())?;
+    let spawned = std::thread::Builder::new().name(format!("pabi-worker-reader-{pid}")).spawn(move || {
+        read_answers(stdout, &reader_worker, &reader_inner, max_body);
+        supervise(&reader_inner, &reader_worker, started);
+    });
+    if let Err(error) = spawned {
+        let mut child = lock(&worker.child);
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("cannot start the thread that reads the worker: {error}"));
+    }
     Ok(worker)
+}
+
+/// Runs the server's host function for a host call its worker relays.
+/// The plugin is who this process loaded, whatever the worker claims;
+/// the request is held to the host-call cap (`LIM-14`) and the function
+/// must be offered to the plugin (`CALL-5`).
+fn serve_host_call(inner: &Inner, name: &str, function: &str, request: &[u8]) -> (Option<String>, Vec<u8>) {
+    let plugin = read(&inner.own_name).clone();
+    let max_request = pabi_abi::Limits::default().max_request;
+    let reply = if request.len() as u64 > max_request {
+        Err(format!("a request of {} bytes, past the cap of {max_request}", request.len()))
+    } else {
+        match inner.host_functions.iter().find(|f| f.name() == name && f.offered_to(&plugin)) {
+            Some(handler) => handler.serve(&plugin, function, request).map_err(|e| e.message().to_string()),
+            None => Err(format!("no host function `{name}` is offered to `{plugin}`")),
+        }
+    };
+    match reply {
+        Ok(reply) => (None, reply),
+        Err(error) => (Some(error), Vec::new()),
+    }
+}
+
+/// The metadata name of a module, or empty when it has none readable (the
+/// worker then refuses it anyway).
+fn metadata_name(wasm: &[u8]) -> String {
+    pabi_abi::find_custom_sections(wasm, pabi_abi::METADATA_SECTION)
+        .ok()
+        .and_then(|sections| sections.into_iter().next())
+        .and_then(|section| pabi_abi::Metadata::parse(&wasm[section.data]).ok())
+        .map(|metadata| metadata.name)
+        .unwrap_or_default()
 }
 
 /// Starts `command` from one thread that lives as long as the process. A
@@ -578,12 +792,7 @@ fn spawn(command: Command) -> std::io::Result<Child> {
     answer.recv().map_err(|_| std::io::Error::other("the thread that starts workers is gone"))?
 }
 
-fn read_answers(
-    stdout: BufReader<ChildStdout>,
-    worker: &Arc<Worker>,
-    host_functions: &Arc<[pabi_host::HostFunction]>,
-    max_body: u64,
-) {
+fn read_answers(stdout: BufReader<ChildStdout>, worker: &Arc<Worker>, inner: &Weak<Inner>, max_body: u64) {
     let mut stdout = stdout;
     loop {
         let (message, body) = match read_frame_capped::<FromWorker>(&mut stdout, max_body) {
@@ -600,25 +809,21 @@ fn read_answers(
             FromWorker::Output { id } => (id, Answer::Output(body)),
             FromWorker::Failed { id, failure } => (id, Answer::Failed(failure, body)),
             FromWorker::Reloaded { id, metadata } => (id, Answer::Reloaded(metadata)),
-            FromWorker::HostCall { id, name, plugin, function } => {
+            FromWorker::HostCall { id, name, function, .. } => {
+                let Some(inner) = inner.upgrade() else { return };
                 // On a thread of its own: a handler may take its time, and
                 // the answers of other calls keep flowing meanwhile.
-                let (relay, host_functions) = (worker.clone(), host_functions.clone());
+                let relay = worker.clone();
                 let spawned = std::thread::Builder::new().name("pabi-host-call".into()).spawn(move || {
-                    let reply = match host_functions.iter().find(|f| f.name() == name) {
-                        Some(handler) => handler.serve(&plugin, &function, &body),
-                        None => Err(pabi_host::HostCallError::new(format!("no host function `{name}` is offered"))),
-                    };
-                    let (error, reply) = match reply {
-                        Ok(reply) => (None, reply),
-                        Err(error) => (Some(error.message().to_string()), Vec::new()),
-                    };
+                    let (error, reply) = serve_host_call(&inner, &name, &function, &body);
                     let _ = relay.send_frame(&ToWorker::HostReply { id, error }, &reply);
                 });
                 if let Err(error) = spawned {
+                    // Answering from here could wait on the worker's input
+                    // while the worker waits on its output: end it instead.
                     tracing::error!(pid = worker.pid, "cannot start a thread for a host call: {error}");
-                    let reply = ToWorker::HostReply { id, error: Some("the server cannot serve it now".into()) };
-                    let _ = worker.send_frame(&reply, b"");
+                    let _ = lock(&worker.child).kill();
+                    return;
                 }
                 continue;
             }
@@ -632,8 +837,14 @@ fn read_answers(
 }
 
 /// After a worker's output ended: fail what it held, reap it, and unless
-/// the pool is closing, start another.
-fn supervise(inner: &std::sync::Weak<Inner>, worker: &Arc<Worker>, started: Instant) {
+/// the pool is closing, start another. Only a weak reference is kept
+/// between tries, so that a pool let go while its worker cannot start
+/// stops trying.
+fn supervise(inner: &Weak<Inner>, worker: &Arc<Worker>, started: Instant) {
+    // Calls wait for the next worker from now on, not while it is reaped.
+    if let Some(inner) = inner.upgrade() {
+        inner.retire(worker);
+    }
     let status = {
         let mut child = lock(&worker.child);
         match child.wait() {
@@ -649,48 +860,47 @@ fn supervise(inner: &std::sync::Weak<Inner>, worker: &Arc<Worker>, started: Inst
     for sender in held {
         let _ = sender.send(Answer::Ended(worker.pid, status.clone()));
     }
-    let Some(inner) = inner.upgrade() else { return };
-    if inner.closing.load(Ordering::Acquire) {
-        return;
-    }
-    tracing::error!(plugin = %inner.plugin, pid = worker.pid, "the worker process ended ({status}); starting another");
-    // A worker that dies soon after it started again is crash-looping: each
-    // such death doubles the pause before the next start.
-    let quick = if started.elapsed() >= HEALTHY {
-        inner.quick_deaths.store(0, Ordering::Relaxed);
-        0
-    } else {
-        inner.quick_deaths.fetch_add(1, Ordering::Relaxed) + 1
-    };
-    let mut pause = match quick {
-        0 => Duration::ZERO,
-        n => FIRST_PAUSE.saturating_mul(1 << (n - 1).min(6)).min(MAX_PAUSE),
-    };
-    {
-        let mut slot = lock(&inner.slot);
-        if matches!(&*slot, Slot::Live(live) if Arc::ptr_eq(live, worker)) {
-            *slot = Slot::Restarting;
-        }
-    }
-    loop {
-        std::thread::sleep(pause);
+    let mut pause = {
+        let Some(inner) = inner.upgrade() else { return };
         if inner.closing.load(Ordering::Acquire) {
             return;
         }
+        tracing::error!(plugin = %inner.plugin, pid = worker.pid, "the worker process ended ({status}); starting another");
+        // A worker that dies soon after it started again is crash-looping:
+        // each such death doubles the pause before the next start.
+        let quick = if started.elapsed() >= HEALTHY {
+            inner.quick_deaths.store(0, Ordering::Relaxed);
+            0
+        } else {
+            inner.quick_deaths.fetch_add(1, Ordering::Relaxed) + 1
+        };
+        match quick {
+            0 => Duration::ZERO,
+            n => FIRST_PAUSE.saturating_mul(1 << (n - 1).min(6)).min(MAX_PAUSE),
+        }
+    };
+    loop {
+        std::thread::sleep(pause);
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.closing.load(Ordering::Acquire) {
+            return;
+        }
+        let _starting = lock(&inner.starting);
+        if matches!(&*lock(&inner.slot), Slot::Live(_)) {
+            // A reload started a worker meanwhile.
+            return;
+        }
         let wasm = lock(&inner.wasm).clone();
-        let started = start(&inner, &wasm);
-        let mut slot = lock(&inner.slot);
-        match started {
+        match start(&inner, &wasm) {
             Ok(worker) => {
                 inner.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(plugin = %inner.plugin, pid = worker.pid, "worker process restarted");
-                *slot = Slot::Live(worker);
-                inner.slot_changed.notify_all();
+                inner.install(worker);
                 return;
             }
             Err(reason) => {
                 tracing::error!(plugin = %inner.plugin, "cannot restart the worker process: {reason}");
-                *slot = Slot::Down(reason);
+                *lock(&inner.slot) = Slot::Down(reason);
                 inner.slot_changed.notify_all();
                 pause = (pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
             }
@@ -700,30 +910,8 @@ fn supervise(inner: &std::sync::Weak<Inner>, worker: &Arc<Worker>, started: Inst
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.closing.store(true, Ordering::Release);
-        let worker = match std::mem::replace(&mut *lock(&self.slot), Slot::Down("closed".into())) {
-            Slot::Live(worker) => worker,
-            _ => return,
-        };
-        // Closing its input ends the worker's session: it finishes its
-        // calls and runs `pabi_shutdown`. A worker that does not exit in
-        // time is killed.
-        lock(&worker.input).take();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut child = lock(&worker.child);
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return;
-                }
-                Ok(None) => {}
-            }
-            drop(child);
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        // After `shutdown`, nothing is left to close.
+        self.close(false);
     }
 }
 
@@ -741,4 +929,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
 }

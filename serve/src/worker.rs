@@ -75,6 +75,19 @@ pub fn run() -> i32 {
         tracing::warn!("cannot apply the worker's OS limits: {error}");
     }
     let relays = Relays::new(output.clone());
+    let state = Arc::new(Served {
+        queue: Queue { jobs: Mutex::default(), ready: Condvar::new() },
+        pool: std::sync::OnceLock::new(),
+        reloads: Mutex::default(),
+        max_queue: settings.max_queue(),
+        instances: settings.instances(),
+    });
+    // Standard input is read on a thread of its own from now on: a host
+    // call in `pabi_init`, below, waits for a reply that comes in on it.
+    let reader = {
+        let (state, output, relays) = (state.clone(), output.clone(), relays.clone());
+        std::thread::spawn(move || read_input(input, &state, &output, &relays))
+    };
     let pool = match load(&settings, &wasm, &relays, &offers) {
         Ok(pool) => pool,
         Err(message) => {
@@ -86,11 +99,109 @@ pub fn run() -> i32 {
     if let Err(error) = limit_process(&settings, Some(settings.worker_address_headroom())) {
         tracing::warn!("cannot cap the worker's address space: {error}");
     }
+    let _ = state.pool.set(pool.clone());
     let ready = FromWorker::Ready { pid: std::process::id(), metadata: Box::new((*pool.metadata()).clone()) };
     if send(&output, &ready, b"").is_err() {
         return 2;
     }
-    serve(input, output, pool, &settings, &relays)
+    // One thread per instance: a call never waits inside the pool, so the
+    // queue, its cap and its timeout are all here.
+    let queue_timeout = settings.queue_timeout();
+    let executors: Vec<_> = (0..settings.instances())
+        .map(|_| {
+            let (state, output, pool) = (state.clone(), output.clone(), pool.clone());
+            std::thread::spawn(move || execute(&state.queue, &output, &pool, queue_timeout))
+        })
+        .collect();
+    let code = reader.join().unwrap_or(2);
+    // The server closed the session: the calls received are finished and
+    // answered (a host call waiting for the server fails), then the
+    // instances get `pabi_shutdown` as the pool goes.
+    relays.close();
+    lock(&state.queue.jobs).closed = true;
+    state.queue.ready.notify_all();
+    let reloads = std::mem::take(&mut *lock(&state.reloads));
+    for thread in executors.into_iter().chain(reloads) {
+        let _ = thread.join();
+    }
+    drop(state);
+    drop(pool);
+    code
+}
+
+/// What the reading thread shares with the rest of the worker.
+struct Served {
+    queue: Queue,
+    /// Set once the plugin is loaded.
+    pool: std::sync::OnceLock<Pool>,
+    reloads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    max_queue: usize,
+    instances: usize,
+}
+
+/// Reads the server's frames until standard input ends; the exit code.
+fn read_input(mut input: BufReader<File>, state: &Served, output: &Output, relays: &Relays) -> i32 {
+    loop {
+        let (message, body) = match read_frame::<ToWorker>(&mut input) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                relays.close();
+                return 0;
+            }
+            Err(error) => {
+                tracing::error!("the server broke the worker protocol: {error}");
+                relays.close();
+                return 2;
+            }
+        };
+        match message {
+            ToWorker::HostReply { id, error } => relays.reply(id, error.map_or(Ok(body), Err)),
+            ToWorker::Call { id, function } => {
+                let mut jobs = lock(&state.queue.jobs);
+                if jobs.running >= state.instances && jobs.waiting.len() >= state.max_queue {
+                    drop(jobs);
+                    let full = Error::HostUnavailable(Unavailable::QueueFull { limit: state.max_queue });
+                    let _ = send(output, &FromWorker::Failed { id, failure: Failure::of(&full) }, b"");
+                    continue;
+                }
+                let cancel = CallCancel::new();
+                jobs.cancels.insert(id, cancel.clone());
+                jobs.waiting.push_back(Job { id, function, input: body, queued: Instant::now(), cancel });
+                drop(jobs);
+                state.queue.ready.notify_one();
+            }
+            ToWorker::Cancel { id } => {
+                if let Some(cancel) = lock(&state.queue.jobs).cancels.get(&id) {
+                    cancel.cancel();
+                }
+            }
+            ToWorker::Reload { id } => {
+                let Some(pool) = state.pool.get().cloned() else {
+                    tracing::error!("the server sent `reload` before the plugin was ready");
+                    return 2;
+                };
+                // Off the reading thread: calls keep flowing while the new
+                // version compiles.
+                let output = output.clone();
+                lock(&state.reloads).push(std::thread::spawn(move || {
+                    let answer = match pool.reload(&body) {
+                        Ok(()) => FromWorker::Reloaded { id, metadata: Box::new((*pool.metadata()).clone()) },
+                        Err(error) => FromWorker::Failed { id, failure: Failure::of(&error) },
+                    };
+                    let _ = send(&output, &answer, b"");
+                }));
+            }
+            ToWorker::Load { .. } => {
+                tracing::error!("the server sent a second `load`");
+                relays.close();
+                return 2;
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The host calls relayed to the server and waiting for its reply.
@@ -189,9 +300,12 @@ fn limit_process(settings: &PluginSettings, headroom: Option<u64>) -> std::io::R
     match headroom {
         None => {
             rustix::thread::set_no_new_privs(true)?;
+            let parent = rustix::process::getppid();
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            // The server may have gone before the death signal was armed.
-            if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
+            // The server may have gone before the death signal was armed:
+            // then this process has a new parent. (Not "the parent is 1":
+            // in a container the server itself may be process 1.)
+            if rustix::process::getppid() != parent {
                 std::process::exit(0);
             }
             setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) })?;
@@ -264,84 +378,6 @@ struct Jobs {
     running: usize,
     cancels: HashMap<u64, CallCancel>,
     closed: bool,
-}
-
-fn serve(mut input: BufReader<File>, output: Output, pool: Pool, settings: &PluginSettings, relays: &Relays) -> i32 {
-    let instances = settings.instances();
-    let (max_queue, queue_timeout) = (settings.max_queue(), settings.queue_timeout());
-    let queue = Arc::new(Queue { jobs: Mutex::default(), ready: Condvar::new() });
-    // One thread per instance: a call never waits inside the pool, so the
-    // queue, its cap and its timeout are all here.
-    let executors: Vec<_> = (0..instances)
-        .map(|_| {
-            let (queue, output, pool) = (queue.clone(), output.clone(), pool.clone());
-            std::thread::spawn(move || execute(&queue, &output, &pool, queue_timeout))
-        })
-        .collect();
-    let mut code = 0;
-    let mut reloads = Vec::new();
-    loop {
-        let (message, body) = match read_frame::<ToWorker>(&mut input) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(error) => {
-                tracing::error!("the server broke the worker protocol: {error}");
-                code = 2;
-                break;
-            }
-        };
-        match message {
-            ToWorker::Call { id, function } => {
-                let mut jobs = queue.jobs.lock().unwrap_or_else(|p| p.into_inner());
-                if jobs.running >= instances && jobs.waiting.len() >= max_queue {
-                    drop(jobs);
-                    let full = Error::HostUnavailable(Unavailable::QueueFull { limit: max_queue });
-                    let _ = send(&output, &FromWorker::Failed { id, failure: Failure::of(&full) }, b"");
-                    continue;
-                }
-                let cancel = CallCancel::new();
-                jobs.cancels.insert(id, cancel.clone());
-                jobs.waiting.push_back(Job { id, function, input: body, queued: Instant::now(), cancel });
-                drop(jobs);
-                queue.ready.notify_one();
-            }
-            ToWorker::Cancel { id } => {
-                let jobs = queue.jobs.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(cancel) = jobs.cancels.get(&id) {
-                    cancel.cancel();
-                }
-            }
-            ToWorker::Reload { id } => {
-                // Off the reading thread: calls keep flowing while the new
-                // version compiles.
-                let (pool, output) = (pool.clone(), output.clone());
-                reloads.push(std::thread::spawn(move || {
-                    let answer = match pool.reload(&body) {
-                        Ok(()) => FromWorker::Reloaded { id, metadata: Box::new((*pool.metadata()).clone()) },
-                        Err(error) => FromWorker::Failed { id, failure: Failure::of(&error) },
-                    };
-                    let _ = send(&output, &answer, b"");
-                }));
-            }
-            ToWorker::HostReply { id, error } => relays.reply(id, error.map_or(Ok(body), Err)),
-            ToWorker::Load { .. } => {
-                tracing::error!("the server sent a second `load`");
-                code = 2;
-                break;
-            }
-        }
-    }
-    // The server closed the session: the calls received are finished and
-    // answered (a host call waiting for the server fails), then the
-    // instances get `pabi_shutdown` as the pool goes.
-    relays.close();
-    queue.jobs.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
-    queue.ready.notify_all();
-    for thread in executors.into_iter().chain(reloads) {
-        let _ = thread.join();
-    }
-    drop(pool);
-    code
 }
 
 fn execute(queue: &Queue, output: &Output, pool: &Pool, queue_timeout: Duration) {

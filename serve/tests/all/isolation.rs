@@ -184,8 +184,18 @@ fn closing_a_pool_ends_its_worker_and_a_worker_that_cannot_start_is_an_error() {
     let clone = pool.clone();
     drop(pool);
     assert!(alive(pid), "a clone keeps it");
-    drop(clone);
-    assert!(!alive(pid), "the last one closes it");
+    clone.shutdown();
+    assert!(!alive(pid), "shutdown waits for the worker to end");
+    assert!(matches!(clone.call("echo", b"x"), Err(WorkerError::Unavailable { .. })), "no call after shutdown");
+    // The last clone dropped ends the worker too, without waiting for it.
+    let pool = spawn("echo", "", &wasm).unwrap();
+    let pid = pool.stats().pid.unwrap();
+    drop(pool);
+    let gone = (0..1000).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        !alive(pid)
+    });
+    assert!(gone, "worker {pid} outlived its pool");
 
     let missing = WorkerCommand::new("/nonexistent/pabi-worker", Vec::<String>::new());
     let error = ProcessPool::builder("echo").command(missing).spawn(&wasm).unwrap_err();
@@ -333,4 +343,113 @@ fn host_functions_run_in_the_server_for_both_isolations_as_the_allow_list_says()
         });
     }
     assert_eq!(outputs[0], outputs[1]);
+}
+
+/// A plugin that asks `kv.get` for "seed" in `pabi_init` (HOST-8 allows
+/// host calls there) and whose `seed` function returns the reply.
+const SEEDED: &str = r#"(module
+  (import "pabi" "output_write" (func $write (param i32 i32) (result i32)))
+  (import "pabi" "host_call" (func $host_call (param i32 i32 i32 i32) (result i32)))
+  (import "pabi" "reply_read" (func $reply_read (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $len (mut i32) (i32.const 0))
+  (data (i32.const 0) "kv.getseed")
+  (func (export "pabi_init") (param i32) (result i32)
+    (drop (call $host_call (i32.const 0) (i32.const 6) (i32.const 6) (i32.const 4)))
+    (global.set $len (call $reply_read (i32.const 64) (i32.const 0) (i32.const 64)))
+    (i32.const 0))
+  (func (export "pabi_fn_seed") (param i32) (result i32)
+    (drop (call $write (i32.const 64) (global.get $len)))
+    (i32.const 0))
+  (@custom "pabi" "{\"abi\":\"1.1\",\"name\":\"seeded\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"seed\"}],\"capabilities\":[],\"host_calls\":[{\"name\":\"kv.get\",\"required\":true}]}"))"#;
+
+#[test]
+fn a_host_call_in_pabi_init_reaches_the_server_while_the_worker_loads() {
+    let wasm = wat::parse_str(SEEDED).unwrap();
+    let get = pabi_host::HostFunction::new("kv.get", |cx, key| {
+        Ok(format!("{} {}", cx.function(), String::from_utf8_lossy(key)).into_bytes())
+    })
+    .unwrap();
+    let pool = ProcessPool::builder("seeded")
+        .settings(settings("instances = 2"))
+        .command(worker())
+        .host_function(get)
+        .spawn(&wasm)
+        .unwrap();
+    assert_eq!(pool.call("seed", b"").unwrap(), b"pabi_init seed");
+    // A worker started again runs `pabi_init` again, through the server.
+    let pid = pool.stats().pid.unwrap();
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let back = (0..1000).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        pool.stats().restarts == 1 && pool.stats().pid.is_some()
+    });
+    assert!(back, "the worker was not restarted");
+    assert_eq!(pool.call("seed", b"").unwrap(), b"pabi_init seed");
+}
+
+#[test]
+fn a_reload_with_no_worker_to_reload_in_starts_the_new_version() {
+    let wasm = fixture("good", "core");
+    let pool = spawn("echo", "", &wasm).unwrap();
+    let pid = pool.stats().pid.unwrap();
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    // The worker was young: its restart waits 100 ms, and the reload comes
+    // first (or the restart wins, and the reload goes to its worker).
+    pool.reload(&new_version(&wasm, 9)).unwrap();
+    assert_eq!(pool.stats().generation, 1);
+    assert_eq!(pool.call("echo", b"new").unwrap(), b"new");
+    std::thread::sleep(Duration::from_millis(300));
+    let pid_now = pool.stats().pid.unwrap();
+    assert_ne!(pid_now, pid);
+    assert_eq!(pool.call("echo", b"still one").unwrap(), b"still one");
+    assert_eq!(pool.stats().pid, Some(pid_now), "the restart left the reloaded worker serving");
+}
+
+/// A worker gone wrong claims to be another plugin to reach a host
+/// function offered only to that one, and sends a request past the cap:
+/// the server refuses both, by what it knows itself.
+#[test]
+fn the_server_checks_a_worker_s_host_calls_against_what_it_loaded() {
+    let fake = r#"
+import json, struct, sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+def read():
+    n = struct.unpack("<I", inp.read(4))[0]; header = json.loads(inp.read(n))
+    n = struct.unpack("<I", inp.read(4))[0]; return header, inp.read(n)
+def send(header, body=b""):
+    h = json.dumps(header).encode()
+    out.write(struct.pack("<I", len(h)) + h + struct.pack("<I", len(body)) + body); out.flush()
+load, wasm = read()
+send({"op": "host_call", "id": 1, "name": "kv.secret", "plugin": "other", "function": "x"}, b"k")
+a, body = read()
+send({"op": "host_call", "id": 2, "name": "kv.get", "plugin": "echo", "function": "x"}, b"x" * (1024 * 1024 + 1))
+b, _ = read()
+send({"op": "host_call", "id": 3, "name": "kv.get", "plugin": "echo", "function": "x"}, b"k")
+c, reply = read()
+send({"op": "refused", "message": json.dumps([a["error"], b["error"], c["error"], reply.decode()])})
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fake_worker.py");
+    std::fs::write(&script, fake).unwrap();
+    let secret = pabi_host::HostFunction::new("kv.secret", |_, _| Ok(b"secret".to_vec())).unwrap().only_for(["other"]);
+    let get = pabi_host::HostFunction::new("kv.get", |cx, _| Ok(cx.plugin().as_bytes().to_vec())).unwrap();
+    let error = ProcessPool::builder("echo")
+        .command(WorkerCommand::new("python3", [script.as_os_str()]))
+        .host_function(secret)
+        .host_function(get)
+        .spawn(&fixture("good", "core"))
+        .unwrap_err();
+    let WorkerError::Unavailable { reason, .. } = error else { panic!("{error}") };
+    let answers: Vec<Option<String>> = serde_json::from_str(&reason).unwrap();
+    assert!(
+        answers[0].as_deref().is_some_and(|e| e.contains("no host function `kv.secret` is offered to `core-fixture`")),
+        "{answers:?}"
+    );
+    assert!(answers[1].as_deref().is_some_and(|e| e.contains("past the cap")), "{answers:?}");
+    assert_eq!(
+        (answers[2].as_deref(), answers[3].as_deref()),
+        (None, Some("core-fixture")),
+        "the plugin is who the server loaded"
+    );
 }
