@@ -199,7 +199,7 @@ struct Worker {
     /// worker's session. Callers write their frames themselves, under the
     /// lock: a writer thread between them and the pipe cost a thread
     /// wake-up per call, a fifth of a call's time.
-    input: Mutex<Option<BufWriter<ChildStdin>>>,
+    input: Mutex<Option<BufWriter<PipeInput>>>,
     pending: Mutex<Pending>,
     child: Mutex<Child>,
 }
@@ -638,13 +638,61 @@ impl Worker {
     }
 
     /// Writes a frame. A large body blocks the caller while the worker
-    /// reads it, which its reading thread does at once.
+    /// reads it, which its reading thread does at once; a worker that
+    /// reads nothing for [`STALL`] is ended, and the frame is not sent.
     fn send_frame(&self, message: &ToWorker, body: &[u8]) -> Result<(), String> {
         let mut input = lock(&self.input);
-        let input = input.as_mut().ok_or("the worker is closing")?;
-        write_frame(input, message, body)
-            .and_then(|()| input.flush())
-            .map_err(|e| format!("cannot write to the worker: {e}"))
+        let writer = input.as_mut().ok_or("the worker is closing")?;
+        match write_frame(writer, message, body).and_then(|()| writer.flush()) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // Part of a frame may have gone: nothing more can be sent
+                // on this pipe. A worker still alive is ended, and the
+                // reader starts another.
+                input.take();
+                if let Ok(mut child) = self.child.try_lock() {
+                    let _ = child.kill();
+                }
+                Err(format!("cannot write to the worker: {error}"))
+            }
+        }
+    }
+}
+
+/// How long a worker may leave its input unread, while a frame waits, before
+/// it is taken for stuck (stopped, or gone wrong) and ended. It reads on a
+/// thread of its own that does nothing else, so a live worker never comes
+/// near this.
+const STALL: Duration = Duration::from_secs(1);
+
+/// The worker's standard input, non-blocking: a write waits for room at
+/// most [`STALL`], so that a stuck worker cannot hold a caller, perhaps an
+/// executor thread, for longer.
+struct PipeInput(ChildStdin);
+
+impl Write for PipeInput {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.write(bytes) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    let mut fds = [rustix::event::PollFd::new(&self.0, rustix::event::PollFlags::OUT)];
+                    let timeout = rustix::event::Timespec { tv_sec: STALL.as_secs() as _, tv_nsec: 0 };
+                    match rustix::event::poll(&mut fds, Some(&timeout)) {
+                        Ok(0) => {
+                            let message = format!("the worker read nothing for {STALL:?}");
+                            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, message));
+                        }
+                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -711,9 +759,14 @@ fn start(inner: &Arc<Inner>, wasm: &[u8]) -> Result<Arc<Worker>, String> {
         }
     };
     inner.set_metadata(metadata);
+    if let Err(error) = rustix::io::ioctl_fionbio(&stdin, true) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("cannot make the worker's input non-blocking: {error}"));
+    }
     let worker = Arc::new(Worker {
         pid,
-        input: Mutex::new(Some(BufWriter::new(stdin))),
+        input: Mutex::new(Some(BufWriter::new(PipeInput(stdin)))),
         pending: Mutex::default(),
         child: Mutex::new(child),
     });

@@ -453,3 +453,26 @@ send({"op": "refused", "message": json.dumps([a["error"], b["error"], c["error"]
         "the plugin is who the server loaded"
     );
 }
+
+/// A worker that stops reading its input (here: stopped by a signal) is
+/// ended after a second of no progress; the caller gets an error instead of
+/// waiting forever, and the next worker serves.
+#[test]
+fn a_worker_that_reads_nothing_is_ended_and_replaced() {
+    let pool = spawn("echo", "queue_timeout = \"20s\"", &fixture("good", "core")).unwrap();
+    let pid = pool.stats().pid.unwrap();
+    std::process::Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap();
+    let (done, result) = std::sync::mpsc::channel();
+    {
+        let pool = pool.clone();
+        // Larger than a pipe holds: the write itself has to wait.
+        std::thread::spawn(move || done.send(pool.call("count", &vec![b'x'; 1 << 20])));
+    }
+    // The stuck worker is ended, a new one started, and the call, which
+    // never reached it, goes to the new one.
+    let answer = result.recv_timeout(Duration::from_secs(30)).expect("the call did not come back");
+    assert_eq!(answer.unwrap(), (1u32 << 20).to_le_bytes());
+    assert!(!alive(pid), "the stuck worker was ended");
+    assert!(pool.stats().pid.is_some_and(|new| new != pid));
+    assert_eq!(pool.stats().restarts, 1);
+}
