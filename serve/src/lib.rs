@@ -267,7 +267,7 @@ impl Server {
         let gone: Vec<String> =
             read(&state.plugins).keys().filter(|name| !files.contains_key(*name)).cloned().collect();
         for name in gone {
-            state.plugins.write().unwrap_or_else(|p| p.into_inner()).remove(&name);
+            write(&state.plugins).remove(&name);
             tracing::info!(plugin = %name, "file removed; no longer served");
             report.removed.push(name);
         }
@@ -329,7 +329,7 @@ impl Server {
                 backend: current.backend.clone(),
                 settings,
             };
-            state.plugins.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), Arc::new(loaded));
+            write(&state.plugins).insert(name.to_string(), Arc::new(loaded));
             state.metrics.reloads.get_or_create(&reload_labels(name, "ok")).inc();
             tracing::info!(plugin = %name, "reloaded");
             return Ok(Some(true));
@@ -365,7 +365,7 @@ impl Server {
             }
         };
         let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), backend, settings };
-        state.plugins.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), Arc::new(loaded));
+        write(&state.plugins).insert(name.to_string(), Arc::new(loaded));
         tracing::info!(plugin = %name, "loaded");
         Ok(Some(false))
     }
@@ -407,7 +407,7 @@ impl Server {
         // executor threads.
         let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            let plugins = std::mem::take(&mut *state.plugins.write().unwrap_or_else(|p| p.into_inner()));
+            let plugins = std::mem::take(&mut *write(&state.plugins));
             for loaded in plugins.values() {
                 // A worker is waited for: its `pabi_shutdown` runs before
                 // this process exits and takes the worker with it.
@@ -444,10 +444,16 @@ fn plugin_files(dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
     Ok(files)
 }
 
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+// A poisoned lock still guards consistent data here: every critical
+// section either completes its writes or makes none.
+pub(crate) fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|p| p.into_inner())
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::protocol::{read_frame_capped, write_frame, Failure, FromWorker, HostFunctionOffer, ToWorker};
 use crate::worker::WORKER_ARG;
-use crate::PluginSettings;
+use crate::{lock, read, write, PluginSettings};
 
 /// How a worker process is started: a program and its arguments.
 #[derive(Clone, Debug)]
@@ -82,14 +82,6 @@ impl WorkerError {
                 ..Failure::new(Some(pabi_abi::HostErrorKind::HostFailure), self.to_string())
             },
             WorkerError::Cancelled => Failure::new(Some(pabi_abi::HostErrorKind::Cancelled), self.to_string()),
-        }
-    }
-
-    /// The plugin's own error message bytes, for `PLUGIN_ERROR`.
-    pub fn plugin_message(&self) -> Option<&[u8]> {
-        match self {
-            WorkerError::Call(failure, body) if failure.kind.as_deref() == Some("PLUGIN_ERROR") => Some(body),
-            _ => None,
         }
     }
 }
@@ -164,9 +156,10 @@ struct Inner {
     command: WorkerCommand,
     host_functions: Arc<[pabi_host::HostFunction]>,
     /// The module a new worker loads: the latest that took over.
-    wasm: Mutex<Arc<[u8]>>,
-    metadata: RwLock<Arc<pabi_abi::Metadata>>,
-    functions: RwLock<Arc<[String]>>,
+    module: Mutex<Module>,
+    /// What the serving version says of itself, for [`ProcessPool::metadata`]
+    /// and [`ProcessPool::functions`].
+    version: RwLock<Version>,
     slot: Mutex<Slot>,
     slot_changed: Condvar,
     next_id: AtomicU64,
@@ -177,12 +170,38 @@ struct Inner {
     /// One start at a time: a restart after a death, or a reload that
     /// finds no worker to reload in.
     starting: Mutex<()>,
-    /// The plugin's metadata name, read by this process from the module it
-    /// sent: what host calls are checked against, never the worker's word.
-    own_name: RwLock<String>,
     /// Workers in a row that died within [`HEALTHY`] of their start.
     quick_deaths: std::sync::atomic::AtomicU32,
     closing: AtomicBool,
+}
+
+/// A module and its metadata name, read by this process from the bytes it
+/// sends: what host calls are checked against, never the worker's word.
+#[derive(Clone)]
+struct Module {
+    wasm: Arc<[u8]>,
+    name: Arc<str>,
+}
+
+impl Module {
+    /// The name is empty when the module has no readable metadata (the
+    /// worker then refuses it anyway).
+    fn new(wasm: &[u8]) -> Module {
+        let name = pabi_abi::find_custom_sections(wasm, pabi_abi::METADATA_SECTION)
+            .ok()
+            .and_then(|sections| sections.into_iter().next())
+            .and_then(|section| pabi_abi::Metadata::parse(&wasm[section.data]).ok())
+            .map(|metadata| metadata.name)
+            .unwrap_or_default();
+        Module { wasm: wasm.into(), name: name.into() }
+    }
+}
+
+/// The serving version's metadata, and its function names, kept beside it
+/// for the per-call check of the HTTP layer.
+struct Version {
+    metadata: Arc<pabi_abi::Metadata>,
+    functions: Arc<[String]>,
 }
 
 enum Slot {
@@ -269,15 +288,14 @@ impl ProcessPool {
         host_functions: Arc<[pabi_host::HostFunction]>,
         wasm: &[u8],
     ) -> Result<ProcessPool, WorkerError> {
-        let wasm: Arc<[u8]> = wasm.into();
+        let module = Module::new(wasm);
         let inner = Arc::new(Inner {
             plugin: plugin.clone(),
             settings,
             command,
             host_functions,
-            wasm: Mutex::new(wasm.clone()),
-            metadata: RwLock::new(Arc::new(placeholder_metadata())),
-            functions: RwLock::new(Arc::from([])),
+            module: Mutex::new(module.clone()),
+            version: RwLock::new(Version { metadata: Arc::new(placeholder_metadata()), functions: Arc::from([]) }),
             slot: Mutex::new(Slot::Restarting),
             slot_changed: Condvar::new(),
             next_id: AtomicU64::new(1),
@@ -286,11 +304,10 @@ impl ProcessPool {
             generation: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             starting: Mutex::new(()),
-            own_name: RwLock::new(metadata_name(&wasm)),
             quick_deaths: Default::default(),
             closing: AtomicBool::new(false),
         });
-        let worker = start(&inner, &wasm).map_err(|reason| WorkerError::Unavailable { plugin, reason })?;
+        let worker = start(&inner, &module).map_err(|reason| WorkerError::Unavailable { plugin, reason })?;
         inner.install(worker);
         Ok(ProcessPool { inner })
     }
@@ -309,13 +326,7 @@ impl ProcessPool {
                     guard.done = true;
                     return self.finish(answer);
                 }
-                Err(reason) => {
-                    tries += 1;
-                    self.inner.retire(&worker);
-                    if tries == MAX_TRIES {
-                        return Err(self.inner.unavailable(reason));
-                    }
-                }
+                Err(reason) => self.undelivered(&worker, reason, &mut tries)?,
             }
         }
     }
@@ -345,13 +356,7 @@ impl ProcessPool {
                     guard.done = true;
                     return self.finish(answer);
                 }
-                Err(reason) => {
-                    tries += 1;
-                    self.inner.retire(&worker);
-                    if tries == MAX_TRIES {
-                        return Err(self.inner.unavailable(reason));
-                    }
-                }
+                Err(reason) => self.undelivered(&worker, reason, &mut tries)?,
             }
         }
     }
@@ -363,52 +368,43 @@ impl ProcessPool {
     /// to start there is refused. A worker started later loads `wasm`.
     pub fn reload(&self, wasm: &[u8]) -> Result<(), WorkerError> {
         let inner = &*self.inner;
-        let live = match &*lock(&inner.slot) {
-            Slot::Live(worker) => Some(worker.clone()),
-            _ => None,
-        };
-        if let Some(worker) = live {
-            let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-            if let Ok(answer) = worker.send(id, &ToWorker::Reload { id }, wasm) {
-                match answer.blocking_recv() {
-                    Ok(Answer::Reloaded(metadata)) => {
-                        inner.took_over(wasm, *metadata);
-                        return Ok(());
-                    }
-                    // The worker ended during the reload: start afresh below.
-                    Ok(Answer::Ended(..)) | Err(_) => {}
-                    other => return Err(self.error_of(other)),
-                }
+        let module = Module::new(wasm);
+        if let Some(worker) = inner.live() {
+            match self.reload_in(&worker, &module) {
+                Ok(done) => return done,
+                // The worker ended during the reload: start afresh below.
+                Err(_) => inner.retire(&worker),
             }
-            inner.retire(&worker);
         }
         // No worker to reload in: a new one with the new version.
         let _starting = lock(&inner.starting);
-        if let Slot::Live(worker) = &*lock(&inner.slot) {
+        if let Some(worker) = inner.live() {
             // A restart won the race; its worker serves the old version.
-            let worker = worker.clone();
-            let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-            let answer = worker.send(id, &ToWorker::Reload { id }, wasm).map_err(|reason| inner.unavailable(reason))?;
-            return match answer.blocking_recv() {
-                Ok(Answer::Reloaded(metadata)) => {
-                    inner.took_over(wasm, *metadata);
-                    Ok(())
-                }
-                other => Err(self.error_of(other)),
-            };
+            return self.reload_in(&worker, &module).unwrap_or_else(Err);
         }
-        *write(&inner.own_name) = metadata_name(wasm);
-        match start(&self.inner, wasm) {
-            Ok(worker) => {
-                *lock(&inner.wasm) = wasm.into();
+        let worker = start(&self.inner, &module).map_err(|reason| inner.unavailable(reason))?;
+        *lock(&inner.module) = module;
+        inner.generation.fetch_add(1, Ordering::Relaxed);
+        inner.install(worker);
+        Ok(())
+    }
+
+    /// Reloads `module` in `worker`: the outcome, or `Err` with the error
+    /// to report when the worker ended before it answered.
+    fn reload_in(&self, worker: &Worker, module: &Module) -> Result<Result<(), WorkerError>, WorkerError> {
+        let inner = &*self.inner;
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let answer =
+            worker.send(id, &ToWorker::Reload { id }, &module.wasm).map_err(|reason| inner.unavailable(reason))?;
+        match answer.blocking_recv() {
+            Ok(Answer::Reloaded(metadata)) => {
+                *lock(&inner.module) = module.clone();
+                inner.set_metadata(*metadata);
                 inner.generation.fetch_add(1, Ordering::Relaxed);
-                inner.install(worker);
-                Ok(())
+                Ok(Ok(()))
             }
-            Err(reason) => {
-                *write(&inner.own_name) = metadata_name(&lock(&inner.wasm));
-                Err(inner.unavailable(reason))
-            }
+            ended @ (Ok(Answer::Ended(..)) | Err(_)) => Err(self.error_of(ended)),
+            other => Ok(Err(self.error_of(other))),
         }
     }
 
@@ -422,12 +418,12 @@ impl ProcessPool {
 
     /// The plugin's metadata (of the version serving now).
     pub fn metadata(&self) -> Arc<pabi_abi::Metadata> {
-        read(&self.inner.metadata).clone()
+        read(&self.inner.version).metadata.clone()
     }
 
     /// The plugin's functions (of the version serving now).
     pub fn functions(&self) -> Arc<[String]> {
-        read(&self.inner.functions).clone()
+        read(&self.inner.version).functions.clone()
     }
 
     pub fn stats(&self) -> ProcessPoolStats {
@@ -483,6 +479,17 @@ impl ProcessPool {
             // executor free without a second, async wake-up path.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// A call that did not reach `worker`: the next one waits for another
+    /// worker, up to [`MAX_TRIES`] in all.
+    fn undelivered(&self, worker: &Arc<Worker>, reason: String, tries: &mut u32) -> Result<(), WorkerError> {
+        *tries += 1;
+        self.inner.retire(worker);
+        if *tries == MAX_TRIES {
+            return Err(self.inner.unavailable(reason));
+        }
+        Ok(())
     }
 
     /// Sends a call; `Err` when it could not be delivered (the worker has
@@ -555,17 +562,16 @@ impl Inner {
     }
 
     fn set_metadata(&self, metadata: pabi_abi::Metadata) {
-        let functions: Arc<[String]> = metadata.functions.iter().map(|f| f.name.clone()).collect();
-        *write(&self.metadata) = Arc::new(metadata);
-        *write(&self.functions) = functions;
+        let functions = metadata.functions.iter().map(|f| f.name.clone()).collect();
+        *write(&self.version) = Version { metadata: Arc::new(metadata), functions };
     }
 
-    /// A reload in the live worker took over.
-    fn took_over(&self, wasm: &[u8], metadata: pabi_abi::Metadata) {
-        *lock(&self.wasm) = wasm.into();
-        *write(&self.own_name) = metadata_name(wasm);
-        self.set_metadata(metadata);
-        self.generation.fetch_add(1, Ordering::Relaxed);
+    /// The worker serving now, if one is.
+    fn live(&self) -> Option<Arc<Worker>> {
+        match &*lock(&self.slot) {
+            Slot::Live(worker) => Some(worker.clone()),
+            _ => None,
+        }
     }
 
     fn install(&self, worker: Arc<Worker>) {
@@ -710,7 +716,7 @@ fn max_body(settings: &PluginSettings) -> u64 {
 
 /// Starts a worker and loads `wasm`; on success its reader thread runs,
 /// and will restart it when it dies.
-fn start(inner: &Arc<Inner>, wasm: &[u8]) -> Result<Arc<Worker>, String> {
+fn start(inner: &Arc<Inner>, module: &Module) -> Result<Arc<Worker>, String> {
     let mut command = Command::new(&inner.command.program);
     command.args(&inner.command.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = spawn(command).map_err(|e| format!("cannot start {}: {e}", inner.command.program.display()))?;
@@ -727,7 +733,7 @@ fn start(inner: &Arc<Inner>, wasm: &[u8]) -> Result<Arc<Worker>, String> {
         settings: Box::new(inner.settings.clone()),
         host_functions: inner.host_functions.iter().map(HostFunctionOffer::of).collect(),
     };
-    let sent = write_frame(&mut stdin, &load, wasm).and_then(|()| stdin.flush());
+    let sent = write_frame(&mut stdin, &load, &module.wasm).and_then(|()| stdin.flush());
     // Until it is ready, the worker may make host calls (`pabi_init` may,
     // HOST-8): they are served here, as nothing else talks to it yet.
     let loaded = loop {
@@ -736,7 +742,7 @@ fn start(inner: &Arc<Inner>, wasm: &[u8]) -> Result<Arc<Worker>, String> {
         }
         match read_frame_capped::<FromWorker>(&mut stdout, max_body) {
             Ok(Some((FromWorker::HostCall { id, name, function, .. }, request))) => {
-                let (error, reply) = serve_host_call(inner, &name, &function, &request);
+                let (error, reply) = serve_host_call(inner, &module.name, &name, &function, &request);
                 let answered =
                     write_frame(&mut stdin, &ToWorker::HostReply { id, error }, &reply).and_then(|()| stdin.flush());
                 if let Err(error) = answered {
@@ -789,14 +795,19 @@ fn start(inner: &Arc<Inner>, wasm: &[u8]) -> Result<Arc<Worker>, String> {
 /// The plugin is who this process loaded, whatever the worker claims;
 /// the request is held to the host-call cap (`LIM-14`) and the function
 /// must be offered to the plugin (`CALL-5`).
-fn serve_host_call(inner: &Inner, name: &str, function: &str, request: &[u8]) -> (Option<String>, Vec<u8>) {
-    let plugin = read(&inner.own_name).clone();
+fn serve_host_call(
+    inner: &Inner,
+    plugin: &str,
+    name: &str,
+    function: &str,
+    request: &[u8],
+) -> (Option<String>, Vec<u8>) {
     let max_request = pabi_abi::Limits::default().max_request;
     let reply = if request.len() as u64 > max_request {
         Err(format!("a request of {} bytes, past the cap of {max_request}", request.len()))
     } else {
-        match inner.host_functions.iter().find(|f| f.name() == name && f.offered_to(&plugin)) {
-            Some(handler) => handler.serve(&plugin, function, request).map_err(|e| e.message().to_string()),
+        match inner.host_functions.iter().find(|f| f.name() == name && f.offered_to(plugin)) {
+            Some(handler) => handler.serve(plugin, function, request).map_err(|e| e.message().to_string()),
             None => Err(format!("no host function `{name}` is offered to `{plugin}`")),
         }
     };
@@ -804,17 +815,6 @@ fn serve_host_call(inner: &Inner, name: &str, function: &str, request: &[u8]) ->
         Ok(reply) => (None, reply),
         Err(error) => (Some(error), Vec::new()),
     }
-}
-
-/// The metadata name of a module, or empty when it has none readable (the
-/// worker then refuses it anyway).
-fn metadata_name(wasm: &[u8]) -> String {
-    pabi_abi::find_custom_sections(wasm, pabi_abi::METADATA_SECTION)
-        .ok()
-        .and_then(|sections| sections.into_iter().next())
-        .and_then(|section| pabi_abi::Metadata::parse(&wasm[section.data]).ok())
-        .map(|metadata| metadata.name)
-        .unwrap_or_default()
 }
 
 /// Starts `command` from one thread that lives as long as the process. A
@@ -866,7 +866,8 @@ fn read_answers(stdout: BufReader<ChildStdout>, worker: &Arc<Worker>, inner: &We
                 // the answers of other calls keep flowing meanwhile.
                 let relay = worker.clone();
                 let spawned = std::thread::Builder::new().name("pabi-host-call".into()).spawn(move || {
-                    let (error, reply) = serve_host_call(&inner, &name, &function, &body);
+                    let plugin = lock(&inner.module).name.clone();
+                    let (error, reply) = serve_host_call(&inner, &plugin, &name, &function, &body);
                     let _ = relay.send_frame(&ToWorker::HostReply { id, error }, &reply);
                 });
                 if let Err(error) = spawned {
@@ -941,8 +942,8 @@ fn supervise(inner: &Weak<Inner>, worker: &Arc<Worker>, started: Instant) {
             // A reload started a worker meanwhile.
             return;
         }
-        let wasm = lock(&inner.wasm).clone();
-        match start(&inner, &wasm) {
+        let module = lock(&inner.module).clone();
+        match start(&inner, &module) {
             Ok(worker) => {
                 inner.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(plugin = %inner.plugin, pid = worker.pid, "worker process restarted");
@@ -972,16 +973,4 @@ fn placeholder_metadata() -> pabi_abi::Metadata {
         "functions": [], "capabilities": []
     }))
     .expect("a valid metadata document")
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|p| p.into_inner())
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use pabi_host::{CallCancel, Error, Host, HostCallError, HostFunction, Pool, Unavailable};
 
 use crate::protocol::{read_frame, write_frame, Failure, FromWorker, HostFunctionOffer, ToWorker};
-use crate::PluginSettings;
+use crate::{lock, PluginSettings};
 
 /// The first argument that makes a process a worker.
 pub const WORKER_ARG: &str = "__pabi-serve-worker";
@@ -200,10 +200,6 @@ fn read_input(mut input: BufReader<File>, state: &Served, output: &Output, relay
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The host calls relayed to the server and waiting for its reply.
 #[derive(Clone)]
 struct Relays {
@@ -232,7 +228,7 @@ impl Relays {
         let function = HostFunction::new(&offer.name, move |cx, request| {
             let (reply, replied) = std::sync::mpsc::channel();
             let id = {
-                let mut waiting = relays.waiting.lock().unwrap_or_else(|p| p.into_inner());
+                let mut waiting = lock(&relays.waiting);
                 if waiting.closed {
                     return Err(HostCallError::new("the server is gone"));
                 }
@@ -248,7 +244,7 @@ impl Relays {
                 function: cx.function().to_string(),
             };
             if send(&relays.output, &call, request).is_err() {
-                relays.waiting.lock().unwrap_or_else(|p| p.into_inner()).replies.remove(&id);
+                lock(&relays.waiting).replies.remove(&id);
                 return Err(HostCallError::new("cannot reach the server"));
             }
             match replied.recv() {
@@ -265,14 +261,14 @@ impl Relays {
     }
 
     fn reply(&self, id: u64, reply: Result<Vec<u8>, String>) {
-        if let Some(waiter) = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).replies.remove(&id) {
+        if let Some(waiter) = lock(&self.waiting).replies.remove(&id) {
             let _ = waiter.send(reply);
         }
     }
 
     /// Fails every host call waiting and any made later.
     fn close(&self) {
-        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waiting = lock(&self.waiting);
         waiting.closed = true;
         waiting.replies.clear();
     }
@@ -352,7 +348,7 @@ fn load(settings: &PluginSettings, wasm: &[u8], relays: &Relays, offers: &[HostF
 type Output = Arc<Mutex<BufWriter<File>>>;
 
 fn send(output: &Output, header: &FromWorker, body: &[u8]) -> std::io::Result<()> {
-    let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
+    let mut output = lock(output);
     write_frame(&mut *output, header, body)?;
     output.flush()
 }
@@ -383,7 +379,7 @@ struct Jobs {
 fn execute(queue: &Queue, output: &Output, pool: &Pool, queue_timeout: Duration) {
     loop {
         let job = {
-            let mut jobs = queue.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let mut jobs = lock(&queue.jobs);
             loop {
                 if let Some(job) = jobs.waiting.pop_front() {
                     jobs.running += 1;
@@ -409,7 +405,7 @@ fn execute(queue: &Queue, output: &Output, pool: &Pool, queue_timeout: Duration)
                 send(output, &FromWorker::Failed { id: job.id, failure: Failure::of(error) }, body)
             }
         };
-        let mut jobs = queue.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut jobs = lock(&queue.jobs);
         jobs.running -= 1;
         jobs.cancels.remove(&job.id);
         drop(jobs);
