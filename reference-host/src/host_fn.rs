@@ -125,6 +125,18 @@ pub(crate) fn is_serving(id: usize) -> bool {
 /// plugin, by name, with the request as its input.
 pub type Reenter = Arc<dyn Fn(&str, &[u8]) -> Result<Vec<u8>, crate::Error> + Send + Sync>;
 
+/// Runs a handler. A panicking handler is the application's bug, not the
+/// plugin's: the plugin sees a failure and the host goes on (`CALL-4`).
+#[inline]
+pub(crate) fn run_handler(
+    handler: &Handler,
+    context: &CallContext<'_>,
+    request: &[u8],
+) -> Result<Vec<u8>, HostCallError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(context, request)))
+        .unwrap_or_else(|_| Err(HostCallError::new(format!("the handler of `{}` panicked", context.host_call))))
+}
+
 /// A function the application offers to plugins under a host-call name,
 /// like Extism's host functions: a closure from the request bytes to the
 /// reply bytes or a failure.
@@ -236,9 +248,7 @@ impl HostFunction {
     /// `pabi serve`'s process isolation). A panicking handler is a
     /// failure, as in a host (`CALL-4`).
     pub fn serve(&self, plugin: &str, function: &str, request: &[u8]) -> Result<Vec<u8>, HostCallError> {
-        let context = CallContext { plugin, function, host_call: &self.name };
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.handler)(&context, request)))
-            .unwrap_or_else(|_| Err(HostCallError::new(format!("the handler of `{}` panicked", self.name))))
+        run_handler(&self.handler, &CallContext { plugin, function, host_call: &self.name }, request)
     }
 }
 

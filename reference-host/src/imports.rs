@@ -95,10 +95,7 @@ fn host_call(
         // While the handler runs, a call back into this plugin from this
         // thread is refused instead of waiting for itself (`CALL-8`).
         let _serving = crate::host_fn::Serving::enter(state.group);
-        // A panicking handler is the application's bug, not the plugin's:
-        // the plugin sees a failure and the host goes on.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&context, &bytes[req_range])))
-            .unwrap_or_else(|_| Err(crate::HostCallError::new(format!("the handler of `{name}` panicked"))))
+        crate::host_fn::run_handler(handler, &context, &bytes[req_range])
     };
     // The handler's time counts against the deadline (`CALL-7`): epoch
     // interruption reaches only wasm code, so look now.

@@ -148,26 +148,7 @@ struct PluginEntry {
     file: String,
     sha256: String,
     metadata: pabi_abi::Metadata,
-    pool: PoolEntry,
-}
-
-#[derive(Serialize)]
-struct PoolEntry {
-    isolation: crate::Isolation,
-    size: usize,
-    live: usize,
-    busy: usize,
-    waiting: usize,
-    generation: u64,
-    calls: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    worker: Option<WorkerEntry>,
-}
-
-#[derive(Serialize)]
-struct WorkerEntry {
-    pid: Option<u32>,
-    restarts: u64,
+    pool: crate::BackendStats,
 }
 
 #[derive(Serialize)]
@@ -185,24 +166,12 @@ struct Listing {
 async fn list(State(state): State<Arc<Shared>>) -> Response {
     let plugins = read(&state.plugins)
         .iter()
-        .map(|(name, loaded)| {
-            let stats = loaded.backend.stats();
-            PluginEntry {
-                name: name.clone(),
-                file: loaded.file.display().to_string(),
-                sha256: loaded.sha256.clone(),
-                metadata: (*loaded.backend.metadata()).clone(),
-                pool: PoolEntry {
-                    isolation: loaded.settings.isolation(),
-                    worker: stats.worker.map(|(pid, restarts)| WorkerEntry { pid, restarts }),
-                    size: stats.size,
-                    live: stats.live,
-                    busy: stats.busy,
-                    waiting: stats.waiting,
-                    generation: stats.generation,
-                    calls: stats.calls,
-                },
-            }
+        .map(|(name, loaded)| PluginEntry {
+            name: name.clone(),
+            file: loaded.file.display().to_string(),
+            sha256: loaded.sha256.clone(),
+            metadata: (*loaded.backend.metadata()).clone(),
+            pool: loaded.backend.stats(),
         })
         .collect();
     let refused = crate::lock(&state.refused)
@@ -224,8 +193,8 @@ async fn metrics(State(state): State<Arc<Shared>>) -> Response {
     for (name, loaded) in read(&state.plugins).iter() {
         let stats = loaded.backend.stats();
         let label = PluginLabel { plugin: name.clone() };
-        if let Some((_, restarts)) = stats.worker {
-            state.metrics.worker_restarts.get_or_create(&label).set(i64::try_from(restarts).unwrap_or(i64::MAX));
+        if let Some(worker) = &stats.worker {
+            state.metrics.worker_restarts.get_or_create(&label).set(i64::try_from(worker.restarts).unwrap_or(i64::MAX));
         }
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
         state.metrics.instances.get_or_create(&label).set(gauge(stats.live));

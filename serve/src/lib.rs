@@ -89,16 +89,27 @@ pub(crate) enum Backend {
     Process(ProcessPool),
 }
 
-/// A backend's counters, for the listing and the metrics.
+/// A backend's counters: the `pool` of a plugin in `GET /v1/plugins`, and
+/// the gauges of `GET /metrics`.
+#[derive(serde::Serialize)]
 pub(crate) struct BackendStats {
+    pub isolation: Isolation,
     pub size: usize,
     pub live: usize,
     pub busy: usize,
     pub waiting: usize,
     pub generation: u64,
     pub calls: u64,
-    /// Under `process` isolation: the worker's pid and its restarts.
-    pub worker: Option<(Option<u32>, u64)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerStats>,
+}
+
+/// Under `process` isolation: the worker's pid, while one lives, and its
+/// restarts.
+#[derive(serde::Serialize)]
+pub(crate) struct WorkerStats {
+    pub pid: Option<u32>,
+    pub restarts: u64,
 }
 
 impl Backend {
@@ -137,6 +148,7 @@ impl Backend {
             Backend::Thread(pool) => {
                 let s = pool.stats();
                 BackendStats {
+                    isolation: Isolation::Thread,
                     size: s.size,
                     live: s.live,
                     busy: s.busy,
@@ -150,13 +162,14 @@ impl Backend {
                 let s = pool.stats();
                 let busy = s.in_flight.min(s.size);
                 BackendStats {
+                    isolation: Isolation::Process,
                     size: s.size,
                     live: s.live,
                     busy,
                     waiting: s.in_flight - busy,
                     generation: s.generation,
                     calls: s.calls,
-                    worker: Some((s.pid, s.restarts)),
+                    worker: Some(WorkerStats { pid: s.pid, restarts: s.restarts }),
                 }
             }
         }
