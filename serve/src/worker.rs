@@ -71,7 +71,7 @@ pub fn run() -> i32 {
         }
     };
     let _span = tracing::info_span!("worker", plugin = %plugin).entered();
-    if let Err(error) = limit_process(&settings, None) {
+    if let Err(error) = limit_process(&settings) {
         tracing::warn!("cannot apply the worker's OS limits: {error}");
     }
     let relays = Relays::new(output.clone());
@@ -96,7 +96,7 @@ pub fn run() -> i32 {
         }
     };
     // Now that the engine has reserved its address space, the rest is capped.
-    if let Err(error) = limit_process(&settings, Some(settings.worker_address_headroom())) {
+    if let Err(error) = cap_address_space(settings.worker_address_headroom()) {
         tracing::warn!("cannot cap the worker's address space: {error}");
     }
     let _ = state.pool.set(pool.clone());
@@ -287,46 +287,51 @@ fn protocol_streams() -> std::io::Result<(File, File)> {
     Err(std::io::Error::other("process isolation needs a Unix system"))
 }
 
-/// The OS limits of a worker: no new privileges, no core dumps, death with
-/// the server, the CPU time of its settings; with `headroom`, the address
-/// space it has now plus that.
+/// The OS limits a worker takes on at once: no new privileges, no core
+/// dumps, death with the server, the CPU time of its settings.
 #[cfg(target_os = "linux")]
-fn limit_process(settings: &PluginSettings, headroom: Option<u64>) -> std::io::Result<()> {
+fn limit_process(settings: &PluginSettings) -> std::io::Result<()> {
     use rustix::process::{setrlimit, Resource, Rlimit};
-    match headroom {
-        None => {
-            rustix::thread::set_no_new_privs(true)?;
-            let parent = rustix::process::getppid();
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            // The server may have gone before the death signal was armed:
-            // then this process has a new parent. (Not "the parent is 1":
-            // in a container the server itself may be process 1.)
-            if rustix::process::getppid() != parent {
-                std::process::exit(0);
-            }
-            setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) })?;
-            if let Some(cpu) = settings.worker_cpu_time {
-                // SIGXCPU at the soft limit, SIGKILL a second later.
-                let seconds = cpu.as_secs().max(1);
-                setrlimit(Resource::Cpu, Rlimit { current: Some(seconds), maximum: Some(seconds + 1) })?;
-            }
-        }
-        Some(headroom) => {
-            let statm = std::fs::read_to_string("/proc/self/statm")?;
-            let pages: u64 = statm
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| std::io::Error::other("cannot read /proc/self/statm"))?;
-            let size = pages.saturating_mul(rustix::param::page_size() as u64).saturating_add(headroom);
-            setrlimit(Resource::As, Rlimit { current: Some(size), maximum: Some(size) })?;
-        }
+    rustix::thread::set_no_new_privs(true)?;
+    let parent = rustix::process::getppid();
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    // The server may have gone before the death signal was armed: then
+    // this process has a new parent. (Not "the parent is 1": in a
+    // container the server itself may be process 1.)
+    if rustix::process::getppid() != parent {
+        std::process::exit(0);
+    }
+    setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) })?;
+    if let Some(cpu) = settings.worker_cpu_time {
+        // SIGXCPU at the soft limit, SIGKILL a second later.
+        let seconds = cpu.as_secs().max(1);
+        setrlimit(Resource::Cpu, Rlimit { current: Some(seconds), maximum: Some(seconds + 1) })?;
     }
     Ok(())
 }
 
+/// Caps the address space at what the worker has mapped now plus
+/// `headroom`: called once the engine has made its reservations.
+#[cfg(target_os = "linux")]
+fn cap_address_space(headroom: u64) -> std::io::Result<()> {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| std::io::Error::other("cannot read /proc/self/statm"))?;
+    let size = pages.saturating_mul(rustix::param::page_size() as u64).saturating_add(headroom);
+    setrlimit(Resource::As, Rlimit { current: Some(size), maximum: Some(size) }).map_err(Into::into)
+}
+
 #[cfg(not(target_os = "linux"))]
-fn limit_process(_: &PluginSettings, _: Option<u64>) -> std::io::Result<()> {
+fn limit_process(_: &PluginSettings) -> std::io::Result<()> {
+    Err(std::io::Error::other("the worker's OS limits are implemented for Linux only"))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn cap_address_space(_: u64) -> std::io::Result<()> {
     Err(std::io::Error::other("the worker's OS limits are implemented for Linux only"))
 }
 
