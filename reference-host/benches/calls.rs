@@ -146,11 +146,10 @@ fn main() {
         }
         return;
     }
-    // `-- --profile-pool THREADS`: only 1 KiB pool calls from THREADS
-    // threads on a pool of two, for 5 s.
+    // `-- --profile-pool THREADS`: only 1 KiB calls on a pool of two, in
+    // alternating 1 s rounds from one thread and from THREADS threads.
     if let Some(threads) = args.iter().position(|a| a == "--profile-pool").and_then(|i| args.get(i + 1)) {
-        let other = pabi_host::Host::new(pabi_host::Config::default()).unwrap();
-        let pool = pabi_host::Pool::builder().size(2).build(&other, &pabi_wasm).unwrap();
+        let pool = pabi_host::Pool::builder().size(2).build(&host, &pabi_wasm).unwrap();
         let input = vec![0x5au8; 1024];
         let threads: usize = threads.parse().expect("--profile-pool takes a thread count");
         for t in [1, threads, 1, threads] {
