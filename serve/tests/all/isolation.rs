@@ -71,6 +71,8 @@ fn a_worker_answers_every_call_as_the_in_process_pool_does() {
     });
 }
 
+/// A call whose worker ended during it is `HOST_FAILURE` (ERR-6): the host
+/// failed, whatever the plugin did.
 #[test]
 fn killing_a_worker_fails_only_the_calls_it_held_and_it_comes_back() {
     let dir = tempfile::tempdir().unwrap();
