@@ -150,6 +150,8 @@ pub struct PluginSettings {
 /// Where a plugin runs.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
+// More kinds may come (a container, a VM); callers match with a wildcard.
+#[non_exhaustive]
 pub enum Isolation {
     /// In the server's process: the fastest; a plugin is contained by the
     /// wasm sandbox and the host's limits.
