@@ -64,13 +64,12 @@ pub enum Error {
     /// (`LIM-12`).
     #[error("MODULE_LIMIT: the plugin is larger than this host compiles: {cap}")]
     ModuleLimit { cap: CompileCap },
-    /// The input, configuration or state is longer than the ABI can address
-    /// (`LIM-13`); no plugin code ran.
-    #[error(
-        "INPUT_LIMIT: the input is longer than the ABI can address: {len} bytes, past {}",
-        pabi_abi::MAX_INPUT_LEN
-    )]
-    InputLimit { len: u64 },
+    /// The input, configuration or state is longer than the ABI can address,
+    /// or than a lower cap the host set (`LIM-13`); no plugin code ran.
+    /// `len` is `None` where the host stopped reading at the limit (a
+    /// stream, an HTTP body) and so never learnt the whole length.
+    #[error("INPUT_LIMIT: {}", input_limit_text(*len, *limit))]
+    InputLimit { len: Option<u64>, limit: u64 },
     /// The plugin returned a value that is not a status (`ERR-2`, `ERR-4`).
     #[error("UNKNOWN_STATUS: the plugin returned status {status}, which the ABI does not define")]
     UnknownStatus { status: i32 },
@@ -367,6 +366,15 @@ fn backtrace_suffix(backtrace: &WasmTrace) -> String {
     }
 }
 
+fn input_limit_text(len: Option<u64>, limit: u64) -> String {
+    let whose =
+        if limit == pabi_abi::MAX_INPUT_LEN { "the most the ABI can address" } else { "this host's input limit" };
+    match len {
+        Some(len) => format!("the input is {len} bytes, past {whose} ({limit} bytes)"),
+        None => format!("the input is longer than {whose} ({limit} bytes)"),
+    }
+}
+
 fn status_name(status: i32) -> &'static str {
     pabi_abi::Status::from_code(status).map_or("plugin-defined", |s| s.name())
 }
@@ -392,7 +400,7 @@ mod tests {
             Error::MemoryLimit { limit: 1 },
             Error::OutputLimit { limit: 1 },
             Error::ModuleLimit { cap: CompileCap::Functions { functions: 2, cap: 1 } },
-            Error::InputLimit { len: 1 << 31 },
+            Error::InputLimit { len: Some(1 << 31), limit: pabi_abi::MAX_INPUT_LEN },
             Error::UnknownStatus { status: 200 },
             Error::PluginError { status: 1, message: b"bad".to_vec() },
             Error::UnknownFunction { name: "f".into(), available: vec![] },

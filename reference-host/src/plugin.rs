@@ -442,7 +442,8 @@ fn export<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 
 fn input_len(input: &[u8]) -> Result<i32, Error> {
     // The length reaches the plugin as an `i32` (`LIM-13`).
-    i32::try_from(input.len()).map_err(|_| Error::InputLimit { len: input.len() as u64 })
+    i32::try_from(input.len())
+        .map_err(|_| Error::InputLimit { len: Some(input.len() as u64), limit: pabi_abi::MAX_INPUT_LEN })
 }
 
 /// Maps a returned status to the call's result (`ERR-1` … `ERR-4`): OK

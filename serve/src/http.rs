@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -90,30 +90,47 @@ fn failure_response(failure: Failure) -> Response {
 async fn call(
     State(state): State<Arc<Shared>>,
     Path((plugin, function)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let Some(loaded) = read(&state.plugins).get(&plugin).cloned() else {
-        state
-            .metrics
-            .errors
-            .get_or_create(&ErrorLabels { plugin: plugin.clone(), kind: "UNKNOWN_PLUGIN".into() })
-            .inc();
-        let body = CallErrorBody {
-            kind: "UNKNOWN_PLUGIN".into(),
-            status: None,
-            message: format!("no plugin `{plugin}` is served"),
-        };
-        return error_response(StatusCode::NOT_FOUND, body, None);
+    let found = {
+        let plugins = read(&state.plugins);
+        plugins.get(&plugin).cloned().ok_or_else(|| plugins.keys().cloned().collect::<Vec<_>>())
+    };
+    let loaded = match found {
+        Ok(loaded) => loaded,
+        Err(served) => {
+            // Like unknown functions, unknown plugins share one label: a
+            // client naming a new one per request cannot grow the metrics.
+            state
+                .metrics
+                .errors
+                .get_or_create(&ErrorLabels { plugin: "(unknown)".into(), kind: "UNKNOWN_PLUGIN".into() })
+                .inc();
+            let served = if served.is_empty() { "none".to_string() } else { served.join(", ") };
+            let body = CallErrorBody {
+                kind: "UNKNOWN_PLUGIN".into(),
+                status: None,
+                message: format!("UNKNOWN_PLUGIN: no plugin `{plugin}` is served; served: {served}"),
+            };
+            return error_response(StatusCode::NOT_FOUND, body, None);
+        }
     };
     let known = loaded.backend.functions().contains(&function);
     // Unknown names share one label: a client cannot grow the metrics.
     let label = if known { function.clone() } else { "(unknown)".into() };
     state.metrics.calls.get_or_create(&CallLabels { plugin: plugin.clone(), function: label }).inc();
     let max_input = loaded.settings.max_input();
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+        .filter(|len| *len > max_input);
     let result = match axum::body::to_bytes(body, usize::try_from(max_input).unwrap_or(usize::MAX)).await {
         Ok(input) => loaded.backend.call(&function, input.to_vec()).await,
-        Err(_) => Err(Failure::of(&Error::InputLimit { len: max_input.saturating_add(1) })),
+        // The body stops being read at the cap; its declared length, when
+        // the client sent one, is what the message can name.
+        Err(_) => Err(Failure::of(&Error::InputLimit { len: declared_len, limit: max_input })),
     };
     let plugin_label = PluginLabel { plugin: plugin.clone() };
     state.metrics.latency.get_or_create(&plugin_label).observe(started.elapsed().as_secs_f64());

@@ -284,6 +284,8 @@ impl Server {
             tracing::info!(plugin = %name, "file removed; no longer served");
             report.removed.push(name);
         }
+        // A refusal is about a file: once the file is gone, so is it.
+        lock(&state.refused).retain(|name, _| files.contains_key(name));
         for (name, file) in files {
             match self.take_in(&name, &file) {
                 Ok(Some(reloaded)) => {
@@ -321,6 +323,9 @@ impl Server {
         let state = &*self.state;
         let current = read(&state.plugins).get(name).cloned();
         if current.as_ref().is_some_and(|c| c.sha256 == sha256) {
+            // The file is the version being served again (a bad copy was
+            // put back): whatever was refused in between is past.
+            lock(&state.refused).remove(name);
             return Ok(None);
         }
         // A refused file is tried again only once it changes.

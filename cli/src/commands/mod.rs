@@ -51,15 +51,16 @@ pub enum Payload {
     Bytes(Vec<u8>),
     /// Longer than the ABI can address (`LIM-13`): not read at all, so a
     /// huge file costs nothing; the call it was for fails with
-    /// `INPUT_LIMIT`.
-    TooLong(u64),
+    /// `INPUT_LIMIT`. The length, where a file's size told it; a stream is
+    /// read only up to the limit.
+    TooLong(Option<u64>),
 }
 
 impl Payload {
     pub fn bytes(self) -> Result<Vec<u8>, pabi_host::Error> {
         match self {
             Payload::Bytes(bytes) => Ok(bytes),
-            Payload::TooLong(len) => Err(pabi_host::Error::InputLimit { len }),
+            Payload::TooLong(len) => Err(pabi_host::Error::InputLimit { len, limit: pabi_abi::MAX_INPUT_LEN }),
         }
     }
 }
@@ -75,7 +76,7 @@ pub fn read_payload(path: &Path) -> anyhow::Result<Payload> {
         let file = std::fs::File::open(path).with_context(|| format!("failed to read `{}`", path.display()))?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if len > limit {
-            return Ok(Payload::TooLong(len));
+            return Ok(Payload::TooLong(Some(len)));
         }
         Box::new(file)
     };
@@ -86,9 +87,8 @@ pub fn read_payload(path: &Path) -> anyhow::Result<Payload> {
         .read_to_end(&mut bytes)
         .with_context(|| format!("failed to read `{}`", path.display()))?;
     if bytes.len() as u64 > limit {
-        // A stream may never end (`/dev/zero`, a pipe): stop here. The
-        // length reported is the first one past the limit.
-        return Ok(Payload::TooLong(bytes.len() as u64));
+        // A stream may never end (`/dev/zero`, a pipe): stop here.
+        return Ok(Payload::TooLong(None));
     }
     Ok(Payload::Bytes(bytes))
 }

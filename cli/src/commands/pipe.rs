@@ -150,7 +150,7 @@ impl Opts {
             let Some(too_long) = read_record(&mut input, framing, self.max_record, &mut record)? else { break };
             let original = reject.is_some().then(|| record.clone());
             let outcome = if too_long {
-                Err(("(input)".to_string(), pabi_host::Error::InputLimit { len: record.len() as u64 }))
+                Err(("(input)".to_string(), pabi_host::Error::InputLimit { len: None, limit: self.max_record }))
             } else {
                 run_record(stages, &mut record, &mut next)
             };

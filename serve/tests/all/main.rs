@@ -84,6 +84,20 @@ fn calls_answer_outputs_and_every_error_kind_with_its_http_status() {
         }
         let fail = request(&server, "POST", "/v1/plugins/io/fail", vec![]).await.error();
         assert_eq!(fail.message, "bad input", "the plugin's own message");
+        let unknown = request(&server, "POST", "/v1/plugins/nope/echo", vec![]).await.error();
+        assert_eq!(unknown.message, "UNKNOWN_PLUGIN: no plugin `nope` is served; served: io");
+        // The message names the plugin's cap, not the ABI's, and the
+        // length the client declared.
+        let declared = Request::builder()
+            .method("POST")
+            .uri("/v1/plugins/io/echo")
+            .header("content-length", "1025")
+            .body(Body::from(vec![b'x'; 1025]))
+            .unwrap();
+        let response = server.router().oneshot(declared).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let too_long: CallErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(too_long.message, "INPUT_LIMIT: the input is 1025 bytes, past this host's input limit (1024 bytes)");
         // A body of exactly the cap is accepted.
         let at_cap = request(&server, "POST", "/v1/plugins/io/echo", vec![b'x'; 1024]).await;
         assert_eq!(at_cap.status, StatusCode::OK);
@@ -101,6 +115,7 @@ fn listing_health_and_metrics_report_what_happened() {
             assert_eq!(request(&server, "POST", "/v1/plugins/echo/echo", b"x".to_vec()).await.status, StatusCode::OK);
         }
         request(&server, "POST", "/v1/plugins/echo/nope", vec![]).await;
+        request(&server, "POST", "/v1/plugins/a-new-name-each-time/echo", vec![]).await;
         let list: serde_json::Value =
             serde_json::from_slice(&request(&server, "GET", "/v1/plugins", vec![]).await.body).unwrap();
         assert_eq!(list["plugins"][0]["name"], "echo");
@@ -117,6 +132,7 @@ fn listing_health_and_metrics_report_what_happened() {
             r#"pabi_calls_total{plugin="echo",function="echo"} 3"#,
             r#"pabi_calls_total{plugin="echo",function="(unknown)"} 1"#,
             r#"pabi_call_errors_total{plugin="echo",kind="UNKNOWN_FUNCTION"} 1"#,
+            r#"pabi_call_errors_total{plugin="(unknown)",kind="UNKNOWN_PLUGIN"} 1"#,
             r#"pabi_instances{plugin="echo"} 2"#,
             r#"pabi_queue_depth{plugin="echo"} 0"#,
             r#"pabi_call_duration_seconds_count{plugin="echo"} 4"#,
@@ -192,6 +208,17 @@ fn a_pinned_plugin_loads_only_with_its_hash() {
     let report = server.scan();
     assert!(report.refused[0].1.contains("does not match the pinned"), "{report:?}");
     assert_eq!(server.pool("echo").unwrap().stats().generation, 0);
+    let refused = |server: &Server| {
+        let listing = runtime().block_on(request(server, "GET", "/v1/plugins", vec![]));
+        let listing: serde_json::Value = serde_json::from_slice(&listing.body).unwrap();
+        listing["refused"].as_array().unwrap().len()
+    };
+    assert_eq!(refused(&server), 1);
+    // The pinned file put back: served as before, and no longer listed
+    // as refused.
+    std::fs::write(&file, &wasm).unwrap();
+    assert_eq!(server.scan(), Default::default());
+    assert_eq!(refused(&server), 0);
     // A wrong pin refuses the first load too.
     let other = tempfile::tempdir().unwrap();
     std::fs::write(other.path().join("echo.wasm"), new_version(&wasm, 3)).unwrap();
