@@ -49,11 +49,7 @@ fn main() -> anyhow::Result<()> {
         if let Some(address) = listen {
             let listener = tokio::net::TcpListener::bind(&address).await?;
             println!("listening on http://{address}");
-            server
-                .serve(listener, std::time::Duration::from_secs(1), async {
-                    tokio::signal::ctrl_c().await.ok();
-                })
-                .await?;
+            server.serve_app(listener, app, std::time::Duration::from_secs(1), pabi_serve::stop_signal()).await?;
             return Ok(());
         }
         let request = Request::post("/v1/plugins/enrich/enrich").body(Body::from("apple\npear\nplum\n"))?;

@@ -20,16 +20,19 @@
 //! its instances made while the old version serves; it then replaces the
 //! old version with its state (`LIFE-10`, `LIFE-11`), or, on any failure,
 //! the old version keeps serving and the error is logged and listed under
-//! `errors` in `GET /v1/plugins`. [`Server::serve`] scans on an interval
+//! `refused` in `GET /v1/plugins`. [`Server::serve`] scans on an interval
 //! and, when its shutdown future completes, stops accepting, lets calls in
 //! flight finish, and runs `pabi_shutdown` on every instance.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
 //! let server = pabi_serve::Server::new("plugins".into(), pabi_serve::ServeConfig::default());
-//! server.scan();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! server.serve(listener, std::time::Duration::from_secs(1), async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! // Armed before loading: a SIGTERM while the plugins load drains at once.
+//! let stop = pabi_serve::stop_signal();
+//! let loader = server.clone();
+//! tokio::task::spawn_blocking(move || loader.scan()).await?;
+//! server.serve(listener, std::time::Duration::from_secs(1), stop).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -71,6 +74,8 @@ pub(crate) struct State {
     worker: Mutex<Option<WorkerCommand>>,
     /// The host functions plugins may be offered (`host_calls` settings).
     host_functions: Mutex<Vec<pabi_host::HostFunction>>,
+    /// The warnings of the last scan, so each is logged once.
+    warned: Mutex<Vec<String>>,
 }
 
 /// A plugin being served.
@@ -195,6 +200,11 @@ pub struct ScanReport {
     pub refused: Vec<(String, String)>,
     /// Plugins whose file is gone; they are no longer served.
     pub removed: Vec<String>,
+    /// Settings that match nothing: a `[plugins.NAME]` table with no
+    /// `NAME.wasm` in the folder (a typo would drop its pin unseen), an
+    /// empty folder, a `host_calls` entry the server does not offer. Each
+    /// is reported (and logged) by the first scan that finds it.
+    pub warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Server {
@@ -216,6 +226,7 @@ impl Server {
                 draining: Default::default(),
                 worker: Mutex::default(),
                 host_functions: Mutex::default(),
+                warned: Mutex::default(),
             }),
         }
     }
@@ -286,6 +297,14 @@ impl Server {
         }
         // A refusal is about a file: once the file is gone, so is it.
         lock(&state.refused).retain(|name, _| files.contains_key(name));
+        let warnings = self.warnings(&files);
+        let mut warned = lock(&state.warned);
+        for warning in warnings.iter().filter(|w| !warned.contains(w)) {
+            tracing::warn!("{warning}");
+            report.warnings.push(warning.clone());
+        }
+        *warned = warnings;
+        drop(warned);
         for (name, file) in files {
             match self.take_in(&name, &file) {
                 Ok(Some(reloaded)) => {
@@ -308,6 +327,29 @@ impl Server {
             }
         }
         report
+    }
+
+    /// What in the configuration matches nothing in the folder or the
+    /// server.
+    fn warnings(&self, files: &BTreeMap<String, PathBuf>) -> Vec<String> {
+        let state = &*self.state;
+        let dir = state.dir.display();
+        let mut warnings = Vec::new();
+        if files.is_empty() {
+            warnings.push(format!("no plugin to serve: {dir} has no `*.wasm` file"));
+        }
+        for name in state.config.plugins.keys().filter(|name| !files.contains_key(*name)) {
+            warnings.push(format!("[plugins.{name}] configures no plugin: there is no {dir}/{name}.wasm"));
+        }
+        let offered: Vec<String> = lock(&state.host_functions).iter().map(|f| f.name().to_string()).collect();
+        let tables = std::iter::once(("defaults".to_string(), &state.config.defaults))
+            .chain(state.config.plugins.iter().map(|(name, settings)| (format!("plugins.{name}"), settings)));
+        for (table, settings) in tables {
+            for call in settings.host_calls.iter().flatten().filter(|call| !offered.contains(call)) {
+                warnings.push(format!("[{table}] host_calls names `{call}`, which this server does not offer"));
+            }
+        }
+        warnings
     }
 
     /// Loads or reloads one file; `Ok(None)` when it has not changed,
@@ -397,6 +439,20 @@ impl Server {
         watch: Duration,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let router = self.router();
+        self.serve_app(listener, router, watch, shutdown).await
+    }
+
+    /// [`Server::serve`] for an application with routes of its own: `app`
+    /// is [`Server::router`] merged into the application's router. The
+    /// folder is watched and the drain is the same.
+    pub async fn serve_app(
+        self,
+        listener: tokio::net::TcpListener,
+        app: axum::Router,
+        watch: Duration,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let watcher = (!watch.is_zero()).then(|| {
             let server = self.clone();
             tokio::spawn(async move {
@@ -417,7 +473,7 @@ impl Server {
             state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::info!("draining: finishing the calls in flight");
         };
-        let result = axum::serve(listener, self.router()).with_graceful_shutdown(drained).await;
+        let result = axum::serve(listener, app).with_graceful_shutdown(drained).await;
         if let Some(watcher) = watcher {
             watcher.abort();
         }
@@ -437,6 +493,47 @@ impl Server {
         .await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// Completes at the first SIGTERM or SIGINT (Ctrl-C): the usual shutdown
+/// future for [`Server::serve`].
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled, so a signal that comes while the plugins load is kept and
+/// ends the serve as soon as it starts, where the default action would
+/// have killed the process before its workers got `pabi_shutdown`. Call it
+/// inside a tokio runtime. Where a handler cannot be installed, that
+/// signal keeps its default action.
+pub fn stop_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let wait = |kind: SignalKind| {
+            let installed = signal(kind);
+            async move {
+                match installed {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(error) => {
+                        tracing::warn!("cannot handle signal {}: {error}", kind.as_raw_value());
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
+        let (term, interrupt) = (wait(SignalKind::terminate()), wait(SignalKind::interrupt()));
+        async move {
+            tokio::select! {
+                () = term => {}
+                () = interrupt => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        tokio::signal::ctrl_c().await.ok();
     }
 }
 

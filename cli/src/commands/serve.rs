@@ -64,8 +64,9 @@ worker that dies is started again; only the calls it held fail, with
 HOST_FAILURE (503).
 
 SIGTERM or Ctrl-C drains: no new connections, calls in flight finish, every
-instance gets pabi_shutdown. Logs go to standard error (PABI_LOG, default
-info).
+instance gets pabi_shutdown. One that comes while the plugins load drains
+as soon as they are in. Logs go to standard error (PABI_LOG, default info);
+settings that match no plugin file or host function are warned of there.
 
 Examples:
   pabi serve plugins/
@@ -94,18 +95,24 @@ impl Opts {
         for function in self.host_calls.host_functions(&pabi_host::HostCallLog::off(), None)? {
             server = server.host_function(function);
         }
-        let report = server.scan();
-        tracing::info!(loaded = ?report.loaded, refused = report.refused.len(), "plugins of {}", self.dir.display());
         let runtime =
             tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
         runtime.block_on(async {
+            // Bound before loading, so a port in use fails at once; calls
+            // wait in the backlog until the plugins are in.
             let listener = tokio::net::TcpListener::bind(self.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", self.listen))?;
             let address = listener.local_addr().context("cannot read the listening address")?;
+            // Armed before loading too: a SIGTERM while plugins load drains
+            // as soon as they are in, rather than killing the process.
+            let stop = pabi_serve::stop_signal();
+            let loader = server.clone();
+            let report = tokio::task::spawn_blocking(move || loader.scan()).await.context("loading the plugins failed")?;
+            tracing::info!(loaded = ?report.loaded, refused = report.refused.len(), "plugins of {}", self.dir.display());
             // The one line a script waits for (the port, when it asked for 0).
             eprintln!("listening on http://{address}");
-            server.serve(listener, self.watch, stop_signal()).await.context("the server failed")
+            server.serve(listener, self.watch, stop).await.context("the server failed")
         })?;
         Ok(crate::exit::OK)
     }
@@ -116,21 +123,4 @@ fn default_config(dir: &std::path::Path) -> Option<PathBuf> {
     let dir = dir.canonicalize().ok()?;
     let path = dir.with_file_name(format!("{}.toml", dir.file_name()?.to_str()?));
     path.is_file().then_some(path)
-}
-
-async fn stop_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return interrupt.await.unwrap_or(()),
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    interrupt.await.unwrap_or(());
 }

@@ -269,3 +269,45 @@ fn reloads_under_load_fail_no_request() {
     assert!(served > 0);
     assert_eq!(server.pool("echo").unwrap().stats().generation, 20);
 }
+
+/// A SIGTERM sent before the shutdown future is first awaited (while the
+/// plugins load) is kept: the future completes and the process lives on.
+/// Were the handler installed only at the first poll, this test binary
+/// would die of the signal.
+#[cfg(unix)]
+#[test]
+fn stop_signal_keeps_a_sigterm_that_comes_before_it_is_awaited() {
+    runtime().block_on(async {
+        let stop = pabi_serve::stop_signal();
+        let sent =
+            std::process::Command::new("kill").args(["-TERM", &std::process::id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        tokio::time::timeout(Duration::from_secs(10), stop).await.expect("the SIGTERM completes the future");
+    });
+}
+
+#[test]
+fn settings_that_match_nothing_are_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pin = "ab".repeat(32);
+    let toml = &format!("[plugins.ecoh]\nsha256 = \"{pin}\"\n[plugins.echo]\nhost_calls = [\"kv.get\"]");
+    let server = Server::new(dir.path().to_path_buf(), ServeConfig::from_toml(toml).unwrap());
+    let dir_text = dir.path().display();
+    assert_eq!(
+        server.scan().warnings,
+        [
+            format!("no plugin to serve: {dir_text} has no `*.wasm` file"),
+            format!("[plugins.echo] configures no plugin: there is no {dir_text}/echo.wasm"),
+            format!("[plugins.ecoh] configures no plugin: there is no {dir_text}/ecoh.wasm"),
+            "[plugins.echo] host_calls names `kv.get`, which this server does not offer".to_string(),
+        ]
+    );
+    assert_eq!(server.scan().warnings, Vec::<String>::new(), "already reported");
+    // What changes is reported again: the folder gains `echo.wasm` only.
+    std::fs::write(dir.path().join("echo.wasm"), fixture("good", "core")).unwrap();
+    let report = server.scan();
+    assert_eq!(report.loaded, ["echo"]);
+    assert_eq!(report.warnings, Vec::<String>::new(), "fewer warnings, none new");
+    std::fs::remove_file(dir.path().join("echo.wasm")).unwrap();
+    assert_eq!(server.scan().warnings.len(), 2, "the empty folder and `echo` again");
+}
