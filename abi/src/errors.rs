@@ -81,7 +81,7 @@ impl HostErrorKind {
             HostErrorKind::MemoryLimit => "the plugin hit the memory limit",
             HostErrorKind::OutputLimit => "the plugin wrote more output than the limit allows",
             HostErrorKind::ModuleLimit => "the plugin is larger than this host compiles",
-            HostErrorKind::InputLimit => "the input is longer than the ABI can address",
+            HostErrorKind::InputLimit => "the input is longer than the host accepts",
             HostErrorKind::UnknownStatus => "the plugin returned a status code the ABI does not define",
             HostErrorKind::PluginError => "the plugin returned an error status",
             HostErrorKind::UnknownFunction => "the plugin has no function of that name",

@@ -366,12 +366,14 @@ fn backtrace_suffix(backtrace: &WasmTrace) -> String {
     }
 }
 
+/// The kind's fixed description first (`ERR-6`), then which limit: the
+/// ABI's, or a lower cap of the host's (`LIM-13`).
 fn input_limit_text(len: Option<u64>, limit: u64) -> String {
-    let whose =
-        if limit == pabi_abi::MAX_INPUT_LEN { "the most the ABI can address" } else { "this host's input limit" };
+    let description = HostErrorKind::InputLimit.message();
+    let whose = if limit == pabi_abi::MAX_INPUT_LEN { "the ABI's limit" } else { "this host's cap" };
     match len {
-        Some(len) => format!("the input is {len} bytes, past {whose} ({limit} bytes)"),
-        None => format!("the input is longer than {whose} ({limit} bytes)"),
+        Some(len) => format!("{description}: {len} bytes, past {whose} of {limit}"),
+        None => format!("{description}: past {whose} of {limit} bytes"),
     }
 }
 
@@ -413,6 +415,11 @@ mod tests {
             let kind = error.kind().expect("a plugin failure has a kind");
             assert!(error.to_string().starts_with(kind.name()), "{error}");
         }
+        let past_cap = Error::InputLimit { len: None, limit: 1024 }.to_string();
+        assert_eq!(
+            past_cap,
+            "INPUT_LIMIT: the input is longer than the host accepts: past this host's cap of 1024 bytes"
+        );
         let kinds: std::collections::HashSet<_> = errors.iter().filter_map(Error::kind).collect();
         assert_eq!(kinds.len(), HostErrorKind::ALL.len(), "one variant per kind");
         let unsupported = Error::HostUnavailable(Unavailable::Unsupported { clause: Clause::Lim4, detail: "x".into() });

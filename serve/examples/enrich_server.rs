@@ -39,17 +39,22 @@ fn main() -> anyhow::Result<()> {
     let config = ServeConfig::from_toml("[defaults]\nisolation = \"process\"\ninstances = 2\ntimeout = \"500ms\"")
         .map_err(anyhow::Error::msg)?;
     let server = Server::new(dir.into(), config).host_function(kv_get);
-    let report = server.scan();
-    println!("loaded {:?}, refused {:?}", report.loaded, report.refused);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
+        // Armed before loading: a SIGTERM while the plugins load is kept,
+        // and drains the server as soon as it serves.
+        let stop = pabi_serve::stop_signal();
+        // Loading compiles: off the executor threads.
+        let loader = server.clone();
+        let report = tokio::task::spawn_blocking(move || loader.scan()).await?;
+        println!("loaded {:?}, refused {:?}", report.loaded, report.refused);
         // The application's routes and the plugins' in one router.
         let app = axum::Router::new().route("/hello", axum::routing::get(|| async { "hi\n" })).merge(server.router());
         if let Some(address) = listen {
             let listener = tokio::net::TcpListener::bind(&address).await?;
             println!("listening on http://{address}");
-            server.serve_app(listener, app, std::time::Duration::from_secs(1), pabi_serve::stop_signal()).await?;
+            server.serve_app(listener, app, std::time::Duration::from_secs(1), stop).await?;
             return Ok(());
         }
         let request = Request::post("/v1/plugins/enrich/enrich").body(Body::from("apple\npear\nplum\n"))?;

@@ -128,9 +128,21 @@ async fn call(
         .filter(|len| *len > max_input);
     let result = match axum::body::to_bytes(body, usize::try_from(max_input).unwrap_or(usize::MAX)).await {
         Ok(input) => loaded.backend.call(&function, input.to_vec()).await,
-        // The body stops being read at the cap; its declared length, when
-        // the client sent one, is what the message can name.
-        Err(_) => Err(Failure::of(&Error::InputLimit { len: declared_len, limit: max_input })),
+        Err(error) => {
+            let error = error.into_inner();
+            if error.is::<http_body_util::LengthLimitError>() {
+                // The body stops being read at the cap; its declared
+                // length, when the client sent one, is what the message
+                // can name.
+                Err(Failure::of(&Error::InputLimit { len: declared_len, limit: max_input }))
+            } else {
+                // The client stopped sending (gone, or a broken chunked
+                // body): no call was made, and the caller is what ended it.
+                let description = HostErrorKind::Cancelled.message();
+                let message = format!("CANCELLED: {description}: the request body could not be read: {error}");
+                Err(Failure::new(Some(HostErrorKind::Cancelled), message))
+            }
+        }
     };
     let plugin_label = PluginLabel { plugin: plugin.clone() };
     state.metrics.latency.get_or_create(&plugin_label).observe(started.elapsed().as_secs_f64());

@@ -504,7 +504,8 @@ impl Server {
 /// ends the serve as soon as it starts, where the default action would
 /// have killed the process before its workers got `pabi_shutdown`. Call it
 /// inside a tokio runtime. Where a handler cannot be installed, that
-/// signal keeps its default action.
+/// signal keeps its default action. Off Unix, only Ctrl-C stops, and its
+/// handler is installed at the first poll.
 pub fn stop_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {

@@ -85,7 +85,7 @@ fn nul_and_length_prefixed_records_round_trip_and_a_long_record_fails_alone() {
     assert!(
         String::from_utf8_lossy(&long.stderr).contains("record 2")
             && String::from_utf8_lossy(&long.stderr)
-                .contains("INPUT_LIMIT: the input is longer than this host's input limit (4 bytes)"),
+                .contains("INPUT_LIMIT: the input is longer than the host accepts: past this host's cap of 4 bytes"),
         "{long:?}"
     );
 }

@@ -11,7 +11,7 @@ export const DESCRIPTIONS = {
   MEMORY_LIMIT: 'the plugin hit the memory limit',
   OUTPUT_LIMIT: 'the plugin wrote more output than the limit allows',
   MODULE_LIMIT: 'the plugin is larger than this host compiles',
-  INPUT_LIMIT: 'the input is longer than the ABI can address',
+  INPUT_LIMIT: 'the input is longer than the host accepts',
   UNKNOWN_STATUS: 'the plugin returned a status code the ABI does not define',
   PLUGIN_ERROR: 'the plugin returned an error status',
   UNKNOWN_FUNCTION: 'the plugin has no function of that name',

@@ -97,7 +97,23 @@ fn calls_answer_outputs_and_every_error_kind_with_its_http_status() {
         let response = server.router().oneshot(declared).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let too_long: CallErrorBody = serde_json::from_slice(&body).unwrap();
-        assert_eq!(too_long.message, "INPUT_LIMIT: the input is 1025 bytes, past this host's input limit (1024 bytes)");
+        assert_eq!(
+            too_long.message,
+            "INPUT_LIMIT: the input is longer than the host accepts: 1025 bytes, past this host's cap of 1024"
+        );
+        // A body that breaks off is no INPUT_LIMIT: the caller ended it.
+        let chunks: Vec<Result<&'static [u8], std::io::Error>> =
+            vec![Ok(b"xx"), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "gone"))];
+        let broken = Request::builder()
+            .method("POST")
+            .uri("/v1/plugins/io/echo")
+            .body(Body::from_stream(futures_util::stream::iter(chunks)))
+            .unwrap();
+        let response = server.router().oneshot(broken).await.unwrap();
+        assert_eq!(response.status().as_u16(), 499);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let broken: CallErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(broken.kind, "CANCELLED", "{}", broken.message);
         // A body of exactly the cap is accepted.
         let at_cap = request(&server, "POST", "/v1/plugins/io/echo", vec![b'x'; 1024]).await;
         assert_eq!(at_cap.status, StatusCode::OK);
