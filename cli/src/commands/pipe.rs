@@ -30,7 +30,13 @@ pub struct Opts {
     on_error: Policy,
     /// The longest record accepted with `--framing`, e.g. `16MiB`; a longer
     /// one fails like a failing call (`INPUT_LIMIT`).
-    #[arg(long, value_name = "SIZE", value_parser = super::host_args::parse_size, default_value = "16MiB")]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        value_parser = super::host_args::parse_size,
+        default_value = "16MiB",
+        requires = "framing"
+    )]
     max_record: u64,
     #[command(flatten)]
     host: HostArgs,
@@ -71,8 +77,10 @@ Examples:
   pabi pipe --framing lines --on-error reject=bad.txt text.wasm:upper < big.txt > out.txt
 
 With --framing, instances are reused from record to record, memory stays
-bounded by the longest record, and output is flushed whenever the input has
-no complete record waiting.
+bounded by --max-record, and output is flushed whenever the input has no
+complete record waiting. A rejected record is appended to the reject file
+whole, as it came in, even past --max-record. A stage whose plugin has no
+such function is refused before any record is read.
 
 Exit codes:
   0  every stage returned OK (with --framing: for every record)
@@ -97,6 +105,16 @@ impl Opts {
             };
             let wasm = read_input(path.as_ref())?;
             match host.load(&wasm) {
+                Ok(plugin) if !plugin.functions().iter().any(|f| f == function) => {
+                    // Refused now rather than at every record, or never
+                    // when the input is empty.
+                    let error = pabi_host::Error::UnknownFunction {
+                        name: function.to_string(),
+                        available: plugin.functions().to_vec(),
+                    };
+                    eprintln!("error: stage `{stage}`: {error}");
+                    return Ok(exit_code(&error));
+                }
                 Ok(plugin) => stages.push(Stage { name: stage.clone(), plugin, function: function.to_string() }),
                 Err(error) => {
                     eprintln!("error: stage `{stage}`: {error}");
@@ -140,16 +158,28 @@ impl Opts {
             _ => None,
         };
         let (mut record, mut next) = (Vec::new(), Vec::new());
-        let mut failed = 0u64;
+        let (mut failed, mut total) = (0u64, 0u64);
+        let reject_path = match &self.on_error {
+            Policy::Reject(path) => path.display().to_string(),
+            _ => String::new(),
+        };
         for number in 1u64.. {
-            if input.buffer().is_empty() {
-                // Nothing complete is waiting: what is done goes out now,
-                // before the read that may block.
+            if !complete_record_waiting(input.buffer(), framing) {
+                // What is done goes out now, before the read that may block.
                 stdout.flush().context("cannot write to standard output")?;
             }
-            let Some(too_long) = read_record(&mut input, framing, self.max_record, &mut record)? else { break };
-            let original = reject.is_some().then(|| record.clone());
-            let outcome = if too_long {
+            // An over-long record goes to the reject file as it is read:
+            // whole, without holding more than --max-record of it.
+            let overflow = reject.as_mut().map(|file| file as &mut dyn Write);
+            let read = read_record(&mut input, framing, self.max_record, &mut record, number, overflow)?;
+            let terminated = match read {
+                Incoming::End => break,
+                Incoming::Record { terminated } => terminated,
+                Incoming::TooLong => false,
+            };
+            total += 1;
+            let original = (reject.is_some() && read != Incoming::TooLong).then(|| record.clone());
+            let outcome = if read == Incoming::TooLong {
                 Err(("(input)".to_string(), pabi_host::Error::InputLimit { len: None, limit: self.max_record }))
             } else {
                 run_record(stages, &mut record, &mut next)
@@ -159,14 +189,20 @@ impl Opts {
                 Err((stage, error)) => {
                     eprintln!("error: record {number}: stage `{stage}`: {error}");
                     failed += 1;
-                    match (&self.on_error, &mut reject, original) {
-                        (Policy::Stop, ..) => {
+                    match (&self.on_error, &mut reject) {
+                        (Policy::Stop, _) => {
                             stdout.flush().context("cannot write to standard output")?;
                             return Ok(exit_code(&error));
                         }
-                        (Policy::Reject(path), Some(file), Some(original)) => write_record(file, framing, &original)
-                            .and_then(|_| file.flush())
-                            .with_context(|| format!("cannot write to `{}`", path.display()))?,
+                        (Policy::Reject(_), Some(file)) => {
+                            let written = match original {
+                                Some(original) => write_original(file, framing, &original, terminated),
+                                None => Ok(()), // written while it was read
+                            };
+                            written
+                                .and_then(|_| file.flush())
+                                .with_context(|| format!("cannot write to `{reject_path}`"))?
+                        }
                         _ => {}
                     }
                 }
@@ -174,7 +210,7 @@ impl Opts {
         }
         stdout.flush().context("cannot write to standard output")?;
         if failed > 0 {
-            eprintln!("{failed} records failed");
+            eprintln!("{failed} of {total} records failed");
             return Ok(crate::exit::FAILURE);
         }
         Ok(crate::exit::OK)
@@ -200,23 +236,50 @@ fn run_record(
     Ok(())
 }
 
-/// Reads the next record into `record`: `None` at the end of the input,
-/// `Some(true)` for a record longer than `max` (kept only up to `max`
-/// bytes; the rest is read and dropped so the next record is found).
+/// What [`read_record`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Incoming {
+    /// The end of the input.
+    End,
+    /// A record; `terminated` unless it was the input's last line (or
+    /// NUL-ended record) without its end byte.
+    Record { terminated: bool },
+    /// A record longer than `--max-record`: not kept, but passed whole to
+    /// the overflow writer, if any, and read past so the next one is found.
+    TooLong,
+}
+
+/// Whether `buffered` holds a whole record, so reading it cannot block.
+fn complete_record_waiting(buffered: &[u8], framing: Framing) -> bool {
+    match framing {
+        Framing::Lines => buffered.contains(&b'\n'),
+        Framing::Nul => buffered.contains(&0),
+        Framing::LengthPrefixed => buffered.get(..4).is_some_and(|len| {
+            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
+            (buffered.len() - 4) as u64 >= u64::from(len)
+        }),
+    }
+}
+
+/// Reads record `number` into `record`, keeping at most `max` bytes of it.
+/// A longer one is written, as it came in, to `overflow` when given.
 fn read_record(
     input: &mut impl BufRead,
     framing: Framing,
     max: u64,
     record: &mut Vec<u8>,
-) -> anyhow::Result<Option<bool>> {
+    number: u64,
+    mut overflow: Option<&mut dyn Write>,
+) -> anyhow::Result<Incoming> {
     record.clear();
+    let io = |e: std::io::Error| anyhow::Error::new(e).context("failed to read standard input");
+    let over = |e: std::io::Error| anyhow::Error::new(e).context("cannot write to the reject file");
     match framing {
         Framing::Lines | Framing::Nul => {
             let end = if framing == Framing::Lines { b'\n' } else { 0 };
-            let mut too_long = false;
-            let mut any = false;
+            let (mut too_long, mut any, mut terminated) = (false, false, false);
             loop {
-                let available = input.fill_buf().context("failed to read standard input")?;
+                let available = input.fill_buf().map_err(io)?;
                 if available.is_empty() {
                     break;
                 }
@@ -226,33 +289,75 @@ fn read_record(
                     None => (available, None),
                 };
                 let room = (max as usize).saturating_sub(record.len());
-                too_long |= chunk.len() > room;
-                record.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if !too_long && chunk.len() > room {
+                    too_long = true;
+                    // From here on, the record streams to the overflow.
+                    if let Some(out) = overflow.as_mut() {
+                        out.write_all(record).map_err(over)?;
+                    }
+                }
+                if too_long {
+                    if let Some(out) = overflow.as_mut() {
+                        out.write_all(chunk).map_err(over)?;
+                    }
+                } else {
+                    record.extend_from_slice(chunk);
+                }
+                terminated = found.is_some();
                 let used = found.map_or(chunk.len(), |at| at + 1);
                 input.consume(used);
-                if found.is_some() {
+                if terminated {
                     break;
                 }
             }
-            Ok(any.then_some(too_long))
+            if too_long && terminated {
+                if let Some(out) = overflow.as_mut() {
+                    out.write_all(&[end]).map_err(over)?;
+                }
+            }
+            Ok(match (any, too_long) {
+                (false, _) => Incoming::End,
+                (true, true) => Incoming::TooLong,
+                (true, false) => Incoming::Record { terminated },
+            })
         }
         Framing::LengthPrefixed => {
+            if input.fill_buf().map_err(io)?.is_empty() {
+                return Ok(Incoming::End);
+            }
             let mut len = [0u8; 4];
             match input.read_exact(&mut len) {
                 Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-                Err(e) => return Err(e).context("failed to read standard input"),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    bail!("record {number}: the input ends inside its 4-byte length")
+                }
+                Err(e) => return Err(io(e)),
             }
             let len = u64::from(u32::from_le_bytes(len));
-            let kept = len.min(max);
-            input.by_ref().take(kept).read_to_end(record).context("failed to read standard input")?;
-            if (record.len() as u64) < kept {
-                bail!("the input ends inside a record of {len} bytes");
+            let too_long = len > max;
+            let mut body = input.by_ref().take(len);
+            let copied = match (too_long, overflow) {
+                (false, _) => body.read_to_end(record).map_err(io)? as u64,
+                (true, Some(out)) => {
+                    out.write_all(&(len as u32).to_le_bytes()).map_err(over)?;
+                    std::io::copy(&mut body, out).map_err(io)?
+                }
+                (true, None) => std::io::copy(&mut body, &mut std::io::sink()).map_err(io)?,
+            };
+            if copied < len {
+                bail!("record {number}: the input ends inside it, after {copied} of its {len} bytes");
             }
-            std::io::copy(&mut input.by_ref().take(len - kept), &mut std::io::sink())
-                .context("failed to read standard input")?;
-            Ok(Some(len > max))
+            Ok(if too_long { Incoming::TooLong } else { Incoming::Record { terminated: true } })
         }
+    }
+}
+
+/// Writes a record to the reject file as it came in: the last line keeps
+/// its missing end byte missing.
+fn write_original(out: &mut impl Write, framing: Framing, record: &[u8], terminated: bool) -> std::io::Result<()> {
+    match framing {
+        Framing::Lines | Framing::Nul if !terminated => out.write_all(record),
+        _ => write_record(out, framing, record),
     }
 }
 

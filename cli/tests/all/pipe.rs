@@ -54,13 +54,28 @@ fn each_line_goes_through_every_stage_and_failures_follow_the_policy() {
 
     let skip = pipe(&["--framing", "lines", "--on-error", "skip", &stage], input);
     assert_eq!((exit_code(&skip), skip.stdout.as_slice()), (1, &b"one\nthree\nlast without newline\n"[..]));
-    assert!(String::from_utf8_lossy(&skip.stderr).contains("1 records failed"), "{skip:?}");
+    assert!(String::from_utf8_lossy(&skip.stderr).contains("1 of 4 records failed"), "{skip:?}");
 
     let rejects = dir.path().join("rejects.txt");
     let policy = format!("reject={}", rejects.display());
     let reject = pipe(&["--framing", "lines", "--on-error", &policy, &stage], input);
     assert_eq!(exit_code(&reject), 1);
     assert_eq!(std::fs::read(&rejects).unwrap(), b"bad two\n", "the record as it came in");
+
+    // A last line without its newline is rejected without one.
+    std::fs::remove_file(&rejects).unwrap();
+    let unterminated = pipe(&["--framing", "lines", "--on-error", &policy, &stage], b"one\nbad end");
+    assert_eq!((exit_code(&unterminated), unterminated.stdout.as_slice()), (1, &b"one\n"[..]));
+    assert_eq!(std::fs::read(&rejects).unwrap(), b"bad end");
+
+    // A stage without its function is refused before any record, even
+    // with no input at all.
+    let nope = format!("{}:nope", stage.rsplit_once(':').unwrap().0);
+    let refused = pipe(&["--framing", "lines", &stage, &nope], b"");
+    assert_eq!(exit_code(&refused), 3, "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("UNKNOWN_FUNCTION"), "{refused:?}");
+    // --max-record means nothing without --framing: a usage error.
+    assert_eq!(exit_code(&pipe(&["--max-record", "4", &stage], b"x")), 2);
 }
 
 #[test]
@@ -79,6 +94,33 @@ fn nul_and_length_prefixed_records_round_trip_and_a_long_record_fails_alone() {
     assert_eq!((exit_code(&prefixed), prefixed.stdout), (0, framed.clone()));
     let cut = pipe(&["--framing", "length-prefixed", &stage], &framed[..framed.len() - 1]);
     assert_eq!(exit_code(&cut), 2, "a record cut short is an I/O error: {cut:?}");
+    assert!(String::from_utf8_lossy(&cut.stderr).contains("record 3: the input ends inside it"), "{cut:?}");
+    let mut cut_length = framed.clone();
+    cut_length.extend([5, 0]);
+    let cut_length = pipe(&["--framing", "length-prefixed", &stage], &cut_length);
+    assert_eq!((exit_code(&cut_length), &cut_length.stdout), (2, &framed), "all records before it out");
+    assert!(
+        String::from_utf8_lossy(&cut_length.stderr).contains("record 4: the input ends inside its 4-byte length"),
+        "{cut_length:?}"
+    );
+
+    // A record past --max-record goes to the reject file whole, as it
+    // came in, under every framing.
+    let rejects = dir.path().join("long-rejects");
+    let policy = format!("reject={}", rejects.display());
+    let long =
+        pipe(&["--framing", "lines", "--max-record", "4", "--on-error", &policy, &stage], b"ab\nabcdefghij\ncd\n");
+    assert_eq!((exit_code(&long), long.stdout.as_slice()), (1, &b"ab\ncd\n"[..]));
+    assert_eq!(std::fs::read(&rejects).unwrap(), b"abcdefghij\n");
+    std::fs::remove_file(&rejects).unwrap();
+    let mut records = Vec::new();
+    for record in [&b"ab"[..], b"abcdefghij", b"cd"] {
+        records.extend((record.len() as u32).to_le_bytes());
+        records.extend(record);
+    }
+    let long = pipe(&["--framing", "length-prefixed", "--max-record", "4", "--on-error", &policy, &stage], &records);
+    assert_eq!(exit_code(&long), 1);
+    assert_eq!(std::fs::read(&rejects).unwrap(), &records[6..20], "its length, then all of it");
 
     let long = pipe(&["--framing", "lines", "--max-record", "4", "--on-error", "skip", &stage], b"abcd\nabcde\nok\n");
     assert_eq!((exit_code(&long), long.stdout.as_slice()), (1, &b"abcd\nok\n"[..]));
@@ -101,15 +143,22 @@ fn records_stream_out_before_the_input_ends() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    for record in ["first", "second"] {
-        writeln!(stdin, "{record}").unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    // Lines are read on a thread, so a line that never comes fails the
+    // test instead of hanging it.
+    let (lines, answers) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || stdout.lines().map_while(Result::ok).try_for_each(|l| lines.send(l)));
+    let next = || answers.recv_timeout(std::time::Duration::from_secs(60)).expect("a line of output");
+    // The input is still open: each answer must come anyway, also while
+    // part of the next record is already in.
+    for (sent, answer) in [("first\n", "first"), ("second\n", "second"), ("third\nfou", "third")] {
+        stdin.write_all(sent.as_bytes()).unwrap();
         stdin.flush().unwrap();
-        // The input is still open: the answer must come anyway.
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert_eq!(line, format!("{record}\n"));
+        assert_eq!(next(), answer);
     }
+    stdin.write_all(b"rth\n").unwrap();
     drop(stdin);
+    assert_eq!(next(), "fourth");
     assert!(child.wait().unwrap().success());
+    let _ = reader.join();
 }
