@@ -164,14 +164,10 @@ impl Opts {
             _ => String::new(),
         };
         for number in 1u64.. {
-            if !complete_record_waiting(input.buffer(), framing) {
-                // What is done goes out now, before the read that may block.
-                stdout.flush().context("cannot write to standard output")?;
-            }
             // An over-long record goes to the reject file as it is read:
             // whole, without holding more than --max-record of it.
             let overflow = reject.as_mut().map(|file| file as &mut dyn Write);
-            let read = read_record(&mut input, framing, self.max_record, &mut record, number, overflow)?;
+            let read = read_record(&mut input, framing, self.max_record, &mut record, number, overflow, &mut stdout)?;
             let terminated = match read {
                 Incoming::End => break,
                 Incoming::Record { terminated } => terminated,
@@ -249,36 +245,40 @@ enum Incoming {
     TooLong,
 }
 
-/// Whether `buffered` holds a whole record, so reading it cannot block.
-fn complete_record_waiting(buffered: &[u8], framing: Framing) -> bool {
-    match framing {
-        Framing::Lines => buffered.contains(&b'\n'),
-        Framing::Nul => buffered.contains(&0),
-        Framing::LengthPrefixed => buffered.get(..4).is_some_and(|len| {
-            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
-            (buffered.len() - 4) as u64 >= u64::from(len)
-        }),
-    }
+/// Whether `buffered` holds a whole length-prefixed record.
+fn whole_prefixed_record(buffered: &[u8]) -> bool {
+    buffered.get(..4).is_some_and(|len| {
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
+        (buffered.len() - 4) as u64 >= u64::from(len)
+    })
 }
 
 /// Reads record `number` into `record`, keeping at most `max` bytes of it.
 /// A longer one is written, as it came in, to `overflow` when given.
+/// `done` (the output) is flushed before any read that may block, so
+/// finished records never wait on the input, even while part of the next
+/// one is in.
 fn read_record(
-    input: &mut impl BufRead,
+    input: &mut std::io::BufReader<impl Read>,
     framing: Framing,
     max: u64,
     record: &mut Vec<u8>,
     number: u64,
     mut overflow: Option<&mut dyn Write>,
+    done: &mut impl Write,
 ) -> anyhow::Result<Incoming> {
     record.clear();
     let io = |e: std::io::Error| anyhow::Error::new(e).context("failed to read standard input");
     let over = |e: std::io::Error| anyhow::Error::new(e).context("cannot write to the reject file");
+    let mut flush = || done.flush().context("cannot write to standard output");
     match framing {
         Framing::Lines | Framing::Nul => {
             let end = if framing == Framing::Lines { b'\n' } else { 0 };
             let (mut too_long, mut any, mut terminated) = (false, false, false);
             loop {
+                if input.buffer().is_empty() {
+                    flush()?;
+                }
                 let available = input.fill_buf().map_err(io)?;
                 if available.is_empty() {
                     break;
@@ -322,6 +322,9 @@ fn read_record(
             })
         }
         Framing::LengthPrefixed => {
+            if !whole_prefixed_record(input.buffer()) {
+                flush()?;
+            }
             if input.fill_buf().map_err(io)?.is_empty() {
                 return Ok(Incoming::End);
             }
