@@ -159,10 +159,6 @@ impl Opts {
         };
         let (mut record, mut next) = (Vec::new(), Vec::new());
         let (mut failed, mut total) = (0u64, 0u64);
-        let reject_path = match &self.on_error {
-            Policy::Reject(path) => path.display().to_string(),
-            _ => String::new(),
-        };
         for number in 1u64.. {
             // An over-long record goes to the reject file as it is read:
             // whole, without holding more than --max-record of it.
@@ -190,14 +186,14 @@ impl Opts {
                             stdout.flush().context("cannot write to standard output")?;
                             return Ok(exit_code(&error));
                         }
-                        (Policy::Reject(_), Some(file)) => {
+                        (Policy::Reject(path), Some(file)) => {
                             let written = match original {
                                 Some(original) => write_original(file, framing, &original, terminated),
                                 None => Ok(()), // written while it was read
                             };
                             written
                                 .and_then(|_| file.flush())
-                                .with_context(|| format!("cannot write to `{reject_path}`"))?
+                                .with_context(|| format!("cannot write to `{}`", path.display()))?
                         }
                         _ => {}
                     }
