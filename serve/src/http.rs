@@ -138,9 +138,9 @@ async fn call(
             } else {
                 // The client stopped sending (gone, or a broken chunked
                 // body): no call was made, and the caller is what ended it.
-                let description = HostErrorKind::Cancelled.message();
-                let message = format!("CANCELLED: {description}: the request body could not be read: {error}");
-                Err(Failure::new(Some(HostErrorKind::Cancelled), message))
+                let mut failure = Failure::of(&Error::Cancelled);
+                failure.message = format!("{}: the request body could not be read: {error}", failure.message);
+                Err(failure)
             }
         }
     };
