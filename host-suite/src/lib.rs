@@ -338,42 +338,46 @@ pub fn read_line(line: &str) -> Result<Value, String> {
 
 /// Runs the adapter with `args` and reads its result lines.
 fn invoke_with(adapter: &[String], args: Vec<String>) -> Result<Vec<Value>, String> {
+    invoke_within(adapter, args, CASE_DEADLINE)
+}
+
+/// As [`invoke_with`], with the deadline given.
+fn invoke_within(adapter: &[String], args: Vec<String>, deadline: Duration) -> Result<Vec<Value>, String> {
     let (program, words) = adapter.split_first().ok_or("the adapter command is empty")?;
-    let mut child = Command::new(program)
-        .args(words)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start the adapter `{program}`: {e}"))?;
+    let mut command = Command::new(program);
+    command.args(words).args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // A group of its own, so that an adapter past the deadline is killed
+    // with every process it started, and none keeps the pipes open.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.spawn().map_err(|e| format!("cannot start the adapter `{program}`: {e}"))?;
     // Drain both pipes while waiting: a large result would fill a pipe and
     // block the adapter.
-    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
     let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
     let started = Instant::now();
     let status = loop {
         match child.try_wait().map_err(|e| e.to_string())? {
             Some(status) => break status,
-            None if started.elapsed() > CASE_DEADLINE => {
-                let _ = child.kill();
+            None if started.elapsed() > deadline => {
+                kill_group(&mut child);
                 let _ = child.wait();
-                return Err(format!("the adapter ran longer than {CASE_DEADLINE:?}"));
+                // What the adapter printed before it was killed is what
+                // tells a hang in a call from one at exit, on a CI log.
+                let (stdout, stderr) = (stdout.take(), stderr.take());
+                return Err(format!(
+                    "the adapter ran longer than {deadline:?} and was killed\n  command: {}\n  its standard output: {}\n  its standard error: {}",
+                    shlex::try_join(adapter.iter().chain(&args).map(String::as_str))
+                        .unwrap_or_else(|_| format!("{:?}", adapter.iter().chain(&args).collect::<Vec<_>>())),
+                    shown(&stdout),
+                    shown(&stderr),
+                ));
             }
             None => std::thread::sleep(Duration::from_millis(2)),
         }
     };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
+    let stdout = stdout.take();
+    let stderr = stderr.take();
     if status.code() != Some(0) {
         return Err(format!(
             "the adapter exited with {:?}: {}",
@@ -382,6 +386,57 @@ fn invoke_with(adapter: &[String], args: Vec<String>) -> Result<Vec<Value>, Stri
         ));
     }
     String::from_utf8_lossy(&stdout).lines().filter(|l| !l.trim().is_empty()).map(read_line).collect()
+}
+
+/// The bytes of one of the adapter's pipes, read on a thread of its own.
+struct Drain(std::sync::mpsc::Receiver<Vec<u8>>);
+
+impl Drain {
+    /// What the pipe gave until it closed. A pipe that a process outside
+    /// the adapter's group still holds open gives nothing after a few
+    /// seconds, rather than hold the suite.
+    fn take(self) -> Vec<u8> {
+        self.0.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
+    }
+}
+
+fn drain(pipe: Option<Box<dyn std::io::Read + Send>>) -> Drain {
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        let _ = send.send(bytes);
+    });
+    Drain(receive)
+}
+
+/// Kills the adapter and every process of its group.
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill();
+}
+
+/// Bytes the adapter printed, for a failure message: text, its last 4 KiB.
+fn shown(bytes: &[u8]) -> String {
+    const TAIL: usize = 4096;
+    if bytes.is_empty() {
+        return "(nothing)".to_owned();
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim_end();
+    if text.len() <= TAIL {
+        return format!("\n{text}").replace('\n', "\n    ");
+    }
+    let mut cut = text.len() - TAIL;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    format!("(the last {TAIL} bytes)\n{}", &text[cut..]).replace('\n', "\n    ")
 }
 
 /// Runs one shared test vector through the adapter and returns its result
@@ -655,6 +710,37 @@ mod tests {
                 .collect(),
             expect,
             not_supported_allowed: allowed.map(|c| c.parse().unwrap()),
+        }
+    }
+
+    /// An adapter past the deadline is killed with the processes it
+    /// started, and the failure shows its command and what it printed.
+    #[cfg(unix)]
+    #[test]
+    fn an_adapter_past_the_deadline_is_killed_with_its_group_and_shown() {
+        let scratch = tempfile::tempdir().unwrap();
+        let pid_file = scratch.path().join("child.pid");
+        // The adapter starts a child that holds both pipes, says where it
+        // is, prints a result line, then hangs.
+        let script = format!(
+            "sleep 600 & echo $! > '{}'; echo '{{\"ok\":true,\"output_hex\":\"\"}}'; echo 'stuck in step 3' >&2; wait",
+            pid_file.display()
+        );
+        let adapter = vec!["sh".to_owned(), "-c".to_owned(), script, "adapter".to_owned()];
+        let err = invoke_within(&adapter, vec!["--input-hex".into(), "61".into()], Duration::from_millis(500)).unwrap_err();
+        assert!(err.contains("ran longer than 500ms and was killed"), "{err}");
+        assert!(err.contains("stuck in step 3"), "{err}");
+        assert!(err.contains(r#"{"ok":true,"output_hex":""}"#), "{err}");
+        assert!(err.contains("--input-hex 61"), "{err}");
+        // The child was killed with the adapter: it ends (it may linger as
+        // a zombie until init reaps it, which is not running).
+        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+        let stat = std::path::PathBuf::from(format!("/proc/{pid}/stat"));
+        let gone = || std::fs::read_to_string(&stat).map_or(true, |s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')));
+        let waited = Instant::now();
+        while !gone() {
+            assert!(waited.elapsed() < Duration::from_secs(30), "the adapter's child {pid} still runs");
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

@@ -11,7 +11,9 @@
 //
 // Prints one JSON line per call on standard output; exits 0 whenever it ran
 // the case, 2 on bad arguments (a plugin file that cannot be read among
-// them), 1 on an internal error.
+// them), 1 on an internal error. A worker thread that has not gone 15 s
+// after the last result line ends the process by SIGKILL, with a line on
+// standard error that says which (it would otherwise hold it forever).
 
 import fs from 'node:fs';
 import { loadPlugin, Oversized, escapeText, PabiError, ABI_VERSIONS } from '../src/index.js';
@@ -244,3 +246,13 @@ try {
 // cut a long result line that is still queued for a full pipe.
 process.exitCode = 0;
 plugin?.closed();
+// A terminated worker keeps the process alive until its thread has gone,
+// and process.exit() would wait for that too. A thread that has not gone
+// well past any plausible teardown would hold the process forever: say so,
+// with the state of its channel, and end the process by signal, which the
+// runner reports with this text.
+const EXIT_BOUND_MS = 15000;
+setTimeout(() => {
+  process.stderr.write(`pabi-node: a worker thread had not stopped ${EXIT_BOUND_MS} ms after every result was printed (${plugin ? plugin.describeChannels() : 'no plugin'}); ending the process\n`);
+  process.kill(process.pid, 'SIGKILL');
+}, EXIT_BOUND_MS).unref();

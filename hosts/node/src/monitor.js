@@ -8,15 +8,13 @@
 // the DIED slot of the worker's control array and wakes the main thread.
 
 import { parentPort } from 'node:worker_threads';
-
-// The slot of the control array that says the worker died (plugin.js).
-const DIED_SLOT = 1;
+import { STATE, DIED } from './channel.js';
 
 parentPort.on('message', ({ port, control }) => {
   const ctl = new Int32Array(control);
   port.on('close', () => {
-    Atomics.store(ctl, DIED_SLOT, 1);
-    Atomics.notify(ctl, 0);
+    Atomics.store(ctl, DIED, 1);
+    Atomics.notify(ctl, STATE);
   });
   // Listening starts the port, so that its 'close' is delivered.
   port.on('message', () => {});

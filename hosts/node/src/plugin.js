@@ -15,6 +15,10 @@ import { checkPlugin, HOST_ABI_TEXT } from './check.js';
 import { handlerFor, toHostFunctions, runHandler } from './host.js';
 import { rewriteModule, BinaryError } from './binary.js';
 import { PabiError, DEAD_KINDS, STATUS_NAMES } from './errors.js';
+import {
+  STATE, POSTED, STARTED, DONE, HOST_CALL, DIED, MAIN_STEP, MAIN_IDLE, MAIN_WAIT, MAIN_HANDLER, MAIN_RECEIVE,
+  MAIN_HOST_CALL, POSTS, REPLIES, bounds, now, control, describe,
+} from './channel.js';
 
 // V8 compiles wasm functions lazily, on their first call, which would count
 // a large function's compile time against that call's deadline (LIM-3). The
@@ -22,19 +26,6 @@ import { PabiError, DEAD_KINDS, STATUS_NAMES } from './errors.js';
 // compiled when the module is, before any deadline is armed.
 setFlagsFromString('--no-wasm-lazy-compilation');
 
-// The control array shared with a worker: slot 0 is the state of the
-// current request, slot 1 is set by the monitor thread when the worker
-// has stopped on its own (monitor.js). POSTED: a request waits for the
-// worker; HOST_CALL: the plugin waits in `host_call` for the application's
-// answer (worker.js). Past the two slots, a Float64 holds the time (Date.now)
-// at which the worker started the current export.
-const POSTED = 0;
-const STARTED = 1;
-const DONE = 2;
-const HOST_CALL = 3;
-const DIED_SLOT = 1;
-const CONTROL_BYTES = 16;
-const STARTED_AT_OFFSET = 8;
 const PAGE = 65536;
 
 export const DEFAULT_LIMITS = Object.freeze({
@@ -63,9 +54,6 @@ export const DEFAULT_LIMITS = Object.freeze({
   // worker that exhausts it is stopped and the call is MEMORY_LIMIT.
   heapMB: 256,
 });
-
-// How long a fresh worker may take to start before the host gives up.
-const STARTUP_MS = 60000;
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 const MONITOR_URL = new URL('./monitor.js', import.meta.url);
@@ -262,20 +250,20 @@ export class Plugin {
   // --- the worker -------------------------------------------------------
 
   startWorker() {
-    const control = new SharedArrayBuffer(CONTROL_BYTES);
+    const { buffer, ctl, startedAt } = control();
     const { port1, port2 } = new MessageChannel();
     const life = new MessageChannel();
     // Host calls and their answers, apart from the requests of `port`.
     const calls = new MessageChannel();
-    this.ctl = new Int32Array(control, 0, 2);
-    this.startedAt = new Float64Array(control, STARTED_AT_OFFSET, 1);
+    this.ctl = ctl;
+    this.startedAt = startedAt;
     // No request yet: the worker waits for the state to become POSTED.
-    this.ctl[0] = DONE;
+    ctl[STATE] = DONE;
     this.port = port1;
     this.callPort = calls.port1;
-    watch(life.port1, control);
+    watch(life.port1, buffer);
     this.worker = new Worker(WORKER_URL, {
-      workerData: { control, port: port2, life: life.port2, calls: calls.port2 },
+      workerData: { control: buffer, port: port2, life: life.port2, calls: calls.port2 },
       transferList: [port2, life.port2, calls.port2],
       resourceLimits: { stackSizeMB: this.limits.stackSizeMB, maxOldGenerationSizeMb: this.limits.heapMB },
       stdout: false,
@@ -293,9 +281,12 @@ export class Plugin {
   stopWorker() {
     if (this.worker) {
       // terminate() stops the thread at its next interrupt check, wherever
-      // it is, even in an endless loop; the returned promise is kept so
-      // that `closed()` can wait for the thread to be gone.
-      (this.exits ??= []).push(this.worker.terminate());
+      // it is, even in an endless loop; the stopping worker is kept, with
+      // its channel, so that `closed()` can wait for the thread to be gone
+      // and `describeChannels()` can say which has not.
+      const stopping = { ctl: this.ctl, exited: false };
+      stopping.exit = this.worker.terminate().then(() => { stopping.exited = true; });
+      this.stopping = [...(this.stopping ?? []).filter((w) => !w.exited), stopping];
       this.port.close();
       this.callPort.close();
     }
@@ -304,7 +295,16 @@ export class Plugin {
   }
 
   died() {
-    return Atomics.load(this.ctl, DIED_SLOT) !== 0;
+    return Atomics.load(this.ctl, DIED) !== 0;
+  }
+
+  // A wait of the channel passed its bound (channel.js): the worker is not
+  // trusted after that, and the call is the host's failure (ERR-6), with
+  // what both sides were doing.
+  brokenChannel(req, what) {
+    const state = describe(this.ctl);
+    this.stopWorker();
+    return { error: { kind: 'INTERNAL', detail: `the worker thread ${what} during ${req.export ?? 'instantiation'} (${state})` } };
   }
 
   // The worker stopped on its own: Node stops a worker whose JavaScript
@@ -333,25 +333,39 @@ export class Plugin {
   }
 
   exchange(req) {
-    if (!this.worker) this.startWorker();
+    const fresh = !this.worker;
+    if (fresh) this.startWorker();
+    const ctl = this.ctl;
     // The message is queued before the state says so: the worker takes it
     // as soon as it sees POSTED.
     this.port.postMessage(req);
-    Atomics.store(this.ctl, 0, POSTED);
-    Atomics.notify(this.ctl, 0);
-    const startBy = Date.now() + STARTUP_MS;
+    ctl[POSTS]++;
+    ctl[MAIN_STEP] = MAIN_WAIT;
+    Atomics.store(ctl, STATE, POSTED);
+    Atomics.notify(ctl, STATE);
+    try {
+      // Instantiation runs no plugin code and has no deadline; it is bounded
+      // as a worker's start is.
+      return this.await(req, fresh || req.op === 'instantiate' ? bounds.workerStartMs : bounds.channelMs);
+    } finally {
+      if (this.worker) ctl[MAIN_STEP] = MAIN_IDLE;
+    }
+  }
+
+  // Waits for the answer to `req`, serving the plugin's host calls
+  // meanwhile. Every wait has a bound: `takeWithin` for the worker to take
+  // the request, the call's deadline once it runs (LIM-3), bounds.channelMs for
+  // a message the state announced.
+  await(req, takeWithin) {
+    const ctl = this.ctl;
+    const takeBy = now() + takeWithin;
     const invoke = req.op === 'invoke';
-    for (let state; (state = Atomics.load(this.ctl, 0)) !== DONE;) {
+    for (let state; (state = Atomics.load(ctl, STATE)) !== DONE;) {
       if (this.died()) return this.lostWorker(req);
       let left;
       if (state === POSTED) {
-        left = startBy - Date.now();
-        if (left <= 0) {
-          this.stopWorker();
-          // ERR-6: the host could not start the thread that runs the
-          // instance; nothing of the plugin ran.
-          throw new PabiError('HOST_FAILURE', { detail: `the worker thread did not start within ${STARTUP_MS} ms` });
-        }
+        left = takeBy - now();
+        if (left <= 0) return this.brokenChannel(req, `did not take the request within ${takeWithin} ms`);
         // The worker does not wake this thread when it starts the export,
         // which would cost a second thread switch per call. No deadline
         // can pass before timeoutMs from now, so this thread looks again
@@ -361,24 +375,36 @@ export class Plugin {
       } else {
         const deadline = this.startedAt[0] + this.limits.timeoutMs;
         if (state === HOST_CALL) {
-          const timedOut = this.serveHostCall(req, deadline);
-          if (timedOut) return timedOut;
+          const ended = this.serveHostCall(req, deadline);
+          if (ended) return ended;
           continue;
         }
-        left = deadline - Date.now();
+        left = deadline - now();
         if (left <= 0) {
           this.stopWorker();
           return { error: { kind: 'TIMEOUT', detail: `[LIM-3] the call of ${req.export} ran past its deadline of ${this.limits.timeoutMs} ms` } };
         }
       }
-      Atomics.wait(this.ctl, 0, state, left);
+      Atomics.wait(ctl, STATE, state, left);
     }
-    let got;
-    while (!(got = receiveMessageOnPort(this.port))) {
-      if (this.died()) return this.lostWorker(req);
-      Atomics.wait(this.ctl, 0, DONE, 10);
-    }
+    ctl[MAIN_STEP] = MAIN_RECEIVE;
+    const got = this.receive(this.port, DONE);
+    if (got === null) return this.died() ? this.lostWorker(req) : this.brokenChannel(req, `set DONE but its answer did not arrive within ${bounds.channelMs} ms`);
     return got.message;
+  }
+
+  // Takes the message that the state `state` announced on `port`. It was
+  // posted before the state was stored, so it is there; the bound only
+  // keeps a broken channel from hanging. Null when it is not, or when the
+  // worker died.
+  receive(port, state) {
+    const by = now() + bounds.channelMs;
+    let got;
+    while (!(got = receiveMessageOnPort(port))) {
+      if (this.died() || now() > by) return null;
+      Atomics.wait(this.ctl, STATE, state, 1);
+    }
+    return got;
   }
 
   // One host call of the plugin (worker.js, askApplication): runs the
@@ -388,28 +414,30 @@ export class Plugin {
   // plugin never sees the reply (CALL-7). This thread cannot stop a
   // synchronous handler, so it waits for the handler to return (CALL-7
   // allows stopping at the deadline; it does not require it). Returns the
-  // TIMEOUT result, or null when the call goes on.
+  // result that ends the call, or null when the call goes on.
   serveHostCall(req, deadline) {
-    let got;
-    while (!(got = receiveMessageOnPort(this.callPort))) {
-      if (this.died()) return this.lostWorker(req);
-      Atomics.wait(this.ctl, 0, HOST_CALL, 1);
-    }
+    const ctl = this.ctl;
+    ctl[MAIN_STEP] = MAIN_HOST_CALL;
+    const got = this.receive(this.callPort, HOST_CALL);
+    if (got === null) return this.died() ? this.lostWorker(req) : this.brokenChannel(req, `asked for a host call that did not arrive within ${bounds.channelMs} ms`);
     const { name, request } = got.message;
     const context = Object.freeze({
       plugin: this.metadata.name,
       function: req.export.startsWith('pabi_fn_') ? req.export.slice(8) : req.export,
       hostCall: name,
     });
+    ctl[MAIN_STEP] = MAIN_HANDLER;
     // The worker asks only for a declared, offered name (CALL-3, CALL-5).
     const answer = runHandler(this.handlers.get(name), request, context, this.limits.maxReply);
-    if (Date.now() >= deadline) {
+    if (now() >= deadline) {
       this.stopWorker();
       return { error: { kind: 'TIMEOUT', detail: `[CALL-7] the call of ${req.export} ran past its deadline of ${this.limits.timeoutMs} ms while the handler of \`${name}\` ran` } };
     }
     this.callPort.postMessage(answer, answer.reply.byteLength ? [answer.reply.buffer] : []);
-    Atomics.store(this.ctl, 0, STARTED);
-    Atomics.notify(this.ctl, 0);
+    ctl[REPLIES]++;
+    ctl[MAIN_STEP] = MAIN_WAIT;
+    Atomics.store(ctl, STATE, STARTED);
+    Atomics.notify(ctl, STATE);
     return null;
   }
 
@@ -592,8 +620,22 @@ export class Plugin {
 
   /** Resolves when every worker this plugin started has stopped. */
   async closed() {
-    await Promise.all(this.exits ?? []);
+    await Promise.all((this.stopping ?? []).map((w) => w.exit));
   }
+
+  /** The channels of the workers that were stopped and have not yet gone (channel.js, describe). */
+  describeChannels() {
+    const left = (this.stopping ?? []).filter((w) => !w.exited);
+    return left.length ? left.map((w) => describe(w.ctl)).join('; ') : 'every stopped worker has gone';
+  }
+}
+
+/**
+ * The control array of the channel to the plugin's current worker, or null
+ * (src/channel.js): for a watchdog of the host's own, not an API.
+ */
+export function channelOf(plugin) {
+  return plugin.worker ? plugin.ctl.buffer : null;
 }
 
 function lengthOf(v) {

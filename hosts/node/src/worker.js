@@ -16,10 +16,14 @@ import { workerData, receiveMessageOnPort } from 'node:worker_threads';
 import { randomFillSync } from 'node:crypto';
 import { makeWasi, Exit } from './wasi.js';
 import { Abort } from './abort.js';
+import {
+  STATE, POSTED, STARTED, DONE, HOST_CALL, WORKER_STEP, WORKER_IDLE, WORKER_HANDLE, WORKER_RUN, WORKER_ASK,
+  WORKER_ANSWER, TAKES, ANSWERS, ASKS, bounds, now, views, describe,
+} from './channel.js';
 
-const ctl = new Int32Array(workerData.control, 0, 2);
-// When the current export started (plugin.js, exchange).
-const startedAt = new Float64Array(workerData.control, 8, 1);
+// The control array (channel.js); startedAt: when the current export
+// started, on the clock of `now`.
+const { ctl, startedAt } = views(workerData.control);
 const port = workerData.port;
 // Host calls and their answers (plugin.js, serveHostCall).
 const calls = workerData.calls;
@@ -27,10 +31,6 @@ const calls = workerData.calls;
 // closing, when this thread stops, as the worker's death (monitor.js);
 // keeping a reference keeps it open while the worker lives.
 const life = workerData.life; // eslint-disable-line no-unused-vars
-export const POSTED = 0;
-export const STARTED = 1;
-export const DONE = 2;
-export const HOST_CALL = 3;
 
 const MESSAGE_CAP = 65536;
 // A zero-length `log` record costs no log text (LIM-11), so the text cap
@@ -220,11 +220,21 @@ function undeclared(bytes) {
 // passed while the handler ran (CALL-7), so no answer comes then.
 function askApplication(name, request) {
   calls.postMessage({ name, request }, [request.buffer]);
-  Atomics.store(ctl, 0, HOST_CALL);
-  Atomics.notify(ctl, 0);
-  while (Atomics.load(ctl, 0) === HOST_CALL) Atomics.wait(ctl, 0, HOST_CALL);
+  ctl[ASKS]++;
+  ctl[WORKER_STEP] = WORKER_ASK;
+  Atomics.store(ctl, STATE, HOST_CALL);
+  Atomics.notify(ctl, STATE);
+  while (Atomics.load(ctl, STATE) === HOST_CALL) Atomics.wait(ctl, STATE, HOST_CALL);
+  ctl[WORKER_STEP] = WORKER_RUN;
+  // The answer was posted before the state changed (channel.js).
+  const by = now() + bounds.channelMs;
   let got;
-  while (!(got = receiveMessageOnPort(calls))) Atomics.wait(ctl, 0, STARTED, 1);
+  while (!(got = receiveMessageOnPort(calls))) {
+    if (now() > by) {
+      throw new Abort('INTERNAL', { detail: `the answer to host call \`${name}\` did not arrive within ${bounds.channelMs} ms (${describe(ctl)})` });
+    }
+    Atomics.wait(ctl, STATE, STARTED, 1);
+  }
   return got.message;
 }
 
@@ -360,8 +370,9 @@ function handle(req) {
     let error;
     // The deadline starts now (LIM-3). The main thread, waiting for the
     // end of the call, reads the time when it wakes; it needs no wake-up now.
-    startedAt[0] = Date.now();
-    Atomics.store(ctl, 0, STARTED);
+    startedAt[0] = now();
+    ctl[WORKER_STEP] = WORKER_RUN;
+    Atomics.store(ctl, STATE, STARTED);
     try {
       value = req.args.length ? fn(...req.args) : fn();
     } catch (e) {
@@ -400,17 +411,24 @@ function transfers(res) {
 // as anywhere else.
 function serve() {
   for (;;) {
-    for (let state; (state = Atomics.load(ctl, 0)) !== POSTED;) Atomics.wait(ctl, 0, state);
-    const req = receiveMessageOnPort(port).message;
+    ctl[WORKER_STEP] = WORKER_IDLE;
+    for (let state; (state = Atomics.load(ctl, STATE)) !== POSTED;) Atomics.wait(ctl, STATE, state);
+    ctl[WORKER_STEP] = WORKER_HANDLE;
+    ctl[TAKES]++;
+    // Posted before the state said POSTED (channel.js).
+    const got = receiveMessageOnPort(port);
     let res;
     try {
-      res = handle(req);
+      if (!got) throw new Error(`the state was POSTED but no request was queued (${describe(ctl)})`);
+      res = handle(got.message);
     } catch (e) {
       res = { error: { kind: 'INTERNAL', detail: `host error: ${e && e.stack ? e.stack : e}` } };
     }
+    ctl[WORKER_STEP] = WORKER_ANSWER;
     port.postMessage(res, transfers(res));
-    Atomics.store(ctl, 0, DONE);
-    Atomics.notify(ctl, 0);
+    ctl[ANSWERS]++;
+    Atomics.store(ctl, STATE, DONE);
+    Atomics.notify(ctl, STATE);
   }
 }
 serve();
