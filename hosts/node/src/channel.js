@@ -29,8 +29,12 @@ export const POSTED = 0;
 export const STARTED = 1;
 export const DONE = 2;
 export const HOST_CALL = 3;
-// Set by the monitor thread when the worker stopped on its own (monitor.js).
+// Set by the monitor thread when the worker stopped on its own
+// (monitor.js): DIED_OUT_OF_MEMORY when Node stopped it for its heap,
+// DIED_OTHERWISE for any other end (a start that failed, say).
 export const DIED = 1;
+export const DIED_OUT_OF_MEMORY = 1;
+export const DIED_OTHERWISE = 2;
 // What each side is doing (MAIN_STEPS, WORKER_STEPS).
 export const MAIN_STEP = 2;
 export const WORKER_STEP = 3;
@@ -41,7 +45,9 @@ export const TAKES = 5;
 export const ANSWERS = 6;
 export const ASKS = 7;
 export const REPLIES = 8;
-const SLOTS = 9;
+// Set by the monitor thread once the worker's thread has gone.
+export const EXITED = 9;
+const SLOTS = 10;
 // A Float64 past the slots: when the worker started the current export,
 // on the clock of `now`.
 export const STARTED_AT_OFFSET = 40;
@@ -92,7 +98,8 @@ const STATES = ['POSTED', 'STARTED', 'DONE', 'HOST_CALL'];
 /** The state of both sides of a channel, in words, for an error or a dump. */
 export function describe(ctl) {
   const v = (i) => Atomics.load(ctl, i);
-  return `channel state ${STATES[v(STATE)] ?? v(STATE)}${v(DIED) ? ' (worker died)' : ''}; `
+  const died = v(DIED) === DIED_OUT_OF_MEMORY ? ' (the worker died: heap exhausted)' : v(DIED) ? ' (the worker died)' : '';
+  return `channel state ${STATES[v(STATE)] ?? v(STATE)}${died}${v(EXITED) ? ' (its thread has gone)' : ''}; `
     + `main thread: ${MAIN_STEPS[v(MAIN_STEP)] ?? v(MAIN_STEP)}; worker: ${WORKER_STEPS[v(WORKER_STEP)] ?? v(WORKER_STEP)}; `
     + `requests posted ${v(POSTS)}, taken ${v(TAKES)}, answered ${v(ANSWERS)}; host calls asked ${v(ASKS)}, answered ${v(REPLIES)}`;
 }

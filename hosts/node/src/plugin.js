@@ -17,7 +17,7 @@ import { rewriteModule, BinaryError } from './binary.js';
 import { PabiError, DEAD_KINDS, STATUS_NAMES } from './errors.js';
 import {
   STATE, POSTED, STARTED, DONE, HOST_CALL, DIED, MAIN_STEP, MAIN_IDLE, MAIN_WAIT, MAIN_HANDLER, MAIN_RECEIVE,
-  MAIN_HOST_CALL, POSTS, REPLIES, bounds, now, control, describe,
+  MAIN_HOST_CALL, POSTS, REPLIES, WORKER_STEP, WORKER_STARTING, DIED_OUT_OF_MEMORY, bounds, now, control, describe,
 } from './channel.js';
 
 // V8 compiles wasm functions lazily, on their first call, which would count
@@ -55,18 +55,41 @@ export const DEFAULT_LIMITS = Object.freeze({
   heapMB: 256,
 });
 
-const WORKER_URL = new URL('./worker.js', import.meta.url);
 const MONITOR_URL = new URL('./monitor.js', import.meta.url);
 
-// One monitor thread serves every worker of the process; unref'd, so it
-// never keeps the process alive.
+// One monitor thread starts, watches and stops every worker of the
+// process (monitor.js); unref'd, so it never keeps the process alive. It
+// says on `exits` when a worker's thread has gone; that port keeps the
+// process alive only while a stopped worker has not gone, as a terminated
+// Worker would.
 let monitor = null;
-function watch(port, control) {
+let exits = null;
+const gone = new Map(); // worker id → resolve of its exit promise
+let nextWorkerId = 1;
+function supervisor() {
   if (!monitor) {
-    monitor = new Worker(MONITOR_URL, { resourceLimits: { maxOldGenerationSizeMb: 16 } });
+    const channel = new MessageChannel();
+    exits = channel.port1;
+    exits.on('message', (id) => {
+      gone.get(id)?.();
+      gone.delete(id);
+      if (!gone.size) exits.unref();
+    });
+    exits.unref();
+    monitor = new Worker(MONITOR_URL, {
+      workerData: { exits: channel.port2 }, transferList: [channel.port2], resourceLimits: { maxOldGenerationSizeMb: 32 },
+    });
     monitor.unref();
   }
-  monitor.postMessage({ port, control }, [port]);
+  return monitor;
+}
+
+// A promise that resolves when the worker `id` has gone.
+function exitOf(id) {
+  return new Promise((resolve) => {
+    gone.set(id, resolve);
+    exits.ref();
+  });
 }
 
 const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
@@ -235,7 +258,8 @@ export class Plugin {
       // failure, not the plugin's (ERR-6).
       throw new PabiError('HOST_FAILURE', { detail: `the engine could not compile the module: ${e && e.message}` });
     }
-    this.worker = null;
+    // The id of the worker that holds the instance, or null (monitor.js).
+    this.workerId = null;
     this.live = false;
   }
 
@@ -252,7 +276,6 @@ export class Plugin {
   startWorker() {
     const { buffer, ctl, startedAt } = control();
     const { port1, port2 } = new MessageChannel();
-    const life = new MessageChannel();
     // Host calls and their answers, apart from the requests of `port`.
     const calls = new MessageChannel();
     this.ctl = ctl;
@@ -261,36 +284,34 @@ export class Plugin {
     ctl[STATE] = DONE;
     this.port = port1;
     this.callPort = calls.port1;
-    watch(life.port1, buffer);
-    this.worker = new Worker(WORKER_URL, {
-      workerData: { control: buffer, port: port2, life: life.port2, calls: calls.port2 },
-      transferList: [port2, life.port2, calls.port2],
+    this.workerId = nextWorkerId++;
+    // The monitor thread starts it (monitor.js), so that a worker that
+    // stops on its own is seen while this thread waits.
+    supervisor().postMessage({
+      op: 'start',
+      id: this.workerId,
+      control: buffer,
+      workerData: { control: buffer, port: port2, calls: calls.port2 },
+      transferList: [port2, calls.port2],
       resourceLimits: { stackSizeMB: this.limits.stackSizeMB, maxOldGenerationSizeMb: this.limits.heapMB },
-      stdout: false,
-      stderr: false,
-    });
-    // A worker that ran out of heap emits 'error' on the main thread's
-    // event loop later; the call already ended as MEMORY_LIMIT, and an
-    // unhandled 'error' would end the process.
-    this.worker.on('error', () => {});
-    this.worker.unref();
+    }, [port2, calls.port2]);
     this.port.unref();
     this.callPort.unref();
   }
 
   stopWorker() {
-    if (this.worker) {
-      // terminate() stops the thread at its next interrupt check, wherever
-      // it is, even in an endless loop; the stopping worker is kept, with
-      // its channel, so that `closed()` can wait for the thread to be gone
-      // and `describeChannels()` can say which has not.
+    if (this.workerId) {
+      // The monitor terminates it; the stopping worker is kept, with its
+      // channel, so that `closed()` can wait for the thread to be gone and
+      // `describeChannels()` can say which has not.
       const stopping = { ctl: this.ctl, exited: false };
-      stopping.exit = this.worker.terminate().then(() => { stopping.exited = true; });
+      stopping.exit = exitOf(this.workerId).then(() => { stopping.exited = true; });
       this.stopping = [...(this.stopping ?? []).filter((w) => !w.exited), stopping];
+      monitor.postMessage({ op: 'stop', id: this.workerId });
       this.port.close();
       this.callPort.close();
     }
-    this.worker = null;
+    this.workerId = null;
     this.live = false;
   }
 
@@ -309,9 +330,20 @@ export class Plugin {
 
   // The worker stopped on its own: Node stops a worker whose JavaScript
   // heap is exhausted (resourceLimits), which plugin tables can do.
+  // The worker stopped on its own, as the monitor thread saw (monitor.js).
   lostWorker(req) {
+    const ctl = this.ctl;
+    const why = Atomics.load(ctl, DIED);
     this.stopWorker();
-    return { error: { kind: 'MEMORY_LIMIT', detail: `the worker running the instance stopped during ${req.export ?? 'instantiation'}: its heap of ${this.limits.heapMB} MiB was exhausted` } };
+    if (why === DIED_OUT_OF_MEMORY && ctl[WORKER_STEP] !== WORKER_STARTING) {
+      // Node stops a worker whose JavaScript heap is exhausted
+      // (resourceLimits), which plugin tables can do.
+      return { error: { kind: 'MEMORY_LIMIT', detail: `the worker running the instance stopped during ${req.export ?? 'instantiation'}: its heap of ${this.limits.heapMB} MiB was exhausted` } };
+    }
+    // It never ran this host's code (Node could not start the thread: no
+    // memory for a new isolate, say), or it ended for a reason of Node's
+    // own: the host's failure (ERR-6), not the plugin's.
+    return { error: { kind: 'INTERNAL', detail: `the worker thread ${ctl[WORKER_STEP] === WORKER_STARTING ? 'stopped before it started' : 'stopped'} (${describe(ctl)})` } };
   }
 
   // Sends one request and waits for its answer. For `invoke`, the deadline
@@ -333,7 +365,7 @@ export class Plugin {
   }
 
   exchange(req) {
-    const fresh = !this.worker;
+    const fresh = !this.workerId;
     if (fresh) this.startWorker();
     const ctl = this.ctl;
     // The message is queued before the state says so: the worker takes it
@@ -348,7 +380,7 @@ export class Plugin {
       // as a worker's start is.
       return this.await(req, fresh || req.op === 'instantiate' ? bounds.workerStartMs : bounds.channelMs);
     } finally {
-      if (this.worker) ctl[MAIN_STEP] = MAIN_IDLE;
+      if (this.workerId) ctl[MAIN_STEP] = MAIN_IDLE;
     }
   }
 
@@ -635,7 +667,7 @@ export class Plugin {
  * (src/channel.js): for a watchdog of the host's own, not an API.
  */
 export function channelOf(plugin) {
-  return plugin.worker ? plugin.ctl.buffer : null;
+  return plugin.workerId ? plugin.ctl.buffer : null;
 }
 
 function lengthOf(v) {

@@ -27,10 +27,6 @@ const { ctl, startedAt } = views(workerData.control);
 const port = workerData.port;
 // Host calls and their answers (plugin.js, serveHostCall).
 const calls = workerData.calls;
-// The monitor thread holds the other end of this port and takes its
-// closing, when this thread stops, as the worker's death (monitor.js);
-// keeping a reference keeps it open while the worker lives.
-const life = workerData.life; // eslint-disable-line no-unused-vars
 
 const MESSAGE_CAP = 65536;
 // A zero-length `log` record costs no log text (LIM-11), so the text cap
