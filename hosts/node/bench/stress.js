@@ -83,13 +83,14 @@ setInterval(() => {
 }, 250).unref();
 `;
 
-const KINDS = ['echo', 'host call', 'trap', 'deadline', 'memory limit', 'out of memory status', 'handler past deadline', 'reload', 'adapter'];
-const [ECHO, HOSTCALL, TRAP, DEADLINE, MEMLIMIT, OOM, SLOWHANDLER, RELOAD, ADAPTER] = KINDS.keys();
+const KINDS = ['echo', 'host call', 'trap', 'deadline', 'memory limit', 'out of memory status', 'handler past deadline', 'reload', 'worker start fails', 'adapter'];
+const [ECHO, HOSTCALL, TRAP, DEADLINE, MEMLIMIT, OOM, SLOWHANDLER, RELOAD, STARTFAIL, ADAPTER] = KINDS.keys();
 
 // How often each kind of call is made, out of 100,000; the rest are
 // echoes. A trap or a memory limit makes a new instance in the same worker;
 // a deadline, a handler past the deadline and a reload start a new worker,
-// which takes about 100 ms, so they are rarer.
+// which takes about 100 ms, so they are rarer. A worker whose heap is too
+// small to start is the host's failure, seen by the monitor thread.
 const WEIGHTS = [
   [HOSTCALL, 20000],
   [TRAP, 500],
@@ -98,6 +99,7 @@ const WEIGHTS = [
   [OOM, 300],
   [SLOWHANDLER, 20],
   [RELOAD, 60],
+  [STARTFAIL, 10],
 ];
 
 export async function stress({ calls = 100000, burners = os.availableParallelism(), boundMs = 10000, adapterEvery = 2000, seed = 1, log = (line) => process.stdout.write(`${line}\n`), watchdog = true } = {}) {
@@ -244,6 +246,10 @@ export async function stress({ calls = 100000, burners = os.availableParallelism
         restarts++;
         break;
       }
+      case STARTFAIL:
+        arm(n, kind, null);
+        expectKind(`call ${n} (worker start fails)`, () => loadPlugin(ioBytes, { limits: { heapMB: 1 } }), 'HOST_FAILURE');
+        break;
       case ADAPTER: {
         arm(n, kind, null);
         const args = [path.join(ROOT, 'hosts/node/bin/pabi-node.js'), path.join(ROOT, 'fixtures/frozen-1.0/rust/text.wasm'), 'reverse', '--input-hex', '61', '--format', 'json'];
