@@ -18,18 +18,32 @@ cc=${CC:-clang}
 
 warnings=(-Wall -Wextra -Werror -std=c11)
 case "$mode" in
-  freestanding) target=(--target=wasm32 -nostdlib -ffreestanding -mbulk-memory -Wl,--no-entry) ;;
-  wasi-libc) target=(--target=wasm32-wasi -mexec-model=reactor) ;;
+  freestanding)
+    compile=(--target=wasm32 -nostdlib -ffreestanding -mbulk-memory)
+    link=(--target=wasm32 -nostdlib -Wl,--no-entry) ;;
+  wasi-libc)
+    compile=(--target=wasm32-wasi)
+    link=(--target=wasm32-wasi -mexec-model=reactor) ;;
   *) echo "error: unknown mode \`$mode\` (freestanding or wasi-libc)" >&2; exit 2 ;;
 esac
 
 mkdir -p "$out"
+objs=$(mktemp -d)
+trap 'rm -rf "$objs"' EXIT
 for dir in "$here"/examples/*/; do
   name=$(basename "$dir")
   raw="$out/$name.raw.wasm"
-  # -O2; --strip-debug drops the DWARF that wasi-libc brings along, but the
-  # name section stays (no -s or --strip-all): MOD-5.
-  "$cc" "${target[@]}" "${warnings[@]}" -O2 -Wl,--strip-debug -I "$here" -o "$raw" "$dir"*.c
+  # Compiled with -O2, then linked in a second command without any -O:
+  # clang runs binaryen's wasm-opt after the link whenever the link command
+  # has an -O flag and wasm-opt is on PATH, and wasm-opt drops the name
+  # section (MOD-5), so the plugin would depend on what else is installed.
+  # --strip-debug drops the DWARF that wasi-libc brings along, but the name
+  # section stays (no -s or --strip-all).
+  rm -f "$objs"/*.o
+  for src in "$dir"*.c; do
+    "$cc" "${compile[@]}" "${warnings[@]}" -O2 -I "$here" -c -o "$objs/$(basename "$src" .c).o" "$src"
+  done
+  "$cc" "${link[@]}" -Wl,--strip-debug -o "$raw" "$objs"/*.o
   "$pabi" embed --metadata "$dir/pabi.json" "$raw" -o "$out/$name.wasm"
   rm -f "$raw"
   echo "built $out/$name.wasm ($mode)"

@@ -1,11 +1,12 @@
 // Package pabi is the Go plugin development kit for pabi, the plugin ABI for
-// WebAssembly. It works with Go >= 1.24 and with TinyGo:
+// WebAssembly. The same source builds with Go >= 1.24 and with TinyGo 0.33:
 //
 //	package main
 //
 //	import "github.com/pabi-dev/pabi/plugins-go/pabi"
 //
 //	//go:wasmexport pabi_fn_shout
+//	//export pabi_fn_shout
 //	func shout(inputLen int32) int32 {
 //		return pabi.Handle(inputLen, func(input []byte) ([]byte, error) {
 //			return append(bytes.ToUpper(input), '!'), nil
@@ -14,19 +15,26 @@
 //
 //	func main() {}
 //
-// Build a reactor module, then add the metadata section (the Go linker cannot
+// Each export carries two directives, one per compiler: Go exports a
+// function named by //go:wasmexport and ignores //export outside cgo;
+// TinyGo 0.33 exports one named by //export and ignores //go:wasmexport,
+// which it does not know yet. No build tag is needed.
+//
+// Build a reactor module, then add the metadata section (neither linker can
 // write custom sections):
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o raw.wasm .
-//	# or: tinygo build -target=wasip1 -buildmode=c-shared -o raw.wasm .
+//	# or: tinygo build -target=wasm-unknown -no-debug -opt=z -o raw.wasm .
 //	pabi embed --metadata pabi.json raw.wasm -o plugin.wasm
 //
-// The Go runtime imports a few wasi_snapshot_preview1 functions (clock,
-// random, fd_write, ...), so Go plugins use the `wasi` profile.
+// Go's runtime imports a few wasi_snapshot_preview1 functions (clock,
+// random, fd_write, ...), so a Go build uses the `wasi` profile. TinyGo's
+// wasm-unknown target imports only what //go:wasmimport names, so a TinyGo
+// build uses the `core` profile.
 //
 // # What crosses the boundary
 //
-// Exports (//go:wasmexport) take and return int32 only: the input, config or
+// Exports (//go:wasmexport, //export) take and return int32 only: the input, config or
 // state length in, a status out. Imports (//go:wasmimport) take int32/uint32
 // and an unsafe.Pointer to the first byte of a Go []byte (or string) that
 // the host reads or fills during the import call. No other Go type crosses:
@@ -49,6 +57,10 @@ package pabi
 import (
 	"io"
 	"unsafe"
+
+	// Sets up the heap of a TinyGo wasm-unknown plugin before anything
+	// allocates (see the package); empty under Go.
+	_ "github.com/pabi-dev/pabi/plugins-go/pabi/internal/tinygoheap"
 )
 
 // Status is what a plugin function returns.
@@ -435,6 +447,7 @@ func NewCustom(code Status, msg string) *Error {
 // FAILED with the panic message where the toolchain can recover it.
 //
 //	//go:wasmexport pabi_fn_echo
+//	//export pabi_fn_echo
 //	func echo(n int32) int32 {
 //		return pabi.Handle(n, func(in []byte) ([]byte, error) { return in, nil })
 //	}

@@ -13,6 +13,7 @@ import (
 var count uint64
 
 //go:wasmexport pabi_fn_counter
+//export pabi_fn_counter
 func counter(inputLen int32) int32 {
 	return pabi.Run(func() error {
 		count++
@@ -21,6 +22,7 @@ func counter(inputLen int32) int32 {
 }
 
 //go:wasmexport pabi_state_save
+//export pabi_state_save
 func stateSave() int32 {
 	return pabi.Run(func() error {
 		return pabi.Output(binary.LittleEndian.AppendUint64(nil, count))
@@ -28,6 +30,7 @@ func stateSave() int32 {
 }
 
 //go:wasmexport pabi_state_load
+//export pabi_state_load
 func stateLoad(stateLen int32) int32 {
 	return pabi.Run(func() error {
 		state := pabi.Input(stateLen)

@@ -20,6 +20,7 @@ import (
 )
 
 //go:wasmexport pabi_fn_enrich
+//export pabi_fn_enrich
 func enrich(inputLen int32) int32 {
 	return pabi.Handle(inputLen, func(input []byte) ([]byte, error) {
 		out := make([]byte, 0, len(input)*2)
@@ -70,6 +71,7 @@ func failure(key []byte, err error) error {
 }
 
 //go:wasmexport pabi_fn_offered
+//export pabi_fn_offered
 func offered(inputLen int32) int32 {
 	return pabi.Handle(inputLen, func([]byte) ([]byte, error) {
 		if pabi.Offers("kv.note") {

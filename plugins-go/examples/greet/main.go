@@ -7,6 +7,7 @@ import "github.com/pabi-dev/pabi/plugins-go/pabi"
 var prefix = []byte("Hello, ")
 
 //go:wasmexport pabi_init
+//export pabi_init
 func pabiInit(configLen int32) int32 {
 	return pabi.Run(func() error {
 		if config := pabi.Config(configLen); len(config) > 0 {
@@ -17,6 +18,7 @@ func pabiInit(configLen int32) int32 {
 }
 
 //go:wasmexport pabi_fn_greet
+//export pabi_fn_greet
 func greet(inputLen int32) int32 {
 	return pabi.Handle(inputLen, func(input []byte) ([]byte, error) {
 		out := make([]byte, 0, len(prefix)+len(input)+1)

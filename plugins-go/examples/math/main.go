@@ -10,6 +10,7 @@ import (
 )
 
 //go:wasmexport pabi_fn_double
+//export pabi_fn_double
 func double(inputLen int32) int32 {
 	return pabi.Handle(inputLen, func(input []byte) ([]byte, error) {
 		if len(input) != 4 {

@@ -12,6 +12,7 @@ import (
 )
 
 //go:wasmexport pabi_fn_echo
+//export pabi_fn_echo
 func echo(inputLen int32) int32 {
 	return pabi.Handle(inputLen, func(input []byte) ([]byte, error) {
 		return input, nil
@@ -19,6 +20,7 @@ func echo(inputLen int32) int32 {
 }
 
 //go:wasmexport pabi_fn_reverse
+//export pabi_fn_reverse
 func reverse(inputLen int32) int32 {
 	return pabi.Handle(inputLen, func(input []byte) ([]byte, error) {
 		for i, j := 0, len(input)-1; i < j; i, j = i+1, j-1 {
@@ -29,6 +31,7 @@ func reverse(inputLen int32) int32 {
 }
 
 //go:wasmexport pabi_fn_upper
+//export pabi_fn_upper
 func upper(inputLen int32) int32 {
 	return pabi.Handle(inputLen, func(input []byte) ([]byte, error) {
 		if !utf8.Valid(input) {
@@ -48,6 +51,7 @@ func isSpace(b byte) bool {
 }
 
 //go:wasmexport pabi_fn_wordcount
+//export pabi_fn_wordcount
 func wordcount(inputLen int32) int32 {
 	return pabi.Handle(inputLen, func(input []byte) ([]byte, error) {
 		var words, lines uint64
@@ -76,6 +80,7 @@ func wordcount(inputLen int32) int32 {
 }
 
 //go:wasmexport pabi_fn_fnv1a64
+//export pabi_fn_fnv1a64
 func fnv1a64(inputLen int32) int32 {
 	return pabi.Handle(inputLen, func(input []byte) ([]byte, error) {
 		hash := uint64(0xcbf29ce484222325)
@@ -97,6 +102,7 @@ func fnv1a64(inputLen int32) int32 {
 // writing as it goes, so neither the input nor a line is held whole.
 //
 //go:wasmexport pabi_fn_lines
+//export pabi_fn_lines
 func lines(inputLen int32) int32 {
 	return pabi.Run(func() error {
 		in := pabi.NewReader(inputLen)
