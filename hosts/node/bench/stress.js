@@ -104,10 +104,6 @@ const WEIGHTS = [
 
 export async function stress({ calls = 100000, burners = os.availableParallelism(), boundMs = 10000, adapterEvery = 2000, seed = 1, log = (line) => process.stdout.write(`${line}\n`), watchdog = true } = {}) {
   const random = prng(seed);
-  const burning = [];
-  for (let i = 0; i < burners; i++) {
-    burning.push(spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
-  }
   const progress = new SharedArrayBuffer(24);
   const p = new Int32Array(progress, 0, 3);
   const startedAt = new Float64Array(progress, 16, 1);
@@ -156,9 +152,9 @@ export async function stress({ calls = 100000, burners = os.availableParallelism
       },
     }],
   });
-  let io = loadIo();
-  let spinner = loadSpinner();
-  let hc = loadHc();
+  let io = null;
+  let spinner = null;
+  let hc = null;
 
   const counts = KINDS.map(() => 0);
   const slowest = KINDS.map(() => 0);
@@ -176,105 +172,126 @@ export async function stress({ calls = 100000, burners = os.availableParallelism
   const began = performance.now();
   const reportEvery = Math.max(1, Math.floor(calls / 10));
 
-  for (let n = 1; n <= calls; n++) {
-    let kind = ECHO;
-    if (adapterEvery && n % adapterEvery === 0) {
-      kind = ADAPTER;
-    } else {
-      let roll = random() * 100000;
-      for (const [k, w] of WEIGHTS) {
-        if (roll < w) { kind = k; break; }
-        roll -= w;
+  const burning = [];
+  try {
+    for (let i = 0; i < burners; i++) {
+      burning.push(spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+    }
+    io = loadIo();
+    spinner = loadSpinner();
+    hc = loadHc();
+    for (let n = 1; n <= calls; n++) {
+      let kind = ECHO;
+      if (adapterEvery && n % adapterEvery === 0) {
+        kind = ADAPTER;
+      } else {
+        let roll = random() * 100000;
+        for (const [k, w] of WEIGHTS) {
+          if (roll < w) { kind = k; break; }
+          roll -= w;
+        }
+      }
+      const t0 = performance.now();
+      try {
+        switch (kind) {
+          case ECHO: {
+            const input = new Uint8Array(Math.floor(random() * 4096));
+            for (let i = 0; i < input.length; i += 97) input[i] = i & 0xff;
+            arm(n, kind, io);
+            const out = io.call('echo', input);
+            if (!same(out, input)) wrong.push(`call ${n} (echo): the output is not the input`);
+            break;
+          }
+          case HOSTCALL: {
+            const request = `key-${n}`;
+            arm(n, kind, hc);
+            const out = hc.call('call', hcInput('kv.get', request));
+            const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+            const text = Buffer.from(out.subarray(8)).toString();
+            if (view.getInt32(0, true) !== request.length || text !== request) wrong.push(`call ${n} (host call): got ${JSON.stringify(text)}`);
+            break;
+          }
+          case TRAP:
+            arm(n, kind, io);
+            expectKind(`call ${n} (trap)`, () => io.call('trap'), 'TRAP');
+            restarts++;
+            break;
+          case DEADLINE:
+            arm(n, kind, spinner);
+            expectKind(`call ${n} (deadline)`, () => spinner.call('spin'), 'TIMEOUT');
+            restarts++;
+            break;
+          case MEMLIMIT:
+            arm(n, kind, io);
+            expectKind(`call ${n} (memory limit)`, () => io.call('growtrap'), 'MEMORY_LIMIT');
+            restarts++;
+            break;
+          case OOM: {
+            // The status OUT_OF_MEMORY after a refused growth: the instance
+            // stays (LIFE-5 does not apply to a returned status).
+            arm(n, kind, io);
+            expectKind(`call ${n} (out of memory status)`, () => io.call('grow'), 'PLUGIN_ERROR');
+            break;
+          }
+          case SLOWHANDLER:
+            slowHandler = true;
+            arm(n, kind, hc);
+            try {
+              expectKind(`call ${n} (handler past deadline)`, () => hc.call('call', hcInput('kv.get', 'late')), 'TIMEOUT');
+            } finally {
+              slowHandler = false;
+            }
+            restarts++;
+            break;
+          case RELOAD: {
+            // A fresh worker: close one plugin and load it again.
+            arm(n, kind, null);
+            const which = Math.floor(random() * 3);
+            if (which === 0) { io.close(); io = loadIo(); } else if (which === 1) { spinner.close(); spinner = loadSpinner(); } else { hc.close(); hc = loadHc(); }
+            restarts++;
+            break;
+          }
+          case STARTFAIL:
+            arm(n, kind, null);
+            expectKind(`call ${n} (worker start fails)`, () => loadPlugin(ioBytes, { limits: { heapMB: 1 } }), 'HOST_FAILURE');
+            break;
+          case ADAPTER: {
+            arm(n, kind, null);
+            const args = [path.join(ROOT, 'hosts/node/bin/pabi-node.js'), path.join(ROOT, 'fixtures/frozen-1.0/rust/text.wasm'), 'reverse', '--input-hex', '61', '--format', 'json'];
+            const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: boundMs, killSignal: 'SIGKILL' });
+            if (r.error || r.status !== 0 || r.stdout.trim() !== '{"ok":true,"output_hex":"61"}') {
+              wrong.push(`call ${n} (adapter): status ${r.status}, signal ${r.signal}, error ${r.error?.message}; stdout ${JSON.stringify(r.stdout)}; stderr ${JSON.stringify(r.stderr)}`);
+            }
+            break;
+          }
+          default:
+            throw new Error(`unknown kind ${kind}`);
+        }
+      } catch (e) {
+        // A call that should have succeeded, or a failure of another kind
+        // than expected, is a wrong result, not the end of the run.
+        wrong.push(`call ${n} (${KINDS[kind]}) threw ${e && e.kind ? `${e.kind}: ${e.message}` : e && e.stack ? e.stack : e}`);
+      }
+      disarm();
+      const ms = performance.now() - t0;
+      counts[kind]++;
+      if (ms > slowest[kind]) slowest[kind] = ms;
+      if (ms > boundMs) wrong.push(`call ${n} (${KINDS[kind]}) took ${Math.round(ms)} ms, past the bound of ${boundMs} ms`);
+      if (n % reportEvery === 0) log(`stress: ${n} calls, ${restarts} restarts, ${wrong.length} wrong, ${Math.round((performance.now() - began) / 1000)} s`);
+      if (wrong.length > 20) break;
+    }
+  } finally {
+    // Even a run that ends early leaves nothing running behind it.
+    for (const plugin of [io, spinner, hc]) {
+      try {
+        plugin?.close();
+      } catch {
+        // A plugin that cannot close was reported by its calls.
       }
     }
-    const t0 = performance.now();
-    switch (kind) {
-      case ECHO: {
-        const input = new Uint8Array(Math.floor(random() * 4096));
-        for (let i = 0; i < input.length; i += 97) input[i] = i & 0xff;
-        arm(n, kind, io);
-        const out = io.call('echo', input);
-        if (!same(out, input)) wrong.push(`call ${n} (echo): the output is not the input`);
-        break;
-      }
-      case HOSTCALL: {
-        const request = `key-${n}`;
-        arm(n, kind, hc);
-        const out = hc.call('call', hcInput('kv.get', request));
-        const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-        const text = Buffer.from(out.subarray(8)).toString();
-        if (view.getInt32(0, true) !== request.length || text !== request) wrong.push(`call ${n} (host call): got ${JSON.stringify(text)}`);
-        break;
-      }
-      case TRAP:
-        arm(n, kind, io);
-        expectKind(`call ${n} (trap)`, () => io.call('trap'), 'TRAP');
-        restarts++;
-        break;
-      case DEADLINE:
-        arm(n, kind, spinner);
-        expectKind(`call ${n} (deadline)`, () => spinner.call('spin'), 'TIMEOUT');
-        restarts++;
-        break;
-      case MEMLIMIT:
-        arm(n, kind, io);
-        expectKind(`call ${n} (memory limit)`, () => io.call('growtrap'), 'MEMORY_LIMIT');
-        restarts++;
-        break;
-      case OOM: {
-        // The status OUT_OF_MEMORY after a refused growth: the instance
-        // stays (LIFE-5 does not apply to a returned status).
-        arm(n, kind, io);
-        expectKind(`call ${n} (out of memory status)`, () => io.call('grow'), 'PLUGIN_ERROR');
-        break;
-      }
-      case SLOWHANDLER:
-        slowHandler = true;
-        arm(n, kind, hc);
-        try {
-          expectKind(`call ${n} (handler past deadline)`, () => hc.call('call', hcInput('kv.get', 'late')), 'TIMEOUT');
-        } finally {
-          slowHandler = false;
-        }
-        restarts++;
-        break;
-      case RELOAD: {
-        // A fresh worker: close one plugin and load it again.
-        arm(n, kind, null);
-        const which = Math.floor(random() * 3);
-        if (which === 0) { io.close(); io = loadIo(); } else if (which === 1) { spinner.close(); spinner = loadSpinner(); } else { hc.close(); hc = loadHc(); }
-        restarts++;
-        break;
-      }
-      case STARTFAIL:
-        arm(n, kind, null);
-        expectKind(`call ${n} (worker start fails)`, () => loadPlugin(ioBytes, { limits: { heapMB: 1 } }), 'HOST_FAILURE');
-        break;
-      case ADAPTER: {
-        arm(n, kind, null);
-        const args = [path.join(ROOT, 'hosts/node/bin/pabi-node.js'), path.join(ROOT, 'fixtures/frozen-1.0/rust/text.wasm'), 'reverse', '--input-hex', '61', '--format', 'json'];
-        const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: boundMs, killSignal: 'SIGKILL' });
-        if (r.error || r.status !== 0 || r.stdout.trim() !== '{"ok":true,"output_hex":"61"}') {
-          wrong.push(`call ${n} (adapter): status ${r.status}, signal ${r.signal}, error ${r.error?.message}; stdout ${JSON.stringify(r.stdout)}; stderr ${JSON.stringify(r.stderr)}`);
-        }
-        break;
-      }
-      default:
-        throw new Error(`unknown kind ${kind}`);
-    }
-    disarm();
-    const ms = performance.now() - t0;
-    counts[kind]++;
-    if (ms > slowest[kind]) slowest[kind] = ms;
-    if (ms > boundMs) wrong.push(`call ${n} (${KINDS[kind]}) took ${Math.round(ms)} ms, past the bound of ${boundMs} ms`);
-    if (n % reportEvery === 0) log(`stress: ${n} calls, ${restarts} restarts, ${wrong.length} wrong, ${Math.round((performance.now() - began) / 1000)} s`);
-    if (wrong.length > 20) break;
+    for (const b of burning) b.kill('SIGKILL');
+    await dog?.terminate();
   }
-  io.close();
-  spinner.close();
-  hc.close();
-  for (const b of burning) b.kill('SIGKILL');
-  await dog?.terminate();
   const made = counts.reduce((a, b) => a + b, 0);
   const seconds = (performance.now() - began) / 1000;
   const worst = Math.max(...slowest);
