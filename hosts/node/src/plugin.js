@@ -76,9 +76,17 @@ function supervisor() {
       if (!gone.size) exits.unref();
     });
     exits.unref();
-    monitor = new Worker(MONITOR_URL, {
-      workerData: { exits: channel.port2 }, transferList: [channel.port2], resourceLimits: { maxOldGenerationSizeMb: 32 },
-    });
+    try {
+      monitor = new Worker(MONITOR_URL, {
+        workerData: { exits: channel.port2 }, transferList: [channel.port2], resourceLimits: { maxOldGenerationSizeMb: 32 },
+      });
+    } catch (e) {
+      // No thread for it (EAGAIN under a process or thread limit): the
+      // host's failure (ERR-6); the next call tries again.
+      exits.close();
+      exits = null;
+      throw new PabiError('HOST_FAILURE', { detail: `the host could not start its monitor thread: ${e && e.message}` });
+    }
     monitor.unref();
   }
   return monitor;
@@ -274,6 +282,7 @@ export class Plugin {
   // --- the worker -------------------------------------------------------
 
   startWorker() {
+    const supervising = supervisor();
     const { buffer, ctl, startedAt } = control();
     const { port1, port2 } = new MessageChannel();
     // Host calls and their answers, apart from the requests of `port`.
@@ -287,7 +296,7 @@ export class Plugin {
     this.workerId = nextWorkerId++;
     // The monitor thread starts it (monitor.js), so that a worker that
     // stops on its own is seen while this thread waits.
-    supervisor().postMessage({
+    supervising.postMessage({
       op: 'start',
       id: this.workerId,
       control: buffer,
