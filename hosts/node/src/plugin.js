@@ -17,7 +17,7 @@ import { rewriteModule, BinaryError } from './binary.js';
 import { PabiError, DEAD_KINDS, STATUS_NAMES } from './errors.js';
 import {
   STATE, POSTED, STARTED, DONE, HOST_CALL, DIED, MAIN_STEP, MAIN_IDLE, MAIN_WAIT, MAIN_HANDLER, MAIN_RECEIVE,
-  MAIN_HOST_CALL, POSTS, REPLIES, WORKER_STEP, WORKER_STARTING, DIED_OUT_OF_MEMORY, bounds, now, control, describe,
+  MAIN_HOST_CALL, POSTS, REPLIES, WORKER_STEP, WORKER_STARTING, DIED_OUT_OF_MEMORY, EXITED, bounds, now, control, describe,
 } from './channel.js';
 
 // V8 compiles wasm functions lazily, on their first call, which would count
@@ -92,8 +92,11 @@ function supervisor() {
   return monitor;
 }
 
-// A promise that resolves when the worker `id` has gone.
-function exitOf(id) {
+// A promise that resolves when the worker `id`, of control array `ctl`,
+// has gone. The monitor sets EXITED before it says so on `exits`, so a
+// worker whose message came and went unawaited is seen as gone here.
+function exitOf(id, ctl) {
+  if (Atomics.load(ctl, EXITED)) return Promise.resolve();
   return new Promise((resolve) => {
     gone.set(id, resolve);
     exits.ref();
@@ -314,7 +317,7 @@ export class Plugin {
       // channel, so that `closed()` can wait for the thread to be gone and
       // `describeChannels()` can say which has not.
       const stopping = { ctl: this.ctl, exited: false };
-      stopping.exit = exitOf(this.workerId).then(() => { stopping.exited = true; });
+      stopping.exit = exitOf(this.workerId, this.ctl).then(() => { stopping.exited = true; });
       this.stopping = [...(this.stopping ?? []).filter((w) => !w.exited), stopping];
       monitor.postMessage({ op: 'stop', id: this.workerId });
       this.port.close();
@@ -337,8 +340,6 @@ export class Plugin {
     return { error: { kind: 'INTERNAL', detail: `the worker thread ${what} during ${req.export ?? 'instantiation'} (${state})` } };
   }
 
-  // The worker stopped on its own: Node stops a worker whose JavaScript
-  // heap is exhausted (resourceLimits), which plugin tables can do.
   // The worker stopped on its own, as the monitor thread saw (monitor.js).
   lostWorker(req) {
     const ctl = this.ctl;
