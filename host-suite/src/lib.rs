@@ -727,7 +727,8 @@ mod tests {
             pid_file.display()
         );
         let adapter = vec!["sh".to_owned(), "-c".to_owned(), script, "adapter".to_owned()];
-        let err = invoke_within(&adapter, vec!["--input-hex".into(), "61".into()], Duration::from_millis(500)).unwrap_err();
+        let err =
+            invoke_within(&adapter, vec!["--input-hex".into(), "61".into()], Duration::from_millis(500)).unwrap_err();
         assert!(err.contains("ran longer than 500ms and was killed"), "{err}");
         assert!(err.contains("stuck in step 3"), "{err}");
         assert!(err.contains(r#"{"ok":true,"output_hex":""}"#), "{err}");
@@ -736,7 +737,10 @@ mod tests {
         // a zombie until init reaps it, which is not running).
         let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
         let stat = std::path::PathBuf::from(format!("/proc/{pid}/stat"));
-        let gone = || std::fs::read_to_string(&stat).map_or(true, |s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')));
+        let gone = || match std::fs::read_to_string(&stat) {
+            Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        };
         let waited = Instant::now();
         while !gone() {
             assert!(waited.elapsed() < Duration::from_secs(30), "the adapter's child {pid} still runs");
