@@ -360,11 +360,12 @@ fn invoke_within(adapter: &[String], args: Vec<String>, deadline: Duration) -> R
         match child.try_wait().map_err(|e| e.to_string())? {
             Some(status) => break status,
             None if started.elapsed() > deadline => {
-                kill_group(&mut child);
+                kill_group(child.id());
+                let _ = child.kill();
                 let _ = child.wait();
                 // What the adapter printed before it was killed is what
                 // tells a hang in a call from one at exit, on a CI log.
-                let (stdout, stderr) = (stdout.take(), stderr.take());
+                let (stdout, stderr) = (stdout.take().unwrap_or_default(), stderr.take().unwrap_or_default());
                 return Err(format!(
                     "the adapter ran longer than {deadline:?} and was killed\n  command: {}\n  its standard output: {}\n  its standard error: {}",
                     shlex::try_join(adapter.iter().chain(&args).map(String::as_str))
@@ -376,8 +377,12 @@ fn invoke_within(adapter: &[String], args: Vec<String>, deadline: Duration) -> R
             None => std::thread::sleep(Duration::from_millis(2)),
         }
     };
-    let stdout = stdout.take();
-    let stderr = stderr.take();
+    // A process the adapter started and left running would hold the pipes
+    // open; the adapter has exited, so nothing of its group may still run.
+    kill_group(child.id());
+    let left_open = |pipe| format!("the adapter exited, but a process it started kept its standard {pipe} open");
+    let stdout = stdout.take().ok_or_else(|| left_open("output"))?;
+    let stderr = stderr.take().ok_or_else(|| left_open("error"))?;
     if status.code() != Some(0) {
         return Err(format!(
             "the adapter exited with {:?}: {}",
@@ -392,11 +397,11 @@ fn invoke_within(adapter: &[String], args: Vec<String>, deadline: Duration) -> R
 struct Drain(std::sync::mpsc::Receiver<Vec<u8>>);
 
 impl Drain {
-    /// What the pipe gave until it closed. A pipe that a process outside
-    /// the adapter's group still holds open gives nothing after a few
-    /// seconds, rather than hold the suite.
-    fn take(self) -> Vec<u8> {
-        self.0.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
+    /// What the pipe gave until it closed, or None when it is still open
+    /// after a few seconds: a process outside the adapter's group holds it,
+    /// and the suite does not wait for that.
+    fn take(self) -> Option<Vec<u8>> {
+        self.0.recv_timeout(Duration::from_secs(5)).ok()
     }
 }
 
@@ -412,13 +417,15 @@ fn drain(pipe: Option<Box<dyn std::io::Read + Send>>) -> Drain {
     Drain(receive)
 }
 
-/// Kills the adapter and every process of its group.
-fn kill_group(child: &mut std::process::Child) {
+/// Kills every process of the adapter's group (the adapter's pid is its
+/// group's id); a group with none left is no error.
+fn kill_group(pid: u32) {
     #[cfg(unix)]
-    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
-    let _ = child.kill();
+    #[cfg(not(unix))]
+    let _ = pid;
 }
 
 /// Bytes the adapter printed, for a failure message: text, its last 4 KiB.
@@ -727,9 +734,8 @@ mod tests {
             pid_file.display()
         );
         let adapter = vec!["sh".to_owned(), "-c".to_owned(), script, "adapter".to_owned()];
-        let err =
-            invoke_within(&adapter, vec!["--input-hex".into(), "61".into()], Duration::from_millis(500)).unwrap_err();
-        assert!(err.contains("ran longer than 500ms and was killed"), "{err}");
+        let err = invoke_within(&adapter, vec!["--input-hex".into(), "61".into()], Duration::from_secs(3)).unwrap_err();
+        assert!(err.contains("ran longer than 3s and was killed"), "{err}");
         assert!(err.contains("stuck in step 3"), "{err}");
         assert!(err.contains(r#"{"ok":true,"output_hex":""}"#), "{err}");
         assert!(err.contains("--input-hex 61"), "{err}");
@@ -746,6 +752,17 @@ mod tests {
             assert!(waited.elapsed() < Duration::from_secs(30), "the adapter's child {pid} still runs");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// An adapter that exits and leaves a child holding its pipes still
+    /// has its result lines read: the child is killed with its group.
+    #[cfg(unix)]
+    #[test]
+    fn a_child_left_behind_does_not_hide_the_adapter_s_results() {
+        let script = r#"sleep 600 & echo '{"ok":true,"output_hex":"61"}'"#.to_owned();
+        let adapter = vec!["sh".to_owned(), "-c".to_owned(), script];
+        let lines = invoke_within(&adapter, Vec::new(), Duration::from_secs(60)).unwrap();
+        assert_eq!(lines, vec![json!({"ok": true, "output_hex": "61"})]);
     }
 
     #[test]

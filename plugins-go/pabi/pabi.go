@@ -24,7 +24,7 @@
 // write custom sections):
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o raw.wasm .
-//	# or: tinygo build -target=wasm-unknown -no-debug -opt=z -o raw.wasm .
+//	# or: tinygo build -target=wasm-unknown -gc=conservative -no-debug -opt=z -o raw.wasm .
 //	pabi embed --metadata pabi.json raw.wasm -o plugin.wasm
 //
 // Go's runtime imports a few wasi_snapshot_preview1 functions (clock,

@@ -56,27 +56,21 @@ function prng(seed) {
 // Float64 start time (ms, on the clock of process.hrtime). The channel's
 // control array comes by message whenever the instance's worker changes.
 const WATCHDOG = `
-const { parentPort, workerData } = require('node:worker_threads');
+const { workerData, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
-const { progress, boundMs, kinds } = workerData;
+const { progress, boundMs, kinds, channelUrl } = workerData;
 const p = new Int32Array(progress, 0, 3);
 const startedAt = new Float64Array(progress, 16, 1);
 let control = null;
+let channel = null;
+import(channelUrl).then((m) => { channel = m; });
 parentPort.on('message', (m) => { control = m; });
-const STATES = ['POSTED', 'STARTED', 'DONE', 'HOST_CALL'];
-const MAIN = ${JSON.stringify(['idle', 'waiting for the answer', 'running a host-call handler', 'taking the answer', 'taking a host call'])};
-const WORKER = ${JSON.stringify(['starting', 'waiting for a request', 'handling a request', 'running the export', "waiting for a host call's answer", 'posting the answer'])};
 setInterval(() => {
   if (!Atomics.load(p, 2)) return;
   const ms = Number(process.hrtime.bigint()) / 1e6 - startedAt[0];
   if (ms <= boundMs) return;
   let dump = 'stress: WATCHDOG: call ' + Atomics.load(p, 0) + ' (' + kinds[Atomics.load(p, 1)] + ') has run for ' + Math.round(ms) + ' ms\\n';
-  if (control) {
-    const c = new Int32Array(control, 0, 9);
-    dump += '  channel state ' + (STATES[c[0]] ?? c[0]) + (c[1] ? ' (worker died)' : '') + '\\n'
-      + '  main thread: ' + (MAIN[c[2]] ?? c[2]) + '\\n  worker: ' + (WORKER[c[3]] ?? c[3]) + '\\n'
-      + '  requests posted ' + c[4] + ', taken ' + c[5] + ', answered ' + c[6] + '; host calls asked ' + c[7] + ', answered ' + c[8] + '\\n';
-  }
+  if (control && channel) dump += '  ' + channel.describe(channel.views(control).ctl) + '\\n';
   fs.writeSync(2, dump);
   process.kill(process.pid, 'SIGUSR2'); // a diagnostic report, with the main thread's stack (see below)
   setTimeout(() => process.kill(process.pid, 'SIGKILL'), 2000);
@@ -113,7 +107,7 @@ export async function stress({ calls = 100000, burners = os.availableParallelism
     // holds the JavaScript stack of the main thread even in Atomics.wait.
     process.report.reportOnSignal = true;
     process.report.signal = 'SIGUSR2';
-    dog = new Worker(WATCHDOG, { eval: true, workerData: { progress, boundMs, kinds: KINDS } });
+    dog = new Worker(WATCHDOG, { eval: true, workerData: { progress, boundMs, kinds: KINDS, channelUrl: new URL('../src/channel.js', import.meta.url).href } });
     dog.unref();
   }
   let seen = null;
@@ -175,7 +169,9 @@ export async function stress({ calls = 100000, burners = os.availableParallelism
   const burning = [];
   try {
     for (let i = 0; i < burners; i++) {
-      burning.push(spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+      // Each burner ends by itself once this process is gone (the watchdog
+      // kills it with SIGKILL, which skips the finally below).
+      burning.push(spawn(process.execPath, ['-e', `for (let i = 0; ; i++) if ((i & 0xfffff) === 0 && process.ppid !== ${process.pid}) process.exit(0);`], { stdio: 'ignore' }));
     }
     io = loadIo();
     spinner = loadSpinner();

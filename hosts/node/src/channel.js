@@ -24,11 +24,13 @@
 export const STATE = 0;
 // Values of STATE. POSTED: a request waits for the worker; STARTED: the
 // worker runs it; DONE: its answer is posted; HOST_CALL: the plugin waits
-// in `host_call` for the application's answer.
+// in `host_call` for the application's answer; GONE: the monitor saw the
+// worker end on its own (markDead).
 export const POSTED = 0;
 export const STARTED = 1;
 export const DONE = 2;
 export const HOST_CALL = 3;
+export const GONE = 4;
 // Set by the monitor thread when the worker stopped on its own
 // (monitor.js): DIED_OUT_OF_MEMORY when Node stopped it for its heap,
 // DIED_OTHERWISE for any other end (a start that failed, say).
@@ -53,12 +55,13 @@ const SLOTS = 10;
 export const STARTED_AT_OFFSET = 40;
 export const CONTROL_BYTES = 48;
 
-export const MAIN_STEPS = ['idle', 'waiting for the answer', 'running a host-call handler', 'taking the answer', 'taking a host call'];
+export const MAIN_STEPS = ['idle', 'waiting for the answer', 'running a host-call handler', 'taking the answer', 'taking a host call', 'stopped the worker'];
 export const MAIN_IDLE = 0;
 export const MAIN_WAIT = 1;
 export const MAIN_HANDLER = 2;
 export const MAIN_RECEIVE = 3;
 export const MAIN_HOST_CALL = 4;
+export const MAIN_STOPPED = 5;
 
 export const WORKER_STEPS = ['starting', 'waiting for a request', 'handling a request', 'running the export', 'waiting for a host call\'s answer', 'posting the answer'];
 export const WORKER_STARTING = 0;
@@ -93,7 +96,21 @@ export function views(buffer) {
   return { ctl: new Int32Array(buffer, 0, SLOTS), startedAt: new Float64Array(buffer, STARTED_AT_OFFSET, 1) };
 }
 
-const STATES = ['POSTED', 'STARTED', 'DONE', 'HOST_CALL'];
+const STATES = ['POSTED', 'STARTED', 'DONE', 'HOST_CALL', 'GONE'];
+
+/**
+ * Says that the worker of `ctl` ended on its own (`why`: DIED_OUT_OF_MEMORY
+ * or DIED_OTHERWISE). The state changes too, so that the main thread wakes
+ * whether it was already waiting or was about to: a notify alone, between
+ * its check of DIED and its wait, would wake nobody. Once the worker has
+ * gone only the main thread writes the state, and it checks DIED after
+ * each of its own writes.
+ */
+export function markDead(ctl, why) {
+  Atomics.store(ctl, DIED, why);
+  Atomics.store(ctl, STATE, GONE);
+  Atomics.notify(ctl, STATE);
+}
 
 /** The state of both sides of a channel, in words, for an error or a dump. */
 export function describe(ctl) {

@@ -13,11 +13,12 @@
 // EXITED and tells the main thread on the `exits` port (Plugin.closed()).
 
 import { parentPort, workerData, Worker } from 'node:worker_threads';
-import { STATE, DIED, DIED_OUT_OF_MEMORY, DIED_OTHERWISE, EXITED, views } from './channel.js';
+import { DIED_OUT_OF_MEMORY, DIED_OTHERWISE, EXITED, views, markDead } from './channel.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 const { exits } = workerData;
-// Worker id → { worker, stopping }.
+// Worker id → { worker, stopping, error }: error is the code of the
+// worker's 'error' event, if any.
 const running = new Map();
 
 function start({ id, control, workerData: data, transferList, resourceLimits }) {
@@ -26,10 +27,7 @@ function start({ id, control, workerData: data, transferList, resourceLimits }) 
   running.set(id, entry);
   const ended = () => {
     running.delete(id);
-    if (!entry.stopping) {
-      Atomics.store(ctl, DIED, entry.error === 'ERR_WORKER_OUT_OF_MEMORY' ? DIED_OUT_OF_MEMORY : DIED_OTHERWISE);
-      Atomics.notify(ctl, STATE);
-    }
+    if (!entry.stopping) markDead(ctl, entry.error === 'ERR_WORKER_OUT_OF_MEMORY' ? DIED_OUT_OF_MEMORY : DIED_OTHERWISE);
     Atomics.store(ctl, EXITED, 1);
     exits.postMessage(id);
   };
@@ -37,6 +35,9 @@ function start({ id, control, workerData: data, transferList, resourceLimits }) 
     entry.worker = new Worker(WORKER_URL, { workerData: data, transferList, resourceLimits, stdout: false, stderr: false });
   } catch (e) {
     entry.error = e && e.code;
+    // The worker's ports came here to be handed on; nobody will use them.
+    data.port.close();
+    data.calls.close();
     ended();
     return;
   }

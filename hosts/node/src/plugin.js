@@ -16,8 +16,9 @@ import { handlerFor, toHostFunctions, runHandler } from './host.js';
 import { rewriteModule, BinaryError } from './binary.js';
 import { PabiError, DEAD_KINDS, STATUS_NAMES } from './errors.js';
 import {
-  STATE, POSTED, STARTED, DONE, HOST_CALL, DIED, MAIN_STEP, MAIN_IDLE, MAIN_WAIT, MAIN_HANDLER, MAIN_RECEIVE,
-  MAIN_HOST_CALL, POSTS, REPLIES, WORKER_STEP, WORKER_STARTING, DIED_OUT_OF_MEMORY, EXITED, bounds, now, control, describe,
+  STATE, POSTED, STARTED, DONE, HOST_CALL, GONE, DIED, MAIN_STEP, MAIN_IDLE, MAIN_WAIT, MAIN_HANDLER, MAIN_RECEIVE,
+  MAIN_HOST_CALL, MAIN_STOPPED, POSTS, REPLIES, WORKER_STEP, WORKER_STARTING, DIED_OUT_OF_MEMORY, DIED_OTHERWISE, EXITED,
+  bounds, markDead, now, control, describe,
 } from './channel.js';
 
 // V8 compiles wasm functions lazily, on their first call, which would count
@@ -65,6 +66,9 @@ const MONITOR_URL = new URL('./monitor.js', import.meta.url);
 let monitor = null;
 let exits = null;
 const gone = new Map(); // worker id → resolve of its exit promise
+// Worker id → control array, of every worker the monitor runs and this
+// thread has not stopped: if the monitor itself ends, they end with it.
+const running = new Map();
 let nextWorkerId = 1;
 function supervisor() {
   if (!monitor) {
@@ -88,6 +92,23 @@ function supervisor() {
       throw new PabiError('HOST_FAILURE', { detail: `the host could not start its monitor thread: ${e && e.message}` });
     }
     monitor.unref();
+    // The monitor's own failure ends it, and its workers with it. Its
+    // 'exit' comes when this thread's event loop runs, between calls or
+    // while a caller awaits; a call blocked at that moment ends by its
+    // bound. The next call starts a new monitor.
+    monitor.on('error', () => {});
+    monitor.on('exit', () => {
+      monitor = null;
+      for (const ctl of running.values()) {
+        markDead(ctl, DIED_OTHERWISE);
+        Atomics.store(ctl, EXITED, 1);
+      }
+      running.clear();
+      for (const resolve of gone.values()) resolve();
+      gone.clear();
+      exits.close();
+      exits = null;
+    });
   }
   return monitor;
 }
@@ -96,7 +117,7 @@ function supervisor() {
 // has gone. The monitor sets EXITED before it says so on `exits`, so a
 // worker whose message came and went unawaited is seen as gone here.
 function exitOf(id, ctl) {
-  if (Atomics.load(ctl, EXITED)) return Promise.resolve();
+  if (Atomics.load(ctl, EXITED) || !exits) return Promise.resolve();
   return new Promise((resolve) => {
     gone.set(id, resolve);
     exits.ref();
@@ -297,6 +318,7 @@ export class Plugin {
     this.port = port1;
     this.callPort = calls.port1;
     this.workerId = nextWorkerId++;
+    running.set(this.workerId, ctl);
     // The monitor thread starts it (monitor.js), so that a worker that
     // stops on its own is seen while this thread waits.
     supervising.postMessage({
@@ -319,7 +341,9 @@ export class Plugin {
       const stopping = { ctl: this.ctl, exited: false };
       stopping.exit = exitOf(this.workerId, this.ctl).then(() => { stopping.exited = true; });
       this.stopping = [...(this.stopping ?? []).filter((w) => !w.exited), stopping];
-      monitor.postMessage({ op: 'stop', id: this.workerId });
+      running.delete(this.workerId);
+      this.ctl[MAIN_STEP] = MAIN_STOPPED;
+      monitor?.postMessage({ op: 'stop', id: this.workerId });
       this.port.close();
       this.callPort.close();
     }
@@ -403,7 +427,7 @@ export class Plugin {
     const takeBy = now() + takeWithin;
     const invoke = req.op === 'invoke';
     for (let state; (state = Atomics.load(ctl, STATE)) !== DONE;) {
-      if (this.died()) return this.lostWorker(req);
+      if (state === GONE || this.died()) return this.lostWorker(req);
       let left;
       if (state === POSTED) {
         left = takeBy - now();
@@ -413,7 +437,7 @@ export class Plugin {
         // can pass before timeoutMs from now, so this thread looks again
         // then, and from there waits for the deadline the worker's start
         // time gives.
-        if (invoke) left = Math.min(left, this.limits.timeoutMs);
+        if (invoke) left = Math.min(left, Math.max(1, this.limits.timeoutMs));
       } else {
         const deadline = this.startedAt[0] + this.limits.timeoutMs;
         if (state === HOST_CALL) {

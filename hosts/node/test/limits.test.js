@@ -215,7 +215,7 @@ test('a worker that cannot start is HOST_FAILURE as soon as it stops, not at the
   try {
     const e = failure(() => loadPlugin(ioPlugin(), { limits: { heapMB: 1 } }));
     assert.equal(e.kind, 'HOST_FAILURE');
-    assert.match(e.message, /the worker thread stopped before it started \(channel state POSTED \(the worker died: heap exhausted\)/);
+    assert.match(e.message, /the worker thread stopped before it started \(channel state GONE \(the worker died: heap exhausted\)/);
   } finally {
     bounds.workerStartMs = saved;
   }

@@ -3,6 +3,7 @@
 package tinygoheap
 
 import (
+	"runtime"
 	"runtime/volatile"
 	_ "unsafe" // for go:linkname
 )
@@ -13,12 +14,14 @@ import (
 // built with it grows on every call (FN-7). With a collector that frees,
 // the first allocation would read an uninitialized heap and trap.
 //
-// This package's initializer sets the heap up. It runs at _initialize
-// before those of the packages that import it (package pabi, then the
-// plugin), and it is the package's only code, so nothing is allocated
-// before it. The standard packages it and pabi import allocate nothing
-// when the plugin starts: TinyGo evaluates their initializers while it
-// compiles.
+// This package's initializer sets the heap up when nobody has. TinyGo runs
+// package initializers at _initialize, each after those of the packages it
+// imports, and otherwise in the order of their import paths; this one runs
+// before package pabi's and the plugin's own. A package that initializes
+// earlier (a standard package, or one whose path sorts first) must not
+// allocate while the plugin starts: TinyGo evaluates most initializers
+// while it compiles, so the standard packages the PDK and the examples use
+// allocate nothing then.
 //
 //go:linkname initHeap runtime.initHeap
 func initHeap()
@@ -27,9 +30,19 @@ func initHeap()
 // compiles: so this initializer runs when the plugin starts, as it must.
 var ready uint32
 
+// A global, so that reading the statistics allocates nothing.
+var stats runtime.MemStats
+
 func init() {
-	if volatile.LoadUint32(&ready) == 0 {
+	if volatile.LoadUint32(&ready) != 0 {
+		return
+	}
+	volatile.StoreUint32(&ready, 1)
+	// A heap that is set up has blocks; a TinyGo that sets it up itself
+	// (later versions do) must not have it set up twice, which would free
+	// everything allocated so far.
+	runtime.ReadMemStats(&stats)
+	if stats.HeapSys == 0 {
 		initHeap()
-		volatile.StoreUint32(&ready, 1)
 	}
 }
