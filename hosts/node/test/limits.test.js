@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
-import { loadPlugin, PabiError, Oversized } from '../src/index.js';
+import { loadPlugin, Plugin, PabiError, Oversized } from '../src/index.js';
 import { buildPlugin, ioPlugin, op, IMP } from './helpers.js';
 import { bounds } from '../src/channel.js';
 
@@ -216,6 +216,22 @@ test('a worker that cannot start is HOST_FAILURE as soon as it stops, not at the
     const e = failure(() => loadPlugin(ioPlugin(), { limits: { heapMB: 1 } }));
     assert.equal(e.kind, 'HOST_FAILURE');
     assert.match(e.message, /the worker thread stopped before it started \(channel state GONE \(the worker died: heap exhausted\)/);
+  } finally {
+    bounds.workerStartMs = saved;
+  }
+});
+
+test('a worker\'s death is seen even when it comes between the main thread\'s check and its wait', { timeout: 20000 }, () => {
+  const saved = bounds.workerStartMs;
+  bounds.workerStartMs = 10000;
+  try {
+    const p = new Plugin(ioPlugin(), { limits: { heapMB: 1 } });
+    // Every check of DIED comes too early, as when the worker dies just
+    // after the check and before the wait: the wait must still end.
+    p.died = () => false;
+    const e = failure(() => p.load());
+    assert.equal(e.kind, 'HOST_FAILURE');
+    assert.match(e.message, /the worker thread stopped before it started/);
   } finally {
     bounds.workerStartMs = saved;
   }
