@@ -21,6 +21,8 @@
 // doing, in plain slots that cost a store each, so that a stuck call can
 // be told apart from a lost message or a worker that never started.
 
+import { receiveMessageOnPort } from 'node:worker_threads';
+
 export const STATE = 0;
 // Values of STATE. POSTED: a request waits for the worker; STARTED: the
 // worker runs it; DONE: its answer is posted; HOST_CALL: the plugin waits
@@ -55,21 +57,12 @@ const SLOTS = 10;
 export const STARTED_AT_OFFSET = 40;
 export const CONTROL_BYTES = 48;
 
+// Each step's value is its index in the list of its words.
 export const MAIN_STEPS = ['idle', 'waiting for the answer', 'running a host-call handler', 'taking the answer', 'taking a host call', 'stopped the worker'];
-export const MAIN_IDLE = 0;
-export const MAIN_WAIT = 1;
-export const MAIN_HANDLER = 2;
-export const MAIN_RECEIVE = 3;
-export const MAIN_HOST_CALL = 4;
-export const MAIN_STOPPED = 5;
+export const [MAIN_IDLE, MAIN_WAIT, MAIN_HANDLER, MAIN_RECEIVE, MAIN_HOST_CALL, MAIN_STOPPED] = MAIN_STEPS.keys();
 
 export const WORKER_STEPS = ['starting', 'waiting for a request', 'handling a request', 'running the export', 'waiting for a host call\'s answer', 'posting the answer'];
-export const WORKER_STARTING = 0;
-export const WORKER_IDLE = 1;
-export const WORKER_HANDLE = 2;
-export const WORKER_RUN = 3;
-export const WORKER_ASK = 4;
-export const WORKER_ANSWER = 5;
+export const [WORKER_STARTING, WORKER_IDLE, WORKER_HANDLE, WORKER_RUN, WORKER_ASK, WORKER_ANSWER] = WORKER_STEPS.keys();
 
 // The bounds of the main thread's waits, in milliseconds. workerStartMs:
 // how long a fresh worker may take to start, and an instantiation to end.
@@ -85,6 +78,24 @@ export const bounds = { workerStartMs: 30000, channelMs: 10000 };
 // that an NTP step moves would move them.
 export function now() {
   return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/**
+ * Takes the message that the state `state` of `ctl` announced on `port`,
+ * for either side. It was posted before the state was stored, so it is
+ * there, and the clock is read only when it is not: the bound
+ * (bounds.channelMs) only keeps a broken channel from hanging. Null past
+ * the bound, or once `gone()` says the other side has gone.
+ */
+export function takeAnnounced(port, ctl, state, gone = () => false) {
+  let got = receiveMessageOnPort(port);
+  if (got) return got;
+  const by = now() + bounds.channelMs;
+  while (!(got = receiveMessageOnPort(port))) {
+    if (gone() || now() > by) return null;
+    Atomics.wait(ctl, STATE, state, 1);
+  }
+  return got;
 }
 
 export function control() {

@@ -9,7 +9,7 @@
 // (LIFE-5, LIFE-6). Waiting with Atomics.wait and taking the answer with
 // receiveMessageOnPort keeps the API synchronous.
 
-import { Worker, MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
+import { Worker, MessageChannel } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
 import { checkPlugin, HOST_ABI_TEXT } from './check.js';
 import { handlerFor, toHostFunctions, runHandler } from './host.js';
@@ -18,7 +18,7 @@ import { PabiError, DEAD_KINDS, STATUS_NAMES } from './errors.js';
 import {
   STATE, POSTED, STARTED, DONE, HOST_CALL, GONE, DIED, MAIN_STEP, MAIN_IDLE, MAIN_WAIT, MAIN_HANDLER, MAIN_RECEIVE,
   MAIN_HOST_CALL, MAIN_STOPPED, POSTS, REPLIES, WORKER_STEP, WORKER_STARTING, DIED_OUT_OF_MEMORY, DIED_OTHERWISE, EXITED,
-  bounds, markDead, now, control, describe,
+  bounds, markDead, takeAnnounced, now, control, describe,
 } from './channel.js';
 
 // V8 compiles wasm functions lazily, on their first call, which would count
@@ -424,13 +424,16 @@ export class Plugin {
   // a message the state announced.
   await(req, takeWithin) {
     const ctl = this.ctl;
-    const takeBy = now() + takeWithin;
+    // Set at the first look at a posted request: one clock read for it.
+    let takeBy = null;
     const invoke = req.op === 'invoke';
     for (let state; (state = Atomics.load(ctl, STATE)) !== DONE;) {
       if (state === GONE || this.died()) return this.lostWorker(req);
       let left;
       if (state === POSTED) {
-        left = takeBy - now();
+        const t = now();
+        takeBy ??= t + takeWithin;
+        left = takeBy - t;
         if (left <= 0) return this.brokenChannel(req, `did not take the request within ${takeWithin} ms`);
         // The worker does not wake this thread when it starts the export,
         // which would cost a second thread switch per call. No deadline
@@ -459,18 +462,10 @@ export class Plugin {
     return got.message;
   }
 
-  // Takes the message that the state `state` announced on `port`. It was
-  // posted before the state was stored, so it is there; the bound only
-  // keeps a broken channel from hanging. Null when it is not, or when the
-  // worker died.
+  // The message that the state `state` announced on `port` (channel.js,
+  // takeAnnounced); null when it is not there, or the worker died.
   receive(port, state) {
-    const by = now() + bounds.channelMs;
-    let got;
-    while (!(got = receiveMessageOnPort(port))) {
-      if (this.died() || now() > by) return null;
-      Atomics.wait(this.ctl, STATE, state, 1);
-    }
-    return got;
+    return takeAnnounced(port, this.ctl, state, () => this.died());
   }
 
   // One host call of the plugin (worker.js, askApplication): runs the

@@ -18,7 +18,7 @@ import { makeWasi, Exit } from './wasi.js';
 import { Abort } from './abort.js';
 import {
   STATE, POSTED, STARTED, DONE, HOST_CALL, WORKER_STEP, WORKER_IDLE, WORKER_HANDLE, WORKER_RUN, WORKER_ASK,
-  WORKER_ANSWER, TAKES, ANSWERS, ASKS, bounds, now, views, describe,
+  WORKER_ANSWER, TAKES, ANSWERS, ASKS, bounds, now, views, describe, takeAnnounced,
 } from './channel.js';
 
 // The control array (channel.js); startedAt: when the current export
@@ -223,13 +223,9 @@ function askApplication(name, request) {
   while (Atomics.load(ctl, STATE) === HOST_CALL) Atomics.wait(ctl, STATE, HOST_CALL);
   ctl[WORKER_STEP] = WORKER_RUN;
   // The answer was posted before the state changed (channel.js).
-  const by = now() + bounds.channelMs;
-  let got;
-  while (!(got = receiveMessageOnPort(calls))) {
-    if (now() > by) {
-      throw new Abort('INTERNAL', { detail: `the answer to host call \`${name}\` did not arrive within ${bounds.channelMs} ms (${describe(ctl)})` });
-    }
-    Atomics.wait(ctl, STATE, STARTED, 1);
+  const got = takeAnnounced(calls, ctl, STARTED);
+  if (!got) {
+    throw new Abort('INTERNAL', { detail: `the answer to host call \`${name}\` did not arrive within ${bounds.channelMs} ms (${describe(ctl)})` });
   }
   return got.message;
 }
