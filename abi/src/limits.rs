@@ -4,7 +4,8 @@ use std::time::Duration;
 ///
 /// `#[non_exhaustive]`: a limit a later version adds is not a breaking
 /// change; start from `Limits::default()` and set fields.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Limits {
     /// Linear memory cap in bytes (`LIM-1`).

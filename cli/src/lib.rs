@@ -26,9 +26,9 @@ pub struct Cli {
 pub fn main() -> ExitCode {
     // `pabi serve --isolation process` starts its workers from this
     // executable; a worker is not a command a user types.
-    if pabi_serve::worker::is_worker() {
+    if pabi_host::worker::is_worker() {
         init_logging(false, "info");
-        return ExitCode::from(u8::try_from(pabi_serve::worker::run()).unwrap_or(exit::USAGE));
+        return ExitCode::from(u8::try_from(pabi_host::worker::run()).unwrap_or(exit::USAGE));
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

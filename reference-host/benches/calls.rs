@@ -149,7 +149,7 @@ fn main() {
     // `-- --profile-pool THREADS`: only 1 KiB calls on a pool of two, in
     // alternating 1 s rounds from one thread and from THREADS threads.
     if let Some(threads) = args.iter().position(|a| a == "--profile-pool").and_then(|i| args.get(i + 1)) {
-        let pool = pabi_host::Pool::builder().size(2).build(&host, &pabi_wasm).unwrap();
+        let pool = pabi_host::Pool::builder().instances(2).build(&host, &pabi_wasm).unwrap();
         let input = vec![0x5au8; 1024];
         let threads: usize = threads.parse().expect("--profile-pool takes a thread count");
         for t in [1, threads, 1, threads] {
@@ -386,7 +386,7 @@ fn calls_per_second(threads: usize, window: Duration, call: impl Fn() + Sync) ->
 /// the in-process baseline of `bench/serve`. 1 KiB echo.
 fn scaling(pabi_wasm: &[u8]) {
     let host = pabi_host::Host::new(pabi_host::Config::default()).unwrap();
-    let pool = pabi_host::Pool::builder().size(2).build(&host, pabi_wasm).unwrap();
+    let pool = pabi_host::Pool::builder().instances(2).build(&host, pabi_wasm).unwrap();
     let input = vec![0x5au8; 1024];
     let engine = pooled_engine();
     let module = Module::new(&engine, wat::parse_str(RAW_ECHO).unwrap()).unwrap();

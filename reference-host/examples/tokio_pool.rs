@@ -12,7 +12,7 @@ fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: tokio_pool PLUGIN.wasm"))?;
     let wasm = std::fs::read(&path)?;
     let host = pabi_host::Host::new(pabi_host::Config::builder().timeout(Duration::from_millis(200)).build())?;
-    let pool = pabi_host::Pool::builder().size(2).max_queue(64).build(&host, &wasm)?;
+    let pool = pabi_host::Pool::builder().instances(2).max_queue(64).build(&host, &wasm)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     runtime.block_on(async {
         // Eight calls at once on two instances: the queue holds the rest.
@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
         // of the plugin goes the same way, with its state when it has one.
         pool.reload(&wasm)?;
         let after = pool.call_async("upper", b"after the reload".to_vec()).await?;
-        println!("{} (generation {})", String::from_utf8_lossy(&after), pool.stats().generation);
+        println!("{} (reloads: {})", String::from_utf8_lossy(&after), pool.stats().reloads);
         anyhow::Ok(())
     })
 }

@@ -22,7 +22,10 @@ pub use pabi_abi::Limits;
 ///     .build();
 /// assert_eq!(config.limits().timeout, Duration::from_millis(200));
 /// ```
-#[derive(Clone, Debug)]
+// Serializable for the worker protocol, which sends a worker its host's
+// configuration; the host functions stay with the pool's side.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {
     limits: Limits,
@@ -35,6 +38,7 @@ pub struct Config {
     cache_dir_bytes: u64,
     cache_capacity: usize,
     wasi_profile: bool,
+    #[serde(skip)]
     host_functions: Vec<crate::HostFunction>,
     abi: pabi_abi::AbiVersion,
 }
@@ -315,6 +319,13 @@ impl ConfigBuilder {
         self
     }
 
+    /// Drops the host functions: a worker process gets the rest.
+    #[cfg(feature = "worker-process")]
+    pub(crate) fn without_host_functions(mut self) -> Self {
+        self.config.host_functions.clear();
+        self
+    }
+
     pub fn build(self) -> Config {
         self.config
     }
@@ -323,7 +334,8 @@ impl ConfigBuilder {
 /// The WASI capabilities a host is willing to grant. A plugin gets the
 /// intersection of these and what it declares (`WASI-5`). Set through
 /// [`ConfigBuilder`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Allow {
     clock: bool,
@@ -362,7 +374,8 @@ impl Allow {
 }
 
 /// A host directory offered at a guest path.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DirGrant {
     host: PathBuf,
     guest: String,

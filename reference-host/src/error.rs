@@ -13,7 +13,10 @@ use pabi_abi::{AbiVersion, Capability, Clause, HostErrorKind, TrapKind};
 /// Every variant but [`Error::HostUnavailable`] is one of the spec's host
 /// error kinds ([`Error::kind`]). `Error` is also what a `wasmtime::Error`
 /// from this crate's imports downcasts to.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+// Serializable for the worker protocol: an error crosses from a worker
+// process as the very value an in-process pool returns.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum Error {
     /// The binary breaks a static rule (`HOST-1`); each finding cites its clause.
@@ -92,7 +95,8 @@ pub enum Error {
 }
 
 /// Why a host cannot serve, whatever the plugin.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Unavailable {
     /// The wasm engine could not be set up, for example because the pooling
@@ -114,6 +118,17 @@ pub enum Unavailable {
     /// [`crate::PoolBuilder::queue_timeout`] for an instance.
     #[error("no instance became free within {timeout:?}")]
     QueueTimeout { timeout: std::time::Duration },
+    /// The [`crate::Pool`] was shut down ([`crate::Pool::shutdown`]).
+    #[error("the pool was shut down")]
+    ShutDown,
+    /// The worker process of a [`crate::Pool`] ended while it held the
+    /// call; another is being started.
+    #[error("the worker process (pid {pid}) ended during the call ({status}); it is restarted")]
+    WorkerExited { pid: u32, status: String },
+    /// No worker process of a [`crate::Pool`] can serve: it cannot be
+    /// started, or it broke the worker protocol.
+    #[error("the worker process cannot serve: {reason}")]
+    WorkerDown { reason: String },
     /// A directory the configuration grants cannot be opened.
     #[error("cannot open {} for the guest path {guest}: {reason}", host.display())]
     Directory { host: std::path::PathBuf, guest: String, reason: String },
@@ -132,7 +147,8 @@ fn host_unavailable(why: &Unavailable) -> String {
 
 /// Which cap of the compile budget a module passed (`LIM-12`), with the
 /// module's value and the cap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CompileCap {
     #[error("the module is {bytes} bytes, past the cap of {cap}")]
@@ -144,7 +160,7 @@ pub enum CompileCap {
 }
 
 /// One static finding inside `INVALID_MODULE`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModuleFinding {
     /// The clause the module breaks; `None` when the engine refused the
     /// module for a reason no clause names.
@@ -177,13 +193,13 @@ impl fmt::Display for ModuleFinding {
 
 /// The wasm frames of a trap, innermost first. Runs of the same frame, as a
 /// stack overflow makes, are kept once with a count.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WasmTrace {
     runs: Vec<(Frame, u32)>,
 }
 
 /// One wasm frame.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Frame {
     /// The function's index in the module's function index space.
     pub func_index: u32,

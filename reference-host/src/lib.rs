@@ -158,6 +158,7 @@
 //! untrusted parties should also run them in a separate, OS-sandboxed
 //! process (`SEC-1`).
 
+mod cancel;
 mod clock;
 mod config;
 mod engine;
@@ -165,12 +166,18 @@ mod error;
 mod host;
 mod host_fn;
 mod imports;
+mod in_process_pool;
 mod log;
 mod plugin;
 mod pool;
+mod pool_settings;
+mod pool_stats;
 mod store;
 mod wasi;
+#[cfg(feature = "worker-process")]
+pub mod worker;
 
+pub use cancel::CancelHandle;
 pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits};
 pub use error::{CompileCap, Error, Frame, ModuleFinding, Unavailable, WasmTrace};
 pub use host::Host;
@@ -178,5 +185,7 @@ pub use host_fn::{
     table_functions, table_functions_reentering, AsyncCallContext, CallContext, HostCallError, HostCallLog,
     HostFunction, HostFunctionNameError, Reenter,
 };
-pub use plugin::{CancelHandle, Plugin, SharedPlugin};
-pub use pool::{CallCancel, Pool, PoolBuilder, PoolStats};
+pub use plugin::{Plugin, SharedPlugin};
+pub use pool::{Pool, PoolBuilder};
+pub use pool_settings::Isolation;
+pub use pool_stats::{PoolStats, WorkerStats};

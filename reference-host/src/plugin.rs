@@ -13,7 +13,7 @@ use crate::engine::{Prepared, Shared};
 use crate::error::{Frame, Unavailable, WasmTrace};
 use crate::log::{LogDrops, LogHandle, LogSink};
 use crate::store::{Abort, Deadline, Limiter, Phase, StoreData};
-use crate::{wasi, Config, Error};
+use crate::{wasi, CancelHandle, Config, Error};
 
 /// A plugin loaded by a [`crate::Host`]: one instance at a time, one call at
 /// a time (`HOST-9`). After a trap or an aborted call the instance is
@@ -80,24 +80,6 @@ impl std::fmt::Debug for SharedPlugin {
     }
 }
 
-/// Cancels a plugin's calls from any thread, as a deadline would: the call
-/// in progress ends within about 10 ms with [`Error::Cancelled`] (kind
-/// `TIMEOUT`) and its instance is discarded (`LIFE-5`). When no call is in
-/// progress, the next call is cancelled as soon as it starts.
-#[derive(Clone, Debug)]
-pub struct CancelHandle(Arc<AtomicBool>);
-
-impl CancelHandle {
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    /// Withdraws a cancel that no call has taken yet.
-    pub(crate) fn clear(&self) {
-        self.0.store(false, Ordering::Relaxed);
-    }
-}
-
 struct Instance {
     store: Store<StoreData>,
     instance: wasmtime::Instance,
@@ -159,7 +141,7 @@ impl Plugin {
 
     /// A handle that cancels this plugin's calls from another thread.
     pub fn cancel_handle(&self) -> CancelHandle {
-        CancelHandle(self.cancel.clone())
+        CancelHandle::on_flag(self.cancel.clone())
     }
 
     /// The plugin's metadata.

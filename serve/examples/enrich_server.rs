@@ -21,7 +21,7 @@ use tower::ServiceExt;
 
 fn main() -> anyhow::Result<()> {
     // A worker started from this executable serves its plugin and exits.
-    pabi_serve::worker::run_if_worker();
+    pabi_host::worker::run_if_worker();
 
     let mut args = std::env::args().skip(1);
     let dir = args.next().ok_or_else(|| anyhow::anyhow!("usage: enrich_server DIR [--listen ADDR]"))?;
@@ -36,8 +36,9 @@ fn main() -> anyhow::Result<()> {
         let key = std::str::from_utf8(key).map_err(|_| HostCallError::new("a key is UTF-8"))?;
         prices.get(key).map(|v| v.as_bytes().to_vec()).ok_or_else(|| HostCallError::new("no such key"))
     })?;
-    let config = ServeConfig::from_toml("[defaults]\nisolation = \"process\"\ninstances = 2\ntimeout = \"500ms\"")
-        .map_err(anyhow::Error::msg)?;
+    let config =
+        ServeConfig::from_toml("[defaults]\nisolation = \"worker_process\"\ninstances = 2\ntimeout = \"500ms\"")
+            .map_err(anyhow::Error::msg)?;
     let server = Server::new(dir.into(), config).host_function(kv_get);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

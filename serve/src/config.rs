@@ -14,7 +14,7 @@
 //! max_queue = 128
 //!
 //! [plugins.untrusted]
-//! isolation = "process"
+//! isolation = "worker_process"
 //! worker_cpu_time = "10m"
 //! host_calls = ["kv.get"]
 //! ```
@@ -24,7 +24,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use serde::{Deserialize, Serialize};
+use pabi_host::Isolation;
+use serde::Deserialize;
 
 /// Settings of every plugin in the folder, by file stem.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -79,8 +80,11 @@ impl ServeConfig {
 }
 
 /// One plugin's settings. Every field is optional; [`PluginSettings`]'s
-/// accessors give the value in force.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+/// accessors give the value in force. Each key is a setter of
+/// [`pabi_host::PoolBuilder`] or [`pabi_host::ConfigBuilder`] of the same
+/// name, but for `sha256`, `max_input` and `host_calls`, which are the
+/// server's own.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PluginSettings {
@@ -96,13 +100,13 @@ pub struct PluginSettings {
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
     /// Linear memory cap. Default: the host's (`LIM-1`).
-    #[serde(default, serialize_with = "exact_bytes")]
+    #[serde(default)]
     pub max_memory: Option<ByteSize>,
     /// Output cap of a call. Default: the host's (`LIM-5`).
-    #[serde(default, serialize_with = "exact_bytes")]
+    #[serde(default)]
     pub max_output: Option<ByteSize>,
     /// Request body cap; past it, `413`. Default: 16 MiB.
-    #[serde(default, serialize_with = "exact_bytes")]
+    #[serde(default)]
     pub max_input: Option<ByteSize>,
     /// Fuel per call. Default: off (`LIM-4`).
     pub fuel: Option<u64>,
@@ -121,65 +125,30 @@ pub struct PluginSettings {
     /// match is refused at load and on reload, and the old version keeps
     /// serving. Default: no pin.
     pub sha256: Option<String>,
-    /// The configuration each instance gets in `pabi_init` (`LIFE-2`).
-    /// Default: empty.
-    pub config: Option<String>,
-    /// Where the plugin runs: `thread`, in the server's process, or
-    /// `process`, in a worker process of its own with OS limits, restarted
-    /// when it dies. Default: `thread`.
+    /// The bytes each instance gets in `pabi_init` (`LIFE-2`). Default:
+    /// empty.
+    pub plugin_config: Option<String>,
+    /// Where the plugin runs: `in_process`, in the server's process, or
+    /// `worker_process`, in a worker process of its own with OS limits,
+    /// restarted when it dies. Default: `in_process`.
     pub isolation: Option<Isolation>,
-    /// Under `process` isolation, the CPU time a worker may use in all
+    /// Under `worker_process` isolation, the CPU time a worker may use in all
     /// (`RLIMIT_CPU`); past it the OS kills the worker and it is restarted.
     /// Default: no limit (each call has its deadline).
     #[serde(default, with = "humantime_serde")]
     pub worker_cpu_time: Option<Duration>,
-    /// Under `process` isolation, the address space a worker may map
+    /// Under `worker_process` isolation, the address space a worker may map
     /// beyond what loading its plugin mapped (`RLIMIT_AS` is set to the
     /// sum once the plugin is loaded). An absolute cap would have to know
     /// the engine's up-front reservations (guard regions of several GiB
     /// per instance); a margin over them does not. Default: 1 GiB.
-    #[serde(default, serialize_with = "exact_bytes")]
+    #[serde(default)]
     pub worker_address_headroom: Option<ByteSize>,
     /// The server's host functions this plugin is offered, by name
     /// (`CALL-5`): an allow list. A required host call the list leaves
     /// out refuses the plugin with `MISSING_CAPABILITY`; an optional one
     /// answers `E_ABSENT`. Default: every host function of the server.
     pub host_calls: Option<Vec<String>>,
-}
-
-/// Where a plugin runs.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-// More kinds may come (a container, a VM); callers match with a wildcard.
-#[non_exhaustive]
-pub enum Isolation {
-    /// In the server's process: the fastest; a plugin is contained by the
-    /// wasm sandbox and the host's limits.
-    #[default]
-    Thread,
-    /// In a worker process of its own, with OS limits: a fault of the
-    /// engine or the host behind a plugin takes down only its worker.
-    Process,
-}
-
-impl std::str::FromStr for Isolation {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Isolation, String> {
-        match text {
-            "thread" => Ok(Isolation::Thread),
-            "process" => Ok(Isolation::Process),
-            other => Err(format!("`{other}` is not an isolation; use `thread` or `process`")),
-        }
-    }
-}
-
-/// Sizes cross the worker protocol as exact byte counts: `ByteSize`'s own
-/// text form rounds (`976.6 KiB`).
-fn exact_bytes<S: serde::Serializer>(size: &Option<ByteSize>, ser: S) -> Result<S::Ok, S::Error> {
-    match size {
-        Some(size) => ser.serialize_some(&size.as_u64()),
-        None => ser.serialize_none(),
-    }
 }
 
 impl PluginSettings {
@@ -220,7 +189,7 @@ impl PluginSettings {
             env: if self.env.is_empty() { d.env } else { self.env },
             dirs: if self.dirs.is_empty() { d.dirs } else { self.dirs },
             sha256: self.sha256,
-            config: self.config.or(d.config),
+            plugin_config: self.plugin_config.or(d.plugin_config),
             isolation: self.isolation.or(d.isolation),
             worker_cpu_time: self.worker_cpu_time.or(d.worker_cpu_time),
             worker_address_headroom: self.worker_address_headroom.or(d.worker_address_headroom),
@@ -255,6 +224,21 @@ impl PluginSettings {
 
     pub fn max_input(&self) -> u64 {
         self.max_input.map_or(16 << 20, |size| size.as_u64())
+    }
+
+    /// The pool these settings ask for.
+    pub fn pool_builder(&self) -> pabi_host::PoolBuilder {
+        let mut builder = pabi_host::Pool::builder()
+            .instances(self.instances())
+            .max_queue(self.max_queue())
+            .queue_timeout(self.queue_timeout())
+            .plugin_config(self.plugin_config.clone().unwrap_or_default())
+            .isolation(self.isolation())
+            .worker_address_headroom(self.worker_address_headroom());
+        if let Some(cpu_time) = self.worker_cpu_time {
+            builder = builder.worker_cpu_time(cpu_time);
+        }
+        builder
     }
 
     /// The host configuration these settings ask for.
@@ -325,7 +309,7 @@ mod tests {
             .collect();
         let config = ServeConfig::from_toml(&example).unwrap();
         let untrusted = config.settings("untrusted");
-        assert_eq!(untrusted.isolation(), Isolation::Process);
+        assert_eq!(untrusted.isolation(), Isolation::WorkerProcess);
         assert_eq!(untrusted.worker_cpu_time, Some(Duration::from_secs(600)));
         assert!(untrusted.offers_host_call("kv.get") && !untrusted.offers_host_call("kv.put"));
         assert_eq!((untrusted.instances(), config.settings("echo").instances()), (2, 4));

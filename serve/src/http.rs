@@ -15,7 +15,7 @@ use pabi_host::Error;
 use serde::Serialize;
 
 use crate::metrics::{CallLabels, ErrorLabels, PluginLabel};
-use crate::{read, Failure, State as Shared};
+use crate::{read, State as Shared};
 
 /// The JSON Schema of [`CallErrorBody`].
 pub const SERVE_ERROR_SCHEMA: &str = include_str!("../../spec/schemas/serve-error.schema.json");
@@ -77,14 +77,34 @@ fn error_response(status: StatusCode, body: CallErrorBody, retry_after: Option<u
     response
 }
 
-fn failure_response(failure: Failure) -> Response {
-    let kind = failure.kind();
-    let body = CallErrorBody {
-        kind: kind.map_or("HOST_FAILURE", HostErrorKind::name).to_string(),
-        status: failure.status,
-        message: failure.message,
+/// The body of a failed call: a plugin's own message for `PLUGIN_ERROR`,
+/// the host's words otherwise.
+fn error_body(error: &Error) -> CallErrorBody {
+    let message = match error {
+        Error::PluginError { message, .. } => String::from_utf8_lossy(message).into_owned(),
+        other => other.to_string(),
     };
-    error_response(http_status(kind), body, failure.retry_after)
+    CallErrorBody { kind: kind_name(error).to_string(), status: error.status(), message }
+}
+
+/// The kind a client sees; a configuration the host cannot apply has none,
+/// and the server cannot serve.
+fn kind_name(error: &Error) -> &'static str {
+    error.kind().map_or("HOST_FAILURE", HostErrorKind::name)
+}
+
+/// Seconds after which trying again may succeed, for the failures that
+/// pass.
+fn retry_after(error: &Error) -> Option<u64> {
+    match error {
+        Error::CrashLoop { window, .. } => Some(window.as_secs().max(1)),
+        Error::HostUnavailable(_) => Some(1),
+        _ => None,
+    }
+}
+
+fn failure_response(error: &Error, body: CallErrorBody) -> Response {
+    error_response(http_status(error.kind()), body, retry_after(error))
 }
 
 async fn call(
@@ -117,7 +137,7 @@ async fn call(
             return error_response(StatusCode::NOT_FOUND, body, None);
         }
     };
-    let known = loaded.backend.functions().contains(&function);
+    let known = loaded.pool.functions().contains(&function);
     // Unknown names share one label: a client cannot grow the metrics.
     let label = if known { function.clone() } else { "(unknown)".into() };
     state.metrics.calls.get_or_create(&CallLabels { plugin: plugin.clone(), function: label }).inc();
@@ -127,20 +147,26 @@ async fn call(
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
         .filter(|len| *len > max_input);
     let result = match axum::body::to_bytes(body, usize::try_from(max_input).unwrap_or(usize::MAX)).await {
-        Ok(input) => loaded.backend.call(&function, input.to_vec()).await,
-        Err(error) => {
-            let error = error.into_inner();
-            if error.is::<http_body_util::LengthLimitError>() {
+        Ok(input) => loaded.pool.call_async(&function, input.to_vec()).await.map_err(|error| {
+            let body = error_body(&error);
+            (error, body)
+        }),
+        Err(unread) => {
+            let unread = unread.into_inner();
+            if unread.is::<http_body_util::LengthLimitError>() {
                 // The body stops being read at the cap; its declared
                 // length, when the client sent one, is what the message
                 // can name.
-                Err(Failure::of(&Error::InputLimit { len: declared_len, limit: max_input }))
+                let error = Error::InputLimit { len: declared_len, limit: max_input };
+                let body = error_body(&error);
+                Err((error, body))
             } else {
                 // The client stopped sending (gone, or a broken chunked
                 // body): no call was made, and the caller is what ended it.
-                let mut failure = Failure::of(&Error::Cancelled);
-                failure.message = format!("{}: the request body could not be read: {error}", failure.message);
-                Err(failure)
+                let error = Error::Cancelled;
+                let mut body = error_body(&error);
+                body.message = format!("{}: the request body could not be read: {unread}", body.message);
+                Err((error, body))
             }
         }
     };
@@ -149,7 +175,7 @@ async fn call(
     match result {
         Ok(output) => {
             let media = loaded
-                .backend
+                .pool
                 .metadata()
                 .function(&function)
                 .and_then(|f| f.output.clone())
@@ -160,13 +186,13 @@ async fn call(
             }
             response
         }
-        Err(failure) => {
-            let kind = failure.kind().map_or("HOST_FAILURE", HostErrorKind::name).to_string();
-            if failure.kind() == Some(HostErrorKind::HostFailure) {
-                tracing::warn!(plugin = %plugin_label.plugin, "answered 503: {}", failure.message);
+        Err((error, body)) => {
+            if error.kind() == Some(HostErrorKind::HostFailure) {
+                tracing::warn!(plugin = %plugin_label.plugin, "answered 503: {}", body.message);
             }
+            let kind = kind_name(&error).to_string();
             state.metrics.errors.get_or_create(&ErrorLabels { plugin, kind }).inc();
-            failure_response(failure)
+            failure_response(&error, body)
         }
     }
 }
@@ -177,7 +203,7 @@ struct PluginEntry {
     file: String,
     sha256: String,
     metadata: pabi_abi::Metadata,
-    pool: crate::BackendStats,
+    pool: pabi_host::PoolStats,
 }
 
 #[derive(Serialize)]
@@ -199,8 +225,8 @@ async fn list(State(state): State<Arc<Shared>>) -> Response {
             name: name.clone(),
             file: loaded.file.display().to_string(),
             sha256: loaded.sha256.clone(),
-            metadata: (*loaded.backend.metadata()).clone(),
-            pool: loaded.backend.stats(),
+            metadata: (*loaded.pool.metadata()).clone(),
+            pool: loaded.pool.stats(),
         })
         .collect();
     let refused = crate::lock(&state.refused)
@@ -220,7 +246,7 @@ async fn health(State(state): State<Arc<Shared>>) -> Response {
 
 async fn metrics(State(state): State<Arc<Shared>>) -> Response {
     for (name, loaded) in read(&state.plugins).iter() {
-        let stats = loaded.backend.stats();
+        let stats = loaded.pool.stats();
         let label = PluginLabel { plugin: name.clone() };
         if let Some(worker) = &stats.worker {
             state.metrics.worker_restarts.get_or_create(&label).set(i64::try_from(worker.restarts).unwrap_or(i64::MAX));

@@ -1,7 +1,8 @@
 //! Serve the pabi plugins of a folder over HTTP.
 //!
 //! Every `*.wasm` file of the folder is a plugin, named by its file stem,
-//! served by a [`pabi_host::Pool`] of instances behind a bounded queue:
+//! served by a [`pabi_host::Pool`] of instances behind a bounded queue, in
+//! the server's process or in a worker process (the `isolation` setting):
 //!
 //! | route | answer |
 //! |---|---|
@@ -40,22 +41,18 @@
 mod config;
 mod http;
 mod metrics;
-mod process;
-pub mod protocol;
-pub mod worker;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use pabi_host::{Host, Pool};
+use pabi_host::worker::WorkerCommand;
+use pabi_host::{Host, Isolation, Pool};
 use sha2::{Digest, Sha256};
 
-pub use config::{ConfigError, Isolation, PluginSettings, ServeConfig};
+pub use config::{ConfigError, PluginSettings, ServeConfig};
 pub use http::{http_status, CallErrorBody, SERVE_ERROR_SCHEMA};
-pub use process::{ProcessPool, ProcessPoolBuilder, ProcessPoolStats, WorkerCommand, WorkerError};
-pub use protocol::Failure;
 
 /// The plugins of a folder, served.
 #[derive(Clone)]
@@ -70,7 +67,7 @@ pub(crate) struct State {
     refused: Mutex<BTreeMap<String, Refusal>>,
     metrics: metrics::Metrics,
     draining: std::sync::atomic::AtomicBool,
-    /// How `process` isolation starts its workers; `None`: this executable.
+    /// How worker processes are started; `None`: this executable.
     worker: Mutex<Option<WorkerCommand>>,
     /// The host functions plugins may be offered (`host_calls` settings).
     host_functions: Mutex<Vec<pabi_host::HostFunction>>,
@@ -82,103 +79,8 @@ pub(crate) struct State {
 pub(crate) struct Loaded {
     pub file: PathBuf,
     pub sha256: String,
-    pub backend: Backend,
+    pub pool: Pool,
     pub settings: PluginSettings,
-}
-
-/// What serves a plugin's calls: a pool in this process, or a worker
-/// process.
-#[derive(Clone)]
-pub(crate) enum Backend {
-    Thread(Pool),
-    Process(ProcessPool),
-}
-
-/// A backend's counters: the `pool` of a plugin in `GET /v1/plugins`, and
-/// the gauges of `GET /metrics`.
-#[derive(serde::Serialize)]
-pub(crate) struct BackendStats {
-    pub isolation: Isolation,
-    pub size: usize,
-    pub live: usize,
-    pub busy: usize,
-    pub waiting: usize,
-    pub generation: u64,
-    pub calls: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub worker: Option<WorkerStats>,
-}
-
-/// Under `process` isolation: the worker's pid, while one lives, and its
-/// restarts.
-#[derive(serde::Serialize)]
-pub(crate) struct WorkerStats {
-    pub pid: Option<u32>,
-    pub restarts: u64,
-}
-
-impl Backend {
-    pub fn functions(&self) -> Arc<[String]> {
-        match self {
-            Backend::Thread(pool) => pool.functions(),
-            Backend::Process(pool) => pool.functions(),
-        }
-    }
-
-    pub fn metadata(&self) -> Arc<pabi_abi::Metadata> {
-        match self {
-            Backend::Thread(pool) => pool.metadata(),
-            Backend::Process(pool) => pool.metadata(),
-        }
-    }
-
-    /// A call, with the failure as clients see it and, for
-    /// `PLUGIN_ERROR`, the plugin's own message.
-    pub async fn call(&self, function: &str, input: Vec<u8>) -> Result<Vec<u8>, Failure> {
-        match self {
-            Backend::Thread(pool) => pool.call_async(function, input).await.map_err(|e| Failure::of(&e)),
-            Backend::Process(pool) => pool.call_async(function, input).await.map_err(|e| e.failure()),
-        }
-    }
-
-    fn reload(&self, wasm: &[u8]) -> Result<(), String> {
-        match self {
-            Backend::Thread(pool) => pool.reload(wasm).map_err(|e| e.to_string()),
-            Backend::Process(pool) => pool.reload(wasm).map_err(|e| e.to_string()),
-        }
-    }
-
-    pub fn stats(&self) -> BackendStats {
-        match self {
-            Backend::Thread(pool) => {
-                let s = pool.stats();
-                BackendStats {
-                    isolation: Isolation::Thread,
-                    size: s.size,
-                    live: s.live,
-                    busy: s.busy,
-                    waiting: s.waiting,
-                    generation: s.generation,
-                    calls: s.calls,
-                    worker: None,
-                }
-            }
-            Backend::Process(pool) => {
-                let s = pool.stats();
-                let busy = s.in_flight.min(s.size);
-                BackendStats {
-                    isolation: Isolation::Process,
-                    size: s.size,
-                    live: s.live,
-                    busy,
-                    waiting: s.in_flight - busy,
-                    generation: s.generation,
-                    calls: s.calls,
-                    worker: Some(WorkerStats { pid: s.pid, restarts: s.restarts }),
-                }
-            }
-        }
-    }
 }
 
 /// Why a plugin file was refused, and which bytes: the same bytes are not
@@ -231,9 +133,9 @@ impl Server {
         }
     }
 
-    /// Starts the workers of `process` isolation with `command`. Default:
-    /// this executable, whose `main` then calls
-    /// [`worker::run_if_worker`] first.
+    /// Starts the workers of plugins under `worker_process` isolation with
+    /// `command`. Default: this executable, whose `main` then calls
+    /// [`pabi_host::worker::run_if_worker`] first.
     pub fn with_worker_command(self, command: WorkerCommand) -> Server {
         *lock(&self.state.worker) = Some(command);
         self
@@ -251,27 +153,16 @@ impl Server {
 
     /// Offers a host function to the plugins loaded from now on, those
     /// whose `host_calls` setting names it, or all when they have none.
-    /// Under `process` isolation the worker relays the plugin's calls and
-    /// the handler runs in this process.
+    /// Under `worker_process` isolation the worker relays the plugin's
+    /// calls and the handler runs in this process.
     pub fn host_function(self, function: pabi_host::HostFunction) -> Server {
         lock(&self.state.host_functions).push(function);
         self
     }
 
-    /// The pool of a plugin served in this process.
+    /// The pool serving a plugin.
     pub fn pool(&self, plugin: &str) -> Option<Pool> {
-        match &read(&self.state.plugins).get(plugin)?.backend {
-            Backend::Thread(pool) => Some(pool.clone()),
-            Backend::Process(_) => None,
-        }
-    }
-
-    /// The worker pool of a plugin served under `process` isolation.
-    pub fn process_pool(&self, plugin: &str) -> Option<ProcessPool> {
-        match &read(&self.state.plugins).get(plugin)?.backend {
-            Backend::Process(pool) => Some(pool.clone()),
-            Backend::Thread(_) => None,
-        }
+        Some(read(&self.state.plugins).get(plugin)?.pool.clone())
     }
 
     /// Takes in the folder's new and changed `*.wasm` files and drops the
@@ -382,13 +273,9 @@ impl Server {
         }
         let refused = |e: String| format!("{e} (SHA-256 {sha256})");
         if let Some(current) = current {
-            current.backend.reload(wasm).map_err(refused)?;
-            let loaded = Loaded {
-                file: file.to_path_buf(),
-                sha256: sha256.to_string(),
-                backend: current.backend.clone(),
-                settings,
-            };
+            current.pool.reload(wasm).map_err(|e| refused(e.to_string()))?;
+            let loaded =
+                Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool: current.pool.clone(), settings };
             write(&state.plugins).insert(name.to_string(), Arc::new(loaded));
             state.metrics.reloads.get_or_create(&reload_labels(name, "ok")).inc();
             tracing::info!(plugin = %name, "reloaded");
@@ -396,35 +283,19 @@ impl Server {
         }
         let offered: Vec<_> =
             lock(&state.host_functions).iter().filter(|f| settings.offers_host_call(f.name())).cloned().collect();
-        let backend = match settings.isolation() {
-            Isolation::Thread => {
-                let mut config = settings.host_config()?.to_builder();
-                for function in offered {
-                    config = config.host_function(function);
-                }
-                let host = Host::new(config.build()).map_err(|e| e.to_string())?;
-                let pool = Pool::builder()
-                    .size(settings.instances())
-                    .max_queue(settings.max_queue())
-                    .queue_timeout(settings.queue_timeout())
-                    .plugin_config(settings.config.clone().unwrap_or_default())
-                    .build(&host, wasm)
-                    .map_err(|e| refused(e.to_string()))?;
-                Backend::Thread(pool)
+        let mut config = settings.host_config()?.to_builder();
+        for function in offered {
+            config = config.host_function(function);
+        }
+        let mut builder = settings.pool_builder();
+        if settings.isolation() == Isolation::WorkerProcess {
+            if let Some(command) = lock(&state.worker).clone() {
+                builder = builder.worker_command(command);
             }
-            Isolation::Process => {
-                let mut builder = ProcessPool::builder(name).settings(settings.clone());
-                if let Some(command) = lock(&state.worker).clone() {
-                    builder = builder.command(command);
-                }
-                for function in offered {
-                    builder = builder.host_function(function);
-                }
-                let pool = builder.spawn(wasm).map_err(|e| refused(e.to_string()))?;
-                Backend::Process(pool)
-            }
-        };
-        let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), backend, settings };
+        }
+        let host = Host::new(config.build()).map_err(|e| e.to_string())?;
+        let pool = builder.build(&host, wasm).map_err(|e| refused(e.to_string()))?;
+        let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool, settings };
         write(&state.plugins).insert(name.to_string(), Arc::new(loaded));
         tracing::info!(plugin = %name, "loaded");
         Ok(Some(false))
@@ -483,11 +354,9 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || {
             let plugins = std::mem::take(&mut *write(&state.plugins));
             for loaded in plugins.values() {
-                // A worker is waited for: its `pabi_shutdown` runs before
-                // this process exits and takes the worker with it.
-                if let Backend::Process(pool) = &loaded.backend {
-                    pool.shutdown();
-                }
+                // Waited for: a worker's `pabi_shutdown` runs before this
+                // process exits and takes the worker with it.
+                loaded.pool.shutdown();
             }
         })
         .await;

@@ -30,7 +30,7 @@ pub struct Opts {
     /// Overrides `[defaults]`; a plugin's own `isolation` setting wins
     /// [default: the settings', else thread].
     #[arg(long, value_name = "MODE")]
-    isolation: Option<pabi_serve::Isolation>,
+    isolation: Option<pabi_host::Isolation>,
     /// The host functions offered to plugins (each plugin's `host_calls`
     /// setting narrows them); with process isolation they still run here.
     #[command(flatten)]

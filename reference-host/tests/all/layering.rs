@@ -26,11 +26,17 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut graph = BTreeMap::new();
     for module in &modules {
         // Doc links (`[crate::Error]`) are not uses; only code lines count.
-        let text: String = read(&format!("{module}.rs"))
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("//"))
-            .collect::<Vec<_>>()
-            .join("\n");
+        // A module of several files (`pool/mod.rs`, `pool/in_process.rs`)
+        // is all of them.
+        let folder = src.join(module);
+        let source = if folder.is_dir() {
+            let mut files: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()).collect();
+            files.sort();
+            files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect::<Vec<_>>().join("\n")
+        } else {
+            read(&format!("{module}.rs"))
+        };
+        let text: String = source.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
         let mut uses = BTreeSet::new();
         for (at, _) in text.match_indices("crate::") {
             let rest = &text[at + "crate::".len()..];

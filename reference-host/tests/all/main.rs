@@ -6,6 +6,8 @@ mod layering;
 mod lifecycle;
 mod pool;
 mod rss;
+#[cfg(feature = "worker-process")]
+mod worker;
 
 use pabi_host::{Config, ConfigBuilder, Host};
 

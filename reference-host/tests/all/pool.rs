@@ -1,203 +1,293 @@
-//! Pools: calls from many threads, the bounded queue, cancellation, async
-//! calls, resizing and reload with state (`HOST-9`, `LIFE-11`).
+//! Pools of both isolations, by one suite: calls from many threads, the
+//! bounded queue, cancellation, async calls, resizing and reload with
+//! state (`HOST-9`, `LIFE-11`). Each test of [`pool_tests!`] runs once per
+//! isolation.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pabi_abi::HostErrorKind;
-use pabi_host::{CallCancel, Error, HostCallError, HostFunction, Pool, Unavailable};
+use pabi_host::{CancelHandle, Error, HostCallError, HostFunction, Isolation, Pool, PoolBuilder, Unavailable};
 
 use crate::{fixture, host_with};
 
-#[test]
-fn calls_from_many_threads_give_the_same_results_as_one() {
-    let host = host_with(|c| c);
-    let wasm = fixture("good", "core");
-    let pool = Pool::builder().size(3).build(&host, &wasm).unwrap();
-    let inputs: Vec<Vec<u8>> =
-        (0..300u32).map(|i| format!("record {i} {}", "x".repeat(i as usize)).into_bytes()).collect();
-    let alone: Vec<Vec<u8>> = inputs.iter().map(|input| pool.call("echo", input).unwrap()).collect();
-    let threads: Vec<_> = (0..6)
-        .map(|_| {
-            let (pool, inputs) = (pool.clone(), inputs.clone());
-            std::thread::spawn(move || inputs.iter().map(|input| pool.call("echo", input).unwrap()).collect::<Vec<_>>())
-        })
-        .collect();
-    for thread in threads {
-        assert_eq!(thread.join().unwrap(), alone);
+/// Defines each test as a function of the isolation, and a `#[test]` per
+/// isolation that runs it.
+macro_rules! pool_tests {
+    ($(fn $name:ident($isolation:ident) $body:block)*) => {
+        $(fn $name($isolation: Isolation) $body)*
+
+        mod in_process {
+            $(#[test]
+            fn $name() {
+                super::$name(pabi_host::Isolation::InProcess)
+            })*
+        }
+
+        #[cfg(feature = "worker-process")]
+        mod worker_process {
+            $(#[test]
+            fn $name() {
+                super::$name(pabi_host::Isolation::WorkerProcess)
+            })*
+        }
+    };
+}
+
+/// A pool builder of `isolation`; a worker process runs this crate's
+/// `pabi-worker` program.
+pub fn builder(isolation: Isolation) -> PoolBuilder {
+    let builder = Pool::builder().isolation(isolation);
+    #[cfg(feature = "worker-process")]
+    if isolation == Isolation::WorkerProcess {
+        return builder.worker_command(crate::worker::command());
     }
-    let stats = pool.stats();
-    assert_eq!((stats.size, stats.live, stats.busy, stats.waiting), (3, 3, 0, 0));
-    assert_eq!(stats.calls, 300 * 7);
+    builder
 }
 
-/// A pool of one instance whose call `spin` loops until its deadline.
-fn spinning_pool(max_queue: usize, timeout: Duration) -> Pool {
-    let host = host_with(|c| c.timeout(timeout));
-    Pool::builder().size(1).max_queue(max_queue).build(&host, &fixture("host-conformance", "io")).unwrap()
-}
-
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(10), "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-#[test]
-fn a_full_queue_refuses_at_once_and_a_queued_call_runs_when_an_instance_frees() {
-    let pool = spinning_pool(1, Duration::from_millis(300));
-    let spinner = {
-        let pool = pool.clone();
-        std::thread::spawn(move || pool.call("spin", b""))
-    };
-    wait_until("the spin runs", || pool.stats().busy == 1);
-    let queued = {
-        let pool = pool.clone();
-        std::thread::spawn(move || pool.call("echo", b"queued"))
-    };
-    wait_until("a call waits", || pool.stats().waiting == 1);
-    let refused = pool.call("echo", b"one too many").unwrap_err();
-    assert_eq!(refused, Error::HostUnavailable(Unavailable::QueueFull { limit: 1 }));
-    assert_eq!(refused.kind(), Some(HostErrorKind::HostFailure));
-    assert_eq!(spinner.join().unwrap().unwrap_err().kind(), Some(HostErrorKind::Timeout));
-    assert_eq!(queued.join().unwrap().unwrap(), b"queued", "the dead instance was replaced (LIFE-5)");
-}
-
-#[test]
-fn a_queue_timeout_refuses_a_call_that_waited_too_long() {
-    let host = host_with(|c| c.timeout(Duration::from_secs(5)));
-    let pool = Pool::builder()
-        .size(1)
-        .queue_timeout(Duration::from_millis(50))
-        .build(&host, &fixture("host-conformance", "io"))
-        .unwrap();
-    let cancel = CallCancel::new();
-    let spinner = {
-        let (pool, cancel) = (pool.clone(), cancel.clone());
-        std::thread::spawn(move || pool.call_cancellable("spin", b"", &cancel))
-    };
-    wait_until("the spin runs", || pool.stats().busy == 1);
-    let error = pool.call("echo", b"").unwrap_err();
-    assert!(matches!(error, Error::HostUnavailable(Unavailable::QueueTimeout { .. })), "{error}");
-    cancel.cancel();
-    assert_eq!(spinner.join().unwrap().unwrap_err(), Error::Cancelled);
-}
-
-#[test]
-fn a_cancelled_call_ends_its_instance_is_replaced_and_no_cancel_lingers() {
-    let pool = spinning_pool(4, Duration::from_secs(30));
-    let cancel = CallCancel::new();
-    let spinner = {
-        let (pool, cancel) = (pool.clone(), cancel.clone());
-        std::thread::spawn(move || pool.call_cancellable("spin", b"", &cancel))
-    };
-    wait_until("the spin runs", || pool.stats().busy == 1);
-    let started = Instant::now();
-    cancel.cancel();
-    assert_eq!(spinner.join().unwrap().unwrap_err(), Error::Cancelled);
-    assert!(started.elapsed() < Duration::from_secs(5), "the cancel reached the running call");
-    // The next calls run normally: the cancel was the call's, not the instance's.
-    assert_eq!(pool.call("count", b"").unwrap(), 1u32.to_le_bytes(), "a fresh instance");
-    assert_eq!(pool.call("count", b"").unwrap(), 2u32.to_le_bytes());
-    // A call cancelled before it starts never runs.
-    let early = CallCancel::new();
-    early.cancel();
-    assert_eq!(pool.call_cancellable("count", b"", &early).unwrap_err(), Error::Cancelled);
-    assert_eq!(pool.call("count", b"").unwrap(), 3u32.to_le_bytes(), "the instance was not touched");
-}
-
-#[test]
-fn a_cancel_after_the_call_returned_does_not_reach_the_next_call() {
-    let host = host_with(|c| c);
-    let pool = Pool::builder().size(1).build(&host, &fixture("host-conformance", "io")).unwrap();
-    let cancel = CallCancel::new();
-    assert_eq!(pool.call_cancellable("count", b"", &cancel).unwrap(), 1u32.to_le_bytes());
-    cancel.cancel();
-    assert_eq!(pool.call("count", b"").unwrap(), 2u32.to_le_bytes());
-}
-
-#[test]
-fn async_calls_run_off_the_executor_and_a_dropped_future_cancels_its_call() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-    let pool = spinning_pool(4, Duration::from_secs(30));
-    runtime.block_on(async {
-        assert_eq!(pool.call_async("echo", b"async".to_vec()).await.unwrap(), b"async");
-        // One executor thread: if the spin held it, the timer could not fire.
-        let spin = pool.call_async("spin", Vec::new());
-        assert!(tokio::time::timeout(Duration::from_millis(50), spin).await.is_err());
-    });
-    // The dropped future cancelled the call, which frees the instance long
-    // before its 30 s deadline.
-    wait_until("the cancelled call ends", || pool.stats().busy == 0);
-    assert_eq!(pool.call("count", b"").unwrap(), 1u32.to_le_bytes(), "its instance was replaced");
-}
-
-#[test]
-fn reload_carries_the_latest_instance_s_state_into_every_new_instance() {
-    let host = host_with(|c| c);
-    let wasm = fixture("host-conformance", "lifecycle");
-    let pool = Pool::builder().size(2).build(&host, &wasm).unwrap();
-    // The latest call's instance is the one whose state moves.
-    pool.call("set", b"old").unwrap();
-    pool.call("set", b"latest").unwrap();
-    pool.reload(b"not wasm").unwrap_err();
-    assert_eq!(pool.stats().generation, 0, "a failed reload changes nothing");
-    pool.reload(&wasm).unwrap();
-    assert_eq!(pool.stats().generation, 1);
-    // Both instances of the new version have the state.
-    let barrier = std::sync::Barrier::new(2);
-    let (a, b) = std::thread::scope(|s| {
-        let get = || {
-            let mut output = Vec::new();
-            // Both calls overlap so that each takes its own instance.
-            barrier.wait();
-            pool.call_into("get", b"", &mut output).map(|_| output)
-        };
-        let a = s.spawn(get);
-        let b = s.spawn(get);
-        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
-    });
-    assert_eq!((a.as_slice(), b.as_slice()), (&b"latest"[..], &b"latest"[..]));
-}
-
-#[test]
-fn reload_during_calls_fails_none_of_them() {
-    let host = host_with(|c| c);
-    let wasm = fixture("good", "core");
-    let pool = Pool::builder().size(2).build(&host, &wasm).unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let callers: Vec<_> = (0..4)
-        .map(|i| {
-            let (pool, stop) = (pool.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut calls = 0u32;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let input = format!("{i}:{calls}");
-                    assert_eq!(pool.call("echo", input.as_bytes()).unwrap(), input.as_bytes());
-                    calls += 1;
-                }
-                calls
+pool_tests! {
+    fn calls_from_many_threads_give_the_same_results_as_one(isolation) {
+        let host = host_with(|c| c);
+        let wasm = fixture("good", "core");
+        let pool = builder(isolation).instances(3).build(&host, &wasm).unwrap();
+        let inputs: Vec<Vec<u8>> =
+            (0..300u32).map(|i| format!("record {i} {}", "x".repeat(i as usize)).into_bytes()).collect();
+        let alone: Vec<Vec<u8>> = inputs.iter().map(|input| pool.call("echo", input).unwrap()).collect();
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let (pool, inputs) = (pool.clone(), inputs.clone());
+                std::thread::spawn(move || inputs.iter().map(|input| pool.call("echo", input).unwrap()).collect::<Vec<_>>())
             })
-        })
-        .collect();
-    // The reloads start once calls are flowing, so that they overlap.
-    wait_until("calls are flowing", || pool.stats().calls >= 4);
-    for _ in 0..20 {
-        pool.reload(&wasm).unwrap();
+            .collect();
+        for thread in threads {
+            assert_eq!(thread.join().unwrap(), alone);
+        }
+        let stats = pool.stats();
+        assert_eq!((stats.size, stats.live, stats.busy, stats.waiting), (3, 3, 0, 0));
+        assert_eq!(stats.calls, 300 * 7);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let calls: u32 = callers.into_iter().map(|c| c.join().unwrap()).sum();
-    assert!(calls > 0);
-    assert_eq!(pool.stats().generation, 20);
-    assert_eq!(pool.stats().live, 2, "old instances were retired, not kept");
+
+
+
+    fn a_full_queue_refuses_at_once_and_a_queued_call_runs_when_an_instance_frees(isolation) {
+        let pool = spinning_pool(isolation, 1, Duration::from_millis(300));
+        let spinner = {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.call("spin", b""))
+        };
+        wait_until("the spin runs", || pool.stats().busy == 1);
+        let queued = {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.call("echo", b"queued"))
+        };
+        wait_until("a call waits", || pool.stats().waiting == 1);
+        let refused = pool.call("echo", b"one too many").unwrap_err();
+        assert_eq!(refused, Error::HostUnavailable(Unavailable::QueueFull { limit: 1 }));
+        assert_eq!(refused.kind(), Some(HostErrorKind::HostFailure));
+        assert_eq!(spinner.join().unwrap().unwrap_err().kind(), Some(HostErrorKind::Timeout));
+        assert_eq!(queued.join().unwrap().unwrap(), b"queued", "the dead instance was replaced (LIFE-5)");
+    }
+
+    fn a_queue_timeout_refuses_a_call_that_waited_too_long(isolation) {
+        let host = host_with(|c| c.timeout(Duration::from_secs(5)));
+        let pool = builder(isolation)
+            .instances(1)
+            .queue_timeout(Duration::from_millis(50))
+            .build(&host, &fixture("host-conformance", "io"))
+            .unwrap();
+        let cancel = CancelHandle::new();
+        let spinner = {
+            let (pool, cancel) = (pool.clone(), cancel.clone());
+            std::thread::spawn(move || pool.call_cancellable("spin", b"", &cancel))
+        };
+        wait_until("the spin runs", || pool.stats().busy == 1);
+        let error = pool.call("echo", b"").unwrap_err();
+        assert!(matches!(error, Error::HostUnavailable(Unavailable::QueueTimeout { .. })), "{error}");
+        cancel.cancel();
+        assert_eq!(spinner.join().unwrap().unwrap_err(), Error::Cancelled);
+    }
+
+    fn a_cancelled_call_ends_its_instance_is_replaced_and_no_cancel_lingers(isolation) {
+        let pool = spinning_pool(isolation, 4, Duration::from_secs(30));
+        let cancel = CancelHandle::new();
+        let spinner = {
+            let (pool, cancel) = (pool.clone(), cancel.clone());
+            std::thread::spawn(move || pool.call_cancellable("spin", b"", &cancel))
+        };
+        wait_until("the spin runs", || pool.stats().busy == 1);
+        cancel.cancel();
+        // Had the cancel not reached the running call, it would end at its
+        // deadline with TIMEOUT.
+        assert_eq!(spinner.join().unwrap().unwrap_err(), Error::Cancelled);
+        // The next calls run normally: the cancel was the call's, not the instance's.
+        assert_eq!(pool.call("count", b"").unwrap(), 1u32.to_le_bytes(), "a fresh instance");
+        assert_eq!(pool.call("count", b"").unwrap(), 2u32.to_le_bytes());
+        // A call cancelled before it starts never runs.
+        let early = CancelHandle::new();
+        early.cancel();
+        assert_eq!(pool.call_cancellable("count", b"", &early).unwrap_err(), Error::Cancelled);
+        assert_eq!(pool.call("count", b"").unwrap(), 3u32.to_le_bytes(), "the instance was not touched");
+    }
+
+    fn a_cancel_after_the_call_returned_does_not_reach_the_next_call(isolation) {
+        let host = host_with(|c| c);
+        let pool = builder(isolation).instances(1).build(&host, &fixture("host-conformance", "io")).unwrap();
+        let cancel = CancelHandle::new();
+        assert_eq!(pool.call_cancellable("count", b"", &cancel).unwrap(), 1u32.to_le_bytes());
+        cancel.cancel();
+        assert_eq!(pool.call("count", b"").unwrap(), 2u32.to_le_bytes());
+    }
+
+    fn async_calls_run_off_the_executor_and_a_dropped_future_cancels_its_call(isolation) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let pool = spinning_pool(isolation, 4, Duration::from_secs(30));
+        runtime.block_on(async {
+            assert_eq!(pool.call_async("echo", b"async".to_vec()).await.unwrap(), b"async");
+            // One executor thread: if the spin held it, the timer could not fire.
+            let spin = pool.call_async("spin", Vec::new());
+            assert!(tokio::time::timeout(Duration::from_millis(50), spin).await.is_err());
+        });
+        // The dropped future cancelled the call, which frees the instance long
+        // before its 30 s deadline.
+        wait_until("the cancelled call ends", || pool.stats().busy == 0);
+        assert_eq!(pool.call("count", b"").unwrap(), 1u32.to_le_bytes(), "its instance was replaced");
+    }
+
+    fn reload_carries_the_latest_instance_s_state_into_every_new_instance(isolation) {
+        let host = host_with(|c| c);
+        let wasm = fixture("host-conformance", "lifecycle");
+        let pool = builder(isolation).instances(2).build(&host, &wasm).unwrap();
+        // The latest call's instance is the one whose state moves.
+        pool.call("set", b"old").unwrap();
+        pool.call("set", b"latest").unwrap();
+        pool.reload(b"not wasm").unwrap_err();
+        assert_eq!(pool.stats().reloads, 0, "a failed reload changes nothing");
+        pool.reload(&wasm).unwrap();
+        assert_eq!(pool.stats().reloads, 1);
+        // Both instances of the new version have the state.
+        let barrier = std::sync::Barrier::new(2);
+        let (a, b) = std::thread::scope(|s| {
+            let get = || {
+                let mut output = Vec::new();
+                // Both calls overlap so that each takes its own instance.
+                barrier.wait();
+                pool.call_into("get", b"", &mut output).map(|_| output)
+            };
+            let a = s.spawn(get);
+            let b = s.spawn(get);
+            (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+        });
+        assert_eq!((a.as_slice(), b.as_slice()), (&b"latest"[..], &b"latest"[..]));
+    }
+
+    fn reload_during_calls_fails_none_of_them(isolation) {
+        let host = host_with(|c| c);
+        let wasm = fixture("good", "core");
+        let pool = builder(isolation).instances(2).build(&host, &wasm).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let callers: Vec<_> = (0..4)
+            .map(|i| {
+                let (pool, stop) = (pool.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut calls = 0u32;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let input = format!("{i}:{calls}");
+                        assert_eq!(pool.call("echo", input.as_bytes()).unwrap(), input.as_bytes());
+                        calls += 1;
+                    }
+                    calls
+                })
+            })
+            .collect();
+        // The reloads start once calls are flowing, so that they overlap.
+        wait_until("calls are flowing", || pool.stats().calls >= 4);
+        for _ in 0..20 {
+            pool.reload(&wasm).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let calls: u32 = callers.into_iter().map(|c| c.join().unwrap()).sum();
+        assert!(calls > 0);
+        assert_eq!(pool.stats().reloads, 20);
+        assert_eq!(pool.stats().live, 2, "old instances were retired, not kept");
+    }
+
+
+    fn shutdown_finishes_the_call_in_progress_and_refuses_later_ones(isolation) {
+        let host = host_with(|c| c.timeout(Duration::from_millis(200)));
+        let pool = builder(isolation).instances(1).build(&host, &fixture("host-conformance", "io")).unwrap();
+        let spinner = {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.call("spin", b""))
+        };
+        wait_until("the spin runs", || pool.stats().busy == 1);
+        pool.shutdown();
+        // The call in progress ran to its end (its deadline) before the
+        // shutdown returned; none runs after.
+        assert_eq!(spinner.join().unwrap().unwrap_err().kind(), Some(HostErrorKind::Timeout));
+        assert_eq!(pool.call("echo", b"late").unwrap_err(), Error::HostUnavailable(Unavailable::ShutDown));
+        assert_eq!(pool.stats().live, 0);
+    }
+
+    fn a_handler_cannot_call_into_the_pool_it_serves(isolation) {
+        let slot: Arc<std::sync::OnceLock<Pool>> = Arc::default();
+        let inner = slot.clone();
+        let reenter = HostFunction::new("app.reenter", move |_, _| {
+            let error = inner.get().unwrap().call("ask", b"").unwrap_err();
+            Err(HostCallError::new(error.to_string()))
+        })
+        .unwrap();
+        let host = host_with(|c| c.host_function(reenter));
+        let wasm = asker();
+        // Two instances: one is idle, yet the call is refused, since with one
+        // it would wait for itself.
+        let pool = builder(isolation).instances(2).build(&host, &wasm).unwrap();
+        assert!(slot.set(pool.clone()).is_ok());
+        let reply = String::from_utf8(pool.call("ask", b"").unwrap()).unwrap();
+        assert!(reply.contains("CALL-8"), "{reply}");
+    }
+
+    fn an_async_host_function_serves_calls_made_through_call_async(isolation) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().unwrap();
+        let delayed = runtime
+            .block_on(async {
+                HostFunction::new_async("app.reenter", |cx, request| async move {
+                    // Real async work: a timer of the runtime.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let mut reply = format!("{}/{} asked: ", cx.plugin(), cx.function()).into_bytes();
+                    reply.extend(request);
+                    Ok(reply)
+                })
+            })
+            .unwrap();
+        let host = host_with(|c| c.host_function(delayed));
+        let pool = builder(isolation).instances(2).build(&host, &asker()).unwrap();
+        let replies = runtime.block_on(async {
+            let calls: Vec<_> = (0..4)
+                .map(|_| {
+                    let pool = pool.clone();
+                    tokio::spawn(async move { pool.call_async("ask", Vec::new()).await })
+                })
+                .collect();
+            let mut replies = Vec::new();
+            for call in calls {
+                replies.push(call.await.unwrap().unwrap());
+            }
+            replies
+        });
+        for reply in replies {
+            assert_eq!(reply, b"asker/ask asked: ");
+        }
+        // From a plain thread, the runtime the function was made on serves it.
+        assert_eq!(pool.call("ask", b"").unwrap(), b"asker/ask asked: ");
+    }
 }
 
+/// In this process only: the instance slots freed are the host's.
 #[test]
 fn shrinking_retires_idle_instances_and_growing_creates_them_on_demand() {
+    let isolation = Isolation::InProcess;
     let host = host_with(|c| c.max_instances(4));
-    let pool = Pool::builder().size(3).build(&host, &fixture("good", "core")).unwrap();
+    let pool = builder(isolation).instances(3).build(&host, &fixture("good", "core")).unwrap();
     pool.resize(1);
     assert_eq!((pool.stats().size, pool.stats().live), (1, 1));
     // Their instance slots are free again: a plugin can take them.
@@ -217,59 +307,18 @@ fn shrinking_retires_idle_instances_and_growing_creates_them_on_demand() {
     assert!(pool.stats().live <= 2);
 }
 
-#[test]
-fn a_handler_cannot_call_into_the_pool_it_serves() {
-    let slot: Arc<std::sync::OnceLock<Pool>> = Arc::default();
-    let inner = slot.clone();
-    let reenter = HostFunction::new("app.reenter", move |_, _| {
-        let error = inner.get().unwrap().call("ask", b"").unwrap_err();
-        Err(HostCallError::new(error.to_string()))
-    })
-    .unwrap();
-    let host = host_with(|c| c.host_function(reenter));
-    let wasm = asker();
-    // Two instances: one is idle, yet the call is refused, since with one
-    // it would wait for itself.
-    let pool = Pool::builder().size(2).build(&host, &wasm).unwrap();
-    assert!(slot.set(pool.clone()).is_ok());
-    let reply = String::from_utf8(pool.call("ask", b"").unwrap()).unwrap();
-    assert!(reply.contains("CALL-8"), "{reply}");
+/// A pool of one instance whose call `spin` loops until its deadline.
+fn spinning_pool(isolation: Isolation, max_queue: usize, timeout: Duration) -> Pool {
+    let host = host_with(|c| c.timeout(timeout));
+    builder(isolation).instances(1).max_queue(max_queue).build(&host, &fixture("host-conformance", "io")).unwrap()
 }
 
-#[test]
-fn an_async_host_function_serves_calls_made_through_call_async() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().unwrap();
-    let delayed = runtime
-        .block_on(async {
-            HostFunction::new_async("app.reenter", |cx, request| async move {
-                // Real async work: a timer of the runtime.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                let mut reply = format!("{}/{} asked: ", cx.plugin(), cx.function()).into_bytes();
-                reply.extend(request);
-                Ok(reply)
-            })
-        })
-        .unwrap();
-    let host = host_with(|c| c.host_function(delayed));
-    let pool = Pool::builder().size(2).build(&host, &asker()).unwrap();
-    let replies = runtime.block_on(async {
-        let calls: Vec<_> = (0..4)
-            .map(|_| {
-                let pool = pool.clone();
-                tokio::spawn(async move { pool.call_async("ask", Vec::new()).await })
-            })
-            .collect();
-        let mut replies = Vec::new();
-        for call in calls {
-            replies.push(call.await.unwrap().unwrap());
-        }
-        replies
-    });
-    for reply in replies {
-        assert_eq!(reply, b"asker/ask asked: ");
+pub fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(10), "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2));
     }
-    // From a plain thread, the runtime the function was made on serves it.
-    assert_eq!(pool.call("ask", b"").unwrap(), b"asker/ask asked: ");
 }
 
 /// A plugin whose `ask` makes the host call `app.reenter` with its input

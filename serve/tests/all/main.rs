@@ -201,7 +201,7 @@ fn a_new_version_takes_over_with_its_state_and_a_bad_one_leaves_the_old_serving(
         let get = request(&server, "POST", "/v1/plugins/life/get", vec![]).await;
         assert_eq!((get.status, get.body.as_slice()), (StatusCode::OK, &b"kept"[..]), "state moved; old still serves");
     });
-    assert_eq!(server.pool("life").unwrap().stats().generation, 1);
+    assert_eq!(server.pool("life").unwrap().stats().reloads, 1);
     std::fs::remove_file(&file).unwrap();
     assert_eq!(server.scan().removed, ["life"]);
     assert!(server.plugins().is_empty());
@@ -223,7 +223,7 @@ fn a_pinned_plugin_loads_only_with_its_hash() {
     std::fs::write(&file, new_version(&wasm, 2)).unwrap();
     let report = server.scan();
     assert!(report.refused[0].1.contains("does not match the pinned"), "{report:?}");
-    assert_eq!(server.pool("echo").unwrap().stats().generation, 0);
+    assert_eq!(server.pool("echo").unwrap().stats().reloads, 0);
     let refused = |server: &Server| {
         let listing = runtime().block_on(request(server, "GET", "/v1/plugins", vec![]));
         let listing: serde_json::Value = serde_json::from_slice(&listing.body).unwrap();
@@ -283,7 +283,7 @@ fn reloads_under_load_fail_no_request() {
         total
     });
     assert!(served > 0);
-    assert_eq!(server.pool("echo").unwrap().stats().generation, 20);
+    assert_eq!(server.pool("echo").unwrap().stats().reloads, 20);
 }
 
 /// A SIGTERM sent before the shutdown future is first awaited (while the

@@ -1,4 +1,4 @@
-//! The protocol between a server and its worker processes
+//! The protocol between a pool and its worker process
 //! (`spec/schemas/worker-protocol.schema.json`).
 //!
 //! A worker reads frames on its standard input and writes frames on its
@@ -25,24 +25,30 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::PluginSettings;
+pub use crate::pool_settings::PoolSettings;
+use crate::{Config, Error};
 
 /// The JSON Schema of the frame headers, [`ToWorker`] and [`FromWorker`].
-pub const WORKER_PROTOCOL_SCHEMA: &str = include_str!("../../spec/schemas/worker-protocol.schema.json");
+pub const WORKER_PROTOCOL_SCHEMA: &str = include_str!("../../../spec/schemas/worker-protocol.schema.json");
 
 /// A header is JSON of a few hundred bytes; a larger one is a broken peer.
 const MAX_HEADER: u32 = 1 << 20;
 
-/// What a server sends a worker.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// What a pool sends its worker.
+// Not `PartialEq`: a host configuration holds closures.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum ToWorker {
-    /// Load the plugin whose module is the body, with these settings and
-    /// the server's host functions it is offered. First and once.
+    /// Load the plugin whose module is the body, on a host of this
+    /// configuration, in a pool of these settings, under these OS limits,
+    /// with the pool's host functions it is offered. First and once.
     Load {
+        /// The plugin's name, for logs.
         plugin: String,
-        settings: Box<PluginSettings>,
+        config: Box<Config>,
+        pool: PoolSettings,
+        limits: WorkerLimits,
         #[serde(default)]
         host_functions: Vec<HostFunctionOffer>,
     },
@@ -54,6 +60,9 @@ pub enum ToWorker {
     /// Replace the plugin by the module in the body, with its state
     /// (`LIFE-10`, `LIFE-11`).
     Reload { id: u64 },
+    /// Serve with this many instances, from 1 up to the pool's
+    /// `instances`; no answer.
+    Resize { instances: usize },
     /// The answer to the worker's host call `id`: the body is the reply,
     /// or, with `error`, the handler failed with that message (`CALL-4`).
     HostReply { id: u64, error: Option<String> },
@@ -71,7 +80,7 @@ pub struct HostFunctionOffer {
 }
 
 impl HostFunctionOffer {
-    pub fn of(function: &pabi_host::HostFunction) -> HostFunctionOffer {
+    pub fn of(function: &crate::HostFunction) -> HostFunctionOffer {
         HostFunctionOffer {
             name: function.name().to_string(),
             only_for: function.only_for_plugins().map(<[String]>::to_vec),
@@ -86,13 +95,13 @@ impl HostFunctionOffer {
 pub enum FromWorker {
     /// The plugin is loaded and its instances made.
     Ready { pid: u32, metadata: Box<pabi_abi::Metadata> },
-    /// The plugin cannot be loaded; the worker exits.
-    Refused { message: String },
+    /// The plugin cannot be loaded, for this reason; the worker exits.
+    Refused { error: Error },
     /// The call `id` succeeded; the body is its output.
     Output { id: u64 },
     /// The call or reload `id` failed; for `PLUGIN_ERROR` the body is the
-    /// plugin's own message.
-    Failed { id: u64, failure: Failure },
+    /// plugin's own message, which `error` then leaves empty.
+    Failed { id: u64, error: Error },
     /// The reload `id` took over.
     Reloaded { id: u64, metadata: Box<pabi_abi::Metadata> },
     /// The plugin made the host call `name` while serving `function`: the
@@ -100,48 +109,39 @@ pub enum FromWorker {
     HostCall { id: u64, name: String, plugin: String, function: String },
 }
 
-/// A failed call, as a client sees it.
+/// The OS limits a worker process takes on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
-pub struct Failure {
-    /// The host error kind (`ERR-6`); absent when the host could not apply
-    /// its configuration, which has no kind.
-    pub kind: Option<String>,
-    /// The plugin's status, for `PLUGIN_ERROR` and `UNKNOWN_STATUS`.
-    pub status: Option<i32>,
-    /// What happened, for people.
-    pub message: String,
-    /// Seconds after which trying again may succeed.
-    pub retry_after: Option<u64>,
+pub struct WorkerLimits {
+    /// `RLIMIT_CPU`; `None`: no limit.
+    pub cpu_time: Option<std::time::Duration>,
+    /// Bytes the worker may map beyond what loading its plugin mapped.
+    pub address_headroom: u64,
 }
 
-impl Failure {
-    pub fn new(kind: Option<pabi_abi::HostErrorKind>, message: impl Into<String>) -> Failure {
-        Failure { kind: kind.map(|k| k.name().to_string()), status: None, message: message.into(), retry_after: None }
+impl Default for WorkerLimits {
+    fn default() -> WorkerLimits {
+        WorkerLimits { cpu_time: None, address_headroom: 1 << 30 }
     }
+}
 
-    /// The failure of a host error, worded as the in-process server words
-    /// it.
-    pub fn of(error: &pabi_host::Error) -> Failure {
-        use pabi_host::Error;
-        let message = match error {
-            Error::PluginError { message, .. } => String::from_utf8_lossy(message).into_owned(),
-            other => other.to_string(),
-        };
-        let retry_after = match error {
-            Error::CrashLoop { window, .. } => Some(window.as_secs().max(1)),
-            Error::HostUnavailable(_) => Some(1),
-            _ => None,
-        };
-        Failure { kind: error.kind().map(|k| k.name().to_string()), status: error.status(), message, retry_after }
-    }
+/// Moves a plugin's message out of `error`, into a frame's body, where it
+/// crosses as the bytes it is rather than as a JSON array of numbers.
+pub(crate) fn take_message(mut error: Error) -> (Error, Vec<u8>) {
+    let body = match &mut error {
+        Error::PluginError { message, .. } => std::mem::take(message),
+        _ => Vec::new(),
+    };
+    (error, body)
+}
 
-    /// The kind, typed; `None` for a kind this build does not know, which
-    /// is then treated as a host failure.
-    pub fn kind(&self) -> Option<pabi_abi::HostErrorKind> {
-        self.kind.as_deref().and_then(pabi_abi::HostErrorKind::from_name)
+/// Puts back the message [`take_message`] took.
+pub(crate) fn with_message(mut error: Error, body: Vec<u8>) -> Error {
+    if let Error::PluginError { message, .. } = &mut error {
+        *message = body;
     }
+    error
 }
 
 /// Writes one frame. The caller flushes.
@@ -216,9 +216,12 @@ mod tests {
         let first = bytes.len();
         write_frame(&mut bytes, &ToWorker::Cancel { id: 7 }, b"").unwrap();
         let mut reader = &bytes[..];
-        assert_eq!(read_frame::<ToWorker>(&mut reader).unwrap(), Some((call, b"hello".to_vec())));
-        assert_eq!(read_frame::<ToWorker>(&mut reader).unwrap(), Some((ToWorker::Cancel { id: 7 }, Vec::new())));
-        assert_eq!(read_frame::<ToWorker>(&mut reader).unwrap(), None);
+        let json = |frame: Option<(ToWorker, Vec<u8>)>| frame.map(|(h, b)| (serde_json::to_value(h).unwrap(), b));
+        let expected = (serde_json::to_value(call).unwrap(), b"hello".to_vec());
+        assert_eq!(json(read_frame(&mut reader).unwrap()), Some(expected));
+        let cancel = (serde_json::to_value(ToWorker::Cancel { id: 7 }).unwrap(), Vec::new());
+        assert_eq!(json(read_frame(&mut reader).unwrap()), Some(cancel));
+        assert!(read_frame::<ToWorker>(&mut reader).unwrap().is_none());
         for cut in [3, 10, first - 2] {
             let error = read_frame::<ToWorker>(&mut &bytes[..cut]).unwrap_err();
             assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "cut at {cut}");

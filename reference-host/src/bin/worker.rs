@@ -1,5 +1,6 @@
-//! A worker of `process` isolation: serves the worker protocol on standard
-//! input and output (see `pabi_serve::worker`).
+//! The worker of `Isolation::WorkerProcess` as a program of its own: serves
+//! the worker protocol on standard input and output (see
+//! `pabi_host::worker`).
 
 fn main() {
     tracing_subscriber::fmt()
@@ -7,5 +8,5 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PABI_LOG").unwrap_or_else(|_| "info".into()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    std::process::exit(pabi_serve::worker::run());
+    std::process::exit(pabi_host::worker::run());
 }

@@ -1,14 +1,14 @@
-//! The per-call cost of `process` isolation: a 1 KiB echo through a
-//! `ProcessPool` (a worker process, its pipes and threads) against the same
-//! calls on an in-process `Pool`, measured in alternating rounds of one run
-//! so that the ratio compares like with like.
+//! The per-call cost of `Isolation::WorkerProcess`: a 1 KiB echo through a
+//! pool in a worker process (the process, its pipes and threads) against
+//! the same calls on a pool in this process, measured in alternating rounds
+//! of one run so that the ratio compares like with like.
 //!
-//! `cargo bench -p pabi-serve --bench isolation [-- --seconds S]`
+//! `cargo bench -p pabi-host --features worker-process --bench isolation [-- --seconds S]`
 
 use std::time::{Duration, Instant};
 
-use pabi_host::{Host, Pool};
-use pabi_serve::{ProcessPool, ServeConfig, WorkerCommand};
+use pabi_host::worker::WorkerCommand;
+use pabi_host::{Host, Isolation, Pool};
 
 const ROUNDS: usize = 3;
 
@@ -19,10 +19,14 @@ fn main() {
     let path = pabi_fixtures::fixtures_dir().join("good").join("core.wat");
     let wasm = pabi_fixtures::compile_wat(&path).expect("the echo fixture").wasm;
     let host = Host::new(pabi_host::Config::default()).expect("a host");
-    let in_process = Pool::builder().size(2).build(&host, &wasm).expect("a pool");
-    let settings = ServeConfig::from_toml("[plugins.echo]\ninstances = 2").expect("settings").settings("echo");
-    let worker = WorkerCommand::new(env!("CARGO_BIN_EXE_pabi-serve-worker"), Vec::<String>::new());
-    let isolated = ProcessPool::builder("echo").settings(settings).command(worker).spawn(&wasm).expect("a worker");
+    let in_process = Pool::builder().instances(2).build(&host, &wasm).expect("a pool");
+    let worker = WorkerCommand::new(env!("CARGO_BIN_EXE_pabi-worker"), Vec::<String>::new());
+    let isolated = Pool::builder()
+        .instances(2)
+        .isolation(Isolation::WorkerProcess)
+        .worker_command(worker)
+        .build(&host, &wasm)
+        .expect("a worker");
     let input = vec![b'x'; 1024];
 
     let mut results: [[Vec<Phase>; 2]; 2] = Default::default();
@@ -38,7 +42,7 @@ fn main() {
     println!("{:<24} {:>12} {:>10} {:>10}", "", "calls/s", "p50", "p99");
     let mut medians = [[Phase::default(); 2]; 2];
     for (c, clients) in [1, 4].into_iter().enumerate() {
-        for (m, mode) in ["in-process Pool", "ProcessPool (worker)"].into_iter().enumerate() {
+        for (m, mode) in ["in process", "worker process"].into_iter().enumerate() {
             let phase = median(&mut results[m][c]);
             medians[m][c] = phase;
             println!(

@@ -1,0 +1,378 @@
+//! `Isolation::InProcess`: the instances of a [`crate::Pool`] in this
+//! process, shared by threads and async tasks: one call per instance at a
+//! time (`HOST-9`), the pool's one bounded queue in front of them,
+//! per-call cancellation, resizing and hot reload of the whole pool with
+//! its state (`LIFE-10`, `LIFE-11`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::pool_settings::PoolSettings;
+use crate::{CancelHandle, Error, Host, Plugin, Unavailable};
+use crate::{Isolation, PoolStats};
+
+/// Instances of one plugin behind a bounded queue, callable from any
+/// thread through `&self`. Cheap to clone; clones share the instances.
+///
+/// Each call takes an idle instance (the one returned most recently, whose
+/// memory is warm), or waits in the queue for one; a full queue refuses
+/// the call at once. An instance that traps or hits a limit is replaced on
+/// its next call (`LIFE-5`). A reload swaps in a new version with the
+/// state of the instance that served the latest call (`LIFE-11`); calls
+/// keep being served during the swap. Dropping the last clone runs
+/// `pabi_shutdown` on every idle instance (`LIFE-4`).
+#[derive(Clone)]
+pub(crate) struct InProcessPool {
+    inner: Arc<Instances>,
+}
+
+struct Instances {
+    host: Host,
+    max_queue: usize,
+    queue_timeout: Duration,
+    plugin_config: Vec<u8>,
+    /// One lock per instance: a call locks only its own slot, so callers on
+    /// different threads share no lock and no counter on the way in and
+    /// out. A shared lock there made two threads slower than one.
+    slots: Box<[InstanceSlot]>,
+    /// The slots in use (a resize below the pool's size empties the rest).
+    active: AtomicUsize,
+    serving: Mutex<ServingVersion>,
+    reloads: AtomicU64,
+    /// Set by `shutdown`: no call is taken any more.
+    closed: AtomicBool,
+    /// Calls waiting for a free slot.
+    waiting: AtomicUsize,
+    /// Waiters sleep on `returned` under `queue`; a returning call signals
+    /// only when someone waits.
+    queue: Mutex<()>,
+    returned: Condvar,
+    /// One reload at a time.
+    reloading: Mutex<()>,
+    /// The re-entry group of every instance (`CALL-8`).
+    group: usize,
+    born: Instant,
+}
+
+/// The plugin serving now: what an emptied slot is refilled from, and
+/// what the pool reports.
+struct ServingVersion {
+    wasm: Arc<[u8]>,
+    metadata: Arc<pabi_abi::Metadata>,
+    functions: Arc<[String]>,
+}
+
+/// One instance's place, on its own cache line: the thread that holds it
+/// writes only here.
+#[derive(Default)]
+#[repr(align(128))]
+struct InstanceSlot {
+    /// `None` until the instance is created on demand (after a resize).
+    plugin: Mutex<Option<Plugin>>,
+    calls: AtomicU64,
+    /// When a call last returned here, in nanoseconds since the pool was
+    /// built: the slot a reload
+    /// takes the state from (`LIFE-11`).
+    last_used: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl InProcessPool {
+    /// Loads the plugin and creates every instance. The host needs an
+    /// instance slot per instance ([`crate::ConfigBuilder::max_instances`]).
+    pub(crate) fn build(settings: &PoolSettings, host: &Host, wasm: &[u8]) -> Result<InProcessPool, Error> {
+        let group = crate::plugin::new_group();
+        let mut slots = Vec::with_capacity(settings.instances);
+        for _ in 0..settings.instances {
+            let mut plugin = host.load_with_config(wasm, &settings.plugin_config)?;
+            plugin.join_group(group);
+            slots.push(InstanceSlot { plugin: Mutex::new(Some(plugin)), ..InstanceSlot::default() });
+        }
+        let serving = {
+            let first = lock(&slots[0].plugin);
+            let first = first.as_ref().expect("just created");
+            ServingVersion {
+                wasm: Arc::from(wasm),
+                metadata: Arc::new(first.metadata().clone()),
+                functions: Arc::from(first.functions().to_vec()),
+            }
+        };
+        Ok(InProcessPool {
+            inner: Arc::new(Instances {
+                host: host.clone(),
+                max_queue: settings.max_queue,
+                queue_timeout: settings.queue_timeout,
+                plugin_config: settings.plugin_config.clone(),
+                active: AtomicUsize::new(slots.len()),
+                slots: slots.into_boxed_slice(),
+                serving: Mutex::new(serving),
+                reloads: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
+                waiting: AtomicUsize::new(0),
+                queue: Mutex::new(()),
+                returned: Condvar::new(),
+                reloading: Mutex::new(()),
+                group,
+                born: Instant::now(),
+            }),
+        })
+    }
+
+    pub(crate) fn call_into(
+        &self,
+        name: &str,
+        input: &[u8],
+        output: &mut Vec<u8>,
+        cancel: Option<&CancelHandle>,
+    ) -> Result<(), Error> {
+        let mut lease = self.checkout(cancel)?;
+        let plugin = lease.plugin();
+        let Some(cancel) = cancel else { return plugin.call_into(name, input, output) };
+        let handle = plugin.cancel_handle();
+        let stop = {
+            let handle = handle.clone();
+            Box::new(move || handle.cancel())
+        };
+        let running = cancel.running(stop);
+        let result = plugin.call_into(name, input, output);
+        drop(running);
+        // A cancel that came as the call ended, and that no call took,
+        // must not end the instance's next call, someone else's.
+        handle.clear();
+        result
+    }
+
+    /// The plugin's metadata (of the version serving now).
+    pub fn metadata(&self) -> Arc<pabi_abi::Metadata> {
+        lock(&self.inner.serving).metadata.clone()
+    }
+
+    /// The plugin's functions (of the version serving now).
+    pub fn functions(&self) -> Arc<[String]> {
+        lock(&self.inner.serving).functions.clone()
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let inner = &*self.inner;
+        let active = inner.active.load(Ordering::SeqCst);
+        let (mut live, mut busy) = (0, 0);
+        for slot in &inner.slots[..active] {
+            match slot.plugin.try_lock() {
+                Ok(plugin) => live += usize::from(plugin.is_some()),
+                Err(_) => (live, busy) = (live + 1, busy + 1),
+            }
+        }
+        PoolStats {
+            isolation: Isolation::InProcess,
+            size: active,
+            live,
+            busy,
+            waiting: inner.waiting.load(Ordering::SeqCst),
+            reloads: inner.reloads.load(Ordering::SeqCst),
+            calls: inner.slots.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum(),
+            worker: None,
+        }
+    }
+
+    /// Takes no call any more, waits for the calls in progress, and runs
+    /// `pabi_shutdown` on every instance (`LIFE-4`). Calls waiting in the
+    /// queue are refused.
+    pub fn shutdown(&self) {
+        let inner = &*self.inner;
+        inner.closed.store(true, Ordering::SeqCst);
+        self.wake_waiters();
+        for slot in inner.slots.iter() {
+            // Locking waits for the slot's call in progress, if any.
+            let plugin = lock(&slot.plugin).take();
+            drop(plugin);
+        }
+    }
+
+    /// Sets how many instances the pool uses, from 1 up to the size it was
+    /// built with. Shrinking runs `pabi_shutdown` on the instances let go,
+    /// each once its call in progress returns (`LIFE-4`); growing creates
+    /// them on demand.
+    pub fn resize(&self, size: usize) {
+        let inner = &*self.inner;
+        let size = size.clamp(1, inner.slots.len());
+        let before = inner.active.swap(size, Ordering::SeqCst);
+        for slot in inner.slots.iter().take(before).skip(size) {
+            let plugin = lock(&slot.plugin).take();
+            drop(plugin);
+        }
+        self.wake_waiters();
+    }
+
+    /// Replaces the plugin with a new version in every instance
+    /// (`LIFE-10`, `LIFE-11`): creates the new instances while the old ones
+    /// serve; when both versions have the state pair, saves the state of
+    /// the instance that served the latest call and loads it into each new
+    /// instance; then switches slot by slot, each as soon as its call in
+    /// progress returns. No call fails for the reload. On any failure
+    /// before the switch, the old version keeps serving and the error is
+    /// returned.
+    pub fn reload(&self, wasm: &[u8]) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let _one_at_a_time = lock(&inner.reloading);
+        let active = inner.active.load(Ordering::SeqCst);
+        let mut fresh = Vec::with_capacity(active);
+        for _ in 0..active {
+            let mut plugin = inner.host.load_with_config(wasm, &inner.plugin_config)?;
+            plugin.join_group(inner.group);
+            fresh.push(plugin);
+        }
+        // The state of the instance that served the latest call. Holding
+        // its slot keeps it from serving while its state is copied and
+        // until the switch, so no call's effect on it is lost.
+        let latest = (0..active).max_by_key(|&i| inner.slots[i].last_used.load(Ordering::Relaxed)).unwrap_or(0);
+        let mut source = lock(&inner.slots[latest].plugin);
+        if fresh[0].has_state() {
+            if let Some(old) = source.as_mut().filter(|p| p.has_state()) {
+                let state = old.save_state()?;
+                for plugin in &mut fresh {
+                    plugin.load_state(&state)?;
+                }
+            }
+        }
+        *lock(&inner.serving) = ServingVersion {
+            wasm: Arc::from(wasm),
+            metadata: Arc::new(fresh[0].metadata().clone()),
+            functions: Arc::from(fresh[0].functions().to_vec()),
+        };
+        inner.reloads.fetch_add(1, Ordering::SeqCst);
+        let mut fresh = fresh.into_iter();
+        let old = std::mem::replace(&mut *source, fresh.next());
+        drop(source);
+        // `pabi_shutdown` on each old instance, outside its slot's lock.
+        drop(old);
+        let others = (0..active).filter(|&i| i != latest);
+        for (index, plugin) in others.zip(fresh) {
+            let old = lock(&inner.slots[index].plugin).replace(plugin);
+            drop(old);
+        }
+        self.wake_waiters();
+        tracing::info!(plugin = %self.metadata().name, version = %self.metadata().version, "pool reloaded");
+        Ok(())
+    }
+
+    fn wake_waiters(&self) {
+        let _queue = lock(&self.inner.queue);
+        self.inner.returned.notify_all();
+    }
+
+    /// A free slot: the one this thread used last if free, else any; else
+    /// waits in the queue.
+    fn checkout(&self, cancel: Option<&CancelHandle>) -> Result<Lease<'_>, Error> {
+        let inner = &*self.inner;
+        // A handler serving an instance of this pool would wait for itself
+        // when the pool is full (`CALL-8`).
+        if crate::host_fn::is_serving(inner.group) {
+            return Err(Error::HostUnavailable(Unavailable::Reentrant));
+        }
+        let cancelled = || cancel.is_some_and(CancelHandle::is_cancelled);
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        if inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::HostUnavailable(Unavailable::ShutDown));
+        }
+        if let Some(lease) = self.try_slots()? {
+            return Ok(lease);
+        }
+        if inner.waiting.fetch_add(1, Ordering::SeqCst) >= inner.max_queue {
+            inner.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::HostUnavailable(Unavailable::QueueFull { limit: inner.max_queue }));
+        }
+        let started = Instant::now();
+        let result = (|| {
+            let mut queue = lock(&inner.queue);
+            loop {
+                if cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                if inner.closed.load(Ordering::SeqCst) {
+                    return Err(Error::HostUnavailable(Unavailable::ShutDown));
+                }
+                // Under the queue lock: a call that returns after this scan
+                // signals once this thread waits, not before.
+                if let Some(lease) = self.try_slots()? {
+                    return Ok(lease);
+                }
+                let timeout = inner.queue_timeout;
+                let mut wait = match timeout.checked_sub(started.elapsed()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return Err(Error::HostUnavailable(Unavailable::QueueTimeout { timeout })),
+                };
+                // A cancel has no way to wake the wait: look every 10 ms, as
+                // the epoch does for a running call.
+                if cancel.is_some() {
+                    wait = wait.min(Duration::from_millis(10));
+                }
+                queue = inner.returned.wait_timeout(queue, wait).unwrap_or_else(|p| p.into_inner()).0;
+            }
+        })();
+        inner.waiting.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Locks a free slot, filling it when empty; `None` when all are busy.
+    fn try_slots(&self) -> Result<Option<Lease<'_>>, Error> {
+        let inner = &*self.inner;
+        let active = inner.active.load(Ordering::SeqCst).min(inner.slots.len());
+        let (group, last) = LAST.get();
+        let start = if group == inner.group { last } else { 0 };
+        for step in 0..active {
+            let index = (start + step) % active;
+            let Ok(mut plugin) = inner.slots[index].plugin.try_lock() else { continue };
+            if plugin.is_none() {
+                let wasm = lock(&inner.serving).wasm.clone();
+                let mut fresh = inner.host.load_with_config(&wasm, &inner.plugin_config)?;
+                fresh.join_group(inner.group);
+                *plugin = Some(fresh);
+            }
+            LAST.set((inner.group, index));
+            inner.slots[index].calls.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(Lease { pool: inner, slot: index, plugin: Some(plugin) }));
+        }
+        Ok(None)
+    }
+}
+
+/// A slot locked for one call; unlocked on drop, waking a waiter if any.
+struct Lease<'a> {
+    pool: &'a Instances,
+    slot: usize,
+    plugin: Option<MutexGuard<'a, Option<Plugin>>>,
+}
+
+impl Lease<'_> {
+    fn plugin(&mut self) -> &mut Plugin {
+        self.plugin.as_mut().and_then(|p| p.as_mut()).expect("a leased slot holds an instance")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        // A clock, not a shared counter: a counter's cache line would travel
+        // between the calling threads on every call.
+        let now = u64::try_from(self.pool.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.pool.slots[self.slot].last_used.store(now, Ordering::Relaxed);
+        // Unlock before signalling, so that the woken waiter finds the slot
+        // free; a waiter that scanned before this sleeps under the queue
+        // lock, which the signal takes.
+        drop(self.plugin.take());
+        if self.pool.waiting.load(Ordering::SeqCst) > 0 {
+            let _queue = lock(&self.pool.queue);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+thread_local! {
+    /// The pool (its group) and slot this thread called last.
+    static LAST: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}

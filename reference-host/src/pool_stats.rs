@@ -1,0 +1,35 @@
+//! What a [`crate::Pool`] reports of itself, whatever its isolation.
+
+use crate::Isolation;
+
+/// A snapshot of a pool's counters, for metrics and status pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct PoolStats {
+    pub isolation: Isolation,
+    /// The instances the pool keeps.
+    pub size: usize,
+    /// Instances that exist now, idle or busy.
+    pub live: usize,
+    /// Instances serving a call.
+    pub busy: usize,
+    /// Calls waiting for an instance.
+    pub waiting: usize,
+    /// Reloads so far.
+    pub reloads: u64,
+    /// Calls started so far.
+    pub calls: u64,
+    /// The worker process, under [`Isolation::WorkerProcess`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerStats>,
+}
+
+/// A pool's worker process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// Its process id, while one lives.
+    pub pid: Option<u32>,
+    /// Workers started after the first.
+    pub restarts: u64,
+}

@@ -1,0 +1,212 @@
+//! One worker process and its pipes: frames written by the callers
+//! themselves, answers read by one thread and handed to the caller waiting
+//! for each `id`.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Write};
+use std::process::{Child, ChildStdin, ChildStdout};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::lock;
+use super::pool::PoolState;
+use super::protocol::{read_frame_capped, with_message, write_frame, FromWorker, ToWorker};
+use crate::Error;
+
+/// One worker process and its pipes.
+pub(super) struct Link {
+    pub pid: u32,
+    /// The worker's standard input; `None` once closed, which ends the
+    /// worker's session. Callers write their frames themselves, under the
+    /// lock: a writer thread between them and the pipe cost a thread
+    /// wake-up per call, a fifth of a call's time.
+    input: Mutex<Option<BufWriter<PipeInput>>>,
+    pending: Mutex<Pending>,
+    pub child: Mutex<Child>,
+}
+
+#[derive(Default)]
+struct Pending {
+    answers: HashMap<u64, oneshot::Sender<Answer>>,
+    /// Set once the worker ended: a call made later fails at once instead
+    /// of waiting for an answer nobody will send.
+    ended: Option<String>,
+}
+
+/// What the worker answered to a call or a reload.
+pub(super) enum Answer {
+    Output(Vec<u8>),
+    Failed(Error),
+    Reloaded(Box<pabi_abi::Metadata>),
+    /// The worker ended: its pid and how.
+    Ended(u32, String),
+}
+
+impl Link {
+    pub fn new(mut child: Child, stdin: ChildStdin) -> Link {
+        let pid = child.id();
+        // The pipes were taken by the caller; the rest stays with the child.
+        let _ = child.stdin.take();
+        Link {
+            pid,
+            input: Mutex::new(Some(BufWriter::new(PipeInput(stdin)))),
+            pending: Mutex::default(),
+            child: Mutex::new(child),
+        }
+    }
+
+    /// Registers the answer of `id`, then writes the frame; `Err` when the
+    /// frame did not reach the worker.
+    pub fn send(&self, id: u64, message: &ToWorker, body: &[u8]) -> Result<oneshot::Receiver<Answer>, String> {
+        let (sender, receiver) = oneshot::channel();
+        {
+            let mut pending = lock(&self.pending);
+            if let Some(status) = &pending.ended {
+                return Err(format!("the worker (pid {}) ended ({status})", self.pid));
+            }
+            pending.answers.insert(id, sender);
+        }
+        self.send_frame(message, body).inspect_err(|_| self.forget(id))?;
+        Ok(receiver)
+    }
+
+    /// The caller of `id` stopped waiting: its answer, if one comes, is
+    /// dropped.
+    pub fn forget(&self, id: u64) {
+        lock(&self.pending).answers.remove(&id);
+    }
+
+    /// Writes a frame. A large body blocks the caller while the worker
+    /// reads it, which its reading thread does at once; a worker that
+    /// reads nothing for [`STALL`] is ended, and the frame is not sent.
+    pub fn send_frame(&self, message: &ToWorker, body: &[u8]) -> Result<(), String> {
+        let mut input = lock(&self.input);
+        let writer = input.as_mut().ok_or("the worker is closing")?;
+        match write_frame(writer, message, body).and_then(|()| writer.flush()) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // Part of a frame may have gone: nothing more can be sent
+                // on this pipe. A worker still alive is ended, and the
+                // supervisor starts another.
+                input.take();
+                if let Ok(mut child) = self.child.try_lock() {
+                    let _ = child.kill();
+                }
+                Err(format!("cannot write to the worker: {error}"))
+            }
+        }
+    }
+
+    /// Closes the worker's input, which ends its session.
+    pub fn close_input(&self) {
+        lock(&self.input).take();
+    }
+
+    /// Fails every call the worker held, and any sent later, with
+    /// [`Answer::Ended`].
+    pub fn fail_all(&self, status: &str) {
+        let held: Vec<_> = {
+            let mut pending = lock(&self.pending);
+            pending.ended = Some(status.to_string());
+            pending.answers.drain().map(|(_, sender)| sender).collect()
+        };
+        for sender in held {
+            let _ = sender.send(Answer::Ended(self.pid, status.to_string()));
+        }
+    }
+
+    pub fn kill(&self) {
+        let _ = lock(&self.child).kill();
+    }
+}
+
+/// Reads the worker's answers until its output ends, handing each to its
+/// caller; a host call is served on a thread of its own.
+pub(super) fn read_answers(
+    mut stdout: BufReader<ChildStdout>,
+    link: &Arc<Link>,
+    pool: &Weak<PoolState>,
+    max_body: u64,
+) {
+    loop {
+        let (message, body) = match read_frame_capped::<FromWorker>(&mut stdout, max_body) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(pid = link.pid, "the worker broke the protocol: {error}");
+                // A worker that breaks the protocol is ended like a dead one.
+                link.kill();
+                return;
+            }
+        };
+        let (id, answer) = match message {
+            FromWorker::Output { id } => (id, Answer::Output(body)),
+            FromWorker::Failed { id, error } => (id, Answer::Failed(with_message(error, body))),
+            FromWorker::Reloaded { id, metadata } => (id, Answer::Reloaded(metadata)),
+            FromWorker::HostCall { id, name, function, .. } => {
+                let Some(pool) = pool.upgrade() else { return };
+                // On a thread of its own: a handler may take its time, and
+                // the answers of other calls keep flowing meanwhile.
+                let relay = link.clone();
+                let spawned = std::thread::Builder::new().name("pabi-host-call".into()).spawn(move || {
+                    super::relay::answer(&pool, &relay, id, &name, &function, &body);
+                });
+                if let Err(error) = spawned {
+                    // Answering from here could wait on the worker's input
+                    // while the worker waits on its output: end it instead.
+                    tracing::error!(pid = link.pid, "cannot start a thread for a host call: {error}");
+                    link.kill();
+                    return;
+                }
+                continue;
+            }
+            FromWorker::Ready { .. } | FromWorker::Refused { .. } => continue,
+        };
+        // A call whose caller stopped waiting has no entry any more.
+        if let Some(sender) = lock(&link.pending).answers.remove(&id) {
+            let _ = sender.send(answer);
+        }
+    }
+}
+
+/// How long a worker may leave its input unread, while a frame waits, before
+/// it is taken for stuck (stopped, or gone wrong) and ended. It reads on a
+/// thread of its own that does nothing else, so a live worker never comes
+/// near this.
+const STALL: Duration = Duration::from_secs(1);
+
+/// The worker's standard input, written so that a write waits for room at
+/// most [`STALL`]: a stuck worker cannot hold a caller, perhaps an executor
+/// thread, for longer. Each write waits (`poll`) until the pipe has room for
+/// `PIPE_BUF` bytes and then writes at most that many, which a pipe takes
+/// at once. (A non-blocking pipe would save the `poll`, but made a call
+/// through the isolation bench 50 µs slower; the cause was not pinned
+/// down.)
+struct PipeInput(ChildStdin);
+
+/// POSIX guarantees at least 512; Linux's is 4096.
+const PIPE_BUF: usize = 4096;
+
+impl Write for PipeInput {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        loop {
+            let mut fds = [rustix::event::PollFd::new(&self.0, rustix::event::PollFlags::OUT)];
+            let timeout = rustix::event::Timespec { tv_sec: STALL.as_secs() as _, tv_nsec: 0 };
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(0) => {
+                    let message = format!("the worker read nothing for {STALL:?}");
+                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, message));
+                }
+                Ok(_) => return self.0.write(&bytes[..bytes.len().min(PIPE_BUF)]),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}

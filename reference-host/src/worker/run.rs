@@ -1,0 +1,313 @@
+//! The worker process of `Isolation::WorkerProcess`: one plugin in an
+//! in-process pool, served to the pool's side over the worker protocol
+//! ([`super::protocol`]) on standard input and output.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::sync::{Arc, Condvar, Mutex};
+
+use super::lock;
+use super::os_limits::{cap_address_space, limit_process};
+use super::protocol::{read_frame, take_message, write_frame, FromWorker, HostFunctionOffer, ToWorker};
+use crate::in_process_pool::InProcessPool;
+use crate::pool_settings::PoolSettings;
+use crate::{CancelHandle, Config, Error, Host, HostCallError, HostFunction, Unavailable};
+
+/// Serves one plugin on standard input and output until standard input
+/// ends; the exit code: 0 after a clean end, 1 when the plugin was
+/// refused, 2 when the protocol broke.
+pub fn run() -> i32 {
+    // The protocol keeps standard output to itself: it moves to a new
+    // descriptor, and descriptor 1 becomes standard error, so that nothing
+    // else written to standard output can break a frame.
+    let (input, output) = match protocol_streams() {
+        Ok(streams) => streams,
+        Err(error) => {
+            eprintln!("pabi worker: cannot set up its streams: {error}");
+            return 2;
+        }
+    };
+    let mut input = BufReader::new(input);
+    let output = Arc::new(Mutex::new(BufWriter::new(output)));
+    let (plugin, config, settings, limits, offers, wasm) = match read_frame::<ToWorker>(&mut input) {
+        Ok(Some((ToWorker::Load { plugin, config, pool, limits, host_functions }, wasm))) => {
+            (plugin, *config, pool, limits, host_functions, wasm)
+        }
+        Ok(None) => return 0,
+        Ok(Some((other, _))) => {
+            eprintln!("pabi worker: the first message must be `load`, not {other:?}");
+            return 2;
+        }
+        Err(error) => {
+            eprintln!("pabi worker: {error}");
+            return 2;
+        }
+    };
+    let _span = tracing::info_span!("worker", plugin = %plugin).entered();
+    if let Err(error) = limit_process(&limits) {
+        tracing::warn!("cannot apply the worker's OS limits: {error}");
+    }
+    let relays = Relays::new(output.clone());
+    let calls = match Calls::new(&settings) {
+        Ok(calls) => Arc::new(calls),
+        Err(error) => {
+            eprintln!("pabi worker: cannot start its call threads: {error}");
+            return 2;
+        }
+    };
+    // Standard input is read on a thread of its own from now on: a host
+    // call in `pabi_init`, below, waits for a reply that comes in on it.
+    let reader = {
+        let (calls, output, relays) = (calls.clone(), output.clone(), relays.clone());
+        std::thread::spawn(move || read_input(input, &calls, &output, &relays))
+    };
+    let pool = match load(config, settings, &wasm, &relays, &offers) {
+        Ok(pool) => pool,
+        Err(error) => {
+            let _ = send(&output, &FromWorker::Refused { error }, b"");
+            return 1;
+        }
+    };
+    // Now that the engine has reserved its address space, the rest is capped.
+    if let Err(error) = cap_address_space(limits.address_headroom) {
+        tracing::warn!("cannot cap the worker's address space: {error}");
+    }
+    let _ = calls.pool.set(pool.clone());
+    let ready = FromWorker::Ready { pid: std::process::id(), metadata: Box::new((*pool.metadata()).clone()) };
+    if send(&output, &ready, b"").is_err() {
+        return 2;
+    }
+    let code = reader.join().unwrap_or(2);
+    // The pool's side closed the session: the calls received are finished
+    // and answered (a host call waiting for it fails), then the instances
+    // get `pabi_shutdown`.
+    relays.close();
+    calls.wait_for_all();
+    pool.shutdown();
+    code
+}
+
+/// The calls received and not yet answered. Each runs on a thread of
+/// tokio's blocking pool and waits, if it must, in the one queue of the
+/// in-process pool, which holds the queue's cap and timeout.
+struct Calls {
+    /// Set once the plugin is loaded.
+    pool: std::sync::OnceLock<InProcessPool>,
+    threads: tokio::runtime::Runtime,
+    /// The cancel handle of every call not yet answered, by id.
+    running: Mutex<HashMap<u64, CancelHandle>>,
+    /// Reloads in progress count as calls, so that the end waits for them.
+    done: Condvar,
+}
+
+impl Calls {
+    fn new(settings: &PoolSettings) -> std::io::Result<Calls> {
+        // A thread for every call that may run or wait at once, and one for
+        // a reload: the pool refuses any call past those at once, so none
+        // waits for a thread.
+        let threads = settings.instances.saturating_add(settings.max_queue).saturating_add(2).min(MAX_THREADS);
+        let threads = tokio::runtime::Builder::new_current_thread().max_blocking_threads(threads).build()?;
+        Ok(Calls { pool: std::sync::OnceLock::new(), threads, running: Mutex::default(), done: Condvar::new() })
+    }
+
+    /// Runs `job` on a thread of its own, as the call or reload `id`.
+    fn spawn(self: &Arc<Calls>, id: u64, job: impl FnOnce(&InProcessPool, &CancelHandle) + Send + 'static) {
+        let Some(pool) = self.pool.get().cloned() else {
+            tracing::error!("a call or reload came before the plugin was ready");
+            return;
+        };
+        let cancel = CancelHandle::new();
+        lock(&self.running).insert(id, cancel.clone());
+        let calls = self.clone();
+        drop(self.threads.spawn_blocking(move || {
+            job(&pool, &cancel);
+            lock(&calls.running).remove(&id);
+            calls.done.notify_all();
+        }));
+    }
+
+    fn cancel(&self, id: u64) {
+        if let Some(cancel) = lock(&self.running).get(&id) {
+            cancel.cancel();
+        }
+    }
+
+    fn wait_for_all(&self) {
+        let mut running = lock(&self.running);
+        while !running.is_empty() {
+            running = self.done.wait(running).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Threads past this many are not started; calls past them wait for one.
+const MAX_THREADS: usize = 4096;
+
+/// Reads the pool's frames until standard input ends; the exit code.
+fn read_input(mut input: BufReader<File>, calls: &Arc<Calls>, output: &Output, relays: &Relays) -> i32 {
+    loop {
+        let (message, body) = match read_frame::<ToWorker>(&mut input) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                relays.close();
+                return 0;
+            }
+            Err(error) => {
+                tracing::error!("the pool's side broke the worker protocol: {error}");
+                relays.close();
+                return 2;
+            }
+        };
+        match message {
+            ToWorker::HostReply { id, error } => relays.reply(id, error.map_or(Ok(body), Err)),
+            ToWorker::Call { id, function } => {
+                let output = output.clone();
+                calls.spawn(id, move |pool, cancel| {
+                    let mut result = Vec::new();
+                    let answer = pool.call_into(&function, &body, &mut result, Some(cancel)).map(|()| result);
+                    let _ = match answer {
+                        Ok(bytes) => send(&output, &FromWorker::Output { id }, &bytes),
+                        Err(error) => {
+                            let (error, message) = take_message(error);
+                            send(&output, &FromWorker::Failed { id, error }, &message)
+                        }
+                    };
+                });
+            }
+            ToWorker::Cancel { id } => calls.cancel(id),
+            ToWorker::Resize { instances } => {
+                if let Some(pool) = calls.pool.get() {
+                    pool.resize(instances);
+                }
+            }
+            ToWorker::Reload { id } => {
+                let output = output.clone();
+                // Off the reading thread: calls keep flowing while the new
+                // version compiles.
+                calls.spawn(id, move |pool, _| {
+                    let answer = match pool.reload(&body) {
+                        Ok(()) => FromWorker::Reloaded { id, metadata: Box::new((*pool.metadata()).clone()) },
+                        Err(error) => FromWorker::Failed { id, error },
+                    };
+                    let _ = send(&output, &answer, b"");
+                });
+            }
+            ToWorker::Load { .. } => {
+                tracing::error!("the pool's side sent a second `load`");
+                relays.close();
+                return 2;
+            }
+        }
+    }
+}
+
+/// The host calls relayed to the pool and waiting for its reply.
+#[derive(Clone)]
+struct Relays {
+    output: Output,
+    waiting: Arc<Mutex<RelayWaits>>,
+}
+
+#[derive(Default)]
+struct RelayWaits {
+    next: u64,
+    replies: HashMap<u64, std::sync::mpsc::Sender<Result<Vec<u8>, String>>>,
+    /// The pool's side is gone: no reply will come.
+    closed: bool,
+}
+
+impl Relays {
+    fn new(output: Output) -> Relays {
+        Relays { output, waiting: Arc::default() }
+    }
+
+    /// A host function that sends the plugin's host call to the pool and
+    /// waits for its reply: the handler runs in the pool's process. Its
+    /// time counts against the call's deadline as any handler's (`CALL-7`).
+    fn function(&self, offer: &HostFunctionOffer) -> Result<HostFunction, Error> {
+        let relays = self.clone();
+        let function = HostFunction::new(&offer.name, move |cx, request| {
+            let (reply, replied) = std::sync::mpsc::channel();
+            let id = {
+                let mut waiting = lock(&relays.waiting);
+                if waiting.closed {
+                    return Err(HostCallError::new("the pool is gone"));
+                }
+                waiting.next += 1;
+                let id = waiting.next;
+                waiting.replies.insert(id, reply);
+                id
+            };
+            let call = FromWorker::HostCall {
+                id,
+                name: cx.host_call().to_string(),
+                plugin: cx.plugin().to_string(),
+                function: cx.function().to_string(),
+            };
+            if send(&relays.output, &call, request).is_err() {
+                lock(&relays.waiting).replies.remove(&id);
+                return Err(HostCallError::new("cannot reach the pool"));
+            }
+            match replied.recv() {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(message)) => Err(HostCallError::new(message)),
+                Err(_) => Err(HostCallError::new("the pool is gone")),
+            }
+        })
+        .map_err(|e| Error::HostUnavailable(Unavailable::WorkerDown { reason: e.to_string() }))?;
+        Ok(match &offer.only_for {
+            Some(plugins) => function.only_for(plugins.iter().cloned()),
+            None => function,
+        })
+    }
+
+    fn reply(&self, id: u64, reply: Result<Vec<u8>, String>) {
+        if let Some(waiter) = lock(&self.waiting).replies.remove(&id) {
+            let _ = waiter.send(reply);
+        }
+    }
+
+    /// Fails every host call waiting and any made later.
+    fn close(&self) {
+        let mut waiting = lock(&self.waiting);
+        waiting.closed = true;
+        waiting.replies.clear();
+    }
+}
+
+#[cfg(unix)]
+fn protocol_streams() -> std::io::Result<(File, File)> {
+    let output = rustix::io::dup(std::io::stdout())?;
+    rustix::stdio::dup2_stdout(std::io::stderr())?;
+    let input = rustix::io::dup(std::io::stdin())?;
+    Ok((File::from(input), File::from(output)))
+}
+
+#[cfg(not(unix))]
+fn protocol_streams() -> std::io::Result<(File, File)> {
+    Err(std::io::Error::other("process isolation needs a Unix system"))
+}
+
+fn load(
+    config: Config,
+    settings: PoolSettings,
+    wasm: &[u8],
+    relays: &Relays,
+    offers: &[HostFunctionOffer],
+) -> Result<InProcessPool, Error> {
+    let mut config = config.to_builder();
+    for offer in offers {
+        config = config.host_function(relays.function(offer)?);
+    }
+    let host = Host::new(config.build())?;
+    InProcessPool::build(&settings, &host, wasm)
+}
+
+type Output = Arc<Mutex<BufWriter<File>>>;
+
+fn send(output: &Output, header: &FromWorker, body: &[u8]) -> std::io::Result<()> {
+    let mut output = lock(output);
+    write_frame(&mut *output, header, body)?;
+    output.flush()
+}
