@@ -6,10 +6,10 @@
    infinite-loop function and a memory bomb of another plugin;
 3. hot reloads: the echo while its file is replaced 20 times, then a
    counter's state is checked across a reload;
-4. with process isolation only: the echo while its worker is killed.
+4. with worker_process isolation only: the echo while its worker is killed.
 
-Every phase runs once with `--isolation thread` and once with
-`--isolation process`.
+Every phase runs once with `--isolation in_process` and once with
+`--isolation worker_process`.
 
 Prints requests/s, p50 and p99 of the echo and every non-200 answer.
 """
@@ -79,11 +79,11 @@ def main():
     print(f"{'phase':<44} {'req/s':>9} {'p50':>9} {'p99':>9}  answers")
     failed = False
     solo = {}
-    for isolation in ["thread", "process"]:
+    for isolation in ["in_process", "worker_process"]:
         solo[isolation], ok = session(args, work, plugins, body, isolation)
         failed = failed or not ok
-    print(f"\nprocess / thread isolation, echo solo: req/s {solo['process'][0] / solo['thread'][0]:.2f}x, "
-          f"p50 {solo['process'][1] / solo['thread'][1]:.2f}x, p99 {solo['process'][2] / solo['thread'][2]:.2f}x")
+    print(f"\nworker_process / in_process isolation, echo solo: req/s {solo['worker_process'][0] / solo['in_process'][0]:.2f}x, "
+          f"p50 {solo['worker_process'][1] / solo['in_process'][1]:.2f}x, p99 {solo['worker_process'][2] / solo['in_process'][2]:.2f}x")
     if failed:
         sys.exit(1)
 
@@ -159,7 +159,7 @@ def session(args, work, plugins, body, isolation):
         f.write(counter_wasm)
 
     killed_ok = True
-    if isolation == "process":
+    if isolation == "worker_process":
         old = worker_of(address, "echo")
 
         def kill():

@@ -19,5 +19,5 @@ fi
 cargo build --release --manifest-path "$root/Cargo.toml" -q -p pabi-cli -p pabi-fixtures
 cargo bench --manifest-path "$root/Cargo.toml" -q -p pabi-host --bench calls 2>/dev/null | tail -4
 # The library without HTTP: in-process pool against a worker process.
-cargo bench --manifest-path "$root/Cargo.toml" -q -p pabi-serve --bench isolation 2>/dev/null
+cargo bench --manifest-path "$root/Cargo.toml" -q -p pabi-host --features worker-process --bench isolation 2>/dev/null
 python3 "$here/load.py" --hey "$hey" --root "$root" --seconds "${1:-10}"

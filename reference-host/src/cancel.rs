@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 /// Stops a call from any thread: the call ends within about 10 ms with
 /// [`crate::Error::Cancelled`], its instance is discarded and replaced
 /// (`LIFE-5`), and the cancel does not count toward the crash loop
-/// (`LIFE-7`). See the crate's guide, "Which type do I use?".
+/// (`LIFE-7`). See [Which type do I use?](crate#which-type-do-i-use).
 ///
 /// Two kinds, one type:
 /// - [`crate::Plugin::cancel_handle`] cancels the plugin's call in

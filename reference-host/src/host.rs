@@ -12,6 +12,7 @@ use crate::Error;
 /// cache of prepared plugins and the epoch ticker.
 ///
 /// One host serves many plugins; each plugin instance has its own `Store`.
+/// See [Which type do I use?](crate#which-type-do-i-use).
 #[derive(Clone)]
 pub struct Host {
     shared: Arc<Shared>,

@@ -19,10 +19,63 @@
 //!
 //! // Every failure is one of the spec's host error kinds.
 //! let error = plugin.call("nope", b"").unwrap_err();
-//! assert_eq!(error.kind(), Some(pabi_abi::HostErrorKind::UnknownFunction));
+//! assert_eq!(error.kind(), Some(pabi_host::HostErrorKind::UnknownFunction));
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Which type do I use?
+//!
+//! | you want to | use |
+//! |---|---|
+//! | call a plugin from one thread, one call at a time (a CLI, a test, a script) | [`Plugin`], from [`Host::load`] |
+//! | call a plugin from many threads or async tasks, with a bounded queue | [`Pool`], from [`Pool::builder`] |
+//! | the same, with each plugin in a worker process of its own, with OS limits (`SEC-1`) | [`Pool`] with [`PoolBuilder::isolation`] set to [`Isolation::WorkerProcess`] (cargo feature `worker-process`) |
+//! | stop a call early, from another thread | [`CancelHandle`]: [`Plugin::cancel_handle`], or [`CancelHandle::new`] for one call of a [`Pool`] |
+//! | give plugins a function of your application | [`HostFunction`], offered by [`ConfigBuilder::host_function`] |
+//! | serve the plugins of a folder over HTTP | the `pabi-serve` crate, a server over [`Pool`] |
+//!
+//! A [`Host`] holds the configuration, the engine and the cache of
+//! compiled plugins; [`Plugin`] is one instance of one plugin; [`Pool`] is
+//! the one way to share instances: its instances run in this process or in
+//! a worker process, and both behave the same (the same errors, queue,
+//! cancellation, reload and shutdown). Every failure is an [`Error`].
+//!
+//! ## Beside Extism
+//!
+//! The same program, a plugin that calls `kv.get` on its host, run from a
+//! pool of 4 instances, with one call cancelled, in Extism's Rust SDK
+//! (1.21) and in pabi:
+//!
+//! ```text
+//! // Extism
+//! host_fn!(kv_get(_data: (); key: String) -> String {
+//!     Ok(if key == "apple" { "red".into() } else { String::new() })
+//! });
+//! let manifest = Manifest::new([Wasm::data(wasm)]);
+//! let pool = PoolBuilder::new().with_max_instances(4).build(move || {
+//!     PluginBuilder::new(manifest.clone())
+//!         .with_function("kv_get", [PTR], [PTR], UserData::default(), kv_get)
+//!         .build()
+//! });
+//! let mut plugin = pool.get(Duration::from_secs(5))?.expect("an instance");
+//! let cancel = plugin.cancel_handle();
+//! let out: String = plugin.call("lookup", "apple")?;
+//!
+//! // pabi
+//! let kv_get = HostFunction::new("kv.get", |_cx, key| Ok(if key == b"apple" { b"red".to_vec() } else { vec![] }))?;
+//! let host = Host::new(Config::builder().host_function(kv_get).build())?;
+//! let pool = Pool::builder().instances(4).build(&host, &wasm)?;
+//! let cancel = CancelHandle::new();
+//! let out = pool.call_cancellable("lookup", b"apple", &cancel)?;
+//! ```
+//!
+//! pabi's is shorter, and the difference is more than lines: the pool
+//! holds the queue (a checkout with a timeout is the caller's job in
+//! Extism), the cancel handle is the call's, not an instance's, so it
+//! cannot reach someone else's next call, the host function's signature
+//! is fixed by the ABI (bytes in, bytes out) rather than declared per
+//! function, and moving the pool to a worker process is one setter.
 //!
 //! # Configuring a host
 //!
@@ -128,7 +181,7 @@
 //!
 //! // A host that does not offer a required call refuses the plugin.
 //! let bare = Host::new(Config::default())?;
-//! assert_eq!(bare.load(&wasm).unwrap_err().kind(), Some(pabi_abi::HostErrorKind::MissingCapability));
+//! assert_eq!(bare.load(&wasm).unwrap_err().kind(), Some(pabi_host::HostErrorKind::MissingCapability));
 //! # Ok(())
 //! # }
 //! ```
@@ -178,6 +231,8 @@ mod wasi;
 pub mod worker;
 
 pub use cancel::CancelHandle;
+// The ABI's types an embedder meets, so that `pabi-host` is the one
+// dependency it needs.
 pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits};
 pub use error::{CompileCap, Error, Frame, ModuleFinding, Unavailable, WasmTrace};
 pub use host::Host;
@@ -185,6 +240,7 @@ pub use host_fn::{
     table_functions, table_functions_reentering, AsyncCallContext, CallContext, HostCallError, HostCallLog,
     HostFunction, HostFunctionNameError, Reenter,
 };
+pub use pabi_abi::{AbiVersion, Capability, Clause, HostErrorKind, Metadata, TrapKind};
 pub use plugin::{Plugin, SharedPlugin};
 pub use pool::{Pool, PoolBuilder};
 pub use pool_settings::Isolation;

@@ -18,7 +18,8 @@ use crate::{wasi, CancelHandle, Config, Error};
 /// A plugin loaded by a [`crate::Host`]: one instance at a time, one call at
 /// a time (`HOST-9`). After a trap or an aborted call the instance is
 /// discarded and a fresh one, initialised with the same configuration,
-/// serves the next call (`LIFE-5`, `LIFE-6`).
+/// serves the next call (`LIFE-5`, `LIFE-6`). To share instances between
+/// threads, see [Which type do I use?](crate#which-type-do-i-use).
 pub struct Plugin {
     shared: Arc<Shared>,
     prepared: Arc<Prepared>,

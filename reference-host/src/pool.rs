@@ -159,7 +159,7 @@ impl PoolBuilder {
 
 /// Instances of one plugin behind a bounded queue, callable from any
 /// thread through `&self` and from async tasks; cheap to clone, clones
-/// share the instances. See the crate's guide, "Which type do I use?".
+/// share the instances. See [Which type do I use?](crate#which-type-do-i-use).
 ///
 /// Each call takes an idle instance, or waits in the queue for one, up to
 /// [`PoolBuilder::queue_timeout`]; a full queue refuses the call at once.

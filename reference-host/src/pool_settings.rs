@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-/// Where a pool's instances run. See the crate's guide, "Which type do I
-/// use?".
+/// Where a pool's instances run. See [Which type do I use?](crate#which-type-do-i-use).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 // More kinds may come (a container, a VM); callers match with a wildcard.
@@ -38,7 +37,7 @@ impl std::str::FromStr for Isolation {
 }
 
 /// The settings of a pool that every isolation shares, as
-/// [`PoolBuilder`] sets them; they cross the worker protocol as they are
+/// [`crate::PoolBuilder`] sets them; they cross the worker protocol as they are
 /// (`spec/schemas/worker-protocol.schema.json`, `pool`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

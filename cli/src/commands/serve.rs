@@ -25,14 +25,15 @@ pub struct Opts {
     /// reload off.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     watch: Duration,
-    /// Where plugins run: `thread`, in this process, or `process`, each in
-    /// a worker process of its own with OS limits, restarted when it dies.
+    /// Where plugins run: `in_process`, or `worker_process`, each in a
+    /// worker process of its own with OS limits, restarted when it dies.
     /// Overrides `[defaults]`; a plugin's own `isolation` setting wins
-    /// [default: the settings', else thread].
+    /// [default: the settings', else in_process].
     #[arg(long, value_name = "MODE")]
     isolation: Option<pabi_host::Isolation>,
     /// The host functions offered to plugins (each plugin's `host_calls`
-    /// setting narrows them); with process isolation they still run here.
+    /// setting narrows them); with worker_process isolation they still run
+    /// here.
     #[command(flatten)]
     host_calls: HostCallArgs,
 }
@@ -52,12 +53,13 @@ any other plugin failure 502.
 
 Settings (DIR.toml; every key optional, [plugins.NAME] over [defaults]):
   instances, max_queue, queue_timeout, timeout, max_memory, max_output,
-  max_input, fuel, allow_clock, allow_random, env, dirs, config, sha256,
-  isolation (thread | process), worker_cpu_time, worker_address_headroom,
+  max_input, fuel, allow_clock, allow_random, env, dirs, plugin_config,
+  sha256, isolation (in_process | worker_process), worker_cpu_time,
+  worker_address_headroom,
   host_calls (the names of --host-calls / --host-call-command offered;
   default all)
 
-With process isolation each plugin runs in a worker process of this
+With worker_process isolation each plugin runs in a worker process of this
 executable (no new privileges, no core dumps, RLIMIT_AS at its size after
 loading plus worker_address_headroom, RLIMIT_CPU at worker_cpu_time). A
 worker that dies is started again; only the calls it held fail, with
@@ -71,7 +73,7 @@ settings that match no plugin file or host function are warned of there.
 Examples:
   pabi serve plugins/
   pabi serve plugins/ --listen 0.0.0.0:9000 --config serve.toml
-  pabi serve plugins/ --isolation process
+  pabi serve plugins/ --isolation worker_process
   curl -d hello localhost:8080/v1/plugins/text/upper
 
 Exit codes:
@@ -118,7 +120,7 @@ impl Opts {
     }
 }
 
-/// `plugins.toml` beside `plugins/`.
+/// `DIR.toml` beside `DIR/` (`plugins.toml` beside `plugins/`).
 fn default_config(dir: &std::path::Path) -> Option<PathBuf> {
     let dir = dir.canonicalize().ok()?;
     let path = dir.with_file_name(format!("{}.toml", dir.file_name()?.to_str()?));

@@ -69,8 +69,13 @@ fn serve_offers_host_call_commands_to_isolated_plugins_by_allow_list() {
     std::fs::write(plugins.join("hc.wasm"), &wasm).unwrap();
     std::fs::write(plugins.join("strict.wasm"), &wasm).unwrap();
     std::fs::write(dir.path().join("plugins.toml"), "[plugins.strict]\nhost_calls = [\"kv.note\"]\n").unwrap();
-    let (mut child, address, log) =
-        start_serve(&[plugins.to_str().unwrap(), "--isolation", "process", "--host-call-command", "kv.get=tr a-z A-Z"]);
+    let (mut child, address, log) = start_serve(&[
+        plugins.to_str().unwrap(),
+        "--isolation",
+        "worker_process",
+        "--host-call-command",
+        "kv.get=tr a-z A-Z",
+    ]);
     let mut input = Vec::new();
     for word in [0u32, 64, 6] {
         input.extend(word.to_le_bytes());
@@ -95,8 +100,8 @@ fn serve_answers_reloads_and_drains_on_sigterm() {
 /// The same through worker processes started from `pabi` itself; they end
 /// with the server.
 #[test]
-fn serve_with_process_isolation_answers_reloads_and_drains_on_sigterm() {
-    serve_scenario(&["--isolation", "process"]);
+fn serve_with_worker_process_isolation_answers_reloads_and_drains_on_sigterm() {
+    serve_scenario(&["--isolation", "worker_process"]);
 }
 
 fn serve_scenario(extra: &[&str]) {
@@ -123,7 +128,7 @@ fn serve_scenario(extra: &[&str]) {
         .iter()
         .filter_map(|plugin| plugin["pool"]["worker"]["pid"].as_u64())
         .collect();
-    let isolated = extra.contains(&"process");
+    let isolated = extra.contains(&"worker_process");
     assert_eq!(workers.len(), if isolated { 2 } else { 0 }, "{list}");
 
     // A new version of the file: reloaded within a few scans, state kept.
@@ -133,7 +138,7 @@ fn serve_scenario(extra: &[&str]) {
     let reloaded = (0..200).any(|_| {
         std::thread::sleep(Duration::from_millis(25));
         let (_, list) = http(&address, "GET", "/v1/plugins", b"");
-        String::from_utf8_lossy(&list).contains("\"generation\":1")
+        String::from_utf8_lossy(&list).contains("\"reloads\":1")
     });
     assert!(reloaded, "the changed file was not reloaded");
     assert_eq!(http(&address, "POST", "/v1/plugins/life/get", b""), (200, b"state".to_vec()));
@@ -144,7 +149,16 @@ fn serve_scenario(extra: &[&str]) {
         let address = address.clone();
         std::thread::spawn(move || http(&address, "POST", "/v1/plugins/io/spin", b""))
     };
-    std::thread::sleep(Duration::from_millis(300));
+    let in_flight = (0..2000).any(|_| {
+        let (_, list) = http(&address, "GET", "/v1/plugins", b"");
+        let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+        let io = list["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "io").cloned().unwrap();
+        io["pool"]["busy"] == 1 || {
+            std::thread::sleep(Duration::from_millis(1));
+            false
+        }
+    });
+    assert!(in_flight, "the slow call never started");
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let (status, body) = slow.join().unwrap();

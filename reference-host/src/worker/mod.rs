@@ -1,8 +1,8 @@
 //! `Isolation::WorkerProcess`: a [`crate::Pool`] whose instances run in a
 //! worker process of its own, with OS limits, restarted when it dies.
 //!
-//! The pool's side lives in this process ([`pool`], [`supervisor`],
-//! [`link`], [`relay`]); the worker is a process that runs [`run`], started
+//! The pool's side lives in this process (`pool.rs`, `supervisor.rs`,
+//! `link.rs`, `relay.rs`); the worker is a process that runs [`run`], started
 //! from this executable by default. An application that builds such pools
 //! calls [`run_if_worker`] first thing in `main`:
 //!

@@ -1,5 +1,5 @@
 //! `Isolation::WorkerProcess`, the pool's side: calls sent to the worker
-//! process ([`super::run`]) and their answers, reloads, resizing, stats.
+//! process ([`super::run()`]) and their answers, reloads, resizing, stats.
 //!
 //! Calls are multiplexed on the worker's pipes ([`super::link`]): each
 //! caller writes its frame, a reader thread hands each answer to the caller

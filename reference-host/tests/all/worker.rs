@@ -339,4 +339,3 @@ fn every_worker_message_matches_the_protocol_schema() {
     bad_name["host_functions"][0]["name"] = "Bad Name".into();
     assert!(!validator.is_valid(&bad_name), "{bad_name} should not match");
 }
-
