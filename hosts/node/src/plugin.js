@@ -14,7 +14,7 @@ import { setFlagsFromString } from 'node:v8';
 import { checkPlugin, HOST_ABI_TEXT } from './check.js';
 import { handlerFor, toHostFunctions, runHandler } from './host.js';
 import { rewriteModule, BinaryError } from './binary.js';
-import { PabiError, DEAD_KINDS, STATUS_NAMES } from './errors.js';
+import { PabiError, KINDS, DEAD_KINDS, STATUS_NAMES } from './errors.js';
 import {
   STATE, POSTED, STARTED, DONE, HOST_CALL, GONE, DIED, MAIN_STEP, MAIN_IDLE, MAIN_WAIT, MAIN_HANDLER, MAIN_RECEIVE,
   MAIN_HOST_CALL, MAIN_STOPPED, POSTS, REPLIES, WORKER_STEP, WORKER_STARTING, DIED_OUT_OF_MEMORY, DIED_OTHERWISE, EXITED,
@@ -89,7 +89,7 @@ function supervisor() {
       // host's failure (ERR-6); the next call tries again.
       exits.close();
       exits = null;
-      throw new PabiError('HOST_FAILURE', { detail: `the host could not start its monitor thread: ${e && e.message}` });
+      throw new PabiError(KINDS.HOST_FAILURE, { detail: `the host could not start its monitor thread: ${e && e.message}` });
     }
     monitor.unref();
     // The monitor's own failure ends it, and its workers with it. Its
@@ -227,7 +227,7 @@ export class Plugin {
     for (const [k, v] of Object.entries(this.limits)) if (v === undefined) this.limits[k] = DEFAULT_LIMITS[k];
     if (this.limits.fuel !== null) {
       // LIM-4: a host that cannot meter fuel refuses a configuration that asks for it.
-      throw new PabiError('NOT_SUPPORTED', { clause: 'LIM-4', detail: '[LIM-4] V8 offers no fuel metering; this host refuses a fuel budget rather than ignore it' });
+      throw new PabiError(KINDS.NOT_SUPPORTED, { clause: 'LIM-4', detail: '[LIM-4] V8 offers no fuel metering; this host refuses a fuel budget rather than ignore it' });
     }
     // LIM-14: the caps are at most what an i32 return value can count.
     for (const k of ['maxRequest', 'maxReply']) this.limits[k] = Math.min(this.limits[k], 2147483647);
@@ -257,16 +257,16 @@ export class Plugin {
     const memory = checked.module.memories[0];
     this.capPages = Math.min(65536, Math.floor(this.limits.maxMemory / PAGE));
     if (memory.min > this.capPages) {
-      throw new PabiError('MEMORY_LIMIT', { detail: `[LIM-1] the initial memory of ${memory.min * PAGE} bytes is larger than the cap of ${this.limits.maxMemory} bytes` });
+      throw new PabiError(KINDS.MEMORY_LIMIT, { detail: `[LIM-1] the initial memory of ${memory.min * PAGE} bytes is larger than the cap of ${this.limits.maxMemory} bytes` });
     }
     const tableCap = this.limits.maxTableElements;
     const big = checked.module.tables.find((t) => t.min > tableCap);
     if (big) {
-      throw new PabiError('MEMORY_LIMIT', { detail: `[LIM-8] an initial table of ${big.min} elements is larger than the cap of ${tableCap} elements per table` });
+      throw new PabiError(KINDS.MEMORY_LIMIT, { detail: `[LIM-8] an initial table of ${big.min} elements is larger than the cap of ${tableCap} elements per table` });
     }
     const total = checked.module.tables.reduce((n, t) => n + (t.max === null ? tableCap : Math.min(t.max, tableCap)), 0);
     if (total > this.limits.maxTotalTableElements) {
-      throw new PabiError('MEMORY_LIMIT', { detail: `[LIM-8] the plugin's ${checked.module.tables.length} tables may grow to ${total} elements together, more than this host's cap of ${this.limits.maxTotalTableElements}` });
+      throw new PabiError(KINDS.MEMORY_LIMIT, { detail: `[LIM-8] the plugin's ${checked.module.tables.length} tables may grow to ${total} elements together, more than this host's cap of ${this.limits.maxTotalTableElements}` });
     }
     // LIM-13: the configuration is refused by its length before any code runs.
     this.config = options.config instanceof Oversized ? options.config : toBytes(options.config ?? new Uint8Array(0));
@@ -276,7 +276,7 @@ export class Plugin {
     try {
       rewritten = rewriteModule(bytes, checked.module, { capPages: this.capPages, tableCap });
     } catch (e) {
-      if (e instanceof BinaryError && e.clause === 'LIM-12') throw new PabiError('MODULE_LIMIT', { detail: `[LIM-12] ${e.message}` });
+      if (e instanceof BinaryError && e.clause === 'LIM-12') throw new PabiError(KINDS.MODULE_LIMIT, { detail: `[LIM-12] ${e.message}` });
       throw e;
     }
     this.refusedExport = rewritten.refusedExport;
@@ -285,10 +285,10 @@ export class Plugin {
     } catch (e) {
       // The module validated before the rewrite; V8 refusing it now means
       // the rewrite took it past one of V8's own size limits.
-      if (e instanceof WebAssembly.CompileError) throw new PabiError('MODULE_LIMIT', { detail: `[LIM-12] this host's rewrite of the module passes a limit of its engine: ${e.message}` });
+      if (e instanceof WebAssembly.CompileError) throw new PabiError(KINDS.MODULE_LIMIT, { detail: `[LIM-12] this host's rewrite of the module passes a limit of its engine: ${e.message}` });
       // Anything else (V8 out of memory while compiling) is the engine's
       // failure, not the plugin's (ERR-6).
-      throw new PabiError('HOST_FAILURE', { detail: `the engine could not compile the module: ${e && e.message}` });
+      throw new PabiError(KINDS.HOST_FAILURE, { detail: `the engine could not compile the module: ${e && e.message}` });
     }
     // The id of the worker that holds the instance, or null (monitor.js).
     this.workerId = null;
@@ -299,7 +299,7 @@ export class Plugin {
   // length (the kind leaves the instance as it was).
   checkLength(length, what) {
     if (length > this.limits.maxInput) {
-      throw new PabiError('INPUT_LIMIT', { detail: `[LIM-13] ${what} is ${length} bytes, longer than ${this.limits.maxInput}` });
+      throw new PabiError(KINDS.INPUT_LIMIT, { detail: `[LIM-13] ${what} is ${length} bytes, longer than ${this.limits.maxInput}` });
     }
   }
 
@@ -361,7 +361,7 @@ export class Plugin {
   brokenChannel(req, what) {
     const state = describe(this.ctl);
     this.stopWorker();
-    return { error: { kind: 'INTERNAL', detail: `the worker thread ${what} during ${req.export ?? 'instantiation'} (${state})` } };
+    return { error: { kind: KINDS.HOST_FAILURE, detail: `the worker thread ${what} during ${req.export ?? 'instantiation'} (${state})` } };
   }
 
   // The worker stopped on its own, as the monitor thread saw (monitor.js).
@@ -372,12 +372,12 @@ export class Plugin {
     if (why === DIED_OUT_OF_MEMORY && ctl[WORKER_STEP] !== WORKER_STARTING) {
       // Node stops a worker whose JavaScript heap is exhausted
       // (resourceLimits), which plugin tables can do.
-      return { error: { kind: 'MEMORY_LIMIT', detail: `the worker running the instance stopped during ${req.export ?? 'instantiation'}: its heap of ${this.limits.heapMB} MiB was exhausted` } };
+      return { error: { kind: KINDS.MEMORY_LIMIT, detail: `the worker running the instance stopped during ${req.export ?? 'instantiation'}: its heap of ${this.limits.heapMB} MiB was exhausted` } };
     }
     // It never ran this host's code (Node could not start the thread: no
     // memory for a new isolate, say), or it ended for a reason of Node's
     // own: the host's failure (ERR-6), not the plugin's.
-    return { error: { kind: 'INTERNAL', detail: `the worker thread ${ctl[WORKER_STEP] === WORKER_STARTING ? 'stopped before it started' : 'stopped'} (${describe(ctl)})` } };
+    return { error: { kind: KINDS.HOST_FAILURE, detail: `the worker thread ${ctl[WORKER_STEP] === WORKER_STARTING ? 'stopped before it started' : 'stopped'} (${describe(ctl)})` } };
   }
 
   // Sends one request and waits for its answer. For `invoke`, the deadline
@@ -451,7 +451,7 @@ export class Plugin {
         left = deadline - now();
         if (left <= 0) {
           this.stopWorker();
-          return { error: { kind: 'TIMEOUT', detail: `[LIM-3] the call of ${req.export} ran past its deadline of ${this.limits.timeoutMs} ms` } };
+          return { error: { kind: KINDS.TIMEOUT, detail: `[LIM-3] the call of ${req.export} ran past its deadline of ${this.limits.timeoutMs} ms` } };
         }
       }
       Atomics.wait(ctl, STATE, state, left);
@@ -492,7 +492,7 @@ export class Plugin {
     const answer = runHandler(this.handlers.get(name), request, context, this.limits.maxReply);
     if (now() >= deadline) {
       this.stopWorker();
-      return { error: { kind: 'TIMEOUT', detail: `[CALL-7] the call of ${req.export} ran past its deadline of ${this.limits.timeoutMs} ms while the handler of \`${name}\` ran` } };
+      return { error: { kind: KINDS.TIMEOUT, detail: `[CALL-7] the call of ${req.export} ran past its deadline of ${this.limits.timeoutMs} ms while the handler of \`${name}\` ran` } };
     }
     this.callPort.postMessage(answer, answer.reply.byteLength ? [answer.reply.buffer] : []);
     ctl[REPLIES]++;
@@ -510,7 +510,7 @@ export class Plugin {
   // becomes the E_FAILED message the plugin reads.
   refuseReentry(what) {
     if (this.busy) {
-      throw new PabiError('HOST_FAILURE', {
+      throw new PabiError(KINDS.HOST_FAILURE, {
         clause: 'CALL-8',
         detail: `[CALL-8] ${what} was called on plugin "${this.metadata.name}" while its instance runs ${this.busy.export ?? 'instantiation'} and waits for a host call's handler; a handler must not call into the instance whose host call it serves`,
       });
@@ -542,13 +542,13 @@ export class Plugin {
   }
 
   fail(error) {
-    if (error.kind === 'INTERNAL') {
+    if (error.kind === KINDS.HOST_FAILURE) {
       // HOST_FAILURE (ERR-6): the host's own code failed in the worker, not
       // the plugin. The worker is not trusted after that, so it is stopped
       // and the next call starts on a fresh instance; LIFE-7 does not count
       // it, as the plugin did nothing wrong.
       this.stopWorker();
-      throw new PabiError('HOST_FAILURE', { detail: error.detail });
+      throw new PabiError(KINDS.HOST_FAILURE, { detail: error.detail });
     }
     if (DEAD_KINDS.has(error.kind)) {
       this.live = false; // LIFE-5: never used again; the worker dropped it.
@@ -571,7 +571,7 @@ export class Plugin {
     const now = Date.now();
     const recent = this.failures.filter((t) => now - t < this.crashLoop.windowMs);
     if (recent.length >= this.crashLoop.max) {
-      throw new PabiError('CRASH_LOOP', { detail: `[LIFE-7] ${recent.length} failures within ${this.crashLoop.windowMs} ms` });
+      throw new PabiError(KINDS.CRASH_LOOP, { detail: `[LIFE-7] ${recent.length} failures within ${this.crashLoop.windowMs} ms` });
     }
     const res = this.request({
       op: 'instantiate', module: this.module, wasi: this.metadata.profile === 'wasi',
@@ -591,7 +591,7 @@ export class Plugin {
     } catch (e) {
       // A failed init counts for LIFE-7 (dead kinds were counted by fail());
       // a failure of the host itself does not.
-      if (e instanceof PabiError && !DEAD_KINDS.has(e.kind) && e.kind !== 'HOST_FAILURE') this.countFailure();
+      if (e instanceof PabiError && !DEAD_KINDS.has(e.kind) && e.kind !== KINDS.HOST_FAILURE) this.countFailure();
       this.live = false;
       throw e;
     }
@@ -604,10 +604,10 @@ export class Plugin {
     if (s === 0) return r.output;
     if ((s >= 1 && s <= 4) || (s >= 64 && s <= 127)) {
       const described = s >= 64 ? this.metadata.statuses?.[String(s)] : STATUS_NAMES[s];
-      throw new PabiError('PLUGIN_ERROR', { status: s, pluginMessage: r.message, detail: `status ${s}${described ? ` (${described})` : ''}` });
+      throw new PabiError(KINDS.PLUGIN_ERROR, { status: s, pluginMessage: r.message, detail: `status ${s}${described ? ` (${described})` : ''}` });
     }
     const why = s >= 5 && s <= 63 ? '[ERR-2] a reserved status' : '[ERR-4] not a status';
-    throw new PabiError('UNKNOWN_STATUS', { status: s, detail: `${s}, ${why}` });
+    throw new PabiError(KINDS.UNKNOWN_STATUS, { status: s, detail: `${s}, ${why}` });
   }
 
   ensureLive() {
@@ -629,7 +629,7 @@ export class Plugin {
    */
   precheck(name, length) {
     const exportName = this.exportsByName.get(name);
-    if (!exportName) throw new PabiError('UNKNOWN_FUNCTION', { detail: `"${name}"` });
+    if (!exportName) throw new PabiError(KINDS.UNKNOWN_FUNCTION, { detail: `"${name}"` });
     this.checkLength(length, 'the input');
     return exportName;
   }
@@ -646,7 +646,7 @@ export class Plugin {
   /** Calls pabi_state_save on the live instance and returns the state. */
   saveState() {
     this.refuseReentry('saveState()');
-    if (!this.lifecycle.has('pabi_state_save')) throw new PabiError('UNKNOWN_FUNCTION', { detail: '"pabi_state_save": the plugin does not export the state pair' });
+    if (!this.lifecycle.has('pabi_state_save')) throw new PabiError(KINDS.UNKNOWN_FUNCTION, { detail: '"pabi_state_save": the plugin does not export the state pair' });
     this.ensureLive();
     return this.returned(this.invoke('pabi_state_save', 'pabi_state_save', new Uint8Array(0), []));
   }
@@ -654,7 +654,7 @@ export class Plugin {
   /** Calls pabi_state_load on the live instance with `state`. */
   loadState(state) {
     this.refuseReentry('loadState()');
-    if (!this.lifecycle.has('pabi_state_load')) throw new PabiError('UNKNOWN_FUNCTION', { detail: '"pabi_state_load": the plugin does not export the state pair' });
+    if (!this.lifecycle.has('pabi_state_load')) throw new PabiError(KINDS.UNKNOWN_FUNCTION, { detail: '"pabi_state_load": the plugin does not export the state pair' });
     this.checkLength(lengthOf(state), 'the state');
     const bytes = toBytes(state);
     this.ensureLive();

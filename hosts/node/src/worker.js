@@ -16,6 +16,7 @@ import { workerData, receiveMessageOnPort } from 'node:worker_threads';
 import { randomFillSync } from 'node:crypto';
 import { makeWasi, Exit } from './wasi.js';
 import { Abort } from './abort.js';
+import { KINDS } from './errors.js';
 import {
   STATE, POSTED, STARTED, DONE, HOST_CALL, WORKER_STEP, WORKER_IDLE, WORKER_HANDLE, WORKER_RUN, WORKER_ASK,
   WORKER_ANSWER, TAKES, ANSWERS, ASKS, bounds, now, views, describe, takeAnnounced,
@@ -105,7 +106,7 @@ function bytes() {
 function check(name, ptr, len) {
   const size = bytes().length;
   if (ptr + len > size) {
-    throw new Abort('ABI_VIOLATION', {
+    throw new Abort(KINDS.ABI_VIOLATION, {
       clause: 'MEM-3',
       detail: `[MEM-3] pabi.${name}: range (pointer ${ptr}, length ${len}) ends at ${ptr + len}, past the memory size ${size}`,
     });
@@ -167,7 +168,7 @@ const pabi = {
     check('output_write', src, len);
     if (call.phase !== 'call' && call.phase !== 'pabi_state_save') return -3;
     if (call.output.len + len > call.maxOutput) {
-      throw new Abort('OUTPUT_LIMIT', { detail: `[LIM-5] the output would grow to ${call.output.len + len} bytes, past the limit of ${call.maxOutput}` });
+      throw new Abort(KINDS.OUTPUT_LIMIT, { detail: `[LIM-5] the output would grow to ${call.output.len + len} bytes, past the limit of ${call.maxOutput}` });
     }
     if (len) call.output.push(view.subarray(src, src + len), call.maxOutput);
     return 0;
@@ -205,7 +206,7 @@ const strict = new TextDecoder('utf-8', { fatal: true });
 function undeclared(bytes) {
   const shown = JSON.stringify(lossy.decode(bytes.subarray(0, 200)))
     .replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return new Abort('ABI_VIOLATION', {
+  return new Abort(KINDS.ABI_VIOLATION, {
     clause: 'CALL-3',
     detail: `[CALL-3] pabi.host_call: ${shown}${bytes.length > 200 ? '…' : ''} is not a host call the plugin declares in its metadata`,
   });
@@ -225,7 +226,7 @@ function askApplication(name, request) {
   // The answer was posted before the state changed (channel.js).
   const got = takeAnnounced(calls, ctl, STARTED);
   if (!got) {
-    throw new Abort('INTERNAL', { detail: `the answer to host call \`${name}\` did not arrive within ${bounds.channelMs} ms (${describe(ctl)})` });
+    throw new Abort(KINDS.HOST_FAILURE, { detail: `the answer to host call \`${name}\` did not arrive within ${bounds.channelMs} ms (${describe(ctl)})` });
   }
   return got.message;
 }
@@ -297,19 +298,19 @@ function classify(e) {
   if (e instanceof Exit) {
     // LIM-2, WASI-10: proc_exit after a refused growth is how a language
     // runtime (Go's) ends when it cannot get memory.
-    if (growthRefused()) return { kind: 'MEMORY_LIMIT', detail: `[LIM-2] the plugin called proc_exit(${e.code}) after a memory.grow past the cap of ${capPages * 65536} bytes was refused` };
+    if (growthRefused()) return { kind: KINDS.MEMORY_LIMIT, detail: `[LIM-2] the plugin called proc_exit(${e.code}) after a memory.grow past the cap of ${capPages * 65536} bytes was refused` };
     return { kind: e.kind, trap: e.trap, detail: e.detail };
   }
   const isTrap = e instanceof WebAssembly.RuntimeError || (e instanceof RangeError && /call stack/i.test(e.message));
   if (!isTrap) {
-    return { kind: 'INTERNAL', detail: `host error: ${e && e.stack ? e.stack : e}` };
+    return { kind: KINDS.HOST_FAILURE, detail: `host error: ${e && e.stack ? e.stack : e}` };
   }
   const trap = trapKind(e);
   if (growthRefused()) {
     // LIM-2: a trap after a refused growth in this call.
-    return { kind: 'MEMORY_LIMIT', trap, detail: `[LIM-2] the plugin trapped (${trap}) after a memory.grow past the cap of ${capPages * 65536} bytes was refused` };
+    return { kind: KINDS.MEMORY_LIMIT, trap, detail: `[LIM-2] the plugin trapped (${trap}) after a memory.grow past the cap of ${capPages * 65536} bytes was refused` };
   }
-  return { kind: 'TRAP', trap, detail: `${trap}: ${e.message}` };
+  return { kind: KINDS.TRAP, trap, detail: `${trap}: ${e.message}` };
 }
 
 function handle(req) {
@@ -386,7 +387,7 @@ function handle(req) {
     const message = call.message.take();
     return { value: value === undefined ? null : value | 0, output, message, log };
   }
-  return { error: { kind: 'INTERNAL', detail: `unknown request ${req.op}` } };
+  return { error: { kind: KINDS.HOST_FAILURE, detail: `unknown request ${req.op}` } };
 }
 
 // The byte buffers of an answer are handed over, not copied.
@@ -414,7 +415,7 @@ function serve() {
       if (!got) throw new Error(`the state was POSTED but no request was queued (${describe(ctl)})`);
       res = handle(got.message);
     } catch (e) {
-      res = { error: { kind: 'INTERNAL', detail: `host error: ${e && e.stack ? e.stack : e}` } };
+      res = { error: { kind: KINDS.HOST_FAILURE, detail: `host error: ${e && e.stack ? e.stack : e}` } };
     }
     ctl[WORKER_STEP] = WORKER_ANSWER;
     port.postMessage(res, transfers(res));

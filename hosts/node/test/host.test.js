@@ -362,7 +362,7 @@ test('a host failure is HOST_FAILURE, not counted against the plugin; the next c
   try {
     assert.equal(hex(p.call('count')), '01000000');
     // What the worker answers when the host's own code throws.
-    const e = failure(() => p.fail({ kind: 'INTERNAL', detail: 'host error: a bug' }));
+    const e = failure(() => p.fail({ kind: 'HOST_FAILURE', detail: 'host error: a bug' }));
     assert.equal(e.kind, 'HOST_FAILURE');
     assert.match(e.message, /the host failed, not the plugin: host error: a bug/);
     assert.equal(p.failures.length, 0);
