@@ -1,7 +1,7 @@
 // The static checks of HOST-1, in the order of host-guide sections 2 to 6.
 // Nothing here compiles or runs plugin code.
 
-import { BinaryError, Reader, walkSections, parseModule, checkFeatures, checkConstExprs, codeBodies, sig } from './binary.js';
+import { BinaryError, Reader, walkSections, parseModule, checkFeatures, checkConstExprs, codeBodies, sig } from './reader.js';
 import { PabiError, KINDS } from './errors.js';
 
 // The newest ABI this host implements. An embedder may offer an older

@@ -12,22 +12,15 @@
 // and posts the answer back. The plugin's call stays inside the import
 // the whole time, so its deadline keeps running (CALL-7).
 
-import { workerData, receiveMessageOnPort } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { randomFillSync } from 'node:crypto';
 import { makeWasi, Exit } from './wasi.js';
 import { Abort } from './abort.js';
 import { KINDS } from './errors.js';
-import {
-  STATE, POSTED, STARTED, DONE, HOST_CALL, WORKER_STEP, WORKER_IDLE, WORKER_HANDLE, WORKER_RUN, WORKER_ASK,
-  WORKER_ANSWER, TAKES, ANSWERS, ASKS, bounds, now, views, describe, takeAnnounced,
-} from './channel.js';
+import { WorkerEnd, bounds, describe } from './channel.js';
 
-// The control array (channel.js); startedAt: when the current export
-// started, on the clock of `now`.
-const { ctl, startedAt } = views(workerData.control);
-const port = workerData.port;
-// Host calls and their answers (plugin.js, serveHostCall).
-const calls = workerData.calls;
+// Requests and their answers, host calls and theirs (channel.js).
+const channel = new WorkerEnd(workerData);
 
 const MESSAGE_CAP = 65536;
 // A zero-length `log` record costs no log text (LIM-11), so the text cap
@@ -213,22 +206,13 @@ function undeclared(bytes) {
 }
 
 // Hands a host call to the main thread and waits for its answer:
-// { code, reply }. The worker is terminated instead when the deadline
-// passed while the handler ran (CALL-7), so no answer comes then.
+// { code, reply } (channel.js, WorkerEnd.ask).
 function askApplication(name, request) {
-  calls.postMessage({ name, request }, [request.buffer]);
-  ctl[ASKS]++;
-  ctl[WORKER_STEP] = WORKER_ASK;
-  Atomics.store(ctl, STATE, HOST_CALL);
-  Atomics.notify(ctl, STATE);
-  while (Atomics.load(ctl, STATE) === HOST_CALL) Atomics.wait(ctl, STATE, HOST_CALL);
-  ctl[WORKER_STEP] = WORKER_RUN;
-  // The answer was posted before the state changed (channel.js).
-  const got = takeAnnounced(calls, ctl, STARTED);
-  if (!got) {
-    throw new Abort(KINDS.HOST_FAILURE, { detail: `the answer to host call \`${name}\` did not arrive within ${bounds.channelMs} ms (${describe(ctl)})` });
+  const answer = channel.ask(name, request);
+  if (!answer) {
+    throw new Abort(KINDS.HOST_FAILURE, { detail: `the answer to host call \`${name}\` did not arrive within ${bounds.channelMs} ms (${describe(channel.ctl)})` });
   }
-  return got.message;
+  return answer;
 }
 
 pabi.host_call = (name, nameLen, req, reqLen) => {
@@ -288,7 +272,7 @@ function trapKind(e) {
 
 // Whether the host's memory cap refused a growth in this call (LIM-2).
 // Only the memory cap counts: the flag is set by the rewrite's helper
-// (binary.js), which sees growths past the cap, whatever the plugin's own
+// (rewrite.js), which sees growths past the cap, whatever the plugin's own
 // maximum, and never a growth past that maximum alone or a `table.grow`
 // (LIM-8).
 const growthRefused = () => refused !== null && refused.value === 1;
@@ -361,11 +345,8 @@ function handle(req) {
     const fn = instance.exports[req.export];
     let value;
     let error;
-    // The deadline starts now (LIM-3). The main thread, waiting for the
-    // end of the call, reads the time when it wakes; it needs no wake-up now.
-    startedAt[0] = now();
-    ctl[WORKER_STEP] = WORKER_RUN;
-    Atomics.store(ctl, STATE, STARTED);
+    // The deadline starts now (LIM-3).
+    channel.started();
     try {
       value = req.args.length ? fn(...req.args) : fn();
     } catch (e) {
@@ -397,31 +378,4 @@ function transfers(res) {
   return list;
 }
 
-// The worker waits for requests in Atomics.wait and takes them with
-// receiveMessageOnPort, rather than through its event loop, which would
-// add a wake-up of the loop and an event dispatch to every call. Nothing
-// else needs the loop: a terminated worker is interrupted in Atomics.wait
-// as anywhere else.
-function serve() {
-  for (;;) {
-    ctl[WORKER_STEP] = WORKER_IDLE;
-    for (let state; (state = Atomics.load(ctl, STATE)) !== POSTED;) Atomics.wait(ctl, STATE, state);
-    ctl[WORKER_STEP] = WORKER_HANDLE;
-    ctl[TAKES]++;
-    // Posted before the state said POSTED (channel.js).
-    const got = receiveMessageOnPort(port);
-    let res;
-    try {
-      if (!got) throw new Error(`the state was POSTED but no request was queued (${describe(ctl)})`);
-      res = handle(got.message);
-    } catch (e) {
-      res = { error: { kind: KINDS.HOST_FAILURE, detail: `host error: ${e && e.stack ? e.stack : e}` } };
-    }
-    ctl[WORKER_STEP] = WORKER_ANSWER;
-    port.postMessage(res, transfers(res));
-    ctl[ANSWERS]++;
-    Atomics.store(ctl, STATE, DONE);
-    Atomics.notify(ctl, STATE);
-  }
-}
-serve();
+channel.serve(handle, transfers);
