@@ -27,8 +27,43 @@ import { readOptions, mergeOptions, defaultLog, Oversized, toBytes, lengthOf } f
 // V8 compiles wasm functions lazily, on their first call, which would count
 // a large function's compile time against that call's deadline (LIM-3). The
 // reference host compiles at load; so does this one: every function is
-// compiled when the module is, before any deadline is armed.
-setFlagsFromString('--no-wasm-lazy-compilation');
+// compiled when the module is, before any deadline is armed. V8 decides
+// between lazy and eager when it compiles a module, so the worker that
+// instantiates it later compiles nothing. V8's flags belong to the whole
+// process (a Worker refuses V8 options in its execArgv), so the flag is
+// changed only around the host's own synchronous compile and set back at
+// once: the application's own modules compile as the process was told to.
+const LAZY = processLazyCompilation();
+
+/**
+ * Whether the process compiles wasm lazily: what its command line or
+ * NODE_OPTIONS says, the last word winning, else V8's default (lazy since
+ * V8 11, so in every Node this host supports).
+ */
+function processLazyCompilation() {
+  const words = [...(process.env.NODE_OPTIONS ?? '').split(/\s+/), ...process.execArgv];
+  let lazy = true;
+  for (const word of words) {
+    const flag = word.replace(/_/g, '-');
+    if (flag === '--wasm-lazy-compilation') lazy = true;
+    else if (flag === '--no-wasm-lazy-compilation') lazy = false;
+  }
+  return lazy;
+}
+
+/**
+ * Compiles every function of the module now (see LAZY).
+ * @param {Uint8Array} bytes
+ */
+function compileEagerly(bytes) {
+  if (!LAZY) return new WebAssembly.Module(bytes);
+  setFlagsFromString('--no-wasm-lazy-compilation');
+  try {
+    return new WebAssembly.Module(bytes);
+  } finally {
+    setFlagsFromString('--wasm-lazy-compilation');
+  }
+}
 
 const PAGE = 65536;
 const DECODER = new TextDecoder();
@@ -211,7 +246,7 @@ export class Plugin {
     }
     this.#refusedExport = rewritten.refusedExport;
     try {
-      this.#module = new WebAssembly.Module(rewritten.bytes);
+      this.#module = compileEagerly(rewritten.bytes);
     } catch (e) {
       // The module validated before the rewrite; V8 refusing it now means
       // the rewrite took it past one of V8's own size limits.
