@@ -55,6 +55,7 @@ export class Canceller {
  * whether the running one was cancelled. Not API.
  */
 export class Operations {
+  /** @type {Int32Array} */
   #cells;
   #last = 0;
 

@@ -92,6 +92,11 @@ export function now() {
  * there, and the clock is read only when it is not: the bound
  * (bounds.channelMs) only keeps a broken channel from hanging. Null past
  * the bound, or once `gone()` says the other side has gone.
+ * @param {import('node:worker_threads').MessagePort} port
+ * @param {Int32Array} ctl
+ * @param {number} state
+ * @param {() => boolean} [gone]
+ * @returns {{ message: any } | null}
  */
 export function takeAnnounced(port, ctl, state, gone = () => false) {
   let got = receiveMessageOnPort(port);
@@ -104,11 +109,16 @@ export function takeAnnounced(port, ctl, state, gone = () => false) {
   return got;
 }
 
+/** A new control array, with its views. */
 export function control() {
   const buffer = new SharedArrayBuffer(CONTROL_BYTES);
   return { buffer, ctl: new Int32Array(buffer, 0, SLOTS), startedAt: new Float64Array(buffer, STARTED_AT_OFFSET, 1) };
 }
 
+/**
+ * The views of a control array's buffer.
+ * @param {SharedArrayBuffer} buffer
+ */
 export function views(buffer) {
   return { ctl: new Int32Array(buffer, 0, SLOTS), startedAt: new Float64Array(buffer, STARTED_AT_OFFSET, 1) };
 }
@@ -122,6 +132,8 @@ const STATES = ['POSTED', 'STARTED', 'DONE', 'HOST_CALL', 'GONE'];
  * its check of DIED and its wait, would wake nobody. Once the worker has
  * gone only the main thread writes the state, and it checks DIED after
  * each of its own writes.
+ * @param {Int32Array} ctl
+ * @param {number} why
  */
 export function markDead(ctl, why) {
   Atomics.store(ctl, DIED, why);
@@ -129,7 +141,10 @@ export function markDead(ctl, why) {
   Atomics.notify(ctl, STATE);
 }
 
-/** The state of both sides of a channel, in words, for an error or a dump. */
+/**
+ * The state of both sides of a channel, in words, for an error or a dump.
+ * @param {Int32Array} ctl
+ */
 export function describe(ctl) {
   const v = (i) => Atomics.load(ctl, i);
   const died = v(DIED) === DIED_OUT_OF_MEMORY ? ' (the worker died: heap exhausted)' : v(DIED) ? ' (the worker died)' : '';
@@ -162,7 +177,7 @@ export function describe(ctl) {
  * How MainEnd.request waits.
  * @typedef {object} Wait
  * @property {number} timeoutMs the call's deadline, from the moment the worker starts the export (LIM-3)
- * @property {(call: { name: string, request: Uint8Array }) => { code: number, reply: Uint8Array }} serveHostCall
+ * @property {(call: { name: string, request: Uint8Array }) => { code: number, reply: Uint8Array<ArrayBuffer> }} serveHostCall
  *   runs the application's handler of one host call of the plugin
  * @property {() => boolean} cancelled whether the caller cancelled the request (cancel.js)
  * @property {boolean} crossThread whether another thread may cancel it: its
@@ -418,7 +433,7 @@ export class WorkerEnd {
    * answer, and `transfers` the buffers of it that are handed over rather
    * than copied. A `handle` that throws is the host's failure (ERR-6).
    * @param {(req: any) => Answer} handle
-   * @param {(res: Answer) => ArrayBuffer[]} transfers
+   * @param {(res: Answer) => import('node:worker_threads').TransferListItem[]} transfers
    * @returns {never}
    */
   serve(handle, transfers) {
@@ -467,7 +482,7 @@ export class WorkerEnd {
    */
   ask(name, request) {
     const ctl = this.ctl;
-    this.calls.postMessage({ name, request }, [request.buffer]);
+    this.calls.postMessage({ name, request }, [/** @type {ArrayBuffer} */ (request.buffer)]);
     ctl[ASKS]++;
     ctl[WORKER_STEP] = WORKER_ASK;
     Atomics.store(ctl, STATE, HOST_CALL);

@@ -392,6 +392,8 @@ function checkMemoryShape(m) {
  * `abi` the ABI version the host offers (CALL-9), one of ABI_VERSIONS;
  * `offers(name, plugin)` whether the application offers the host call
  * `name` to the plugin whose metadata name is `plugin` (CALL-5).
+ * @param {Uint8Array} bytes
+ * @param {{ allow?: string[], budget?: Partial<import('./options.js').Limits>, abi?: string, offers?: (name: string, plugin: string) => boolean }} [options]
  */
 export function checkPlugin(bytes, { allow = [], budget = {}, abi: offered = HOST_ABI_TEXT, offers = () => false } = {}) {
   if (!ABI_VERSIONS.includes(offered)) throw new RangeError(`this host offers ABI ${ABI_VERSIONS.join(' or ')}, not ${offered}`);

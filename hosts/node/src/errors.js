@@ -60,6 +60,7 @@ export const DESCRIPTIONS = Object.freeze({
 // any plugin code runs, so the instance stays live (LIM-13).
 // CANCELLED leaves the instance dead too, but is not a failure of the
 // plugin and is not counted by LIFE-7; nor is HOST_FAILURE.
+/** @type {ReadonlySet<Kind>} */
 export const DEAD_KINDS = new Set([KINDS.ABI_VIOLATION, KINDS.TRAP, KINDS.TIMEOUT, KINDS.FUEL_EXHAUSTED, KINDS.MEMORY_LIMIT, KINDS.OUTPUT_LIMIT]);
 
 export const STATUS_NAMES = { 1: 'INVALID_INPUT', 2: 'UNSUPPORTED', 3: 'FAILED', 4: 'OUT_OF_MEMORY' };

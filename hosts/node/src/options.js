@@ -201,5 +201,5 @@ export function toBytes(v) {
   if (v instanceof Uint8Array) return v;
   if (typeof v === 'string') return new TextEncoder().encode(v);
   if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  return new Uint8Array(/** @type {ArrayLike<number> | ArrayBufferLike} */ (v));
+  return new Uint8Array(/** @type {ArrayLike<number>} */ (v));
 }

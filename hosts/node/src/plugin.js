@@ -53,7 +53,7 @@ function processLazyCompilation() {
 
 /**
  * Compiles every function of the module now (see LAZY).
- * @param {Uint8Array} bytes
+ * @param {BufferSource} bytes
  */
 function compileEagerly(bytes) {
   if (!LAZY) return new WebAssembly.Module(bytes);

@@ -7,9 +7,15 @@
 // host's rewrite is rewrite.js.
 
 export class BinaryError extends Error {
+  /**
+   * @param {string} message
+   * @param {string} [clause] the clause the bytes break
+   */
   constructor(message, clause = 'MOD-1') {
     super(message);
     this.clause = clause;
+    // Set for an opcode no proposal defines (check.js tells it from V8's own limits).
+    this.unknownOpcode = false;
   }
 }
 
@@ -226,13 +232,14 @@ export function sig(type) {
 // Opcodes that a proposal outside the profile defines: a body using one
 // is outside the profile (MOD-2) even where V8, lacking the proposal, reads
 // it as malformed (HOST-1). Any other unknown opcode is malformed bytes.
-const PROPOSAL_OPS = new Map([
+/** @type {Map<number, string>} */
+const PROPOSAL_OPS = new Map(/** @type {[number, string][]} */ ([
   ...[0x06, 0x07, 0x08, 0x09, 0x0a, 0x18, 0x19, 0x1f].map((op) => [op, 'exception handling']),
   [0x12, 'tail calls'], [0x13, 'tail calls'], [0x15, 'tail calls'],
   ...[0x14, 0xd4, 0xd5, 0xd6].map((op) => [op, 'typed function references']),
   [0xd3, 'GC'], [0xfb, 'GC'],
   [0xfe, 'threads'],
-]);
+]));
 
 const NO_IMM = new Set([
   0x00, 0x01, 0x0f, 0x1a, 0x1b, 0xd1,
