@@ -112,7 +112,7 @@ export async function stress({ calls = 100000, burners = os.availableParallelism
   }
   let seen = null;
   const arm = (n, kind, plugin) => {
-    const control = plugin ? channelOf(plugin) : null;
+    const control = plugin ? channelOf(plugin)?.buffer ?? null : null;
     if (dog && control && control !== seen) {
       seen = control;
       dog.postMessage(control);

@@ -16,7 +16,7 @@
 // standard error that says which (it would otherwise hold it forever).
 
 import fs from 'node:fs';
-import { loadPlugin, Oversized, escapeText, PabiError, ABI_VERSIONS } from '../src/index.js';
+import { loadPlugin, Oversized, escapeText, PabiError, KINDS, ABI_VERSIONS } from '../src/index.js';
 import { failure, success } from '../src/result.js';
 import { parseHostCallTable, tableFunctions, TableError } from '../src/table.js';
 
@@ -164,7 +164,7 @@ function main() {
     // cannot grant a directory; it says so rather than run the plugin
     // without it (WASI-5).
     const d = opts.dirs[0];
-    print(failure(new PabiError('NOT_SUPPORTED', {
+    print(failure(new PabiError(KINDS.NOT_SUPPORTED, {
       clause: 'WASI-5',
       detail: `[WASI-5] this host has no file system support and cannot grant the folder ${JSON.stringify(d.host)} at ${JSON.stringify(d.guest)}`,
     })));
@@ -181,7 +181,7 @@ function main() {
   let plugin = null;
   const reenter = (fn, input) => {
     if (!plugin) {
-      throw new PabiError('HOST_FAILURE', {
+      throw new PabiError(KINDS.HOST_FAILURE, {
         clause: 'CALL-8',
         detail: `[CALL-8] ${fn} was called while the plugin initializes and waits for a host call's handler; a handler must not call into the instance whose host call it serves`,
       });

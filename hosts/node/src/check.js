@@ -1,8 +1,8 @@
 // The static checks of HOST-1, in the order of host-guide sections 2 to 6.
 // Nothing here compiles or runs plugin code.
 
-import { BinaryError, Reader, walkSections, parseModule, checkFeatures, checkConstExprs, codeBodies, sig } from './binary.js';
-import { PabiError } from './errors.js';
+import { BinaryError, Reader, walkSections, parseModule, checkFeatures, checkConstExprs, codeBodies, sig } from './reader.js';
+import { PabiError, KINDS } from './errors.js';
 
 // The newest ABI this host implements. An embedder may offer an older
 // minor instead (CALL-9): `abi` of checkPlugin, `options.abi` of loadPlugin.
@@ -126,7 +126,7 @@ export const COMPILE_BUDGET = Object.freeze({
 // How V8 words a refusal for one of its implementation limits.
 const ENGINE_LIMIT = /exceeds internal limit|size .* > maximum|maximum function size|too many|too large|local count too large/i;
 
-const moduleLimit = (detail) => new PabiError('MODULE_LIMIT', { detail: `[LIM-12] ${detail}` });
+const moduleLimit = (detail) => new PabiError(KINDS.MODULE_LIMIT, { detail: `[LIM-12] ${detail}` });
 
 // LIM-12 from the section headers alone: the function section's count and
 // the code section's body sizes. It needs nothing else of the module, so
@@ -152,7 +152,7 @@ function checkBudget(bytes, sections, m, budget) {
 
 const sameType = (a, b) => !!a && a.params.join() === b.params.join() && a.results.join() === b.results.join();
 
-const invalid = (clause, detail) => new PabiError('INVALID_MODULE', { clause, detail: `[${clause}] ${detail}` });
+const invalid = (clause, detail) => new PabiError(KINDS.INVALID_MODULE, { clause, detail: `[${clause}] ${detail}` });
 
 // META-2: every length and pattern of the schema counts code points, so
 // the patterns carry the `u` flag (without it, a character outside the
@@ -392,6 +392,8 @@ function checkMemoryShape(m) {
  * `abi` the ABI version the host offers (CALL-9), one of ABI_VERSIONS;
  * `offers(name, plugin)` whether the application offers the host call
  * `name` to the plugin whose metadata name is `plugin` (CALL-5).
+ * @param {Uint8Array} bytes
+ * @param {{ allow?: string[], budget?: Partial<import('./options.js').Limits>, abi?: string, offers?: (name: string, plugin: string) => boolean }} [options]
  */
 export function checkPlugin(bytes, { allow = [], budget = {}, abi: offered = HOST_ABI_TEXT, offers = () => false } = {}) {
   if (!ABI_VERSIONS.includes(offered)) throw new RangeError(`this host offers ABI ${ABI_VERSIONS.join(' or ')}, not ${offered}`);
@@ -440,7 +442,7 @@ export function checkPlugin(bytes, { allow = [], budget = {}, abi: offered = HOS
   const [major, minor] = abi.split('.').map(Number);
   if (major !== hostMajor || minor > hostMinor) {
     const extra = lacking.length ? `; the plugin imports ${lacking.map((n) => `\`${n}\``).join(', ')}, which this host does not provide` : '';
-    throw new PabiError('VERSION_MISMATCH', { clause: 'VER-3', detail: `${who}${extra}` });
+    throw new PabiError(KINDS.VERSION_MISMATCH, { clause: 'VER-3', detail: `${who}${extra}` });
   }
   // V8's verdict on the module, read before any INVALID_MODULE finding:
   // V8 refuses modules past its own implementation limits (those of the
@@ -565,7 +567,7 @@ export function checkPlugin(bytes, { allow = [], budget = {}, abi: offered = HOS
   }
 
   if (unsupported.length) {
-    throw new PabiError('UNSUPPORTED', {
+    throw new PabiError(KINDS.UNSUPPORTED, {
       detail: `the plugin imports ${unsupported.map((n) => `\`${n}\``).join(', ')}, outside the WASI-2 baseline; this host does not implement ${unsupported.length === 1 ? 'it' : 'them'} (it has no file system)`,
     });
   }
@@ -577,7 +579,7 @@ export function checkPlugin(bytes, { allow = [], budget = {}, abi: offered = HOS
   const hostCalls = new Map((metadata.host_calls ?? []).map((c) => [c.name, offers(c.name, metadata.name)]));
   const missingCalls = (metadata.host_calls ?? []).filter((c) => c.required && !hostCalls.get(c.name)).map((c) => c.name);
   if (missing.length || missingCalls.length) {
-    throw new PabiError('MISSING_CAPABILITY', {
+    throw new PabiError(KINDS.MISSING_CAPABILITY, {
       clause: missing.length ? 'WASI-5' : 'CALL-5',
       detail: [
         ...missing.map((c) => `the plugin declares capability "${c}", which this host does not allow`),

@@ -1,3 +1,4 @@
+// @ts-check
 // Host functions: what the embedding application offers to plugins' host
 // calls (CALL-1 … CALL-9). The Host that holds them with the settings
 // shared by every plugin it loads is in plugin.js.
@@ -8,6 +9,17 @@
 // handler's time counts against the call's deadline (CALL-7).
 
 import { HOST_CALL_NAME } from './check.js';
+
+/**
+ * What a handler is told of the host call it serves: the plugin's metadata
+ * name, the plugin function being served and the host call's name.
+ * @typedef {{ readonly plugin: string, readonly function: string, readonly hostCall: string }} HostCallContext
+ */
+
+/**
+ * A host function's code: the reply to a request (CALL-4).
+ * @typedef {(request: Uint8Array, context: HostCallContext) => Uint8Array | ArrayBufferView | ArrayBuffer | string} Handler
+ */
 
 /**
  * A function the application offers under a host-call name.
@@ -24,6 +36,11 @@ import { HOST_CALL_NAME } from './check.js';
  *                  absent: every plugin that declares it (CALL-5).
  */
 export class HostFunction {
+  /**
+   * @param {string} name the host-call name (CALL-2)
+   * @param {Handler} handler
+   * @param {{ onlyFor?: string[] }} [options]
+   */
   constructor(name, handler, { onlyFor } = {}) {
     // CALL-2: a host offers only names of the grammar, none in `pabi`.
     if (typeof name !== 'string' || !HOST_CALL_NAME.test(name)) {

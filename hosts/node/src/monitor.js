@@ -1,5 +1,5 @@
 // The thread that starts, watches and stops the workers that run
-// instances (worker.js), for the main thread (plugin.js).
+// instances (worker.js), for the main thread (supervisor.js).
 //
 // The main thread blocks in Atomics.wait during a call, so it cannot see
 // the events of a worker it started itself: a worker's 'error' and 'exit'

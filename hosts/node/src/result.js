@@ -2,15 +2,15 @@
 // lines"), kept apart from bin/pabi-node.js so that tests can check every
 // shape a line can take without spawning the adapter.
 
-import { PabiError } from './errors.js';
+import { PabiError, KINDS } from './errors.js';
 
 // Fields a failure line may carry, each only for the kinds the protocol
 // gives it (host-guide, "Result lines"; spec/schemas/adapter-result.schema.json).
 // A field is written only when it has a value of its type: a runner
 // validates lines against the schema, and `null` or a stray field would
 // fail it.
-const STATUS_KINDS = new Set(['PLUGIN_ERROR', 'UNKNOWN_STATUS']);
-const CLAUSE_KINDS = new Set(['ABI_VIOLATION', 'NOT_SUPPORTED', 'INVALID_MODULE']);
+const STATUS_KINDS = new Set([KINDS.PLUGIN_ERROR, KINDS.UNKNOWN_STATUS]);
+const CLAUSE_KINDS = new Set([KINDS.ABI_VIOLATION, KINDS.NOT_SUPPORTED, KINDS.INVALID_MODULE]);
 const CLAUSE_ID = /^(MOD|MEM|IMP|EXP|FN|ERR|VER|LIFE|META|WASI|CALL|LIM|SEC|HOST)-[1-9][0-9]*$/;
 // ERR-9.
 const TRAP_KINDS = new Set(['unreachable', 'memory_out_of_bounds', 'table_out_of_bounds', 'indirect_call_null',
@@ -36,13 +36,13 @@ export function failure(e, hostCalls = []) {
   const line = { ok: false, kind: e.kind };
   // PLUGIN_ERROR carries the plugin's own message unchanged (ERR-7); a JSON
   // string cannot hold invalid UTF-8, so those bytes become U+FFFD.
-  line.message = e.kind === 'PLUGIN_ERROR'
+  line.message = e.kind === KINDS.PLUGIN_ERROR
     ? new TextDecoder().decode(e.pluginMessage ?? new Uint8Array(0))
     : String(e.message);
   const status = e.status;
   if (STATUS_KINDS.has(e.kind) && Number.isInteger(status) && status >= INT32_MIN && status <= INT32_MAX) line.status = status;
   if (CLAUSE_KINDS.has(e.kind) && typeof e.clause === 'string' && CLAUSE_ID.test(e.clause)) line.clause = e.clause;
-  if (e.kind === 'TRAP' && TRAP_KINDS.has(e.trap)) line.trap = e.trap;
+  if (e.kind === KINDS.TRAP && TRAP_KINDS.has(e.trap)) line.trap = e.trap;
   return withHostCalls(line, hostCalls);
 }
 

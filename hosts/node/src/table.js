@@ -12,7 +12,7 @@
 
 import { HostFunction } from './host.js';
 import { HOST_CALL_NAME } from './check.js';
-import { PabiError } from './errors.js';
+import { PabiError, KINDS } from './errors.js';
 
 const HEX = /^([0-9a-fA-F]{2})*$/;
 const RULE_KEYS = new Set(['request', 'request_hex', 'reply', 'reply_hex', 'fail', 'reenter', 'delay_ms']);
@@ -96,7 +96,7 @@ export const REENTRY_REFUSED = 'refused';
 
 // Whether `e` is the host's refusal of a call into the plugin whose host
 // call is being served: HOST_FAILURE citing CALL-8.
-const isRefusal = (e) => e instanceof PabiError && e.kind === 'HOST_FAILURE' && e.clause === 'CALL-8';
+const isRefusal = (e) => e instanceof PabiError && e.kind === KINDS.HOST_FAILURE && e.clause === 'CALL-8';
 
 /**
  * The table's names as host functions. `record(name, request)` is called

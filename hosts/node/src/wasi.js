@@ -8,6 +8,7 @@
 // `fs:` capability and is refused with MISSING_CAPABILITY.
 
 import { Abort } from './abort.js';
+import { KINDS } from './errors.js';
 
 const ERRNO = { SUCCESS: 0, BADF: 8, INVAL: 28, NOSYS: 52, SPIPE: 70 };
 
@@ -17,7 +18,7 @@ const ERRNO = { SUCCESS: 0, BADF: 8, INVAL: 28, NOSYS: 52, SPIPE: 70 };
 export class Exit {
   constructor(code) {
     this.code = code;
-    this.kind = 'TRAP';
+    this.kind = KINDS.TRAP;
     this.trap = 'other';
     this.detail = `other: the plugin called proc_exit(${code})`;
   }
@@ -84,7 +85,7 @@ export function makeWasi({ memory, capabilities, env = {}, write, entropy }) {
     if (ptr % align !== 0) why = `is not aligned to ${align} bytes`;
     else if (end > memSize) why = `and ${size * count} bytes end at ${end}, past the memory size ${memSize}`;
     if (why) {
-      throw new Abort('ABI_VIOLATION', {
+      throw new Abort(KINDS.ABI_VIOLATION, {
         clause: 'MEM-3',
         detail: `[MEM-3] wasi_snapshot_preview1.${fn}: pointer ${ptr} ${why}`,
       });

@@ -12,21 +12,15 @@
 // and posts the answer back. The plugin's call stays inside the import
 // the whole time, so its deadline keeps running (CALL-7).
 
-import { workerData, receiveMessageOnPort } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { randomFillSync } from 'node:crypto';
 import { makeWasi, Exit } from './wasi.js';
 import { Abort } from './abort.js';
-import {
-  STATE, POSTED, STARTED, DONE, HOST_CALL, WORKER_STEP, WORKER_IDLE, WORKER_HANDLE, WORKER_RUN, WORKER_ASK,
-  WORKER_ANSWER, TAKES, ANSWERS, ASKS, bounds, now, views, describe, takeAnnounced,
-} from './channel.js';
+import { KINDS } from './errors.js';
+import { WorkerEnd, bounds, describe } from './channel.js';
 
-// The control array (channel.js); startedAt: when the current export
-// started, on the clock of `now`.
-const { ctl, startedAt } = views(workerData.control);
-const port = workerData.port;
-// Host calls and their answers (plugin.js, serveHostCall).
-const calls = workerData.calls;
+// Requests and their answers, host calls and theirs (channel.js).
+const channel = new WorkerEnd(workerData);
 
 const MESSAGE_CAP = 65536;
 // A zero-length `log` record costs no log text (LIM-11), so the text cap
@@ -105,7 +99,7 @@ function bytes() {
 function check(name, ptr, len) {
   const size = bytes().length;
   if (ptr + len > size) {
-    throw new Abort('ABI_VIOLATION', {
+    throw new Abort(KINDS.ABI_VIOLATION, {
       clause: 'MEM-3',
       detail: `[MEM-3] pabi.${name}: range (pointer ${ptr}, length ${len}) ends at ${ptr + len}, past the memory size ${size}`,
     });
@@ -167,7 +161,7 @@ const pabi = {
     check('output_write', src, len);
     if (call.phase !== 'call' && call.phase !== 'pabi_state_save') return -3;
     if (call.output.len + len > call.maxOutput) {
-      throw new Abort('OUTPUT_LIMIT', { detail: `[LIM-5] the output would grow to ${call.output.len + len} bytes, past the limit of ${call.maxOutput}` });
+      throw new Abort(KINDS.OUTPUT_LIMIT, { detail: `[LIM-5] the output would grow to ${call.output.len + len} bytes, past the limit of ${call.maxOutput}` });
     }
     if (len) call.output.push(view.subarray(src, src + len), call.maxOutput);
     return 0;
@@ -205,29 +199,20 @@ const strict = new TextDecoder('utf-8', { fatal: true });
 function undeclared(bytes) {
   const shown = JSON.stringify(lossy.decode(bytes.subarray(0, 200)))
     .replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return new Abort('ABI_VIOLATION', {
+  return new Abort(KINDS.ABI_VIOLATION, {
     clause: 'CALL-3',
     detail: `[CALL-3] pabi.host_call: ${shown}${bytes.length > 200 ? '…' : ''} is not a host call the plugin declares in its metadata`,
   });
 }
 
 // Hands a host call to the main thread and waits for its answer:
-// { code, reply }. The worker is terminated instead when the deadline
-// passed while the handler ran (CALL-7), so no answer comes then.
+// { code, reply } (channel.js, WorkerEnd.ask).
 function askApplication(name, request) {
-  calls.postMessage({ name, request }, [request.buffer]);
-  ctl[ASKS]++;
-  ctl[WORKER_STEP] = WORKER_ASK;
-  Atomics.store(ctl, STATE, HOST_CALL);
-  Atomics.notify(ctl, STATE);
-  while (Atomics.load(ctl, STATE) === HOST_CALL) Atomics.wait(ctl, STATE, HOST_CALL);
-  ctl[WORKER_STEP] = WORKER_RUN;
-  // The answer was posted before the state changed (channel.js).
-  const got = takeAnnounced(calls, ctl, STARTED);
-  if (!got) {
-    throw new Abort('INTERNAL', { detail: `the answer to host call \`${name}\` did not arrive within ${bounds.channelMs} ms (${describe(ctl)})` });
+  const answer = channel.ask(name, request);
+  if (!answer) {
+    throw new Abort(KINDS.HOST_FAILURE, { detail: `the answer to host call \`${name}\` did not arrive within ${bounds.channelMs} ms (${describe(channel.ctl)})` });
   }
-  return got.message;
+  return answer;
 }
 
 pabi.host_call = (name, nameLen, req, reqLen) => {
@@ -287,7 +272,7 @@ function trapKind(e) {
 
 // Whether the host's memory cap refused a growth in this call (LIM-2).
 // Only the memory cap counts: the flag is set by the rewrite's helper
-// (binary.js), which sees growths past the cap, whatever the plugin's own
+// (rewrite.js), which sees growths past the cap, whatever the plugin's own
 // maximum, and never a growth past that maximum alone or a `table.grow`
 // (LIM-8).
 const growthRefused = () => refused !== null && refused.value === 1;
@@ -297,19 +282,19 @@ function classify(e) {
   if (e instanceof Exit) {
     // LIM-2, WASI-10: proc_exit after a refused growth is how a language
     // runtime (Go's) ends when it cannot get memory.
-    if (growthRefused()) return { kind: 'MEMORY_LIMIT', detail: `[LIM-2] the plugin called proc_exit(${e.code}) after a memory.grow past the cap of ${capPages * 65536} bytes was refused` };
+    if (growthRefused()) return { kind: KINDS.MEMORY_LIMIT, detail: `[LIM-2] the plugin called proc_exit(${e.code}) after a memory.grow past the cap of ${capPages * 65536} bytes was refused` };
     return { kind: e.kind, trap: e.trap, detail: e.detail };
   }
   const isTrap = e instanceof WebAssembly.RuntimeError || (e instanceof RangeError && /call stack/i.test(e.message));
   if (!isTrap) {
-    return { kind: 'INTERNAL', detail: `host error: ${e && e.stack ? e.stack : e}` };
+    return { kind: KINDS.HOST_FAILURE, detail: `host error: ${e && e.stack ? e.stack : e}` };
   }
   const trap = trapKind(e);
   if (growthRefused()) {
     // LIM-2: a trap after a refused growth in this call.
-    return { kind: 'MEMORY_LIMIT', trap, detail: `[LIM-2] the plugin trapped (${trap}) after a memory.grow past the cap of ${capPages * 65536} bytes was refused` };
+    return { kind: KINDS.MEMORY_LIMIT, trap, detail: `[LIM-2] the plugin trapped (${trap}) after a memory.grow past the cap of ${capPages * 65536} bytes was refused` };
   }
-  return { kind: 'TRAP', trap, detail: `${trap}: ${e.message}` };
+  return { kind: KINDS.TRAP, trap, detail: `${trap}: ${e.message}` };
 }
 
 function handle(req) {
@@ -360,11 +345,8 @@ function handle(req) {
     const fn = instance.exports[req.export];
     let value;
     let error;
-    // The deadline starts now (LIM-3). The main thread, waiting for the
-    // end of the call, reads the time when it wakes; it needs no wake-up now.
-    startedAt[0] = now();
-    ctl[WORKER_STEP] = WORKER_RUN;
-    Atomics.store(ctl, STATE, STARTED);
+    // The deadline starts now (LIM-3).
+    channel.started();
     try {
       value = req.args.length ? fn(...req.args) : fn();
     } catch (e) {
@@ -386,7 +368,7 @@ function handle(req) {
     const message = call.message.take();
     return { value: value === undefined ? null : value | 0, output, message, log };
   }
-  return { error: { kind: 'INTERNAL', detail: `unknown request ${req.op}` } };
+  return { error: { kind: KINDS.HOST_FAILURE, detail: `unknown request ${req.op}` } };
 }
 
 // The byte buffers of an answer are handed over, not copied.
@@ -396,31 +378,4 @@ function transfers(res) {
   return list;
 }
 
-// The worker waits for requests in Atomics.wait and takes them with
-// receiveMessageOnPort, rather than through its event loop, which would
-// add a wake-up of the loop and an event dispatch to every call. Nothing
-// else needs the loop: a terminated worker is interrupted in Atomics.wait
-// as anywhere else.
-function serve() {
-  for (;;) {
-    ctl[WORKER_STEP] = WORKER_IDLE;
-    for (let state; (state = Atomics.load(ctl, STATE)) !== POSTED;) Atomics.wait(ctl, STATE, state);
-    ctl[WORKER_STEP] = WORKER_HANDLE;
-    ctl[TAKES]++;
-    // Posted before the state said POSTED (channel.js).
-    const got = receiveMessageOnPort(port);
-    let res;
-    try {
-      if (!got) throw new Error(`the state was POSTED but no request was queued (${describe(ctl)})`);
-      res = handle(got.message);
-    } catch (e) {
-      res = { error: { kind: 'INTERNAL', detail: `host error: ${e && e.stack ? e.stack : e}` } };
-    }
-    ctl[WORKER_STEP] = WORKER_ANSWER;
-    port.postMessage(res, transfers(res));
-    ctl[ANSWERS]++;
-    Atomics.store(ctl, STATE, DONE);
-    Atomics.notify(ctl, STATE);
-  }
-}
-serve();
+channel.serve(handle, transfers);

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { MessageChannel } from 'node:worker_threads';
 import { loadPlugin, PabiError } from '../src/index.js';
 import { bounds, control, STATE, DONE } from '../src/channel.js';
+import { channelOf } from '../src/plugin.js';
 import { ioPlugin } from './helpers.js';
 import { stress } from '../bench/stress.js';
 
@@ -41,7 +42,7 @@ test('a request the worker never sees is HOST_FAILURE with the state of both sid
     // The main thread now signals on an array the worker does not watch.
     const lost = control().ctl;
     lost[STATE] = DONE;
-    p.ctl = lost;
+    channelOf(p).ctl = lost;
     const e = withBounds(100, () => failure(() => p.call('echo', new Uint8Array([1, 2]))));
     assert.equal(e.kind, 'HOST_FAILURE');
     assert.match(e.message, /did not take the request within 100 ms during pabi_fn_echo/);
@@ -58,7 +59,7 @@ test('a request or an answer that the state announces but the port does not hold
     // The main thread posts to a port nobody reads, and reads its answer
     // from that port: the worker finds no request, the main thread no answer.
     const { port1 } = new MessageChannel();
-    p.port = port1;
+    channelOf(p).port = port1;
     const e = withBounds(100, () => failure(() => p.call('echo', new Uint8Array([1]))));
     assert.equal(e.kind, 'HOST_FAILURE');
     assert.match(e.message, /set DONE but its answer did not arrive within 100 ms/);

@@ -279,12 +279,22 @@ test('a Host holds settings and host functions for the plugins it loads; the las
   host.define('kv.big', () => bytesOf('for another'), { onlyFor: ['another'] });
   const p = host.load(hcPlugin(), { limits: { timeoutMs: 500 } });
   try {
-    assert.equal(p.limits.maxReply, 2);
-    assert.equal(p.limits.timeoutMs, 500);
     assert.deepEqual(answer(p.call('call', req('kv.get'))), { code: 2, read: 2, reply: Buffer.from('ok') });
     assert.equal(answer(p.call('call', req('kv.big'))).code, -5);
   } finally {
     p.close();
+  }
+  // Both sets of limits hold: the host's reply cap, and the load's deadline.
+  const limited = host.load(hcPlugin(), {
+    limits: { timeoutMs: 500 },
+    hostFunctions: [{ name: 'kv.big', handler: () => bytesOf('big') }, { name: 'kv.slow', handler: () => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600); return bytesOf('late'); } }],
+  });
+  try {
+    assert.equal(answer(limited.call('call', req('kv.big'))).code, -1);
+    assert.throws(() => limited.call('call', req('kv.slow')), (e) => e instanceof PabiError && e.kind === 'TIMEOUT'
+      && /deadline of 500 ms while the handler of `kv.slow` ran/.test(e.message));
+  } finally {
+    limited.close();
   }
   assert.throws(() => host.define('pabi.time', () => 'x'), /CALL-2/);
   for (const bad of ['kv', 'Kv.get', 'a.b.c.d.e', 'kv..get', 'kv.get-x', '']) assert.throws(() => new HostFunction(bad, () => 'x'), /CALL-2/, bad);
