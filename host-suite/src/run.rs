@@ -45,7 +45,7 @@ pub fn invocation(case: &Case, plugin: &Path) -> Result<Invocation, String> {
 
 /// Makes each granted folder of a case under `scratch`, holding its
 /// `files`, and adds it to the invocation.
-pub(crate) fn make_dirs(case: &Case, scratch: &Path, invocation: &mut Invocation) -> Result<Vec<PathBuf>, String> {
+fn make_dirs(case: &Case, scratch: &Path, invocation: &mut Invocation) -> Result<Vec<PathBuf>, String> {
     let mut folders = Vec::new();
     for (index, dir) in case.grants.dirs.iter().enumerate() {
         let folder = scratch.join(format!("dir-{index}"));
