@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::hex::{decode_hex, encode_hex};
 use crate::host_calls::HostCallRecord;
-use crate::vectors::{decode_hex, encode_hex};
 use crate::{Clause, HostErrorKind, TrapKind};
 
 /// The JSON Schema of one result line.

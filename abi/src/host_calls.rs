@@ -27,7 +27,7 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
-use crate::vectors::{decode_hex, encode_hex};
+use crate::hex::{decode_hex, encode_hex};
 
 /// The JSON Schema of a host-call table.
 pub const HOST_CALLS_SCHEMA: &str = include_str!("../../spec/schemas/host-calls.schema.json");

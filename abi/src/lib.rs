@@ -20,6 +20,7 @@ mod features;
 mod ijson;
 pub mod since;
 pub use envelope::{function_imports, read_envelope, EnvelopeError};
+pub mod hex;
 pub mod host_calls;
 mod imports;
 pub use ijson::MAX_METADATA_DEPTH;

@@ -1,9 +1,30 @@
-//! The conformance checks, with the clauses each one verifies.
+//! The conformance checks: which there are, the clauses each verifies, and
+//! the dispatch from a check to its body, one file per check named as its
+//! variant.
+
+mod caps;
+mod determinism;
+mod host_calls;
+mod init_config;
+mod input_read;
+pub(crate) mod no_leak;
+mod reinstantiate;
+mod shutdown;
+mod state;
+// `static` is a keyword; the raw name keeps the file named as its variant.
+mod r#static;
+mod status;
+mod vectors;
 
 use std::fmt;
 use std::str::FromStr;
 
-use pabi_abi::Clause;
+use pabi_abi::{Clause, Metadata};
+
+use crate::harness::Run;
+use crate::report::CheckOutcome;
+use crate::TestHost;
+use r#static::static_check;
 
 /// A conformance check. [`Check::ALL`] is also the order `pabi conform`
 /// runs them in; a new check is a new variant, and the compiler finds every
@@ -131,6 +152,33 @@ impl FromStr for Check {
 impl serde::Serialize for Check {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.id())
+    }
+}
+
+impl<H: TestHost + Sync> Run<'_, H> {
+    /// Runs one check. Only the static check runs without metadata.
+    pub(crate) fn check(
+        &mut self,
+        check: Check,
+        report: &pabi_validator::Report,
+        meta: Option<&Metadata>,
+    ) -> CheckOutcome {
+        let Some(meta) = meta.filter(|_| check != Check::Static) else { return static_check(report) };
+        let functions: Vec<String> = meta.functions.iter().map(|f| f.name.clone()).collect();
+        match check {
+            Check::Static => static_check(report),
+            Check::Status => self.for_each_function(&functions, |run, f| run.status(f)),
+            Check::Caps => self.for_each_function(&functions, |run, f| run.caps(f)),
+            Check::Determinism => self.determinism(meta),
+            Check::NoLeak => self.for_each_function(&functions, |run, f| run.no_leak(f)),
+            Check::InitConfig => self.init_config(),
+            Check::Shutdown => self.shutdown(&functions[0]),
+            Check::Reinstantiate => self.reinstantiate(meta),
+            Check::State => self.state(&functions),
+            Check::HostCalls => self.host_calls(meta),
+            Check::InputRead => self.input_read(),
+            Check::Vectors => self.vectors(),
+        }
     }
 }
 

@@ -1,0 +1,28 @@
+//! The `caps` check: output and error message stay within their caps, and
+//! messages are UTF-8.
+
+use pabi_abi::hex::encode_hex;
+use pabi_abi::HostErrorKind;
+
+use crate::harness::Run;
+use crate::report::CheckOutcome;
+use crate::{PluginUnderTest, TestHost};
+
+impl<H: TestHost + Sync> Run<'_, H> {
+    pub(super) fn caps(&self, function: &str) -> CheckOutcome {
+        let mut plugin = match self.load(b"") {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
+        };
+        let (max_output, max_message) = (plugin.max_output(), plugin.max_error_message());
+        self.property(function, self.options.cases, self.inputs(), |input| match plugin.call(function, input) {
+            Ok(out) if out.len() as u64 > max_output => Err(format!("{} bytes of output pass the cap", out.len())),
+            Err(f) if f.kind == Some(HostErrorKind::OutputLimit) => Err(format!("the output passed the cap: {f}")),
+            Err(f) if f.message.len() as u64 > max_message => Err("the error message passes its cap".into()),
+            Err(f) if std::str::from_utf8(&f.message).is_err() => {
+                Err(format!("the error message is not UTF-8: {}", encode_hex(&f.message)))
+            }
+            _ => Ok(()),
+        })
+    }
+}
