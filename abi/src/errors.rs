@@ -23,7 +23,7 @@ pub enum HostErrorKind {
 }
 
 impl HostErrorKind {
-    pub const ALL: [HostErrorKind; 18] = [
+    pub const ALL: &'static [HostErrorKind] = &[
         HostErrorKind::InvalidModule,
         HostErrorKind::VersionMismatch,
         HostErrorKind::MissingCapability,
@@ -93,7 +93,7 @@ impl HostErrorKind {
     }
 
     pub fn from_name(name: &str) -> Option<HostErrorKind> {
-        Self::ALL.into_iter().find(|kind| kind.name() == name)
+        Self::ALL.iter().copied().find(|kind| kind.name() == name)
     }
 }
 
@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_are_unique() {
-        for kind in HostErrorKind::ALL {
+        for &kind in HostErrorKind::ALL {
             assert_eq!(HostErrorKind::from_name(kind.name()), Some(kind));
         }
         let mut names: Vec<_> = HostErrorKind::ALL.iter().map(|k| k.name()).collect();

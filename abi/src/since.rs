@@ -99,7 +99,7 @@ impl Catalog {
                 .into_iter()
                 .map(|c| item(ItemKind::ImportCode, c.name(), c.since())),
         );
-        items.extend(HostErrorKind::ALL.into_iter().map(|k| item(ItemKind::HostErrorKind, k.name(), k.since())));
+        items.extend(HostErrorKind::ALL.iter().map(|k| item(ItemKind::HostErrorKind, k.name(), k.since())));
         Catalog { items }
     }
 

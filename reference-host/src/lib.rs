@@ -212,6 +212,7 @@
 //! process (`SEC-1`).
 
 mod cancel;
+mod classify;
 mod clock;
 mod config;
 mod engine;

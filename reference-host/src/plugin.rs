@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use pabi_abi::{Clause, Metadata, Status, TrapKind};
-use wasmtime::{Store, Trap, TypedFunc, WasmBacktrace};
+use pabi_abi::{Clause, Metadata, Status};
+use wasmtime::{Store, TypedFunc};
 
+use crate::classify::{classify, instantiation_error};
 use crate::engine::{Prepared, Shared};
-use crate::error::{Frame, Unavailable, WasmTrace};
+use crate::error::Unavailable;
 use crate::log::{LogDrops, LogHandle, LogSink};
-use crate::store::{Abort, Deadline, Limiter, Phase, StoreData};
+use crate::store::{Deadline, Limiter, Phase, StoreData};
 use crate::{wasi, CancelHandle, Config, Error};
 
 /// A plugin loaded by a [`crate::Host`]: one instance at a time, one call at
@@ -361,7 +362,7 @@ impl Plugin {
             }
             Err(e) => {
                 output.clear();
-                let error = classify(e, &live.store, &self.shared);
+                let error = classify(e, &live.store, &self.shared.config);
                 self.instance = None;
                 Err(self.record_failure(error))
             }
@@ -515,7 +516,7 @@ fn instantiate(
     store.limiter(|data| &mut data.limiter);
     store.epoch_deadline_callback(Deadline::on_epoch);
     arm(&mut store, shared);
-    let instance = prepared.pre.instantiate(&mut store).map_err(|e| instantiation_error(e, &store, shared))?;
+    let instance = prepared.pre.instantiate(&mut store).map_err(|e| instantiation_error(e, &store, &shared.config))?;
     let memory = instance.get_memory(&mut store, "memory");
     store.data_mut().memory = memory;
     if prepared.has_initialize {
@@ -524,7 +525,7 @@ fn instantiate(
             .map_err(|e| Error::invalid(Clause::Exp5, format!("{e:#}")))?;
         let result = initialize.call(&mut store, ());
         end_call(&mut store);
-        result.map_err(|e| classify(e, &store, shared))?;
+        result.map_err(|e| classify(e, &store, &shared.config))?;
     }
     if prepared.has_init {
         let init = instance
@@ -537,7 +538,7 @@ fn instantiate(
         arm(&mut store, shared);
         let result = init.call(&mut store, len);
         end_call(&mut store);
-        let status = result.map_err(|e| classify(e, &store, shared))?;
+        let status = result.map_err(|e| classify(e, &store, &shared.config))?;
         let data = store.data_mut();
         data.input = Vec::new();
         status_result(status, (), &mut data.message)?;
@@ -552,93 +553,4 @@ fn instantiate(
         functions.push((name.clone(), func));
     }
     Ok(Instance { store, instance, functions })
-}
-
-/// A failed instantiation: a full instance pool is the host's problem, not
-/// the plugin's; anything else is classified like a failed call.
-fn instantiation_error(error: wasmtime::Error, store: &Store<StoreData>, shared: &Shared) -> Error {
-    if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
-        return Error::HostUnavailable(Unavailable::InstanceSlots { limit: shared.config.max_instances() });
-    }
-    // What the plugin did (a trap in a segment or a start function, an
-    // abort, a refused growth) is classified as for a call. Anything else
-    // is the engine failing to set up the instance, for example the
-    // kernel refusing to seal the memory image's file: not the plugin's
-    // fault, and not a trap.
-    let plugins_doing = error.downcast_ref::<Trap>().is_some()
-        || error.downcast_ref::<Abort>().is_some()
-        || error.downcast_ref::<wasmtime_wasi::I32Exit>().is_some()
-        || error.downcast_ref::<wiggle::GuestError>().is_some()
-        || store.data().limiter.refused;
-    if !plugins_doing {
-        return Error::HostUnavailable(Unavailable::Engine(format!("cannot set up the instance: {error:#}")));
-    }
-    classify(error, store, shared)
-}
-
-/// Turns a failed wasm call into the spec's error kind.
-fn classify(error: wasmtime::Error, store: &Store<StoreData>, shared: &Shared) -> Error {
-    let limits = shared.config.limits();
-    if let Some(Abort(e)) = error.downcast_ref::<Abort>() {
-        return e.clone();
-    }
-    // A WASI function of wasmtime's given a pointer outside memory or
-    // misaligned traps, as WASI says; pabi reports it like the `pabi`
-    // imports' ranges (`MEM-3`).
-    if let Some(fault) = error.downcast_ref::<wiggle::GuestError>().filter(|e| is_pointer_fault(e)) {
-        return Error::AbiViolation { clause: Clause::Mem3, detail: format!("a WASI function: {fault}") };
-    }
-    let backtrace = error.downcast_ref::<WasmBacktrace>().map(backtrace).unwrap_or_default();
-    if let Some(trap) = error.downcast_ref::<Trap>() {
-        return match trap {
-            Trap::Interrupt => Error::Timeout { timeout: limits.timeout },
-            Trap::OutOfFuel => Error::FuelExhausted { fuel: limits.fuel.unwrap_or(0) },
-            _ if store.data().limiter.refused => Error::MemoryLimit { limit: limits.max_memory },
-            other => Error::Trap { trap: trap_kind(*other), detail: other.to_string(), backtrace },
-        };
-    }
-    if store.data().limiter.refused {
-        return Error::MemoryLimit { limit: limits.max_memory };
-    }
-    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return Error::Trap { trap: TrapKind::Other, detail: format!("proc_exit({})", exit.0), backtrace };
-    }
-    Error::Trap { trap: TrapKind::Other, detail: format!("{error:#}"), backtrace }
-}
-
-/// A pointer outside memory or misaligned, also when wrapped with the
-/// function and argument it was for.
-fn is_pointer_fault(error: &wiggle::GuestError) -> bool {
-    use wiggle::GuestError::*;
-    match error {
-        PtrOutOfBounds(_) | PtrNotAligned(..) | PtrOverflow => true,
-        InFunc { err, .. } => is_pointer_fault(err),
-        _ => false,
-    }
-}
-
-/// wasmtime's trap codes under the names of `ERR-9`.
-fn trap_kind(trap: Trap) -> TrapKind {
-    match trap {
-        Trap::StackOverflow => TrapKind::StackOverflow,
-        Trap::MemoryOutOfBounds => TrapKind::MemoryOutOfBounds,
-        Trap::TableOutOfBounds => TrapKind::TableOutOfBounds,
-        Trap::IndirectCallToNull => TrapKind::IndirectCallNull,
-        Trap::BadSignature => TrapKind::IndirectCallType,
-        Trap::IntegerOverflow => TrapKind::IntegerOverflow,
-        Trap::IntegerDivisionByZero => TrapKind::IntegerDivideByZero,
-        Trap::BadConversionToInteger => TrapKind::InvalidConversion,
-        Trap::UnreachableCodeReached => TrapKind::Unreachable,
-        Trap::NullReference => TrapKind::NullReference,
-        _ => TrapKind::Other,
-    }
-}
-
-fn backtrace(trace: &WasmBacktrace) -> WasmTrace {
-    WasmTrace::from_frames(
-        trace
-            .frames()
-            .iter()
-            .map(|frame| Frame { func_index: frame.func_index(), name: frame.func_name().map(String::from) }),
-    )
 }

@@ -193,20 +193,15 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("pabi"))
 }
 
-/// `100ms`, `2s`, `1.5s`, `1m`, or plain milliseconds.
+/// A duration with its unit, as a serve settings file writes it: `100ms`,
+/// `2s`, `1m 30s`. A number alone is refused: `--timeout 100` could mean
+/// either unit.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration such as 100ms or 2s"))?;
-    let seconds = match unit {
-        "ms" | "" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "us" | "µs" => value / 1e6,
-        _ => return Err(format!("`{text}`: the unit must be us, ms, s or m")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{text}` has no unit: write {text}ms or {text}s"));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration such as 100ms or 2s: {e}"))
 }
 
 /// `64MiB`, `1GiB`, `16MB`, `512KiB`, `100k`, or plain bytes.
@@ -257,7 +252,8 @@ mod tests {
         assert!(parse_size("99999999999999GiB").is_err());
         assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("250").unwrap_err().contains("no unit"), "a number alone is ambiguous");
         assert!(parse_duration("soon").is_err());
         assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
         assert!(parse_env("novalue").is_err());
