@@ -14,7 +14,10 @@ pub const METADATA_SCHEMA: &str = include_str!("../../spec/metadata.schema.json"
 pub const MAX_METADATA_BYTES: usize = 64 << 10;
 
 /// The plugin's self-description, read from its `pabi` custom section.
+/// `#[non_exhaustive]`: each minor version may add members; read one with
+/// [`Metadata::parse`], or start from [`Metadata::new`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Metadata {
     /// The ABI version the plugin was written against (`VER-1`).
     pub abi: AbiVersion,
@@ -35,6 +38,7 @@ pub struct Metadata {
 
 /// One declared host call (`CALL-1`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HostCallMeta {
     /// `namespace.name` (`CALL-2`).
     pub name: String,
@@ -46,6 +50,39 @@ pub struct HostCallMeta {
     pub request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
+}
+
+impl Metadata {
+    /// A plugin of ABI `abi` and `profile` named `name` at `version`, with
+    /// nothing declared yet: set the public fields for the rest.
+    pub fn new(abi: AbiVersion, name: impl Into<String>, version: impl Into<String>, profile: Profile) -> Metadata {
+        Metadata {
+            abi,
+            name: name.into(),
+            version: version.into(),
+            description: None,
+            profile,
+            functions: Vec::new(),
+            capabilities: Vec::new(),
+            statuses: BTreeMap::new(),
+            host_calls: Vec::new(),
+        }
+    }
+}
+
+impl FunctionMeta {
+    /// The function `name`, with nothing else declared.
+    pub fn new(name: impl Into<String>) -> FunctionMeta {
+        FunctionMeta { name: name.into(), summary: None, input: None, output: None, deterministic: false }
+    }
+}
+
+impl HostCallMeta {
+    /// The host call `name`, required or optional, with nothing else
+    /// declared.
+    pub fn new(name: impl Into<String>, required: bool) -> HostCallMeta {
+        HostCallMeta { name: name.into(), required, summary: None, request: None, reply: None }
+    }
 }
 
 /// Whether `name` is a host-call name (`CALL-2`): two to four dot-separated
@@ -79,7 +116,9 @@ impl Profile {
     }
 }
 
+/// One declared function (`META-4`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FunctionMeta {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,7 +24,8 @@ fn main() {
     println!("{:<14} {:>9} {:>10} {:>10}  goal < 2 s", "plugin", "functions", "time", "verdict");
     for path in plugins {
         let wasm = std::fs::read(&path).unwrap();
-        let options = Options { cases: 1000, ..Options::default() };
+        let mut options = Options::default();
+        options.cases = 1000;
         let started = Instant::now();
         let report = conform(&engine, &path.display().to_string(), &wasm, &options, &mut |_| {});
         let elapsed = started.elapsed();

@@ -30,8 +30,10 @@ pub use host::{AnsweredCall, Application, HostFailure, HostResult, Offer, Plugin
 pub use reference::{ReferenceHost, ReferencePlugin, Scratch, SCRATCH_QUOTA_BYTES, SCRATCH_QUOTA_ENTRIES};
 use report::PluginReport;
 
-/// Options of a run.
+/// Options of a run. `#[non_exhaustive]`: start from
+/// [`Options::default`] and set the fields.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Options {
     /// Generated cases per function for the status and caps checks; the
     /// costlier checks use a tenth of it (at least 16).

@@ -161,6 +161,7 @@ pub enum CompileCap {
 
 /// One static finding inside `INVALID_MODULE`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct ModuleFinding {
     /// The clause the module breaks; `None` when the engine refused the
     /// module for a reason no clause names.
@@ -200,11 +201,18 @@ pub struct WasmTrace {
 
 /// One wasm frame.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct Frame {
     /// The function's index in the module's function index space.
     pub func_index: u32,
     /// From the module's `name` section, when it has one (`MOD-5`).
     pub name: Option<String>,
+}
+
+impl Frame {
+    pub fn new(func_index: u32, name: Option<String>) -> Frame {
+        Frame { func_index, name }
+    }
 }
 
 impl WasmTrace {

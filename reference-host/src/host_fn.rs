@@ -390,7 +390,7 @@ mod tests {
     }
 
     fn declare(name: &str, required: bool) -> HostCallMeta {
-        HostCallMeta { name: name.into(), required, summary: None, request: None, reply: None }
+        HostCallMeta::new(name, required)
     }
 
     #[test]

@@ -347,17 +347,9 @@ mod tests {
     use crate::config::DirGrant;
 
     fn metadata(caps: &[&str]) -> Metadata {
-        Metadata {
-            abi: pabi_abi::AbiVersion::new(1, 0),
-            name: "p".into(),
-            version: "1.0.0".into(),
-            description: None,
-            profile: pabi_abi::Profile::Wasi,
-            functions: vec![],
-            capabilities: caps.iter().map(|c| Capability::parse(c).unwrap()).collect(),
-            statuses: Default::default(),
-            host_calls: vec![],
-        }
+        let mut metadata = Metadata::new(pabi_abi::AbiVersion::new(1, 0), "p", "1.0.0", pabi_abi::Profile::Wasi);
+        metadata.capabilities = caps.iter().map(|c| Capability::parse(c).unwrap()).collect();
+        metadata
     }
 
     fn cap(text: &str) -> Capability {

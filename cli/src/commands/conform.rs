@@ -69,7 +69,8 @@ Exit codes:
 impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
         let given = self.vectors.as_deref().map(read_vectors).transpose()?;
-        let mut options = Options { cases: self.cases, seed: self.seed, vectors: None, only: self.only };
+        let mut options = Options::default();
+        (options.cases, options.seed, options.only) = (self.cases, self.seed, self.only);
         let host = ReferenceHost::new()?;
         let tty = std::io::stderr().is_terminal() && self.format == ConformFormat::Human;
         let mut reports: Vec<PluginReport> = Vec::new();

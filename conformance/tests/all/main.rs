@@ -6,7 +6,8 @@ use pabi_conform::{conform, Options, ReferenceHost};
 
 fn run(name: &str, wasm: &[u8]) -> PluginReport {
     let engine = ReferenceHost::new().expect("the engine starts");
-    let options = Options { cases: 64, ..Options::default() };
+    let mut options = Options::default();
+    options.cases = 64;
     conform(&engine, name, wasm, &options, &mut |_| {})
 }
 
