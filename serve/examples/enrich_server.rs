@@ -37,8 +37,7 @@ fn main() -> anyhow::Result<()> {
         prices.get(key).map(|v| v.as_bytes().to_vec()).ok_or_else(|| HostCallError::new("no such key"))
     })?;
     let config =
-        ServeConfig::from_toml("[defaults]\nisolation = \"worker_process\"\ninstances = 2\ntimeout = \"500ms\"")
-            .map_err(anyhow::Error::msg)?;
+        ServeConfig::from_toml("[defaults]\nisolation = \"worker_process\"\ninstances = 2\ntimeout = \"500ms\"")?;
     let server = Server::new(dir.into(), config).host_function(kv_get);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -42,11 +42,18 @@ pub struct ServeConfig {
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     #[error("cannot read {path}")]
     Read { path: String, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+    /// Not TOML, or not the keys and values of [`PluginSettings`]: the
+    /// message names the key.
+    #[error("{}{message}", path_prefix(path))]
+    Parse { path: Option<String>, message: String },
+}
+
+fn path_prefix(path: &Option<String>) -> String {
+    path.as_ref().map_or_else(String::new, |path| format!("{path}: "))
 }
 
 impl ServeConfig {
@@ -54,20 +61,25 @@ impl ServeConfig {
     pub fn from_file(path: &Path) -> Result<ServeConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        ServeConfig::from_toml(&text)
-            .map_err(|message| ConfigError::Parse { path: path.display().to_string(), message })
+        ServeConfig::from_toml(&text).map_err(|error| match error {
+            ConfigError::Parse { message, .. } => {
+                ConfigError::Parse { path: Some(path.display().to_string()), message }
+            }
+            other => other,
+        })
     }
 
     /// Parses and checks a TOML configuration; the error names the key.
-    pub fn from_toml(text: &str) -> Result<ServeConfig, String> {
-        let config: ServeConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_toml(text: &str) -> Result<ServeConfig, ConfigError> {
+        let parse = |message: String| ConfigError::Parse { path: None, message };
+        let config: ServeConfig = toml::from_str(text).map_err(|e| parse(e.to_string()))?;
         for (name, settings) in std::iter::once(("defaults", &config.defaults))
             .chain(config.plugins.iter().map(|(name, settings)| (name.as_str(), settings)))
         {
-            settings.check().map_err(|e| format!("[{name}] {e}"))?;
+            settings.check().map_err(|e| parse(format!("[{name}] {e}")))?;
         }
         if config.defaults.sha256.is_some() {
-            return Err("[defaults] sha256 pins one file; set it under [plugins.NAME]".into());
+            return Err(parse("[defaults] sha256 pins one file; set it under [plugins.NAME]".into()));
         }
         Ok(config)
     }
@@ -119,8 +131,8 @@ pub struct PluginSettings {
     pub env: BTreeMap<String, String>,
     /// Folders offered as `HOST:GUEST[:ro]`, to plugins that declare them
     /// (`WASI-3`).
-    #[serde(default)]
-    pub dirs: Vec<String>,
+    #[serde(default, deserialize_with = "dir_grants")]
+    pub dirs: Vec<pabi_host::DirGrant>,
     /// The SHA-256 (hex) the plugin file must have: a file that does not
     /// match is refused at load and on reload, and the old version keeps
     /// serving. Default: no pin.
@@ -151,6 +163,12 @@ pub struct PluginSettings {
     pub host_calls: Option<Vec<String>>,
 }
 
+/// `dirs` as `pabi run --dir` writes them: `HOST:GUEST[:ro|:rw]`.
+fn dir_grants<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<pabi_host::DirGrant>, D::Error> {
+    let texts: Vec<String> = Deserialize::deserialize(de)?;
+    texts.iter().map(|text| pabi_host::DirGrant::parse(text).map_err(serde::de::Error::custom)).collect()
+}
+
 impl PluginSettings {
     fn check(&self) -> Result<(), String> {
         if let Some(pin) = &self.sha256 {
@@ -160,9 +178,6 @@ impl PluginSettings {
         }
         if self.instances == Some(0) {
             return Err("instances must be at least 1".into());
-        }
-        for dir in &self.dirs {
-            pabi_host::DirGrant::parse(dir).map_err(|e| format!("dirs: `{dir}`: {e}"))?;
         }
         for name in self.host_calls.iter().flatten() {
             if !pabi_abi::is_valid_host_call_name(name) {
@@ -242,7 +257,7 @@ impl PluginSettings {
     }
 
     /// The host configuration these settings ask for.
-    pub fn host_config(&self) -> Result<pabi_host::Config, String> {
+    pub fn host_config(&self) -> pabi_host::Config {
         let mut builder = pabi_host::Config::builder()
             // One slot per instance, and one for a reload's new instances
             // while the old ones still serve.
@@ -264,9 +279,9 @@ impl PluginSettings {
             builder = builder.allow_env(name, value);
         }
         for dir in &self.dirs {
-            builder = builder.allow_dir(pabi_host::DirGrant::parse(dir).map_err(|e| format!("`{dir}`: {e}"))?);
+            builder = builder.allow_dir(dir.clone());
         }
-        Ok(builder.build())
+        builder.build()
     }
 }
 
@@ -332,7 +347,7 @@ mod tests {
             ("[plugins.a]\nhost_calls = [\"KV\"]", "CALL-2"),
         ] {
             let error = ServeConfig::from_toml(text).unwrap_err();
-            assert!(error.contains(needle), "{text}: {error}");
+            assert!(error.to_string().contains(needle), "{text}: {error}");
         }
     }
 }

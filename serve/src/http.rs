@@ -24,12 +24,63 @@ pub const SERVE_ERROR_SCHEMA: &str = include_str!("../../spec/schemas/serve-erro
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct CallErrorBody {
-    /// A host error kind (`ERR-6`), or `UNKNOWN_PLUGIN`.
-    pub kind: String,
+    pub kind: CallErrorKind,
     /// The plugin's status, for `PLUGIN_ERROR` and `UNKNOWN_STATUS`.
     pub status: Option<i32>,
     /// What happened, for people; a plugin's own message for `PLUGIN_ERROR`.
     pub message: String,
+}
+
+/// What kind of failure a call met: a host error kind (`ERR-6`), or a
+/// plugin the server does not serve. It crosses HTTP as its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CallErrorKind {
+    Host(HostErrorKind),
+    /// `UNKNOWN_PLUGIN`: no plugin of that name is served (404).
+    UnknownPlugin,
+}
+
+impl CallErrorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallErrorKind::Host(kind) => kind.name(),
+            CallErrorKind::UnknownPlugin => "UNKNOWN_PLUGIN",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<CallErrorKind> {
+        match name {
+            "UNKNOWN_PLUGIN" => Some(CallErrorKind::UnknownPlugin),
+            other => HostErrorKind::from_name(other).map(CallErrorKind::Host),
+        }
+    }
+
+    /// The kind of a host error; a configuration the host cannot apply has
+    /// none, and the server cannot serve: `HOST_FAILURE`.
+    pub fn of(error: &Error) -> CallErrorKind {
+        CallErrorKind::Host(error.kind().unwrap_or(HostErrorKind::HostFailure))
+    }
+}
+
+impl std::fmt::Display for CallErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for CallErrorKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CallErrorKind {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<CallErrorKind, D::Error> {
+        let name = String::deserialize(de)?;
+        CallErrorKind::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{name}` is not an error kind")))
+    }
 }
 
 /// The HTTP status of a failed call of each host error kind:
@@ -84,13 +135,7 @@ fn error_body(error: &Error) -> CallErrorBody {
         Error::PluginError { message, .. } => String::from_utf8_lossy(message).into_owned(),
         other => other.to_string(),
     };
-    CallErrorBody { kind: kind_name(error).to_string(), status: error.status(), message }
-}
-
-/// The kind a client sees; a configuration the host cannot apply has none,
-/// and the server cannot serve.
-fn kind_name(error: &Error) -> &'static str {
-    error.kind().map_or("HOST_FAILURE", HostErrorKind::name)
+    CallErrorBody { kind: CallErrorKind::of(error), status: error.status(), message }
 }
 
 /// Seconds after which trying again may succeed, for the failures that
@@ -126,13 +171,16 @@ async fn call(
             state
                 .metrics
                 .errors
-                .get_or_create(&ErrorLabels { plugin: "(unknown)".into(), kind: "UNKNOWN_PLUGIN".into() })
+                .get_or_create(&ErrorLabels {
+                    plugin: "(unknown)".into(),
+                    kind: CallErrorKind::UnknownPlugin.name().into(),
+                })
                 .inc();
             let served = if served.is_empty() { "none".to_string() } else { served.join(", ") };
             let body = CallErrorBody {
-                kind: "UNKNOWN_PLUGIN".into(),
+                kind: CallErrorKind::UnknownPlugin,
                 status: None,
-                message: format!("UNKNOWN_PLUGIN: no plugin `{plugin}` is served; served: {served}"),
+                message: format!("{}: no plugin `{plugin}` is served; served: {served}", CallErrorKind::UnknownPlugin),
             };
             return error_response(StatusCode::NOT_FOUND, body, None);
         }
@@ -190,7 +238,7 @@ async fn call(
             if error.kind() == Some(HostErrorKind::HostFailure) {
                 tracing::warn!(plugin = %plugin_label.plugin, "answered 503: {}", body.message);
             }
-            let kind = kind_name(&error).to_string();
+            let kind = CallErrorKind::of(&error).name().to_string();
             state.metrics.errors.get_or_create(&ErrorLabels { plugin, kind }).inc();
             failure_response(&error, body)
         }
@@ -231,7 +279,7 @@ async fn list(State(state): State<Arc<Shared>>) -> Response {
         .collect();
     let refused = crate::lock(&state.refused)
         .iter()
-        .map(|(name, refusal)| RefusedEntry { name: name.clone(), error: refusal.error.clone() })
+        .map(|(name, refused)| RefusedEntry { name: name.clone(), error: refused.why.to_string() })
         .collect();
     axum::Json(Listing { plugins, refused }).into_response()
 }

@@ -52,7 +52,7 @@ use pabi_host::{Host, Isolation, Pool};
 use sha2::{Digest, Sha256};
 
 pub use config::{ConfigError, PluginSettings, ServeConfig};
-pub use http::{http_status, CallErrorBody, SERVE_ERROR_SCHEMA};
+pub use http::{http_status, CallErrorBody, CallErrorKind, SERVE_ERROR_SCHEMA};
 
 /// The plugins of a folder, served.
 #[derive(Clone)]
@@ -64,7 +64,7 @@ pub(crate) struct State {
     dir: PathBuf,
     config: ServeConfig,
     plugins: RwLock<BTreeMap<String, Arc<Loaded>>>,
-    refused: Mutex<BTreeMap<String, Refusal>>,
+    refused: Mutex<BTreeMap<String, Refused>>,
     metrics: metrics::Metrics,
     draining: std::sync::atomic::AtomicBool,
     /// How worker processes are started; `None`: this executable.
@@ -83,11 +83,44 @@ pub(crate) struct Loaded {
     pub settings: PluginSettings,
 }
 
-/// Why a plugin file was refused, and which bytes: the same bytes are not
-/// tried again.
-pub(crate) struct Refusal {
+/// A refusal, and which bytes: the same bytes are not tried again.
+pub(crate) struct Refused {
     pub sha256: Option<String>,
-    pub error: String,
+    pub why: Refusal,
+}
+
+/// Why a plugin file (or the folder) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The folder cannot be listed, or the file cannot be read.
+    #[error("cannot read {path}: {error}")]
+    Unreadable { path: PathBuf, error: String },
+    /// The file is not the one its `sha256` setting pins.
+    #[error("SHA-256 {sha256} does not match the pinned {pinned}")]
+    PinMismatch { sha256: String, pinned: String },
+    /// The host refused the plugin or its settings: the file's SHA-256
+    /// and the host's error.
+    #[error("{error} (SHA-256 {sha256})")]
+    Host { sha256: String, error: pabi_host::Error },
+}
+
+/// A file [`Server::scan`] refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RefusedFile {
+    /// The plugin's name, the file stem; the folder's path when the folder
+    /// itself cannot be read.
+    pub plugin: String,
+    pub why: Refusal,
+}
+
+/// What a scan did with one file.
+enum TakenIn {
+    /// The file is the version served, or a version refused before.
+    Unchanged,
+    Loaded,
+    Reloaded,
 }
 
 /// What a [`Server::scan`] did.
@@ -99,7 +132,7 @@ pub struct ScanReport {
     /// Plugins replaced by a new version.
     pub reloaded: Vec<String>,
     /// Files refused, with why; an older version, if any, keeps serving.
-    pub refused: Vec<(String, String)>,
+    pub refused: Vec<RefusedFile>,
     /// Plugins whose file is gone; they are no longer served.
     pub removed: Vec<String>,
     /// Settings that match nothing: a `[plugins.NAME]` table with no
@@ -175,7 +208,8 @@ impl Server {
             Ok(files) => files,
             Err(error) => {
                 tracing::error!(dir = %state.dir.display(), "cannot list the plugin folder: {error}");
-                report.refused.push((state.dir.display().to_string(), error.to_string()));
+                let why = Refusal::Unreadable { path: state.dir.clone(), error: error.to_string() };
+                report.refused.push(RefusedFile { plugin: state.dir.display().to_string(), why });
                 return report;
             }
         };
@@ -198,22 +232,21 @@ impl Server {
         drop(warned);
         for (name, file) in files {
             match self.take_in(&name, &file) {
-                Ok(Some(reloaded)) => {
+                Ok(TakenIn::Unchanged) => {}
+                Ok(taken) => {
                     lock(&state.refused).remove(&name);
-                    if reloaded {
-                        report.reloaded.push(name)
-                    } else {
-                        report.loaded.push(name)
+                    match taken {
+                        TakenIn::Reloaded => report.reloaded.push(name),
+                        _ => report.loaded.push(name),
                     }
                 }
-                Ok(None) => {}
-                Err(refusal) => {
-                    tracing::error!(plugin = %name, file = %file.display(), "refused: {}", refusal.error);
+                Err(refused) => {
+                    tracing::error!(plugin = %name, file = %file.display(), "refused: {}", refused.why);
                     if read(&state.plugins).contains_key(&name) {
                         state.metrics.reloads.get_or_create(&reload_labels(&name, "refused")).inc();
                     }
-                    report.refused.push((name.clone(), refusal.error.clone()));
-                    lock(&state.refused).insert(name, refusal);
+                    report.refused.push(RefusedFile { plugin: name.clone(), why: refused.why.clone() });
+                    lock(&state.refused).insert(name, refused);
                 }
             }
         }
@@ -243,47 +276,48 @@ impl Server {
         warnings
     }
 
-    /// Loads or reloads one file; `Ok(None)` when it has not changed,
-    /// `Ok(Some(true))` after a reload.
-    fn take_in(&self, name: &str, file: &Path) -> Result<Option<bool>, Refusal> {
-        let wasm = std::fs::read(file)
-            .map_err(|e| Refusal { sha256: None, error: format!("cannot read {}: {e}", file.display()) })?;
+    /// Loads or reloads one file.
+    fn take_in(&self, name: &str, file: &Path) -> Result<TakenIn, Refused> {
+        let wasm = std::fs::read(file).map_err(|e| Refused {
+            sha256: None,
+            why: Refusal::Unreadable { path: file.to_path_buf(), error: e.to_string() },
+        })?;
         let sha256 = format!("{:x}", Sha256::digest(&wasm));
-        self.take_in_bytes(name, file, &wasm, &sha256).map_err(|error| Refusal { sha256: Some(sha256), error })
+        self.take_in_bytes(name, file, &wasm, &sha256).map_err(|why| Refused { sha256: Some(sha256), why })
     }
 
-    fn take_in_bytes(&self, name: &str, file: &Path, wasm: &[u8], sha256: &str) -> Result<Option<bool>, String> {
+    fn take_in_bytes(&self, name: &str, file: &Path, wasm: &[u8], sha256: &str) -> Result<TakenIn, Refusal> {
         let state = &*self.state;
         let current = read(&state.plugins).get(name).cloned();
         if current.as_ref().is_some_and(|c| c.sha256 == sha256) {
             // The file is the version being served again (a bad copy was
             // put back): whatever was refused in between is past.
             lock(&state.refused).remove(name);
-            return Ok(None);
+            return Ok(TakenIn::Unchanged);
         }
         // A refused file is tried again only once it changes.
         if lock(&state.refused).get(name).is_some_and(|r| r.sha256.as_deref() == Some(sha256)) {
-            return Ok(None);
+            return Ok(TakenIn::Unchanged);
         }
         let settings = state.config.settings(name);
         if let Some(pin) = &settings.sha256 {
             if !pin.eq_ignore_ascii_case(sha256) {
-                return Err(format!("SHA-256 {sha256} does not match the pinned {pin}"));
+                return Err(Refusal::PinMismatch { sha256: sha256.to_string(), pinned: pin.clone() });
             }
         }
-        let refused = |e: String| format!("{e} (SHA-256 {sha256})");
+        let refused = |error| Refusal::Host { sha256: sha256.to_string(), error };
         if let Some(current) = current {
-            current.pool.reload(wasm).map_err(|e| refused(e.to_string()))?;
+            current.pool.reload(wasm).map_err(refused)?;
             let loaded =
                 Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool: current.pool.clone(), settings };
             write(&state.plugins).insert(name.to_string(), Arc::new(loaded));
             state.metrics.reloads.get_or_create(&reload_labels(name, "ok")).inc();
             tracing::info!(plugin = %name, "reloaded");
-            return Ok(Some(true));
+            return Ok(TakenIn::Reloaded);
         }
         let offered: Vec<_> =
             lock(&state.host_functions).iter().filter(|f| settings.offers_host_call(f.name())).cloned().collect();
-        let mut config = settings.host_config()?.to_builder();
+        let mut config = settings.host_config().to_builder();
         for function in offered {
             config = config.host_function(function);
         }
@@ -293,12 +327,12 @@ impl Server {
                 builder = builder.worker_command(command);
             }
         }
-        let host = Host::new(config.build()).map_err(|e| e.to_string())?;
-        let pool = builder.build(&host, wasm).map_err(|e| refused(e.to_string()))?;
+        let host = Host::new(config.build()).map_err(refused)?;
+        let pool = builder.build(&host, wasm).map_err(refused)?;
         let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool, settings };
         write(&state.plugins).insert(name.to_string(), Arc::new(loaded));
         tracing::info!(plugin = %name, "loaded");
-        Ok(Some(false))
+        Ok(TakenIn::Loaded)
     }
 
     /// Serves on `listener` until `shutdown` completes, scanning the folder

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use pabi_host::worker::WorkerCommand;
-use pabi_serve::{ServeConfig, Server};
+use pabi_host::HostErrorKind;
+use pabi_serve::{CallErrorKind, Refusal, ServeConfig, Server};
 
 use super::{fixture, new_version, request, runtime};
 
@@ -58,7 +59,7 @@ fn a_worker_answers_every_call_as_the_in_process_pool_does() {
             } else {
                 let (got, want) = (answer.error(), expected.error());
                 assert_eq!((&got.kind, got.status), (&want.kind, want.status), "{uri}");
-                if got.kind != "TRAP" {
+                if got.kind != CallErrorKind::Host(HostErrorKind::Trap) {
                     // A trap's backtrace names the same frames, but the
                     // message is otherwise the same word for word too.
                     assert_eq!(got.message, want.message, "{uri}");
@@ -97,7 +98,7 @@ fn killing_a_worker_fails_only_the_calls_it_held_and_it_comes_back() {
         let killed = spinning.await.unwrap();
         assert_eq!(killed.status, StatusCode::SERVICE_UNAVAILABLE);
         let error = killed.error();
-        assert_eq!(error.kind, "HOST_FAILURE");
+        assert_eq!(error.kind, CallErrorKind::Host(HostErrorKind::HostFailure));
         assert!(error.message.contains("ended during the call") && error.message.contains("SIGKILL"), "{error:?}");
         // Its neighbour never noticed, and the plugin is served again.
         let answer = request(&server, "POST", "/v1/plugins/echo/echo", b"next door".to_vec()).await;
@@ -131,7 +132,8 @@ fn a_worker_reloads_with_state_and_refuses_what_the_host_refuses() {
     assert_eq!(pool.stats().reloads, 1);
     std::fs::write(&file, b"\0asm broken too").unwrap();
     let report = server.scan();
-    assert!(report.refused.iter().any(|(name, e)| name == "life" && e.contains("INVALID_MODULE")), "{report:?}");
+    let invalid = |why: &Refusal| matches!(why, Refusal::Host { error, .. } if error.kind() == Some(HostErrorKind::InvalidModule));
+    assert!(report.refused.iter().any(|r| r.plugin == "life" && invalid(&r.why)), "{report:?}");
     assert_eq!(pool.call("get", b"").unwrap(), b"kept", "the old version keeps serving");
     let list = runtime().block_on(request(&server, "GET", "/v1/plugins", vec![]));
     let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
@@ -188,8 +190,11 @@ fn host_functions_run_in_the_server_for_both_isolations_as_the_allow_list_says()
         }
         let report = server.scan();
         assert_eq!(report.loaded, ["hc"], "{isolation}: {report:?}");
-        let (name, why) = &report.refused[0];
-        assert!(name == "strict" && why.contains("MISSING_CAPABILITY") && why.contains("host_call:kv.get"), "{why}");
+        let (name, why) = (&report.refused[0].plugin, &report.refused[0].why);
+        let Refusal::Host { error: pabi_host::Error::MissingCapability { host_calls, .. }, .. } = why else {
+            panic!("{why}")
+        };
+        assert_eq!((name.as_str(), host_calls.as_slice()), ("strict", &["kv.get".to_string()][..]));
         runtime().block_on(async {
             let mut answers = Vec::new();
             for (call, body) in [("kv.get", &b"apple"[..]), ("kv.note", b"x"), ("kv.slow", b"x")] {
