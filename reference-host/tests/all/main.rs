@@ -5,6 +5,7 @@ mod hostile;
 mod layering;
 mod lifecycle;
 mod pool;
+mod readme;
 mod rss;
 #[cfg(feature = "worker-process")]
 mod worker;
