@@ -188,8 +188,8 @@
 //!
 //! [`HostFunction::only_for`] offers a function to named plugins only, and
 //! [`ConfigBuilder::abi_version`] set to 1.0 keeps host calls off entirely
-//! (`CALL-9`). [`table_functions`] answers from a host-call table, as
-//! `pabi run --host-calls` does.
+//! (`CALL-9`). [`testing::table_functions`] answers from a host-call table,
+//! as `pabi run --host-calls` does.
 //!
 //! # Caching and reloading
 //!
@@ -227,22 +227,21 @@ mod pool;
 mod pool_settings;
 mod pool_stats;
 mod store;
+pub mod testing;
 mod wasi;
 #[cfg(feature = "worker-process")]
 pub mod worker;
 
 pub use cancel::CancelHandle;
-// The ABI's types an embedder meets, so that `pabi-host` is the one
-// dependency it needs.
 pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits};
 pub use error::{CompileCap, Error, Frame, ModuleFinding, Unavailable, WasmTrace};
 pub use host::Host;
-pub use host_fn::{
-    table_functions, table_functions_reentering, AsyncCallContext, CallContext, HostCallError, HostCallLog,
-    HostFunction, HostFunctionNameError, Reenter,
-};
-pub use pabi_abi::{AbiVersion, Capability, Clause, HostErrorKind, Metadata, TrapKind};
-pub use plugin::{Plugin, SharedPlugin};
+pub use host_fn::{AsyncCallContext, CallContext, HostCallError, HostFunction, HostFunctionNameError};
+pub use plugin::Plugin;
 pub use pool::{Pool, PoolBuilder};
 pub use pool_settings::Isolation;
 pub use pool_stats::{PoolStats, WorkerStats};
+
+// The ABI's types an embedder meets, so that `pabi-host` is the one
+// dependency it needs.
+pub use pabi_abi::{AbiVersion, Capability, Clause, HostErrorKind, Metadata, TrapKind};

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use pabi_abi::host_calls::HostCallTable;
-use pabi_host::{Config, DirGrant, Host, HostCallError, HostCallLog, HostFunction};
+use pabi_host::testing::{HostCallLog, Reenter};
+use pabi_host::{Config, DirGrant, Host, HostCallError, HostFunction};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct HostArgs {
@@ -82,13 +83,13 @@ impl HostCallArgs {
     pub fn host_functions(
         &self,
         transcript: &HostCallLog,
-        reenter: Option<pabi_host::Reenter>,
+        reenter: Option<Reenter>,
     ) -> anyhow::Result<Vec<HostFunction>> {
         let mut functions = Vec::new();
         if let Some(path) = &self.host_calls {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             let table = HostCallTable::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            functions.extend(pabi_host::table_functions_reentering(&table, transcript, reenter));
+            functions.extend(pabi_host::testing::table_functions_reentering(&table, transcript, reenter));
         }
         for (name, command) in &self.host_call_commands {
             let words = shlex::split(command)
@@ -131,7 +132,7 @@ impl HostArgs {
 
     /// The host, and the record of the host calls its plugins make.
     /// `reenter` serves a host-call table's `reenter` answers.
-    pub fn host_with_transcript(&self, reenter: Option<pabi_host::Reenter>) -> anyhow::Result<(Host, HostCallLog)> {
+    pub fn host_with_transcript(&self, reenter: Option<Reenter>) -> anyhow::Result<(Host, HostCallLog)> {
         let transcript = HostCallLog::default();
         let mut config = self.config().to_builder();
         for function in self.host_calls.host_functions(&transcript, reenter)? {

@@ -6,7 +6,8 @@ use pabi_abi::adapter::{FailedLine, LineKind, ResultLine};
 use pabi_abi::HostErrorKind;
 use std::sync::{Arc, OnceLock};
 
-use pabi_host::{Error, Plugin, SharedPlugin};
+use pabi_host::testing::SharedPlugin;
+use pabi_host::{Error, Plugin};
 
 use super::host_args::{parse_hex, HostArgs};
 use super::{read_input, read_payload, Payload};
@@ -114,7 +115,7 @@ impl Opts {
         // through this shared handle, which the host refuses (CALL-8).
         let shared: Arc<OnceLock<SharedPlugin>> = Arc::default();
         let slot = shared.clone();
-        let reenter: pabi_host::Reenter = Arc::new(move |function: &str, input: &[u8]| match slot.get() {
+        let reenter: pabi_host::testing::Reenter = Arc::new(move |function: &str, input: &[u8]| match slot.get() {
             Some(plugin) => plugin.call(function, input),
             None => Err(Error::HostUnavailable(pabi_host::Unavailable::Reentrant)),
         });

@@ -94,7 +94,7 @@ impl Opts {
             config.defaults.isolation = Some(isolation);
         }
         let mut server = pabi_serve::Server::new(self.dir.clone(), config);
-        for function in self.host_calls.host_functions(&pabi_host::HostCallLog::off(), None)? {
+        for function in self.host_calls.host_functions(&pabi_host::testing::HostCallLog::off(), None)? {
             server = server.host_function(function);
         }
         let runtime =

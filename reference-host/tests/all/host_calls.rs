@@ -3,7 +3,8 @@
 use std::sync::{Arc, OnceLock};
 
 use pabi_abi::HostErrorKind;
-use pabi_host::{Config, Error, Host, HostCallError, HostFunction, SharedPlugin, Unavailable};
+use pabi_host::testing::SharedPlugin;
+use pabi_host::{Config, Error, Host, HostCallError, HostFunction, Unavailable};
 
 /// `ask` sends its input to `app.back` and outputs the reply, or the
 /// handler's failure message after a 0xff byte.
