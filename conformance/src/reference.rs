@@ -262,7 +262,7 @@ impl TestHost for ReferenceHost {
             state.mode = Application::Echo;
             state.calls.clear();
         }
-        let plugin = host.load_with_config(wasm, config).map_err(failure)?;
+        let plugin = host.load_with_plugin_config(wasm, config).map_err(failure)?;
         let mut plugin = ReferencePlugin { log_dropped: 0, plugin, scratch, app };
         plugin.after_call()?;
         Ok(plugin)

@@ -24,8 +24,9 @@ pub(crate) fn module_key(wasm: &[u8]) -> ModuleKey {
     Sha256::digest(wasm).into()
 }
 
-/// Shared by a host's clones and by every plugin it loaded.
-pub(crate) struct Shared {
+/// What a host is: its configuration, engine, linkers and cache, shared by
+/// the host's clones and by every plugin it loaded.
+pub(crate) struct HostCore {
     pub engine: Engine,
     pub config: Config,
     core_linker: Linker<StoreData>,
@@ -41,7 +42,7 @@ pub(crate) struct Shared {
     stop_ticker: Arc<AtomicBool>,
 }
 
-impl Drop for Shared {
+impl Drop for HostCore {
     fn drop(&mut self) {
         self.stop_ticker.store(true, Ordering::Relaxed);
     }
@@ -100,9 +101,9 @@ fn tick(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     Ok(())
 }
 
-impl Shared {
+impl HostCore {
     /// Builds the engine, the linkers and the epoch ticker.
-    pub fn new(config: Config) -> Result<Shared, Error> {
+    pub fn new(config: Config) -> Result<HostCore, Error> {
         let unavailable = |what: &str, e: &dyn std::fmt::Display| {
             Error::HostUnavailable(Unavailable::Engine(format!("{what}: {e:#}")))
         };
@@ -138,7 +139,7 @@ impl Shared {
         };
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let capacity = NonZeroUsize::new(config.cache_capacity()).unwrap_or(NonZeroUsize::MIN);
-        let shared = Shared {
+        let shared = HostCore {
             core_linker: linker(false)?,
             wasi_linker: linker(true)?,
             engine: engine.clone(),

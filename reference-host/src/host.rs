@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::engine::Shared;
+use crate::engine::HostCore;
 use crate::plugin::Plugin;
 use crate::Error;
 
@@ -15,7 +15,7 @@ use crate::Error;
 /// See [Which type do I use?](crate#which-type-do-i-use).
 #[derive(Clone)]
 pub struct Host {
-    shared: Arc<Shared>,
+    shared: Arc<HostCore>,
 }
 
 impl std::fmt::Debug for Host {
@@ -36,24 +36,25 @@ impl Host {
                 detail: format!("this host implements ABI {}, and cannot offer ABI {offered}", pabi_abi::HOST_ABI),
             }));
         }
-        Ok(Host { shared: Arc::new(Shared::new(config)?) })
+        Ok(Host { shared: Arc::new(HostCore::new(config)?) })
     }
 
     pub fn config(&self) -> &Config {
         &self.shared.config
     }
 
-    /// Loads a plugin with an empty configuration. See [`Host::load_with_config`].
+    /// Loads a plugin with an empty configuration. See [`Host::load_with_plugin_config`].
     pub fn load(&self, wasm: &[u8]) -> Result<Plugin, Error> {
-        self.load_with_config(wasm, b"")
+        self.load_with_plugin_config(wasm, b"")
     }
 
     /// Validates and compiles the plugin (or takes it from the cache),
     /// instantiates it and initialises it: `_initialize`, then
-    /// `pabi_init(config)` (`LIFE-1`, `LIFE-2`).
-    pub fn load_with_config(&self, wasm: &[u8], config: &[u8]) -> Result<Plugin, Error> {
+    /// `pabi_init(plugin_config)` (`LIFE-1`, `LIFE-2`). The plugin's
+    /// configuration is its own bytes, not this host's [`Config`].
+    pub fn load_with_plugin_config(&self, wasm: &[u8], plugin_config: &[u8]) -> Result<Plugin, Error> {
         let prepared = self.shared.prepared(wasm)?;
-        Plugin::start(self.shared.clone(), prepared, config.to_vec())
+        Plugin::start(self.shared.clone(), prepared, plugin_config.to_vec())
     }
 
     /// Validates and compiles a plugin into the cache without instantiating

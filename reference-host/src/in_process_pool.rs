@@ -88,7 +88,7 @@ impl InProcessPool {
         let group = crate::plugin::new_group();
         let mut slots = Vec::with_capacity(settings.instances);
         for _ in 0..settings.instances {
-            let mut plugin = host.load_with_config(wasm, &settings.plugin_config)?;
+            let mut plugin = host.load_with_plugin_config(wasm, &settings.plugin_config)?;
             plugin.join_group(group);
             slots.push(InstanceSlot { plugin: Mutex::new(Some(plugin)), ..InstanceSlot::default() });
         }
@@ -221,7 +221,7 @@ impl InProcessPool {
         let active = inner.active.load(Ordering::SeqCst);
         let mut fresh = Vec::with_capacity(active);
         for _ in 0..active {
-            let mut plugin = inner.host.load_with_config(wasm, &inner.plugin_config)?;
+            let mut plugin = inner.host.load_with_plugin_config(wasm, &inner.plugin_config)?;
             plugin.join_group(inner.group);
             fresh.push(plugin);
         }
@@ -330,7 +330,7 @@ impl InProcessPool {
             let Ok(mut plugin) = inner.slots[index].plugin.try_lock() else { continue };
             if plugin.is_none() {
                 let wasm = lock(&inner.serving).wasm.clone();
-                let mut fresh = inner.host.load_with_config(&wasm, &inner.plugin_config)?;
+                let mut fresh = inner.host.load_with_plugin_config(&wasm, &inner.plugin_config)?;
                 fresh.join_group(inner.group);
                 *plugin = Some(fresh);
             }

@@ -10,7 +10,7 @@ use pabi_abi::{Clause, Metadata, Status};
 use wasmtime::{Store, TypedFunc};
 
 use crate::classify::{classify, instantiation_error};
-use crate::engine::{Prepared, Shared};
+use crate::engine::{HostCore, Prepared};
 use crate::error::Unavailable;
 use crate::log::{LogDrops, LogHandle, LogSink};
 use crate::store::{Deadline, Limiter, Phase, StoreData};
@@ -22,7 +22,7 @@ use crate::{wasi, CancelHandle, Config, Error};
 /// serves the next call (`LIFE-5`, `LIFE-6`). To share instances between
 /// threads, see [Which type do I use?](crate#which-type-do-i-use).
 pub struct Plugin {
-    shared: Arc<Shared>,
+    shared: Arc<HostCore>,
     prepared: Arc<Prepared>,
     config: Vec<u8>,
     instance: Option<Instance>,
@@ -48,18 +48,19 @@ pub(crate) fn new_group() -> usize {
 /// (`HOST_FAILURE`, `CALL-8`).
 #[derive(Clone)]
 pub struct SharedPlugin {
-    id: usize,
+    /// The plugin's re-entry group.
+    group: usize,
     inner: Arc<std::sync::Mutex<Plugin>>,
 }
 
 impl SharedPlugin {
     pub fn new(plugin: Plugin) -> SharedPlugin {
-        SharedPlugin { id: plugin.id(), inner: Arc::new(std::sync::Mutex::new(plugin)) }
+        SharedPlugin { group: plugin.group(), inner: Arc::new(std::sync::Mutex::new(plugin)) }
     }
 
     /// Runs `f` on the plugin once no other caller uses it.
     pub fn with<R>(&self, f: impl FnOnce(&mut Plugin) -> Result<R, Error>) -> Result<R, Error> {
-        if crate::host_fn::is_serving(self.id) {
+        if crate::host_fn::is_serving(self.group) {
             return Err(Error::HostUnavailable(Unavailable::Reentrant));
         }
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
@@ -91,7 +92,7 @@ struct Instance {
 }
 
 impl Plugin {
-    pub(crate) fn start(shared: Arc<Shared>, prepared: Arc<Prepared>, config: Vec<u8>) -> Result<Plugin, Error> {
+    pub(crate) fn start(shared: Arc<HostCore>, prepared: Arc<Prepared>, config: Vec<u8>) -> Result<Plugin, Error> {
         let cancel = Arc::new(AtomicBool::new(false));
         let log_drops = Arc::new(LogDrops::default());
         let group = new_group();
@@ -109,8 +110,8 @@ impl Plugin {
         })
     }
 
-    /// This plugin's identity for re-entry checks: its group.
-    fn id(&self) -> usize {
+    /// The re-entry group this plugin belongs to (`CALL-8`).
+    fn group(&self) -> usize {
         self.group
     }
 
@@ -441,7 +442,7 @@ fn status_result<T>(status: i32, output: T, message: &mut Vec<u8>) -> Result<T, 
 }
 
 /// Arms the deadline, and the fuel when on, before a call (`LIM-3`, `LIM-4`).
-fn arm(store: &mut Store<StoreData>, shared: &Shared) {
+fn arm(store: &mut Store<StoreData>, shared: &HostCore) {
     let first_look = store.data_mut().deadline.arm();
     store.set_epoch_deadline(first_look);
     if let Some(fuel) = shared.config.limits().fuel {
@@ -457,7 +458,7 @@ fn end_call(store: &mut Store<StoreData>) {
 
 /// A fresh instance: `_initialize` once, then `pabi_init(config)` (`LIFE-1`, `LIFE-2`).
 fn instantiate(
-    shared: &Shared,
+    shared: &HostCore,
     prepared: &Prepared,
     config: &[u8],
     cancel: &Arc<AtomicBool>,

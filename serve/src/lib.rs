@@ -306,6 +306,10 @@ impl Server {
             }
         }
         let refused = |error| Refusal::Host { sha256: sha256.to_string(), error };
+        // Validating and compiling a large plugin takes a while: say so
+        // when it starts, not only when it is done.
+        let verb = if current.is_some() { "reloading" } else { "loading" };
+        tracing::info!(plugin = %name, file = %file.display(), sha256, "{verb}: validating and compiling");
         if let Some(current) = current {
             current.pool.reload(wasm).map_err(refused)?;
             let loaded =

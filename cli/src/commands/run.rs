@@ -121,7 +121,7 @@ impl Opts {
         });
         let (host, transcript) = self.host.host_with_transcript(Some(reenter))?;
         let mut stdout = std::io::stdout().lock();
-        let loaded = config.bytes().and_then(|config| host.load_with_config(&wasm, &config));
+        let loaded = config.bytes().and_then(|config| host.load_with_plugin_config(&wasm, &config));
         let plugin = match loaded {
             Ok(plugin) => shared.get_or_init(|| SharedPlugin::new(plugin)).clone(),
             Err(error) => return self.report(&mut stdout, Err(error), transcript.take()),
@@ -174,8 +174,8 @@ impl Opts {
 /// A plugin function, or `@save` / `@load` for the state exports.
 pub fn call(plugin: &mut Plugin, function: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
     match function {
-        "@save" => plugin.save_state(),
-        "@load" => plugin.load_state(input).map(|()| Vec::new()),
+        pabi_abi::adapter::SAVE_STATE => plugin.save_state(),
+        pabi_abi::adapter::LOAD_STATE => plugin.load_state(input).map(|()| Vec::new()),
         name => plugin.call(name, input),
     }
 }

@@ -29,14 +29,14 @@ pub(super) struct Link {
 
 #[derive(Default)]
 struct Pending {
-    answers: HashMap<u64, oneshot::Sender<Answer>>,
+    answers: HashMap<u64, oneshot::Sender<WorkerAnswer>>,
     /// Set once the worker ended: a call made later fails at once instead
     /// of waiting for an answer nobody will send.
     ended: Option<String>,
 }
 
 /// What the worker answered to a call or a reload.
-pub(super) enum Answer {
+pub(super) enum WorkerAnswer {
     Output(Vec<u8>),
     Failed(Error),
     Reloaded(Box<pabi_abi::Metadata>),
@@ -59,7 +59,7 @@ impl Link {
 
     /// Registers the answer of `id`, then writes the frame; `Err` when the
     /// frame did not reach the worker.
-    pub fn send(&self, id: u64, message: &ToWorker, body: &[u8]) -> Result<oneshot::Receiver<Answer>, String> {
+    pub fn send(&self, id: u64, message: &ToWorker, body: &[u8]) -> Result<oneshot::Receiver<WorkerAnswer>, String> {
         let (sender, receiver) = oneshot::channel();
         {
             let mut pending = lock(&self.pending);
@@ -105,7 +105,7 @@ impl Link {
     }
 
     /// Fails every call the worker held, and any sent later, with
-    /// [`Answer::Ended`].
+    /// [`WorkerAnswer::Ended`].
     pub fn fail_all(&self, status: &str) {
         let held: Vec<_> = {
             let mut pending = lock(&self.pending);
@@ -113,7 +113,7 @@ impl Link {
             pending.answers.drain().map(|(_, sender)| sender).collect()
         };
         for sender in held {
-            let _ = sender.send(Answer::Ended(self.pid, status.to_string()));
+            let _ = sender.send(WorkerAnswer::Ended(self.pid, status.to_string()));
         }
     }
 
@@ -142,9 +142,9 @@ pub(super) fn read_answers(
             }
         };
         let (id, answer) = match message {
-            FromWorker::Output { id } => (id, Answer::Output(body)),
-            FromWorker::Failed { id, error } => (id, Answer::Failed(with_message(error, body))),
-            FromWorker::Reloaded { id, metadata } => (id, Answer::Reloaded(metadata)),
+            FromWorker::Output { id } => (id, WorkerAnswer::Output(body)),
+            FromWorker::Failed { id, error } => (id, WorkerAnswer::Failed(with_message(error, body))),
+            FromWorker::Reloaded { id, metadata } => (id, WorkerAnswer::Reloaded(metadata)),
             FromWorker::HostCall { id, name, function, .. } => {
                 let Some(pool) = pool.upgrade() else { return };
                 // On a thread of its own: a handler may take its time, and

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::link::{Answer, Link};
+use super::link::{Link, WorkerAnswer};
 use super::protocol::{ToWorker, WorkerLimits};
 use super::supervisor;
 use super::{lock, read, write, WorkerCommand, WorkerSettings};
@@ -256,13 +256,13 @@ impl WorkerPool {
         let id = state.next_id.fetch_add(1, Ordering::Relaxed);
         let answer = link.send(id, &ToWorker::Reload { id }, &module.wasm).map_err(worker_down)?;
         match answer.blocking_recv() {
-            Ok(Answer::Reloaded(metadata)) => {
+            Ok(WorkerAnswer::Reloaded(metadata)) => {
                 *lock(&state.module) = module.clone();
                 state.set_metadata(*metadata);
                 state.reloads.fetch_add(1, Ordering::Relaxed);
                 Ok(Ok(()))
             }
-            ended @ (Ok(Answer::Ended(..)) | Err(_)) => Err(error_of(ended)),
+            ended @ (Ok(WorkerAnswer::Ended(..)) | Err(_)) => Err(error_of(ended)),
             other => Ok(Err(error_of(other))),
         }
     }
@@ -375,7 +375,12 @@ impl WorkerPool {
 
     /// Sends a call; `Err` when it could not be delivered (the worker has
     /// ended), which is safe to try again with the next worker.
-    fn send_call(&self, link: &Link, function: &str, input: &[u8]) -> Result<(u64, oneshot::Receiver<Answer>), String> {
+    fn send_call(
+        &self,
+        link: &Link,
+        function: &str,
+        input: &[u8],
+    ) -> Result<(u64, oneshot::Receiver<WorkerAnswer>), String> {
         let state = &*self.state;
         let id = state.next_id.fetch_add(1, Ordering::Relaxed);
         let answer = link.send(id, &ToWorker::Call { id, function: function.into() }, input)?;
@@ -384,20 +389,22 @@ impl WorkerPool {
         Ok((id, answer))
     }
 
-    fn finish(&self, answer: Result<Answer, oneshot::error::RecvError>) -> Result<Vec<u8>, Error> {
+    fn finish(&self, answer: Result<WorkerAnswer, oneshot::error::RecvError>) -> Result<Vec<u8>, Error> {
         self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
         match answer {
-            Ok(Answer::Output(output)) => Ok(output),
+            Ok(WorkerAnswer::Output(output)) => Ok(output),
             other => Err(error_of(other)),
         }
     }
 }
 
-fn error_of(answer: Result<Answer, oneshot::error::RecvError>) -> Error {
+fn error_of(answer: Result<WorkerAnswer, oneshot::error::RecvError>) -> Error {
     match answer {
-        Ok(Answer::Failed(error)) => error,
-        Ok(Answer::Ended(pid, status)) => Error::HostUnavailable(Unavailable::WorkerExited { pid, status }),
-        Ok(Answer::Output(_) | Answer::Reloaded(_)) | Err(_) => worker_down("the worker answered out of turn".into()),
+        Ok(WorkerAnswer::Failed(error)) => error,
+        Ok(WorkerAnswer::Ended(pid, status)) => Error::HostUnavailable(Unavailable::WorkerExited { pid, status }),
+        Ok(WorkerAnswer::Output(_) | WorkerAnswer::Reloaded(_)) | Err(_) => {
+            worker_down("the worker answered out of turn".into())
+        }
     }
 }
 

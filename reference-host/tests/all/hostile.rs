@@ -132,9 +132,10 @@ fn a_real_sleep_is_bounded_by_the_deadline() {
         let error = plugin.call(function, b"").unwrap_err();
         let took = started.elapsed();
         assert_eq!(error, Error::Timeout { timeout: deadline }, "{function}");
-        // Generous slack for a loaded machine; without the bound `sleep`
-        // takes 5 s and `forever` never returns.
-        assert!(took < deadline * 5, "{function} took {took:?}");
+        // Without the bound `sleep` takes 5 s and `forever` never returns:
+        // anything under 4 s is the deadline at work, however loaded the
+        // machine.
+        assert!(took < Duration::from_secs(4), "{function} took {took:?}");
     }
     // A cancel ends a real sleep too.
     let host = host_with(|c| c.timeout(Duration::from_secs(30)).allow_clock(true));

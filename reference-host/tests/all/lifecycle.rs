@@ -120,7 +120,7 @@ fn reload_moves_state_that_differs_from_what_init_sets() {
     let host = host_with(|c| c);
     let wasm = fixture("good", "lifecycle");
     // init stores the config as the state; the test then changes it.
-    let mut plugin = host.load_with_config(&wasm, &[1; 8]).unwrap();
+    let mut plugin = host.load_with_plugin_config(&wasm, &[1; 8]).unwrap();
     assert_eq!(plugin.call("get", b"").unwrap(), [1; 8]);
     plugin.load_state(&[7; 8]).unwrap();
     plugin.reload(&wasm).unwrap();
