@@ -214,7 +214,11 @@ impl ReferenceHost {
         if let Some(app) = &app {
             let defaults = pabi_abi::Limits::default();
             config = config.max_host_call_bytes(defaults.max_request, HOST_CALL_REPLY_CAP);
-            for name in &offered {
+            // A name no host can offer (`CALL-2`) would fail the whole
+            // host; its plugin is refused at load anyway.
+            for name in
+                offered.iter().filter(|name| pabi_abi::is_valid_host_call_name(name) && !name.starts_with("pabi."))
+            {
                 let app = app.clone();
                 let function = HostFunction::new(name.clone(), move |cx, request| {
                     match app.lock().unwrap_or_else(|p| p.into_inner()).answer(cx.host_call(), request) {
@@ -225,9 +229,7 @@ impl ReferenceHost {
                         Answer::Reenter(_) => Err(HostCallError::new(pabi_abi::host_calls::REENTRY_REFUSED)),
                     }
                 });
-                if let Ok(function) = function {
-                    config = config.host_function(function);
-                }
+                config = config.host_function(function);
             }
         }
         let host = Host::new(config.build()).unwrap_or_else(|_| self.base.clone());

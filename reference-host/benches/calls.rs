@@ -276,7 +276,7 @@ fn main() {
 
     // Host calls: the application's function is the same closure in both.
     let application = |request: &[u8]| request.to_vec();
-    let echo_fn = pabi_host::HostFunction::new("app.echo", move |_, request| Ok(application(request))).unwrap();
+    let echo_fn = pabi_host::HostFunction::new("app.echo", move |_, request| Ok(application(request)));
     let calls_host = pabi_host::Host::new(pabi_host::Config::builder().host_function(echo_fn).build()).unwrap();
     let mut asker = calls_host.load(&wat::parse_str(PABI_HOST_CALL).unwrap()).unwrap();
     let raw_module = Module::new(&engine, wat::parse_str(RAW_HOST_CALL).unwrap()).unwrap();

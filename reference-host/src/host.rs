@@ -36,6 +36,12 @@ impl Host {
                 detail: format!("this host implements ABI {}, and cannot offer ABI {offered}", pabi_abi::HOST_ABI),
             }));
         }
+        if let Some((function, fault)) = config.host_functions().iter().find_map(|f| Some((f, f.name_fault()?))) {
+            return Err(Error::HostUnavailable(crate::Unavailable::Unsupported {
+                clause: pabi_abi::Clause::Call2,
+                detail: format!("`{}` cannot be a host function: {fault}", function.name()),
+            }));
+        }
         Ok(Host { shared: Arc::new(HostCore::new(config)?) })
     }
 

@@ -63,7 +63,7 @@
 //! let out: String = plugin.call("lookup", "apple")?;
 //!
 //! // pabi
-//! let kv_get = HostFunction::new("kv.get", |_cx, key| Ok(if key == b"apple" { b"red".to_vec() } else { vec![] }))?;
+//! let kv_get = HostFunction::new("kv.get", |_cx, key| Ok(if key == b"apple" { b"red".to_vec() } else { vec![] }));
 //! let host = Host::new(Config::builder().host_function(kv_get).build())?;
 //! let pool = Pool::builder().instances(4).build(&host, &wasm)?;
 //! let cancel = CancelHandle::new();
@@ -172,7 +172,7 @@
 //!         b"apple" => Ok(b"red".to_vec()),
 //!         _ => Err(HostCallError::new("no such key")),
 //!     }
-//! })?;
+//! });
 //! let host = Host::new(Config::builder().host_function(kv_get).build())?;
 //! let mut plugin = host.load(&wasm)?;
 //! assert_eq!(plugin.call("lookup", b"apple")?, b"red");
@@ -236,7 +236,7 @@ pub use cancel::CancelHandle;
 pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits};
 pub use error::{CompileCap, Error, Frame, ModuleFinding, Unavailable, WasmTrace};
 pub use host::Host;
-pub use host_fn::{AsyncCallContext, CallContext, HostCallError, HostFunction, HostFunctionNameError};
+pub use host_fn::{AsyncCallContext, CallContext, HostCallError, HostFunction};
 pub use plugin::Plugin;
 pub use pool::{Pool, PoolBuilder};
 pub use pool_settings::Isolation;

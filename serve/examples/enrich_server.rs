@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     let kv_get = HostFunction::new("kv.get", move |_cx, key| {
         let key = std::str::from_utf8(key).map_err(|_| HostCallError::new("a key is UTF-8"))?;
         prices.get(key).map(|v| v.as_bytes().to_vec()).ok_or_else(|| HostCallError::new("no such key"))
-    })?;
+    });
     let config =
         ServeConfig::from_toml("[defaults]\nisolation = \"worker_process\"\ninstances = 2\ntimeout = \"500ms\"")?;
     let server = Server::new(dir.into(), config).host_function(kv_get);

@@ -77,7 +77,7 @@ fn main() {
     let extism_wasm = std::env::args().nth(1).expect("usage: pabi-bench-peers EXTISM_PLUGIN.wasm");
     let extism_wasm = std::fs::read(&extism_wasm).expect("the Extism plugin was built by run.sh");
 
-    let echo = pabi_host::HostFunction::new("app.echo", |_, request| Ok(request.to_vec())).unwrap();
+    let echo = pabi_host::HostFunction::new("app.echo", |_, request| Ok(request.to_vec()));
     let host = pabi_host::Host::new(pabi_host::Config::builder().host_function(echo).build()).unwrap();
     let mut pabi = host.load(&wat::parse_str(PABI_PLUGIN).unwrap()).unwrap();
 

@@ -12,7 +12,7 @@ use super::os_limits::{cap_address_space, limit_process};
 use super::protocol::{read_frame, take_message, write_frame, FromWorker, HostFunctionOffer, ToWorker};
 use crate::in_process_pool::InProcessPool;
 use crate::pool_settings::PoolSettings;
-use crate::{CancelHandle, Config, Error, Host, HostCallError, HostFunction, Unavailable};
+use crate::{CancelHandle, Config, Error, Host, HostCallError, HostFunction};
 
 /// Serves one plugin on standard input and output until standard input
 /// ends; the exit code: 0 after a clean end, 1 when the plugin was
@@ -225,7 +225,7 @@ impl Relays {
     /// A host function that sends the plugin's host call to the pool and
     /// waits for its reply: the handler runs in the pool's process. Its
     /// time counts against the call's deadline as any handler's (`CALL-7`).
-    fn function(&self, offer: &HostFunctionOffer) -> Result<HostFunction, Error> {
+    fn function(&self, offer: &HostFunctionOffer) -> HostFunction {
         let relays = self.clone();
         let function = HostFunction::new(&offer.name, move |cx, request| {
             let (reply, replied) = std::sync::mpsc::channel();
@@ -254,12 +254,11 @@ impl Relays {
                 Ok(Err(message)) => Err(HostCallError::new(message)),
                 Err(_) => Err(HostCallError::new("the pool is gone")),
             }
-        })
-        .map_err(|e| Error::HostUnavailable(Unavailable::WorkerDown { reason: e.to_string() }))?;
-        Ok(match &offer.only_for {
+        });
+        match &offer.only_for {
             Some(plugins) => function.only_for(plugins.iter().cloned()),
             None => function,
-        })
+        }
     }
 
     fn reply(&self, id: u64, reply: Result<Vec<u8>, String>) {
@@ -298,7 +297,7 @@ fn load(
 ) -> Result<InProcessPool, Error> {
     let mut config = config.to_builder();
     for offer in offers {
-        config = config.host_function(relays.function(offer)?);
+        config = config.host_function(relays.function(offer));
     }
     let host = Host::new(config.build())?;
     InProcessPool::build(&settings, &host, wasm)

@@ -48,8 +48,7 @@ fn a_handler_cannot_call_back_into_the_instance_it_serves() {
             Err(Error::HostUnavailable(Unavailable::Reentrant)) => Err(HostCallError::new("refused")),
             Err(e) => Err(HostCallError::new(e.to_string())),
         }
-    })
-    .unwrap();
+    });
     let host = Host::new(Config::builder().host_function(back).build()).unwrap();
     let wasm = wat::parse_str(ASKER).unwrap();
     let first = SharedPlugin::new(host.load(&wasm).unwrap());

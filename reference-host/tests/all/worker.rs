@@ -151,8 +151,7 @@ fn a_host_call_in_pabi_init_reaches_this_process_while_the_worker_loads() {
     let get = HostFunction::new("kv.get", move |cx, key| {
         let here = std::process::id() == this_process;
         Ok(format!("{} {} {here}", cx.function(), String::from_utf8_lossy(key)).into_bytes())
-    })
-    .unwrap();
+    });
     let host = host_with(|c| c.host_function(get));
     let pool = worker_pool().instances(2).build(&host, &wat::parse_str(SEEDED).unwrap()).unwrap();
     assert_eq!(pool.call("seed", b"").unwrap(), b"pabi_init seed true");
@@ -212,8 +211,8 @@ send({"op": "refused", "error": {"kind": "HOST_UNAVAILABLE", "detail": {"worker_
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("fake_worker.py");
     std::fs::write(&script, fake).unwrap();
-    let secret = HostFunction::new("kv.secret", |_, _| Ok(b"secret".to_vec())).unwrap().only_for(["other"]);
-    let get = HostFunction::new("kv.get", |cx, _| Ok(cx.plugin().as_bytes().to_vec())).unwrap();
+    let secret = HostFunction::new("kv.secret", |_, _| Ok(b"secret".to_vec())).only_for(["other"]);
+    let get = HostFunction::new("kv.get", |cx, _| Ok(cx.plugin().as_bytes().to_vec()));
     let host = Host::new(Config::builder().host_function(secret).host_function(get).build()).unwrap();
     let error = Pool::builder()
         .isolation(Isolation::WorkerProcess)
@@ -280,7 +279,7 @@ fn every_worker_message_matches_the_protocol_schema() {
         .allow_dir(pabi_host::DirGrant::parse("/tmp:/data:ro").unwrap())
         .cache_dir(Some("/var/cache/pabi".into()))
         .build();
-    let offer = HostFunctionOffer::of(&HostFunction::new("kv.get", |_, _| Ok(vec![])).unwrap().only_for(["enrich"]));
+    let offer = HostFunctionOffer::of(&HostFunction::new("kv.get", |_, _| Ok(vec![])).only_for(["enrich"]));
     let load = |config: &Config, host_functions: Vec<HostFunctionOffer>| {
         let mut settings = serde_json::json!({"instances": 2, "max_queue": 3,
             "queue_timeout": {"secs": 1, "nanos": 500_000_000}, "plugin_config": [99]});

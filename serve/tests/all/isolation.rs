@@ -175,10 +175,9 @@ fn host_functions_run_in_the_server_for_both_isolations_as_the_allow_list_says()
                 format!("{}/{}/{}/{}:", cx.plugin(), cx.function(), cx.host_call(), std::process::id() == server_pid);
             reply.push_str(std::str::from_utf8(request).unwrap());
             Ok(reply.into_bytes())
-        })
-        .unwrap();
-        let note = pabi_host::HostFunction::new("kv.note", |_, _| Err(pabi_host::HostCallError::new("full"))).unwrap();
-        let slow = pabi_host::HostFunction::new("kv.slow", |_, _| Ok(b"never offered".to_vec())).unwrap();
+        });
+        let note = pabi_host::HostFunction::new("kv.note", |_, _| Err(pabi_host::HostCallError::new("full")));
+        let slow = pabi_host::HostFunction::new("kv.slow", |_, _| Ok(b"never offered".to_vec()));
         [get, note, slow]
     };
     let mut outputs = Vec::new();
