@@ -148,7 +148,6 @@ pub(crate) fn run_handler(
 ///     b"apple" => Ok(b"red".to_vec()),
 ///     _ => Err(HostCallError::new("no such key")),
 /// })
-/// .unwrap()
 /// .only_for(["enrich"]);
 /// assert_eq!(get.name(), "kv.get");
 /// ```
