@@ -273,12 +273,19 @@ impl InProcessPool {
         if crate::host_fn::is_serving(inner.group) {
             return Err(Error::HostUnavailable(Unavailable::Reentrant));
         }
-        let cancelled = || cancel.is_some_and(CancelHandle::is_cancelled);
-        if cancelled() {
-            return Err(Error::Cancelled);
-        }
-        if inner.closed.load(Ordering::SeqCst) {
-            return Err(Error::HostUnavailable(Unavailable::ShutDown));
+        // What ends a call before it gets an instance, looked at on the
+        // way in and at every wake-up in the queue.
+        let refused = || {
+            if cancel.is_some_and(CancelHandle::is_cancelled) {
+                Some(Error::Cancelled)
+            } else if inner.closed.load(Ordering::SeqCst) {
+                Some(Error::HostUnavailable(Unavailable::ShutDown))
+            } else {
+                None
+            }
+        };
+        if let Some(error) = refused() {
+            return Err(error);
         }
         if let Some(lease) = self.try_slots()? {
             return Ok(lease);
@@ -291,11 +298,8 @@ impl InProcessPool {
         let result = (|| {
             let mut queue = lock(&inner.queue);
             loop {
-                if cancelled() {
-                    return Err(Error::Cancelled);
-                }
-                if inner.closed.load(Ordering::SeqCst) {
-                    return Err(Error::HostUnavailable(Unavailable::ShutDown));
+                if let Some(error) = refused() {
+                    return Err(error);
                 }
                 // Under the queue lock: a call that returns after this scan
                 // signals once this thread waits, not before.

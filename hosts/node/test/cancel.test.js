@@ -6,18 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
-import { loadPlugin, Canceller, PabiError } from '../src/index.js';
-import { ioPlugin, hcPlugin, hcInput } from './helpers.js';
+import { loadPlugin, Canceller } from '../src/index.js';
+import { ioPlugin, hcPlugin, hcInput, failure } from './helpers.js';
 
-function failure(f) {
-  try {
-    f();
-  } catch (e) {
-    assert.ok(e instanceof PabiError, `not a PabiError: ${e}`);
-    return e;
-  }
-  assert.fail('the call succeeded');
-}
 
 const count = (p) => Buffer.from(p.call('count')).readUInt32LE(0);
 

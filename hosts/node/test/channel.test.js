@@ -8,21 +8,12 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { MessageChannel } from 'node:worker_threads';
-import { loadPlugin, PabiError } from '../src/index.js';
+import { loadPlugin } from '../src/index.js';
 import { bounds, control, STATE, DONE } from '../src/channel.js';
 import { channelOf } from '../src/plugin.js';
-import { ioPlugin } from './helpers.js';
+import { ioPlugin, failure } from './helpers.js';
 import { stress } from '../bench/stress.js';
 
-function failure(f) {
-  try {
-    f();
-  } catch (e) {
-    assert.ok(e instanceof PabiError, `not a PabiError: ${e}`);
-    return e;
-  }
-  assert.fail('the call succeeded');
-}
 
 // Runs `f` with the channel's bounds set to `ms`, so that a broken channel
 // is found in milliseconds.

@@ -1,5 +1,19 @@
 // Builds small test plugins as WebAssembly binaries, so that the tests need
-// no text-format compiler.
+// no text-format compiler; and the one way the tests expect a failure.
+
+import assert from 'node:assert/strict';
+import { PabiError } from '../src/index.js';
+
+/** Runs `fn`, which must throw a PabiError, and returns the error. */
+export function failure(fn) {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof PabiError, `expected a PabiError, got ${e}`);
+    return e;
+  }
+  assert.fail('expected the call to fail');
+}
 
 export const u32 = (v) => {
   const out = [];

@@ -1,24 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { loadPlugin, PabiError, checkPlugin, DESCRIPTIONS } from '../src/index.js';
+import { loadPlugin, checkPlugin, DESCRIPTIONS } from '../src/index.js';
 import { walkSections, parseModule, checkFeatures } from '../src/reader.js';
 import { rewriteModule } from '../src/rewrite.js';
 import { bounds } from '../src/channel.js';
-import { buildPlugin, ioPlugin, op, IMP } from './helpers.js';
+import { buildPlugin, ioPlugin, op, IMP, failure } from './helpers.js';
 
 const u32le = (v) => { const b = new Uint8Array(4); new DataView(b.buffer).setInt32(0, v, true); return b; };
 const hex = (b) => Buffer.from(b).toString('hex');
 
-function failure(fn) {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(e instanceof PabiError, `expected a PabiError, got ${e}`);
-    return e;
-  }
-  assert.fail('expected the call to fail');
-}
 
 test('the pabi custom section is found by walking sections', () => {
   const sections = walkSections(ioPlugin());
