@@ -385,20 +385,6 @@ mod tests {
     }
 
     #[test]
-    fn names_follow_the_grammar_and_pabi_is_reserved() {
-        let host = |name: &str| {
-            crate::Host::new(crate::Config::builder().host_function(HostFunction::new(name, |_, _| Ok(vec![]))).build())
-        };
-        for good in ["kv.get", "editor.buffer_text", "a.b.c.d"] {
-            assert!(host(good).is_ok(), "{good}");
-        }
-        for bad in ["kv", "Kv.get", "a.b.c.d.e", "kv..get", "kv.get-x", "pabi.time", ""] {
-            let error = host(bad).unwrap_err();
-            assert_eq!(error.clause(), Some(pabi_abi::Clause::Call2), "{bad}: {error}");
-        }
-    }
-
-    #[test]
     fn declared_offered_and_allowed_intersect() {
         let offered = [echo("kv.get"), echo("kv.note").only_for(["other"])];
         let declared = [declare("kv.get", true), declare("kv.note", false)];

@@ -105,6 +105,11 @@
 //! one that declares `env:HOME` on the host above fails to load with
 //! [`Error::MissingCapability`].
 //!
+//! A host's limits apply to every plugin it loads. To give one plugin
+//! other limits (a longer deadline, a larger memory), load it on a [`Host`]
+//! of its own: a host is an engine and a cache, and every host shares one
+//! epoch thread. `pabi serve` builds a host per plugin from its settings.
+//!
 //! # Errors
 //!
 //! Every failure of a load or a call is an [`Error`] whose [`Error::kind`]

@@ -62,3 +62,18 @@ fn a_handler_cannot_call_back_into_the_instance_it_serves() {
     let reentrant = Error::HostUnavailable(Unavailable::Reentrant);
     assert_eq!(reentrant.kind(), Some(HostErrorKind::HostFailure));
 }
+
+/// Registering a host function cannot fail; a host given a name outside
+/// `CALL-2`'s grammar, or in the reserved `pabi` namespace, refuses to start.
+#[test]
+fn host_function_names_follow_the_grammar_and_pabi_is_reserved() {
+    let host =
+        |name: &str| Host::new(Config::builder().host_function(HostFunction::new(name, |_, _| Ok(vec![]))).build());
+    for good in ["kv.get", "editor.buffer_text", "a.b.c.d"] {
+        assert!(host(good).is_ok(), "{good}");
+    }
+    for bad in ["kv", "Kv.get", "a.b.c.d.e", "kv..get", "kv.get-x", "pabi.time", ""] {
+        let error = host(bad).unwrap_err();
+        assert_eq!(error.clause(), Some(pabi_abi::Clause::Call2), "{bad}: {error}");
+    }
+}
