@@ -24,7 +24,7 @@ pub struct Cli {
 
 /// Parses the arguments, runs the subcommand and prints its error, if any.
 pub fn main() -> ExitCode {
-    // `pabi serve --isolation process` starts its workers from this
+    // `pabi serve --isolation worker_process` starts its workers from this
     // executable; a worker is not a command a user types.
     if pabi_host::worker::is_worker() {
         init_logging(false, "info");
