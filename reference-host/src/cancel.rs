@@ -63,11 +63,6 @@ impl CancelHandle {
         self.0.flag.load(Ordering::Relaxed)
     }
 
-    /// Withdraws a cancel that no call has taken yet.
-    pub(crate) fn clear(&self) {
-        self.0.flag.store(false, Ordering::Relaxed);
-    }
-
     /// Registers `stop` as the way to stop the call in progress, until
     /// the returned guard drops. A cancel that came before stops it at
     /// once. The registration ends under the lock, so that a cancel racing

@@ -132,17 +132,19 @@ impl InProcessPool {
         let mut lease = self.checkout(cancel)?;
         let plugin = lease.plugin();
         let Some(cancel) = cancel else { return plugin.call_into(name, input, output) };
-        let handle = plugin.cancel_handle();
+        // The instance's own flag, which its deadline watches: setting it
+        // is what a cancel of the instance does.
+        let flag = plugin.cancel_flag().clone();
         let stop = {
-            let handle = handle.clone();
-            Box::new(move || handle.cancel())
+            let flag = flag.clone();
+            Box::new(move || flag.store(true, Ordering::Relaxed))
         };
         let running = cancel.running(stop);
         let result = plugin.call_into(name, input, output);
         drop(running);
         // A cancel that came as the call ended, and that no call took,
         // must not end the instance's next call, someone else's.
-        handle.clear();
+        flag.store(false, Ordering::Relaxed);
         result
     }
 

@@ -142,6 +142,11 @@ impl Plugin {
         &self.shared.config
     }
 
+    /// The flag this plugin's calls watch: what its cancel handles set.
+    pub(crate) fn cancel_flag(&self) -> &Arc<AtomicBool> {
+        &self.cancel
+    }
+
     /// A handle that cancels this plugin's calls from another thread.
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle::on_flag(self.cancel.clone())

@@ -40,7 +40,10 @@ use crate::worker::{WorkerCommand, WorkerPool};
 /// ```
 #[derive(Clone, Debug)]
 pub struct PoolBuilder {
+    /// `max_queue` here is only what was set: see [`PoolBuilder::max_queue`].
     settings: PoolSettings,
+    /// `None`: 64 per instance, derived when the pool is built.
+    max_queue: Option<usize>,
     isolation: Isolation,
     #[cfg(feature = "worker-process")]
     worker: crate::worker::WorkerSettings,
@@ -52,10 +55,11 @@ impl Default for PoolBuilder {
         PoolBuilder {
             settings: PoolSettings {
                 instances,
-                max_queue: 64 * instances,
+                max_queue: 0,
                 queue_timeout: DEFAULT_QUEUE_TIMEOUT,
                 plugin_config: Vec::new(),
             },
+            max_queue: None,
             isolation: Isolation::default(),
             #[cfg(feature = "worker-process")]
             worker: crate::worker::WorkerSettings::default(),
@@ -73,14 +77,9 @@ fn default_instances() -> usize {
 impl PoolBuilder {
     /// Instances serving calls at once, created when the pool is built; a
     /// call beyond them waits in the queue. Default: the number of CPUs.
-    /// At least 1. Also sets [`PoolBuilder::max_queue`] to 64 per instance
-    /// unless it was set.
+    /// At least 1.
     pub fn instances(mut self, instances: usize) -> PoolBuilder {
-        let default_queue = 64 * self.settings.instances;
         self.settings.instances = instances.max(1);
-        if self.settings.max_queue == default_queue {
-            self.settings.max_queue = 64 * self.settings.instances;
-        }
         self
     }
 
@@ -88,7 +87,7 @@ impl PoolBuilder {
     /// with [`Unavailable::QueueFull`]. Default: 64 per instance. 0 refuses
     /// every call that finds all instances busy.
     pub fn max_queue(mut self, max_queue: usize) -> PoolBuilder {
-        self.settings.max_queue = max_queue;
+        self.max_queue = Some(max_queue);
         self
     }
 
@@ -147,7 +146,8 @@ impl PoolBuilder {
     /// worker gets the host's configuration, and the host's functions stay
     /// here: the worker relays the plugin's host calls to them. Blocking:
     /// the plugin is validated, compiled and instantiated.
-    pub fn build(self, host: &Host, wasm: &[u8]) -> Result<Pool, Error> {
+    pub fn build(mut self, host: &Host, wasm: &[u8]) -> Result<Pool, Error> {
+        self.settings.max_queue = self.max_queue.unwrap_or(64 * self.settings.instances);
         let kind = match self.isolation {
             Isolation::InProcess => Kind::InProcess(InProcessPool::build(&self.settings, host, wasm)?),
             #[cfg(feature = "worker-process")]

@@ -45,10 +45,9 @@ pub(super) enum WorkerAnswer {
 }
 
 impl Link {
-    pub fn new(mut child: Child, stdin: ChildStdin) -> Link {
+    /// The worker `child`, whose standard input the caller took out.
+    pub fn new(child: Child, stdin: ChildStdin) -> Link {
         let pid = child.id();
-        // The pipes were taken by the caller; the rest stays with the child.
-        let _ = child.stdin.take();
         Link {
             pid,
             input: Mutex::new(Some(BufWriter::new(PipeInput(stdin)))),
