@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 use pabi_abi::{Clause, Metadata, Profile};
+use pabi_validator::CodeSize;
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
@@ -24,11 +25,18 @@ pub(crate) fn module_key(wasm: &[u8]) -> ModuleKey {
     Sha256::digest(wasm).into()
 }
 
-/// What a host is: its configuration, engine, linkers and cache, shared by
-/// the host's clones and by every plugin it loaded.
+/// What a host is: its configuration and the engine room it runs in,
+/// shared by the host's clones and by every plugin it loaded.
 pub(crate) struct HostCore {
     pub engine: Engine,
     pub config: Config,
+    room: Arc<EngineRoom>,
+}
+
+/// What hosts derived by [`crate::Host::with_limits`] share with the host
+/// they came from: the linkers, the cache of prepared plugins, the epoch
+/// ticker, and the limits the engine itself was built with.
+struct EngineRoom {
     core_linker: Linker<StoreData>,
     wasi_linker: Linker<StoreData>,
     /// Validated, compiled plugins by module key; the least recently used
@@ -39,10 +47,14 @@ pub(crate) struct HostCore {
     /// fresh instance per case) compares bytes instead of hashing them,
     /// several times cheaper.
     latest: Mutex<Option<Latest>>,
+    /// The limits set in the engine rather than in each store: fuel on or
+    /// off, the wasm stack, and with pooling the memory and table caps.
+    built_with: crate::Limits,
+    pooling: bool,
     stop_ticker: Arc<AtomicBool>,
 }
 
-impl Drop for HostCore {
+impl Drop for EngineRoom {
     fn drop(&mut self) {
         self.stop_ticker.store(true, Ordering::Relaxed);
     }
@@ -64,6 +76,43 @@ pub(crate) struct Prepared {
     pub has_state: bool,
     /// The declared host calls and what serves them (`CALL-5`).
     pub host_calls: Arc<crate::host_fn::PluginHostCalls>,
+    pub footprint: Footprint,
+}
+
+/// What the limits checked at load are measured on (`LIM-1`, `LIM-8`,
+/// `LIM-12`), kept so that a cached plugin is checked against another
+/// host's limits without reading it again.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Footprint {
+    code: CodeSize,
+    initial_memory_bytes: u64,
+    largest_initial_table: u64,
+}
+
+impl Footprint {
+    fn new(code: CodeSize, report: &pabi_validator::Report) -> Footprint {
+        let shape = report.shape.as_ref();
+        Footprint {
+            code,
+            initial_memory_bytes: shape.and_then(|s| s.memory).map_or(0, |m| m.initial_pages.saturating_mul(64 << 10)),
+            largest_initial_table: shape.and_then(|s| s.tables.iter().map(|t| t.initial_elements).max()).unwrap_or(0),
+        }
+    }
+
+    fn check(&self, limits: &crate::Limits) -> Result<(), Error> {
+        check_budget(&self.code, limits)?;
+        self.check_initial_sizes(limits)
+    }
+
+    /// A memory or table that starts larger than its cap cannot be
+    /// instantiated: `MEMORY_LIMIT` at load (`LIM-1`, `LIM-8`), before any
+    /// compile is paid for.
+    fn check_initial_sizes(&self, limits: &crate::Limits) -> Result<(), Error> {
+        if self.initial_memory_bytes > limits.max_memory || self.largest_initial_table > limits.max_table_elements {
+            return Err(Error::MemoryLimit { limit: limits.max_memory });
+        }
+        Ok(())
+    }
 }
 
 /// The engines whose epoch advances every [`EPOCH_TICK`], each with the
@@ -139,60 +188,108 @@ impl HostCore {
         };
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let capacity = NonZeroUsize::new(config.cache_capacity()).unwrap_or(NonZeroUsize::MIN);
-        let shared = HostCore {
+        let room = EngineRoom {
             core_linker: linker(false)?,
             wasi_linker: linker(true)?,
-            engine: engine.clone(),
-            config,
             prepared: Mutex::new(LruCache::new(capacity)),
             latest: Mutex::new(None),
+            built_with: limits.clone(),
+            pooling: config.pooling(),
             stop_ticker: stop_ticker.clone(),
         };
-        tick(engine, stop_ticker).map_err(|e| unavailable("the epoch thread", &e))?;
-        Ok(shared)
+        tick(engine.clone(), stop_ticker).map_err(|e| unavailable("the epoch thread", &e))?;
+        Ok(HostCore { engine, config, room: Arc::new(room) })
+    }
+
+    /// This host with other limits, in the same engine room. The limits the
+    /// engine was built with bound what may change (`LIM-1`, `LIM-4`,
+    /// `LIM-7`, `LIM-8`); the others are the store's and may take any value.
+    pub fn with_limits(&self, limits: crate::Limits) -> Result<HostCore, Error> {
+        let built = &self.room.built_with;
+        let refuse =
+            |clause: Clause, detail: String| Err(Error::HostUnavailable(Unavailable::Unsupported { clause, detail }));
+        if limits.fuel.is_some() && built.fuel.is_none() {
+            return refuse(
+                Clause::Lim4,
+                "fuel is counted only by a host built with fuel on (ConfigBuilder::fuel)".to_string(),
+            );
+        }
+        if limits.max_wasm_stack != built.max_wasm_stack {
+            return refuse(
+                Clause::Lim7,
+                format!("the wasm stack is the engine's, {} bytes, and cannot change per plugin", built.max_wasm_stack),
+            );
+        }
+        if self.room.pooling && limits.max_memory > built.max_memory {
+            return refuse(
+                Clause::Lim1,
+                format!("the pooling allocator reserved {} bytes of memory per instance", built.max_memory),
+            );
+        }
+        if self.room.pooling && limits.max_table_elements > built.max_table_elements {
+            return refuse(
+                Clause::Lim8,
+                format!("the pooling allocator reserved {} elements per table", built.max_table_elements),
+            );
+        }
+        let config = self.config.to_builder().limits(limits).build();
+        Ok(HostCore { engine: self.engine.clone(), config, room: self.room.clone() })
+    }
+
+    /// Whether the engine counts fuel: then a call without a fuel limit
+    /// gets all the fuel there is.
+    pub fn counts_fuel(&self) -> bool {
+        self.room.built_with.fuel.is_some()
     }
 
     /// The prepared plugin for `wasm`: from the cache, or validated,
-    /// compiled and checked now (`HOST-1` … `HOST-2`) and then cached.
+    /// compiled and checked now (`HOST-1` … `HOST-2`) and then cached. A
+    /// cached plugin is measured against this host's limits again, since a
+    /// host with other limits shares the cache.
     pub fn prepared(&self, wasm: &[u8]) -> Result<Arc<Prepared>, Error> {
-        if let Some((bytes, prepared)) = &*self.latest.lock().unwrap_or_else(|p| p.into_inner()) {
-            if **bytes == *wasm {
-                return Ok(prepared.clone());
+        let latest = self.room.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some((bytes, prepared)) = latest {
+            if *bytes == *wasm {
+                prepared.footprint.check(self.config.limits())?;
+                return Ok(prepared);
             }
         }
         let prepared = self.prepared_by_key(wasm)?;
-        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some((Arc::from(wasm), prepared.clone()));
+        *self.room.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some((Arc::from(wasm), prepared.clone()));
         Ok(prepared)
     }
 
     fn prepared_by_key(&self, wasm: &[u8]) -> Result<Arc<Prepared>, Error> {
-        // A cached entry passed every check below with this host's config,
-        // so a hit skips them: a load of a known plugin costs one hash.
+        // A cached entry passed every check below but the limits', which
+        // its footprint answers: a load of a known plugin costs one hash.
         let key = module_key(wasm);
-        if let Some(prepared) = self.cache().get(&key) {
-            return Ok(prepared.clone());
+        let cached = self.cache().get(&key).cloned();
+        if let Some(prepared) = cached {
+            prepared.footprint.check(self.config.limits())?;
+            return Ok(prepared);
         }
         // The compile budget bounds everything after it, so it comes first;
         // then the envelope and the version, before anything of a version
         // (`VER-8`). An unreadable envelope is left to the validator, which
         // says why.
-        check_budget(wasm, self.config.limits())?;
+        let code = pabi_validator::code_size(wasm);
+        check_budget(&code, self.config.limits())?;
         if let Ok(declared) = pabi_abi::read_envelope(wasm) {
             if !self.config.abi_version().accepts(declared) {
                 return Err(version_mismatch(wasm, declared, self.config.abi_version()));
             }
         }
-        let prepared = Arc::new(self.prepare(wasm, &key)?);
+        let prepared = Arc::new(self.prepare(wasm, &key, code)?);
         self.cache().put(key, prepared.clone());
         Ok(prepared)
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<ModuleKey, Arc<Prepared>>> {
-        self.prepared.lock().unwrap_or_else(|p| p.into_inner())
+        self.room.prepared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Everything up to instantiation.
-    fn prepare(&self, wasm: &[u8], key: &ModuleKey) -> Result<Prepared, Error> {
+    fn prepare(&self, wasm: &[u8], key: &ModuleKey, code: CodeSize) -> Result<Prepared, Error> {
         let report = pabi_validator::validate(wasm);
         if report.has_errors() {
             return Err(Error::InvalidModule { findings: report.errors().map(ModuleFinding::from).collect() });
@@ -226,9 +323,10 @@ impl HostCore {
                 })
             }
         };
-        check_initial_sizes(&report, self.config.limits())?;
+        let footprint = Footprint::new(code, &report);
+        footprint.check_initial_sizes(self.config.limits())?;
         let module = self.compile(wasm, key)?;
-        let linker = if grants.is_some() { &self.wasi_linker } else { &self.core_linker };
+        let linker = if grants.is_some() { &self.room.wasi_linker } else { &self.room.core_linker };
         // The validator checked every import against the ABI (`HOST-2`), so a
         // link failure here is this host lacking a function it should have.
         let pre = linker.instantiate_pre(&module).map_err(|e| Error::invalid(Clause::Host2, format!("{e:#}")))?;
@@ -243,6 +341,7 @@ impl HostCore {
             has_init: exported("pabi_init"),
             has_shutdown: exported("pabi_shutdown"),
             has_state: exported("pabi_state_save") && exported("pabi_state_load"),
+            footprint,
             pre,
             metadata,
             grants,
@@ -297,8 +396,7 @@ impl HostCore {
 /// The compile budget (`LIM-12`), checked from the section headers before
 /// anything else: validation and compilation both cost in proportion to the
 /// code, and a compile cannot be interrupted once started.
-fn check_budget(wasm: &[u8], limits: &crate::Limits) -> Result<(), Error> {
-    let size = pabi_validator::code_size(wasm);
+fn check_budget(size: &CodeSize, limits: &crate::Limits) -> Result<(), Error> {
     let cap = if size.module_bytes > limits.max_module_bytes {
         CompileCap::ModuleBytes { bytes: size.module_bytes, cap: limits.max_module_bytes }
     } else if size.functions > limits.max_functions {
@@ -312,21 +410,6 @@ fn check_budget(wasm: &[u8], limits: &crate::Limits) -> Result<(), Error> {
         }
     };
     Err(Error::ModuleLimit { cap })
-}
-
-/// A memory or table that starts larger than its cap cannot be
-/// instantiated: `MEMORY_LIMIT` at load (`LIM-1`, `LIM-8`), before any
-/// compile is paid for.
-fn check_initial_sizes(report: &pabi_validator::Report, limits: &crate::Limits) -> Result<(), Error> {
-    let Some(shape) = &report.shape else { return Ok(()) };
-    let memory_bytes = shape.memory.map_or(0, |m| m.initial_pages.saturating_mul(64 << 10));
-    if memory_bytes > limits.max_memory {
-        return Err(Error::MemoryLimit { limit: limits.max_memory });
-    }
-    if shape.tables.iter().any(|t| t.initial_elements > limits.max_table_elements) {
-        return Err(Error::MemoryLimit { limit: limits.max_memory });
-    }
-    Ok(())
 }
 
 fn store_in_cache(path: &Path, module: &Module) {

@@ -49,6 +49,36 @@ impl Host {
         &self.shared.config
     }
 
+    /// This host with other [`Limits`](crate::Limits): how one plugin gets a
+    /// longer deadline, more fuel or a smaller memory than its neighbours.
+    /// The new host shares this one's engine, compiled plugins and host
+    /// functions, so it costs no compile and no address space; plugins
+    /// loaded through it (and pools built from it) get its limits.
+    ///
+    /// Most limits belong to each call's store and may take any value. Four
+    /// belong to the engine this host was built with, and bound the rest:
+    /// fuel can be counted only if this host counts it, the wasm stack is
+    /// the engine's, and with pooling neither memory nor table may exceed
+    /// this host's. Asking past them is [`Error::HostUnavailable`] with
+    /// [`Unavailable::Unsupported`](crate::Unavailable::Unsupported) naming
+    /// the limit's clause.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), pabi_host::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let host = pabi_host::Host::new(pabi_host::Config::default())?;
+    /// let mut limits = host.config().limits().clone();
+    /// limits.timeout = Duration::from_secs(10);
+    /// let patient = host.with_limits(limits)?;
+    /// assert_eq!(patient.config().limits().timeout, Duration::from_secs(10));
+    /// assert_eq!(host.config().limits().timeout, Duration::from_secs(1));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_limits(&self, limits: crate::Limits) -> Result<Host, Error> {
+        Ok(Host { shared: Arc::new(self.shared.with_limits(limits)?) })
+    }
+
     /// Loads a plugin with an empty configuration. See [`Host::load_with_plugin_config`].
     pub fn load(&self, wasm: &[u8]) -> Result<Plugin, Error> {
         self.load_with_plugin_config(wasm, b"")

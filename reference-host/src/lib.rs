@@ -32,6 +32,8 @@
 //! | call a plugin from many threads or async tasks, with a bounded queue | [`Pool`], from [`Pool::builder`] |
 //! | the same, with each plugin in a worker process of its own, with OS limits (`SEC-1`) | [`Pool`] with [`PoolBuilder::isolation`] set to [`Isolation::WorkerProcess`] (cargo feature `worker-process`) |
 //! | stop a call early, from another thread | [`CancelHandle`]: [`Plugin::cancel_handle`], or [`CancelHandle::new`] for one call of a [`Pool`] |
+//! | give one plugin a longer deadline, more fuel or less memory than the rest | [`Host::with_limits`], then load or build the pool from that host |
+//! | pass text or JSON rather than bytes | [`Plugin::call_as`] and [`Pool::call_as`], with [`Json`] (module [`typed`]) |
 //! | give plugins a function of your application | [`HostFunction`], offered by [`ConfigBuilder::host_function`] |
 //! | serve the plugins of a folder over HTTP | the `pabi-serve` crate, a server over [`Pool`] |
 //!
@@ -106,9 +108,11 @@
 //! [`Error::MissingCapability`].
 //!
 //! A host's limits apply to every plugin it loads. To give one plugin
-//! other limits (a longer deadline, a larger memory), load it on a [`Host`]
-//! of its own: a host is an engine and a cache, and every host shares one
-//! epoch thread. `pabi serve` builds a host per plugin from its settings.
+//! other limits (a longer deadline, more fuel, a smaller memory), load it,
+//! or build its [`Pool`], from [`Host::with_limits`]: a host that shares
+//! the engine, the compiled plugins and the host functions, and differs
+//! only in its limits. The limits the engine itself holds bound the
+//! others; the method's documentation says which.
 //!
 //! # Errors
 //!
@@ -233,6 +237,7 @@ mod pool_settings;
 mod pool_stats;
 mod store;
 pub mod testing;
+pub mod typed;
 mod wasi;
 #[cfg(feature = "worker-process")]
 pub mod worker;
@@ -246,6 +251,7 @@ pub use plugin::Plugin;
 pub use pool::{Pool, PoolBuilder};
 pub use pool_settings::Isolation;
 pub use pool_stats::{PoolStats, WorkerStats};
+pub use typed::{Json, TypedCallError};
 
 // The ABI's types an embedder meets, so that `pabi-host` is the one
 // dependency it needs.

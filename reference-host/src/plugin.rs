@@ -14,6 +14,7 @@ use crate::engine::{HostCore, Prepared};
 use crate::error::Unavailable;
 use crate::log::{LogDrops, LogHandle, LogSink};
 use crate::store::{Deadline, Limiter, Phase, StoreData};
+use crate::typed::{Input, Output, TypedCallError};
 use crate::{wasi, CancelHandle, Config, Error};
 
 /// A plugin loaded by a [`crate::Host`]: one instance at a time, one call at
@@ -172,6 +173,13 @@ impl Plugin {
         let mut output = Vec::new();
         self.call_into(name, input, &mut output)?;
         Ok(output)
+    }
+
+    /// [`Plugin::call`] with typed input and output: bytes, UTF-8 text or
+    /// [`Json`](crate::Json). See [`crate::typed`].
+    pub fn call_as<I: Input + ?Sized, O: Output>(&mut self, name: &str, input: &I) -> Result<O, TypedCallError> {
+        let output = self.call(name, &input.to_input()?)?;
+        O::from_output(output)
     }
 
     /// [`Plugin::call`] into the caller's buffer: `output` is cleared, then
@@ -450,8 +458,11 @@ fn status_result<T>(status: i32, output: T, message: &mut Vec<u8>) -> Result<T, 
 fn arm(store: &mut Store<StoreData>, shared: &HostCore) {
     let first_look = store.data_mut().deadline.arm();
     store.set_epoch_deadline(first_look);
-    if let Some(fuel) = shared.config.limits().fuel {
-        store.set_fuel(fuel).expect("fuel is enabled in the engine whenever the limit is set");
+    // A host derived without a fuel limit from one that counts fuel still
+    // has an engine that counts it: its calls get all there is.
+    let fuel = shared.config.limits().fuel.or(shared.counts_fuel().then_some(u64::MAX));
+    if let Some(fuel) = fuel {
+        store.set_fuel(fuel).expect("a host sets a fuel limit only when its engine counts fuel");
     }
 }
 

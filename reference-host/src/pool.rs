@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::in_process_pool::InProcessPool;
 use crate::pool_settings::PoolSettings;
+use crate::typed::{Input, Output, TypedCallError};
 use crate::{CancelHandle, Error, Host, Isolation, PoolStats, Unavailable};
 
 #[cfg(feature = "worker-process")]
@@ -196,6 +197,24 @@ impl Pool {
         let mut output = Vec::new();
         self.call_into(name, input, &mut output)?;
         Ok(output)
+    }
+
+    /// [`Pool::call`] with typed input and output: bytes, UTF-8 text or
+    /// [`Json`](crate::Json). See [`crate::typed`].
+    pub fn call_as<I: Input + ?Sized, O: Output>(&self, name: &str, input: &I) -> Result<O, TypedCallError> {
+        let output = self.call(name, &input.to_input()?)?;
+        O::from_output(output)
+    }
+
+    /// [`Pool::call_async`] with typed input and output (see [`Pool::call_as`]).
+    pub async fn call_as_async<I: Input + ?Sized, O: Output>(
+        &self,
+        name: &str,
+        input: &I,
+    ) -> Result<O, TypedCallError> {
+        let input = input.to_input()?.into_owned();
+        let output = self.call_async(name, input).await?;
+        O::from_output(output)
     }
 
     /// [`Pool::call`] into the caller's buffer (see [`crate::Plugin::call_into`]).

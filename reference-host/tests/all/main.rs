@@ -4,6 +4,7 @@ mod host_calls;
 mod hostile;
 mod layering;
 mod lifecycle;
+mod limits;
 mod pool;
 mod readme;
 mod rss;

@@ -68,6 +68,37 @@ pool_tests! {
     }
 
 
+    fn a_pool_built_from_a_host_with_other_limits_keeps_them(isolation) {
+        let host = host_with(|c| c);
+        let mut limits = host.config().limits().clone();
+        limits.max_output = 4;
+        let terse = host.with_limits(limits).unwrap();
+        let wasm = fixture("good", "core");
+        let pool = builder(isolation).instances(2).build(&terse, &wasm).unwrap();
+        assert_eq!(pool.call("echo", b"too long").unwrap_err(), Error::OutputLimit { limit: 4 });
+        assert_eq!(pool.call("echo", b"four").unwrap(), b"four");
+        let roomy = builder(isolation).instances(1).build(&host, &wasm).unwrap();
+        assert_eq!(roomy.call("echo", b"too long").unwrap(), b"too long");
+    }
+
+    fn typed_calls_convert_on_either_side_and_keep_an_output_they_cannot_read(isolation) {
+        use pabi_host::{Json, TypedCallError};
+        let host = host_with(|c| c);
+        let pool = builder(isolation).instances(1).build(&host, &fixture("good", "core")).unwrap();
+        let text: String = pool.call_as("echo", "héllo").unwrap();
+        assert_eq!(text, "héllo");
+        let Json(pair): Json<(u8, String)> = pool.call_as("echo", &Json((7, "seven"))).unwrap();
+        assert_eq!(pair, (7, "seven".to_string()));
+        match pool.call_as::<_, String>("echo", &[0xffu8, b'!']).unwrap_err() {
+            TypedCallError::Output { expected: "UTF-8 text", output, .. } => assert_eq!(output, [0xff, b'!']),
+            other => panic!("expected an output error, got {other:?}"),
+        }
+        let unknown = pool.call_as::<_, Vec<u8>>("nope", "x").unwrap_err();
+        assert_eq!(unknown.kind(), Some(HostErrorKind::UnknownFunction));
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let Json(list): Json<Vec<u32>> = runtime.block_on(pool.call_as_async("echo", &Json([1u32, 2]))).unwrap();
+        assert_eq!(list, [1, 2]);
+    }
 
     fn a_full_queue_refuses_at_once_and_a_queued_call_runs_when_an_instance_frees(isolation) {
         let pool = spinning_pool(isolation, 1, Duration::from_millis(300));
