@@ -328,6 +328,7 @@ fn main() {
     println!("{:<28} {:>12} {:>12?}", "first load (validate+compile)", "-", started.elapsed());
 
     deadline_overshoot();
+    cancel_latency();
 }
 
 /// How far past its deadline an infinite loop is stopped: the epoch tick
@@ -354,6 +355,40 @@ fn deadline_overshoot() {
         "{:<28} past a 100 ms deadline: min {:.2} ms, median {:.2} ms, max {:.2} ms  goal: 0 to 50 ms",
         "infinite loop stopped", over[0], over[5], over[9]
     );
+}
+
+/// How long a cancelled call takes to return after the cancel: on the first
+/// call after a load, when nothing is warm, and on a later call.
+fn cancel_latency() {
+    let path = pabi_fixtures::fixtures_dir().join("hostile").join("infinite-loop.wat");
+    let wasm = pabi_fixtures::compile_wat(&path).unwrap().wasm;
+    let config =
+        pabi_host::Config::builder().timeout(Duration::from_secs(10)).crash_limit(100, Duration::from_secs(60));
+    let mut first = Vec::new();
+    let mut later = Vec::new();
+    for _ in 0..10 {
+        // A new host each round, so the first call meets a fresh engine.
+        let host = pabi_host::Host::new(config.clone().build()).unwrap();
+        let mut plugin = host.load(&wasm).unwrap();
+        for lags in [&mut first, &mut later] {
+            let cancel = plugin.cancel_handle();
+            let canceller = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                cancel.cancel();
+                Instant::now()
+            });
+            assert_eq!(plugin.call("spin", b"").unwrap_err(), pabi_host::Error::Cancelled);
+            let returned = Instant::now();
+            lags.push(returned.saturating_duration_since(canceller.join().unwrap()).as_secs_f64() * 1e3);
+        }
+    }
+    for (label, mut lags) in [("cancel, first call", first), ("cancel, later call", later)] {
+        lags.sort_by(f64::total_cmp);
+        println!(
+            "{label:<28} returned after the cancel: median {:.2} ms, max {:.2} ms  goal: under 20 ms",
+            lags[5], lags[9]
+        );
+    }
 }
 
 /// A raw echo instance: its store, function and memory.
