@@ -1,7 +1,10 @@
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use pabi_host::testing::{HostCallLog, Reenter};
+use pabi_host::Unavailable;
 
 use super::host_args::HostArgs;
 use super::read_input;
@@ -73,7 +76,7 @@ Examples:
   echo -n hello | pabi pipe text.wasm:upper text.wasm:reverse   # OLLEH
   pabi pipe text.wasm:lines text.wasm:fnv1a64 < notes.txt
   printf '\\x15\\0\\0\\0' | pabi pipe math.wasm:double math.wasm:double | xxd
-  tail -f events.log | pabi pipe --framing lines enrich.wasm:enrich text.wasm:upper
+  tail -f events.log | pabi pipe --framing lines --host-calls kv.json enrich.wasm:enrich text.wasm:upper
   pabi pipe --framing lines --on-error reject=bad.txt text.wasm:upper < big.txt > out.txt
 
 With --framing, instances are reused from record to record, memory stays
@@ -81,6 +84,10 @@ bounded by --max-record, and output is flushed whenever the input has no
 complete record waiting. A rejected record is appended to the reject file
 whole, as it came in, even past --max-record. A stage whose plugin has no
 such function is refused before any record is read.
+
+The host flags are those of `pabi run` and act on every stage: limits,
+grants, --host-calls and --host-call-command for plugins that make host
+calls, --abi. A host-call table's `reenter` answer is refused (CALL-8).
 
 Exit codes:
   0  every stage returned OK (with --framing: for every record)
@@ -95,9 +102,13 @@ impl Opts {
         // Every stage holds an instance for the whole pipe: size the pool to
         // the pipe, at least the default.
         let slots = u32::try_from(self.stages.len()).unwrap_or(u32::MAX);
-        let config = self.host.config();
-        let config = config.to_builder().max_instances(slots.max(config.max_instances())).build();
-        let host = pabi_host::Host::new(config).context("cannot start the reference host")?;
+        let slots = slots.max(pabi_host::Config::default().max_instances());
+        // The pipe prints no host-call transcript, so it keeps none. A
+        // table's `reenter` answer would call back the stage whose host
+        // call it serves, which the host refuses (CALL-8), as in `pabi run`.
+        let refuse: Reenter =
+            Arc::new(|_: &str, _: &[u8]| Err(pabi_host::Error::HostUnavailable(Unavailable::Reentrant)));
+        let host = self.host.host(&HostCallLog::off(), Some(refuse), |config| config.max_instances(slots))?;
         let mut stages = Vec::new();
         for stage in &self.stages {
             let Some((path, function)) = stage.rsplit_once(':').filter(|(p, f)| !p.is_empty() && !f.is_empty()) else {
