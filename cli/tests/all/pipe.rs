@@ -12,15 +12,20 @@ fn fixture(folder: &str, name: &str, dir: &std::path::Path) -> String {
 }
 
 /// `check` echoes its input, except that an input starting with `bad`
-/// fails with status 1 (INVALID_INPUT).
+/// fails with status 1 (INVALID_INPUT) and one starting with `trap` traps
+/// (`unreachable`), which kills its instance.
 const CHECK: &str = r#"(module
   (import "pabi" "input_read" (func $read (param i32 i32 i32) (result i32)))
   (import "pabi" "output_write" (func $write (param i32 i32) (result i32)))
   (import "pabi" "error_write" (func $error (param i32 i32) (result i32)))
   (memory (export "memory") 2)
   (data (i32.const 0) "bad")
+  (data (i32.const 16) "trap")
   (func (export "pabi_fn_check") (param $len i32) (result i32)
     (drop (call $read (i32.const 1024) (i32.const 0) (local.get $len)))
+    (if (i32.and (i32.ge_u (local.get $len) (i32.const 4))
+                 (i32.eq (i32.load (i32.const 1024)) (i32.load (i32.const 16))))
+      (then unreachable))
     (if (i32.and (i32.ge_u (local.get $len) (i32.const 3))
                  (i32.eq (i32.load16_u (i32.const 1024)) (i32.load16_u (i32.const 0))))
       (then (drop (call $error (i32.const 0) (i32.const 3))) (return (i32.const 1))))
@@ -166,6 +171,35 @@ fn records_stream_out_before_the_input_ends() {
     assert_eq!(next(), "fourth");
     assert!(child.wait().unwrap().success());
     let _ = reader.join();
+}
+
+/// More trapping records than the host's crash-loop limit (5 dead
+/// instances, `LIFE-7`), then good ones: under `skip` and `reject` each
+/// record is judged on its own, so the good records after them still run
+/// on a fresh instance, and only the trapping ones are rejected.
+#[test]
+fn trapping_records_do_not_disable_the_stage_for_later_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let stage = plugin(dir.path());
+    let traps: String = (1..=7).map(|n| format!("trap {n}\n")).collect();
+    let input = format!("one\n{traps}two\ntrap 8\nthree\n");
+
+    let skip = pipe(&["--framing", "lines", "--on-error", "skip", &stage, &stage], input.as_bytes());
+    let stderr = String::from_utf8_lossy(&skip.stderr);
+    assert_eq!((exit_code(&skip), skip.stdout.as_slice()), (1, &b"one\ntwo\nthree\n"[..]), "{stderr}");
+    assert!(stderr.contains("8 of 11 records failed") && !stderr.contains("CRASH_LOOP"), "{stderr}");
+    assert_eq!(stderr.matches("TRAP").count(), 8, "each trapping record fails as itself: {stderr}");
+
+    let rejects = dir.path().join("trap-rejects.txt");
+    let policy = format!("reject={}", rejects.display());
+    let reject = pipe(&["--framing", "lines", "--on-error", &policy, &stage], input.as_bytes());
+    assert_eq!((exit_code(&reject), reject.stdout.as_slice()), (1, &b"one\ntwo\nthree\n"[..]), "{reject:?}");
+    assert_eq!(std::fs::read_to_string(&rejects).unwrap(), format!("{traps}trap 8\n"), "the bad records alone");
+
+    // Under `stop` the first trap ends the pipe: a host error, exit 3.
+    let stop = pipe(&["--framing", "lines", &stage], input.as_bytes());
+    assert_eq!((exit_code(&stop), stop.stdout.as_slice()), (3, &b"one\n"[..]), "{stop:?}");
+    assert!(String::from_utf8_lossy(&stop.stderr).contains("record 2: stage"), "{stop:?}");
 }
 
 /// `kv.get` through the host-calls fixture's `call`: its input is the
