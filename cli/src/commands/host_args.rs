@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use pabi_abi::host_calls::HostCallTable;
 use pabi_host::testing::{HostCallLog, Reenter};
-use pabi_host::{Config, DirGrant, Host, HostCallError, HostFunction};
+use pabi_host::{Config, ConfigBuilder, DirGrant, Host, HostCallError, HostFunction};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct HostArgs {
@@ -106,7 +106,18 @@ impl HostCallArgs {
 }
 
 impl HostArgs {
-    pub fn config(&self) -> Config {
+    /// The host these flags describe: limits, grants, cache, ABI version
+    /// and the host functions of `--host-calls` and `--host-call-command`,
+    /// which record each call in `transcript`; `reenter` serves a
+    /// host-call table's `reenter` answers. `tune` adds what one command
+    /// alone sets. `pabi run` and `pabi pipe` both start their host here,
+    /// so a shared flag means the same in both.
+    pub fn host(
+        &self,
+        transcript: &HostCallLog,
+        reenter: Option<Reenter>,
+        tune: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+    ) -> anyhow::Result<Host> {
         let mut config = Config::builder()
             .fuel(self.fuel)
             .allow_clock(self.allow_clock)
@@ -127,15 +138,7 @@ impl HostArgs {
         for grant in &self.dirs {
             config = config.allow_dir(grant.clone());
         }
-        config.build()
-    }
-
-    /// The host, and the record of the host calls its plugins make.
-    /// `reenter` serves a host-call table's `reenter` answers.
-    pub fn host_with_transcript(&self, reenter: Option<Reenter>) -> anyhow::Result<(Host, HostCallLog)> {
-        let transcript = HostCallLog::default();
-        let mut config = self.config().to_builder();
-        for function in self.host_calls.host_functions(&transcript, reenter)? {
+        for function in self.host_calls.host_functions(transcript, reenter)? {
             config = config.host_function(function);
         }
         if let Some(abi) = self.abi {
@@ -148,8 +151,7 @@ impl HostArgs {
                 self.max_reply.unwrap_or(defaults.max_reply),
             );
         }
-        let host = Host::new(config.build()).context("cannot start the reference host")?;
-        Ok((host, transcript))
+        Host::new(tune(config).build()).context("cannot start the reference host")
     }
 }
 

@@ -1,7 +1,11 @@
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
+use pabi_host::testing::{HostCallLog, Reenter};
+use pabi_host::Unavailable;
 
 use super::host_args::HostArgs;
 use super::read_input;
@@ -73,7 +77,7 @@ Examples:
   echo -n hello | pabi pipe text.wasm:upper text.wasm:reverse   # OLLEH
   pabi pipe text.wasm:lines text.wasm:fnv1a64 < notes.txt
   printf '\\x15\\0\\0\\0' | pabi pipe math.wasm:double math.wasm:double | xxd
-  tail -f events.log | pabi pipe --framing lines enrich.wasm:enrich text.wasm:upper
+  tail -f events.log | pabi pipe --framing lines --host-calls kv.json enrich.wasm:enrich text.wasm:upper
   pabi pipe --framing lines --on-error reject=bad.txt text.wasm:upper < big.txt > out.txt
 
 With --framing, instances are reused from record to record, memory stays
@@ -82,12 +86,37 @@ complete record waiting. A rejected record is appended to the reject file
 whole, as it came in, even past --max-record. A stage whose plugin has no
 such function is refused before any record is read.
 
+The host flags are those of `pabi run` and act on every stage: limits,
+grants, --host-calls and --host-call-command for plugins that make host
+calls, --abi. A host-call table's `reenter` answer is refused (CALL-8).
+
+With --on-error skip or reject, each record is judged on its own: a record
+that traps or breaks a limit fails alone, the next one runs on a fresh
+instance, and no number of such records disables a stage (the host's
+crash-loop rule, LIFE-7, is not applied across records).
+
+What ends a pipe:
+  - the end of the input, once every record is out;
+  - the first failing stage without --framing, or the first failing record
+    under --on-error stop (the default); the records before it are out;
+  - before any input is read: a stage that is not PLUGIN:FUNCTION, an
+    unreadable or refused plugin, no such function, a host flag the host
+    cannot take (an unreadable host-call table), a reject file that cannot
+    be opened;
+  - a failed read of the input, or, with --framing length-prefixed, an
+    input that ends inside a record or its length;
+  - a write error on standard output or on the reject file; a reader that
+    goes away (a closed pipe) ends it quietly with 0.
+
 Exit codes:
-  0  every stage returned OK (with --framing: for every record)
+  0  every stage returned OK (with --framing: for every record), or the
+     reader of standard output went away
   1  a stage returned an error status (PLUGIN_ERROR); with --framing, also
-     when records were skipped or rejected
-  2  usage or I/O error
-  3  host error in a stage (load, limit, trap, ABI violation)"
+     when records were skipped or rejected, whatever their failure
+  2  usage or I/O error: bad arguments, a bad host-call table, an input
+     cut short, a failed read or write
+  3  host error in a stage (load, limit, trap, ABI violation), or a record
+     past --max-record (INPUT_LIMIT) under --on-error stop"
 }
 
 impl Opts {
@@ -95,9 +124,28 @@ impl Opts {
         // Every stage holds an instance for the whole pipe: size the pool to
         // the pipe, at least the default.
         let slots = u32::try_from(self.stages.len()).unwrap_or(u32::MAX);
-        let config = self.host.config();
-        let config = config.to_builder().max_instances(slots.max(config.max_instances())).build();
-        let host = pabi_host::Host::new(config).context("cannot start the reference host")?;
+        let slots = slots.max(pabi_host::Config::default().max_instances());
+        // Under `skip` and `reject` each record is judged on its own: a
+        // record that kills its instance leaves the next record a fresh
+        // one, however many did so before, instead of the host disabling
+        // the stage after 5 (LIFE-7) and failing every good record after
+        // them. A zero window forgets each failure at the next one, so
+        // the host's count stays small on an endless input. Under
+        // `stop` the first failure ends the pipe anyway.
+        let judged_alone = !matches!(self.on_error, Policy::Stop);
+        // The pipe prints no host-call transcript, so it keeps none. A
+        // table's `reenter` answer would call back the stage whose host
+        // call it serves, which the host refuses (CALL-8), as in `pabi run`.
+        let refuse: Reenter =
+            Arc::new(|_: &str, _: &[u8]| Err(pabi_host::Error::HostUnavailable(Unavailable::Reentrant)));
+        let host = self.host.host(&HostCallLog::off(), Some(refuse), |config| {
+            let config = config.max_instances(slots);
+            if judged_alone {
+                config.crash_limit(u32::MAX, Duration::ZERO)
+            } else {
+                config
+            }
+        })?;
         let mut stages = Vec::new();
         for stage in &self.stages {
             let Some((path, function)) = stage.rsplit_once(':').filter(|(p, f)| !p.is_empty() && !f.is_empty()) else {

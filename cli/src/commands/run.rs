@@ -6,7 +6,7 @@ use pabi_abi::adapter::{FailedLine, LineKind, ResultLine};
 use pabi_abi::HostErrorKind;
 use std::sync::{Arc, OnceLock};
 
-use pabi_host::testing::SharedPlugin;
+use pabi_host::testing::{HostCallLog, SharedPlugin};
 use pabi_host::{Error, Plugin};
 
 use super::host_args::{parse_hex, HostArgs};
@@ -119,7 +119,8 @@ impl Opts {
             Some(plugin) => plugin.call(function, input),
             None => Err(Error::HostUnavailable(pabi_host::Unavailable::Reentrant)),
         });
-        let (host, transcript) = self.host.host_with_transcript(Some(reenter))?;
+        let transcript = HostCallLog::default();
+        let host = self.host.host(&transcript, Some(reenter), |config| config)?;
         let mut stdout = std::io::stdout().lock();
         let loaded = config.bytes().and_then(|config| host.load_with_plugin_config(&wasm, &config));
         let plugin = match loaded {
