@@ -21,7 +21,12 @@
 //! its instances made while the old version serves; it then replaces the
 //! old version with its state (`LIFE-10`, `LIFE-11`), or, on any failure,
 //! the old version keeps serving and the error is logged and listed under
-//! `refused` in `GET /v1/plugins`. [`Server::serve`] scans on an interval
+//! `refused` in `GET /v1/plugins`. A file is read only if it is a regular
+//! file (or a symlink to one) within the compile budget: anything else in
+//! a plugin's place is refused unopened ([`Refusal::NotAFile`]), a larger
+//! file by its size ([`Refusal::TooLarge`]), and a refused file is not
+//! read again until its size, modification time or inode changes.
+//! [`Server::serve`] scans on an interval
 //! and, when its shutdown future completes, stops accepting, lets calls in
 //! flight finish, and runs `pabi_shutdown` on every instance.
 //!
