@@ -265,7 +265,7 @@ impl Server {
                         state.metrics.reloads.get_or_create(&reload_labels(&name, "refused")).inc();
                     }
                     report.refused.push(RefusedFile { plugin: name.clone(), why: refused.why.clone() });
-                    lock(&state.refused).insert(name, refused);
+                    lock(&state.refused).insert(name, *refused);
                 }
             }
         }
@@ -303,9 +303,9 @@ impl Server {
     /// and a refused file is not read again until its size, modification
     /// time or inode changes. Its SHA-256 would tell a new version for
     /// sure, but only by reading all of it on every scan.
-    fn take_in(&self, name: &str, file: &Path) -> Result<TakenIn, Refused> {
+    fn take_in(&self, name: &str, file: &Path) -> Result<TakenIn, Box<Refused>> {
         let state = &*self.state;
-        let refused = |stamp, why| Refused { stamp, sha256: None, why };
+        let refused = |stamp, why| Box::new(Refused { stamp, sha256: None, why });
         let opened = match PluginFile::open_regular(file) {
             Ok(opened) => opened,
             Err(error) => {
@@ -325,11 +325,8 @@ impl Server {
         let limit = state.config.settings(name).host_config().limits().max_module_bytes;
         let wasm = opened.read(limit).map_err(|error| refused(Some(stamp), file_refusal(file, error)))?;
         let sha256 = format!("{:x}", Sha256::digest(&wasm));
-        self.take_in_bytes(name, file, &wasm, &sha256).map_err(|why| Refused {
-            stamp: Some(stamp),
-            sha256: Some(sha256),
-            why,
-        })
+        self.take_in_bytes(name, file, &wasm, &sha256)
+            .map_err(|why| Box::new(Refused { stamp: Some(stamp), sha256: Some(sha256), why }))
     }
 
     fn take_in_bytes(&self, name: &str, file: &Path, wasm: &[u8], sha256: &str) -> Result<TakenIn, Refusal> {
