@@ -232,6 +232,7 @@ mod imports;
 mod in_process_pool;
 mod log;
 mod plugin;
+mod plugin_file;
 mod pool;
 mod pool_settings;
 mod pool_stats;
@@ -248,6 +249,7 @@ pub use error::{CompileCap, Error, Frame, ModuleFinding, Unavailable, WasmTrace}
 pub use host::Host;
 pub use host_fn::{AsyncCallContext, CallContext, HostCallError, HostFunction};
 pub use plugin::Plugin;
+pub use plugin_file::{read_plugin_file, FileStamp, PluginFile, PluginFileError};
 pub use pool::{Pool, PoolBuilder};
 pub use pool_settings::Isolation;
 pub use pool_stats::{PoolStats, WorkerStats};

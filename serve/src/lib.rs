@@ -21,7 +21,12 @@
 //! its instances made while the old version serves; it then replaces the
 //! old version with its state (`LIFE-10`, `LIFE-11`), or, on any failure,
 //! the old version keeps serving and the error is logged and listed under
-//! `refused` in `GET /v1/plugins`. [`Server::serve`] scans on an interval
+//! `refused` in `GET /v1/plugins`. A file is read only if it is a regular
+//! file (or a symlink to one) within the compile budget: anything else in
+//! a plugin's place is refused unopened ([`Refusal::NotAFile`]), a larger
+//! file by its size ([`Refusal::TooLarge`]), and a refused file is not
+//! read again until its size, modification time or inode changes.
+//! [`Server::serve`] scans on an interval
 //! and, when its shutdown future completes, stops accepting, lets calls in
 //! flight finish, and runs `pabi_shutdown` on every instance.
 //!
@@ -48,7 +53,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use pabi_host::worker::WorkerCommand;
-use pabi_host::{Host, Isolation, Pool};
+use pabi_host::{FileStamp, Host, Isolation, PluginFile, PluginFileError, Pool};
 use sha2::{Digest, Sha256};
 
 pub use config::{ConfigError, PluginSettings, ServeConfig};
@@ -83,8 +88,13 @@ pub(crate) struct Loaded {
     pub settings: PluginSettings,
 }
 
-/// A refusal, and which bytes: the same bytes are not tried again.
+/// A refusal, and which version of the file: the same version is not
+/// read again, nor the same bytes tried again.
 pub(crate) struct Refused {
+    /// The file's size, modification time and inode when it was refused;
+    /// `None` when it could not be opened, as a file that is not a regular
+    /// file is not.
+    pub stamp: Option<FileStamp>,
     pub sha256: Option<String>,
     pub why: Refusal,
 }
@@ -103,6 +113,15 @@ pub enum Refusal {
     /// and the host's error.
     #[error("{error} (SHA-256 {sha256})")]
     Host { sha256: String, error: pabi_host::Error },
+    /// The file is not a regular file, nor a symlink to one: a FIFO, a
+    /// device, a folder, a symlink to nothing. It is not opened.
+    #[error("{} is {what}, not a regular file", path.display())]
+    NotAFile { path: PathBuf, what: String },
+    /// The file is larger than the host's compile budget: `MODULE_LIMIT`
+    /// ([`pabi_host::Error::ModuleLimit`]), from its size alone. It is not
+    /// read.
+    #[error("{error} (not read)")]
+    TooLarge { path: PathBuf, error: pabi_host::Error },
 }
 
 /// A file [`Server::scan`] refused.
@@ -246,7 +265,7 @@ impl Server {
                         state.metrics.reloads.get_or_create(&reload_labels(&name, "refused")).inc();
                     }
                     report.refused.push(RefusedFile { plugin: name.clone(), why: refused.why.clone() });
-                    lock(&state.refused).insert(name, refused);
+                    lock(&state.refused).insert(name, *refused);
                 }
             }
         }
@@ -277,13 +296,37 @@ impl Server {
     }
 
     /// Loads or reloads one file.
-    fn take_in(&self, name: &str, file: &Path) -> Result<TakenIn, Refused> {
-        let wasm = std::fs::read(file).map_err(|e| Refused {
-            sha256: None,
-            why: Refusal::Unreadable { path: file.to_path_buf(), error: e.to_string() },
-        })?;
+    ///
+    /// Anyone who can write to the folder chooses what is there, so a file
+    /// is opened only if it is a regular file (or a symlink to one), never
+    /// waiting on a FIFO; it is read only if it fits the compile budget;
+    /// and a refused file is not read again until its size, modification
+    /// time or inode changes. Its SHA-256 would tell a new version for
+    /// sure, but only by reading all of it on every scan.
+    fn take_in(&self, name: &str, file: &Path) -> Result<TakenIn, Box<Refused>> {
+        let state = &*self.state;
+        let refused = |stamp, why| Box::new(Refused { stamp, sha256: None, why });
+        let opened = match PluginFile::open_regular(file) {
+            Ok(opened) => opened,
+            Err(error) => {
+                let why = file_refusal(file, error);
+                // Nothing to stamp: the same refusal as last time is the
+                // same file, already reported.
+                if lock(&state.refused).get(name).is_some_and(|r| r.stamp.is_none() && r.why == why) {
+                    return Ok(TakenIn::Unchanged);
+                }
+                return Err(refused(None, why));
+            }
+        };
+        let stamp = opened.stamp();
+        if lock(&state.refused).get(name).is_some_and(|r| r.stamp == Some(stamp)) {
+            return Ok(TakenIn::Unchanged);
+        }
+        let limit = state.config.settings(name).host_config().limits().max_module_bytes;
+        let wasm = opened.read(limit).map_err(|error| refused(Some(stamp), file_refusal(file, error)))?;
         let sha256 = format!("{:x}", Sha256::digest(&wasm));
-        self.take_in_bytes(name, file, &wasm, &sha256).map_err(|why| Refused { sha256: Some(sha256), why })
+        self.take_in_bytes(name, file, &wasm, &sha256)
+            .map_err(|why| Box::new(Refused { stamp: Some(stamp), sha256: Some(sha256), why }))
     }
 
     fn take_in_bytes(&self, name: &str, file: &Path, wasm: &[u8], sha256: &str) -> Result<TakenIn, Refusal> {
@@ -449,13 +492,30 @@ fn reload_labels(plugin: &str, result: &str) -> metrics::ReloadLabels {
     metrics::ReloadLabels { plugin: plugin.to_string(), result: result.to_string() }
 }
 
+/// Why a plugin file was not read, as a refusal.
+fn file_refusal(file: &Path, error: PluginFileError) -> Refusal {
+    match error {
+        PluginFileError::NotAFile { path, what } => Refusal::NotAFile { path, what: what.to_string() },
+        PluginFileError::ModuleLimit(error) => Refusal::TooLarge { path: file.to_path_buf(), error },
+        PluginFileError::Unreadable { path, error } => Refusal::Unreadable { path, error: error.to_string() },
+        // `PluginFileError` is non-exhaustive; a new reason is still a
+        // file that cannot be read.
+        other => Refusal::Unreadable { path: file.to_path_buf(), error: other.to_string() },
+    }
+}
+
 /// The folder's plugin files by name. A name is the file stem, which must
 /// fit a URL path segment as it is.
+///
+/// Every entry named `*.wasm` counts, whatever it is: a FIFO, a device or
+/// a symlink to nothing put in a plugin's place is refused by
+/// [`Server::take_in`] while the old version serves, where skipping it
+/// here would remove the plugin.
 fn plugin_files(dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
     let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+        if path.extension().is_some_and(|e| e == "wasm") {
             let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
             if stem.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
                 files.insert(stem.to_string(), path);

@@ -6,7 +6,7 @@ use pabi_abi::vectors::VectorFile;
 use pabi_conform::report::{self, PluginReport};
 use pabi_conform::{Check, Options, Progress, ReferenceHost};
 
-use super::read_input;
+use super::{default_max_module_bytes, read_input, read_plugin_or_fail};
 use crate::{exit, out, outln};
 
 /// Run the conformance suite on plugins: the static validator, then
@@ -64,7 +64,8 @@ Examples:
 Exit codes:
   0  every plugin is conformant
   1  a plugin is not conformant
-  2  usage or I/O error";
+  2  usage or I/O error, or a plugin larger than the spec's compile
+     budget of 32 MiB, which is not read (MODULE_LIMIT)";
 
 impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
@@ -75,7 +76,7 @@ impl Opts {
         let tty = std::io::stderr().is_terminal() && self.format == ConformFormat::Human;
         let mut reports: Vec<PluginReport> = Vec::new();
         for path in &self.plugins {
-            let wasm = read_input(path)?;
+            let wasm = read_plugin_or_fail(path, default_max_module_bytes(), "")?;
             options.vectors = match &given {
                 Some(vectors) => Some(vectors.clone()),
                 None => beside(path).map(|found| read_vectors(&found)).transpose()?,

@@ -5,7 +5,7 @@ use anyhow::bail;
 use pabi_validator::{PluginShape, Report, Rule};
 use serde::Serialize;
 
-use super::read_input;
+use super::{default_max_module_bytes, read_plugin_or_fail};
 use crate::{exit, out, outln};
 
 /// Show what a plugin declares and contains: metadata, functions, imports,
@@ -18,7 +18,9 @@ Examples:
 
 Exit codes:
   0  the plugin was inspected (even if it is invalid; run `pabi validate`)
-  2  usage or I/O error, or the file is not a WebAssembly module")]
+  2  usage or I/O error, or the file is not a WebAssembly module, or it is
+     larger than the spec's compile budget of 32 MiB and not read
+     (MODULE_LIMIT)")]
 pub struct Opts {
     /// The plugin file (`-` for standard input).
     file: PathBuf,
@@ -38,7 +40,7 @@ pub enum InspectFormat {
 
 impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
-        let wasm = read_input(&self.file)?;
+        let wasm = read_plugin_or_fail(&self.file, default_max_module_bytes(), "")?;
         let report = pabi_validator::validate(&wasm);
         let Some(shape) = &report.shape else {
             let reason = report.findings.first().map_or("it cannot be decoded", |f| f.message.as_str());

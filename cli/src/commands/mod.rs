@@ -93,6 +93,54 @@ pub fn read_payload(path: &Path) -> anyhow::Result<Payload> {
     Ok(Payload::Bytes(bytes))
 }
 
+/// Reads a plugin from a file, or standard input for `-`, within the
+/// compile budget (`LIM-12`): a file larger than `max_module_bytes` is
+/// refused by its size without being read, a stream once it is one byte
+/// past the cap. The outer error is an I/O error (exit 2); the inner one
+/// is the `MODULE_LIMIT` a host would return for the bytes, which `run`
+/// and `pipe` report as the host error it is.
+pub fn read_plugin(path: &Path, max_module_bytes: u64) -> anyhow::Result<Result<Vec<u8>, pabi_host::Error>> {
+    use std::io::Read;
+    let failed = || format!("failed to read `{}`", path.display());
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(max_module_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .context("failed to read standard input")?;
+        let read = bytes.len() as u64;
+        if read > max_module_bytes {
+            let cap = pabi_host::CompileCap::ModuleBytes { bytes: read, cap: max_module_bytes };
+            return Ok(Err(pabi_host::Error::ModuleLimit { cap }));
+        }
+        return Ok(Ok(bytes));
+    }
+    match pabi_host::read_plugin_file(path, max_module_bytes) {
+        Ok(bytes) => Ok(Ok(bytes)),
+        Err(pabi_host::PluginFileError::ModuleLimit(error)) => Ok(Err(error)),
+        Err(pabi_host::PluginFileError::Unreadable { error, .. }) => Err(error).with_context(failed),
+        Err(error) => Err(error).with_context(failed),
+    }
+}
+
+/// [`read_plugin`] for the commands that do not load it on a host
+/// (`validate`, `inspect`, `conform`): a module past the cap is an error
+/// of the command (exit 2), naming the file, and `hint` says how to raise
+/// the cap where there is a way.
+pub fn read_plugin_or_fail(path: &Path, max_module_bytes: u64, hint: &str) -> anyhow::Result<Vec<u8>> {
+    match read_plugin(path, max_module_bytes)? {
+        Ok(bytes) => Ok(bytes),
+        Err(error) => anyhow::bail!("`{}`: {error}{hint}", path.display()),
+    }
+}
+
+/// The spec's compile budget for a module's size (`LIM-12`, 32 MiB), the
+/// one a default host applies.
+pub fn default_max_module_bytes() -> u64 {
+    pabi_host::Limits::default().max_module_bytes
+}
+
 pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut bytes = Vec::new();

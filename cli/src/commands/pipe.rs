@@ -8,7 +8,7 @@ use pabi_host::testing::{HostCallLog, Reenter};
 use pabi_host::Unavailable;
 
 use super::host_args::HostArgs;
-use super::read_input;
+use super::read_plugin;
 use super::run::exit_code;
 
 /// Chain plugin functions: standard input goes to the first, each output
@@ -151,8 +151,8 @@ impl Opts {
             let Some((path, function)) = stage.rsplit_once(':').filter(|(p, f)| !p.is_empty() && !f.is_empty()) else {
                 bail!("`{stage}` is not PLUGIN:FUNCTION");
             };
-            let wasm = read_input(path.as_ref())?;
-            match host.load(&wasm) {
+            let loaded = read_plugin(path.as_ref(), host.config().limits().max_module_bytes)?;
+            match loaded.and_then(|wasm| host.load(&wasm)) {
                 Ok(plugin) if !plugin.functions().iter().any(|f| f == function) => {
                     // Refused now rather than at every record, or never
                     // when the input is empty.

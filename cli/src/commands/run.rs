@@ -10,7 +10,7 @@ use pabi_host::testing::{HostCallLog, SharedPlugin};
 use pabi_host::{Error, Plugin};
 
 use super::host_args::{parse_hex, HostArgs};
-use super::{read_input, read_payload, Payload};
+use super::{read_payload, read_plugin, Payload};
 
 /// Run one plugin function under the reference host: output to stdout, the
 /// error kind and message to stderr.
@@ -89,7 +89,9 @@ pub fn exit_code(error: &Error) -> u8 {
 
 impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
-        let wasm = read_input(&self.plugin)?;
+        // Past the host's compile budget, the file is not read: the load
+        // below reports the MODULE_LIMIT the host would have.
+        let wasm = read_plugin(&self.plugin, self.host.config().limits().max_module_bytes)?;
         let input = match (&self.input, &self.input_hex) {
             (Some(path), _) => read_payload(path)?,
             (None, Some(hex)) => Payload::Bytes(parse_hex(hex).context("bad --input-hex")?),
@@ -122,7 +124,8 @@ impl Opts {
         let transcript = HostCallLog::default();
         let host = self.host.host(&transcript, Some(reenter), |config| config)?;
         let mut stdout = std::io::stdout().lock();
-        let loaded = config.bytes().and_then(|config| host.load_with_plugin_config(&wasm, &config));
+        let loaded =
+            wasm.and_then(|wasm| config.bytes().and_then(|config| host.load_with_plugin_config(&wasm, &config)));
         let plugin = match loaded {
             Ok(plugin) => shared.get_or_init(|| SharedPlugin::new(plugin)).clone(),
             Err(error) => return self.report(&mut stdout, Err(error), transcript.take()),

@@ -65,6 +65,12 @@ loading plus worker_address_headroom, RLIMIT_CPU at worker_cpu_time). A
 worker that dies is started again; only the calls it held fail, with
 HOST_FAILURE (503).
 
+Every DIR/NAME.wasm is looked at on each scan (--watch): a new or changed
+file loads while the old version serves; one that fails, is larger than
+32 MiB (MODULE_LIMIT, not read) or is not a regular file (a FIFO, a device,
+a symlink to nothing) is refused and logged, and the old version serves on.
+A refused file is read again only once its size, mtime or inode changes.
+
 SIGTERM or Ctrl-C drains: no new connections, calls in flight finish, every
 instance gets pabi_shutdown. One that comes while the plugins load drains
 as soon as they are in. Logs go to standard error (PABI_LOG, default info);

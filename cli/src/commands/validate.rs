@@ -4,7 +4,8 @@ use anyhow::{bail, Context};
 use pabi_validator::render::{self, FileReport};
 use pabi_validator::{Options, Rule, Severity};
 
-use super::read_input;
+use super::host_args::parse_size;
+use super::{default_max_module_bytes, read_plugin_or_fail};
 use crate::{exit, out, outln};
 
 /// Check plugin binaries against the pabi ABI without running them.
@@ -21,7 +22,8 @@ Examples:
 Exit codes:
   0  every plugin is valid
   1  a plugin has errors (or warnings, under --deny-warnings)
-  2  usage or I/O error")]
+  2  usage or I/O error, or a file larger than --max-module-size, which is
+     not read (MODULE_LIMIT)")]
 pub struct Opts {
     /// Plugin files, or folders to search for `.wasm` files.
     #[arg(required = true, value_name = "PATH")]
@@ -35,6 +37,11 @@ pub struct Opts {
     /// Drop findings of a warning rule, by clause ID (repeatable).
     #[arg(long, value_name = "RULE")]
     allow: Vec<String>,
+    /// The largest module to read, e.g. `64MiB` [default: 32MiB, the
+    /// spec's compile budget (LIM-12)]. A larger file is not read: exit 2,
+    /// MODULE_LIMIT.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_module_size: Option<u64>,
 }
 
 /// The output formats of `pabi validate`.
@@ -52,9 +59,10 @@ impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
         let options = Options { allow: parse_allowed(&self.allow)? };
         let files = expand_paths(&self.paths)?;
+        let max = self.max_module_size.unwrap_or_else(default_max_module_bytes);
         let mut loaded = Vec::with_capacity(files.len());
         for path in &files {
-            let wasm = read_input(path)?;
+            let wasm = read_plugin_or_fail(path, max, " (--max-module-size raises the cap)")?;
             loaded.push((path.display().to_string(), pabi_validator::validate_with(&wasm, &options)));
         }
         let reports: Vec<FileReport<'_>> = loaded.iter().map(|(path, report)| FileReport { path, report }).collect();

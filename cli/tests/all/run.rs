@@ -375,3 +375,26 @@ fn plugin_text_is_escaped_before_it_reaches_the_terminal() {
     assert!(!stderr.lines().any(|l| l.starts_with("error: all good")), "a forged line: {stderr}");
     assert_eq!(stderr.matches("\\u{1b}[2J\\u{1b}[Hforged\\nerror: all good\\u{7}").count(), 2, "{stderr}");
 }
+
+/// A sparse plugin file of 1 TiB: refused by its size, since reading it
+/// into memory would fail or take far longer than a test (an allocation
+/// of 1 TiB is refused by a kernel that does not overcommit).
+fn terabyte_plugin(dir: &std::path::Path) -> String {
+    let path = dir.join("big.wasm");
+    std::fs::File::create(&path).unwrap().set_len(1 << 40).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn run_refuses_a_plugin_file_past_the_compile_budget_by_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = terabyte_plugin(dir.path());
+    let raw = pabi(&["run", &big, "echo", "--no-cache"]);
+    let stderr = String::from_utf8_lossy(&raw.stderr);
+    assert_eq!(exit_code(&raw), 3, "a host error, as for any module past the budget: {stderr}");
+    assert!(stderr.contains("MODULE_LIMIT") && stderr.contains(&(1u64 << 40).to_string()), "{stderr}");
+    let json = pabi(&["run", &big, "echo", "--no-cache", "--format", "json"]);
+    assert_eq!(exit_code(&json), 0, "{}", String::from_utf8_lossy(&json.stderr));
+    let line: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!((line["ok"].as_bool(), line["kind"].as_str()), (Some(false), Some("MODULE_LIMIT")), "{line}");
+}

@@ -210,3 +210,24 @@ fn a_future_version_gets_one_finding() {
         assert_eq!(rules, ["VER-3"], "{name}: {report}");
     }
 }
+
+#[test]
+fn a_file_past_the_module_size_cap_is_refused_by_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sparse, 1 TiB: reading it into memory would fail or take far longer
+    // than a test.
+    let big = dir.path().join("big.wasm");
+    std::fs::File::create(&big).unwrap().set_len(1 << 40).unwrap();
+    let out = pabi(&["validate", big.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(exit_code(&out), 2, "{stderr}");
+    assert!(stderr.contains("MODULE_LIMIT") && stderr.contains("--max-module-size"), "{stderr}");
+
+    // The cap is the option's: a file of 9 bytes is past `8`, and within `9`.
+    let small = write(dir.path(), "small.wasm", b"\0asm\x01\0\0\0\0");
+    let capped = pabi(&["validate", "--max-module-size", "8", &small]);
+    assert_eq!(exit_code(&capped), 2, "{}", String::from_utf8_lossy(&capped.stderr));
+    assert!(String::from_utf8_lossy(&capped.stderr).contains("MODULE_LIMIT"));
+    let within = pabi(&["validate", "--max-module-size", "9", &small]);
+    assert!(!String::from_utf8_lossy(&within.stderr).contains("MODULE_LIMIT"));
+}

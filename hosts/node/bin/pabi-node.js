@@ -16,7 +16,7 @@
 // standard error that says which (it would otherwise hold it forever).
 
 import fs from 'node:fs';
-import { loadPlugin, Oversized, escapeText, PabiError, KINDS, ABI_VERSIONS } from '../src/index.js';
+import { loadPlugin, readPluginFile, Oversized, escapeText, PabiError, KINDS, ABI_VERSIONS, DEFAULT_LIMITS } from '../src/index.js';
 import { failure, success } from '../src/result.js';
 import { parseHostCallTable, tableFunctions, TableError } from '../src/table.js';
 
@@ -153,8 +153,14 @@ function main() {
   const opts = parseArgs(process.argv.slice(2));
   let bytes;
   try {
-    bytes = fs.readFileSync(opts.plugin);
+    // Past the compile budget the file is not read: its size alone is
+    // the MODULE_LIMIT the load would report (LIM-12).
+    bytes = readPluginFile(opts.plugin, opts.limits.maxModuleSize ?? DEFAULT_LIMITS.maxModuleSize);
   } catch (e) {
+    if (e instanceof PabiError) {
+      print(failure(e));
+      return null;
+    }
     // A path the runner got wrong is a bad argument (2); bytes that are
     // read but are not a plugin are a result, INVALID_MODULE.
     usage(`cannot read ${opts.plugin}: ${e.message}`);

@@ -128,6 +128,13 @@ const ENGINE_LIMIT = /exceeds internal limit|size .* > maximum|maximum function 
 
 const moduleLimit = (detail) => new PabiError(KINDS.MODULE_LIMIT, { detail: `[LIM-12] ${detail}` });
 
+/**
+ * The MODULE_LIMIT of a module of `size` bytes past the cap (LIM-12).
+ * @param {number} size
+ * @param {number} cap
+ */
+export const moduleSizeLimit = (size, cap) => moduleLimit(`the module is ${size} bytes, more than the cap of ${cap} bytes`);
+
 // LIM-12 from the section headers alone: the function section's count and
 // the code section's body sizes. It needs nothing else of the module, so
 // that it comes first (VER-8) even for a module whose other sections use
@@ -400,9 +407,7 @@ export function checkPlugin(bytes, { allow = [], budget = {}, abi: offered = HOS
   const [hostMajor, hostMinor] = offered.split('.').map(Number);
   // LIM-12: the module's size, before anything else is read.
   const maxModuleSize = budget.maxModuleSize ?? COMPILE_BUDGET.maxModuleSize;
-  if (bytes.length > maxModuleSize) {
-    throw moduleLimit(`the module is ${bytes.length} bytes, more than the cap of ${maxModuleSize} bytes`);
-  }
+  if (bytes.length > maxModuleSize) throw moduleSizeLimit(bytes.length, maxModuleSize);
   // VER-8 (1): the section headers, which every version shares.
   const sections = rethrowInvalid(() => walkSections(bytes));
   // The sections the checks read. A module this parse refuses (a feature

@@ -7,3 +7,4 @@ export { Canceller } from './cancel.js';
 export { HostFunction } from './host.js';
 export { PabiError, KINDS, DESCRIPTIONS } from './errors.js';
 export { checkPlugin, HOST_ABI_TEXT, ABI_VERSIONS } from './check.js';
+export { readPluginFile } from './file.js';

@@ -316,6 +316,24 @@ test('a plugin file that does not exist or cannot be read is a bad argument: exi
   }
 });
 
+test('a plugin file past the compile budget is MODULE_LIMIT from its size, without being read (LIM-12)', () => {
+  const big = path.join(dir, 'big.wasm');
+  const fd = fs.openSync(big, 'w');
+  // Sparse, 2^31 bytes: Node cannot read a file this large into one
+  // buffer, so an adapter that read it first would fail to (exit 2).
+  fs.ftruncateSync(fd, 2 ** 31);
+  fs.closeSync(fd);
+  try {
+    const r = run(big, 'echo', '--input-hex', '', '--format', 'json');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.lines.length, 1);
+    assert.equal(r.lines[0].kind, 'MODULE_LIMIT');
+    assert.match(r.lines[0].message, /2147483648/);
+  } finally {
+    fs.rmSync(big);
+  }
+});
+
 test('after the last call the adapter calls pabi_shutdown on a live instance; its failure is logged and the exit status stays 0 (LIFE-4)', () => {
   const p = path.join(dir, 'shutdown.wasm');
   fs.writeFileSync(p, buildPlugin({

@@ -12,7 +12,7 @@ import { ioPlugin, hcPlugin, hcInput } from './helpers.js';
 test('index.js exports the API and nothing else', () => {
   assert.deepEqual(Object.keys(api).sort(), [
     'ABI_VERSIONS', 'Canceller', 'DEFAULT_LIMITS', 'DESCRIPTIONS', 'HOST_ABI_TEXT', 'Host', 'HostFunction', 'KINDS',
-    'Oversized', 'PabiError', 'Plugin', 'checkPlugin', 'escapeText', 'loadPlugin',
+    'Oversized', 'PabiError', 'Plugin', 'checkPlugin', 'escapeText', 'loadPlugin', 'readPluginFile',
   ]);
 });
 

@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use pabi_serve::{CallErrorBody, ServeConfig, Server};
 use tower::ServiceExt;
 
+mod files;
 mod isolation;
 
 fn fixture(folder: &str, name: &str) -> Vec<u8> {
