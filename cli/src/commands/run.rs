@@ -89,9 +89,6 @@ pub fn exit_code(error: &Error) -> u8 {
 
 impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
-        // Past the host's compile budget, the file is not read: the load
-        // below reports the MODULE_LIMIT the host would have.
-        let wasm = read_plugin(&self.plugin, self.host.config().limits().max_module_bytes)?;
         let input = match (&self.input, &self.input_hex) {
             (Some(path), _) => read_payload(path)?,
             (None, Some(hex)) => Payload::Bytes(parse_hex(hex).context("bad --input-hex")?),
@@ -123,6 +120,9 @@ impl Opts {
         });
         let transcript = HostCallLog::default();
         let host = self.host.host(&transcript, Some(reenter), |config| config)?;
+        // Past the host's compile budget, the file is not read: the load
+        // below reports the MODULE_LIMIT the host would have.
+        let wasm = read_plugin(&self.plugin, host.config().limits().max_module_bytes)?;
         let mut stdout = std::io::stdout().lock();
         let loaded =
             wasm.and_then(|wasm| config.bytes().and_then(|config| host.load_with_plugin_config(&wasm, &config)));
