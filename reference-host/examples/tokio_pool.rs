@@ -1,6 +1,6 @@
-//! A pool of plugin instances in a tokio application: a call from a
-//! thread, concurrent async calls, a call cancelled by a timeout, one by a
-//! handle, and a reload while serving.
+//! A pool of plugin instances in a tokio application: limits of its own, a
+//! typed call from a thread, concurrent async calls, a call cancelled by a
+//! timeout, one by a handle, and a reload while serving.
 //!
 //!     cargo run -p pabi-host --example tokio_pool -- target/plugins/rust/text.wasm
 //!
@@ -18,9 +18,13 @@ fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: tokio_pool PLUGIN.wasm"))?;
     let wasm = std::fs::read(&path)?;
     let host = Host::new(Config::builder().timeout(Duration::from_millis(200)).build())?;
-    let pool = Pool::builder().instances(2).max_queue(64).build(&host, &wasm)?;
-    // From any thread, blocking:
-    println!("a blocking call: {}", String::from_utf8_lossy(&pool.call("upper", b"record 0")?));
+    // This plugin's calls get a longer deadline than the host's others.
+    let mut limits = host.config().limits().clone();
+    limits.timeout = Duration::from_secs(2);
+    let pool = Pool::builder().instances(2).max_queue(64).build(&host.with_limits(limits)?, &wasm)?;
+    // From any thread, blocking, as bytes or as text (or JSON, with `Json`):
+    let upper: String = pool.call_as("upper", "record 0")?;
+    println!("a blocking call: {upper}");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     runtime.block_on(async {
         // From async code: eight calls at once on two instances; the queue
