@@ -48,6 +48,8 @@ struct Instances {
     /// only when someone waits.
     queue: Mutex<()>,
     returned: Condvar,
+    /// What async waiters wait on: signalled with `returned`.
+    freed: tokio::sync::Notify,
     /// One reload at a time.
     reloading: Mutex<()>,
     /// The re-entry group of every instance (`CALL-8`).
@@ -115,6 +117,7 @@ impl InProcessPool {
                 waiting: AtomicUsize::new(0),
                 queue: Mutex::new(()),
                 returned: Condvar::new(),
+                freed: tokio::sync::Notify::new(),
                 reloading: Mutex::new(()),
                 group,
                 born: Instant::now(),
@@ -129,23 +132,88 @@ impl InProcessPool {
         output: &mut Vec<u8>,
         cancel: Option<&CancelHandle>,
     ) -> Result<(), Error> {
-        let mut lease = self.checkout(cancel)?;
-        let plugin = lease.plugin();
-        let Some(cancel) = cancel else { return plugin.call_into(name, input, output) };
-        // The instance's own flag, which its deadline watches: setting it
-        // is what a cancel of the instance does.
-        let flag = plugin.cancel_flag().clone();
-        let stop = {
-            let flag = flag.clone();
-            Box::new(move || flag.store(true, Ordering::Relaxed))
+        let lease = self.checkout(cancel)?;
+        call_leased(lease, name, input, output, cancel)
+    }
+
+    /// [`InProcessPool::call_into`] for async callers. Waiting for an
+    /// instance is an entry in the queue, and holds no thread: only a call
+    /// that has an instance runs on one of tokio's blocking threads. When
+    /// every instance was busy, a plugin whose calls block (a slow host
+    /// call) used to hold a thread per queued call too, and starved every
+    /// other plugin of the runtime's blocking threads.
+    pub(crate) async fn call_async(&self, name: &str, input: Vec<u8>, cancel: CancelHandle) -> Result<Vec<u8>, Error> {
+        // The call runs on a blocking thread; dropping this future cancels
+        // it there.
+        struct CancelOnDrop(Option<CancelHandle>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                if let Some(cancel) = self.0.take() {
+                    cancel.cancel();
+                }
+            }
+        }
+        let inner = &*self.inner;
+        let call: Arc<(String, Vec<u8>)> = Arc::new((name.to_string(), input));
+        let started = Instant::now();
+        let mut queued: Option<Waiting<'_>> = None;
+        loop {
+            if let Some(error) = refusal(inner, Some(&cancel)) {
+                return Err(error);
+            }
+            let mut guard = CancelOnDrop(Some(cancel.clone()));
+            let attempt = {
+                let (pool, call, cancel) = (self.clone(), call.clone(), cancel.clone());
+                tokio::task::spawn_blocking(move || pool.call_if_free(&call.0, &call.1, &cancel)).await
+            };
+            guard.0 = None;
+            match attempt {
+                Ok(Some(result)) => return result,
+                Ok(None) => {}
+                Err(e) => {
+                    let detail = format!("the call's thread ended abnormally: {e}");
+                    return Err(Error::HostUnavailable(Unavailable::Engine(detail)));
+                }
+            }
+            // Every instance was busy: into the queue, once, then wait for
+            // an instance to come back, a cancel, or the queue timeout. A
+            // return between the attempt and the wait leaves a permit in
+            // `freed`, so it is not missed.
+            if queued.is_none() {
+                queued = Some(Waiting::enter(inner)?);
+            }
+            let timeout = inner.queue_timeout;
+            let Some(left) = timeout.checked_sub(started.elapsed()).filter(|left| !left.is_zero()) else {
+                return Err(Error::HostUnavailable(Unavailable::QueueTimeout { timeout }));
+            };
+            let woken = Arc::new(tokio::sync::Notify::new());
+            let _watch = cancel.running({
+                let woken = woken.clone();
+                Box::new(move || woken.notify_one())
+            });
+            tokio::select! {
+                () = inner.freed.notified() => {}
+                () = woken.notified() => {}
+                () = tokio::time::sleep(left) => {
+                    return Err(Error::HostUnavailable(Unavailable::QueueTimeout { timeout }));
+                }
+            }
+        }
+    }
+
+    /// Calls on a free instance; `None`, having done nothing, when every
+    /// instance is busy.
+    fn call_if_free(&self, name: &str, input: &[u8], cancel: &CancelHandle) -> Option<Result<Vec<u8>, Error>> {
+        if crate::host_fn::is_serving(self.inner.group) {
+            return Some(Err(Error::HostUnavailable(Unavailable::Reentrant)));
+        }
+        let lease = match self.try_slots() {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return None,
+            Err(error) => return Some(Err(error)),
         };
-        let running = cancel.running(stop);
-        let result = plugin.call_into(name, input, output);
-        drop(running);
-        // A cancel that came as the call ended, and that no call took,
-        // must not end the instance's next call, someone else's.
-        flag.store(false, Ordering::Relaxed);
-        result
+        let mut output = Vec::new();
+        Some(call_leased(lease, name, input, &mut output, Some(cancel)).map(|()| output))
     }
 
     /// The plugin's metadata (of the version serving now).
@@ -264,6 +332,7 @@ impl InProcessPool {
     fn wake_waiters(&self) {
         let _queue = lock(&self.inner.queue);
         self.inner.returned.notify_all();
+        self.inner.freed.notify_waiters();
     }
 
     /// A free slot: the one this thread used last if free, else any; else
@@ -275,54 +344,37 @@ impl InProcessPool {
         if crate::host_fn::is_serving(inner.group) {
             return Err(Error::HostUnavailable(Unavailable::Reentrant));
         }
-        // What ends a call before it gets an instance, looked at on the
-        // way in and at every wake-up in the queue.
-        let refused = || {
-            if cancel.is_some_and(CancelHandle::is_cancelled) {
-                Some(Error::Cancelled)
-            } else if inner.closed.load(Ordering::SeqCst) {
-                Some(Error::HostUnavailable(Unavailable::ShutDown))
-            } else {
-                None
-            }
-        };
+        let refused = || refusal(inner, cancel);
         if let Some(error) = refused() {
             return Err(error);
         }
         if let Some(lease) = self.try_slots()? {
             return Ok(lease);
         }
-        if inner.waiting.fetch_add(1, Ordering::SeqCst) >= inner.max_queue {
-            inner.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(Error::HostUnavailable(Unavailable::QueueFull { limit: inner.max_queue }));
-        }
+        let _waiting = Waiting::enter(inner)?;
         let started = Instant::now();
-        let result = (|| {
-            let mut queue = lock(&inner.queue);
-            loop {
-                if let Some(error) = refused() {
-                    return Err(error);
-                }
-                // Under the queue lock: a call that returns after this scan
-                // signals once this thread waits, not before.
-                if let Some(lease) = self.try_slots()? {
-                    return Ok(lease);
-                }
-                let timeout = inner.queue_timeout;
-                let mut wait = match timeout.checked_sub(started.elapsed()) {
-                    Some(left) if !left.is_zero() => left,
-                    _ => return Err(Error::HostUnavailable(Unavailable::QueueTimeout { timeout })),
-                };
-                // A cancel has no way to wake the wait: look every 10 ms, as
-                // the epoch does for a running call.
-                if cancel.is_some() {
-                    wait = wait.min(Duration::from_millis(10));
-                }
-                queue = inner.returned.wait_timeout(queue, wait).unwrap_or_else(|p| p.into_inner()).0;
+        let mut queue = lock(&inner.queue);
+        loop {
+            if let Some(error) = refused() {
+                return Err(error);
             }
-        })();
-        inner.waiting.fetch_sub(1, Ordering::SeqCst);
-        result
+            // Under the queue lock: a call that returns after this scan
+            // signals once this thread waits, not before.
+            if let Some(lease) = self.try_slots()? {
+                return Ok(lease);
+            }
+            let timeout = inner.queue_timeout;
+            let mut wait = match timeout.checked_sub(started.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return Err(Error::HostUnavailable(Unavailable::QueueTimeout { timeout })),
+            };
+            // A cancel has no way to wake the wait: look every 10 ms, as
+            // the epoch does for a running call.
+            if cancel.is_some() {
+                wait = wait.min(Duration::from_millis(10));
+            }
+            queue = inner.returned.wait_timeout(queue, wait).unwrap_or_else(|p| p.into_inner()).0;
+        }
     }
 
     /// Locks a free slot, filling it when empty; `None` when all are busy.
@@ -374,8 +426,66 @@ impl Drop for Lease<'_> {
         if self.pool.waiting.load(Ordering::SeqCst) > 0 {
             let _queue = lock(&self.pool.queue);
             self.pool.returned.notify_one();
+            self.pool.freed.notify_one();
         }
     }
+}
+
+/// What ends a call before it gets an instance, looked at on the way in
+/// and at every wake-up in the queue.
+fn refusal(inner: &Instances, cancel: Option<&CancelHandle>) -> Option<Error> {
+    if cancel.is_some_and(CancelHandle::is_cancelled) {
+        Some(Error::Cancelled)
+    } else if inner.closed.load(Ordering::SeqCst) {
+        Some(Error::HostUnavailable(Unavailable::ShutDown))
+    } else {
+        None
+    }
+}
+
+/// A call's place in the queue, counted in `waiting` while it lives; a
+/// full queue refuses the call at once.
+struct Waiting<'a>(&'a Instances);
+
+impl<'a> Waiting<'a> {
+    fn enter(inner: &'a Instances) -> Result<Waiting<'a>, Error> {
+        if inner.waiting.fetch_add(1, Ordering::SeqCst) >= inner.max_queue {
+            inner.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::HostUnavailable(Unavailable::QueueFull { limit: inner.max_queue }));
+        }
+        Ok(Waiting(inner))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs one call on a leased instance. With a cancel handle, a cancel sets
+/// the instance's own flag, which its deadline watches.
+fn call_leased(
+    mut lease: Lease<'_>,
+    name: &str,
+    input: &[u8],
+    output: &mut Vec<u8>,
+    cancel: Option<&CancelHandle>,
+) -> Result<(), Error> {
+    let plugin = lease.plugin();
+    let Some(cancel) = cancel else { return plugin.call_into(name, input, output) };
+    let flag = plugin.cancel_flag().clone();
+    let stop = {
+        let flag = flag.clone();
+        Box::new(move || flag.store(true, Ordering::Relaxed))
+    };
+    let running = cancel.running(stop);
+    let result = plugin.call_into(name, input, output);
+    drop(running);
+    // A cancel that came as the call ended, and that no call took, must
+    // not end the instance's next call, someone else's.
+    flag.store(false, Ordering::Relaxed);
+    result
 }
 
 thread_local! {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::in_process_pool::InProcessPool;
 use crate::pool_settings::PoolSettings;
 use crate::typed::{Input, Output, TypedCallError};
-use crate::{CancelHandle, Error, Host, Isolation, PoolStats, Unavailable};
+use crate::{CancelHandle, Error, Host, Isolation, PoolStats};
 
 #[cfg(feature = "worker-process")]
 use crate::worker::{WorkerCommand, WorkerPool};
@@ -248,8 +248,11 @@ impl Pool {
     }
 
     /// [`Pool::call`] for async applications: a long plugin call never
-    /// holds an executor thread, and dropping the future (a client gone, a
-    /// `select!` timeout) cancels the call. Needs a tokio runtime.
+    /// holds an executor thread, a call waiting in the queue holds no
+    /// thread at all, and dropping the future (a client gone, a `select!`
+    /// timeout) cancels the call. Needs a tokio runtime with its time
+    /// driver (`enable_time` or `enable_all`), which the queue timeout
+    /// uses.
     pub async fn call_async(&self, name: &str, input: Vec<u8>) -> Result<Vec<u8>, Error> {
         self.call_async_cancellable(name, input, CancelHandle::new()).await
     }
@@ -262,29 +265,7 @@ impl Pool {
         cancel: CancelHandle,
     ) -> Result<Vec<u8>, Error> {
         match &self.kind {
-            Kind::InProcess(pool) => {
-                // The call runs on tokio's blocking threads; dropping the
-                // future cancels it there.
-                struct CancelOnDrop(Option<CancelHandle>);
-                impl Drop for CancelOnDrop {
-                    fn drop(&mut self) {
-                        if let Some(cancel) = self.0.take() {
-                            cancel.cancel();
-                        }
-                    }
-                }
-                let mut guard = CancelOnDrop(Some(cancel.clone()));
-                let (pool, name) = (pool.clone(), name.to_string());
-                let joined = tokio::task::spawn_blocking(move || {
-                    let mut output = Vec::new();
-                    pool.call_into(&name, &input, &mut output, Some(&cancel)).map(|()| output)
-                })
-                .await;
-                guard.0 = None;
-                joined.unwrap_or_else(|e| {
-                    Err(Error::HostUnavailable(Unavailable::Engine(format!("the call's thread ended abnormally: {e}"))))
-                })
-            }
+            Kind::InProcess(pool) => pool.call_async(name, input, cancel).await,
             #[cfg(feature = "worker-process")]
             Kind::WorkerProcess(pool) => pool.call_async(name, input, cancel).await,
         }

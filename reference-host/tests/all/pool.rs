@@ -100,6 +100,58 @@ pool_tests! {
         assert_eq!(list, [1, 2]);
     }
 
+    fn a_call_waiting_in_the_queue_holds_no_thread(isolation) {
+        // The hog's one instance blocks in a host call until the gate opens.
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let closed = gate.clone();
+        let blocker = HostFunction::new("app.reenter", move |_, _| {
+            let (open, opened) = &*closed;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            Ok(Vec::new())
+        });
+        let host = host_with(|c| c.timeout(Duration::from_secs(60)).host_function(blocker));
+        let hog = builder(isolation).instances(1).max_queue(64).queue_timeout(Duration::from_secs(60));
+        let hog = hog.build(&host, &asker()).unwrap();
+        let neighbour = builder(isolation).instances(1).build(&host_with(|c| c), &fixture("good", "core")).unwrap();
+        // Two blocking threads for the whole runtime: queued calls that
+        // each held one would leave none for the neighbour.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Opened however the test ends, so that a failing assert fails the
+        // test instead of leaving the runtime's drop waiting for the gate.
+        struct Opens(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+        impl Drop for Opens {
+            fn drop(&mut self) {
+                *self.0 .0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                self.0 .1.notify_all();
+            }
+        }
+        let opens = Opens(gate);
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                let hog = hog.clone();
+                runtime.spawn(async move { hog.call_async("ask", Vec::new()).await })
+            })
+            .collect();
+        wait_until("one call runs and the others wait in the queue", || {
+            let stats = hog.stats();
+            (stats.busy, stats.waiting) == (1, 19)
+        });
+        assert_eq!(runtime.block_on(neighbour.call_async("echo", b"next door".to_vec())).unwrap(), b"next door");
+        assert_eq!(hog.stats().waiting, 19, "the queued calls still wait");
+        drop(opens);
+        for call in calls {
+            assert!(runtime.block_on(call).unwrap().is_ok());
+        }
+    }
+
     fn a_full_queue_refuses_at_once_and_a_queued_call_runs_when_an_instance_frees(isolation) {
         let pool = spinning_pool(isolation, 1, Duration::from_millis(300));
         let spinner = {
