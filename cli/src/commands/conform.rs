@@ -2,9 +2,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use pabi_abi::vectors::VectorFile;
 use pabi_conform::report::{self, PluginReport};
 use pabi_conform::{Check, Options, Progress, ReferenceHost};
+use pabi_testkit::vectors::VectorFile;
 
 use super::read_input;
 use crate::{exit, out, outln};
