@@ -4,6 +4,11 @@
 //! that the validator, the hosts and the tools cannot drift apart. Each item
 //! cites the clause of `spec/abi.md` that defines it.
 //!
+//! The formats that test plugins and hosts (shared test vectors, host-call
+//! tables, the host-adapter protocol) are not here but in `pabi-testkit`,
+//! which builds on this crate: an application that embeds a host compiles
+//! the ABI, not the test tooling.
+//!
 //! ```
 //! use pabi_abi::{AbiVersion, Status, HOST_ABI};
 //!
@@ -12,7 +17,6 @@
 //! assert_eq!(Status::from_code(1), Some(Status::InvalidInput));
 //! ```
 
-pub mod adapter;
 mod clauses;
 mod envelope;
 mod errors;
@@ -20,8 +24,6 @@ mod features;
 mod ijson;
 pub mod since;
 pub use envelope::{function_imports, read_envelope, EnvelopeError};
-pub mod hex;
-pub mod host_calls;
 mod imports;
 pub use ijson::MAX_METADATA_DEPTH;
 mod limits;
@@ -30,7 +32,6 @@ mod section;
 mod status;
 pub mod text;
 mod trap;
-pub mod vectors;
 mod version;
 mod wasi;
 

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use pabi_abi::hex::{encode_hex, sha256_hex};
+use pabi_testkit::hex::{encode_hex, sha256_hex};
 use proptest::strategy::BoxedStrategy;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 

@@ -76,7 +76,7 @@ pub enum Application {
     /// Each call succeeds with its request as the reply.
     Echo,
     /// Answers from a host-call table.
-    Table(pabi_abi::host_calls::HostCallTable),
+    Table(pabi_testkit::host_calls::HostCallTable),
     /// These answers, in order, one per host call; echo after the last.
     /// The `host-calls` check generates and shrinks them.
     Script(Vec<ScriptedAnswer>),
@@ -85,7 +85,7 @@ pub enum Application {
 /// One answer of a script, and how long the application takes to give it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScriptedAnswer {
-    pub answer: pabi_abi::host_calls::Answer,
+    pub answer: pabi_testkit::host_calls::Answer,
     pub delay: std::time::Duration,
 }
 
@@ -94,7 +94,7 @@ pub struct ScriptedAnswer {
 pub struct AnsweredCall {
     pub name: String,
     pub request: Vec<u8>,
-    pub answer: pabi_abi::host_calls::Answer,
+    pub answer: pabi_testkit::host_calls::Answer,
 }
 
 /// A loaded plugin; the host re-creates its instance after a failure.

@@ -48,7 +48,7 @@ pub const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_millis(30
 /// messages, and at most one slow answer. Shrinks to fewer, smaller
 /// answers and no slow one.
 pub fn host_call_answers() -> BoxedStrategy<Vec<crate::host::ScriptedAnswer>> {
-    use pabi_abi::host_calls::Answer;
+    use pabi_testkit::host_calls::Answer;
     let past_cap = crate::reference::HOST_CALL_REPLY_CAP as usize + 1;
     let answer = prop_oneof![
         2 => Just(Answer::Reply(Vec::new())),

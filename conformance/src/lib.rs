@@ -21,7 +21,7 @@ pub mod inputs;
 mod reference;
 pub mod report;
 
-use pabi_abi::vectors::VectorFile;
+use pabi_testkit::vectors::VectorFile;
 
 pub use checks::no_leak::{leak_bound, LEAK_CALLS};
 pub use checks::{Check, UnknownCheck};

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use pabi_abi::host_calls::Answer;
 use pabi_abi::{Capability, Metadata};
 use pabi_host::{Config, DirGrant, Error, Host, HostCallError, HostFunction, Plugin};
+use pabi_testkit::host_calls::Answer;
 
 use crate::host::{AnsweredCall, Application, HostFailure, HostResult, Offer, PluginUnderTest, TestHost};
 
@@ -226,7 +226,7 @@ impl ReferenceHost {
                         Answer::Fail(message) => Err(HostCallError::new(message)),
                         // The checks never call the plugin back: the host
                         // refuses that (CALL-8), and host cases test it.
-                        Answer::Reenter(_) => Err(HostCallError::new(pabi_abi::host_calls::REENTRY_REFUSED)),
+                        Answer::Reenter(_) => Err(HostCallError::new(pabi_testkit::host_calls::REENTRY_REFUSED)),
                     }
                 });
                 config = config.host_function(function);

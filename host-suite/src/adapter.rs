@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pabi_abi::adapter::{ResultLine, RESULT_LINE_SCHEMA};
+use pabi_testkit::adapter::{ResultLine, RESULT_LINE_SCHEMA};
 use serde_json::Value;
 
 /// Splits an adapter command into words as a POSIX shell does, quotes and

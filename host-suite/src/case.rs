@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pabi_abi::adapter::{AdapterLimits, LineKind};
-use pabi_abi::hex::decode_hex;
-use pabi_abi::host_calls::{HostCallRecord, HostCallTable};
 use pabi_abi::{Clause, TrapKind};
+use pabi_testkit::adapter::{AdapterLimits, LineKind};
+use pabi_testkit::hex::decode_hex;
+use pabi_testkit::host_calls::{HostCallRecord, HostCallTable};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 

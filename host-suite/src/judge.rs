@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pabi_abi::adapter::{FailedLine, LineKind, ResultLine};
-use pabi_abi::hex::{decode_hex, encode_hex};
-use pabi_abi::host_calls::HostCallRecord;
-use pabi_abi::vectors::{Expect, Vector};
 use pabi_abi::HostErrorKind;
+use pabi_testkit::adapter::{FailedLine, LineKind, ResultLine};
+use pabi_testkit::hex::{decode_hex, encode_hex};
+use pabi_testkit::host_calls::HostCallRecord;
+use pabi_testkit::vectors::{Expect, Vector};
 use serde::Serialize;
 
 use crate::case::{Case, Expectation};

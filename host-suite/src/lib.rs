@@ -5,10 +5,10 @@
 //! `ADAPTER PLUGIN.wasm FUNCTION [--input-hex HEX] [--then FUNCTION:HEX]...
 //! [--config-hex HEX] [--timeout-ms N] [--max-memory BYTES]
 //! [--max-output BYTES] [--fuel N] --format json` (built by
-//! [`pabi_abi::adapter::Invocation`]) and reads one JSON line per call. Every
+//! [`pabi_testkit::adapter::Invocation`]) and reads one JSON line per call. Every
 //! line must follow the protocol: it is checked against
 //! `spec/schemas/adapter-result.schema.json` and read as a
-//! [`pabi_abi::adapter::ResultLine`] before the case is judged.
+//! [`pabi_testkit::adapter::ResultLine`] before the case is judged.
 //!
 //! This suite checks hosts; `pabi-conform` checks plugins. The two share
 //! nothing but the ABI.

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use pabi_abi::adapter::{AdapterCall, AdapterDir, AdapterGrants, Invocation, ResultLine};
-use pabi_abi::hex::decode_hex;
+use pabi_testkit::adapter::{AdapterCall, AdapterDir, AdapterGrants, Invocation, ResultLine};
+use pabi_testkit::hex::decode_hex;
 
 use crate::adapter::invoke_with;
 use crate::case::{Case, DirMode};

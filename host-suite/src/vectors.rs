@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use pabi_abi::adapter::{AdapterCall, AdapterGrants, AdapterLimits, Invocation, ResultLine};
-use pabi_abi::vectors::{Bytes, Vector, VectorFile};
+use pabi_testkit::adapter::{AdapterCall, AdapterGrants, AdapterLimits, Invocation, ResultLine};
+use pabi_testkit::vectors::{Bytes, Vector, VectorFile};
 
 use crate::adapter::invoke_with;
 use crate::judge::{clip, judge_vector};
@@ -45,7 +45,7 @@ pub fn run_vector(
         abi: None,
     };
     let args = invocation
-        .args(&mut pabi_abi::adapter::spill_into(scratch, &vector.name))
+        .args(&mut pabi_testkit::adapter::spill_into(scratch, &vector.name))
         .map_err(|e| format!("vector `{}`: {e}", vector.name))?;
     invoke_with(adapter, args)
 }

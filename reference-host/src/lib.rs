@@ -197,8 +197,8 @@
 //!
 //! [`HostFunction::only_for`] offers a function to named plugins only, and
 //! [`ConfigBuilder::abi_version`] set to 1.0 keeps host calls off entirely
-//! (`CALL-9`). [`testing::table_functions`] answers from a host-call table,
-//! as `pabi run --host-calls` does.
+//! (`CALL-9`). With the `testing` feature, `testing::table_functions`
+//! answers from a host-call table, as `pabi run --host-calls` does.
 //!
 //! # Caching and reloading
 //!

@@ -2,9 +2,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use pabi_abi::vectors::VectorFile;
 use pabi_conform::report::{self, PluginReport};
 use pabi_conform::{Check, Options, Progress, ReferenceHost};
+use pabi_testkit::vectors::VectorFile;
 
 use super::{default_max_module_bytes, read_input, read_plugin_or_fail};
 use crate::{exit, out, outln};

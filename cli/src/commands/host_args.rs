@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use pabi_abi::host_calls::HostCallTable;
 use pabi_host::testing::{HostCallLog, Reenter};
 use pabi_host::{Config, ConfigBuilder, DirGrant, Host, HostCallError, HostFunction};
+use pabi_testkit::host_calls::HostCallTable;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct HostArgs {
@@ -236,7 +236,7 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 
 /// Hex digits to bytes, for `--input-hex` and friends.
 pub fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
-    match pabi_abi::vectors::decode_hex(text) {
+    match pabi_testkit::hex::decode_hex(text) {
         Some(bytes) => Ok(bytes),
         None => bail!("`{text}` is not hex: give pairs of hex digits with no separators"),
     }

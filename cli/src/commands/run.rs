@@ -2,8 +2,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use pabi_abi::adapter::{FailedLine, LineKind, ResultLine};
 use pabi_abi::HostErrorKind;
+use pabi_testkit::adapter::{FailedLine, LineKind, ResultLine};
 use std::sync::{Arc, OnceLock};
 
 use pabi_host::testing::{HostCallLog, SharedPlugin};
@@ -146,7 +146,7 @@ impl Opts {
         &self,
         stdout: &mut impl Write,
         result: Result<Vec<u8>, Error>,
-        host_calls: Vec<pabi_abi::host_calls::HostCallRecord>,
+        host_calls: Vec<pabi_testkit::host_calls::HostCallRecord>,
     ) -> anyhow::Result<u8> {
         match self.format {
             RunFormat::Json => {
@@ -178,8 +178,8 @@ impl Opts {
 /// A plugin function, or `@save` / `@load` for the state exports.
 pub fn call(plugin: &mut Plugin, function: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
     match function {
-        pabi_abi::adapter::SAVE_STATE => plugin.save_state(),
-        pabi_abi::adapter::LOAD_STATE => plugin.load_state(input).map(|()| Vec::new()),
+        pabi_testkit::adapter::SAVE_STATE => plugin.save_state(),
+        pabi_testkit::adapter::LOAD_STATE => plugin.load_state(input).map(|()| Vec::new()),
         name => plugin.call(name, input),
     }
 }

@@ -257,7 +257,7 @@ fn the_shared_host_flags_serve_a_pipe() {
     let expected = [
         host_call_answer(3, b"red"),
         host_call_answer(-4, b"no such key"),
-        host_call_answer(-4, pabi_abi::host_calls::REENTRY_REFUSED.as_bytes()),
+        host_call_answer(-4, pabi_testkit::host_calls::REENTRY_REFUSED.as_bytes()),
     ]
     .concat();
     assert_eq!((exit_code(&served), &served.stdout), (0, &expected), "{served:?}");

@@ -285,7 +285,7 @@ fn spec_byte_examples_are_checked_fixtures() {
         match lang.as_str() {
             "hex" => {
                 let hex: String = body.split_whitespace().collect();
-                let bytes = pabi_abi::vectors::decode_hex(&hex).expect("the example is hex");
+                let bytes = pabi_testkit::hex::decode_hex(&hex).expect("the example is hex");
                 // A custom section standing alone: check it by wrapping it in
                 // an empty module and reading it back as metadata.
                 let mut module = b"\0asm\x01\0\0\0".to_vec();

@@ -1,8 +1,8 @@
 //! The `caps` check: output and error message stay within their caps, and
 //! messages are UTF-8.
 
-use pabi_abi::hex::encode_hex;
 use pabi_abi::HostErrorKind;
+use pabi_testkit::hex::encode_hex;
 
 use crate::harness::Run;
 use crate::report::CheckOutcome;

@@ -2,8 +2,8 @@
 //! replies past the cap, a slow reply and absent optional calls, every call
 //! returns a defined status, never traps and calls only declared names.
 
-use pabi_abi::hex::encode_hex;
 use pabi_abi::Metadata;
+use pabi_testkit::hex::encode_hex;
 use proptest::test_runner::{TestCaseError, TestError};
 
 use crate::harness::{describe, fail, same_result, skip, Run};
@@ -120,7 +120,7 @@ impl<H: TestHost + Sync> Run<'_, H> {
 /// reproducer: one rule per distinct request, the first answer it got.
 /// Every offered name is in it, so that the replay offers what the run did.
 fn reproducer_table(calls: &[AnsweredCall], offered: &[&str]) -> String {
-    use pabi_abi::host_calls::{HostCallRule, HostCallTable};
+    use pabi_testkit::host_calls::{HostCallRule, HostCallTable};
     let mut rules: std::collections::BTreeMap<String, Vec<HostCallRule>> =
         offered.iter().map(|name| (name.to_string(), Vec::new())).collect();
     for call in calls {
@@ -149,12 +149,12 @@ fn conversation(calls: &[AnsweredCall]) -> String {
         .iter()
         .map(|call| {
             let answer = match &call.answer {
-                pabi_abi::host_calls::Answer::Reply(reply) if reply.len() <= 32 => {
+                pabi_testkit::host_calls::Answer::Reply(reply) if reply.len() <= 32 => {
                     format!("reply {}", encode_hex(reply))
                 }
-                pabi_abi::host_calls::Answer::Reply(reply) => format!("a {}-byte reply", reply.len()),
-                pabi_abi::host_calls::Answer::Fail(message) => format!("failure {message:?}"),
-                pabi_abi::host_calls::Answer::Reenter(function) => format!("a call back into `{function}`"),
+                pabi_testkit::host_calls::Answer::Reply(reply) => format!("a {}-byte reply", reply.len()),
+                pabi_testkit::host_calls::Answer::Fail(message) => format!("failure {message:?}"),
+                pabi_testkit::host_calls::Answer::Reenter(function) => format!("a call back into `{function}`"),
             };
             format!("{}({}) -> {answer}", call.name, encode_hex(&call.request))
         })

@@ -1,7 +1,7 @@
 //! The `init-config` check: init with arbitrary configuration bytes gives a
 //! defined status and never traps.
 
-use pabi_abi::hex::encode_hex;
+use pabi_testkit::hex::encode_hex;
 use proptest::test_runner::{TestCaseError, TestError};
 
 use crate::harness::{fail, Run};

@@ -1,7 +1,7 @@
 //! The `state` check: state save, load and save again round-trips to the
 //! same bytes.
 
-use pabi_abi::hex::encode_hex;
+use pabi_testkit::hex::encode_hex;
 use proptest::test_runner::{TestCaseError, TestError};
 
 use crate::harness::{fail, skip, Run};

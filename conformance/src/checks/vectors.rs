@@ -1,8 +1,8 @@
 //! The `vectors` check: the plugin's own test vectors all pass.
 
-use pabi_abi::hex::encode_hex;
-use pabi_abi::vectors::Expect;
 use pabi_abi::HostErrorKind;
+use pabi_testkit::hex::encode_hex;
+use pabi_testkit::vectors::Expect;
 
 use crate::harness::{describe, fail, skip, Run};
 use crate::report::{CheckOutcome, Failure};

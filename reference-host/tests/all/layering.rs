@@ -2,6 +2,10 @@
 //! back, directly or through others. Each module's `crate::…` paths are
 //! read from its code lines; names re-exported by `lib.rs` count as a use of
 //! the module that defines them.
+//!
+//! The crate is a layer too: it and the crates below it make an embedder
+//! compile the ABI but not the test tooling (`pabi-testkit`, a JSON Schema
+//! validator), which only the `testing` feature brings in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -111,4 +115,53 @@ fn the_cycle_finder_finds_cycles() {
     let found = cycle(&edges(&[("host", "plugin"), ("plugin", "host")])).unwrap();
     assert_eq!(found.first(), found.last());
     assert!(cycle(&edges(&[("a", "b"), ("b", "c"), ("c", "a")])).is_some());
+}
+
+/// The dependencies a crate's users compile, by name, from its manifest:
+/// `[dependencies]`, `[build-dependencies]` and their `[target.….]` forms,
+/// with whether each is optional. Dev-dependencies are the crate's own.
+fn compiled_dependencies(manifest: &str) -> BTreeMap<String, bool> {
+    let mut deps = BTreeMap::new();
+    let mut in_table = false;
+    for line in manifest.lines().map(str::trim) {
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header.trim_end_matches(']');
+            in_table = !header.ends_with("dev-dependencies")
+                && (header == "dependencies"
+                    || header.ends_with(".dependencies")
+                    || header.ends_with("build-dependencies"));
+            continue;
+        }
+        if let (true, Some((name, spec))) = (in_table, line.split_once('=')) {
+            let name = name.trim().trim_end_matches(".workspace").to_string();
+            deps.insert(name, spec.contains("optional = true"));
+        }
+    }
+    deps
+}
+
+/// An application that embeds the host compiles the ABI, not the test
+/// tooling: no JSON Schema validator in the crates it builds, and
+/// `pabi-testkit` only with the `testing` feature.
+#[test]
+fn an_embedder_compiles_no_test_tooling() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = |crate_dir: &str| std::fs::read_to_string(root.join(crate_dir).join("Cargo.toml")).unwrap();
+    for crate_dir in ["abi", "validator", "reference-host"] {
+        let deps = compiled_dependencies(&manifest(crate_dir));
+        assert!(deps.contains_key("pabi-abi") || crate_dir == "abi", "{crate_dir}: nothing read: {deps:?}");
+        assert!(!deps.contains_key("jsonschema"), "{crate_dir} makes its users compile jsonschema");
+        let testkit = deps.get("pabi-testkit");
+        assert!(testkit.is_none_or(|optional| *optional), "{crate_dir} needs pabi-testkit without a feature");
+    }
+    assert_eq!(compiled_dependencies(&manifest("reference-host")).get("pabi-testkit"), Some(&true));
+}
+
+#[test]
+fn the_manifest_reader_tells_what_users_compile() {
+    let deps = compiled_dependencies(
+        "[package]\nname = \"x\"\n[dependencies]\na.workspace = true\nb = { workspace = true, optional = true }\n\
+         [dev-dependencies]\nc = \"1\"\n[target.'cfg(unix)'.dependencies]\nd = \"1\"\n[lints]\nworkspace = true\n",
+    );
+    assert_eq!(deps, BTreeMap::from([("a".into(), false), ("b".into(), true), ("d".into(), false)]));
 }

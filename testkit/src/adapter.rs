@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hex::{decode_hex, encode_hex};
 use crate::host_calls::HostCallRecord;
-use crate::{Clause, HostErrorKind, TrapKind};
+use pabi_abi::{AbiVersion, Clause, HostErrorKind, TrapKind};
 
 /// The JSON Schema of one result line.
 pub const RESULT_LINE_SCHEMA: &str = include_str!("../../spec/schemas/adapter-result.schema.json");
@@ -94,7 +94,7 @@ pub struct Invocation {
     pub host_calls: Option<PathBuf>,
     /// The ABI version the host offers (`--abi 1.0`, `CALL-9`); `None` is
     /// the newest it implements.
-    pub abi: Option<crate::AbiVersion>,
+    pub abi: Option<AbiVersion>,
 }
 
 impl Invocation {

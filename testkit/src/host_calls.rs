@@ -192,7 +192,7 @@ impl<'de> Deserialize<'de> for HostCallRule {
 impl<'de> Deserialize<'de> for HostCallTable {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let calls = BTreeMap::<String, Vec<HostCallRule>>::deserialize(deserializer)?;
-        if let Some(bad) = calls.keys().find(|name| !crate::is_valid_host_call_name(name)) {
+        if let Some(bad) = calls.keys().find(|name| !pabi_abi::is_valid_host_call_name(name)) {
             return Err(D::Error::custom(format!("`{bad}` is not a host-call name (CALL-2)")));
         }
         // A host offers no name in the reserved namespace (CALL-2).

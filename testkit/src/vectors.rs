@@ -3,9 +3,7 @@
 
 use serde::Deserialize;
 
-// Re-exported: the hex helpers lived here before they had a module of their
-// own, and other crates name them by this path.
-pub use crate::hex::{decode_hex, encode_hex, sha256_hex};
+use crate::hex::{decode_hex, sha256_hex};
 
 /// A vector file: the vectors of one plugin.
 #[derive(Clone, Debug, Deserialize)]
