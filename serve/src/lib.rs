@@ -44,6 +44,7 @@
 //! ```
 
 mod config;
+mod conn;
 mod http;
 mod metrics;
 
@@ -56,7 +57,7 @@ use pabi_host::worker::WorkerCommand;
 use pabi_host::{FileStamp, Host, Isolation, PluginFile, PluginFileError, Pool};
 use sha2::{Digest, Sha256};
 
-pub use config::{ConfigError, PluginSettings, ServeConfig};
+pub use config::{ConfigError, PluginSettings, ServeConfig, ServerSettings};
 pub use http::{http_status, CallErrorBody, CallErrorKind, SERVE_ERROR_SCHEMA};
 
 /// The plugins of a folder, served.
@@ -72,6 +73,9 @@ pub(crate) struct State {
     refused: Mutex<BTreeMap<String, Refused>>,
     metrics: metrics::Metrics,
     draining: std::sync::atomic::AtomicBool,
+    /// Set when a drain's grace runs out: calls and bodies in progress
+    /// give way.
+    abort: tokio::sync::watch::Sender<bool>,
     /// How worker processes are started; `None`: this executable.
     worker: Mutex<Option<WorkerCommand>>,
     /// The host functions plugins may be offered (`host_calls` settings).
@@ -86,6 +90,11 @@ pub(crate) struct Loaded {
     pub sha256: String,
     pub pool: Pool,
     pub settings: PluginSettings,
+    /// `instances + max_queue` permits: a call holds one from before its
+    /// body is read until its output is handed over, so that the bodies
+    /// and outputs held are bounded by the settings, not by the clients.
+    /// A reload keeps the semaphore, as it keeps the pool.
+    pub admission: Arc<tokio::sync::Semaphore>,
 }
 
 /// A refusal, and which version of the file: the same version is not
@@ -178,6 +187,7 @@ impl Server {
                 refused: Mutex::default(),
                 metrics: metrics::Metrics::new(),
                 draining: Default::default(),
+                abort: tokio::sync::watch::Sender::new(false),
                 worker: Mutex::default(),
                 host_functions: Mutex::default(),
                 warned: Mutex::default(),
@@ -355,8 +365,13 @@ impl Server {
         tracing::info!(plugin = %name, file = %file.display(), sha256, "{verb}: validating and compiling");
         if let Some(current) = current {
             current.pool.reload(wasm).map_err(refused)?;
-            let loaded =
-                Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool: current.pool.clone(), settings };
+            let loaded = Loaded {
+                file: file.to_path_buf(),
+                sha256: sha256.to_string(),
+                pool: current.pool.clone(),
+                settings,
+                admission: current.admission.clone(),
+            };
             write(&state.plugins).insert(name.to_string(), Arc::new(loaded));
             state.metrics.reloads.get_or_create(&reload_labels(name, "ok")).inc();
             tracing::info!(plugin = %name, "reloaded");
@@ -376,7 +391,8 @@ impl Server {
         }
         let host = Host::new(config.build()).map_err(refused)?;
         let pool = builder.build(&host, wasm).map_err(refused)?;
-        let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool, settings };
+        let admission = Arc::new(tokio::sync::Semaphore::new(settings.instances() + settings.max_queue()));
+        let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool, settings, admission };
         write(&state.plugins).insert(name.to_string(), Arc::new(loaded));
         tracing::info!(plugin = %name, "loaded");
         Ok(TakenIn::Loaded)
@@ -419,13 +435,7 @@ impl Server {
                 }
             })
         });
-        let state = self.state.clone();
-        let drained = async move {
-            shutdown.await;
-            state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!("draining: finishing the calls in flight");
-        };
-        let result = axum::serve(listener, app).with_graceful_shutdown(drained).await;
+        let result = conn::serve(self.state.clone(), listener, app, shutdown).await;
         if let Some(watcher) = watcher {
             watcher.abort();
         }
