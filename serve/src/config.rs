@@ -127,7 +127,19 @@ impl ServerSettings {
         self.send_timeout.unwrap_or(Duration::from_secs(10))
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Whether the settings can be served: no zero timeout, cap or rate.
+    /// [`ServeConfig::from_toml`] checks them; an application that sets
+    /// fields itself calls this.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.problem()
+            .map_or(Ok(()), |message| Err(ConfigError::Parse { path: None, message: format!("[server] {message}") }))
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.check_fields().err()
+    }
+
+    fn check_fields(&self) -> Result<(), String> {
         if self.max_connections == Some(0) {
             return Err("max_connections must be at least 1".into());
         }
@@ -187,7 +199,7 @@ impl ServeConfig {
         {
             settings.check().map_err(|e| parse(format!("[{name}] {e}")))?;
         }
-        config.server.check().map_err(|e| parse(format!("[server] {e}")))?;
+        config.server.check()?;
         if config.defaults.sha256.is_some() {
             return Err(parse("[defaults] sha256 pins one file; set it under [plugins.NAME]".into()));
         }
