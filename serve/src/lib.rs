@@ -15,7 +15,18 @@
 //! (`spec/schemas/serve-error.schema.json`): `kind` is the host error kind
 //! (`ERR-6`), `status` the plugin's status for `PLUGIN_ERROR`, with the
 //! HTTP status of [`http_status`]. A full queue answers `503` with
-//! `Retry-After`; nothing is dropped silently.
+//! `Retry-After`; nothing is dropped silently. Every other error answer
+//! has the same body, of one of the server's own kinds
+//! ([`CallErrorKind::http_status`]).
+//!
+//! What a client can make the server hold is bounded by the settings
+//! ([`ServerSettings`], the `[server]` table, and each plugin's
+//! [`PluginSettings`]), not by the number of clients: connections up to
+//! `max_connections`, each closed past its header, idle or send timeout; a
+//! body read only once its call is admitted, one of its plugin's
+//! `instances + max_queue` places, which it keeps until its output is
+//! handed over, and only as fast as `body_timeout` and `min_body_rate`
+//! allow; a `Content-Length` past `max_input` refused unread.
 //!
 //! [`Server::scan`] takes in new and changed files: a file is validated and
 //! its instances made while the old version serves; it then replaces the
@@ -27,8 +38,11 @@
 //! file by its size ([`Refusal::TooLarge`]), and a refused file is not
 //! read again until its size, modification time or inode changes.
 //! [`Server::serve`] scans on an interval
-//! and, when its shutdown future completes, stops accepting, lets calls in
-//! flight finish, and runs `pabi_shutdown` on every instance.
+//! and, when its shutdown future completes, stops accepting, closes the
+//! connections with no request in progress, lets calls in flight finish
+//! within the `grace` period (past it they are cancelled, answered
+//! `CANCELLED`, and the connections left closed), and runs
+//! `pabi_shutdown` on every instance.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -399,8 +413,11 @@ impl Server {
     }
 
     /// Serves on `listener` until `shutdown` completes, scanning the folder
-    /// every `watch` (zero: never). Then drains: no new connection, calls
-    /// in flight finish, and every instance gets `pabi_shutdown`.
+    /// every `watch` (zero: never), under the connection bounds of the
+    /// `[server]` settings ([`ServerSettings`]). Then drains: no new
+    /// connection, idle ones closed, calls in flight finish within the
+    /// grace (then they are cancelled and every connection is closed), and
+    /// every instance gets `pabi_shutdown`.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
