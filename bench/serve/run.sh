@@ -3,6 +3,8 @@
 # loopback and bounded in time:
 #
 #   bench/serve/run.sh [SECONDS]     (default 10 s per phase)
+#   bench/serve/run.sh --only-clients (the hostile-client scenarios alone:
+#                                      no hey, a few seconds)
 #
 # Installs `hey` (Debian package, a static binary) into bench/serve/.tools
 # with apt-get download, builds the release `pabi` and `pabi-fixtures`, and
@@ -12,6 +14,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 tools="$here/.tools"
 hey="$tools/root/usr/bin/hey"
+if [ "${1:-}" = "--only-clients" ]; then
+  cargo build --release --manifest-path "$root/Cargo.toml" -q -p pabi-cli -p pabi-fixtures
+  exec python3 "$here/load.py" --hey /nonexistent --root "$root" --only-clients
+fi
 if [ ! -x "$hey" ]; then
   mkdir -p "$tools"
   (cd "$tools" && apt-get download hey && dpkg -x hey_*.deb root)

@@ -3,6 +3,10 @@
 //! on the field.
 //!
 //! ```toml
+//! [server]
+//! grace = "5s"
+//! max_connections = 256
+//!
 //! [defaults]
 //! instances = 2
 //! timeout = "500ms"
@@ -38,6 +42,123 @@ pub struct ServeConfig {
     /// Per plugin, by file stem (`echo` for `echo.wasm`).
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// The server's own settings: connections, their timeouts, the drain.
+    #[serde(default)]
+    pub server: ServerSettings,
+}
+
+/// Settings of the server as a whole, the `[server]` table. Every field is
+/// optional; the accessor of the same name gives the value in force, and
+/// its default is documented on the field.
+///
+/// Together with each plugin's `instances`, `max_queue`, `max_input` and
+/// `max_output` they bound what a client can make the server hold: at
+/// most `instances + max_queue` calls per plugin hold a request body or an
+/// output at once, and at most `max_connections` connections are open,
+/// each with a few hundred KiB of buffers.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerSettings {
+    /// After the shutdown signal, how long calls in flight may run. Past
+    /// it they are cancelled and answered `CANCELLED`, and every
+    /// connection still open is closed: the drain ends within it.
+    /// Default: 10 s.
+    #[serde(default, with = "humantime_serde")]
+    pub grace: Option<Duration>,
+    /// Connections open at once; one more is answered `503` with
+    /// `Retry-After` (`HOST_FAILURE`) and closed. Keep it under the
+    /// process's file-descriptor limit. Default: 512.
+    pub max_connections: Option<usize>,
+    /// How long a request's head (request line and headers) may take to
+    /// arrive, from its first byte; past it the connection is closed.
+    /// Default: 10 s.
+    #[serde(default, with = "humantime_serde")]
+    pub header_timeout: Option<Duration>,
+    /// How long a connection may wait for its next request, when it has
+    /// none in progress; past it the connection is closed. Default: 60 s.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// How long a request body may take, beyond what `min_body_rate`
+    /// allows for the bytes received: a body must have arrived within
+    /// `body_timeout + received / min_body_rate` of its start, or the
+    /// call is answered `408` (`REQUEST_TIMEOUT`). Default: 10 s.
+    #[serde(default, with = "humantime_serde")]
+    pub body_timeout: Option<Duration>,
+    /// The slowest a request body may arrive, in bytes per second, once
+    /// `body_timeout` is spent. Default: 16 KiB (a 16 MiB body may take
+    /// 10 s + 1024 s).
+    #[serde(default)]
+    pub min_body_rate: Option<ByteSize>,
+    /// How long a response may wait for its client to read any of it;
+    /// past it the connection is closed, and the output and the call's
+    /// place in its plugin's queue are let go. Default: 10 s.
+    #[serde(default, with = "humantime_serde")]
+    pub send_timeout: Option<Duration>,
+}
+
+impl ServerSettings {
+    pub fn grace(&self) -> Duration {
+        self.grace.unwrap_or(Duration::from_secs(10))
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.unwrap_or(512)
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        self.header_timeout.unwrap_or(Duration::from_secs(10))
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout.unwrap_or(Duration::from_secs(60))
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout.unwrap_or(Duration::from_secs(10))
+    }
+
+    /// Bytes per second; at least 1.
+    pub fn min_body_rate(&self) -> u64 {
+        self.min_body_rate.map_or(16 << 10, |rate| rate.as_u64()).max(1)
+    }
+
+    pub fn send_timeout(&self) -> Duration {
+        self.send_timeout.unwrap_or(Duration::from_secs(10))
+    }
+
+    /// Whether the settings can be served: no zero timeout, cap or rate.
+    /// [`ServeConfig::from_toml`] checks them; an application that sets
+    /// fields itself calls this.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.problem()
+            .map_or(Ok(()), |message| Err(ConfigError::Parse { path: None, message: format!("[server] {message}") }))
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.check_fields().err()
+    }
+
+    fn check_fields(&self) -> Result<(), String> {
+        if self.max_connections == Some(0) {
+            return Err("max_connections must be at least 1".into());
+        }
+        if self.min_body_rate.is_some_and(|rate| rate.as_u64() == 0) {
+            return Err("min_body_rate must be at least 1 B".into());
+        }
+        let timeouts = [
+            ("header_timeout", self.header_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("body_timeout", self.body_timeout),
+            ("send_timeout", self.send_timeout),
+        ];
+        for (name, timeout) in timeouts {
+            if timeout.is_some_and(|t| t.is_zero()) {
+                return Err(format!("{name} must be longer than 0 s"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why a configuration file was refused.
@@ -78,6 +199,7 @@ impl ServeConfig {
         {
             settings.check().map_err(|e| parse(format!("[{name}] {e}")))?;
         }
+        config.server.check()?;
         if config.defaults.sha256.is_some() {
             return Err(parse("[defaults] sha256 pins one file; set it under [plugins.NAME]".into()));
         }
@@ -328,6 +450,8 @@ mod tests {
         assert_eq!(untrusted.worker_cpu_time, Some(Duration::from_secs(600)));
         assert!(untrusted.offers_host_call("kv.get") && !untrusted.offers_host_call("kv.put"));
         assert_eq!((untrusted.instances(), config.settings("echo").instances()), (2, 4));
+        assert_eq!((config.server.grace(), config.server.max_connections()), (Duration::from_secs(5), 256));
+        assert_eq!(config.server.idle_timeout(), Duration::from_secs(60), "a default");
     }
 
     #[test]
@@ -345,6 +469,9 @@ mod tests {
             ("[plugins.a]\ndirs = [\"nocolon\"]", "dirs"),
             ("[plugins.a]\nisolation = \"vm\"", "isolation"),
             ("[plugins.a]\nhost_calls = [\"KV\"]", "CALL-2"),
+            ("[server]\nmax_connections = 0", "[server] max_connections"),
+            ("[server]\nheader_timeout = \"0s\"", "[server] header_timeout"),
+            ("[server]\nlinger = \"1s\"", "linger"),
         ] {
             let error = ServeConfig::from_toml(text).unwrap_err();
             assert!(error.to_string().contains(needle), "{text}: {error}");

@@ -15,7 +15,18 @@
 //! (`spec/schemas/serve-error.schema.json`): `kind` is the host error kind
 //! (`ERR-6`), `status` the plugin's status for `PLUGIN_ERROR`, with the
 //! HTTP status of [`http_status`]. A full queue answers `503` with
-//! `Retry-After`; nothing is dropped silently.
+//! `Retry-After`; nothing is dropped silently. Every other error answer
+//! has the same body, of one of the server's own kinds
+//! ([`CallErrorKind::http_status`]).
+//!
+//! What a client can make the server hold is bounded by the settings
+//! ([`ServerSettings`], the `[server]` table, and each plugin's
+//! [`PluginSettings`]), not by the number of clients: connections up to
+//! `max_connections`, each closed past its header, idle or send timeout; a
+//! body read only once its call is admitted, one of its plugin's
+//! `instances + max_queue` places, which it keeps until its output is
+//! handed over, and only as fast as `body_timeout` and `min_body_rate`
+//! allow; a `Content-Length` past `max_input` refused unread.
 //!
 //! [`Server::scan`] takes in new and changed files: a file is validated and
 //! its instances made while the old version serves; it then replaces the
@@ -27,8 +38,11 @@
 //! file by its size ([`Refusal::TooLarge`]), and a refused file is not
 //! read again until its size, modification time or inode changes.
 //! [`Server::serve`] scans on an interval
-//! and, when its shutdown future completes, stops accepting, lets calls in
-//! flight finish, and runs `pabi_shutdown` on every instance.
+//! and, when its shutdown future completes, stops accepting, closes the
+//! connections with no request in progress, lets calls in flight finish
+//! within the `grace` period (past it they are cancelled, answered
+//! `CANCELLED`, and the connections left closed), and runs
+//! `pabi_shutdown` on every instance.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -44,6 +58,7 @@
 //! ```
 
 mod config;
+mod conn;
 mod http;
 mod metrics;
 
@@ -56,7 +71,7 @@ use pabi_host::worker::WorkerCommand;
 use pabi_host::{FileStamp, Host, Isolation, PluginFile, PluginFileError, Pool};
 use sha2::{Digest, Sha256};
 
-pub use config::{ConfigError, PluginSettings, ServeConfig};
+pub use config::{ConfigError, PluginSettings, ServeConfig, ServerSettings};
 pub use http::{http_status, CallErrorBody, CallErrorKind, SERVE_ERROR_SCHEMA};
 
 /// The plugins of a folder, served.
@@ -72,6 +87,9 @@ pub(crate) struct State {
     refused: Mutex<BTreeMap<String, Refused>>,
     metrics: metrics::Metrics,
     draining: std::sync::atomic::AtomicBool,
+    /// Set when a drain's grace runs out: calls and bodies in progress
+    /// give way.
+    abort: tokio::sync::watch::Sender<bool>,
     /// How worker processes are started; `None`: this executable.
     worker: Mutex<Option<WorkerCommand>>,
     /// The host functions plugins may be offered (`host_calls` settings).
@@ -86,6 +104,11 @@ pub(crate) struct Loaded {
     pub sha256: String,
     pub pool: Pool,
     pub settings: PluginSettings,
+    /// `instances + max_queue` permits: a call holds one from before its
+    /// body is read until its output is handed over, so that the bodies
+    /// and outputs held are bounded by the settings, not by the clients.
+    /// A reload keeps the semaphore, as it keeps the pool.
+    pub admission: Arc<tokio::sync::Semaphore>,
 }
 
 /// A refusal, and which version of the file: the same version is not
@@ -178,6 +201,7 @@ impl Server {
                 refused: Mutex::default(),
                 metrics: metrics::Metrics::new(),
                 draining: Default::default(),
+                abort: tokio::sync::watch::Sender::new(false),
                 worker: Mutex::default(),
                 host_functions: Mutex::default(),
                 warned: Mutex::default(),
@@ -355,8 +379,13 @@ impl Server {
         tracing::info!(plugin = %name, file = %file.display(), sha256, "{verb}: validating and compiling");
         if let Some(current) = current {
             current.pool.reload(wasm).map_err(refused)?;
-            let loaded =
-                Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool: current.pool.clone(), settings };
+            let loaded = Loaded {
+                file: file.to_path_buf(),
+                sha256: sha256.to_string(),
+                pool: current.pool.clone(),
+                settings,
+                admission: current.admission.clone(),
+            };
             write(&state.plugins).insert(name.to_string(), Arc::new(loaded));
             state.metrics.reloads.get_or_create(&reload_labels(name, "ok")).inc();
             tracing::info!(plugin = %name, "reloaded");
@@ -376,15 +405,19 @@ impl Server {
         }
         let host = Host::new(config.build()).map_err(refused)?;
         let pool = builder.build(&host, wasm).map_err(refused)?;
-        let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool, settings };
+        let admission = Arc::new(tokio::sync::Semaphore::new(settings.instances() + settings.max_queue()));
+        let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool, settings, admission };
         write(&state.plugins).insert(name.to_string(), Arc::new(loaded));
         tracing::info!(plugin = %name, "loaded");
         Ok(TakenIn::Loaded)
     }
 
     /// Serves on `listener` until `shutdown` completes, scanning the folder
-    /// every `watch` (zero: never). Then drains: no new connection, calls
-    /// in flight finish, and every instance gets `pabi_shutdown`.
+    /// every `watch` (zero: never), under the connection bounds of the
+    /// `[server]` settings ([`ServerSettings`]). Then drains: no new
+    /// connection, idle ones closed, calls in flight finish within the
+    /// grace (then they are cancelled and every connection is closed), and
+    /// every instance gets `pabi_shutdown`.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -419,13 +452,7 @@ impl Server {
                 }
             })
         });
-        let state = self.state.clone();
-        let drained = async move {
-            shutdown.await;
-            state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!("draining: finishing the calls in flight");
-        };
-        let result = axum::serve(listener, app).with_graceful_shutdown(drained).await;
+        let result = conn::serve(self.state.clone(), listener, app, shutdown).await;
         if let Some(watcher) = watcher {
             watcher.abort();
         }

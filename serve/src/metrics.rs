@@ -45,6 +45,14 @@ pub(crate) struct Metrics {
     /// A gauge set from the pool's own count at each scrape: the count
     /// lives in the pool, which restarts workers on its own threads.
     pub worker_restarts: Family<PluginLabel, Gauge>,
+    /// Bytes of request bodies and call outputs the server holds.
+    pub held_bytes: Gauge,
+    /// Connections open.
+    pub connections: Gauge,
+    /// Connections refused at `max_connections`.
+    pub connections_refused: Counter,
+    /// Connections closed by a timeout: header, idle or send.
+    pub connections_timed_out: Counter,
 }
 
 impl Metrics {
@@ -71,7 +79,39 @@ impl Metrics {
             "Worker processes started again after one ended (process isolation)",
             worker_restarts.clone(),
         );
-        Metrics { registry, calls, errors, latency, instances, busy, queued, reloads, worker_restarts }
+        let (held_bytes, connections) = (Gauge::default(), Gauge::default());
+        let (connections_refused, connections_timed_out) = (Counter::default(), Counter::default());
+        registry.register(
+            "held_bytes",
+            "Bytes of request bodies and call outputs held; at most instances + max_queue calls per plugin hold one",
+            held_bytes.clone(),
+        );
+        registry.register("connections", "Connections open", connections.clone());
+        registry.register(
+            "connections_refused",
+            "Connections refused with 503 at max_connections",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "connections_timed_out",
+            "Connections closed by the header, idle or send timeout",
+            connections_timed_out.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            errors,
+            latency,
+            instances,
+            busy,
+            queued,
+            reloads,
+            worker_restarts,
+            held_bytes,
+            connections,
+            connections_refused,
+            connections_timed_out,
+        }
     }
 
     pub fn encode(&self) -> String {

@@ -36,6 +36,32 @@ pub struct Opts {
     /// here.
     #[command(flatten)]
     host_calls: HostCallArgs,
+    /// After SIGTERM or Ctrl-C, how long calls in flight may run before
+    /// they are cancelled and every connection is closed. Overrides
+    /// `[server] grace` [default: the settings', else 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    grace: Option<Duration>,
+    /// Connections open at once; one more is answered 503. Overrides
+    /// `[server] max_connections` [default: the settings', else 512].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+    /// How long a request's head may take from its first byte. Overrides
+    /// `[server] header_timeout` [default: the settings', else 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    header_timeout: Option<Duration>,
+    /// How long a connection may wait for its next request. Overrides
+    /// `[server] idle_timeout` [default: the settings', else 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// How long a request body may take beyond what `min_body_rate`
+    /// allows. Overrides `[server] body_timeout` [default: the settings',
+    /// else 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    body_timeout: Option<Duration>,
+    /// How long a response may wait for its client to read any of it.
+    /// Overrides `[server] send_timeout` [default: the settings', else 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    send_timeout: Option<Duration>,
 }
 
 const fn serve_help() -> &'static str {
@@ -50,6 +76,18 @@ Errors are {\"kind\", \"status\", \"message\"} (spec/schemas/serve-error.schema.
 PLUGIN_ERROR 422, UNKNOWN_FUNCTION or UNKNOWN_PLUGIN 404, INPUT_LIMIT 413,
 TIMEOUT 504, a full queue (HOST_FAILURE) or CRASH_LOOP 503 with Retry-After,
 any other plugin failure 502.
+
+Connections (the [server] table, or the flags of the same names):
+  grace 10s, max_connections 512 (one more: 503 HOST_FAILURE, Retry-After),
+  header_timeout 10s (a request's head, from its first byte), idle_timeout
+  60s (waiting for the next request), body_timeout 10s and min_body_rate
+  16 KiB (a body must arrive within body_timeout + received / rate, else
+  408 REQUEST_TIMEOUT), send_timeout 10s (a response nobody reads).
+A call is admitted before its body is read only while its plugin has fewer
+than instances + max_queue calls admitted, else 503 at once; it keeps its
+place until its output is handed over. A Content-Length past max_input is
+413 at once. Malformed requests are 400 BAD_REQUEST, unknown routes 404
+UNKNOWN_ROUTE, in the same JSON.
 
 Settings (DIR.toml; every key optional, [plugins.NAME] over [defaults]):
   instances, max_queue, queue_timeout, timeout, max_memory, max_output,
@@ -71,8 +109,10 @@ file loads while the old version serves; one that fails, is larger than
 a symlink to nothing) is refused and logged, and the old version serves on.
 A refused file is read again only once its size, mtime or inode changes.
 
-SIGTERM or Ctrl-C drains: no new connections, calls in flight finish, every
-instance gets pabi_shutdown. One that comes while the plugins load drains
+SIGTERM or Ctrl-C drains: no new connections, idle ones closed, calls in
+flight finish within the grace (then they are cancelled and answered
+CANCELLED, 503, and the connections left are closed), every instance gets
+pabi_shutdown. One that comes while the plugins load drains
 as soon as they are in. Logs go to standard error (PABI_LOG, default info);
 settings that match no plugin file or host function are warned of there.
 
@@ -99,6 +139,22 @@ impl Opts {
         if let Some(isolation) = self.isolation {
             config.defaults.isolation = Some(isolation);
         }
+        let server_settings = &mut config.server;
+        for (flag, setting) in [
+            (self.grace, &mut server_settings.grace),
+            (self.header_timeout, &mut server_settings.header_timeout),
+            (self.idle_timeout, &mut server_settings.idle_timeout),
+            (self.body_timeout, &mut server_settings.body_timeout),
+            (self.send_timeout, &mut server_settings.send_timeout),
+        ] {
+            if flag.is_some() {
+                *setting = flag;
+            }
+        }
+        if let Some(max) = self.max_connections {
+            server_settings.max_connections = Some(usize::try_from(max).unwrap_or(usize::MAX));
+        }
+        server_settings.check()?;
         let mut server = pabi_serve::Server::new(self.dir.clone(), config);
         for function in self.host_calls.host_functions(&pabi_host::testing::HostCallLog::off(), None)? {
             server = server.host_function(function);

@@ -172,6 +172,49 @@ fn serve_scenario(extra: &[&str]) {
     }
 }
 
+/// Clients that stall (a head without its end, a chunked body without its
+/// last chunk) do not keep the server up after SIGTERM: it exits 0 once
+/// its grace is over.
+#[test]
+fn serve_exits_within_its_grace_after_sigterm_while_clients_stall() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(plugins.join("io.wasm"), fixture("host-conformance", "io")).unwrap();
+    // The timeouts that would close the stalled connections on their own
+    // are longer than the guard: only the grace can end them.
+    let (mut child, address, log) =
+        start_serve(&[plugins.to_str().unwrap(), "--grace", "1s", "--header-timeout", "1h", "--body-timeout", "1h"]);
+    let mut half_head = TcpStream::connect(&address).unwrap();
+    half_head.write_all(b"POST /v1/plugins/io/echo HTTP/1.1\r\nHost: pabi\r\n").unwrap();
+    let mut unended = TcpStream::connect(&address).unwrap();
+    unended
+        .write_all(
+            b"POST /v1/plugins/io/echo HTTP/1.1\r\nHost: pabi\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        )
+        .unwrap();
+    // Both are being served before the signal: a request on a third
+    // connection is answered after theirs were accepted.
+    assert_eq!(http(&address, "GET", "/healthz", b"").0, 200);
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    // A bound against a hang, far past the grace.
+    let guard = std::time::Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if std::time::Instant::now() > guard {
+            child.kill().unwrap();
+            panic!("pabi serve still running 20 s after SIGTERM with a 1 s grace");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(exit.code(), Some(0));
+    let log = log.join().unwrap();
+    assert!(log.contains("stopped"), "{log}");
+    drop((half_head, unended));
+}
+
 #[test]
 fn serve_refuses_a_missing_folder_and_bad_settings_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();

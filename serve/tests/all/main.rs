@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use pabi_serve::{CallErrorBody, ServeConfig, Server};
 use tower::ServiceExt;
 
+mod connections;
 mod files;
 mod isolation;
 

@@ -1,0 +1,359 @@
+//! The connections: accepted up to `max_connections`, each served as
+//! HTTP/1.1 by hyper under a watchdog for its header, idle and send
+//! timeouts, and drained within the grace period.
+//!
+//! axum's own `serve` bounds neither the number of connections nor their
+//! time, and hyper's `header_read_timeout` also runs while a kept-alive
+//! connection waits for its next request, so it cannot tell a slow head
+//! from an idle connection: the watchdog here does both, from what the
+//! connection reads and writes and when its requests start and end.
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::TokioIo;
+use pabi_abi::HostErrorKind;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use crate::http::{error_json, CallErrorKind};
+use crate::{lock, ServerSettings, State};
+
+/// How long to wait before accepting again after `accept` failed (out of
+/// file descriptors, most often): the error would come back at once.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains:
+/// no new connection; connections with no request in progress are closed;
+/// the calls in flight have the grace period to finish, and past it they
+/// are cancelled, answered, and every connection left is closed.
+pub(crate) async fn serve(
+    state: Arc<State>,
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let settings = state.config.server.clone();
+    let slots = Arc::new(Semaphore::new(settings.max_connections()));
+    let (drain, draining) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            // Finished connections are reaped as they end.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let connection = connection(state.clone(), app.clone(), stream, draining.clone(), slot);
+                        connections.spawn(connection);
+                    }
+                    Err(_) => refuse(&state, stream, settings.max_connections()),
+                },
+                Err(error) => {
+                    tracing::warn!("cannot accept a connection: {error}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    let grace = settings.grace();
+    tracing::info!(?grace, "draining: finishing the calls in flight");
+    let _ = drain.send(true);
+    // A part of the grace, at most 1 s, is kept to write the answers of
+    // the calls cancelled at its end.
+    let answering = (grace / 4).min(Duration::from_secs(1));
+    let cancel_at = Instant::now() + (grace - answering);
+    if !join_all(&mut connections, cancel_at).await {
+        tracing::warn!(open = connections.len(), "grace period over: cancelling the calls in flight");
+        let _ = state.abort.send(true);
+        if !join_all(&mut connections, cancel_at + answering).await {
+            tracing::warn!(open = connections.len(), "closing the connections still open");
+            connections.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+/// Waits for every connection to end, until `deadline`: whether they did.
+async fn join_all(connections: &mut JoinSet<()>, deadline: Instant) -> bool {
+    tokio::time::timeout_at(deadline, async { while connections.join_next().await.is_some() {} }).await.is_ok()
+}
+
+/// A connection past `max_connections`: answered `503` with `Retry-After`
+/// and closed, so that the client knows, and the server holds no more
+/// than the cap. The answer goes out in one write to the fresh socket's
+/// empty send buffer; a client that sent its request already may see the
+/// connection reset before it reads it.
+fn refuse(state: &State, stream: TcpStream, max: usize) {
+    state.metrics.connections_refused.inc();
+    let kind = CallErrorKind::Host(HostErrorKind::HostFailure);
+    let body =
+        error_json(kind, format!("{kind}: the server has {max} connections open, its max_connections; try again"));
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.try_write(&[head.as_bytes(), &body].concat());
+}
+
+/// Where a connection is in its life, for its timeouts.
+struct Phase {
+    /// Requests whose response is not yet handed over.
+    in_flight: usize,
+    /// Since when the connection waits for a request's head, with a byte
+    /// of it read (or the connection fresh): the header timeout runs.
+    head_since: Option<Instant>,
+    /// Since when the connection has waited, with nothing of a next
+    /// request read: the idle timeout runs.
+    idle_since: Option<Instant>,
+    /// Since when a write has waited for the client to read.
+    write_blocked_since: Option<Instant>,
+}
+
+/// Why the watchdog closed a connection.
+#[derive(Debug)]
+enum Expired {
+    Header,
+    Idle,
+    Send,
+}
+
+impl Phase {
+    fn expired(&self, settings: &ServerSettings, now: Instant) -> Option<Expired> {
+        let past = |since: Option<Instant>, limit: Duration| since.is_some_and(|since| now >= since + limit);
+        if past(self.write_blocked_since, settings.send_timeout()) {
+            return Some(Expired::Send);
+        }
+        if self.in_flight > 0 {
+            // A request in progress has its body timeout and its call
+            // its deadline.
+            return None;
+        }
+        if past(self.head_since, settings.header_timeout()) {
+            return Some(Expired::Header);
+        }
+        past(self.idle_since, settings.idle_timeout()).then_some(Expired::Idle)
+    }
+}
+
+type Shared = Arc<Mutex<Phase>>;
+
+/// One connection, until it ends, a timeout closes it, or the drain does.
+async fn connection(
+    state: Arc<State>,
+    app: axum::Router,
+    stream: TcpStream,
+    mut draining: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let _open = Open::new(&state);
+    let settings = state.config.server.clone();
+    // A fresh connection is waiting for its first request's head.
+    let phase: Shared = Arc::new(Mutex::new(Phase {
+        in_flight: 0,
+        head_since: Some(Instant::now()),
+        idle_since: None,
+        write_blocked_since: None,
+    }));
+    let io = TokioIo::new(Watched { stream, phase: phase.clone() });
+    let service = {
+        let phase = phase.clone();
+        hyper::service::service_fn(move |request: Request<Incoming>| {
+            let guard = InFlight::start(&phase);
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request.map(Body::new)).await?;
+                Ok::<_, Infallible>(response.map(|body| Body::new(Tracked { body, _request: guard })))
+            }
+        })
+    };
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // The watchdog keeps the header timeout (see the module's comment).
+    http.header_read_timeout(None);
+    let served = http.serve_connection(io, service);
+    tokio::pin!(served);
+    // Often enough to close a connection soon after its timeout.
+    let tick = [settings.header_timeout(), settings.idle_timeout(), settings.send_timeout()]
+        .into_iter()
+        .min()
+        .unwrap_or(Duration::from_secs(1))
+        .div_f64(4.0)
+        .clamp(Duration::from_millis(5), Duration::from_secs(1));
+    let mut drained = *draining.borrow();
+    if drained {
+        served.as_mut().graceful_shutdown();
+    }
+    loop {
+        if drained && lock(&phase).in_flight == 0 {
+            // Nothing in progress: nothing to finish.
+            return;
+        }
+        tokio::select! {
+            result = served.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!("connection ended: {error}");
+                }
+                return;
+            }
+            () = tokio::time::sleep(tick) => {
+                if let Some(expired) = lock(&phase).expired(&settings, Instant::now()) {
+                    tracing::debug!(?expired, "connection closed: timeout");
+                    state.metrics.connections_timed_out.inc();
+                    return;
+                }
+            }
+            changed = draining.changed(), if !drained => {
+                drained = true;
+                if changed.is_ok() {
+                    served.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Counts an open connection in the `pabi_connections` gauge.
+struct Open(prometheus_client::metrics::gauge::Gauge);
+
+impl Open {
+    fn new(state: &State) -> Open {
+        state.metrics.connections.inc();
+        Open(state.metrics.connections.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A request in progress on its connection, until its response body is
+/// handed over (or dropped).
+struct InFlight(Shared);
+
+impl InFlight {
+    fn start(phase: &Shared) -> InFlight {
+        let mut p = lock(phase);
+        p.in_flight += 1;
+        p.head_since = None;
+        p.idle_since = None;
+        drop(p);
+        InFlight(phase.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut p = lock(&self.0);
+        p.in_flight -= 1;
+        if p.in_flight == 0 {
+            p.idle_since = Some(Instant::now());
+        }
+    }
+}
+
+/// A response body that ends its request when it is dropped.
+struct Tracked {
+    body: Body,
+    _request: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The socket, telling the watchdog when the next request's first byte
+/// comes and how long a write has waited.
+struct Watched {
+    stream: TcpStream,
+    phase: Shared,
+}
+
+impl Watched {
+    fn wrote<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        let mut phase = lock(&self.phase);
+        if poll.is_pending() {
+            phase.write_blocked_since.get_or_insert_with(Instant::now);
+        } else {
+            phase.write_blocked_since = None;
+        }
+        poll
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let mut phase = lock(&this.phase);
+            if phase.in_flight == 0 && phase.idle_since.is_some() {
+                // The first byte of the next request: its head is due.
+                phase.idle_since = None;
+                phase.head_since = Some(Instant::now());
+            }
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.wrote(poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.wrote(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
