@@ -62,6 +62,16 @@ fn outcome(output: &[u8]) -> (i32, i32, Vec<u8>) {
     (word(0), word(4), output[8..].to_vec())
 }
 
+/// `pool.call("call", input)`, failing the test instead of hanging when
+/// the call does not end within a bound far past any of these calls'
+/// deadlines: a command that holds a call is what these tests look for.
+fn call(pool: &Pool, input: Vec<u8>) -> Result<Vec<u8>, Error> {
+    let (done, answer) = std::sync::mpsc::channel();
+    let pool = pool.clone();
+    std::thread::spawn(move || done.send(pool.call("call", &input)));
+    answer.recv_timeout(Duration::from_secs(15)).expect("the call ended: the command did not hold it")
+}
+
 /// The process ids the script wrote to `file`, one a line, once it has
 /// written `count`.
 fn pids(file: &Path, count: usize) -> Vec<u32> {
@@ -89,8 +99,8 @@ both_isolations! {
     /// `yes` would fill the host's memory: it is read to the reply cap and
     /// one byte, ended, and the plugin sees E_LIMIT.
     fn a_command_flooding_its_output_gets_e_limit(isolation) {
-        let pool = pool(isolation, Duration::from_secs(20), 4096, "exec yes");
-        let output = pool.call("call", &call_input(0, 16, b"")).unwrap();
+        let pool = pool(isolation, Duration::from_secs(10), 4096, "exec yes");
+        let output = call(&pool, call_input(0, 16, b"")).unwrap();
         assert_eq!(outcome(&output), (-1, 0, vec![]), "E_LIMIT with an empty reply (LIM-14)");
     }
 
@@ -98,8 +108,8 @@ both_isolations! {
     /// can read of a failure message, and the command ended: E_FAILED with
     /// the message cut there (CALL-4).
     fn a_command_flooding_its_error_stream_fails_with_the_cut_message(isolation) {
-        let pool = pool(isolation, Duration::from_secs(20), 4096, "exec yes >&2");
-        let output = pool.call("call", &call_input(65_530, 64, b"")).unwrap();
+        let pool = pool(isolation, Duration::from_secs(10), 4096, "exec yes >&2");
+        let output = call(&pool, call_input(65_530, 64, b"")).unwrap();
         assert_eq!(outcome(&output), (-4, 6, b"y\ny\ny\n".to_vec()), "the message ends at 65,536 bytes");
     }
 
@@ -110,7 +120,7 @@ both_isolations! {
         let file = dir.path().join("pids");
         let script = format!("sleep 30 & echo $! > {0}; echo $$ >> {0}; wait", file.display());
         let pool = pool(isolation, Duration::from_millis(500), 4096, &script);
-        let error = pool.call("call", &call_input(0, 16, b"")).unwrap_err();
+        let error = call(&pool, call_input(0, 16, b"")).unwrap_err();
         assert_eq!(error.kind(), Some(HostErrorKind::Timeout), "{error}");
         assert_gone(&pids(&file, 2));
     }
@@ -121,8 +131,8 @@ both_isolations! {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pids");
         let script = format!("sleep 30 & echo $! > {}; echo hi", file.display());
-        let pool = pool(isolation, Duration::from_secs(20), 4096, &script);
-        let output = pool.call("call", &call_input(0, 16, b"")).unwrap();
+        let pool = pool(isolation, Duration::from_secs(10), 4096, &script);
+        let output = call(&pool, call_input(0, 16, b"")).unwrap();
         assert_eq!(outcome(&output), (3, 3, b"hi\n".to_vec()));
         assert_gone(&pids(&file, 1));
     }
@@ -130,11 +140,11 @@ both_isolations! {
     /// The request reaches the command and its output is the reply, as
     /// before the bounds.
     fn a_command_answers_with_its_output(isolation) {
-        let upper = pool(isolation, Duration::from_secs(20), 4096, "tr a-z A-Z");
-        let output = upper.call("call", &call_input(0, 16, b"apple")).unwrap();
+        let upper = pool(isolation, Duration::from_secs(10), 4096, "tr a-z A-Z");
+        let output = call(&upper, call_input(0, 16, b"apple")).unwrap();
         assert_eq!(outcome(&output), (5, 5, b"APPLE".to_vec()));
-        let failing = pool(isolation, Duration::from_secs(20), 4096, "echo no such key >&2; exit 3");
-        let output = failing.call("call", &call_input(0, 64, b"kiwi")).unwrap();
+        let failing = pool(isolation, Duration::from_secs(10), 4096, "echo no such key >&2; exit 3");
+        let output = call(&failing, call_input(0, 64, b"kiwi")).unwrap();
         assert_eq!(outcome(&output), (-4, 11, b"no such key".to_vec()));
     }
 }
@@ -147,13 +157,15 @@ fn a_cancelled_call_ends_its_command() {
     let script = format!("sleep 30 & echo $! > {0}; echo $$ >> {0}; wait", file.display());
     let pool = pool(Isolation::InProcess, Duration::from_secs(30), 4096, &script);
     let cancel = CancelHandle::new();
-    let call = {
+    let (done, answer) = std::sync::mpsc::channel();
+    {
         let (pool, cancel) = (pool.clone(), cancel.clone());
-        std::thread::spawn(move || pool.call_cancellable("call", &call_input(0, 16, b""), &cancel))
-    };
+        std::thread::spawn(move || done.send(pool.call_cancellable("call", &call_input(0, 16, b""), &cancel)));
+    }
     let started = pids(&file, 2);
     cancel.cancel();
-    let error = call.join().unwrap().unwrap_err();
+    // A bound against a hang only: the command runs for 30 s if not ended.
+    let error = answer.recv_timeout(Duration::from_secs(15)).expect("the cancel ended the call").unwrap_err();
     assert!(matches!(error, Error::Cancelled), "{error}");
     assert_gone(&started);
 }
