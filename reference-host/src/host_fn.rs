@@ -9,16 +9,23 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use pabi_abi::{is_valid_host_call_name, HostCallMeta};
 
-/// What a host function knows about the call it serves.
+/// What a host function knows about the call it serves: who calls, and
+/// the bounds its answer must keep (the call's deadline and cancel,
+/// `CALL-7`; the reply cap, `LIM-14`).
 #[derive(Clone, Copy, Debug)]
 pub struct CallContext<'a> {
     pub(crate) plugin: &'a str,
     pub(crate) function: &'a str,
     pub(crate) host_call: &'a str,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) cancel: Option<&'a AtomicBool>,
+    pub(crate) max_reply: u64,
 }
 
 impl<'a> CallContext<'a> {
@@ -37,6 +44,31 @@ impl<'a> CallContext<'a> {
     pub fn host_call(&self) -> &'a str {
         self.host_call
     }
+
+    /// When the plugin's call ends with `TIMEOUT` (`LIM-3`): a handler's
+    /// time counts against the call's deadline, and once it has passed
+    /// the plugin never reads the reply (`CALL-7`). A handler that may
+    /// take long should give up by then; the host cannot stop a closure,
+    /// so the call waits for it. [`HostFunction::command`] ends its
+    /// command here. `None`: no deadline (a handler run by
+    /// [`HostFunction::serve`]).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Whether the embedder cancelled the plugin's call
+    /// ([`crate::CancelHandle`]): it ends with `CANCELLED` as soon as the
+    /// handler returns, so a handler that waits may stop waiting.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+
+    /// The reply cap (`LIM-14`): a longer reply is dropped and the plugin
+    /// sees `E_LIMIT`. A handler reading an answer of unknown length needs
+    /// no more than `max_reply() + 1` bytes of it to know it is too long.
+    pub fn max_reply(&self) -> u64 {
+        self.max_reply
+    }
 }
 
 /// What an async host function knows about the call it serves: an owned
@@ -46,6 +78,8 @@ pub struct AsyncCallContext {
     plugin: String,
     function: String,
     host_call: String,
+    deadline: Option<Instant>,
+    max_reply: u64,
 }
 
 impl AsyncCallContext {
@@ -62,6 +96,17 @@ impl AsyncCallContext {
     /// The host call's name, such as `kv.get`.
     pub fn host_call(&self) -> &str {
         &self.host_call
+    }
+
+    /// When the plugin's call ends with `TIMEOUT`, as
+    /// [`CallContext::deadline`].
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The reply cap, as [`CallContext::max_reply`].
+    pub fn max_reply(&self) -> u64 {
+        self.max_reply
     }
 }
 
@@ -89,6 +134,20 @@ impl fmt::Display for HostCallError {
 }
 
 impl std::error::Error for HostCallError {}
+
+/// A handler's failure message is cut to this many bytes (`CALL-4`).
+pub(crate) const MAX_FAILURE_MESSAGE: usize = 64 << 10;
+
+/// What the plugin reads of a handler's failure: its message, cut to
+/// [`MAX_FAILURE_MESSAGE`] bytes at a character boundary (`CALL-4`).
+pub(crate) fn failure_message(error: &HostCallError) -> &str {
+    let message = error.message();
+    let mut cut = message.len().min(MAX_FAILURE_MESSAGE);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &message[..cut]
+}
 
 pub(crate) type Handler = Arc<dyn Fn(&CallContext<'_>, &[u8]) -> Result<Vec<u8>, HostCallError> + Send + Sync>;
 
@@ -197,6 +256,8 @@ impl HostFunction {
                 plugin: cx.plugin.to_string(),
                 function: cx.function.to_string(),
                 host_call: cx.host_call.to_string(),
+                deadline: cx.deadline,
+                max_reply: cx.max_reply,
             };
             let Some(runtime) = tokio::runtime::Handle::try_current().ok().or_else(|| made_on.clone()) else {
                 return Err(HostCallError::new("an async host function needs a tokio runtime"));
@@ -216,6 +277,19 @@ impl HostFunction {
         self
     }
 
+    /// The same function, recording each call it serves in `log` before
+    /// its handler runs: the transcript `pabi run` prints. With the
+    /// `testing` feature, as the log is.
+    #[cfg(feature = "testing")]
+    pub fn recording(self, log: &crate::testing::HostCallLog) -> HostFunction {
+        let (inner, log) = (self.handler, log.clone());
+        let handler: Handler = Arc::new(move |cx: &CallContext<'_>, request: &[u8]| {
+            log.record(cx.host_call(), request);
+            inner(cx, request)
+        });
+        HostFunction { handler, ..self }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -233,9 +307,25 @@ impl HostFunction {
     /// Runs the handler for a host call made elsewhere, as a host would:
     /// for hosts that relay host calls from another process (a worker of
     /// `pabi serve`'s process isolation). A panicking handler is a
-    /// failure, as in a host (`CALL-4`).
+    /// failure, as in a host (`CALL-4`). The handler sees no deadline and
+    /// the default reply cap; [`HostFunction::serve_until`] gives both.
     pub fn serve(&self, plugin: &str, function: &str, request: &[u8]) -> Result<Vec<u8>, HostCallError> {
-        run_handler(&self.handler, &CallContext { plugin, function, host_call: &self.name }, request)
+        self.serve_until(plugin, function, request, None, pabi_abi::Limits::default().max_reply)
+    }
+
+    /// [`HostFunction::serve`] for a call that ends at `deadline` and
+    /// whose replies are capped at `max_reply` bytes: what the handler
+    /// reads as [`CallContext::deadline`] and [`CallContext::max_reply`].
+    pub fn serve_until(
+        &self,
+        plugin: &str,
+        function: &str,
+        request: &[u8],
+        deadline: Option<Instant>,
+        max_reply: u64,
+    ) -> Result<Vec<u8>, HostCallError> {
+        let context = CallContext { plugin, function, host_call: &self.name, deadline, cancel: None, max_reply };
+        run_handler(&self.handler, &context, request)
     }
 }
 

@@ -91,7 +91,14 @@ fn host_call(
             Phase::Init => "pabi_init",
             _ => state.function_names.get(state.serving).map_or("", String::as_str),
         };
-        let context = crate::host_fn::CallContext { plugin: &state.plugin_name, function, host_call: name };
+        let context = crate::host_fn::CallContext {
+            plugin: &state.plugin_name,
+            function,
+            host_call: name,
+            deadline: state.deadline.wall(),
+            cancel: Some(&state.deadline.cancel),
+            max_reply: state.max_reply,
+        };
         // While the handler runs, a call back into this plugin from this
         // thread is refused instead of waiting for itself (`CALL-8`).
         let _serving = crate::host_fn::Serving::enter(state.group);
@@ -107,19 +114,11 @@ fn host_call(
             Ok(data.reply.len() as i32)
         }
         Err(error) => {
-            let message = error.message();
-            let mut cut = message.len().min(MAX_FAILURE_MESSAGE);
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            data.reply.extend_from_slice(&message.as_bytes()[..cut]);
+            data.reply.extend_from_slice(crate::host_fn::failure_message(&error).as_bytes());
             Ok(ImportCode::Failed.code())
         }
     }
 }
-
-/// A handler's failure message is cut to this many bytes (`CALL-4`).
-const MAX_FAILURE_MESSAGE: usize = 64 << 10;
 
 /// Copies `min(len, reply_len - offset)` reply bytes to `dst` (`CALL-6`).
 fn reply_read(mut caller: Caller<'_, StoreData>, dst: i32, offset: i32, len: i32) -> wasmtime::Result<i32> {

@@ -223,6 +223,8 @@
 mod cancel;
 mod classify;
 mod clock;
+#[cfg(unix)]
+mod command;
 mod config;
 mod engine;
 mod error;

@@ -156,6 +156,12 @@ impl Deadline {
         self.granted
     }
 
+    /// The wall-clock end of the call in progress, for a plugin that can
+    /// block in host code (`CALL-7`); `None` for others.
+    pub fn wall(&self) -> Option<std::time::Instant> {
+        self.wall
+    }
+
     /// After host code that may have run for long (a host call's handler):
     /// a cancel or a passed deadline ends the call now (`CALL-7`), since
     /// the epoch reaches only wasm code.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use pabi_host::testing::{HostCallLog, Reenter};
-use pabi_host::{Config, ConfigBuilder, DirGrant, Host, HostCallError, HostFunction};
+use pabi_host::{Config, ConfigBuilder, DirGrant, Host, HostFunction};
 use pabi_testkit::host_calls::HostCallTable;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -72,7 +72,9 @@ pub struct HostCallArgs {
     /// Serve the host call NAME by running COMMAND (split like shell
     /// words) with the request on standard input: its standard output is
     /// the reply; a non-zero exit is a handler failure with its standard
-    /// error as the message. Repeatable.
+    /// error as the message. It runs in a process group of its own, ended
+    /// at the call's deadline or when it writes more than the reply cap
+    /// (E_LIMIT) or 64 KiB to standard error (E_FAILED). Repeatable.
     #[arg(long = "host-call-command", value_name = "NAME=COMMAND", value_parser = parse_env)]
     host_call_commands: Vec<(String, String)>,
 }
@@ -95,11 +97,8 @@ impl HostCallArgs {
             let words = shlex::split(command)
                 .filter(|w| !w.is_empty())
                 .with_context(|| format!("--host-call-command {name}: `{command}` is not a command"))?;
-            let transcript = transcript.clone();
-            functions.push(HostFunction::new(name, move |cx, request| {
-                transcript.record(cx.host_call(), request);
-                run_bridge(&words, request)
-            }));
+            let (program, args) = words.split_first().expect("a command has a first word");
+            functions.push(HostFunction::command(name, program, args).recording(transcript));
         }
         Ok(functions)
     }
@@ -152,40 +151,6 @@ impl HostArgs {
             );
         }
         Host::new(tune(config).build()).context("cannot start the reference host")
-    }
-}
-
-/// Serves one host call by running a command: the request on its standard
-/// input, the reply from its standard output, and on a non-zero exit a
-/// failure carrying its standard error.
-fn run_bridge(words: &[String], request: &[u8]) -> Result<Vec<u8>, HostCallError> {
-    use std::io::Write as _;
-    let (program, args) = words.split_first().expect("a command has a first word");
-    let mut child = std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| HostCallError::new(format!("cannot run `{program}`: {e}")))?;
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let request = request.to_vec();
-    // Write from another thread: a command that answers before reading
-    // everything would otherwise block on a full pipe.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&request);
-    });
-    let output = child.wait_with_output().map_err(|e| HostCallError::new(format!("`{program}`: {e}")))?;
-    let _ = writer.join();
-    if output.status.success() {
-        Ok(output.stdout)
-    } else {
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        Err(HostCallError::new(if stderr.is_empty() {
-            format!("`{program}` exited with {}", output.status)
-        } else {
-            stderr
-        }))
     }
 }
 

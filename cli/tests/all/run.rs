@@ -398,3 +398,40 @@ fn run_refuses_a_plugin_file_past_the_compile_budget_by_its_size() {
     let line: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!((line["ok"].as_bool(), line["kind"].as_str()), (Some(false), Some("MODULE_LIMIT")), "{line}");
 }
+
+/// `--host-call-command` is held to the call's bounds: `yes` is read to the
+/// reply cap and one byte and the plugin sees E_LIMIT (LIM-14); a command
+/// past the deadline is ended there and the call is a TIMEOUT (CALL-7).
+#[test]
+fn run_holds_host_call_commands_to_the_reply_cap_and_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = fixture("host-conformance", "host-calls", dir.path());
+    // `call`: read 16 reply bytes from 0 after calling kv.get with nothing.
+    let input = "000000001000000006000000".to_string() + "6b762e676574";
+    let bounded = |command: &str, timeout: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pabi"))
+            .args(["run", &plugin, "call", "--input-hex", &input, "--no-cache", "--max-reply", "4KiB"])
+            .args(["--timeout", timeout, "--host-call-command", command])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A bound against a hang only: before the bounds, both ran on.
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(15) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("`pabi run` with --host-call-command {command} did not end");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let flood = bounded("kv.get=yes", "10s");
+    assert_eq!(exit_code(&flood), 0, "{}", String::from_utf8_lossy(&flood.stderr));
+    assert_eq!(flood.stdout[..8], [(-1i32).to_le_bytes(), 0i32.to_le_bytes()].concat()[..], "E_LIMIT");
+    let slow = bounded("kv.get=sleep 30", "300ms");
+    assert_eq!(exit_code(&slow), 3, "{}", String::from_utf8_lossy(&slow.stderr));
+    assert!(String::from_utf8_lossy(&slow.stderr).contains("TIMEOUT"));
+}

@@ -144,13 +144,14 @@ pub(super) fn read_answers(
             FromWorker::Output { id } => (id, WorkerAnswer::Output(body)),
             FromWorker::Failed { id, error } => (id, WorkerAnswer::Failed(with_message(error, body))),
             FromWorker::Reloaded { id, metadata } => (id, WorkerAnswer::Reloaded(metadata)),
-            FromWorker::HostCall { id, name, function, .. } => {
+            FromWorker::HostCall { id, name, function, time_left, .. } => {
                 let Some(pool) = pool.upgrade() else { return };
                 // On a thread of its own: a handler may take its time, and
                 // the answers of other calls keep flowing meanwhile.
                 let relay = link.clone();
                 let spawned = std::thread::Builder::new().name("pabi-host-call".into()).spawn(move || {
-                    super::relay::answer(&pool, &relay, id, &name, &function, &body);
+                    let call = super::relay::HostCall { id, name: &name, function: &function, time_left };
+                    super::relay::answer(&pool, &relay, call, &body);
                 });
                 if let Err(error) = spawned {
                     // Answering from here could wait on the worker's input

@@ -65,7 +65,27 @@ pub enum ToWorker {
     Resize { instances: usize },
     /// The answer to the worker's host call `id`: the body is the reply,
     /// or, with `error`, the handler failed with that message (`CALL-4`).
+    /// The message is at most 65,536 bytes, as the plugin reads it; the
+    /// body at most the reply cap and one byte, so that a reply past the
+    /// cap still reads as one (`LIM-14`).
     HostReply { id: u64, error: Option<String> },
+}
+
+impl ToWorker {
+    /// The largest body a frame of this kind carries, for a worker whose
+    /// host has `limits` (a `load` brings its own): a module within the
+    /// compile budget (`LIM-12`), an input the ABI can address (`LIM-13`),
+    /// a reply one byte past its cap (`LIM-14`), else nothing. The worker
+    /// refuses a larger one unread.
+    pub fn max_body(&self, limits: &pabi_abi::Limits) -> u64 {
+        match self {
+            ToWorker::Load { config, .. } => config.limits().max_module_bytes,
+            ToWorker::Reload { .. } => limits.max_module_bytes,
+            ToWorker::Call { .. } => pabi_abi::MAX_INPUT_LEN,
+            ToWorker::HostReply { .. } => limits.max_reply.saturating_add(1),
+            ToWorker::Cancel { .. } | ToWorker::Resize { .. } => 0,
+        }
+    }
 }
 
 /// A host function of the server, offered to a worker's plugin: the
@@ -106,7 +126,17 @@ pub enum FromWorker {
     Reloaded { id: u64, metadata: Box<pabi_abi::Metadata> },
     /// The plugin made the host call `name` while serving `function`: the
     /// body is the request; the server answers `host_reply` with this `id`.
-    HostCall { id: u64, name: String, plugin: String, function: String },
+    /// `time_left` is how long the call had until its deadline when the
+    /// plugin made the host call: the handler's deadline in the server
+    /// (`CALL-7`); absent, none.
+    HostCall {
+        id: u64,
+        name: String,
+        plugin: String,
+        function: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time_left: Option<std::time::Duration>,
+    },
 }
 
 /// The OS limits a worker process takes on.
@@ -166,6 +196,17 @@ pub fn read_frame_capped<H: for<'de> Deserialize<'de>>(
     input: &mut impl Read,
     max_body: u64,
 ) -> io::Result<Option<(H, Vec<u8>)>> {
+    read_frame_bounded(input, |_: &H| max_body)
+}
+
+/// [`read_frame`], refusing a body over the cap that `max_body` gives for
+/// the frame's header before reading it: each kind of frame has the cap
+/// of what its body carries (a module, an input, a reply …), checked by
+/// the side that reads it as by the side that writes it.
+pub fn read_frame_bounded<H: for<'de> Deserialize<'de>>(
+    input: &mut impl Read,
+    max_body: impl FnOnce(&H) -> u64,
+) -> io::Result<Option<(H, Vec<u8>)>> {
     let mut len = [0; 4];
     // The stream may end before a frame, not inside one.
     let mut got = 0;
@@ -186,6 +227,7 @@ pub fn read_frame_capped<H: for<'de> Deserialize<'de>>(
     input.read_exact(&mut header)?;
     let header = serde_json::from_slice(&header)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("a bad frame header: {e}")))?;
+    let max_body = max_body(&header);
     input.read_exact(&mut len)?;
     let mut body = Vec::new();
     // `take` + `read_to_end` grows the buffer as bytes arrive, so a peer

@@ -5,29 +5,50 @@ use super::link::Link;
 use super::lock;
 use super::pool::PoolState;
 use super::protocol::ToWorker;
+use crate::HostCallError;
 
 /// Serves the host call `id` and sends the reply to the worker. The plugin
 /// is who this process loaded, whatever the worker claims; the request is
 /// held to the host-call cap (`LIM-14`) and the function must be offered
 /// to the plugin (`CALL-5`). A reply that cannot be sent means the worker
 /// has ended, which its supervisor sees.
-pub(super) fn answer(pool: &PoolState, link: &Link, id: u64, name: &str, function: &str, request: &[u8]) {
+///
+/// The handler's deadline is the call's, from the time the worker says
+/// was left (`CALL-7`). What goes back is held to what the worker reads
+/// (`ToWorker::max_body`): a failure message cut to 65,536 bytes as the
+/// plugin would read it (`CALL-4`), a reply past the cap cut to the cap
+/// and one byte, which the worker still refuses as too long (`LIM-14`).
+pub(super) fn answer(pool: &PoolState, link: &Link, call: HostCall<'_>, request: &[u8]) {
+    let HostCall { id, name, function, time_left } = call;
     let plugin = lock(&pool.module).name.clone();
-    let max_request = pool.start.config.limits().max_request;
+    let limits = pool.start.config.limits();
+    let (max_request, max_reply) = (limits.max_request, limits.max_reply);
     let reply = if request.len() as u64 > max_request {
-        Err(format!("a request of {} bytes, past the cap of {max_request}", request.len()))
+        Err(HostCallError::new(format!("a request of {} bytes, past the cap of {max_request}", request.len())))
     } else {
         match pool.host_functions.iter().find(|f| f.name() == name && f.offered_to(&plugin)) {
             Some(handler) => {
                 let _serving = crate::host_fn::Serving::enter(pool.group);
-                handler.serve(&plugin, function, request).map_err(|e| e.message().to_string())
+                let deadline = time_left.and_then(|left| std::time::Instant::now().checked_add(left));
+                handler.serve_until(&plugin, function, request, deadline, max_reply)
             }
-            None => Err(format!("no host function `{name}` is offered to `{plugin}`")),
+            None => Err(HostCallError::new(format!("no host function `{name}` is offered to `{plugin}`"))),
         }
     };
     let (error, reply) = match reply {
-        Ok(reply) => (None, reply),
-        Err(error) => (Some(error), Vec::new()),
+        Ok(mut reply) => {
+            reply.truncate(usize::try_from(max_reply.saturating_add(1)).unwrap_or(usize::MAX));
+            (None, reply)
+        }
+        Err(error) => (Some(crate::host_fn::failure_message(&error).to_string()), Vec::new()),
     };
     let _ = link.send_frame(&ToWorker::HostReply { id, error }, &reply);
+}
+
+/// A host call as the worker relays it.
+pub(super) struct HostCall<'a> {
+    pub id: u64,
+    pub name: &'a str,
+    pub function: &'a str,
+    pub time_left: Option<std::time::Duration>,
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use super::lock;
 use super::os_limits::{cap_address_space, limit_process};
-use super::protocol::{read_frame, take_message, write_frame, FromWorker, HostFunctionOffer, ToWorker};
+use super::protocol::{read_frame_bounded, take_message, write_frame, FromWorker, HostFunctionOffer, ToWorker};
 use crate::in_process_pool::InProcessPool;
 use crate::pool_settings::PoolSettings;
 use crate::{CancelHandle, Config, Error, Host, HostCallError, HostFunction};
@@ -30,7 +30,8 @@ pub fn run() -> i32 {
     };
     let mut input = BufReader::new(input);
     let output = Arc::new(Mutex::new(BufWriter::new(output)));
-    let (plugin, config, settings, limits, offers, wasm) = match read_frame::<ToWorker>(&mut input) {
+    let first = read_frame_bounded::<ToWorker>(&mut input, |frame| frame.max_body(&pabi_abi::Limits::default()));
+    let (plugin, config, settings, limits, offers, wasm) = match first {
         Ok(Some((ToWorker::Load { plugin, config, pool, limits, host_functions }, wasm))) => {
             (plugin, *config, pool, limits, host_functions, wasm)
         }
@@ -60,7 +61,8 @@ pub fn run() -> i32 {
     // call in `pabi_init`, below, waits for a reply that comes in on it.
     let reader = {
         let (calls, output, relays) = (calls.clone(), output.clone(), relays.clone());
-        std::thread::spawn(move || read_input(input, &calls, &output, &relays))
+        let host_limits = config.limits().clone();
+        std::thread::spawn(move || read_input(input, &host_limits, &calls, &output, &relays))
     };
     let pool = match load(config, settings, &wasm, &relays, &offers) {
         Ok(pool) => pool,
@@ -145,9 +147,17 @@ impl Calls {
 const MAX_THREADS: usize = 4096;
 
 /// Reads the pool's frames until standard input ends; the exit code.
-fn read_input(mut input: BufReader<File>, calls: &Arc<Calls>, output: &Output, relays: &Relays) -> i32 {
+fn read_input(
+    mut input: BufReader<File>,
+    limits: &pabi_abi::Limits,
+    calls: &Arc<Calls>,
+    output: &Output,
+    relays: &Relays,
+) -> i32 {
     loop {
-        let (message, body) = match read_frame::<ToWorker>(&mut input) {
+        // Every frame is held to the cap of what it carries: a pool's side
+        // gone wrong cannot make the worker allocate past it.
+        let (message, body) = match read_frame_bounded::<ToWorker>(&mut input, |frame| frame.max_body(limits)) {
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 relays.close();
@@ -202,6 +212,9 @@ fn read_input(mut input: BufReader<File>, calls: &Arc<Calls>, output: &Output, r
     }
 }
 
+/// How often a relayed host call's wait looks at its call's cancel.
+const RELAY_LOOK: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The host calls relayed to the pool and waiting for its reply.
 #[derive(Clone)]
 struct Relays {
@@ -228,6 +241,7 @@ impl Relays {
     fn function(&self, offer: &HostFunctionOffer) -> HostFunction {
         let relays = self.clone();
         let function = HostFunction::new(&offer.name, move |cx, request| {
+            let time_left = cx.deadline().map(|deadline| deadline.saturating_duration_since(std::time::Instant::now()));
             let (reply, replied) = std::sync::mpsc::channel();
             let id = {
                 let mut waiting = lock(&relays.waiting);
@@ -244,15 +258,33 @@ impl Relays {
                 name: cx.host_call().to_string(),
                 plugin: cx.plugin().to_string(),
                 function: cx.function().to_string(),
+                time_left,
             };
             if send(&relays.output, &call, request).is_err() {
                 lock(&relays.waiting).replies.remove(&id);
                 return Err(HostCallError::new("cannot reach the pool"));
             }
-            match replied.recv() {
-                Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(message)) => Err(HostCallError::new(message)),
-                Err(_) => Err(HostCallError::new("the pool is gone")),
+            // The wait ends at the call's deadline or cancel, whatever the
+            // handler over there does (`CALL-7`): the call then ends with
+            // TIMEOUT or CANCELLED, and a late reply finds no one.
+            loop {
+                let look = cx.deadline().map_or(RELAY_LOOK, |deadline| {
+                    deadline.saturating_duration_since(std::time::Instant::now()).min(RELAY_LOOK)
+                });
+                match replied.recv_timeout(look) {
+                    Ok(Ok(reply)) => return Ok(reply),
+                    Ok(Err(message)) => return Err(HostCallError::new(message)),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        return Err(HostCallError::new("the pool is gone"))
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        let passed = cx.deadline().is_some_and(|deadline| std::time::Instant::now() >= deadline);
+                        if passed || cx.is_cancelled() {
+                            lock(&relays.waiting).replies.remove(&id);
+                            return Err(HostCallError::new("the call ended while its host call waited"));
+                        }
+                    }
+                }
             }
         });
         match &offer.only_for {

@@ -78,8 +78,9 @@ pub(super) fn start(pool: &Arc<PoolState>, module: &Module) -> Result<Arc<Link>,
             break Err(NotStarted::Failed(format!("cannot send the plugin: {error}")));
         }
         match read_frame_capped::<FromWorker>(&mut stdout, max_body) {
-            Ok(Some((FromWorker::HostCall { id, name, function, .. }, request))) => {
-                super::relay::answer(pool, &link, id, &name, &function, &request);
+            Ok(Some((FromWorker::HostCall { id, name, function, time_left, .. }, request))) => {
+                let call = super::relay::HostCall { id, name: &name, function: &function, time_left };
+                super::relay::answer(pool, &link, call, &request);
             }
             Ok(Some((FromWorker::Ready { metadata, .. }, _))) => break Ok(*metadata),
             Ok(Some((FromWorker::Refused { error }, _))) => {

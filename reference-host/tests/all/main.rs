@@ -1,5 +1,6 @@
 //! Integration tests of the reference host.
 
+mod command;
 mod host_calls;
 mod hostile;
 mod layering;

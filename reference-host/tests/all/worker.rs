@@ -303,6 +303,15 @@ fn every_worker_message_matches_the_protocol_schema() {
             name: "kv.get".into(),
             plugin: "enrich".into(),
             function: "pabi_init".into(),
+            time_left: Some(Duration::from_millis(900)),
+        })
+        .unwrap(),
+        serde_json::to_value(FromWorker::HostCall {
+            id: 4,
+            name: "kv.get".into(),
+            plugin: "enrich".into(),
+            function: "upper".into(),
+            time_left: None,
         })
         .unwrap(),
         serde_json::to_value(FromWorker::Ready { pid: 7, metadata: metadata.clone() }).unwrap(),
@@ -337,4 +346,27 @@ fn every_worker_message_matches_the_protocol_schema() {
     let mut bad_name = messages[0].clone();
     bad_name["host_functions"][0]["name"] = "Bad Name".into();
     assert!(!validator.is_valid(&bad_name), "{bad_name} should not match");
+}
+
+/// A handler's failure message of 2 MiB is cut to the 65,536 bytes the
+/// plugin reads before it crosses to the worker (CALL-4), which serves on:
+/// no frame it reads is past its cap, so none ends it.
+#[test]
+fn a_huge_failure_message_is_cut_before_it_crosses_and_the_worker_lives() {
+    let fail = HostFunction::new("kv.get", |_, _| Err(pabi_host::HostCallError::new("x".repeat(2 << 20))));
+    let host = host_with(|c| c.host_function(fail.clone()));
+    let pool = worker_pool().instances(1).build(&host, &fixture("host-conformance", "host-calls")).unwrap();
+    let before = pool.stats().worker.expect("a worker");
+    let mut input = Vec::new();
+    for word in [65_530u32, 64, 6] {
+        input.extend(word.to_le_bytes());
+    }
+    input.extend(b"kv.get");
+    for _ in 0..3 {
+        let output = pool.call("call", &input).unwrap();
+        assert_eq!(output[..8], [(-4i32).to_le_bytes(), 6i32.to_le_bytes()].concat()[..], "E_FAILED, cut at 65,536");
+        assert_eq!(&output[8..], b"xxxxxx");
+    }
+    let after = pool.stats().worker.expect("a worker");
+    assert_eq!((after.restarts, after.pid), (before.restarts, before.pid), "the same worker served every call");
 }
