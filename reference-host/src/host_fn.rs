@@ -277,17 +277,11 @@ impl HostFunction {
         self
     }
 
-    /// The same function, recording each call it serves in `log` before
-    /// its handler runs: the transcript `pabi run` prints. With the
-    /// `testing` feature, as the log is.
-    #[cfg(feature = "testing")]
-    pub fn recording(self, log: &crate::testing::HostCallLog) -> HostFunction {
-        let (inner, log) = (self.handler, log.clone());
-        let handler: Handler = Arc::new(move |cx: &CallContext<'_>, request: &[u8]| {
-            log.record(cx.host_call(), request);
-            inner(cx, request)
-        });
-        HostFunction { handler, ..self }
+    /// The same function with its handler wrapped by `wrap`: how the
+    /// `testing` module records the calls a function serves.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn wrap_handler(self, wrap: impl FnOnce(Handler) -> Handler) -> HostFunction {
+        HostFunction { handler: wrap(self.handler), ..self }
     }
 
     pub fn name(&self) -> &str {

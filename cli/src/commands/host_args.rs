@@ -98,7 +98,7 @@ impl HostCallArgs {
                 .filter(|w| !w.is_empty())
                 .with_context(|| format!("--host-call-command {name}: `{command}` is not a command"))?;
             let (program, args) = words.split_first().expect("a command has a first word");
-            functions.push(HostFunction::command(name, program, args).recording(transcript));
+            functions.push(transcript.recording(HostFunction::command(name, program, args)));
         }
         Ok(functions)
     }

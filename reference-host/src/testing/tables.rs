@@ -33,6 +33,18 @@ impl HostCallLog {
         }
     }
 
+    /// `function`, recording each call it serves in this log before its
+    /// handler runs: the transcript `pabi run` prints.
+    pub fn recording(&self, function: HostFunction) -> HostFunction {
+        let log = self.clone();
+        function.wrap_handler(move |inner| {
+            Arc::new(move |cx: &crate::CallContext<'_>, request: &[u8]| {
+                log.record(cx.host_call(), request);
+                inner(cx, request)
+            })
+        })
+    }
+
     /// The calls recorded since the last take.
     pub fn take(&self) -> Vec<HostCallRecord> {
         match &self.0 {
