@@ -66,6 +66,11 @@ pub enum ToWorker {
     /// The answer to the worker's host call `id`: the body is the reply,
     /// or, with `error`, the handler failed with that message (`CALL-4`).
     HostReply { id: u64, error: Option<String> },
+    /// Are you alive? The worker answers `pong` at once, from the thread
+    /// that reads its input, whatever its calls are doing. The pool asks
+    /// while it has calls in the worker, and ends a worker that stays
+    /// silent (stopped, or gone wrong), so that no call waits forever.
+    Ping,
 }
 
 /// A host function of the server, offered to a worker's plugin: the
@@ -107,6 +112,8 @@ pub enum FromWorker {
     /// The plugin made the host call `name` while serving `function`: the
     /// body is the request; the server answers `host_reply` with this `id`.
     HostCall { id: u64, name: String, plugin: String, function: String },
+    /// The answer to a `ping`.
+    Pong,
 }
 
 /// The OS limits a worker process takes on.

@@ -176,6 +176,11 @@ fn read_input(mut input: BufReader<File>, calls: &Arc<Calls>, output: &Output, r
                 });
             }
             ToWorker::Cancel { id } => calls.cancel(id),
+            // Answered from this thread, which only reads: a worker whose
+            // calls all run or wait still says it lives.
+            ToWorker::Ping => {
+                let _ = send(output, &FromWorker::Pong, b"");
+            }
             ToWorker::Resize { instances } => {
                 if let Some(pool) = calls.pool.get() {
                     pool.resize(instances);

@@ -138,6 +138,39 @@ pool_tests! {
         assert_eq!(spinner.join().unwrap().unwrap_err(), Error::Cancelled);
     }
 
+    fn a_queued_call_times_out_while_every_instance_waits_in_a_host_call(isolation) {
+        // The handler holds its instance until the test lets it go (or 10 s
+        // pass, a guard against a hang).
+        let gate = Arc::new((std::sync::Mutex::new((false, false)), std::sync::Condvar::new()));
+        let held = gate.clone();
+        let slow = HostFunction::new("app.reenter", move |_, _| {
+            let (lock, changed) = &*held;
+            let mut state = lock.lock().unwrap();
+            state.0 = true;
+            changed.notify_all();
+            let _ = changed.wait_timeout_while(state, Duration::from_secs(10), |s| !s.1).unwrap();
+            Ok(b"late".to_vec())
+        });
+        let host = host_with(|c| c.host_function(slow).timeout(Duration::from_secs(30)));
+        let pool = builder(isolation).instances(1).queue_timeout(Duration::from_millis(200)).build(&host, &asker()).unwrap();
+        let stuck = {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.call("ask", b""))
+        };
+        wait_until("the handler runs", || gate.0.lock().unwrap().0);
+        let (sender, answered) = std::sync::mpsc::channel();
+        {
+            let pool = pool.clone();
+            std::thread::spawn(move || sender.send(pool.call("ask", b"")));
+        }
+        let answer = answered.recv_timeout(Duration::from_secs(10)).expect("the queued call is answered");
+        let error = answer.unwrap_err();
+        assert!(matches!(error, Error::HostUnavailable(Unavailable::QueueTimeout { .. })), "{error}");
+        gate.0.lock().unwrap().1 = true;
+        gate.1.notify_all();
+        assert_eq!(stuck.join().unwrap().unwrap(), b"late");
+    }
+
     fn a_cancelled_call_ends_its_instance_is_replaced_and_no_cancel_lingers(isolation) {
         let pool = spinning_pool(isolation, 4, Duration::from_secs(30));
         let cancel = CancelHandle::new();
