@@ -8,6 +8,9 @@ use std::time::Duration;
 
 pub use pabi_abi::Limits;
 
+/// How long a plugin disabled by a crash loop stays disabled, by default.
+const DEFAULT_CRASH_RESET: Duration = Duration::from_secs(60);
+
 /// The host's configuration: limits, what WASI plugins may be granted, and
 /// engine options. `Config::default()` is the spec's defaults with nothing
 /// granted (`WASI-5`, `LIM-10`).
@@ -32,6 +35,7 @@ pub struct Config {
     allow: Allow,
     crash_limit: u32,
     crash_window: Duration,
+    crash_reset: Duration,
     pooling: bool,
     max_instances: u32,
     cache_dir: Option<PathBuf>,
@@ -50,6 +54,7 @@ impl Default for Config {
             allow: Allow::default(),
             crash_limit: 5,
             crash_window: Duration::from_secs(60),
+            crash_reset: DEFAULT_CRASH_RESET,
             pooling: true,
             max_instances: 64,
             cache_dir: None,
@@ -91,6 +96,12 @@ impl Config {
 
     pub fn crash_window(&self) -> Duration {
         self.crash_window
+    }
+
+    /// How long a plugin disabled by a crash loop stays disabled before
+    /// it is tried again (`LIFE-7`).
+    pub fn crash_reset(&self) -> Duration {
+        self.crash_reset
     }
 
     pub fn pooling(&self) -> bool {
@@ -266,6 +277,17 @@ impl ConfigBuilder {
     pub fn crash_limit(mut self, failures: u32, window: Duration) -> Self {
         self.config.crash_limit = failures.max(1);
         self.config.crash_window = window;
+        self
+    }
+
+    /// How long a plugin disabled by a crash loop (`LIFE-7`) answers
+    /// `CRASH_LOOP` before its next call tries a fresh instance again, its
+    /// failures forgotten; a plugin still broken is disabled again after
+    /// [`ConfigBuilder::crash_limit`] more failures. Without a reset one
+    /// client that makes a plugin fail five times would disable it for
+    /// everyone until it is reloaded. Default: 60 s.
+    pub fn crash_reset(mut self, reset: Duration) -> Self {
+        self.config.crash_reset = reset;
         self
     }
 

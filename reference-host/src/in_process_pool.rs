@@ -176,6 +176,8 @@ impl InProcessPool {
             waiting: inner.waiting.load(Ordering::SeqCst),
             reloads: inner.reloads.load(Ordering::SeqCst),
             calls: inner.slots.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum(),
+            // Known to the `Pool` around this one, which sets it.
+            disabled: false,
             worker: None,
         }
     }

@@ -28,7 +28,9 @@ pub struct Plugin {
     config: Vec<u8>,
     instance: Option<Instance>,
     failures: VecDeque<Instant>,
-    disabled: bool,
+    /// When the plugin was disabled by a crash loop (`LIFE-7`), until
+    /// [`Config::crash_reset`] has passed.
+    disabled: Option<Instant>,
     cancel: Arc<AtomicBool>,
     log_drops: Arc<LogDrops>,
     /// Who a host call's handler serves, for re-entry checks (`CALL-8`):
@@ -105,7 +107,7 @@ impl Plugin {
             config,
             instance: Some(instance),
             failures: VecDeque::new(),
-            disabled: false,
+            disabled: None,
             cancel,
             log_drops,
         })
@@ -330,8 +332,15 @@ impl Plugin {
         output: &mut Vec<u8>,
         call: impl FnOnce(&mut Instance, F) -> wasmtime::Result<i32>,
     ) -> Result<(), Error> {
-        if self.disabled {
-            return Err(self.crash_loop());
+        if let Some(since) = self.disabled {
+            if since.elapsed() < self.shared.config.crash_reset() {
+                return Err(self.crash_loop());
+            }
+            // The reset timer ran out (`LIFE-7`): a fresh instance is tried,
+            // with the failures forgotten.
+            self.disabled = None;
+            self.failures.clear();
+            tracing::info!(plugin = %self.prepared.metadata.name, "crash-loop reset: trying the plugin again");
         }
         if self.instance.is_none() {
             tracing::warn!(plugin = %self.prepared.metadata.name, "re-instantiating after a failure");
@@ -399,8 +408,13 @@ impl Plugin {
         }
         tracing::warn!(plugin = %self.prepared.metadata.name, "instance discarded: {error}");
         if self.failures.len() as u32 >= config.crash_limit() {
-            self.disabled = true;
-            tracing::error!(plugin = %self.prepared.metadata.name, "disabled after {} failures", self.failures.len());
+            self.disabled = Some(now);
+            tracing::error!(
+                plugin = %self.prepared.metadata.name,
+                "disabled after {} failures, for {:?} (LIFE-7)",
+                self.failures.len(),
+                config.crash_reset()
+            );
         }
         error
     }
@@ -417,7 +431,7 @@ impl std::fmt::Debug for Plugin {
             .field("name", &self.prepared.metadata.name)
             .field("functions", &self.prepared.functions)
             .field("live", &self.instance.is_some())
-            .field("disabled", &self.disabled)
+            .field("disabled", &self.disabled.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -19,6 +19,12 @@ pub struct PoolStats {
     pub reloads: u64,
     /// Calls started so far.
     pub calls: u64,
+    /// Whether the plugin is disabled by a crash loop (`LIFE-7`): a call
+    /// was refused with `CRASH_LOOP` less than
+    /// [`crate::Config::crash_reset`] ago and none has succeeded since.
+    /// Once the reset time has passed, the next call tries the plugin
+    /// again.
+    pub disabled: bool,
     /// The worker process, under [`Isolation::WorkerProcess`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker: Option<WorkerStats>,

@@ -161,6 +161,12 @@ pub struct PluginSettings {
     /// out refuses the plugin with `MISSING_CAPABILITY`; an optional one
     /// answers `E_ABSENT`. Default: every host function of the server.
     pub host_calls: Option<Vec<String>>,
+    /// How long a plugin disabled by a crash loop (`LIFE-7`, five dead
+    /// instances within 60 s) answers `503 CRASH_LOOP` before its next
+    /// call tries it again; the `Retry-After` of that answer, in whole
+    /// seconds rounded up. Default: 60 s.
+    #[serde(default, with = "humantime_serde")]
+    pub crash_reset: Option<Duration>,
 }
 
 /// `dirs` as `pabi run --dir` writes them: `HOST:GUEST[:ro|:rw]`.
@@ -209,6 +215,7 @@ impl PluginSettings {
             worker_cpu_time: self.worker_cpu_time.or(d.worker_cpu_time),
             worker_address_headroom: self.worker_address_headroom.or(d.worker_address_headroom),
             host_calls: self.host_calls.or(d.host_calls),
+            crash_reset: self.crash_reset.or(d.crash_reset),
         }
     }
 
@@ -222,6 +229,10 @@ impl PluginSettings {
 
     pub fn queue_timeout(&self) -> Duration {
         self.queue_timeout.unwrap_or(Duration::from_secs(5))
+    }
+
+    pub fn crash_reset(&self) -> Duration {
+        self.crash_reset.unwrap_or(Duration::from_secs(60))
     }
 
     /// Whether the host function `name` is offered to this plugin.
@@ -272,6 +283,7 @@ impl PluginSettings {
             builder = builder.max_output(max.as_u64());
         }
         builder = builder
+            .crash_reset(self.crash_reset())
             .fuel(self.fuel)
             .allow_clock(self.allow_clock.unwrap_or(false))
             .allow_random(self.allow_random.unwrap_or(false));

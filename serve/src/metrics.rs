@@ -45,6 +45,8 @@ pub(crate) struct Metrics {
     /// A gauge set from the pool's own count at each scrape: the count
     /// lives in the pool, which restarts workers on its own threads.
     pub worker_restarts: Family<PluginLabel, Gauge>,
+    /// 1 while a plugin is disabled by a crash loop (`LIFE-7`), else 0.
+    pub disabled: Family<PluginLabel, Gauge>,
 }
 
 impl Metrics {
@@ -71,7 +73,13 @@ impl Metrics {
             "Worker processes started again after one ended (process isolation)",
             worker_restarts.clone(),
         );
-        Metrics { registry, calls, errors, latency, instances, busy, queued, reloads, worker_restarts }
+        let disabled = Family::<PluginLabel, Gauge>::default();
+        registry.register(
+            "plugin_disabled",
+            "1 while a plugin is disabled by a crash loop (LIFE-7) and answers CRASH_LOOP until its crash_reset",
+            disabled.clone(),
+        );
+        Metrics { registry, calls, errors, latency, instances, busy, queued, reloads, worker_restarts, disabled }
     }
 
     pub fn encode(&self) -> String {

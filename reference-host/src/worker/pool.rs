@@ -312,6 +312,8 @@ impl WorkerPool {
             waiting: in_flight - busy,
             reloads: state.reloads.load(Ordering::Relaxed),
             calls: state.calls.load(Ordering::Relaxed),
+            // Known to the `Pool` around this one, which sets it.
+            disabled: false,
             worker: Some(WorkerStats { pid, restarts: state.restarts.load(Ordering::Relaxed) }),
         }
     }
