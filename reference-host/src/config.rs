@@ -36,6 +36,7 @@ pub struct Config {
     crash_limit: u32,
     crash_window: Duration,
     crash_reset: Duration,
+    log_rate: Option<LogRate>,
     pooling: bool,
     max_instances: u32,
     cache_dir: Option<PathBuf>,
@@ -55,6 +56,7 @@ impl Default for Config {
             crash_limit: 5,
             crash_window: Duration::from_secs(60),
             crash_reset: DEFAULT_CRASH_RESET,
+            log_rate: Some(LogRate::default()),
             pooling: true,
             max_instances: 64,
             cache_dir: None,
@@ -102,6 +104,12 @@ impl Config {
     /// it is tried again (`LIFE-7`).
     pub fn crash_reset(&self) -> Duration {
         self.crash_reset
+    }
+
+    /// The log text a plugin may write per second, across its calls and
+    /// instances; `None`: no bound but the cap of a call (`LIM-11`).
+    pub fn log_rate(&self) -> Option<LogRate> {
+        self.log_rate
     }
 
     pub fn pooling(&self) -> bool {
@@ -197,6 +205,19 @@ impl ConfigBuilder {
     /// error together (`LIM-11`). Default: 1 MiB.
     pub fn max_log(mut self, bytes: u64) -> Self {
         self.config.limits.max_log = bytes;
+        self
+    }
+
+    /// The log records and bytes a plugin may write per second, across
+    /// all its calls and instances in this host (in a worker process: in
+    /// that worker): a token bucket per plugin that holds one second's
+    /// worth. The cap of a call (`LIM-11`) bounds one call; this bounds
+    /// many clients calling at once. A record past the rate is dropped and
+    /// counted, and `log` still returns 0: what a call sees does not depend
+    /// on other calls. `None`: no bound across calls. Default: 1,000
+    /// records and 1 MiB per second.
+    pub fn log_rate(mut self, rate: Option<LogRate>) -> Self {
+        self.config.log_rate = rate;
         self
     }
 
@@ -350,6 +371,33 @@ impl ConfigBuilder {
 
     pub fn build(self) -> Config {
         self.config
+    }
+}
+
+/// A rate of log text: records and bytes per second (see
+/// [`ConfigBuilder::log_rate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LogRate {
+    /// Records per second: `log` records, and lines of standard output and
+    /// error.
+    pub records: u64,
+    /// Bytes of log text per second.
+    pub bytes: u64,
+}
+
+impl LogRate {
+    pub fn new(records: u64, bytes: u64) -> LogRate {
+        LogRate { records, bytes }
+    }
+}
+
+/// 1,000 records and 1 MiB per second: a busy plugin's honest logging,
+/// where two clients calling a flooding plugin wrote 100 MB a second.
+impl Default for LogRate {
+    fn default() -> LogRate {
+        LogRate { records: 1000, bytes: 1 << 20 }
     }
 }
 

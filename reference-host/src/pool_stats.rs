@@ -25,6 +25,13 @@ pub struct PoolStats {
     /// Once the reset time has passed, the next call tries the plugin
     /// again.
     pub disabled: bool,
+    /// Log records of the plugin dropped, past the log cap of a call
+    /// (`LIM-11`) or past its log rate ([`crate::ConfigBuilder::log_rate`]),
+    /// since it was first loaded in the pool's host (or, in a worker
+    /// process, since the pool was built).
+    pub log_records_dropped: u64,
+    /// The bytes of log text dropped with them.
+    pub log_bytes_dropped: u64,
     /// The worker process, under [`Isolation::WorkerProcess`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker: Option<WorkerStats>,

@@ -320,6 +320,9 @@ async fn metrics(State(state): State<Arc<Shared>>) -> Response {
         state.metrics.busy.get_or_create(&label).set(gauge(stats.busy));
         state.metrics.queued.get_or_create(&label).set(gauge(stats.waiting));
         state.metrics.disabled.get_or_create(&label).set(i64::from(stats.disabled));
+        let count = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        state.metrics.log_records_dropped.get_or_create(&label).set(count(stats.log_records_dropped));
+        state.metrics.log_bytes_dropped.get_or_create(&label).set(count(stats.log_bytes_dropped));
     }
     let mut response = state.metrics.encode().into_response();
     response.headers_mut().insert(

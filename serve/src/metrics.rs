@@ -47,6 +47,9 @@ pub(crate) struct Metrics {
     pub worker_restarts: Family<PluginLabel, Gauge>,
     /// 1 while a plugin is disabled by a crash loop (`LIFE-7`), else 0.
     pub disabled: Family<PluginLabel, Gauge>,
+    /// Set from the pool's counts at each scrape, as `worker_restarts`.
+    pub log_records_dropped: Family<PluginLabel, Gauge>,
+    pub log_bytes_dropped: Family<PluginLabel, Gauge>,
 }
 
 impl Metrics {
@@ -79,7 +82,27 @@ impl Metrics {
             "1 while a plugin is disabled by a crash loop (LIFE-7) and answers CRASH_LOOP until its crash_reset",
             disabled.clone(),
         );
-        Metrics { registry, calls, errors, latency, instances, busy, queued, reloads, worker_restarts, disabled }
+        let (log_records_dropped, log_bytes_dropped) = (Family::default(), Family::default());
+        registry.register(
+            "log_records_dropped",
+            "Log records of a plugin dropped, past the log cap of a call (LIM-11) or the plugin's log rate",
+            log_records_dropped.clone(),
+        );
+        registry.register("log_bytes_dropped", "Bytes of log text of a plugin dropped", log_bytes_dropped.clone());
+        Metrics {
+            registry,
+            calls,
+            errors,
+            latency,
+            instances,
+            busy,
+            queued,
+            reloads,
+            worker_restarts,
+            disabled,
+            log_records_dropped,
+            log_bytes_dropped,
+        }
     }
 
     pub fn encode(&self) -> String {

@@ -57,6 +57,9 @@ Settings (DIR.toml; every key optional, [plugins.NAME] over [defaults]):
   sha256, isolation (in_process | worker_process), worker_cpu_time,
   worker_address_headroom, crash_reset (how long a plugin disabled by a
   crash loop answers CRASH_LOOP; default 60s, its Retry-After),
+  log_records_per_second, log_bytes_per_second (log text a plugin may
+  write across all its calls; default 1000 and 1 MiB; the rest is dropped
+  and counted in /metrics),
   host_calls (the names of --host-calls / --host-call-command offered;
   default all)
 

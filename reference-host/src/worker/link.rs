@@ -186,6 +186,12 @@ pub(super) fn read_answers(
                 }
                 continue;
             }
+            FromWorker::LogDropped { records, bytes } => {
+                if let Some(pool) = pool.upgrade() {
+                    pool.log_dropped(records, bytes);
+                }
+                continue;
+            }
             FromWorker::Ready { .. } | FromWorker::Refused { .. } | FromWorker::Pong => continue,
         };
         // A call whose caller stopped waiting has no entry any more.

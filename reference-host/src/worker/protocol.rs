@@ -114,6 +114,10 @@ pub enum FromWorker {
     HostCall { id: u64, name: String, plugin: String, function: String },
     /// The answer to a `ping`.
     Pong,
+    /// Log records and bytes dropped since the last `log_dropped`, past
+    /// the log cap of a call (`LIM-11`) or the plugin's log rate: sent
+    /// after a call that dropped some, before its answer.
+    LogDropped { records: u64, bytes: u64 },
 }
 
 /// The OS limits a worker process takes on.

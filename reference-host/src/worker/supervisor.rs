@@ -82,6 +82,7 @@ pub(super) fn start(pool: &Arc<PoolState>, module: &Module) -> Result<Arc<Link>,
                 super::relay::answer(pool, &link, id, &name, &function, &request);
             }
             Ok(Some((FromWorker::Ready { metadata, .. }, _))) => break Ok(*metadata),
+            Ok(Some((FromWorker::LogDropped { records, bytes }, _))) => pool.log_dropped(records, bytes),
             Ok(Some((FromWorker::Refused { error }, _))) => {
                 let _ = lock(&link.child).wait();
                 return Err(NotStarted::Refused(error));

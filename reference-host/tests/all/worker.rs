@@ -321,12 +321,14 @@ fn every_worker_message_matches_the_protocol_schema() {
     let messages = [
         serde_json::to_value(load(&config, vec![offer])).unwrap(),
         serde_json::to_value(load(&Config::default(), vec![])).unwrap(),
+        serde_json::to_value(load(&Config::builder().log_rate(None).build(), vec![])).unwrap(),
         serde_json::to_value(ToWorker::Call { id: 1, function: "echo".into() }).unwrap(),
         serde_json::to_value(ToWorker::Cancel { id: 1 }).unwrap(),
         serde_json::to_value(ToWorker::Reload { id: 2 }).unwrap(),
         serde_json::to_value(ToWorker::Resize { instances: 1 }).unwrap(),
         serde_json::to_value(ToWorker::Ping).unwrap(),
         serde_json::to_value(FromWorker::Pong).unwrap(),
+        serde_json::to_value(FromWorker::LogDropped { records: 3, bytes: 48 }).unwrap(),
         serde_json::to_value(ToWorker::HostReply { id: 3, error: None }).unwrap(),
         serde_json::to_value(ToWorker::HostReply { id: 3, error: Some("full".into()) }).unwrap(),
         serde_json::to_value(FromWorker::HostCall {
