@@ -416,7 +416,7 @@ pub fn wait_until(what: &str, done: impl Fn() -> bool) {
 
 /// A plugin whose `ask` makes the host call `app.reenter` with its input
 /// and outputs the reply.
-fn asker() -> Vec<u8> {
+pub fn asker() -> Vec<u8> {
     wat::parse_str(
         r#"(module
             (import "pabi" "host_call" (func $host_call (param i32 i32 i32 i32) (result i32)))

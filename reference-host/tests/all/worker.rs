@@ -281,6 +281,22 @@ fn a_stopped_worker_is_found_by_its_silence_when_calls_are_small() {
     assert_eq!(pool.call("echo", b"back").unwrap(), b"back");
 }
 
+/// A worker whose every instance waits in a host call longer than the
+/// liveness bound (2 s) still answers the pool's pings: it is not taken
+/// for stuck.
+#[test]
+fn a_worker_busy_in_a_long_host_call_is_not_taken_for_stuck() {
+    let slow = HostFunction::new("app.reenter", |_, _| {
+        std::thread::sleep(Duration::from_millis(2500));
+        Ok(b"slow".to_vec())
+    });
+    let host = host_with(|c| c.host_function(slow).timeout(Duration::from_secs(20)));
+    let pool = worker_pool().instances(1).build(&host, &crate::pool::asker()).unwrap();
+    let first = pid(&pool);
+    assert_eq!(pool.call("ask", b"").unwrap(), b"slow");
+    assert_eq!((pid(&pool), pool.stats().worker.unwrap().restarts), (first, 0));
+}
+
 #[test]
 fn resizing_a_worker_s_pool_changes_the_instances_it_serves_with() {
     let host = host_with(|c| c);

@@ -256,3 +256,48 @@ fn a_plugin_flooding_its_log_from_many_calls_is_held_to_its_log_rate() {
         assert_eq!(value("pabi_log_bytes_dropped"), 16 * dropped);
     });
 }
+
+/// Every instance waits in a slow host call: a queued call is refused
+/// after the queue timeout, `503`, in both isolations.
+#[test]
+fn a_queued_call_is_refused_while_every_instance_waits_in_a_host_call() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hc.wasm"), fixture("host-conformance", "host-calls")).unwrap();
+    for isolation in ["in_process", "worker_process"] {
+        let toml = format!(
+            "[defaults]\nisolation = \"{isolation}\"\n[plugins.hc]\ninstances = 1\ntimeout = \"30s\"\nqueue_timeout = \"300ms\""
+        );
+        let gate = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let held = gate.clone();
+        let slow = pabi_host::HostFunction::new("kv.get", move |_, _| {
+            let (lock, changed) = &*held;
+            let released = lock.lock().unwrap();
+            let _ = changed.wait_timeout_while(released, Duration::from_secs(10), |r| !*r).unwrap();
+            Ok(b"late".to_vec())
+        });
+        let server = Server::new(dir.path().to_path_buf(), ServeConfig::from_toml(&toml).unwrap())
+            .with_worker_command(worker())
+            .host_function(slow);
+        assert_eq!(server.scan().loaded, ["hc"]);
+        runtime().block_on(async {
+            let stuck = {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    request(&server, "POST", "/v1/plugins/hc/call", host_call_input("kv.get", b"apple")).await
+                })
+            };
+            let pool = server.pool("hc").unwrap();
+            let started = std::time::Instant::now();
+            while pool.stats().busy == 0 {
+                assert!(started.elapsed() < Duration::from_secs(10), "{isolation}: the first call never ran");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let queued = request(&server, "POST", "/v1/plugins/hc/call", host_call_input("kv.get", b"pear"));
+            let queued = tokio::time::timeout(Duration::from_secs(15), queued).await.expect("an answer");
+            assert_eq!(queued.status, StatusCode::SERVICE_UNAVAILABLE, "{isolation}");
+            *gate.0.lock().unwrap() = true;
+            gate.1.notify_all();
+            assert_eq!(stuck.await.unwrap().status, StatusCode::OK, "{isolation}");
+        });
+    }
+}
