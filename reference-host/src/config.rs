@@ -8,6 +8,9 @@ use std::time::Duration;
 
 pub use pabi_abi::Limits;
 
+/// How long a plugin disabled by a crash loop stays disabled, by default.
+const DEFAULT_CRASH_RESET: Duration = Duration::from_secs(60);
+
 /// The host's configuration: limits, what WASI plugins may be granted, and
 /// engine options. `Config::default()` is the spec's defaults with nothing
 /// granted (`WASI-5`, `LIM-10`).
@@ -32,6 +35,8 @@ pub struct Config {
     allow: Allow,
     crash_limit: u32,
     crash_window: Duration,
+    crash_reset: Duration,
+    log_rate: Option<LogRate>,
     pooling: bool,
     max_instances: u32,
     cache_dir: Option<PathBuf>,
@@ -50,6 +55,8 @@ impl Default for Config {
             allow: Allow::default(),
             crash_limit: 5,
             crash_window: Duration::from_secs(60),
+            crash_reset: DEFAULT_CRASH_RESET,
+            log_rate: Some(LogRate::default()),
             pooling: true,
             max_instances: 64,
             cache_dir: None,
@@ -91,6 +98,18 @@ impl Config {
 
     pub fn crash_window(&self) -> Duration {
         self.crash_window
+    }
+
+    /// How long a plugin disabled by a crash loop stays disabled before
+    /// it is tried again (`LIFE-7`).
+    pub fn crash_reset(&self) -> Duration {
+        self.crash_reset
+    }
+
+    /// The log text a plugin may write per second, across its calls and
+    /// instances; `None`: no bound but the cap of a call (`LIM-11`).
+    pub fn log_rate(&self) -> Option<LogRate> {
+        self.log_rate
     }
 
     pub fn pooling(&self) -> bool {
@@ -189,6 +208,19 @@ impl ConfigBuilder {
         self
     }
 
+    /// The log records and bytes a plugin may write per second, across
+    /// all its calls and instances in this host (in a worker process: in
+    /// that worker): a token bucket per plugin that holds one second's
+    /// worth. The cap of a call (`LIM-11`) bounds one call; this bounds
+    /// many clients calling at once. A record past the rate is dropped and
+    /// counted, and `log` still returns 0: what a call sees does not depend
+    /// on other calls. `None`: no bound across calls. Default: 1,000
+    /// records and 1 MiB per second.
+    pub fn log_rate(mut self, rate: Option<LogRate>) -> Self {
+        self.config.log_rate = rate;
+        self
+    }
+
     /// The compile budget (`LIM-12`): the module's size in bytes, the
     /// functions it defines, and one function body in bytes. A plugin past
     /// any of them is refused with `MODULE_LIMIT` before it is compiled.
@@ -269,6 +301,17 @@ impl ConfigBuilder {
         self
     }
 
+    /// How long a plugin disabled by a crash loop (`LIFE-7`) answers
+    /// `CRASH_LOOP` before its next call tries a fresh instance again, its
+    /// failures forgotten; a plugin still broken is disabled again after
+    /// [`ConfigBuilder::crash_limit`] more failures. Without a reset one
+    /// client that makes a plugin fail five times would disable it for
+    /// everyone until it is reloaded. Default: 60 s.
+    pub fn crash_reset(mut self, reset: Duration) -> Self {
+        self.config.crash_reset = reset;
+        self
+    }
+
     /// Instantiate from wasmtime's pooling allocator: faster instantiation,
     /// address space reserved up front. Default: `true`.
     pub fn pooling(mut self, pooling: bool) -> Self {
@@ -328,6 +371,33 @@ impl ConfigBuilder {
 
     pub fn build(self) -> Config {
         self.config
+    }
+}
+
+/// A rate of log text: records and bytes per second (see
+/// [`ConfigBuilder::log_rate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LogRate {
+    /// Records per second: `log` records, and lines of standard output and
+    /// error.
+    pub records: u64,
+    /// Bytes of log text per second.
+    pub bytes: u64,
+}
+
+impl LogRate {
+    pub fn new(records: u64, bytes: u64) -> LogRate {
+        LogRate { records, bytes }
+    }
+}
+
+/// 1,000 records and 1 MiB per second: a busy plugin's honest logging,
+/// where two clients calling a flooding plugin wrote 100 MB a second.
+impl Default for LogRate {
+    fn default() -> LogRate {
+        LogRate { records: 1000, bytes: 1 << 20 }
     }
 }
 

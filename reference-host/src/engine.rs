@@ -14,6 +14,7 @@ use wasmtime::{Engine, InstancePre, Linker, Module};
 
 use crate::config::Config;
 use crate::error::{CompileCap, ModuleFinding, Unavailable};
+use crate::log::PluginLog;
 use crate::store::{StoreData, EPOCH_TICK, MAX_TABLES};
 use crate::wasi::{self, Grants};
 use crate::{imports, Error};
@@ -31,6 +32,9 @@ pub(crate) struct HostCore {
     pub engine: Engine,
     pub config: Config,
     room: Arc<EngineRoom>,
+    /// The log rate and drop counts of each plugin loaded, by metadata
+    /// name, shared by all its instances while any lives.
+    logs: Mutex<std::collections::HashMap<String, std::sync::Weak<PluginLog>>>,
 }
 
 /// What hosts derived by [`crate::Host::with_limits`] share with the host
@@ -151,6 +155,21 @@ fn tick(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
 }
 
 impl HostCore {
+    /// The log of the plugin `name`: the one its live instances share, or a
+    /// fresh one at this host's rate.
+    pub fn plugin_log(&self, name: &str) -> Arc<PluginLog> {
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(log) = logs.get(name).and_then(std::sync::Weak::upgrade) {
+            return log;
+        }
+        // Names of plugins no longer loaded go, so the map stays as large
+        // as what is loaded.
+        logs.retain(|_, log| log.strong_count() > 0);
+        let log = Arc::new(PluginLog::new(self.config.log_rate()));
+        logs.insert(name.to_string(), Arc::downgrade(&log));
+        log
+    }
+
     /// Builds the engine, the linkers and the epoch ticker.
     pub fn new(config: Config) -> Result<HostCore, Error> {
         let unavailable = |what: &str, e: &dyn std::fmt::Display| {
@@ -198,7 +217,7 @@ impl HostCore {
             stop_ticker: stop_ticker.clone(),
         };
         tick(engine.clone(), stop_ticker).map_err(|e| unavailable("the epoch thread", &e))?;
-        Ok(HostCore { engine, config, room: Arc::new(room) })
+        Ok(HostCore { engine, config, room: Arc::new(room), logs: Mutex::default() })
     }
 
     /// This host with other limits, in the same engine room. The limits the
@@ -233,7 +252,7 @@ impl HostCore {
             );
         }
         let config = self.config.to_builder().limits(limits).build();
-        Ok(HostCore { engine: self.engine.clone(), config, room: self.room.clone() })
+        Ok(HostCore { engine: self.engine.clone(), config, room: self.room.clone(), logs: Mutex::default() })
     }
 
     /// Whether the engine counts fuel: then a call without a fuel limit

@@ -84,7 +84,8 @@ pub enum Error {
     /// plugin's functions.
     #[error("UNKNOWN_FUNCTION: the plugin has no function `{name}`{}", available_suffix(available))]
     UnknownFunction { name: String, available: Vec<String> },
-    /// Too many dead instances in the window; the plugin is disabled (`LIFE-7`).
+    /// Too many dead instances in the window; the plugin is disabled
+    /// (`LIFE-7`) until [`crate::ConfigBuilder::crash_reset`] has passed.
     #[error("CRASH_LOOP: the plugin failed {failures} times within {window:?} and was disabled")]
     CrashLoop { failures: u32, window: Duration },
     /// The host itself cannot serve, whatever the plugin (`HOST_FAILURE`),

@@ -63,6 +63,8 @@ struct ServingVersion {
     wasm: Arc<[u8]>,
     metadata: Arc<pabi_abi::Metadata>,
     functions: Arc<[String]>,
+    /// The log rate and drop counts the instances share.
+    log: Arc<crate::log::PluginLog>,
 }
 
 /// One instance's place, on its own cache line: the thread that holds it
@@ -101,6 +103,7 @@ impl InProcessPool {
                 wasm: Arc::from(wasm),
                 metadata: Arc::new(first.metadata().clone()),
                 functions: Arc::from(first.functions().to_vec()),
+                log: first.plugin_log().clone(),
             }
         };
         Ok(InProcessPool {
@@ -226,7 +229,14 @@ impl InProcessPool {
         lock(&self.inner.serving).functions.clone()
     }
 
+    /// Log records and bytes the plugin had dropped (see [`PoolStats`]).
+    pub fn log_dropped(&self) -> (u64, u64) {
+        let log = lock(&self.inner.serving).log.clone();
+        (log.dropped_records.load(Ordering::Relaxed), log.dropped_bytes.load(Ordering::Relaxed))
+    }
+
     pub fn stats(&self) -> PoolStats {
+        let (log_records_dropped, log_bytes_dropped) = self.log_dropped();
         let inner = &*self.inner;
         let active = inner.active.load(Ordering::SeqCst);
         let (mut live, mut busy) = (0, 0);
@@ -244,6 +254,10 @@ impl InProcessPool {
             waiting: inner.waiting.load(Ordering::SeqCst),
             reloads: inner.reloads.load(Ordering::SeqCst),
             calls: inner.slots.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum(),
+            // Known to the `Pool` around this one, which sets it.
+            disabled: false,
+            log_records_dropped,
+            log_bytes_dropped,
             worker: None,
         }
     }
@@ -312,6 +326,7 @@ impl InProcessPool {
             wasm: Arc::from(wasm),
             metadata: Arc::new(fresh[0].metadata().clone()),
             functions: Arc::from(fresh[0].functions().to_vec()),
+            log: fresh[0].plugin_log().clone(),
         };
         inner.reloads.fetch_add(1, Ordering::SeqCst);
         let mut fresh = fresh.into_iter();

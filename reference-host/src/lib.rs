@@ -246,7 +246,7 @@ mod wasi;
 pub mod worker;
 
 pub use cancel::CancelHandle;
-pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits};
+pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits, LogRate};
 pub use error::{CompileCap, Error, Frame, ModuleFinding, Unavailable, WasmTrace};
 pub use host::Host;
 pub use host_fn::{AsyncCallContext, CallContext, HostCallError, HostFunction};

@@ -1,12 +1,17 @@
 //! Where a plugin's log text goes: `pabi.log` records and, for WASI
 //! plugins, standard output and standard error (`WASI-8`). One budget per
-//! call covers all three (`LIM-11`), so no plugin can flood the host's log;
-//! every line is escaped before it reaches a terminal (`SEC-3`).
+//! call covers all three (`LIM-11`), and one rate per plugin covers its
+//! calls together ([`crate::ConfigBuilder::log_rate`]), so no plugin can
+//! flood the host's log, whether in one call or in many; every line is
+//! escaped before it reaches a terminal (`SEC-3`).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::config::LogRate;
 
 use pabi_abi::text::escape_controls;
 
@@ -41,10 +46,112 @@ pub(crate) struct LogSink {
     used: u64,
     dropped_records: u64,
     dropped_bytes: u64,
+    /// Records and bytes of this call dropped by the plugin's log rate.
+    rate_dropped_records: u64,
+    rate_dropped_bytes: u64,
     /// Standard output and standard error text after the last line break.
     partial: [Vec<u8>; 2],
-    /// What was dropped over the plugin's life, across its instances.
+    /// What was dropped past the cap over the plugin's life, across its
+    /// instances.
     drops: Arc<LogDrops>,
+    /// The plugin's rate and drop counts, shared with its other instances.
+    shared: Arc<PluginLog>,
+}
+
+/// One plugin's log across its calls and instances: the token bucket of
+/// its log rate, and what was dropped, past the cap of a call or the rate.
+#[derive(Debug)]
+pub(crate) struct PluginLog {
+    rate: Option<LogRate>,
+    bucket: Mutex<Bucket>,
+    /// Records and bytes dropped, for any reason, since the plugin was
+    /// first loaded in this host (or worker).
+    pub dropped_records: AtomicU64,
+    pub dropped_bytes: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    records: f64,
+    bytes: f64,
+    filled: Instant,
+    /// Rate drops not yet warned of, and when the last warning was.
+    unreported: (u64, u64),
+    warned: Option<Instant>,
+}
+
+/// Rate drops are warned of at most this often: the warning must not
+/// become the flood.
+const WARN_EVERY: Duration = Duration::from_secs(1);
+
+impl PluginLog {
+    pub fn new(rate: Option<LogRate>) -> PluginLog {
+        let full = rate.unwrap_or_default();
+        PluginLog {
+            rate,
+            bucket: Mutex::new(Bucket {
+                records: full.records as f64,
+                bytes: full.bytes as f64,
+                filled: Instant::now(),
+                unreported: (0, 0),
+                warned: None,
+            }),
+            dropped_records: AtomicU64::new(0),
+            dropped_bytes: AtomicU64::new(0),
+        }
+    }
+
+    fn bucket(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        self.bucket.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a record of `len` bytes may be written now; if so, its
+    /// tokens are taken. The bucket holds one second's worth; a record
+    /// larger than that passes when the bucket is full.
+    fn admit(&self, len: usize) -> bool {
+        let Some(rate) = self.rate else { return true };
+        let mut bucket = self.bucket();
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(bucket.filled).as_secs_f64();
+        bucket.filled = now;
+        bucket.records = (bucket.records + elapsed * rate.records as f64).min(rate.records as f64);
+        bucket.bytes = (bucket.bytes + elapsed * rate.bytes as f64).min(rate.bytes as f64);
+        let need = (len as f64).min(rate.bytes as f64);
+        if bucket.records >= 1.0 && bucket.bytes >= need {
+            bucket.records -= 1.0;
+            bucket.bytes -= need;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Counts what a call dropped, and warns of rate drops at most once
+    /// per [`WARN_EVERY`].
+    fn count(&self, plugin: &str, records: u64, bytes: u64, rate_records: u64, rate_bytes: u64) {
+        self.dropped_records.fetch_add(records + rate_records, Ordering::Relaxed);
+        self.dropped_bytes.fetch_add(bytes + rate_bytes, Ordering::Relaxed);
+        if rate_records == 0 {
+            return;
+        }
+        let mut bucket = self.bucket();
+        bucket.unreported.0 += rate_records;
+        bucket.unreported.1 += rate_bytes;
+        if bucket.warned.is_some_and(|at| at.elapsed() < WARN_EVERY) {
+            return;
+        }
+        bucket.warned = Some(Instant::now());
+        let (records, bytes) = std::mem::take(&mut bucket.unreported);
+        drop(bucket);
+        let rate = self.rate.unwrap_or_default();
+        tracing::warn!(
+            target: "pabi::host",
+            plugin,
+            "dropped {records} log records ({bytes} bytes) past the plugin's log rate of {} records and {} bytes per second",
+            rate.records,
+            rate.bytes
+        );
+    }
 }
 
 /// Log records and bytes (of records and of standard output and error)
@@ -78,8 +185,34 @@ impl LogHandle {
 }
 
 impl LogSink {
-    pub fn new(plugin: String, cap: u64, drops: Arc<LogDrops>) -> LogSink {
-        LogSink { plugin, cap, used: 0, dropped_records: 0, dropped_bytes: 0, partial: [Vec::new(), Vec::new()], drops }
+    pub fn new(plugin: String, cap: u64, drops: Arc<LogDrops>, shared: Arc<PluginLog>) -> LogSink {
+        LogSink {
+            plugin,
+            cap,
+            used: 0,
+            dropped_records: 0,
+            dropped_bytes: 0,
+            rate_dropped_records: 0,
+            rate_dropped_bytes: 0,
+            partial: [Vec::new(), Vec::new()],
+            drops,
+            shared,
+        }
+    }
+
+    /// Writes a record or a line, if the plugin's log rate lets it.
+    /// Dropped by the rate, it still counts against the cap of the call:
+    /// what a call sees does not depend on other calls.
+    fn emit(&mut self, level: Level, text: &[u8]) {
+        if !enabled(level) {
+            return;
+        }
+        if !self.shared.admit(text.len()) {
+            self.rate_dropped_records += 1;
+            self.rate_dropped_bytes += text.len() as u64;
+            return;
+        }
+        emit(&self.plugin, level, text);
     }
 
     /// A `pabi.log` record: emitted whole, or dropped whole past the cap
@@ -91,7 +224,7 @@ impl LogSink {
             return false;
         }
         self.used += text.len() as u64;
-        emit(&self.plugin, level, text);
+        self.emit(level, text);
         true
     }
 
@@ -108,10 +241,10 @@ impl LogSink {
         partial.extend_from_slice(&bytes[..room]);
         if let Some(last) = partial.iter().rposition(|b| *b == b'\n') {
             let rest = partial.split_off(last + 1);
-            for line in partial[..last].split(|b| *b == b'\n') {
-                emit(&self.plugin, level, line);
+            let lines = std::mem::replace(partial, rest);
+            for line in lines[..last].split(|b| *b == b'\n') {
+                self.emit(level, line);
             }
-            *partial = rest;
         }
     }
 
@@ -121,7 +254,7 @@ impl LogSink {
         for stream in [Stdio::Out, Stdio::Err] {
             if !self.partial[stream as usize].is_empty() {
                 let line = std::mem::take(&mut self.partial[stream as usize]);
-                emit(&self.plugin, stream.level(), &line);
+                self.emit(stream.level(), &line);
             }
         }
         if self.used == 0 && self.dropped_records == 0 && self.dropped_bytes == 0 {
@@ -140,25 +273,32 @@ impl LogSink {
         }
         self.drops.records.fetch_add(self.dropped_records, Ordering::Relaxed);
         self.drops.bytes.fetch_add(self.dropped_bytes, Ordering::Relaxed);
+        if self.dropped_records + self.dropped_bytes + self.rate_dropped_records + self.rate_dropped_bytes > 0 {
+            let (records, bytes) = (self.rate_dropped_records, self.rate_dropped_bytes);
+            self.shared.count(&self.plugin, self.dropped_records, self.dropped_bytes, records, bytes);
+        }
         self.used = 0;
         self.dropped_records = 0;
         self.dropped_bytes = 0;
+        self.rate_dropped_records = 0;
+        self.rate_dropped_bytes = 0;
     }
 }
 
-fn emit(plugin: &str, level: Level, text: &[u8]) {
-    // Decoding and escaping cost in proportion to the text; skip both when
-    // the subscriber drops the record anyway.
-    let enabled = match level {
+/// Whether the subscriber keeps records of `level`. Decoding and escaping
+/// cost in proportion to the text, and the rate's lock is shared: both are
+/// skipped when the subscriber drops the record anyway.
+fn enabled(level: Level) -> bool {
+    match level {
         Level::Error => tracing::enabled!(target: "pabi::plugin", tracing::Level::ERROR),
         Level::Warn => tracing::enabled!(target: "pabi::plugin", tracing::Level::WARN),
         Level::Info => tracing::enabled!(target: "pabi::plugin", tracing::Level::INFO),
         Level::Debug => tracing::enabled!(target: "pabi::plugin", tracing::Level::DEBUG),
         Level::Trace => tracing::enabled!(target: "pabi::plugin", tracing::Level::TRACE),
-    };
-    if !enabled {
-        return;
     }
+}
+
+fn emit(plugin: &str, level: Level, text: &[u8]) {
     let text = String::from_utf8_lossy(text);
     let text = escape_controls(&text);
     match level {
@@ -227,7 +367,7 @@ mod tests {
     use super::*;
 
     fn sink(cap: u64) -> LogSink {
-        LogSink::new("p".into(), cap, Arc::default())
+        LogSink::new("p".into(), cap, Arc::default(), Arc::new(PluginLog::new(None)))
     }
 
     #[test]

@@ -12,7 +12,7 @@ use wasmtime::{Store, TypedFunc};
 use crate::classify::{classify, instantiation_error};
 use crate::engine::{HostCore, Prepared};
 use crate::error::Unavailable;
-use crate::log::{LogDrops, LogHandle, LogSink};
+use crate::log::{LogDrops, LogHandle, LogSink, PluginLog};
 use crate::store::{Deadline, Limiter, Phase, StoreData};
 use crate::typed::{Input, Output, TypedCallError};
 use crate::{wasi, CancelHandle, Config, Error};
@@ -28,9 +28,14 @@ pub struct Plugin {
     config: Vec<u8>,
     instance: Option<Instance>,
     failures: VecDeque<Instant>,
-    disabled: bool,
+    /// When the plugin was disabled by a crash loop (`LIFE-7`), until
+    /// [`Config::crash_reset`] has passed.
+    disabled: Option<Instant>,
     cancel: Arc<AtomicBool>,
     log_drops: Arc<LogDrops>,
+    /// The log rate and drop counts this plugin's instances share in its
+    /// host.
+    plugin_log: Arc<PluginLog>,
     /// Who a host call's handler serves, for re-entry checks (`CALL-8`):
     /// this plugin, or the pool it belongs to.
     group: usize,
@@ -96,8 +101,10 @@ impl Plugin {
     pub(crate) fn start(shared: Arc<HostCore>, prepared: Arc<Prepared>, config: Vec<u8>) -> Result<Plugin, Error> {
         let cancel = Arc::new(AtomicBool::new(false));
         let log_drops = Arc::new(LogDrops::default());
+        let plugin_log = shared.plugin_log(&prepared.metadata.name);
         let group = new_group();
-        let instance = instantiate(&shared, &prepared, &config, &cancel, &log_drops, group)?;
+        let logs = (&log_drops, &plugin_log);
+        let instance = instantiate(&shared, &prepared, &config, &cancel, logs, group)?;
         Ok(Plugin {
             group,
             shared,
@@ -105,9 +112,10 @@ impl Plugin {
             config,
             instance: Some(instance),
             failures: VecDeque::new(),
-            disabled: false,
+            disabled: None,
             cancel,
             log_drops,
+            plugin_log,
         })
     }
 
@@ -136,6 +144,11 @@ impl Plugin {
     /// since the plugin was loaded or last reloaded.
     pub fn log_bytes_dropped(&self) -> u64 {
         self.log_drops.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The log rate and drop counts shared by the plugin's instances.
+    pub(crate) fn plugin_log(&self) -> &Arc<PluginLog> {
+        &self.plugin_log
     }
 
     /// The configuration of the host that loaded the plugin.
@@ -330,12 +343,20 @@ impl Plugin {
         output: &mut Vec<u8>,
         call: impl FnOnce(&mut Instance, F) -> wasmtime::Result<i32>,
     ) -> Result<(), Error> {
-        if self.disabled {
-            return Err(self.crash_loop());
+        if let Some(since) = self.disabled {
+            if since.elapsed() < self.shared.config.crash_reset() {
+                return Err(self.crash_loop());
+            }
+            // The reset timer ran out (`LIFE-7`): a fresh instance is tried,
+            // with the failures forgotten.
+            self.disabled = None;
+            self.failures.clear();
+            tracing::info!(plugin = %self.prepared.metadata.name, "crash-loop reset: trying the plugin again");
         }
         if self.instance.is_none() {
             tracing::warn!(plugin = %self.prepared.metadata.name, "re-instantiating after a failure");
-            match instantiate(&self.shared, &self.prepared, &self.config, &self.cancel, &self.log_drops, self.group) {
+            let logs = (&self.log_drops, &self.plugin_log);
+            match instantiate(&self.shared, &self.prepared, &self.config, &self.cancel, logs, self.group) {
                 Ok(instance) => self.instance = Some(instance),
                 Err(e) => return Err(self.record_failure(e)),
             }
@@ -399,8 +420,13 @@ impl Plugin {
         }
         tracing::warn!(plugin = %self.prepared.metadata.name, "instance discarded: {error}");
         if self.failures.len() as u32 >= config.crash_limit() {
-            self.disabled = true;
-            tracing::error!(plugin = %self.prepared.metadata.name, "disabled after {} failures", self.failures.len());
+            self.disabled = Some(now);
+            tracing::error!(
+                plugin = %self.prepared.metadata.name,
+                "disabled after {} failures, for {:?} (LIFE-7)",
+                self.failures.len(),
+                config.crash_reset()
+            );
         }
         error
     }
@@ -417,7 +443,7 @@ impl std::fmt::Debug for Plugin {
             .field("name", &self.prepared.metadata.name)
             .field("functions", &self.prepared.functions)
             .field("live", &self.instance.is_some())
-            .field("disabled", &self.disabled)
+            .field("disabled", &self.disabled.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -478,11 +504,11 @@ fn instantiate(
     prepared: &Prepared,
     config: &[u8],
     cancel: &Arc<AtomicBool>,
-    log_drops: &Arc<LogDrops>,
+    (log_drops, plugin_log): (&Arc<LogDrops>, &Arc<PluginLog>),
     group: usize,
 ) -> Result<Instance, Error> {
     let limits = shared.config.limits();
-    let sink = LogSink::new(prepared.metadata.name.clone(), limits.max_log, log_drops.clone());
+    let sink = LogSink::new(prepared.metadata.name.clone(), limits.max_log, log_drops.clone(), plugin_log.clone());
     let (wasi, clock, random, log) = match &prepared.grants {
         Some(grants) => {
             let log = Arc::new(std::sync::Mutex::new(sink));

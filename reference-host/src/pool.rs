@@ -2,8 +2,9 @@
 //! process or in a worker process, with one builder, one stats struct and
 //! one cancel handle for both isolations.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::in_process_pool::InProcessPool;
 use crate::pool_settings::PoolSettings;
@@ -154,7 +155,9 @@ impl PoolBuilder {
             #[cfg(feature = "worker-process")]
             Isolation::WorkerProcess => Kind::WorkerProcess(WorkerPool::start(self.settings, self.worker, host, wasm)?),
         };
-        Ok(Pool { kind })
+        let crash_loop =
+            Arc::new(CrashLoopSeen { born: Instant::now(), at: AtomicU64::new(0), reset: host.config().crash_reset() });
+        Ok(Pool { kind, crash_loop })
     }
 }
 
@@ -176,6 +179,44 @@ impl PoolBuilder {
 #[derive(Clone)]
 pub struct Pool {
     kind: Kind,
+    crash_loop: Arc<CrashLoopSeen>,
+}
+
+/// Whether the pool's plugin is disabled by a crash loop, as its calls
+/// show it: the same for both isolations, where the instances that know it
+/// may be in another process.
+struct CrashLoopSeen {
+    born: Instant,
+    /// When a call was last refused with `CRASH_LOOP`, in nanoseconds
+    /// since `born`, plus one; 0: none since the last call that succeeded.
+    at: AtomicU64,
+    reset: Duration,
+}
+
+impl CrashLoopSeen {
+    fn saw<T>(&self, result: &Result<T, Error>) {
+        match result {
+            // One load on the path of every call; a store only after a
+            // crash loop.
+            Ok(_) => {
+                if self.at.load(Ordering::Relaxed) != 0 {
+                    self.at.store(0, Ordering::Relaxed);
+                }
+            }
+            Err(Error::CrashLoop { .. }) => {
+                let now = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+                self.at.store(now + 1, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn disabled(&self) -> bool {
+        match self.at.load(Ordering::Relaxed) {
+            0 => false,
+            at => self.born.elapsed().saturating_sub(Duration::from_nanos(at - 1)) < self.reset,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -237,14 +278,13 @@ impl Pool {
         output: &mut Vec<u8>,
         cancel: Option<&CancelHandle>,
     ) -> Result<(), Error> {
-        match &self.kind {
+        let result = match &self.kind {
             Kind::InProcess(pool) => pool.call_into(name, input, output, cancel),
             #[cfg(feature = "worker-process")]
-            Kind::WorkerProcess(pool) => {
-                *output = pool.call(name, input, cancel)?;
-                Ok(())
-            }
-        }
+            Kind::WorkerProcess(pool) => pool.call(name, input, cancel).map(|out| *output = out),
+        };
+        self.crash_loop.saw(&result);
+        result
     }
 
     /// [`Pool::call`] for async applications: a long plugin call never
@@ -264,6 +304,12 @@ impl Pool {
         input: Vec<u8>,
         cancel: CancelHandle,
     ) -> Result<Vec<u8>, Error> {
+        let result = self.call_async_on(name, input, cancel).await;
+        self.crash_loop.saw(&result);
+        result
+    }
+
+    async fn call_async_on(&self, name: &str, input: Vec<u8>, cancel: CancelHandle) -> Result<Vec<u8>, Error> {
         match &self.kind {
             Kind::InProcess(pool) => pool.call_async(name, input, cancel).await,
             #[cfg(feature = "worker-process")]
@@ -290,11 +336,13 @@ impl Pool {
     }
 
     pub fn stats(&self) -> PoolStats {
-        match &self.kind {
+        let mut stats = match &self.kind {
             Kind::InProcess(pool) => pool.stats(),
             #[cfg(feature = "worker-process")]
             Kind::WorkerProcess(pool) => pool.stats(),
-        }
+        };
+        stats.disabled = self.crash_loop.disabled();
+        stats
     }
 
     /// Sets how many instances serve, from 1 up to the number the pool was
@@ -318,11 +366,14 @@ impl Pool {
     /// before the switch, the old version keeps serving and the error is
     /// returned. Blocking.
     pub fn reload(&self, wasm: &[u8]) -> Result<(), Error> {
-        match &self.kind {
+        let result = match &self.kind {
             Kind::InProcess(pool) => pool.reload(wasm),
             #[cfg(feature = "worker-process")]
             Kind::WorkerProcess(pool) => pool.reload(wasm),
-        }
+        };
+        // Fresh instances: no crash loop is left.
+        self.crash_loop.saw(&result);
+        result
     }
 
     /// Takes no new call, lets the calls in progress finish, and runs

@@ -19,6 +19,19 @@ pub struct PoolStats {
     pub reloads: u64,
     /// Calls started so far.
     pub calls: u64,
+    /// Whether the plugin is disabled by a crash loop (`LIFE-7`): a call
+    /// was refused with `CRASH_LOOP` less than
+    /// [`crate::Config::crash_reset`] ago and none has succeeded since.
+    /// Once the reset time has passed, the next call tries the plugin
+    /// again.
+    pub disabled: bool,
+    /// Log records of the plugin dropped, past the log cap of a call
+    /// (`LIM-11`) or past its log rate ([`crate::ConfigBuilder::log_rate`]),
+    /// since it was first loaded in the pool's host (or, in a worker
+    /// process, since the pool was built).
+    pub log_records_dropped: u64,
+    /// The bytes of log text dropped with them.
+    pub log_bytes_dropped: u64,
     /// The worker process, under [`Isolation::WorkerProcess`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker: Option<WorkerStats>,

@@ -217,7 +217,8 @@ impl ServeConfig {
 /// accessors give the value in force. Each key is a setter of
 /// [`pabi_host::PoolBuilder`] or [`pabi_host::ConfigBuilder`] of the same
 /// name, but for `sha256`, `max_input` and `host_calls`, which are the
-/// server's own.
+/// server's own, and `log_records_per_second` and `log_bytes_per_second`,
+/// which together are [`pabi_host::ConfigBuilder::log_rate`].
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -283,6 +284,21 @@ pub struct PluginSettings {
     /// out refuses the plugin with `MISSING_CAPABILITY`; an optional one
     /// answers `E_ABSENT`. Default: every host function of the server.
     pub host_calls: Option<Vec<String>>,
+    /// How long a plugin disabled by a crash loop (`LIFE-7`, five dead
+    /// instances within 60 s) answers `503 CRASH_LOOP` before its next
+    /// call tries it again; the `Retry-After` of that answer, in whole
+    /// seconds rounded up. Default: 60 s.
+    #[serde(default, with = "humantime_serde")]
+    pub crash_reset: Option<Duration>,
+    /// Log records the plugin may write per second, across all its calls
+    /// and instances (`log` records and lines of standard output and
+    /// error); past it they are dropped and counted in `/metrics`, and
+    /// `log` still returns 0. Default: 1,000.
+    pub log_records_per_second: Option<u64>,
+    /// Bytes of log text the plugin may write per second, across all its
+    /// calls and instances. Default: 1 MiB.
+    #[serde(default)]
+    pub log_bytes_per_second: Option<ByteSize>,
 }
 
 /// `dirs` as `pabi run --dir` writes them: `HOST:GUEST[:ro|:rw]`.
@@ -331,6 +347,9 @@ impl PluginSettings {
             worker_cpu_time: self.worker_cpu_time.or(d.worker_cpu_time),
             worker_address_headroom: self.worker_address_headroom.or(d.worker_address_headroom),
             host_calls: self.host_calls.or(d.host_calls),
+            crash_reset: self.crash_reset.or(d.crash_reset),
+            log_records_per_second: self.log_records_per_second.or(d.log_records_per_second),
+            log_bytes_per_second: self.log_bytes_per_second.or(d.log_bytes_per_second),
         }
     }
 
@@ -344,6 +363,19 @@ impl PluginSettings {
 
     pub fn queue_timeout(&self) -> Duration {
         self.queue_timeout.unwrap_or(Duration::from_secs(5))
+    }
+
+    pub fn crash_reset(&self) -> Duration {
+        self.crash_reset.unwrap_or(Duration::from_secs(60))
+    }
+
+    /// The plugin's log rate: records and bytes per second.
+    pub fn log_rate(&self) -> pabi_host::LogRate {
+        let default = pabi_host::LogRate::default();
+        pabi_host::LogRate::new(
+            self.log_records_per_second.unwrap_or(default.records),
+            self.log_bytes_per_second.map_or(default.bytes, |size| size.as_u64()),
+        )
     }
 
     /// Whether the host function `name` is offered to this plugin.
@@ -394,6 +426,8 @@ impl PluginSettings {
             builder = builder.max_output(max.as_u64());
         }
         builder = builder
+            .crash_reset(self.crash_reset())
+            .log_rate(Some(self.log_rate()))
             .fuel(self.fuel)
             .allow_clock(self.allow_clock.unwrap_or(false))
             .allow_random(self.allow_random.unwrap_or(false));

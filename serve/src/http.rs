@@ -202,17 +202,24 @@ fn error_body(error: &Error) -> CallErrorBody {
 }
 
 /// Seconds after which trying again may succeed, for the failures that
-/// pass.
-fn retry_after(error: &Error) -> Option<u64> {
+/// pass: for a crash loop, the plugin's `crash_reset`, after which it is
+/// tried again, in whole seconds rounded up.
+fn retry_after(error: &Error, crash_reset: Duration) -> Option<u64> {
     match error {
-        Error::CrashLoop { window, .. } => Some(window.as_secs().max(1)),
+        Error::CrashLoop { .. } => Some(whole_seconds(crash_reset)),
         Error::HostUnavailable(_) => Some(1),
         _ => None,
     }
 }
 
-fn failure_response(error: &Error, body: CallErrorBody) -> Response {
-    error_response(http_status(error.kind()), body, retry_after(error))
+/// A duration in whole seconds, rounded up, and at least 1: what
+/// `Retry-After` can say.
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs().saturating_add(u64::from(duration.subsec_nanos() > 0)).max(1)
+}
+
+fn failure_response(error: &Error, body: CallErrorBody, crash_reset: Duration) -> Response {
+    error_response(http_status(error.kind()), body, retry_after(error, crash_reset))
 }
 
 /// Why a request body was not read to its end.
@@ -466,7 +473,7 @@ async fn call(
             let kind = failed.kind().name().to_string();
             state.metrics.errors.get_or_create(&ErrorLabels { plugin, kind }).inc();
             match failed {
-                Failed::Host(error, body) => failure_response(&error, body),
+                Failed::Host(error, body) => failure_response(&error, body, loaded.settings.crash_reset()),
                 Failed::Server { status, body, retry_after } => error_response(status, body, retry_after),
             }
         }
@@ -589,12 +596,21 @@ async fn list(State(state): State<Arc<Shared>>) -> Response {
     axum::Json(Listing { plugins, refused }).into_response()
 }
 
+/// `200 ok` while the server serves, with a line for each plugin disabled
+/// by a crash loop (`LIFE-7`): the server is up, and the operator sees
+/// which plugin answers `CRASH_LOOP` and for how long at most.
 async fn health(State(state): State<Arc<Shared>>) -> Response {
     if state.draining.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
-    } else {
-        (StatusCode::OK, "ok\n").into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
+    let mut text = String::from("ok\n");
+    for (name, loaded) in read(&state.plugins).iter() {
+        if loaded.pool.stats().disabled {
+            let reset = whole_seconds(loaded.settings.crash_reset());
+            text.push_str(&format!("disabled: {name} (CRASH_LOOP; tried again within {reset} s)\n"));
+        }
+    }
+    (StatusCode::OK, text).into_response()
 }
 
 async fn metrics(State(state): State<Arc<Shared>>) -> Response {
@@ -608,6 +624,10 @@ async fn metrics(State(state): State<Arc<Shared>>) -> Response {
         state.metrics.instances.get_or_create(&label).set(gauge(stats.live));
         state.metrics.busy.get_or_create(&label).set(gauge(stats.busy));
         state.metrics.queued.get_or_create(&label).set(gauge(stats.waiting));
+        state.metrics.disabled.get_or_create(&label).set(i64::from(stats.disabled));
+        let count = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        state.metrics.log_records_dropped.get_or_create(&label).set(count(stats.log_records_dropped));
+        state.metrics.log_bytes_dropped.get_or_create(&label).set(count(stats.log_bytes_dropped));
     }
     let mut response = state.metrics.encode().into_response();
     response.headers_mut().insert(

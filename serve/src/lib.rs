@@ -8,8 +8,8 @@
 //! |---|---|
 //! | `POST /v1/plugins/{plugin}/{function}` | the body is the input; `200` with the output, or an error (below) |
 //! | `GET /v1/plugins` | each plugin's file, SHA-256, metadata and pool, and the files refused |
-//! | `GET /healthz` | `200`, or `503` while draining |
-//! | `GET /metrics` | calls, errors by kind, latency, instances, queue depth, reloads (Prometheus text) |
+//! | `GET /healthz` | `200`, with a line `disabled: NAME …` for each plugin disabled by a crash loop (`LIFE-7`) until its `crash_reset` passes; or `503` while draining |
+//! | `GET /metrics` | calls, errors by kind, latency, instances, queue depth, reloads, plugins disabled, log records dropped (Prometheus text) |
 //!
 //! A failed call answers a JSON body `{"kind", "status", "message"}`
 //! (`spec/schemas/serve-error.schema.json`): `kind` is the host error kind

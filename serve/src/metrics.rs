@@ -53,6 +53,11 @@ pub(crate) struct Metrics {
     pub connections_refused: Counter,
     /// Connections closed by a timeout: header, idle or send.
     pub connections_timed_out: Counter,
+    /// 1 while a plugin is disabled by a crash loop (`LIFE-7`), else 0.
+    pub disabled: Family<PluginLabel, Gauge>,
+    /// Set from the pool's counts at each scrape, as `worker_restarts`.
+    pub log_records_dropped: Family<PluginLabel, Gauge>,
+    pub log_bytes_dropped: Family<PluginLabel, Gauge>,
 }
 
 impl Metrics {
@@ -97,6 +102,19 @@ impl Metrics {
             "Connections closed by the header, idle or send timeout",
             connections_timed_out.clone(),
         );
+        let disabled = Family::<PluginLabel, Gauge>::default();
+        registry.register(
+            "plugin_disabled",
+            "1 while a plugin is disabled by a crash loop (LIFE-7) and answers CRASH_LOOP until its crash_reset",
+            disabled.clone(),
+        );
+        let (log_records_dropped, log_bytes_dropped) = (Family::default(), Family::default());
+        registry.register(
+            "log_records_dropped",
+            "Log records of a plugin dropped, past the log cap of a call (LIM-11) or the plugin's log rate",
+            log_records_dropped.clone(),
+        );
+        registry.register("log_bytes_dropped", "Bytes of log text of a plugin dropped", log_bytes_dropped.clone());
         Metrics {
             registry,
             calls,
@@ -111,6 +129,9 @@ impl Metrics {
             connections,
             connections_refused,
             connections_timed_out,
+            disabled,
+            log_records_dropped,
+            log_bytes_dropped,
         }
     }
 

@@ -69,7 +69,7 @@ const fn serve_help() -> &'static str {
 Routes:
   POST /v1/plugins/{plugin}/{function}   body = input; 200 = output, else a JSON error
   GET  /v1/plugins                       plugins, their pools and the files refused
-  GET  /healthz                          200, or 503 while draining
+  GET  /healthz                          200 (and a line per plugin disabled by a crash loop), or 503 while draining
   GET  /metrics                          Prometheus text
 
 Errors are {\"kind\", \"status\", \"message\"} (spec/schemas/serve-error.schema.json):
@@ -93,7 +93,11 @@ Settings (DIR.toml; every key optional, [plugins.NAME] over [defaults]):
   instances, max_queue, queue_timeout, timeout, max_memory, max_output,
   max_input, fuel, allow_clock, allow_random, env, dirs, plugin_config,
   sha256, isolation (in_process | worker_process), worker_cpu_time,
-  worker_address_headroom,
+  worker_address_headroom, crash_reset (how long a plugin disabled by a
+  crash loop answers CRASH_LOOP; default 60s, its Retry-After),
+  log_records_per_second, log_bytes_per_second (log text a plugin may
+  write across all its calls; default 1000 and 1 MiB; the rest is dropped
+  and counted in /metrics),
   host_calls (the names of --host-calls / --host-call-command offered;
   default all)
 

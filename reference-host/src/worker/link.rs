@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Write};
 use std::process::{Child, ChildStdin, ChildStdout};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -25,6 +26,11 @@ pub(super) struct Link {
     input: Mutex<Option<BufWriter<PipeInput>>>,
     pending: Mutex<Pending>,
     pub child: Mutex<Child>,
+    /// When the link was made: what [`Link::heard`] counts from.
+    born: Instant,
+    /// When a frame last came from the worker, in nanoseconds since
+    /// `born`: the liveness check's evidence ([`watch`]).
+    heard: AtomicU64,
 }
 
 #[derive(Default)]
@@ -53,7 +59,23 @@ impl Link {
             input: Mutex::new(Some(BufWriter::new(PipeInput(stdin)))),
             pending: Mutex::default(),
             child: Mutex::new(child),
+            born: Instant::now(),
+            heard: AtomicU64::new(0),
         }
+    }
+
+    fn since_born(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.born).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A frame came from the worker now.
+    fn heard_now(&self) {
+        self.heard.store(self.since_born(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// Whether a frame came from the worker at or after `at`.
+    fn heard_since(&self, at: Instant) -> bool {
+        self.heard.load(Ordering::Relaxed) >= self.since_born(at)
     }
 
     /// Registers the answer of `id`, then writes the frame; `Err` when the
@@ -131,7 +153,10 @@ pub(super) fn read_answers(
 ) {
     loop {
         let (message, body) = match read_frame_capped::<FromWorker>(&mut stdout, max_body) {
-            Ok(Some(frame)) => frame,
+            Ok(Some(frame)) => {
+                link.heard_now();
+                frame
+            }
             Ok(None) => return,
             Err(error) => {
                 tracing::error!(pid = link.pid, "the worker broke the protocol: {error}");
@@ -162,11 +187,65 @@ pub(super) fn read_answers(
                 }
                 continue;
             }
-            FromWorker::Ready { .. } | FromWorker::Refused { .. } => continue,
+            FromWorker::LogDropped { records, bytes } => {
+                if let Some(pool) = pool.upgrade() {
+                    pool.log_dropped(records, bytes);
+                }
+                continue;
+            }
+            FromWorker::Ready { .. } | FromWorker::Refused { .. } | FromWorker::Pong => continue,
         };
         // A call whose caller stopped waiting has no entry any more.
         if let Some(sender) = lock(&link.pending).answers.remove(&id) {
             let _ = sender.send(answer);
+        }
+    }
+}
+
+/// How often a worker with calls in it is asked whether it lives.
+const PING_EVERY: Duration = Duration::from_millis(250);
+
+/// How long a worker may leave a `ping` unanswered before it is taken for
+/// stuck (stopped, or gone wrong) and ended. Its input is read, and the
+/// ping answered, by a thread that does nothing else, so a live worker
+/// answers within milliseconds even with every instance busy.
+pub(super) const LIVENESS: Duration = Duration::from_secs(2);
+
+/// The liveness check of one worker, on a thread of its own until the
+/// worker ends: while calls (or a reload) wait for the worker, it is
+/// pinged every [`PING_EVERY`]; a worker that sends nothing for
+/// [`LIVENESS`] after a ping is killed, which fails the calls it held
+/// with `WorkerExited` and makes the supervisor start another. Small
+/// calls fit in the pipe and never make a write wait, so a stopped worker
+/// would otherwise hold them forever.
+pub(super) fn watch(link: &Weak<Link>) {
+    let mut pinged: Option<Instant> = None;
+    loop {
+        std::thread::sleep(PING_EVERY);
+        let Some(link) = link.upgrade() else { return };
+        let waiting = {
+            let pending = lock(&link.pending);
+            if pending.ended.is_some() {
+                return;
+            }
+            !pending.answers.is_empty()
+        };
+        if let Some(at) = pinged {
+            if link.heard_since(at) {
+                pinged = None;
+            } else if at.elapsed() >= LIVENESS {
+                tracing::error!(pid = link.pid, "the worker answered nothing for {LIVENESS:?}; ending it");
+                link.kill();
+                return;
+            }
+        }
+        if waiting && pinged.is_none() {
+            pinged = Some(Instant::now());
+            // A ping that cannot be written means the worker is ending
+            // (`send_frame` ended it): its reader sees that.
+            if link.send_frame(&ToWorker::Ping, b"").is_err() {
+                return;
+            }
         }
     }
 }

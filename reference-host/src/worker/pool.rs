@@ -53,6 +53,9 @@ pub(super) struct PoolState {
     in_flight: AtomicUsize,
     reloads: AtomicU64,
     pub restarts: AtomicU64,
+    /// Log records and bytes the workers reported dropped (`log_dropped`).
+    pub log_records_dropped: AtomicU64,
+    pub log_bytes_dropped: AtomicU64,
     /// Instances serving, after [`WorkerPool::resize`].
     instances: AtomicUsize,
     /// One start at a time: a restart after a death, or a reload that
@@ -152,6 +155,8 @@ impl WorkerPool {
             in_flight: AtomicUsize::new(0),
             reloads: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            log_records_dropped: AtomicU64::new(0),
+            log_bytes_dropped: AtomicU64::new(0),
             starting: Mutex::new(()),
             quick_deaths: AtomicU32::new(0),
             closing: AtomicBool::new(false),
@@ -312,6 +317,10 @@ impl WorkerPool {
             waiting: in_flight - busy,
             reloads: state.reloads.load(Ordering::Relaxed),
             calls: state.calls.load(Ordering::Relaxed),
+            // Known to the `Pool` around this one, which sets it.
+            disabled: false,
+            log_records_dropped: state.log_records_dropped.load(Ordering::Relaxed),
+            log_bytes_dropped: state.log_bytes_dropped.load(Ordering::Relaxed),
             worker: Some(WorkerStats { pid, restarts: state.restarts.load(Ordering::Relaxed) }),
         }
     }
@@ -462,6 +471,12 @@ impl PoolState {
     pub fn set_metadata(&self, metadata: pabi_abi::Metadata) {
         let functions = metadata.functions.iter().map(|f| f.name.clone()).collect();
         *write(&self.serving) = ServingVersion { metadata: Arc::new(metadata), functions };
+    }
+
+    /// Counts log text a worker reports dropped.
+    pub fn log_dropped(&self, records: u64, bytes: u64) {
+        self.log_records_dropped.fetch_add(records, Ordering::Relaxed);
+        self.log_bytes_dropped.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// The instances a new worker serves with.

@@ -69,6 +69,11 @@ pub enum ToWorker {
     /// body at most the reply cap and one byte, so that a reply past the
     /// cap still reads as one (`LIM-14`).
     HostReply { id: u64, error: Option<String> },
+    /// Are you alive? The worker answers `pong` at once, from the thread
+    /// that reads its input, whatever its calls are doing. The pool asks
+    /// while it has calls in the worker, and ends a worker that stays
+    /// silent (stopped, or gone wrong), so that no call waits forever.
+    Ping,
 }
 
 impl ToWorker {
@@ -83,7 +88,7 @@ impl ToWorker {
             ToWorker::Reload { .. } => limits.max_module_bytes,
             ToWorker::Call { .. } => pabi_abi::MAX_INPUT_LEN,
             ToWorker::HostReply { .. } => limits.max_reply.saturating_add(1),
-            ToWorker::Cancel { .. } | ToWorker::Resize { .. } => 0,
+            ToWorker::Cancel { .. } | ToWorker::Resize { .. } | ToWorker::Ping => 0,
         }
     }
 }
@@ -137,6 +142,12 @@ pub enum FromWorker {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         time_left: Option<std::time::Duration>,
     },
+    /// The answer to a `ping`.
+    Pong,
+    /// Log records and bytes dropped since the last `log_dropped`, past
+    /// the log cap of a call (`LIM-11`) or the plugin's log rate: sent
+    /// after a call that dropped some, before its answer.
+    LogDropped { records: u64, bytes: u64 },
 }
 
 /// The OS limits a worker process takes on.

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::lock;
@@ -101,6 +102,8 @@ struct Calls {
     running: Mutex<HashMap<u64, CancelHandle>>,
     /// Reloads in progress count as calls, so that the end waits for them.
     done: Condvar,
+    /// The plugin's log drops reported to the pool so far.
+    reported: (AtomicU64, AtomicU64),
 }
 
 impl Calls {
@@ -110,7 +113,13 @@ impl Calls {
         // waits for a thread.
         let threads = settings.instances.saturating_add(settings.max_queue).saturating_add(2).min(MAX_THREADS);
         let threads = tokio::runtime::Builder::new_current_thread().max_blocking_threads(threads).build()?;
-        Ok(Calls { pool: std::sync::OnceLock::new(), threads, running: Mutex::default(), done: Condvar::new() })
+        Ok(Calls {
+            pool: std::sync::OnceLock::new(),
+            threads,
+            running: Mutex::default(),
+            done: Condvar::new(),
+            reported: Default::default(),
+        })
     }
 
     /// Runs `job` on a thread of its own, as the call or reload `id`.
@@ -127,6 +136,18 @@ impl Calls {
             lock(&calls.running).remove(&id);
             calls.done.notify_all();
         }));
+    }
+
+    /// Reports the log drops of the plugin not reported yet, if any: the
+    /// pool's stats count them. Calls end concurrently; each reports what
+    /// its reading of the counts adds to the highest reported.
+    fn report_log_drops(&self, pool: &InProcessPool, output: &Output) {
+        let (records, bytes) = pool.log_dropped();
+        let records = records.saturating_sub(self.reported.0.fetch_max(records, Ordering::Relaxed));
+        let bytes = bytes.saturating_sub(self.reported.1.fetch_max(bytes, Ordering::Relaxed));
+        if records > 0 || bytes > 0 {
+            let _ = send(output, &FromWorker::LogDropped { records, bytes }, b"");
+        }
     }
 
     fn cancel(&self, id: u64) {
@@ -172,10 +193,13 @@ fn read_input(
         match message {
             ToWorker::HostReply { id, error } => relays.reply(id, error.map_or(Ok(body), Err)),
             ToWorker::Call { id, function } => {
-                let output = output.clone();
+                let (output, reporter) = (output.clone(), calls.clone());
                 calls.spawn(id, move |pool, cancel| {
                     let mut result = Vec::new();
                     let answer = pool.call_into(&function, &body, &mut result, Some(cancel)).map(|()| result);
+                    // Before the answer: a caller that has it sees the
+                    // drops in the pool's stats.
+                    reporter.report_log_drops(pool, &output);
                     let _ = match answer {
                         Ok(bytes) => send(&output, &FromWorker::Output { id }, &bytes),
                         Err(error) => {
@@ -186,6 +210,11 @@ fn read_input(
                 });
             }
             ToWorker::Cancel { id } => calls.cancel(id),
+            // Answered from this thread, which only reads: a worker whose
+            // calls all run or wait still says it lives.
+            ToWorker::Ping => {
+                let _ = send(output, &FromWorker::Pong, b"");
+            }
             ToWorker::Resize { instances } => {
                 if let Some(pool) = calls.pool.get() {
                     pool.resize(instances);

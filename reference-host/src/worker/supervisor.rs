@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::link::{read_answers, Link};
+use super::link::{read_answers, watch, Link};
 use super::lock;
 use super::pool::{worker_down, Module, PoolState, WorkerState};
 use super::protocol::{read_frame_capped, FromWorker, HostFunctionOffer, ToWorker};
@@ -83,6 +83,7 @@ pub(super) fn start(pool: &Arc<PoolState>, module: &Module) -> Result<Arc<Link>,
                 super::relay::answer(pool, &link, call, &request);
             }
             Ok(Some((FromWorker::Ready { metadata, .. }, _))) => break Ok(*metadata),
+            Ok(Some((FromWorker::LogDropped { records, bytes }, _))) => pool.log_dropped(records, bytes),
             Ok(Some((FromWorker::Refused { error }, _))) => {
                 let _ = lock(&link.child).wait();
                 return Err(NotStarted::Refused(error));
@@ -116,6 +117,14 @@ pub(super) fn start(pool: &Arc<PoolState>, module: &Module) -> Result<Arc<Link>,
         let _ = child.kill();
         let _ = child.wait();
         return Err(NotStarted::Failed(format!("cannot start the thread that reads the worker: {error}")));
+    }
+    let watched = Arc::downgrade(&link);
+    let spawned =
+        std::thread::Builder::new().name(format!("pabi-worker-watch-{}", link.pid)).spawn(move || watch(&watched));
+    if let Err(error) = spawned {
+        // The reader thread reaps the worker once it is killed.
+        link.kill();
+        return Err(NotStarted::Failed(format!("cannot start the thread that checks the worker lives: {error}")));
     }
     Ok(link)
 }

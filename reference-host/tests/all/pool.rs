@@ -190,6 +190,71 @@ pool_tests! {
         assert_eq!(spinner.join().unwrap().unwrap_err(), Error::Cancelled);
     }
 
+    fn a_queued_call_times_out_while_every_instance_waits_in_a_host_call(isolation) {
+        // The handler holds its instance until the test lets it go (or 10 s
+        // pass, a guard against a hang).
+        let gate = Arc::new((std::sync::Mutex::new((false, false)), std::sync::Condvar::new()));
+        let held = gate.clone();
+        let slow = HostFunction::new("app.reenter", move |_, _| {
+            let (lock, changed) = &*held;
+            let mut state = lock.lock().unwrap();
+            state.0 = true;
+            changed.notify_all();
+            let _ = changed.wait_timeout_while(state, Duration::from_secs(10), |s| !s.1).unwrap();
+            Ok(b"late".to_vec())
+        });
+        let host = host_with(|c| c.host_function(slow).timeout(Duration::from_secs(30)));
+        let pool = builder(isolation).instances(1).queue_timeout(Duration::from_millis(200)).build(&host, &asker()).unwrap();
+        let stuck = {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.call("ask", b""))
+        };
+        wait_until("the handler runs", || gate.0.lock().unwrap().0);
+        let (sender, answered) = std::sync::mpsc::channel();
+        {
+            let pool = pool.clone();
+            std::thread::spawn(move || sender.send(pool.call("ask", b"")));
+        }
+        let answer = answered.recv_timeout(Duration::from_secs(10)).expect("the queued call is answered");
+        let error = answer.unwrap_err();
+        assert!(matches!(error, Error::HostUnavailable(Unavailable::QueueTimeout { .. })), "{error}");
+        gate.0.lock().unwrap().1 = true;
+        gate.1.notify_all();
+        assert_eq!(stuck.join().unwrap().unwrap(), b"late");
+    }
+
+    fn a_plugin_that_floods_its_log_from_many_calls_is_held_to_its_log_rate(isolation) {
+        let rate = pabi_host::LogRate::new(3, 1 << 30);
+        // 100 records of 16 bytes fill the cap of a call; the 101st is
+        // refused with E_LIMIT and ends the call's loop.
+        let host = host_with(|c| c.log_rate(Some(rate)).max_log(1600));
+        let pool = builder(isolation).instances(2).build(&host, &log_flood()).unwrap();
+        let subscriber = CountingSubscriber::default();
+        let written = subscriber.0.clone();
+        let calls = 20;
+        let started = Instant::now();
+        // A call in this process logs on the calling thread; a worker logs
+        // to its own standard error, and only its counts come back.
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..calls {
+                assert_eq!(pool.call("flood", b"").unwrap(), b"");
+            }
+        });
+        let elapsed = started.elapsed();
+        let stats = pool.stats();
+        let (within_cap, past_cap) = (100 * calls, calls);
+        let dropped_by_rate = stats.log_records_dropped - past_cap;
+        let through_rate = within_cap - dropped_by_rate;
+        // The bucket holds a second's worth and refills at the rate: what
+        // passed is bounded by the rate over the time the calls took.
+        let bound = rate.records + (elapsed.as_secs_f64() * rate.records as f64).ceil() as u64;
+        assert!((rate.records..=bound).contains(&through_rate), "{through_rate} records written, bound {bound}: {stats:?}");
+        assert_eq!(stats.log_bytes_dropped, 16 * (dropped_by_rate + past_cap));
+        if isolation == Isolation::InProcess {
+            assert_eq!(written.load(std::sync::atomic::Ordering::Relaxed), through_rate);
+        }
+    }
+
     fn a_cancelled_call_ends_its_instance_is_replaced_and_no_cancel_lingers(isolation) {
         let pool = spinning_pool(isolation, 4, Duration::from_secs(30));
         let cancel = CancelHandle::new();
@@ -403,7 +468,7 @@ pub fn wait_until(what: &str, done: impl Fn() -> bool) {
 
 /// A plugin whose `ask` makes the host call `app.reenter` with its input
 /// and outputs the reply.
-fn asker() -> Vec<u8> {
+pub fn asker() -> Vec<u8> {
     wat::parse_str(
         r#"(module
             (import "pabi" "host_call" (func $host_call (param i32 i32 i32 i32) (result i32)))
@@ -419,4 +484,45 @@ fn asker() -> Vec<u8> {
             (@custom "pabi" "{\"abi\":\"1.1\",\"name\":\"asker\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"ask\"}],\"capabilities\":[],\"host_calls\":[{\"name\":\"app.reenter\",\"required\":true}]}"))"#,
     )
     .unwrap()
+}
+
+/// A plugin whose `flood` logs 16-byte records until `log` answers
+/// `E_LIMIT`, on every call: `fixtures/hostile/log-flood.wat` with short
+/// records, so that a test's floods stay small.
+fn log_flood() -> Vec<u8> {
+    wat::parse_str(
+        r#"(module
+            (import "pabi" "log" (func $log (param i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "flooding the log")
+            (func (export "pabi_fn_flood") (param i32) (result i32)
+              (loop $again
+                (br_if $again (i32.eqz (call $log (i32.const 0) (i32.const 0) (i32.const 16)))))
+              (i32.const 0))
+            (@custom "pabi" "{\"abi\":\"1.0\",\"name\":\"log-flood\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"flood\"}],\"capabilities\":[]}"))"#,
+    )
+    .unwrap()
+}
+
+/// Counts the plugin log records written (target `pabi::plugin`), and
+/// keeps every other event and span out of the way.
+#[derive(Default)]
+struct CountingSubscriber(Arc<std::sync::atomic::AtomicU64>);
+
+impl tracing::Subscriber for CountingSubscriber {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if event.metadata().target() == "pabi::plugin" {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }

@@ -252,6 +252,51 @@ fn a_worker_that_reads_nothing_is_ended_and_replaced() {
     assert_eq!(worker.restarts, 1);
 }
 
+/// A stopped worker whose calls all fit in the pipe never makes a write
+/// wait: the pool's liveness check finds it silent, ends it, fails the
+/// calls it held and starts another.
+#[test]
+fn a_stopped_worker_is_found_by_its_silence_when_calls_are_small() {
+    let host = host_with(|c| c.timeout(Duration::from_secs(20)));
+    let pool = worker_pool().instances(1).queue_timeout(Duration::from_secs(20)).build(&host, &fixture("good", "core"));
+    let pool = pool.unwrap();
+    let stopped = pid(&pool);
+    kill(stopped, "-STOP");
+    let (sender, answered) = std::sync::mpsc::channel();
+    {
+        let pool = pool.clone();
+        std::thread::spawn(move || sender.send(pool.call("echo", b"small")));
+    }
+    // A guard against a hang, not a speed check: the liveness check takes
+    // about a second.
+    let answer = answered.recv_timeout(Duration::from_secs(15)).expect("the call is answered");
+    let error = answer.unwrap_err();
+    assert_eq!(error.kind(), Some(pabi_abi::HostErrorKind::HostFailure), "{error}");
+    assert!(
+        matches!(error, Error::HostUnavailable(Unavailable::WorkerExited { pid, .. }) if pid == stopped),
+        "{error}"
+    );
+    wait_until("a new worker serves", || pool.stats().worker.is_some_and(|w| w.restarts == 1 && w.pid.is_some()));
+    assert!(!alive(stopped), "the stopped worker was ended");
+    assert_eq!(pool.call("echo", b"back").unwrap(), b"back");
+}
+
+/// A worker whose every instance waits in a host call longer than the
+/// liveness bound (2 s) still answers the pool's pings: it is not taken
+/// for stuck.
+#[test]
+fn a_worker_busy_in_a_long_host_call_is_not_taken_for_stuck() {
+    let slow = HostFunction::new("app.reenter", |_, _| {
+        std::thread::sleep(Duration::from_millis(2500));
+        Ok(b"slow".to_vec())
+    });
+    let host = host_with(|c| c.host_function(slow).timeout(Duration::from_secs(20)));
+    let pool = worker_pool().instances(1).build(&host, &crate::pool::asker()).unwrap();
+    let first = pid(&pool);
+    assert_eq!(pool.call("ask", b"").unwrap(), b"slow");
+    assert_eq!((pid(&pool), pool.stats().worker.unwrap().restarts), (first, 0));
+}
+
 #[test]
 fn resizing_a_worker_s_pool_changes_the_instances_it_serves_with() {
     let host = host_with(|c| c);
@@ -292,10 +337,14 @@ fn every_worker_message_matches_the_protocol_schema() {
     let messages = [
         serde_json::to_value(load(&config, vec![offer])).unwrap(),
         serde_json::to_value(load(&Config::default(), vec![])).unwrap(),
+        serde_json::to_value(load(&Config::builder().log_rate(None).build(), vec![])).unwrap(),
         serde_json::to_value(ToWorker::Call { id: 1, function: "echo".into() }).unwrap(),
         serde_json::to_value(ToWorker::Cancel { id: 1 }).unwrap(),
         serde_json::to_value(ToWorker::Reload { id: 2 }).unwrap(),
         serde_json::to_value(ToWorker::Resize { instances: 1 }).unwrap(),
+        serde_json::to_value(ToWorker::Ping).unwrap(),
+        serde_json::to_value(FromWorker::Pong).unwrap(),
+        serde_json::to_value(FromWorker::LogDropped { records: 3, bytes: 48 }).unwrap(),
         serde_json::to_value(ToWorker::HostReply { id: 3, error: None }).unwrap(),
         serde_json::to_value(ToWorker::HostReply { id: 3, error: Some("full".into()) }).unwrap(),
         serde_json::to_value(FromWorker::HostCall {

@@ -212,3 +212,92 @@ fn host_functions_run_in_the_server_for_both_isolations_as_the_allow_list_says()
     }
     assert_eq!(outputs[0], outputs[1]);
 }
+
+/// Many calls of a plugin that floods its log: each call stays within its
+/// cap (LIM-11), and together they are held to the plugin's log rate, in
+/// the worker, which logs; `/metrics` counts what was dropped.
+#[test]
+fn a_plugin_flooding_its_log_from_many_calls_is_held_to_its_log_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    // 16-byte records until `log` answers E_LIMIT: 65,536 fill the 1 MiB
+    // cap of a call, and the next is refused.
+    let flood = wat::parse_str(
+        r#"(module
+            (import "pabi" "log" (func $log (param i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "flooding the log")
+            (func (export "pabi_fn_flood") (param i32) (result i32)
+              (loop $again
+                (br_if $again (i32.eqz (call $log (i32.const 0) (i32.const 0) (i32.const 16)))))
+              (i32.const 0))
+            (@custom "pabi" "{\"abi\":\"1.0\",\"name\":\"flood\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"flood\"}],\"capabilities\":[]}"))"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("flood.wasm"), flood).unwrap();
+    let server = isolated(dir.path(), "[plugins.flood]\ninstances = 2\nlog_records_per_second = 3");
+    let calls = 3u64;
+    runtime().block_on(async {
+        let started = std::time::Instant::now();
+        for _ in 0..calls {
+            assert_eq!(request(&server, "POST", "/v1/plugins/flood/flood", vec![]).await.status, StatusCode::OK);
+        }
+        let elapsed = started.elapsed();
+        let metrics = String::from_utf8(request(&server, "GET", "/metrics", vec![]).await.body).unwrap();
+        let value = |name: &str| -> u64 {
+            let prefix = format!("{name}{{plugin=\"flood\"}} ");
+            let line = metrics.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{metrics}"));
+            line[prefix.len()..].parse().unwrap()
+        };
+        let dropped = value("pabi_log_records_dropped");
+        let (within_cap, past_cap) = (65_536 * calls, calls);
+        let through_rate = within_cap + past_cap - dropped;
+        let bound = 3 + (elapsed.as_secs_f64() * 3.0).ceil() as u64;
+        assert!((3..=bound).contains(&through_rate), "{through_rate} records written, bound {bound}:\n{metrics}");
+        assert_eq!(value("pabi_log_bytes_dropped"), 16 * dropped);
+    });
+}
+
+/// Every instance waits in a slow host call: a queued call is refused
+/// after the queue timeout, `503`, in both isolations.
+#[test]
+fn a_queued_call_is_refused_while_every_instance_waits_in_a_host_call() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hc.wasm"), fixture("host-conformance", "host-calls")).unwrap();
+    for isolation in ["in_process", "worker_process"] {
+        let toml = format!(
+            "[defaults]\nisolation = \"{isolation}\"\n[plugins.hc]\ninstances = 1\ntimeout = \"30s\"\nqueue_timeout = \"300ms\""
+        );
+        let gate = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let held = gate.clone();
+        let slow = pabi_host::HostFunction::new("kv.get", move |_, _| {
+            let (lock, changed) = &*held;
+            let released = lock.lock().unwrap();
+            let _ = changed.wait_timeout_while(released, Duration::from_secs(10), |r| !*r).unwrap();
+            Ok(b"late".to_vec())
+        });
+        let server = Server::new(dir.path().to_path_buf(), ServeConfig::from_toml(&toml).unwrap())
+            .with_worker_command(worker())
+            .host_function(slow);
+        assert_eq!(server.scan().loaded, ["hc"]);
+        runtime().block_on(async {
+            let stuck = {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    request(&server, "POST", "/v1/plugins/hc/call", host_call_input("kv.get", b"apple")).await
+                })
+            };
+            let pool = server.pool("hc").unwrap();
+            let started = std::time::Instant::now();
+            while pool.stats().busy == 0 {
+                assert!(started.elapsed() < Duration::from_secs(10), "{isolation}: the first call never ran");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let queued = request(&server, "POST", "/v1/plugins/hc/call", host_call_input("kv.get", b"pear"));
+            let queued = tokio::time::timeout(Duration::from_secs(15), queued).await.expect("an answer");
+            assert_eq!(queued.status, StatusCode::SERVICE_UNAVAILABLE, "{isolation}");
+            *gate.0.lock().unwrap() = true;
+            gate.1.notify_all();
+            assert_eq!(stuck.await.unwrap().status, StatusCode::OK, "{isolation}");
+        });
+    }
+}

@@ -160,6 +160,48 @@ fn listing_health_and_metrics_report_what_happened() {
     });
 }
 
+/// Five failing calls from one client disable a plugin (LIFE-7); it says
+/// so in `/healthz` and `/metrics`, answers with the `Retry-After` of its
+/// `crash_reset`, and serves again once that has passed.
+#[test]
+fn a_crash_loop_is_reported_and_reset_after_its_crash_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("io.wasm"), fixture("host-conformance", "io")).unwrap();
+    let server = server(dir.path(), "[plugins.io]\ninstances = 1\ncrash_reset = \"1500ms\"");
+    runtime().block_on(async {
+        for _ in 0..5 {
+            let trapped = request(&server, "POST", "/v1/plugins/io/trap", vec![]).await;
+            assert_eq!(trapped.error().kind.name(), "TRAP");
+        }
+        let refused = request(&server, "POST", "/v1/plugins/io/echo", b"x".to_vec()).await;
+        assert_eq!((refused.status, refused.error().kind.name()), (StatusCode::SERVICE_UNAVAILABLE, "CRASH_LOOP"));
+        assert_eq!(refused.retry_after.as_deref(), Some("2"), "1.5 s, rounded up");
+        let health = request(&server, "GET", "/healthz", vec![]).await;
+        let text = String::from_utf8(health.body).unwrap();
+        assert_eq!(health.status, StatusCode::OK);
+        assert!(text.lines().any(|l| l.starts_with("disabled: io (CRASH_LOOP")), "{text}");
+        let metrics = String::from_utf8(request(&server, "GET", "/metrics", vec![]).await.body).unwrap();
+        assert!(metrics.lines().any(|l| l == r#"pabi_plugin_disabled{plugin="io"} 1"#), "{metrics}");
+        // Polled, with a bound only against a hang: the reset comes 1.5 s
+        // after the plugin was disabled.
+        let started = std::time::Instant::now();
+        loop {
+            let answer = request(&server, "POST", "/v1/plugins/io/echo", b"back".to_vec()).await;
+            if answer.status == StatusCode::OK {
+                assert_eq!(answer.body, b"back");
+                break;
+            }
+            assert_eq!(answer.error().kind.name(), "CRASH_LOOP");
+            assert!(started.elapsed() < Duration::from_secs(20), "the plugin was never tried again");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let health = request(&server, "GET", "/healthz", vec![]).await;
+        assert_eq!(health.body, b"ok\n");
+        let metrics = String::from_utf8(request(&server, "GET", "/metrics", vec![]).await.body).unwrap();
+        assert!(metrics.lines().any(|l| l == r#"pabi_plugin_disabled{plugin="io"} 0"#), "{metrics}");
+    });
+}
+
 #[test]
 fn a_full_queue_answers_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
