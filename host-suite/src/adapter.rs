@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 use pabi_testkit::adapter::{ResultLine, RESULT_LINE_SCHEMA};
 use serde_json::Value;
 
+use crate::error::{LineError, Pipe, SuiteError};
+
 /// Splits an adapter command into words as a POSIX shell does, quotes and
 /// backslashes included, without expanding anything: a path with spaces
 /// is written in quotes (`node '/opt/my hosts/pabi-node.js'`).
-pub fn adapter_words(command: &str) -> Result<Vec<String>, String> {
-    let words =
-        shlex::split(command).ok_or_else(|| format!("the adapter command `{command}` has an unclosed quote"))?;
+pub fn adapter_words(command: &str) -> Result<Vec<String>, SuiteError> {
+    let words = shlex::split(command).ok_or_else(|| SuiteError::UnclosedQuote(command.to_string()))?;
     if words.is_empty() {
-        return Err("the adapter command is empty".to_string());
+        return Err(SuiteError::EmptyCommand);
     }
     Ok(words)
 }
@@ -38,55 +39,54 @@ fn line_schema() -> &'static jsonschema::Validator {
 /// schema is checked as well as the type because hosts in other languages
 /// are written against the schema: a line the two disagree on is a bug in
 /// one of them, and the suite should not let it pass.
-pub fn read_line(line: &str) -> Result<ResultLine, String> {
+pub fn read_line(line: &str) -> Result<ResultLine, LineError> {
     let value: Value =
-        serde_json::from_str(line).map_err(|e| format!("the adapter printed a line that is not JSON ({e}): {line}"))?;
+        serde_json::from_str(line).map_err(|e| LineError::NotJson { reason: e.to_string(), line: line.to_string() })?;
     if let Some(error) = line_schema().iter_errors(&value).next() {
-        return Err(format!(
-            "the adapter printed a line outside the protocol ({error} at {}): {line}",
-            error.instance_path()
-        ));
+        return Err(LineError::OutsideSchema {
+            reason: error.to_string(),
+            at: error.instance_path().to_string(),
+            line: line.to_string(),
+        });
     }
-    ResultLine::parse(line).map_err(|e| format!("the adapter printed a line outside the protocol: {e}"))
+    ResultLine::parse(line).map_err(|e| LineError::OutsideType { reason: e.to_string() })
 }
 
 /// Runs the adapter with `args` and reads its result lines.
-pub(crate) fn invoke_with(adapter: &[String], args: Vec<String>) -> Result<Vec<ResultLine>, String> {
+pub(crate) fn invoke_with(adapter: &[String], args: Vec<String>) -> Result<Vec<ResultLine>, SuiteError> {
     invoke_within(adapter, args, CASE_DEADLINE)
 }
 
 /// As [`invoke_with`], with the deadline given.
-fn invoke_within(adapter: &[String], args: Vec<String>, deadline: Duration) -> Result<Vec<ResultLine>, String> {
-    let (program, words) = adapter.split_first().ok_or("the adapter command is empty")?;
+fn invoke_within(adapter: &[String], args: Vec<String>, deadline: Duration) -> Result<Vec<ResultLine>, SuiteError> {
+    let (program, words) = adapter.split_first().ok_or(SuiteError::EmptyCommand)?;
     let mut command = Command::new(program);
     command.args(words).args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // A group of its own, so that an adapter past the deadline is killed
     // with every process it started, and none keeps the pipes open.
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command.spawn().map_err(|e| format!("cannot start the adapter `{program}`: {e}"))?;
+    let mut child = command.spawn().map_err(|source| SuiteError::Start { program: program.clone(), source })?;
     // Drain both pipes while waiting: a large result would fill a pipe and
     // block the adapter.
     let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
     let started = Instant::now();
     let status = loop {
-        match child.try_wait().map_err(|e| e.to_string())? {
+        match child.try_wait().map_err(SuiteError::Wait)? {
             Some(status) => break status,
             None if started.elapsed() > deadline => {
                 kill_group(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
-                // What the adapter printed before it was killed is what
-                // tells a hang in a call from one at exit, on a CI log.
                 let (stdout, stderr) = (stdout.take().unwrap_or_default(), stderr.take().unwrap_or_default());
-                return Err(format!(
-                    "the adapter ran longer than {deadline:?} and was killed\n  command: {}\n  its standard output: {}\n  its standard error: {}",
-                    shlex::try_join(adapter.iter().chain(&args).map(String::as_str))
+                return Err(SuiteError::PastDeadline {
+                    deadline,
+                    command: shlex::try_join(adapter.iter().chain(&args).map(String::as_str))
                         .unwrap_or_else(|_| format!("{:?}", adapter.iter().chain(&args).collect::<Vec<_>>())),
-                    shown(&stdout),
-                    shown(&stderr),
-                ));
+                    stdout: shown(&stdout),
+                    stderr: shown(&stderr),
+                });
             }
             None => std::thread::sleep(Duration::from_millis(2)),
         }
@@ -94,17 +94,14 @@ fn invoke_within(adapter: &[String], args: Vec<String>, deadline: Duration) -> R
     // A process the adapter started and left running would hold the pipes
     // open; the adapter has exited, so nothing of its group may still run.
     kill_group(child.id());
-    let left_open = |pipe| format!("the adapter exited, but a process it started kept its standard {pipe} open");
-    let stdout = stdout.take().ok_or_else(|| left_open("output"))?;
-    let stderr = stderr.take().ok_or_else(|| left_open("error"))?;
+    let stdout = stdout.take().ok_or(SuiteError::PipeHeldOpen(Pipe::Output))?;
+    let stderr = stderr.take().ok_or(SuiteError::PipeHeldOpen(Pipe::Error))?;
     if status.code() != Some(0) {
-        return Err(format!(
-            "the adapter exited with {:?}: {}",
-            status.code(),
-            String::from_utf8_lossy(&stderr).trim()
-        ));
+        let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
+        return Err(SuiteError::Exited { code: status.code(), stderr });
     }
-    String::from_utf8_lossy(&stdout).lines().filter(|l| !l.trim().is_empty()).map(read_line).collect()
+    let lines = String::from_utf8_lossy(&stdout);
+    Ok(lines.lines().filter(|l| !l.trim().is_empty()).map(read_line).collect::<Result<_, _>>()?)
 }
 
 /// The bytes of one of the adapter's pipes, read on a thread of its own.
@@ -179,6 +176,8 @@ mod tests {
         );
         let adapter = vec!["sh".to_owned(), "-c".to_owned(), script, "adapter".to_owned()];
         let err = invoke_within(&adapter, vec!["--input-hex".into(), "61".into()], Duration::from_secs(3)).unwrap_err();
+        assert!(matches!(err, SuiteError::PastDeadline { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("ran longer than 3s and was killed"), "{err}");
         assert!(err.contains("stuck in step 3"), "{err}");
         assert!(err.contains(r#"{"ok":true,"output_hex":""}"#), "{err}");
@@ -221,8 +220,11 @@ mod tests {
     #[test]
     fn lines_outside_the_protocol_are_refused() {
         assert!(read_line(r#"{"ok":true,"output_hex":"00"}"#).is_ok());
-        assert!(read_line(r#"{"ok":false,"kind":"PLUGIN_ERROR","message":"m"}"#).unwrap_err().contains("protocol"));
+        assert!(matches!(
+            read_line(r#"{"ok":false,"kind":"PLUGIN_ERROR","message":"m"}"#),
+            Err(LineError::OutsideSchema { .. })
+        ));
         assert!(read_line(r#"{"ok":false,"kind":"TIMEOUT","message":"m","took":3}"#).is_err());
-        assert!(read_line("ok").unwrap_err().contains("not JSON"));
+        assert!(matches!(read_line("ok"), Err(LineError::NotJson { .. })));
     }
 }

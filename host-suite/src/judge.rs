@@ -13,6 +13,7 @@ use pabi_testkit::vectors::{Expect, Vector};
 use serde::Serialize;
 
 use crate::case::{Case, Expectation};
+use crate::error::{Mismatch, VectorMismatch};
 use crate::report::Verdict;
 
 /// Compares the adapter's lines with the expectations. A failed load gives
@@ -54,7 +55,7 @@ pub fn judge(case: &Case, lines: &[ResultLine]) -> Verdict {
 /// `message_contains`, substrings of the line's message. The fields are
 /// compared in the order of their names, so that the mismatch a reason
 /// names does not depend on how the case file orders them.
-fn matches(expected: &Expectation, got: &ResultLine) -> Result<(), String> {
+fn matches(expected: &Expectation, got: &ResultLine) -> Result<(), Mismatch> {
     let failed: Option<&FailedLine> = match got {
         ResultLine::Ok { .. } => None,
         ResultLine::Failed(line) => Some(line),
@@ -69,7 +70,7 @@ fn matches(expected: &Expectation, got: &ResultLine) -> Result<(), String> {
     same("message", expected.message.as_deref(), failed.map(|f| f.message.as_str()))?;
     let message = failed.map_or("", |f| f.message.as_str());
     if let Some(needle) = expected.message_contains.iter().find(|needle| !message.contains(needle.as_str())) {
-        return Err(format!("the message does not name `{needle}`"));
+        return Err(Mismatch::MessageLacks { needle: needle.clone() });
     }
     same("ok", Some(expected.ok), Some(failed.is_none()))?;
     same("output_hex", expected.output.as_deref().map(encode_hex), output)?;
@@ -79,9 +80,9 @@ fn matches(expected: &Expectation, got: &ResultLine) -> Result<(), String> {
 
 /// A field the expectation gives (`want`) must equal the line's (`got`,
 /// `None` where the line has no such field).
-fn same<T: PartialEq + Serialize>(key: &str, want: Option<T>, got: Option<T>) -> Result<(), String> {
+fn same<T: PartialEq + Serialize>(key: &'static str, want: Option<T>, got: Option<T>) -> Result<(), Mismatch> {
     match want {
-        Some(want) if got.as_ref() != Some(&want) => Err(format!("expected {key} = {}", json(&want))),
+        Some(want) if got.as_ref() != Some(&want) => Err(Mismatch::Field { key, want: json(&want) }),
         _ => Ok(()),
     }
 }
@@ -100,9 +101,10 @@ fn host_calls(line: &ResultLine) -> &[HostCallRecord] {
 }
 
 /// Whether the result lines meet every step's expectation.
-pub fn judge_vector(vector: &Vector, lines: &[ResultLine]) -> Result<(), String> {
+pub fn judge_vector(vector: &Vector, lines: &[ResultLine]) -> Result<(), VectorMismatch> {
     for (i, step) in vector.steps().enumerate() {
-        let got = lines.get(i).ok_or_else(|| format!("step {} ({}) printed no result line", i + 1, step.function))?;
+        let got =
+            lines.get(i).ok_or_else(|| VectorMismatch::NoLine { step: i + 1, function: step.function.clone() })?;
         let ok = match (&step.expect, got) {
             (Expect::Output(expected), ResultLine::Ok { output, .. }) => expected.matches(output),
             (Expect::Status(status), ResultLine::Failed(failed)) => {
@@ -117,13 +119,12 @@ pub fn judge_vector(vector: &Vector, lines: &[ResultLine]) -> Result<(), String>
             .map(|call| (call.name.clone(), decode_hex(&call.request_hex).unwrap_or_default()))
             .collect();
         if !(ok && step.requests_match(&made)) {
-            return Err(format!(
-                "step {} ({}): expected {:?}, got {}",
-                i + 1,
-                step.function,
-                step.expect,
-                clip(&got.to_json(), 300)
-            ));
+            return Err(VectorMismatch::Differs {
+                step: i + 1,
+                function: step.function.clone(),
+                expected: format!("{:?}", step.expect),
+                got: clip(&got.to_json(), 300),
+            });
         }
     }
     Ok(())
@@ -150,18 +151,18 @@ pub(crate) fn judge_folders(case: &Case, folders: &[PathBuf]) -> Verdict {
                     reason: format!("the folder granted at {} holds {found:?}, expected {expected:?}", dir.guest),
                 }
             }
-            Err(reason) => return Verdict::Fail { reason },
+            Err(e) => return Verdict::Fail { reason: format!("cannot read {}: {e}", folder.display()) },
         }
     }
     Verdict::Pass
 }
 
 /// What a granted folder holds after the run: file names and contents.
-fn folder_files(folder: &Path) -> Result<BTreeMap<String, String>, String> {
+fn folder_files(folder: &Path) -> std::io::Result<BTreeMap<String, String>> {
     let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(folder).map_err(|e| format!("cannot read {}: {e}", folder.display()))? {
-        let entry = entry.map_err(|e| e.to_string())?;
-        let text = std::fs::read(entry.path()).map_err(|e| e.to_string())?;
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        let text = std::fs::read(entry.path())?;
         files.insert(entry.file_name().to_string_lossy().into_owned(), String::from_utf8_lossy(&text).into_owned());
     }
     Ok(files)

@@ -21,6 +21,7 @@
 
 mod adapter;
 mod case;
+mod error;
 mod judge;
 mod report;
 mod run;
@@ -28,6 +29,7 @@ mod vectors;
 
 pub use adapter::{adapter_words, read_line};
 pub use case::{load_cases, Call, Case, CaseDir, CaseGrants, DirMode, Expectation};
+pub use error::{LineError, Mismatch, Pipe, SuiteError, VectorMismatch};
 pub use judge::{judge, judge_vector};
 pub use report::{CaseResult, Report, VectorSummary, Verdict, REPORT_SCHEMA_VERSION};
 pub use run::{invocation, run_case};

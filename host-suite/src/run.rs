@@ -9,13 +9,18 @@ use pabi_testkit::hex::decode_hex;
 
 use crate::adapter::invoke_with;
 use crate::case::{Case, DirMode};
+use crate::error::SuiteError;
 use crate::judge::{judge, judge_folders};
 use crate::report::{CaseResult, Verdict};
 
 /// What the adapter is asked to do for a case.
-pub fn invocation(case: &Case, plugin: &Path) -> Result<Invocation, String> {
-    let hex =
-        |text: &str, what: &str| decode_hex(text).ok_or_else(|| format!("case `{}`: {what} is not hex", case.name));
+pub fn invocation(case: &Case, plugin: &Path) -> Result<Invocation, SuiteError> {
+    let hex = |text: &str, what: &str| {
+        decode_hex(text).ok_or_else(|| SuiteError::Input {
+            subject: format!("case `{}`", case.name),
+            reason: format!("{what} is not hex"),
+        })
+    };
     let calls = case
         .calls
         .iter()
@@ -26,7 +31,7 @@ pub fn invocation(case: &Case, plugin: &Path) -> Result<Invocation, String> {
                 input_file: None,
             })
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, SuiteError>>()?;
     let config = case.config_hex.as_deref().map(|c| hex(c, "config_hex")).transpose()?;
     let mut grants = AdapterGrants::default();
     grants.clock = case.grants.clock;
@@ -45,13 +50,13 @@ pub fn invocation(case: &Case, plugin: &Path) -> Result<Invocation, String> {
 
 /// Makes each granted folder of a case under `scratch`, holding its
 /// `files`, and adds it to the invocation.
-fn make_dirs(case: &Case, scratch: &Path, invocation: &mut Invocation) -> Result<Vec<PathBuf>, String> {
+fn make_dirs(case: &Case, scratch: &Path, invocation: &mut Invocation) -> Result<Vec<PathBuf>, SuiteError> {
     let mut folders = Vec::new();
     for (index, dir) in case.grants.dirs.iter().enumerate() {
         let folder = scratch.join(format!("dir-{index}"));
-        std::fs::create_dir(&folder).map_err(|e| format!("cannot make a scratch folder: {e}"))?;
+        std::fs::create_dir(&folder).map_err(|source| scratch_error("a scratch folder", source))?;
         for (name, text) in &dir.files {
-            std::fs::write(folder.join(name), text).map_err(|e| format!("cannot write {name}: {e}"))?;
+            std::fs::write(folder.join(name), text).map_err(|source| scratch_error(name, source))?;
         }
         invocation.grants.dirs.push(AdapterDir {
             host: folder.clone(),
@@ -71,7 +76,7 @@ pub fn run_case(adapter: &[String], case: &Case, plugin: &Path) -> CaseResult {
             Verdict::Pass => judge_folders(case, &folders.paths),
             other => other,
         },
-        Err(reason) => Verdict::Fail { reason },
+        Err(error) => Verdict::Fail { reason: error.to_string() },
     };
     CaseResult {
         case: case.name.clone(),
@@ -87,35 +92,39 @@ struct Folders {
     paths: Vec<PathBuf>,
 }
 
-fn invoke(adapter: &[String], case: &Case, plugin: &Path) -> Result<(Vec<ResultLine>, Folders), String> {
+fn invoke(adapter: &[String], case: &Case, plugin: &Path) -> Result<(Vec<ResultLine>, Folders), SuiteError> {
     let mut invocation = invocation(case, plugin)?;
     // Inputs given by length become sparse files: no disk, no memory, and
     // an adapter that reads them instead of checking their length first
     // fails the case by running out of its deadline or memory.
-    let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
+    let scratch = tempfile::tempdir().map_err(|source| scratch_error("a scratch folder", source))?;
     for (index, (call, spec)) in invocation.calls.iter_mut().zip(&case.calls).enumerate() {
         if let Some(len) = spec.input_file_len {
             let path = scratch.path().join(format!("input-{index}.bin"));
             std::fs::File::create(&path)
                 .and_then(|file| file.set_len(len))
-                .map_err(|e| format!("cannot write a {len}-byte sparse input: {e}"))?;
+                .map_err(|source| scratch_error(&format!("a {len}-byte sparse input"), source))?;
             call.input_file = Some(path);
         }
     }
     // The granted folders outlive the scratch folder of the inputs, so
     // that the verdict can read them after the adapter exits.
-    let dirs = tempfile::tempdir().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
+    let dirs = tempfile::tempdir().map_err(|source| scratch_error("a scratch folder", source))?;
     let folders = make_dirs(case, dirs.path(), &mut invocation)?;
     if let Some(table) = &case.host_calls {
         let path = dirs.path().join("host-calls.json");
-        std::fs::write(&path, table.to_json()).map_err(|e| format!("cannot write the host-call table: {e}"))?;
+        std::fs::write(&path, table.to_json()).map_err(|source| scratch_error("the host-call table", source))?;
         invocation.host_calls = Some(path);
     }
     let args = invocation
         .args(&mut |_| Err(std::io::Error::other("case inputs are small enough to pass as hex")))
-        .map_err(|e| format!("case `{}`: {e}", case.name))?;
+        .map_err(|e| SuiteError::Input { subject: format!("case `{}`", case.name), reason: e.to_string() })?;
     let lines = invoke_with(adapter, args)?;
     Ok((lines, Folders { _root: dirs, paths: folders }))
+}
+
+pub(crate) fn scratch_error(what: &str, source: std::io::Error) -> SuiteError {
+    SuiteError::Scratch { what: what.to_string(), source }
 }
 
 #[cfg(test)]

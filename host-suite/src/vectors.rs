@@ -8,8 +8,10 @@ use pabi_testkit::adapter::{AdapterCall, AdapterGrants, AdapterLimits, Invocatio
 use pabi_testkit::vectors::{Bytes, Vector, VectorFile};
 
 use crate::adapter::invoke_with;
+use crate::error::SuiteError;
 use crate::judge::{clip, judge_vector};
 use crate::report::VectorSummary;
+use crate::run::scratch_error;
 
 /// Runs one shared test vector through the adapter and returns its result
 /// lines, one per step. `scratch` is a folder for inputs too large for one
@@ -19,18 +21,19 @@ pub fn run_vector(
     vector: &Vector,
     plugin: &Path,
     scratch: &Path,
-) -> Result<Vec<ResultLine>, String> {
-    let bytes = |b: &Bytes| b.resolve().map_err(|e| format!("vector `{}`: {e}", vector.name));
+) -> Result<Vec<ResultLine>, SuiteError> {
+    let subject = || format!("vector `{}`", vector.name);
+    let bytes = |b: &Bytes| b.resolve().map_err(|e| SuiteError::Input { subject: subject(), reason: e.to_string() });
     let calls = vector
         .steps()
         .map(|step| Ok(AdapterCall { function: step.function.clone(), input: bytes(&step.input)?, input_file: None }))
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, SuiteError>>()?;
     let config = vector.config.as_ref().map(bytes).transpose()?;
     let host_calls = match &vector.host_calls {
         Some(table) => {
             let path = scratch
                 .join(format!("{}.host-calls.json", vector.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")));
-            std::fs::write(&path, table.to_json()).map_err(|e| format!("cannot write a host-call table: {e}"))?;
+            std::fs::write(&path, table.to_json()).map_err(|source| scratch_error("a host-call table", source))?;
             Some(path)
         }
         None => None,
@@ -46,7 +49,7 @@ pub fn run_vector(
     };
     let args = invocation
         .args(&mut pabi_testkit::adapter::spill_into(scratch, &vector.name))
-        .map_err(|e| format!("vector `{}`: {e}", vector.name))?;
+        .map_err(|e| SuiteError::Input { subject: subject(), reason: e.to_string() })?;
     invoke_with(adapter, args)
 }
 

@@ -58,7 +58,7 @@ Exit codes:
 
 impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
-        let adapter = host_suite::adapter_words(&self.adapter).map_err(anyhow::Error::msg)?;
+        let adapter = host_suite::adapter_words(&self.adapter)?;
         let scratch = tempfile::tempdir().context("cannot create a scratch folder")?;
         let mut cases = host_suite::load_cases(&self.cases)?;
         if let Some(only) = &self.only {
