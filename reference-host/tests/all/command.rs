@@ -13,29 +13,6 @@ use pabi_host::{CancelHandle, Error, HostFunction, Isolation, Pool};
 use crate::pool::{builder, wait_until};
 use crate::{fixture, host_with};
 
-/// Defines each test as a function of the isolation, and a `#[test]` per
-/// isolation that runs it.
-macro_rules! both_isolations {
-    ($($(#[doc = $doc:literal])* fn $name:ident($isolation:ident) $body:block)*) => {
-        $($(#[doc = $doc])* fn $name($isolation: Isolation) $body)*
-
-        mod in_process {
-            $(#[test]
-            fn $name() {
-                super::$name(pabi_host::Isolation::InProcess)
-            })*
-        }
-
-        #[cfg(feature = "worker-process")]
-        mod worker_process {
-            $(#[test]
-            fn $name() {
-                super::$name(pabi_host::Isolation::WorkerProcess)
-            })*
-        }
-    };
-}
-
 /// A pool of the host-calls fixture whose `kv.get` runs `sh -c script`.
 fn pool(isolation: Isolation, timeout: Duration, max_reply: u64, script: &str) -> Pool {
     let function = HostFunction::command("kv.get", "sh", ["-c", script]);

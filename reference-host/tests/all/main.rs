@@ -1,5 +1,28 @@
 //! Integration tests of the reference host.
 
+/// Defines each test as a function of the isolation, and a `#[test]` per
+/// isolation that runs it: the suites of `pool` and `command`.
+macro_rules! both_isolations {
+    ($($(#[doc = $doc:literal])* fn $name:ident($isolation:ident) $body:block)*) => {
+        $($(#[doc = $doc])* fn $name($isolation: Isolation) $body)*
+
+        mod in_process {
+            $(#[test]
+            fn $name() {
+                super::$name(pabi_host::Isolation::InProcess)
+            })*
+        }
+
+        #[cfg(feature = "worker-process")]
+        mod worker_process {
+            $(#[test]
+            fn $name() {
+                super::$name(pabi_host::Isolation::WorkerProcess)
+            })*
+        }
+    };
+}
+
 mod command;
 mod host_calls;
 mod hostile;

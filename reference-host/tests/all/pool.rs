@@ -1,6 +1,6 @@
 //! Pools of both isolations, by one suite: calls from many threads, the
 //! bounded queue, cancellation, async calls, resizing and reload with
-//! state (`HOST-9`, `LIFE-11`). Each test of [`pool_tests!`] runs once per
+//! state (`HOST-9`, `LIFE-11`). Each test of [`both_isolations!`] runs once per
 //! isolation.
 
 use std::sync::Arc;
@@ -10,29 +10,6 @@ use pabi_abi::HostErrorKind;
 use pabi_host::{CancelHandle, Error, HostCallError, HostFunction, Isolation, Pool, PoolBuilder, Unavailable};
 
 use crate::{fixture, host_with};
-
-/// Defines each test as a function of the isolation, and a `#[test]` per
-/// isolation that runs it.
-macro_rules! pool_tests {
-    ($(fn $name:ident($isolation:ident) $body:block)*) => {
-        $(fn $name($isolation: Isolation) $body)*
-
-        mod in_process {
-            $(#[test]
-            fn $name() {
-                super::$name(pabi_host::Isolation::InProcess)
-            })*
-        }
-
-        #[cfg(feature = "worker-process")]
-        mod worker_process {
-            $(#[test]
-            fn $name() {
-                super::$name(pabi_host::Isolation::WorkerProcess)
-            })*
-        }
-    };
-}
 
 /// A pool builder of `isolation`; a worker process runs this crate's
 /// `pabi-worker` program.
@@ -45,7 +22,7 @@ pub fn builder(isolation: Isolation) -> PoolBuilder {
     builder
 }
 
-pool_tests! {
+both_isolations! {
     fn calls_from_many_threads_give_the_same_results_as_one(isolation) {
         let host = host_with(|c| c);
         let wasm = fixture("good", "core");
@@ -228,7 +205,7 @@ pool_tests! {
         // 100 records of 16 bytes fill the cap of a call; the 101st is
         // refused with E_LIMIT and ends the call's loop.
         let host = host_with(|c| c.log_rate(Some(rate)).max_log(1600));
-        let pool = builder(isolation).instances(2).build(&host, &log_flood()).unwrap();
+        let pool = builder(isolation).instances(2).build(&host, &fixture("hostile", "log-flood-short")).unwrap();
         let subscriber = CountingSubscriber::default();
         let written = subscriber.0.clone();
         let calls = 20;
@@ -482,24 +459,6 @@ pub fn asker() -> Vec<u8> {
               (drop (call $write (i32.const 64) (local.get $n)))
               (i32.const 0))
             (@custom "pabi" "{\"abi\":\"1.1\",\"name\":\"asker\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"ask\"}],\"capabilities\":[],\"host_calls\":[{\"name\":\"app.reenter\",\"required\":true}]}"))"#,
-    )
-    .unwrap()
-}
-
-/// A plugin whose `flood` logs 16-byte records until `log` answers
-/// `E_LIMIT`, on every call: `fixtures/hostile/log-flood.wat` with short
-/// records, so that a test's floods stay small.
-fn log_flood() -> Vec<u8> {
-    wat::parse_str(
-        r#"(module
-            (import "pabi" "log" (func $log (param i32 i32 i32) (result i32)))
-            (memory (export "memory") 1)
-            (data (i32.const 0) "flooding the log")
-            (func (export "pabi_fn_flood") (param i32) (result i32)
-              (loop $again
-                (br_if $again (i32.eqz (call $log (i32.const 0) (i32.const 0) (i32.const 16)))))
-              (i32.const 0))
-            (@custom "pabi" "{\"abi\":\"1.0\",\"name\":\"log-flood\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"flood\"}],\"capabilities\":[]}"))"#,
     )
     .unwrap()
 }

@@ -219,20 +219,7 @@ fn host_functions_run_in_the_server_for_both_isolations_as_the_allow_list_says()
 #[test]
 fn a_plugin_flooding_its_log_from_many_calls_is_held_to_its_log_rate() {
     let dir = tempfile::tempdir().unwrap();
-    // 16-byte records until `log` answers E_LIMIT: 65,536 fill the 1 MiB
-    // cap of a call, and the next is refused.
-    let flood = wat::parse_str(
-        r#"(module
-            (import "pabi" "log" (func $log (param i32 i32 i32) (result i32)))
-            (memory (export "memory") 1)
-            (data (i32.const 0) "flooding the log")
-            (func (export "pabi_fn_flood") (param i32) (result i32)
-              (loop $again
-                (br_if $again (i32.eqz (call $log (i32.const 0) (i32.const 0) (i32.const 16)))))
-              (i32.const 0))
-            (@custom "pabi" "{\"abi\":\"1.0\",\"name\":\"flood\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"flood\"}],\"capabilities\":[]}"))"#,
-    )
-    .unwrap();
+    let flood = fixture("hostile", "log-flood-short");
     std::fs::write(dir.path().join("flood.wasm"), flood).unwrap();
     let server = isolated(dir.path(), "[plugins.flood]\ninstances = 2\nlog_records_per_second = 3");
     let calls = 3u64;
