@@ -131,20 +131,12 @@ impl ServerSettings {
     /// [`ServeConfig::from_toml`] checks them; an application that sets
     /// fields itself calls this.
     pub fn check(&self) -> Result<(), ConfigError> {
-        self.problem()
-            .map_or(Ok(()), |message| Err(ConfigError::Parse { path: None, message: format!("[server] {message}") }))
-    }
-
-    fn problem(&self) -> Option<String> {
-        self.check_fields().err()
-    }
-
-    fn check_fields(&self) -> Result<(), String> {
+        let refuse = |key: &'static str, reason: &str| Err(ConfigError::setting("server", key, reason));
         if self.max_connections == Some(0) {
-            return Err("max_connections must be at least 1".into());
+            return refuse("max_connections", "must be at least 1");
         }
         if self.min_body_rate.is_some_and(|rate| rate.as_u64() == 0) {
-            return Err("min_body_rate must be at least 1 B".into());
+            return refuse("min_body_rate", "must be at least 1 B");
         }
         let timeouts = [
             ("header_timeout", self.header_timeout),
@@ -152,9 +144,9 @@ impl ServerSettings {
             ("body_timeout", self.body_timeout),
             ("send_timeout", self.send_timeout),
         ];
-        for (name, timeout) in timeouts {
+        for (key, timeout) in timeouts {
             if timeout.is_some_and(|t| t.is_zero()) {
-                return Err(format!("{name} must be longer than 0 s"));
+                return refuse(key, "must be longer than 0 s");
             }
         }
         Ok(())
@@ -171,6 +163,16 @@ pub enum ConfigError {
     /// message names the key.
     #[error("{}{message}", path_prefix(path))]
     Parse { path: Option<String>, message: String },
+    /// A value the key cannot take, in the table `[defaults]`, `[server]`
+    /// or `[plugins.NAME]` (written here as `NAME`).
+    #[error("{}[{table}] {key} {reason}", path_prefix(path))]
+    Setting { path: Option<String>, table: String, key: &'static str, reason: String },
+}
+
+impl ConfigError {
+    fn setting(table: &str, key: &'static str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Setting { path: None, table: table.to_string(), key, reason: reason.into() }
+    }
 }
 
 fn path_prefix(path: &Option<String>) -> String {
@@ -182,10 +184,10 @@ impl ServeConfig {
     pub fn from_file(path: &Path) -> Result<ServeConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let named = Some(path.display().to_string());
         ServeConfig::from_toml(&text).map_err(|error| match error {
-            ConfigError::Parse { message, .. } => {
-                ConfigError::Parse { path: Some(path.display().to_string()), message }
-            }
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: named, message },
+            ConfigError::Setting { table, key, reason, .. } => ConfigError::Setting { path: named, table, key, reason },
             other => other,
         })
     }
@@ -197,7 +199,7 @@ impl ServeConfig {
         for (name, settings) in std::iter::once(("defaults", &config.defaults))
             .chain(config.plugins.iter().map(|(name, settings)| (name.as_str(), settings)))
         {
-            settings.check().map_err(|e| parse(format!("[{name}] {e}")))?;
+            settings.check(name)?;
         }
         config.server.check()?;
         if config.defaults.sha256.is_some() {
@@ -308,18 +310,19 @@ fn dir_grants<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<pabi_host::
 }
 
 impl PluginSettings {
-    fn check(&self) -> Result<(), String> {
+    fn check(&self, table: &str) -> Result<(), ConfigError> {
         if let Some(pin) = &self.sha256 {
             if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("sha256 `{pin}` is not 64 hex digits"));
+                return Err(ConfigError::setting(table, "sha256", format!("`{pin}` is not 64 hex digits")));
             }
         }
         if self.instances == Some(0) {
-            return Err("instances must be at least 1".into());
+            return Err(ConfigError::setting(table, "instances", "must be at least 1"));
         }
         for name in self.host_calls.iter().flatten() {
             if !pabi_abi::is_valid_host_call_name(name) {
-                return Err(format!("host_calls: `{name}` is not a host-call name (CALL-2)"));
+                let reason = format!("`{name}` is not a host-call name (CALL-2)");
+                return Err(ConfigError::setting(table, "host_calls", reason));
             }
         }
         Ok(())
