@@ -86,7 +86,7 @@ impl PoolBuilder {
     }
 
     /// Calls that may wait for an instance; one more is refused at once
-    /// with [`Unavailable::QueueFull`]. Default: 64 per instance. 0 refuses
+    /// with [`Unavailable::QueueFull`](crate::Unavailable::QueueFull). Default: 64 per instance. 0 refuses
     /// every call that finds all instances busy.
     pub fn max_queue(mut self, max_queue: usize) -> PoolBuilder {
         self.max_queue = Some(max_queue);
@@ -94,7 +94,7 @@ impl PoolBuilder {
     }
 
     /// How long a call may wait in the queue before it is refused with
-    /// [`Unavailable::QueueTimeout`]. Default: 5 s.
+    /// [`Unavailable::QueueTimeout`](crate::Unavailable::QueueTimeout). Default: 5 s.
     pub fn queue_timeout(mut self, timeout: Duration) -> PoolBuilder {
         self.settings.queue_timeout = timeout;
         self
@@ -175,7 +175,7 @@ impl PoolBuilder {
 ///
 /// Both isolations behave the same: the same errors, the same queue and
 /// the same cancellation. A worker process that dies fails the calls it
-/// held with [`Unavailable::WorkerExited`] and is restarted.
+/// held with [`Unavailable::WorkerExited`](crate::Unavailable::WorkerExited) and is restarted.
 #[derive(Clone)]
 pub struct Pool {
     kind: Kind,
@@ -379,7 +379,7 @@ impl Pool {
     /// Takes no new call, lets the calls in progress finish, and runs
     /// `pabi_shutdown` on every instance (`LIFE-4`); a worker process is
     /// waited for (killed after 10 s). Calls made later fail with
-    /// [`Unavailable::ShutDown`]. Blocking. Dropping the last clone does
+    /// [`Unavailable::ShutDown`](crate::Unavailable::ShutDown). Blocking. Dropping the last clone does
     /// the same without waiting.
     pub fn shutdown(&self) {
         match &self.kind {
