@@ -45,6 +45,10 @@ pub struct Config {
     wasi_profile: bool,
     #[serde(skip)]
     host_functions: Vec<crate::HostFunction>,
+    /// Stays in this process, like the host functions: a worker process's
+    /// calls are not gated ([`crate::CpuGate`]).
+    #[serde(skip)]
+    cpu_gate: Option<crate::CpuGate>,
     abi: pabi_abi::AbiVersion,
 }
 
@@ -64,6 +68,7 @@ impl Default for Config {
             cache_capacity: 256,
             wasi_profile: true,
             host_functions: Vec::new(),
+            cpu_gate: None,
             abi: pabi_abi::HOST_ABI,
         }
     }
@@ -149,6 +154,11 @@ impl Config {
     pub fn abi_version(&self) -> pabi_abi::AbiVersion {
         self.abi
     }
+
+    /// The gate that bounds and shares the calls running at once, if any.
+    pub fn cpu_gate(&self) -> Option<&crate::CpuGate> {
+        self.cpu_gate.as_ref()
+    }
 }
 
 /// Builds a [`Config`]. Each setter names its default.
@@ -158,6 +168,16 @@ pub struct ConfigBuilder {
 }
 
 impl ConfigBuilder {
+    /// Bounds the calls that run wasm at once, in this host and every host
+    /// given the same gate, and shares the permits fairly between plugins
+    /// by time slices ([`crate::CpuGate`]). Not sent to a worker process:
+    /// calls of a pool in one are not gated. Default: `None`, every call
+    /// runs at once.
+    pub fn cpu_gate(mut self, gate: crate::CpuGate) -> Self {
+        self.config.cpu_gate = Some(gate);
+        self
+    }
+
     /// All limits at once. Default: `Limits::default()`, the spec's defaults.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.config.limits = limits;

@@ -102,11 +102,15 @@ fn host_call(
         // While the handler runs, a call back into this plugin from this
         // thread is refused instead of waiting for itself (`CALL-8`).
         let _serving = crate::host_fn::Serving::enter(state.group);
+        // A call blocked in its host's code holds no permit of the CPU
+        // gate: it waits for its turn again after.
+        state.deadline.give_turn();
         crate::host_fn::run_handler(handler, &context, &bytes[req_range])
     };
     // The handler's time counts against the deadline (`CALL-7`): epoch
     // interruption reaches only wasm code, so look now.
     data.deadline.check_after_host_code()?;
+    data.deadline.take_turn_in_call(data.group)?;
     match outcome {
         Ok(reply) if reply.len() as u64 > data.max_reply => Ok(ImportCode::Limit.code()),
         Ok(reply) => {

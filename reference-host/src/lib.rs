@@ -226,6 +226,7 @@ mod clock;
 #[cfg(unix)]
 mod command;
 mod config;
+mod cpu_gate;
 mod engine;
 mod error;
 mod host;
@@ -247,6 +248,7 @@ pub mod worker;
 
 pub use cancel::CancelHandle;
 pub use config::{Allow, Config, ConfigBuilder, DirGrant, DirGrantError, Limits, LogRate};
+pub use cpu_gate::CpuGate;
 pub use error::{CompileCap, Error, Frame, ModuleFinding, Unavailable, WasmTrace};
 pub use host::Host;
 pub use host_fn::{AsyncCallContext, CallContext, HostCallError, HostFunction};

@@ -377,8 +377,17 @@ impl Plugin {
         data.reply.clear();
         data.limiter.refused = false;
         arm(&mut live.store, &self.shared);
+        let data = live.store.data();
+        if let Err(why) = data.deadline.take_turn(data.group) {
+            // No wasm ran: the instance is as it was, and the plugin is
+            // not at fault (no crash-loop count).
+            std::mem::swap(&mut live.store.data_mut().output, output);
+            output.clear();
+            return Err(no_turn(why, &self.shared.config));
+        }
         let result = call(live, func);
         let live = self.instance.as_mut().expect("the call does not drop the instance");
+        live.store.data().deadline.give_turn();
         std::mem::swap(&mut live.store.data_mut().output, output);
         end_call(&mut live.store);
         match result {
@@ -480,6 +489,21 @@ fn status_result<T>(status: i32, output: T, message: &mut Vec<u8>) -> Result<T, 
     }
 }
 
+/// A call that could not get its turn at the CPU gate, as the error of the
+/// call: cancelled, or past its deadline while it waited.
+fn no_turn(why: crate::cpu_gate::NoTurn, config: &Config) -> Error {
+    match why {
+        crate::cpu_gate::NoTurn::Cancelled => Error::Cancelled,
+        crate::cpu_gate::NoTurn::DeadlinePassed => Error::Timeout { timeout: config.limits().timeout },
+    }
+}
+
+/// Waits for the call's turn at the CPU gate, if the host has one.
+fn take_turn(store: &Store<StoreData>, config: &Config) -> Result<(), Error> {
+    let data = store.data();
+    data.deadline.take_turn(data.group).map_err(|why| no_turn(why, config))
+}
+
 /// Arms the deadline, and the fuel when on, before a call (`LIM-3`, `LIM-4`).
 fn arm(store: &mut Store<StoreData>, shared: &HostCore) {
     let first_look = store.data_mut().deadline.arm();
@@ -536,6 +560,7 @@ fn instantiate(
             limits.timeout,
             cancel.clone(),
             prepared.grants.as_ref().is_some_and(|g| g.clock) || !prepared.host_calls.calls.is_empty(),
+            shared.config.cpu_gate().cloned(),
         ),
         wasi,
         clock,
@@ -566,7 +591,9 @@ fn instantiate(
         let initialize = instance
             .get_typed_func::<(), ()>(&mut store, "_initialize")
             .map_err(|e| Error::invalid(Clause::Exp5, format!("{e:#}")))?;
+        take_turn(&store, &shared.config)?;
         let result = initialize.call(&mut store, ());
+        store.data().deadline.give_turn();
         end_call(&mut store);
         result.map_err(|e| classify(e, &store, &shared.config))?;
     }
@@ -579,7 +606,9 @@ fn instantiate(
         data.phase = Phase::Init;
         data.input = config.to_vec();
         arm(&mut store, shared);
+        take_turn(&store, &shared.config)?;
         let result = init.call(&mut store, len);
+        store.data().deadline.give_turn();
         end_call(&mut store);
         let status = result.map_err(|e| classify(e, &store, &shared.config))?;
         let data = store.data_mut();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use wasmtime::{Memory, ResourceLimiter, StoreContextMut, UpdateDeadline};
 
 use crate::clock::PluginClock;
+use crate::cpu_gate::{CpuGate, NoTurn};
 use crate::Error;
 
 /// What a call is doing, which decides what the imports may do (`HOST-8`).
@@ -114,8 +115,28 @@ pub(crate) const MAX_TABLES: u32 = 100;
 pub(crate) const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Ticks between two looks at the cancel flag while a call runs: a cancel
-/// takes effect within about 10 ms.
+/// takes effect within about 10 ms. Under a [`CpuGate`] the callback comes
+/// every tick, so that a call gives its turn up within a slice.
 const CHECK_TICKS: u64 = 5;
+
+/// A call's place at its host's [`CpuGate`]: whether it holds a permit,
+/// and since when. Cells, so that code holding the store's state shared
+/// (a host call's handler) can give the permit up.
+struct Seat {
+    gate: CpuGate,
+    held: std::cell::Cell<bool>,
+    since: std::cell::Cell<std::time::Instant>,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        // A call that unwound past its end (a panic) does not keep a permit
+        // for good: the instance's store goes, and the permit with it.
+        if self.held.get() {
+            self.gate.release();
+        }
+    }
+}
 
 /// The deadline of the running call, in epoch ticks, and the embedder's
 /// cancel flag. wasmtime calls [`Deadline::on_epoch`] each time the store's
@@ -131,17 +152,76 @@ pub(crate) struct Deadline {
     /// in host code (a real sleep), where the epoch cannot reach them.
     wall: Option<std::time::Instant>,
     track_wall: bool,
+    /// The host's CPU gate, when it has one: the call holds a permit while
+    /// it runs wasm.
+    seat: Option<Seat>,
 }
 
 impl Deadline {
-    pub fn new(timeout: std::time::Duration, cancel: Arc<AtomicBool>, track_wall: bool) -> Deadline {
+    pub fn new(
+        timeout: std::time::Duration,
+        cancel: Arc<AtomicBool>,
+        track_wall: bool,
+        gate: Option<CpuGate>,
+    ) -> Deadline {
         // One tick more than the timeout holds: the call starts somewhere
         // inside a tick, so the first tick may come at once, and `n` ticks
         // could end a call up to a tick before its deadline (LIM-3 aborts
         // a call *past* it). The ticker's own lag usually hides this; the
         // rule should not depend on it.
         let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).saturating_add(1).try_into().unwrap_or(u64::MAX);
-        Deadline { timeout, ticks, remaining: 0, granted: 0, cancel, wall: None, track_wall }
+        let seat = gate.map(|gate| Seat {
+            gate,
+            held: std::cell::Cell::new(false),
+            since: std::cell::Cell::new(std::time::Instant::now()),
+        });
+        // A call waiting for its turn is outside wasm, where the epoch
+        // cannot end it: the gate waits until the wall-clock end.
+        let track_wall = track_wall || seat.is_some();
+        Deadline { timeout, ticks, remaining: 0, granted: 0, cancel, wall: None, track_wall, seat }
+    }
+
+    /// Ticks between two calls of [`Deadline::on_epoch`].
+    fn look_every(&self) -> u64 {
+        if self.seat.is_some() {
+            1
+        } else {
+            CHECK_TICKS
+        }
+    }
+
+    /// Takes a permit of the host's gate for a call of the plugin `lane`,
+    /// waiting for its turn; `Ok` at once without a gate or with a permit
+    /// held. Waiting ends at a cancel or at the call's deadline.
+    pub fn take_turn(&self, lane: usize) -> Result<(), NoTurn> {
+        let Some(seat) = &self.seat else { return Ok(()) };
+        if seat.held.get() {
+            return Ok(());
+        }
+        let end = self.wall.unwrap_or_else(std::time::Instant::now);
+        seat.gate.acquire(lane, &self.cancel, end)?;
+        seat.held.set(true);
+        seat.since.set(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// [`Deadline::take_turn`] from inside wasm's call: a cancel or the
+    /// deadline ends the call as the epoch callback would.
+    pub fn take_turn_in_call(&self, lane: usize) -> wasmtime::Result<()> {
+        self.take_turn(lane).map_err(|why| match why {
+            NoTurn::Cancelled => wasmtime::Error::new(Abort(Error::Cancelled)),
+            NoTurn::DeadlinePassed => wasmtime::Error::new(wasmtime::Trap::Interrupt),
+        })
+    }
+
+    /// Gives the permit back, if the call holds one: at its end, and before
+    /// host code that blocks (a host call's handler, a real sleep).
+    pub fn give_turn(&self) {
+        if let Some(seat) = &self.seat {
+            if seat.held.replace(false) {
+                seat.gate.release();
+            }
+        }
     }
 
     /// Arms the deadline for a call and returns the ticks until the first
@@ -151,7 +231,7 @@ impl Deadline {
             self.wall = std::time::Instant::now().checked_add(self.timeout);
         }
         self.remaining = self.ticks;
-        self.granted = if self.cancel.load(Ordering::Relaxed) { 0 } else { self.ticks.min(CHECK_TICKS) };
+        self.granted = if self.cancel.load(Ordering::Relaxed) { 0 } else { self.ticks.min(self.look_every()) };
         self.remaining -= self.granted;
         self.granted
     }
@@ -177,14 +257,17 @@ impl Deadline {
 
     /// Blocks the calling import for up to `wait`, but never past the call's
     /// deadline or a cancel: those end the call (`LIM-3`).
-    pub fn sleep(&self, wait: std::time::Duration) -> wasmtime::Result<()> {
+    /// A sleeping call holds no permit of the gate; it waits for its turn
+    /// after (`lane` is its plugin's).
+    pub fn sleep(&self, wait: std::time::Duration, lane: usize) -> wasmtime::Result<()> {
         let started = std::time::Instant::now();
+        self.give_turn();
         loop {
             self.check_after_host_code()?;
             let now = std::time::Instant::now();
             let left = wait.saturating_sub(now - started);
             if left.is_zero() {
-                return Ok(());
+                return self.take_turn_in_call(lane);
             }
             let until_deadline = self.wall.map_or(left, |wall| wall - now);
             std::thread::sleep(left.min(until_deadline).min(EPOCH_TICK * CHECK_TICKS as u32));
@@ -192,15 +275,31 @@ impl Deadline {
     }
 
     /// The epoch passed the granted ticks: cancel, time out, or go on.
+    ///
+    /// Under a [`CpuGate`], a call that has run for its slice while another
+    /// call waits gives its permit up here and waits for its next turn, on
+    /// its own thread. Its deadline keeps running meanwhile (`LIM-3` is
+    /// wall time): the wall-clock end ends it too.
     pub fn on_epoch(mut store: StoreContextMut<'_, StoreData>) -> wasmtime::Result<UpdateDeadline> {
-        let deadline = &mut store.data_mut().deadline;
+        let data = store.data_mut();
+        let lane = data.group;
+        let deadline = &mut data.deadline;
         if deadline.cancel.swap(false, Ordering::Relaxed) {
             return Err(wasmtime::Error::new(Abort(Error::Cancelled)));
         }
         if deadline.remaining == 0 {
             return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
         }
-        deadline.granted = deadline.remaining.min(CHECK_TICKS);
+        if let Some(seat) = &deadline.seat {
+            if deadline.wall.is_some_and(|wall| std::time::Instant::now() >= wall) {
+                return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
+            }
+            if seat.gate.has_waiters() && seat.held.get() && seat.since.get().elapsed() >= seat.gate.slice() {
+                deadline.give_turn();
+                deadline.take_turn_in_call(lane)?;
+            }
+        }
+        deadline.granted = deadline.remaining.min(deadline.look_every());
         deadline.remaining -= deadline.granted;
         Ok(UpdateDeadline::Continue(deadline.granted))
     }

@@ -324,7 +324,10 @@ fn poll_oneoff(
         let wait = parsed.iter().map(|(_, _, due)| *due).min().unwrap_or(0);
         match &clock {
             PluginClock::Virtual(virtual_clock) => virtual_clock.advance_to(now.saturating_add(wait)),
-            PluginClock::Real(_) => caller.data().deadline.sleep(std::time::Duration::from_nanos(wait))?,
+            PluginClock::Real(_) => {
+                let data = caller.data();
+                data.deadline.sleep(std::time::Duration::from_nanos(wait), data.group)?
+            }
         }
         parsed.iter().filter(|(_, _, due)| *due <= wait).collect()
     } else {

@@ -24,6 +24,7 @@ macro_rules! both_isolations {
 }
 
 mod command;
+mod gate;
 mod host_calls;
 mod hostile;
 mod layering;
