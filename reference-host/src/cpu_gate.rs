@@ -17,8 +17,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a call runs, while another waits, before it gives its permit
-/// up, by default: one epoch tick, the finest the epoch can interrupt.
-const DEFAULT_SLICE: Duration = crate::store::EPOCH_TICK;
+/// up, by default: one epoch tick ([`crate::store::EPOCH_TICK`]), the finest
+/// the epoch can interrupt. Spelled out: the gate sits below the store.
+const DEFAULT_SLICE: Duration = Duration::from_millis(2);
 
 /// How often a call waiting for its turn looks at its cancel flag: a
 /// cancel takes effect within about this long, as in wasm (`store.rs`).

@@ -6,6 +6,7 @@
 //! [server]
 //! grace = "5s"
 //! max_connections = 256
+//! max_running = 4
 //!
 //! [defaults]
 //! instances = 2
@@ -95,6 +96,16 @@ pub struct ServerSettings {
     /// place in its plugin's queue are let go. Default: 10 s.
     #[serde(default, with = "humantime_serde")]
     pub send_timeout: Option<Duration>,
+    /// Plugin calls that run wasm at once, across every plugin served in
+    /// this process. The permits go round the plugins in time slices of
+    /// 2 ms ([`pabi_host::CpuGate`]): a call that has run its slice while
+    /// another waits gives its permit up, and a call blocked in a host call
+    /// holds none, so a plugin with little work keeps a latency close to
+    /// the one it has alone, whatever its neighbours burn. A call's
+    /// deadline runs while it waits for its turn. Calls of plugins under
+    /// `worker_process` isolation are not counted: the operating system
+    /// schedules their worker processes. Default: the number of CPUs.
+    pub max_running: Option<usize>,
 }
 
 impl ServerSettings {
@@ -127,6 +138,11 @@ impl ServerSettings {
         self.send_timeout.unwrap_or(Duration::from_secs(10))
     }
 
+    /// At least 1.
+    pub fn max_running(&self) -> usize {
+        self.max_running.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1)
+    }
+
     /// Whether the settings can be served: no zero timeout, cap or rate.
     /// [`ServeConfig::from_toml`] checks them; an application that sets
     /// fields itself calls this.
@@ -134,6 +150,9 @@ impl ServerSettings {
         let refuse = |key: &'static str, reason: &str| Err(ConfigError::setting("server", key, reason));
         if self.max_connections == Some(0) {
             return refuse("max_connections", "must be at least 1");
+        }
+        if self.max_running == Some(0) {
+            return Err("max_running must be at least 1".into());
         }
         if self.min_body_rate.is_some_and(|rate| rate.as_u64() == 0) {
             return refuse("min_body_rate", "must be at least 1 B");

@@ -629,6 +629,7 @@ async fn metrics(State(state): State<Arc<Shared>>) -> Response {
         state.metrics.log_records_dropped.get_or_create(&label).set(count(stats.log_records_dropped));
         state.metrics.log_bytes_dropped.get_or_create(&label).set(count(stats.log_bytes_dropped));
     }
+    state.metrics.waiting_for_turn.set(i64::try_from(state.gate.waiting()).unwrap_or(i64::MAX));
     let mut response = state.metrics.encode().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -96,6 +96,8 @@ pub(crate) struct State {
     host_functions: Mutex<Vec<pabi_host::HostFunction>>,
     /// The warnings of the last scan, so each is logged once.
     warned: Mutex<Vec<String>>,
+    /// `max_running` permits, shared by every in-process plugin's host.
+    pub(crate) gate: pabi_host::CpuGate,
 }
 
 /// A plugin being served.
@@ -196,6 +198,7 @@ impl Server {
         Server {
             state: Arc::new(State {
                 dir,
+                gate: pabi_host::CpuGate::new(config.server.max_running()),
                 config,
                 plugins: RwLock::default(),
                 refused: Mutex::default(),
@@ -393,7 +396,9 @@ impl Server {
         }
         let offered: Vec<_> =
             lock(&state.host_functions).iter().filter(|f| settings.offers_host_call(f.name())).cloned().collect();
-        let mut config = settings.host_config().to_builder();
+        // Every plugin's host shares the server's gate: the permits go
+        // round the plugins, not round each plugin's own calls.
+        let mut config = settings.host_config().to_builder().cpu_gate(state.gate.clone());
         for function in offered {
             config = config.host_function(function);
         }

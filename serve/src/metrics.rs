@@ -49,6 +49,8 @@ pub(crate) struct Metrics {
     pub held_bytes: Gauge,
     /// Connections open.
     pub connections: Gauge,
+    /// Calls waiting for their turn at `max_running`, set at each scrape.
+    pub waiting_for_turn: Gauge,
     /// Connections refused at `max_connections`.
     pub connections_refused: Counter,
     /// Connections closed by a timeout: header, idle or send.
@@ -92,6 +94,12 @@ impl Metrics {
             held_bytes.clone(),
         );
         registry.register("connections", "Connections open", connections.clone());
+        let waiting_for_turn = Gauge::default();
+        registry.register(
+            "calls_waiting_for_turn",
+            "In-process calls waiting for one of the max_running permits, across plugins",
+            waiting_for_turn.clone(),
+        );
         registry.register(
             "connections_refused",
             "Connections refused with 503 at max_connections",
@@ -127,6 +135,7 @@ impl Metrics {
             worker_restarts,
             held_bytes,
             connections,
+            waiting_for_turn,
             connections_refused,
             connections_timed_out,
             disabled,

@@ -45,6 +45,11 @@ pub struct Opts {
     /// `[server] max_connections` [default: the settings', else 512].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: Option<u64>,
+    /// Plugin calls running wasm at once across all in-process plugins,
+    /// shared round the plugins in 2 ms slices. Overrides `[server]
+    /// max_running` [default: the settings', else the number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_running: Option<u64>,
     /// How long a request's head may take from its first byte. Overrides
     /// `[server] header_timeout` [default: the settings', else 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -83,6 +88,11 @@ Connections (the [server] table, or the flags of the same names):
   60s (waiting for the next request), body_timeout 10s and min_body_rate
   16 KiB (a body must arrive within body_timeout + received / rate, else
   408 REQUEST_TIMEOUT), send_timeout 10s (a response nobody reads).
+CPU (the [server] table, or the flag): max_running, default the number of
+  CPUs: in-process plugin calls running wasm at once; the permits go round
+  the plugins in 2 ms slices (a call in a host call holds none), so a
+  light plugin keeps its latency beside CPU-heavy ones. Worker processes
+  are left to the OS scheduler.
 A call is admitted before its body is read only while its plugin has fewer
 than instances + max_queue calls admitted, else 503 at once; it keeps its
 place until its output is handed over. A Content-Length past max_input is
@@ -157,6 +167,9 @@ impl Opts {
         }
         if let Some(max) = self.max_connections {
             server_settings.max_connections = Some(usize::try_from(max).unwrap_or(usize::MAX));
+        }
+        if let Some(max) = self.max_running {
+            server_settings.max_running = Some(usize::try_from(max).unwrap_or(usize::MAX));
         }
         server_settings.check()?;
         let mut server = pabi_serve::Server::new(self.dir.clone(), config);

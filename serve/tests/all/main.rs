@@ -374,3 +374,35 @@ fn settings_that_match_nothing_are_reported_once() {
     std::fs::remove_file(dir.path().join("echo.wasm")).unwrap();
     assert_eq!(server.scan().warnings.len(), 2, "the empty folder and `echo` again");
 }
+
+/// With one permit (`[server] max_running = 1`), a call of a plugin that
+/// burns CPU until its deadline does not hold a neighbour's call behind
+/// it: the neighbour answers while the burner still runs.
+#[test]
+fn a_neighbour_answers_while_a_cpu_burner_holds_the_only_permit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("io.wasm"), fixture("host-conformance", "io")).unwrap();
+    std::fs::write(dir.path().join("echo.wasm"), fixture("good", "core")).unwrap();
+    let toml = "[server]\nmax_running = 1\n[defaults]\ninstances = 1\n[plugins.io]\ntimeout = \"2s\"";
+    let server = server(dir.path(), toml);
+    let burner = server.pool("io").unwrap();
+    runtime().block_on(async {
+        let spinning = tokio::spawn({
+            let server = server.clone();
+            async move { request(&server, "POST", "/v1/plugins/io/spin", vec![]).await }
+        });
+        let started = std::time::Instant::now();
+        while burner.stats().busy != 1 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the spin never ran");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let echo = request(&server, "POST", "/v1/plugins/echo/echo", b"my turn".to_vec()).await;
+        assert_eq!((echo.status, echo.body.as_slice()), (StatusCode::OK, &b"my turn"[..]));
+        assert_eq!(burner.stats().busy, 1, "the burner's call still runs");
+        let metrics = String::from_utf8(request(&server, "GET", "/metrics", vec![]).await.body).unwrap();
+        assert!(metrics.lines().any(|l| l == "pabi_calls_waiting_for_turn 0"), "{metrics}");
+        assert_eq!(spinning.await.unwrap().error().kind.name(), "TIMEOUT");
+    });
+    let refused = ServeConfig::from_toml("[server]\nmax_running = 0").unwrap_err();
+    assert!(refused.to_string().contains("max_running"), "{refused}");
+}
