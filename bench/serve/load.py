@@ -22,6 +22,13 @@ these alone, in a few seconds), printing the figure and its bound:
    still served;
 7. SIGTERM with stalled clients: exit 0 within the grace period, no
    process left behind.
+
+Then CPU-heavy neighbours (`--only-cpu` runs this alone), per isolation:
+
+8. the echo solo, then the echo while 5 other plugins burn CPU (10^6
+   loop turns a call, a few ms, answered 200) for 140 clients, on one server with the
+   default `max_running` (the number of CPUs): p50 and p99 of each, and
+   the p99 ratio against the goal (<= 2x, no failed echo request).
 """
 import argparse
 import json
@@ -68,6 +75,8 @@ def main():
     parser.add_argument("--root", required=True)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--only-clients", action="store_true", help="only the hostile-client scenarios")
+    parser.add_argument("--only-cpu", action="store_true", help="only the CPU-heavy neighbours")
+    parser.add_argument("--max-running", type=int, help="`pabi serve --max-running` for the CPU-heavy neighbours")
     args = parser.parse_args()
     fixtures = os.path.join(args.root, "target", "release", "pabi-fixtures")
     work = tempfile.mkdtemp(prefix="pabi-serve-bench-")
@@ -89,6 +98,8 @@ def main():
         f.write(b"x" * 1024)
     if args.only_clients:
         sys.exit(0 if hostile_clients(args, work, plugins) else 1)
+    if args.only_cpu:
+        sys.exit(0 if all([cpu_neighbours(args, work, body, i) for i in ["in_process", "worker_process"]]) else 1)
     print(f"{args.seconds} s per phase; echo: 2 instances, 8 clients; 1 KiB bodies\n")
     print(f"{'phase':<44} {'req/s':>9} {'p50':>9} {'p99':>9}  answers")
     failed = False
@@ -99,6 +110,8 @@ def main():
     print(f"\nworker_process / in_process isolation, echo solo: req/s {solo['worker_process'][0] / solo['in_process'][0]:.2f}x, "
           f"p50 {solo['worker_process'][1] / solo['in_process'][1]:.2f}x, p99 {solo['worker_process'][2] / solo['in_process'][2]:.2f}x")
     failed = not hostile_clients(args, work, plugins) or failed
+    for isolation in ["in_process", "worker_process"]:
+        failed = not cpu_neighbours(args, work, body, isolation) or failed
     if failed:
         sys.exit(1)
 
@@ -362,6 +375,66 @@ def session(args, work, plugins, body, isolation):
     ok = not (echo_failures or reload_failures or generation != 20 or not carried or not killed_ok
               or server.returncode != 0)
     return solo, ok
+
+
+def cpu_neighbours(args, work, body, isolation, burners=5, clients=140):
+    """The echo's latency alone, then beside `burners` plugins that burn
+    CPU for `clients` clients, on one server; whether the echo failed no
+    request. The goal's ratio is printed, not enforced: it is a figure."""
+    fixtures = os.path.join(args.root, "target", "release", "pabi-fixtures")
+    folder = os.path.join(work, f"cpu-{isolation}")
+    os.makedirs(folder, exist_ok=True)
+
+    def wat(src, out):
+        subprocess.run([fixtures, "wasm", os.path.join(args.root, "fixtures", src), os.path.join(folder, out)], check=True)
+
+    wat("good/core.wat", "echo.wasm")
+    config = "[defaults]\ninstances = 2\n"
+    for i in range(burners):
+        wat("host-conformance/io.wat", f"burner{i}.wasm")
+        config += f'[plugins.burner{i}]\nmax_queue = {clients}\n'
+    with open(os.path.join(work, f"cpu-{isolation}.toml"), "w") as f:
+        f.write(config)
+    pabi = os.path.join(args.root, "target", "release", "pabi")
+    server = subprocess.Popen(
+        [pabi, "serve", folder, "--listen", "127.0.0.1:0", "--watch", "0s", "--isolation", isolation,
+         "--config", os.path.join(work, f"cpu-{isolation}.toml"),
+         *(["--max-running", str(args.max_running)] if args.max_running else [])],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PABI_LOG": "error"})
+    address = server.stderr.readline().strip().removeprefix("listening on ")
+    threading.Thread(target=lambda: server.stderr.read(), daemon=True).start()
+    tag = f"[{isolation}]"
+    echo = f"{address}/v1/plugins/echo/echo"
+    try:
+        solo = report(f"{tag} echo, solo (8 clients)", hey(args.hey, echo, args.seconds, 8, body))
+        results = {}
+
+        def burn(i):
+            url = f"{address}/v1/plugins/burner{i}/burn"
+            results[i] = hey(args.hey, url, args.seconds + 2, clients // burners, body)
+
+        threads = [threading.Thread(target=burn, args=(i,)) for i in range(burners)]
+        for t in threads:
+            t.start()
+        time.sleep(1)
+        noisy = report(f"{tag} echo, {burners} CPU burners x {clients} clients", hey(args.hey, echo, args.seconds, 8, body))
+        waiting = re.search(r"^pabi_calls_waiting_for_turn (\d+)", http(f"{address}/metrics")[1].decode(), re.M)
+        for t in threads:
+            t.join()
+        burned = sum(r[0] for r in results.values())
+        codes = {}
+        for r in results.values():
+            for code, n in r[3].items():
+                codes[code] = codes.get(code, 0) + n
+        print(f"{tag}   burners: {burned:.0f} calls/s in all, {codes} (each call 10^6 loop turns); "
+              f"calls waiting for their turn at the end: {waiting.group(1) if waiting else '?'}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    lost = failures(noisy)
+    print(f"{tag} echo beside CPU burners / solo: p50 {noisy[1] / solo[1]:.2f}x, p99 {noisy[2] / solo[2]:.2f}x "
+          f"(goal <= 2x); failed echo requests: {lost}\n")
+    return lost == 0
 
 
 def listing(address):

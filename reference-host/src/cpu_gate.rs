@@ -7,9 +7,11 @@
 //! from the epoch callback the deadline already uses, and waits for its
 //! next turn. Turns go to plugins, not to calls: each plugin (a pool, or a
 //! lone [`crate::Plugin`]) has a lane of waiting calls, first come first
-//! served within it, and a freed permit goes to the lane that has had the
-//! fewest turns, so a plugin with one waiting call gets the next permit
-//! even when another plugin has a hundred waiting.
+//! served within it, and a freed permit goes to the lane that has held
+//! permits for the least time, so a plugin with one waiting call gets the
+//! next permit even when another plugin has a hundred waiting, and a plugin
+//! of short calls goes before plugins that burn CPU: counting turns
+//! instead would make a short call wait for a turn of every burner.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,7 +29,7 @@ const CANCEL_LOOK: Duration = Duration::from_millis(10);
 
 /// At most `permits` plugin calls run wasm at once, in every host given
 /// this gate ([`crate::ConfigBuilder::cpu_gate`]), and the permits go
-/// round the plugins that wait: a call that has run for a time slice (one
+/// round the plugins that wait, least CPU time first: a call that has run for a time slice (one
 /// epoch tick, 2 ms) while another call waits gives its permit up and
 /// waits for its next turn, and a call blocked in a host call's handler or
 /// a real sleep holds no permit. A plugin with little work so keeps a
@@ -71,22 +73,20 @@ struct Inner {
 
 struct State {
     free: usize,
-    /// Every plugin with calls waiting, and those that had a turn lately.
+    /// Every plugin with calls waiting, and those ahead of them in time
+    /// held.
     lanes: Vec<Lane>,
-    /// Counts grants, to tell which lane was served least recently.
-    grants: u64,
 }
 
-/// The calls of one plugin waiting for a turn, and how many turns it had.
+/// The calls of one plugin waiting for a turn, and the time its calls
+/// held permits.
 struct Lane {
     key: usize,
     waiters: VecDeque<Arc<Waiter>>,
-    /// Turns had. A lane that comes back after a pause starts level with
-    /// the least-served lane that waits: no credit banked while idle.
-    turns: u64,
-    /// The grant count when it last had a turn: ties go to the lane served
-    /// least recently.
-    last: u64,
+    /// Time its calls held permits while others waited. A lane that comes
+    /// back after a pause starts level with the least-served lane that
+    /// waits: no credit banked while idle.
+    used: Duration,
 }
 
 #[derive(Default)]
@@ -120,7 +120,7 @@ impl CpuGate {
                 permits,
                 slice,
                 waiting: AtomicUsize::new(0),
-                state: Mutex::new(State { free: permits, lanes: Vec::new(), grants: 0 }),
+                state: Mutex::new(State { free: permits, lanes: Vec::new() }),
             }),
         }
     }
@@ -190,11 +190,17 @@ impl CpuGate {
         }
     }
 
-    /// Gives a permit back: to the next lane's first waiter, or to the free
-    /// count when none waits.
-    pub(crate) fn release(&self) {
+    /// Gives back a permit that a call of the plugin `lane` held for
+    /// `held`: to the next lane's first waiter, or to the free count when
+    /// none waits.
+    pub(crate) fn release(&self, lane: usize, held: Duration) {
         let mut state = self.lock();
         state.free += 1;
+        // Time counts only while someone waits: without contention there
+        // is nothing to share.
+        if state.lanes.iter().any(|l| !l.waiters.is_empty()) {
+            state.charge(lane, held);
+        }
         self.grant_free(&mut state);
     }
 
@@ -211,34 +217,43 @@ impl CpuGate {
 }
 
 impl State {
-    fn enqueue(&mut self, key: usize, waiter: Arc<Waiter>) {
-        let floor = self.lanes.iter().filter(|l| !l.waiters.is_empty()).map(|l| l.turns).min();
-        match self.lanes.iter_mut().find(|l| l.key == key) {
-            Some(lane) => {
-                if lane.waiters.is_empty() {
-                    lane.turns = lane.turns.max(floor.unwrap_or(0));
-                }
-                lane.waiters.push_back(waiter);
-            }
-            None => {
-                let waiters = VecDeque::from([waiter]);
-                self.lanes.push(Lane { key, waiters, turns: floor.unwrap_or(0), last: 0 });
-            }
-        }
+    /// The least time held by a lane that waits.
+    fn floor(&self) -> Option<Duration> {
+        self.lanes.iter().filter(|l| !l.waiters.is_empty()).map(|l| l.used).min()
     }
 
-    /// The first waiter of the lane with the fewest turns (then the one
-    /// served least recently, then the one with fewer calls waiting: the
-    /// plugin with little work goes first), which has one turn more.
+    /// The lane of `key`, made at the floor if it has gone.
+    fn lane(&mut self, key: usize) -> &mut Lane {
+        let floor = self.floor().unwrap_or_default();
+        let at = match self.lanes.iter().position(|l| l.key == key) {
+            Some(at) => at,
+            None => {
+                self.lanes.push(Lane { key, waiters: VecDeque::new(), used: floor });
+                self.lanes.len() - 1
+            }
+        };
+        &mut self.lanes[at]
+    }
+
+    fn charge(&mut self, key: usize, held: Duration) {
+        let lane = self.lane(key);
+        lane.used = lane.used.saturating_add(held);
+    }
+
+    fn enqueue(&mut self, key: usize, waiter: Arc<Waiter>) {
+        let floor = self.floor().unwrap_or_default();
+        let lane = self.lane(key);
+        if lane.waiters.is_empty() {
+            lane.used = lane.used.max(floor);
+        }
+        lane.waiters.push_back(waiter);
+    }
+
+    /// The first waiter of the lane that held permits for the least time
+    /// (then of the one with fewer calls waiting: the plugin with little
+    /// work goes first).
     fn next_waiter(&mut self) -> Option<Arc<Waiter>> {
-        let lane = self
-            .lanes
-            .iter_mut()
-            .filter(|l| !l.waiters.is_empty())
-            .min_by_key(|l| (l.turns, l.last, l.waiters.len()))?;
-        self.grants += 1;
-        lane.turns += 1;
-        lane.last = self.grants;
+        let lane = self.lanes.iter_mut().filter(|l| !l.waiters.is_empty()).min_by_key(|l| (l.used, l.waiters.len()))?;
         let waiter = lane.waiters.pop_front();
         self.forget_idle();
         waiter
@@ -248,10 +263,10 @@ impl State {
     /// caught up with: coming back, they would start at the floor anyway.
     /// So the lanes kept are bounded by the calls that wait.
     fn forget_idle(&mut self) {
-        let floor = self.lanes.iter().filter(|l| !l.waiters.is_empty()).map(|l| l.turns).min();
-        // An idle lane ahead of the floor keeps its count while some lane
-        // waits below it: a plugin cannot shed its turns by pausing.
-        self.lanes.retain(|l| !l.waiters.is_empty() || floor.is_some_and(|f| l.turns > f));
+        let floor = self.floor();
+        // An idle lane ahead of the floor keeps its time while some lane
+        // waits below it: a plugin cannot shed its debt by pausing.
+        self.lanes.retain(|l| !l.waiters.is_empty() || floor.is_some_and(|f| l.used > f));
     }
 
     fn remove(&mut self, key: usize, waiter: &Arc<Waiter>) {
@@ -295,14 +310,14 @@ mod tests {
             std::thread::spawn(move || {
                 gate.acquire(lane, &AtomicBool::new(false), far()).unwrap();
                 order.lock().unwrap().push(lane);
-                gate.release();
+                gate.release(lane, Duration::from_millis(1));
             })
         };
         let mut threads: Vec<_> = (0..5).map(|_| waiter(1)).collect();
         wait_until(|| gate.waiting() == 5);
         threads.push(waiter(2));
         wait_until(|| gate.waiting() == 6);
-        gate.release();
+        gate.release(0, Duration::from_millis(1));
         threads.into_iter().for_each(|t| t.join().unwrap());
         let order = order.lock().unwrap();
         assert_eq!(order.first(), Some(&2), "{order:?}");
@@ -319,7 +334,7 @@ mod tests {
         assert!(!cancel.load(Ordering::Relaxed), "the cancel is taken");
         assert_eq!(gate.acquire(1, &never, Instant::now()), Err(NoTurn::DeadlinePassed));
         assert_eq!(gate.waiting(), 0);
-        gate.release();
+        gate.release(0, Duration::ZERO);
         gate.acquire(1, &never, far()).unwrap();
     }
 }

@@ -35,6 +35,7 @@
 //! | give one plugin a longer deadline, more fuel or less memory than the rest | [`Host::with_limits`], then load or build the pool from that host |
 //! | pass text or JSON rather than bytes | [`Plugin::call_as`] and [`Pool::call_as`], with [`Json`] (module [`typed`]) |
 //! | give plugins a function of your application | [`HostFunction`], offered by [`ConfigBuilder::host_function`] |
+//! | bound the calls running at once across plugins, so that a light plugin keeps its latency beside CPU-heavy ones | a [`CpuGate`], given to every host by [`ConfigBuilder::cpu_gate`] |
 //! | serve the plugins of a folder over HTTP | the `pabi-serve` crate, a server over [`Pool`] |
 //!
 //! A [`Host`] holds the configuration, the engine and the cache of

@@ -379,10 +379,12 @@ impl Plugin {
         arm(&mut live.store, &self.shared);
         let data = live.store.data();
         if let Err(why) = data.deadline.take_turn(data.group) {
-            // No wasm ran: the instance is as it was, and the plugin is
-            // not at fault (no crash-loop count).
+            // A call cancelled or timed out leaves its instance dead
+            // (`ERR-6`), even one that never got its turn; but the plugin
+            // is not at fault, so no crash-loop count (`LIFE-7`).
             std::mem::swap(&mut live.store.data_mut().output, output);
             output.clear();
+            self.instance = None;
             return Err(no_turn(why, &self.shared.config));
         }
         let result = call(live, func);

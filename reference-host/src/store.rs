@@ -124,6 +124,8 @@ const CHECK_TICKS: u64 = 5;
 /// (a host call's handler) can give the permit up.
 struct Seat {
     gate: CpuGate,
+    /// The plugin whose call holds the permit: time held is charged to it.
+    lane: std::cell::Cell<usize>,
     held: std::cell::Cell<bool>,
     since: std::cell::Cell<std::time::Instant>,
 }
@@ -133,7 +135,7 @@ impl Drop for Seat {
         // A call that unwound past its end (a panic) does not keep a permit
         // for good: the instance's store goes, and the permit with it.
         if self.held.get() {
-            self.gate.release();
+            self.gate.release(self.lane.get(), self.since.get().elapsed());
         }
     }
 }
@@ -172,6 +174,7 @@ impl Deadline {
         let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).saturating_add(1).try_into().unwrap_or(u64::MAX);
         let seat = gate.map(|gate| Seat {
             gate,
+            lane: std::cell::Cell::new(0),
             held: std::cell::Cell::new(false),
             since: std::cell::Cell::new(std::time::Instant::now()),
         });
@@ -201,6 +204,7 @@ impl Deadline {
         let end = self.wall.unwrap_or_else(std::time::Instant::now);
         seat.gate.acquire(lane, &self.cancel, end)?;
         seat.held.set(true);
+        seat.lane.set(lane);
         seat.since.set(std::time::Instant::now());
         Ok(())
     }
@@ -219,7 +223,7 @@ impl Deadline {
     pub fn give_turn(&self) {
         if let Some(seat) = &self.seat {
             if seat.held.replace(false) {
-                seat.gate.release();
+                seat.gate.release(seat.lane.get(), seat.since.get().elapsed());
             }
         }
     }
