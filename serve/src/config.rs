@@ -152,7 +152,7 @@ impl ServerSettings {
             return refuse("max_connections", "must be at least 1");
         }
         if self.max_running == Some(0) {
-            return Err("max_running must be at least 1".into());
+            return refuse("max_running", "must be at least 1");
         }
         if self.min_body_rate.is_some_and(|rate| rate.as_u64() == 0) {
             return refuse("min_body_rate", "must be at least 1 B");
