@@ -67,9 +67,11 @@ pub struct ServerSettings {
     /// Default: 10 s.
     #[serde(default, with = "humantime_serde")]
     pub grace: Option<Duration>,
-    /// Connections open at once; one more is answered `503` with
-    /// `Retry-After` (`HOST_FAILURE`) and closed. Keep it under the
-    /// process's file-descriptor limit. Default: 512.
+    /// Connections open at once. At the cap, a new connection closes the
+    /// one that has waited longest with no request in progress and takes
+    /// its place; when every connection has a request in progress, it is
+    /// answered `503` with `Retry-After` (`HOST_FAILURE`) and closed. Keep
+    /// it under the process's file-descriptor limit. Default: 512.
     pub max_connections: Option<usize>,
     /// How long a request's head (request line and headers) may take to
     /// arrive, from its first byte; past it the connection is closed.

@@ -2,6 +2,13 @@
 //! HTTP/1.1 by hyper under a watchdog for its header, idle and send
 //! timeouts, and drained within the grace period.
 //!
+//! At the cap, a new connection takes the place of the one that has
+//! waited longest with no request in progress (idle, or still sending a
+//! head): clients that only hold connections open cannot keep a normal
+//! client out, since each new connection pushes the oldest idle one out,
+//! not the newest. Only when every connection has a request in progress
+//! is the new one refused.
+//!
 //! axum's own `serve` bounds neither the number of connections nor their
 //! time, and hyper's `header_read_timeout` also runs while a kept-alive
 //! connection waits for its next request, so it cannot tell a slow head
@@ -34,6 +41,65 @@ use crate::{lock, ServerSettings, State};
 /// file descriptors, most often): the error would come back at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long a connection past the cap waits for the place of the idle
+/// connection it pushed out; past it, it is refused.
+const EVICTION_WAIT: Duration = Duration::from_millis(500);
+
+/// The connections open, each with its phase and the signal that closes
+/// it, so that a new connection at the cap can push out the longest idle.
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    open: std::collections::HashMap<u64, (Shared, Arc<tokio::sync::Notify>)>,
+}
+
+type Connections = Arc<Mutex<Registry>>;
+
+impl Registry {
+    fn enter(registry: &Connections, phase: &Shared) -> (Registered, Arc<tokio::sync::Notify>) {
+        let close = Arc::new(tokio::sync::Notify::new());
+        let mut open = lock(registry);
+        let id = open.next;
+        open.next += 1;
+        open.open.insert(id, (phase.clone(), close.clone()));
+        (Registered { registry: registry.clone(), id }, close)
+    }
+
+    /// Closes the connection that has waited longest with no request in
+    /// progress; whether there was one.
+    fn push_out_longest_idle(registry: &Connections) -> bool {
+        let mut open = lock(registry);
+        let oldest = open
+            .open
+            .iter()
+            .filter_map(|(id, (phase, _))| {
+                let phase = lock(phase);
+                (phase.in_flight == 0).then(|| (phase.head_since.or(phase.idle_since), *id))
+            })
+            // `None` (waiting on neither) sorts first: nothing to wait for.
+            .min();
+        match oldest.and_then(|(_, id)| open.open.remove(&id)) {
+            Some((_, close)) => {
+                close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's entry in the registry, removed when it ends.
+struct Registered {
+    registry: Connections,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock(&self.registry).open.remove(&self.id);
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then drains:
 /// no new connection; connections with no request in progress are closed;
 /// the calls in flight have the grace period to finish, and past it they
@@ -46,6 +112,7 @@ pub(crate) async fn serve(
 ) -> io::Result<()> {
     let settings = state.config.server.clone();
     let slots = Arc::new(Semaphore::new(settings.max_connections()));
+    let registry: Connections = Arc::default();
     let (drain, draining) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -57,8 +124,21 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => match slots.clone().try_acquire_owned() {
                     Ok(slot) => {
-                        let connection = connection(state.clone(), app.clone(), stream, draining.clone(), slot);
+                        let connection =
+                            connection(state.clone(), app.clone(), stream, draining.clone(), slot, registry.clone());
                         connections.spawn(connection);
+                    }
+                    Err(_) if Registry::push_out_longest_idle(&registry) => {
+                        state.metrics.connections_pushed_out.inc();
+                        let (state, app, draining, slots, registry) =
+                            (state.clone(), app.clone(), draining.clone(), slots.clone(), registry.clone());
+                        let max = settings.max_connections();
+                        connections.spawn(async move {
+                            match tokio::time::timeout(EVICTION_WAIT, slots.acquire_owned()).await {
+                                Ok(Ok(slot)) => connection(state, app, stream, draining, slot, registry).await,
+                                _ => refuse(&state, stream, max),
+                            }
+                        });
                     }
                     Err(_) => refuse(&state, stream, settings.max_connections()),
                 },
@@ -94,9 +174,9 @@ async fn join_all(connections: &mut JoinSet<()>, deadline: Instant) -> bool {
     tokio::time::timeout_at(deadline, async { while connections.join_next().await.is_some() {} }).await.is_ok()
 }
 
-/// A connection past `max_connections`: answered `503` with `Retry-After`
-/// and closed, so that the client knows, and the server holds no more
-/// than the cap. The answer goes out in one write to the fresh socket's
+/// A connection past `max_connections` while every connection has a
+/// request in progress: answered `503` with `Retry-After` and closed, so
+/// that the client knows, and the server holds no more than the cap. The answer goes out in one write to the fresh socket's
 /// empty send buffer; a client that sent its request already may see the
 /// connection reset before it reads it.
 fn refuse(state: &State, stream: TcpStream, max: usize) {
@@ -161,6 +241,7 @@ async fn connection(
     stream: TcpStream,
     mut draining: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
+    registry: Connections,
 ) {
     let _open = Open::new(&state);
     let settings = state.config.server.clone();
@@ -171,6 +252,7 @@ async fn connection(
         idle_since: None,
         write_blocked_since: None,
     }));
+    let (_registered, pushed_out) = Registry::enter(&registry, &phase);
     let io = TokioIo::new(Watched { stream, phase: phase.clone() });
     let service = {
         let phase = phase.clone();
@@ -217,6 +299,10 @@ async fn connection(
                     state.metrics.connections_timed_out.inc();
                     return;
                 }
+            }
+            () = pushed_out.notified() => {
+                tracing::debug!("connection closed: pushed out by a new one at max_connections");
+                return;
             }
             changed = draining.changed(), if !drained => {
                 drained = true;

@@ -22,7 +22,8 @@
 //! What a client can make the server hold is bounded by the settings
 //! ([`ServerSettings`], the `[server]` table, and each plugin's
 //! [`PluginSettings`]), not by the number of clients: connections up to
-//! `max_connections`, each closed past its header, idle or send timeout; a
+//! `max_connections` (at the cap a new one pushes out the longest idle),
+//! each closed past its header, idle or send timeout; a
 //! body read only once its call is admitted, one of its plugin's
 //! `instances + max_queue` places, which it keeps until its output is
 //! handed over, and only as fast as `body_timeout` and `min_body_rate`

@@ -53,6 +53,8 @@ pub(crate) struct Metrics {
     pub waiting_for_turn: Gauge,
     /// Connections refused at `max_connections`.
     pub connections_refused: Counter,
+    /// Connections closed, idle, to make room at `max_connections`.
+    pub connections_pushed_out: Counter,
     /// Connections closed by a timeout: header, idle or send.
     pub connections_timed_out: Counter,
     /// 1 while a plugin is disabled by a crash loop (`LIFE-7`), else 0.
@@ -88,6 +90,12 @@ impl Metrics {
         );
         let (held_bytes, connections) = (Gauge::default(), Gauge::default());
         let (connections_refused, connections_timed_out) = (Counter::default(), Counter::default());
+        let connections_pushed_out = Counter::default();
+        registry.register(
+            "connections_pushed_out",
+            "Idle connections closed to make room for a new one at max_connections",
+            connections_pushed_out.clone(),
+        );
         registry.register(
             "held_bytes",
             "Bytes of request bodies and call outputs held; at most instances + max_queue calls per plugin hold one",
@@ -137,6 +145,7 @@ impl Metrics {
             connections,
             waiting_for_turn,
             connections_refused,
+            connections_pushed_out,
             connections_timed_out,
             disabled,
             log_records_dropped,

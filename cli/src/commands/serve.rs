@@ -83,7 +83,8 @@ TIMEOUT 504, a full queue (HOST_FAILURE) or CRASH_LOOP 503 with Retry-After,
 any other plugin failure 502.
 
 Connections (the [server] table, or the flags of the same names):
-  grace 10s, max_connections 512 (one more: 503 HOST_FAILURE, Retry-After),
+  grace 10s, max_connections 512 (one more closes the longest idle one; if
+  every connection has a request in progress: 503 HOST_FAILURE, Retry-After),
   header_timeout 10s (a request's head, from its first byte), idle_timeout
   60s (waiting for the next request), body_timeout 10s and min_body_rate
   16 KiB (a body must arrive within body_timeout + received / rate, else

@@ -237,26 +237,39 @@ fn a_content_length_past_max_input_is_413_at_once() {
     assert!(error.message.contains("1073741824 bytes"), "{}", error.message);
 }
 
-/// Past `max_connections` a client is told so, and once a connection
-/// goes, clients are served again.
+/// At the cap, a new connection pushes out the one idle the longest, so
+/// that clients holding connections open cannot keep a normal client out;
+/// only when every connection has a request in progress is a new one
+/// refused, with 503 and `Retry-After`.
 #[test]
-fn connections_past_the_cap_are_refused_with_503_and_service_comes_back() {
+fn at_the_cap_an_idle_connection_makes_room_and_busy_ones_refuse() {
     let dir = plugin_dir();
     let running = Running::start(dir.path(), "[server]\nmax_connections = 3");
-    let mut idle: Vec<_> = (0..3).map(|_| running.connect()).collect();
+    let _idle: Vec<_> = (0..3).map(|_| running.connect()).collect();
     running.wait_for("pabi_connections", |n| n == 3);
+    let mut normal =
+        running.send(format!("{}hi", post_head("/v1/plugins/io/echo", "Content-Length: 2\r\n")).as_bytes());
+    let served = answer(&mut normal).expect("a normal client is served at the cap");
+    assert_eq!((served.status, served.body.as_slice()), (StatusCode::OK, &b"hi"[..]));
+    assert_eq!(running.metric("pabi_connections_pushed_out_total"), 1);
+    drop(normal);
+    running.wait_for("pabi_connections", |n| n <= 3);
+    // Three requests in progress: each has sent its head and half its body.
+    let head = post_head("/v1/plugins/io/echo", "Content-Length: 4\r\n");
+    let busy: Vec<_> = (0..3).map(|_| running.send(format!("{head}ab").as_bytes())).collect();
+    running.wait_for("pabi_connections", |n| n == 3);
+    running.wait_for("pabi_held_bytes", |n| n >= 12);
     let mut extra = running.connect();
     let refused = answer(&mut extra).expect("a connection past the cap is answered");
     assert_eq!((refused.status, refused.retry_after.as_deref()), (StatusCode::SERVICE_UNAVAILABLE, Some("1")));
     let error: CallErrorBody = refused.error();
     assert!(error.message.contains("max_connections"), "{}", error.message);
     assert_eq!(running.metric("pabi_connections_refused_total"), 1);
-    drop(idle.pop());
-    running.wait_for("pabi_connections", |n| n == 2);
-    let mut normal =
-        running.send(format!("{}hi", post_head("/v1/plugins/io/echo", "Content-Length: 2\r\n")).as_bytes());
-    let served = answer(&mut normal).unwrap();
-    assert_eq!((served.status, served.body.as_slice()), (StatusCode::OK, &b"hi"[..]));
+    for mut client in busy {
+        client.write_all(b"cd").unwrap();
+        let answer = answer(&mut client).unwrap();
+        assert_eq!((answer.status, answer.body.as_slice()), (StatusCode::OK, &b"abcd"[..]));
+    }
 }
 
 /// However many clients send bodies at once, a plugin holds at most
