@@ -5,7 +5,7 @@
 #   bench/serve/run.sh [SECONDS]     (default 10 s per phase)
 #   bench/serve/run.sh --only-clients (the hostile-client scenarios alone:
 #                                      no hey, a few seconds)
-#   bench/serve/run.sh --only-cpu [SECONDS] (the echo beside CPU burners
+#   bench/serve/run.sh --only-mix [SECONDS] (a light echo beside the hostile mix
 #                                      alone, both isolations)
 #
 # Installs `hey` (Debian package, a static binary) into bench/serve/.tools
@@ -25,8 +25,8 @@ if [ ! -x "$hey" ]; then
   (cd "$tools" && apt-get download hey && dpkg -x hey_*.deb root)
 fi
 cargo build --release --manifest-path "$root/Cargo.toml" -q -p pabi-cli -p pabi-fixtures
-if [ "${1:-}" = "--only-cpu" ]; then
-  exec python3 "$here/load.py" --hey "$hey" --root "$root" --seconds "${2:-10}" --only-cpu
+if [ "${1:-}" = "--only-mix" ]; then
+  exec python3 "$here/load.py" --hey "$hey" --root "$root" --seconds "${2:-10}" --only-mix
 fi
 cargo bench --manifest-path "$root/Cargo.toml" -q -p pabi-host --bench calls 2>/dev/null | tail -4
 # The library without HTTP: in-process pool against a worker process.

@@ -5,7 +5,12 @@
 //! every permit, a short call waits for a whole long call. So a call that
 //! has run for a time slice while another call waits gives its permit up,
 //! from the epoch callback the deadline already uses, and waits for its
-//! next turn. Turns go to plugins, not to calls: each plugin (a pool, or a
+//! next turn. The epoch ticks every 2 ms, too coarse for a short call to
+//! wait for: a call that arrives to wait advances the epoch of every
+//! engine the gate serves, so a call past its slice gives its permit up
+//! within microseconds; and a call whose plugin is next in line (it held
+//! permits the least: a light plugin) takes a permit from a call that has
+//! run a tenth of its slice, without waiting for the slice to end. Turns go to plugins, not to calls: each plugin (a pool, or a
 //! lone [`crate::Plugin`]) has a lane of waiting calls, first come first
 //! served within it, and a freed permit goes to the lane that has held
 //! permits for the least time, so a plugin with one waiting call gets the
@@ -19,9 +24,16 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a call runs, while another waits, before it gives its permit
-/// up, by default: one epoch tick ([`crate::store::EPOCH_TICK`]), the finest
-/// the epoch can interrupt. Spelled out: the gate sits below the store.
-const DEFAULT_SLICE: Duration = Duration::from_millis(2);
+/// up, by default. Short enough that a light plugin's call waits less than
+/// its own time alone; long enough that calls switching permits (a few
+/// microseconds each) cost the burners under 1 %.
+const DEFAULT_SLICE: Duration = Duration::from_micros(500);
+
+/// The part of a slice a call runs at least before an urgent arrival
+/// ([`CpuGate::acquire`]) takes its permit: 50 µs of the default slice.
+/// Switching permits costs a few microseconds, which this keeps a small
+/// part of a turn, and a longer slice lengthens it in step.
+const MIN_TURN_PER_SLICE: u32 = 10;
 
 /// How often a call waiting for its turn looks at its cancel flag: a
 /// cancel takes effect within about this long, as in wasm (`store.rs`).
@@ -29,9 +41,9 @@ const CANCEL_LOOK: Duration = Duration::from_millis(10);
 
 /// At most `permits` plugin calls run wasm at once, in every host given
 /// this gate ([`crate::ConfigBuilder::cpu_gate`]), and the permits go
-/// round the plugins that wait, least CPU time first: a call that has run for a time slice (one
-/// epoch tick, 2 ms) while another call waits gives its permit up and
-/// waits for its next turn, and a call blocked in a host call's handler or
+/// round the plugins that wait, least CPU time first: a call that has run
+/// for a time slice (0.5 ms) while another call waits gives its permit up
+/// and waits for its next turn, and a call blocked in a host call's handler or
 /// a real sleep holds no permit. A plugin with little work so keeps a
 /// latency close to the one it has alone, whatever its neighbours run.
 ///
@@ -65,9 +77,17 @@ pub struct CpuGate {
 struct Inner {
     permits: usize,
     slice: Duration,
+    /// The engines whose calls take this gate's permits: a call that
+    /// arrives to wait advances their epochs, so that a call that has run
+    /// for its slice gives its permit up now rather than at the next tick.
+    engines: Mutex<Vec<wasmtime::EngineWeak>>,
     /// Calls waiting for a turn, read without the lock by every running
     /// call's epoch callback.
     waiting: AtomicUsize,
+    /// Set when a call arrives whose plugin is next in line: the first
+    /// running call that has run a tenth of its slice gives its permit up
+    /// at once and clears it.
+    urgent: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -103,15 +123,18 @@ pub(crate) enum NoTurn {
 }
 
 impl CpuGate {
-    /// A gate of `permits` permits (at least 1), with time slices of 2 ms
-    /// (one epoch tick).
+    /// A gate of `permits` permits (at least 1), with time slices of
+    /// 0.5 ms.
     pub fn new(permits: usize) -> CpuGate {
         CpuGate::with_slice(permits, DEFAULT_SLICE)
     }
 
     /// A gate of `permits` permits (at least 1), whose calls run for
-    /// `slice` while others wait before they give their permit up (taken
-    /// in whole epoch ticks of 2 ms). A longer slice trades the latency of
+    /// `slice` while others wait before they give their permit up. A call
+    /// past its slice gives its permit up as soon as another call arrives
+    /// to wait, or at the next epoch tick (2 ms) for calls that wait
+    /// already; a call whose plugin is next in line takes it after a
+    /// tenth of the slice. A longer slice trades the latency of
     /// short calls for fewer switches.
     pub fn with_slice(permits: usize, slice: Duration) -> CpuGate {
         let permits = permits.max(1);
@@ -119,7 +142,9 @@ impl CpuGate {
             inner: Arc::new(Inner {
                 permits,
                 slice,
+                engines: Mutex::default(),
                 waiting: AtomicUsize::new(0),
+                urgent: AtomicBool::new(false),
                 state: Mutex::new(State { free: permits, lanes: Vec::new() }),
             }),
         }
@@ -146,6 +171,17 @@ impl CpuGate {
         self.inner.waiting.load(Ordering::Relaxed) > 0
     }
 
+    /// Whether a running call that has held its permit for `held` gives it
+    /// up now: when calls wait, at the end of its slice, or after a tenth
+    /// of it for a call whose plugin is next in line.
+    pub(crate) fn should_yield(&self, held: Duration) -> bool {
+        if !self.has_waiters() {
+            return false;
+        }
+        let slice = self.inner.slice;
+        held >= slice || (held >= slice / MIN_TURN_PER_SLICE && self.inner.urgent.swap(false, Ordering::Relaxed))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -153,7 +189,12 @@ impl CpuGate {
     /// Takes a permit for a call of the plugin `lane`, waiting for its turn
     /// until `end` or a cancel (`cancel` is then cleared, as the epoch
     /// callback clears it).
-    pub(crate) fn acquire(&self, lane: usize, cancel: &AtomicBool, end: Instant) -> Result<(), NoTurn> {
+    ///
+    /// A call that arrives (`kick`) makes the calls that have run for their
+    /// slice give their permits up at once ([`CpuGate::kick`]); a call that
+    /// gave its permit up at the end of its slice waits without a kick, or
+    /// every turn would cut another short.
+    pub(crate) fn acquire(&self, lane: usize, cancel: &AtomicBool, end: Instant, kick: bool) -> Result<(), NoTurn> {
         let waiter = {
             let mut state = self.lock();
             if state.free > 0 && state.lanes.iter().all(|l| l.waiters.is_empty()) {
@@ -163,11 +204,23 @@ impl CpuGate {
             let waiter = Arc::new(Waiter::default());
             state.enqueue(lane, waiter.clone());
             self.inner.waiting.fetch_add(1, Ordering::Relaxed);
+            // A plugin next in line (one that has held permits the least,
+            // a light one above all) takes a running call's permit at
+            // once; others wait for a slice to end.
+            if kick && state.next_lane() == Some(lane) {
+                self.inner.urgent.store(true, Ordering::Relaxed);
+            }
             // A permit may be free while others wait only for an instant
             // (between a release and the grant): grant now rather than wait.
             self.grant_free(&mut state);
+            if waiter.granted.load(Ordering::Relaxed) {
+                self.inner.urgent.store(false, Ordering::Relaxed);
+            }
             waiter
         };
+        if kick && !waiter.granted.load(Ordering::Relaxed) {
+            self.kick();
+        }
         let mut state = self.lock();
         loop {
             if waiter.granted.load(Ordering::Relaxed) {
@@ -187,6 +240,26 @@ impl CpuGate {
             }
             let wait = end.saturating_duration_since(Instant::now()).min(CANCEL_LOOK);
             state = waiter.wake.wait_timeout(state, wait).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    /// Calls of `engine` take this gate's permits.
+    pub(crate) fn serve_engine(&self, engine: &wasmtime::Engine) {
+        let mut engines = self.inner.engines.lock().unwrap_or_else(|p| p.into_inner());
+        engines.retain(|e| e.upgrade().is_some());
+        engines.push(engine.weak());
+    }
+
+    /// Advances the epoch of every engine served: each call running wasm
+    /// looks at once whether it has had its slice (`Deadline::on_epoch`).
+    /// An epoch is a counter every store reads; advancing it costs an
+    /// atomic add, and a call that looks and goes on a few nanoseconds. A
+    /// deadline under a gate is wall time, so the extra epochs shorten no
+    /// call.
+    fn kick(&self) {
+        let engines = self.inner.engines.lock().unwrap_or_else(|p| p.into_inner());
+        for engine in engines.iter().filter_map(wasmtime::EngineWeak::upgrade) {
+            engine.increment_epoch();
         }
     }
 
@@ -249,6 +322,11 @@ impl State {
         lane.waiters.push_back(waiter);
     }
 
+    /// The lane whose first waiter [`State::next_waiter`] would take.
+    fn next_lane(&self) -> Option<usize> {
+        self.lanes.iter().filter(|l| !l.waiters.is_empty()).min_by_key(|l| (l.used, l.waiters.len())).map(|l| l.key)
+    }
+
     /// The first waiter of the lane that held permits for the least time
     /// (then of the one with fewer calls waiting: the plugin with little
     /// work goes first).
@@ -303,12 +381,12 @@ mod tests {
     fn a_plugin_with_one_waiting_call_goes_before_one_with_many() {
         let gate = CpuGate::new(1);
         let never = AtomicBool::new(false);
-        gate.acquire(0, &never, far()).unwrap();
+        gate.acquire(0, &never, far(), false).unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let waiter = |lane: usize| {
             let (gate, order) = (gate.clone(), order.clone());
             std::thread::spawn(move || {
-                gate.acquire(lane, &AtomicBool::new(false), far()).unwrap();
+                gate.acquire(lane, &AtomicBool::new(false), far(), false).unwrap();
                 order.lock().unwrap().push(lane);
                 gate.release(lane, Duration::from_millis(1));
             })
@@ -324,17 +402,94 @@ mod tests {
         assert_eq!((gate.waiting(), gate.lock().free), (0, 1));
     }
 
+    /// A call that arrives to wait interrupts the wasm the gate's engines
+    /// run, at once: here an engine whose epoch nothing else advances runs
+    /// a loop that only an epoch can end.
+    #[test]
+    fn a_call_that_arrives_to_wait_interrupts_running_wasm() {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let gate = CpuGate::new(1);
+        gate.serve_engine(&engine);
+        let wasm = wat::parse_str(r#"(module (func (export "spin") (loop (br 0))))"#).unwrap();
+        let module = wasmtime::Module::new(&engine, wasm).unwrap();
+        let (interrupted, looked) = std::sync::mpsc::channel();
+        let (armed, deadline_set) = std::sync::mpsc::channel();
+        let spinner = {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let mut store = wasmtime::Store::new(&engine, ());
+                store.set_epoch_deadline(1);
+                armed.send(()).unwrap();
+                store.epoch_deadline_callback(move |_| {
+                    let _ = interrupted.send(());
+                    Err(wasmtime::Error::msg("interrupted"))
+                });
+                let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+                let spin = instance.get_typed_func::<(), ()>(&mut store, "spin").unwrap();
+                spin.call(&mut store, ()).unwrap_err();
+            })
+        };
+        // The store's deadline is one epoch past the engine's now: one kick
+        // passes it, whether the loop runs yet or not.
+        deadline_set.recv().unwrap();
+        let never = AtomicBool::new(false);
+        gate.acquire(0, &never, far(), false).unwrap();
+        // The waiting call ends at its deadline: the kick is what counts.
+        let _ = gate.acquire(1, &never, Instant::now() + Duration::from_millis(50), true);
+        let kicked = looked.recv_timeout(Duration::from_secs(10));
+        // End the loop either way, so that a failure does not hang.
+        engine.increment_epoch();
+        spinner.join().unwrap();
+        kicked.expect("the arriving call advanced the epoch of the gate's engine");
+    }
+
+    /// A call whose plugin is next in line takes one running call's permit
+    /// after a short turn; a call of a plugin behind others waits for the
+    /// end of a slice.
+    #[test]
+    fn a_call_next_in_line_cuts_a_turn_short_once() {
+        let gate = CpuGate::with_slice(1, Duration::from_secs(60));
+        let never = AtomicBool::new(false);
+        gate.acquire(0, &never, far(), false).unwrap();
+        let min_turn = Duration::from_secs(6);
+        let short = min_turn + Duration::from_micros(1);
+        assert!(!gate.should_yield(short), "no one waits");
+        // Lane 1 has held a permit for a second: behind lane 2 below.
+        gate.lock().charge(1, Duration::from_secs(1));
+        let waiter = |lane: usize| {
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                gate.acquire(lane, &AtomicBool::new(false), far(), true).unwrap();
+                gate.release(lane, Duration::ZERO);
+            })
+        };
+        let first = waiter(2);
+        wait_until(|| gate.waiting() == 1);
+        assert!(!gate.should_yield(min_turn / 2), "a turn shorter than a tenth of the slice is kept");
+        assert!(gate.should_yield(short), "lane 2 is next in line");
+        assert!(!gate.should_yield(short), "one arrival cuts one turn short");
+        let second = waiter(1);
+        wait_until(|| gate.waiting() == 2);
+        assert!(!gate.should_yield(short), "lane 1 is behind lane 2: it waits for a slice");
+        assert!(gate.should_yield(Duration::from_secs(60)), "a whole slice");
+        gate.release(0, Duration::ZERO);
+        first.join().unwrap();
+        second.join().unwrap();
+    }
+
     #[test]
     fn a_waiting_call_stops_at_a_cancel_or_its_end() {
         let gate = CpuGate::new(1);
         let never = AtomicBool::new(false);
-        gate.acquire(0, &never, far()).unwrap();
+        gate.acquire(0, &never, far(), false).unwrap();
         let cancel = AtomicBool::new(true);
-        assert_eq!(gate.acquire(1, &cancel, far()), Err(NoTurn::Cancelled));
+        assert_eq!(gate.acquire(1, &cancel, far(), false), Err(NoTurn::Cancelled));
         assert!(!cancel.load(Ordering::Relaxed), "the cancel is taken");
-        assert_eq!(gate.acquire(1, &never, Instant::now()), Err(NoTurn::DeadlinePassed));
+        assert_eq!(gate.acquire(1, &never, Instant::now(), false), Err(NoTurn::DeadlinePassed));
         assert_eq!(gate.waiting(), 0);
         gate.release(0, Duration::ZERO);
-        gate.acquire(1, &never, far()).unwrap();
+        gate.acquire(1, &never, far(), false).unwrap();
     }
 }

@@ -217,6 +217,9 @@ impl HostCore {
             stop_ticker: stop_ticker.clone(),
         };
         tick(engine.clone(), stop_ticker).map_err(|e| unavailable("the epoch thread", &e))?;
+        if let Some(gate) = config.cpu_gate() {
+            gate.serve_engine(&engine);
+        }
         Ok(HostCore { engine, config, room: Arc::new(room), logs: Mutex::default() })
     }
 
@@ -290,7 +293,7 @@ impl HostCore {
         // The compile budget bounds everything after it, so it comes first;
         // then the envelope and the version, before anything of a version
         // (`VER-8`). An unreadable envelope is left to the validator, which
-        // says why.
+        // refuses it citing the clause of step 2 it breaks, and nothing else.
         let code = pabi_validator::code_size(wasm);
         check_budget(&code, self.config.limits())?;
         if let Ok(declared) = pabi_abi::read_envelope(wasm) {
@@ -309,7 +312,10 @@ impl HostCore {
 
     /// Everything up to instantiation.
     fn prepare(&self, wasm: &[u8], key: &ModuleKey, code: CodeSize) -> Result<Prepared, Error> {
-        let report = pabi_validator::validate(wasm);
+        // Checked as for this host's version, which its refusals name (`VER-4`).
+        let options =
+            pabi_validator::Options { host_abi: Some(self.config.abi_version()), ..pabi_validator::Options::default() };
+        let report = pabi_validator::validate_with(wasm, &options);
         if report.has_errors() {
             return Err(Error::InvalidModule { findings: report.errors().map(ModuleFinding::from).collect() });
         }

@@ -304,12 +304,14 @@ impl HostFunction {
     /// failure, as in a host (`CALL-4`). The handler sees no deadline and
     /// the default reply cap; [`HostFunction::serve_until`] gives both.
     pub fn serve(&self, plugin: &str, function: &str, request: &[u8]) -> Result<Vec<u8>, HostCallError> {
-        self.serve_until(plugin, function, request, None, pabi_abi::Limits::default().max_reply)
+        self.serve_until(plugin, function, request, None, pabi_abi::Limits::default().max_reply, None)
     }
 
-    /// [`HostFunction::serve`] for a call that ends at `deadline` and
-    /// whose replies are capped at `max_reply` bytes: what the handler
-    /// reads as [`CallContext::deadline`] and [`CallContext::max_reply`].
+    /// [`HostFunction::serve`] for a call that ends at `deadline`, whose
+    /// replies are capped at `max_reply` bytes, and that is cancelled once
+    /// `cancel` is set: what the handler reads as
+    /// [`CallContext::deadline`], [`CallContext::max_reply`] and
+    /// [`CallContext::is_cancelled`].
     pub fn serve_until(
         &self,
         plugin: &str,
@@ -317,8 +319,9 @@ impl HostFunction {
         request: &[u8],
         deadline: Option<Instant>,
         max_reply: u64,
+        cancel: Option<&AtomicBool>,
     ) -> Result<Vec<u8>, HostCallError> {
-        let context = CallContext { plugin, function, host_call: &self.name, deadline, cancel: None, max_reply };
+        let context = CallContext { plugin, function, host_call: &self.name, deadline, cancel, max_reply };
         run_handler(&self.handler, &context, request)
     }
 }

@@ -107,7 +107,8 @@ impl PluginFile {
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            options.custom_flags(libc::O_NONBLOCK);
+            // The flag's bits fit an `i32`, the type `custom_flags` takes.
+            options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
         }
         let file = options.open(path).map_err(unreadable)?;
         let metadata = file.metadata().map_err(unreadable)?;

@@ -100,7 +100,7 @@ pub struct ServerSettings {
     pub send_timeout: Option<Duration>,
     /// Plugin calls that run wasm at once, across every plugin served in
     /// this process. The permits go round the plugins in time slices of
-    /// 2 ms ([`pabi_host::CpuGate`]): a call that has run its slice while
+    /// 0.5 ms ([`pabi_host::CpuGate`]): a call that has run its slice while
     /// another waits gives its permit up, and a call blocked in a host call
     /// holds none, so a plugin with little work keeps a latency close to
     /// the one it has alone, whatever its neighbours burn. A call's

@@ -46,7 +46,7 @@ pub struct Opts {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: Option<u64>,
     /// Plugin calls running wasm at once across all in-process plugins,
-    /// shared round the plugins in 2 ms slices. Overrides `[server]
+    /// shared round the plugins in 0.5 ms slices. Overrides `[server]
     /// max_running` [default: the settings', else the number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_running: Option<u64>,
@@ -91,7 +91,7 @@ Connections (the [server] table, or the flags of the same names):
   408 REQUEST_TIMEOUT), send_timeout 10s (a response nobody reads).
 CPU (the [server] table, or the flag): max_running, default the number of
   CPUs: in-process plugin calls running wasm at once; the permits go round
-  the plugins in 2 ms slices (a call in a host call holds none), so a
+  the plugins in 0.5 ms slices (a call in a host call holds none), so a
   light plugin keeps its latency beside CPU-heavy ones. Worker processes
   are left to the OS scheduler.
 A call is admitted before its body is read only while its plugin has fewer

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Write};
 use std::process::{Child, ChildStdin, ChildStdout};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,11 @@ pub(super) struct Link {
     /// wake-up per call, a fifth of a call's time.
     input: Mutex<Option<BufWriter<PipeInput>>>,
     pending: Mutex<Pending>,
+    /// The cancel flag of each host call the worker relayed whose handler
+    /// runs, by the worker's id: set when the worker's call stops waiting
+    /// for it, or the worker ends, so that a handler (a command, say) ends
+    /// then, not at the call's deadline.
+    host_calls: Mutex<HashMap<u64, Arc<AtomicBool>>>,
     pub child: Mutex<Child>,
     /// When the link was made: what [`Link::heard`] counts from.
     born: Instant,
@@ -58,6 +63,7 @@ impl Link {
             pid,
             input: Mutex::new(Some(BufWriter::new(PipeInput(stdin)))),
             pending: Mutex::default(),
+            host_calls: Mutex::default(),
             child: Mutex::new(child),
             born: Instant::now(),
             heard: AtomicU64::new(0),
@@ -136,6 +142,30 @@ impl Link {
         for sender in held {
             let _ = sender.send(WorkerAnswer::Ended(self.pid, status.to_string()));
         }
+        // No one waits for the replies of the host calls it made.
+        for (_, cancel) in lock(&self.host_calls).drain() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Registers the host call `id` whose handler is about to run: its
+    /// cancel flag.
+    fn host_call_started(&self, id: u64) -> Arc<AtomicBool> {
+        let cancel = Arc::new(AtomicBool::new(lock(&self.pending).ended.is_some()));
+        lock(&self.host_calls).insert(id, cancel.clone());
+        cancel
+    }
+
+    fn host_call_done(&self, id: u64) {
+        lock(&self.host_calls).remove(&id);
+    }
+
+    /// The worker's call stopped waiting for the host call `id`: its
+    /// handler is cancelled.
+    fn host_call_ended(&self, id: u64) {
+        if let Some(cancel) = lock(&self.host_calls).remove(&id) {
+            cancel.store(true, Ordering::Relaxed);
+        }
     }
 
     pub fn kill(&self) {
@@ -174,9 +204,11 @@ pub(super) fn read_answers(
                 // On a thread of its own: a handler may take its time, and
                 // the answers of other calls keep flowing meanwhile.
                 let relay = link.clone();
+                let cancel = link.host_call_started(id);
                 let spawned = std::thread::Builder::new().name("pabi-host-call".into()).spawn(move || {
                     let call = super::relay::HostCall { id, name: &name, function: &function, time_left };
-                    super::relay::answer(&pool, &relay, call, &body);
+                    super::relay::answer(&pool, &relay, call, &body, Some(&cancel));
+                    relay.host_call_done(id);
                 });
                 if let Err(error) = spawned {
                     // Answering from here could wait on the worker's input
@@ -185,6 +217,10 @@ pub(super) fn read_answers(
                     link.kill();
                     return;
                 }
+                continue;
+            }
+            FromWorker::HostCallEnded { id } => {
+                link.host_call_ended(id);
                 continue;
             }
             FromWorker::LogDropped { records, bytes } => {

@@ -142,6 +142,11 @@ pub enum FromWorker {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         time_left: Option<std::time::Duration>,
     },
+    /// The call that made the host call `id` stopped waiting for its
+    /// reply (its deadline passed or it was cancelled): the server ends
+    /// the handler, as a host in one process ends it (`CALL-7`), and sends
+    /// no reply.
+    HostCallEnded { id: u64 },
     /// The answer to a `ping`.
     Pong,
     /// Log records and bytes dropped since the last `log_dropped`, past

@@ -5,6 +5,8 @@ use super::link::Link;
 use super::lock;
 use super::pool::PoolState;
 use super::protocol::ToWorker;
+use std::sync::atomic::AtomicBool;
+
 use crate::HostCallError;
 
 /// Serves the host call `id` and sends the reply to the worker. The plugin
@@ -18,7 +20,10 @@ use crate::HostCallError;
 /// (`ToWorker::max_body`): a failure message cut to 65,536 bytes as the
 /// plugin would read it (`CALL-4`), a reply past the cap cut to the cap
 /// and one byte, which the worker still refuses as too long (`LIM-14`).
-pub(super) fn answer(pool: &PoolState, link: &Link, call: HostCall<'_>, request: &[u8]) {
+///
+/// `cancel`, when set, cancels the handler ([`crate::CallContext::is_cancelled`]):
+/// the worker's call stopped waiting for it.
+pub(super) fn answer(pool: &PoolState, link: &Link, call: HostCall<'_>, request: &[u8], cancel: Option<&AtomicBool>) {
     let HostCall { id, name, function, time_left } = call;
     let plugin = lock(&pool.module).name.clone();
     let limits = pool.start.config.limits();
@@ -30,7 +35,7 @@ pub(super) fn answer(pool: &PoolState, link: &Link, call: HostCall<'_>, request:
             Some(handler) => {
                 let _serving = crate::host_fn::Serving::enter(pool.group);
                 let deadline = time_left.and_then(|left| std::time::Instant::now().checked_add(left));
-                handler.serve_until(&plugin, function, request, deadline, max_reply)
+                handler.serve_until(&plugin, function, request, deadline, max_reply, cancel)
             }
             None => Err(HostCallError::new(format!("no host function `{name}` is offered to `{plugin}`"))),
         }

@@ -310,6 +310,9 @@ impl Relays {
                         let passed = cx.deadline().is_some_and(|deadline| std::time::Instant::now() >= deadline);
                         if passed || cx.is_cancelled() {
                             lock(&relays.waiting).replies.remove(&id);
+                            // Its handler over there is ended too. Lost
+                            // only if the pool is gone, which ends it.
+                            let _ = send(&relays.output, &FromWorker::HostCallEnded { id }, b"");
                             return Err(HostCallError::new("the call ended while its host call waited"));
                         }
                     }

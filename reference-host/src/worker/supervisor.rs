@@ -80,8 +80,11 @@ pub(super) fn start(pool: &Arc<PoolState>, module: &Module) -> Result<Arc<Link>,
         match read_frame_capped::<FromWorker>(&mut stdout, max_body) {
             Ok(Some((FromWorker::HostCall { id, name, function, time_left, .. }, request))) => {
                 let call = super::relay::HostCall { id, name: &name, function: &function, time_left };
-                super::relay::answer(pool, &link, call, &request);
+                super::relay::answer(pool, &link, call, &request, None);
             }
+            // Answered above, on this thread: by the time this is read,
+            // its handler has ended.
+            Ok(Some((FromWorker::HostCallEnded { .. }, _))) => {}
             Ok(Some((FromWorker::Ready { metadata, .. }, _))) => break Ok(*metadata),
             Ok(Some((FromWorker::LogDropped { records, bytes }, _))) => pool.log_dropped(records, bytes),
             Ok(Some((FromWorker::Refused { error }, _))) => {
