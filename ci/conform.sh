@@ -5,7 +5,8 @@
 #
 # PATH is a plugin file or a folder searched for .wasm files. For each
 # plugin, `PLUGIN.vectors.json` beside it (if present) is run as its test
-# vectors. Writes DIR/pabi.sarif and DIR/pabi-conform.xml (JUnit) and exits
+# vectors. Writes DIR/pabi.sarif, DIR/conform-*.xml (JUnit) and, for a
+# failing input too long to show, DIR/reproducers/ (named in the JUnit); exits
 # 0 when every plugin is valid and conformant, 1 when one is not, 2 on a
 # usage or I/O error. Uses `pabi` from PATH, or this repository's build.
 set -euo pipefail
@@ -17,7 +18,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --report-dir) report_dir="$2"; shift 2 ;;
     --cases|--seed) extra+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     -*) echo "error: unknown option $1" >&2; exit 2 ;;
     *) paths+=("$1"); shift ;;
   esac
@@ -61,7 +62,8 @@ for plugin in "${plugins[@]}"; do
   [ -f "$vectors" ] && args+=(--vectors "$vectors")
   if [ -n "$report_dir" ]; then
     name="$(echo "$plugin" | tr '/' '_')"
-    "$pabi" conform "${args[@]}" --format junit "$plugin" > "$report_dir/conform-${name%.wasm}.xml" || conform_status=$?
+    "$pabi" conform "${args[@]}" --format junit --report-dir "$report_dir/reproducers" "$plugin" \
+      > "$report_dir/conform-${name%.wasm}.xml" || conform_status=$?
   else
     "$pabi" conform "${args[@]}" "$plugin" || conform_status=$?
   fi

@@ -9,11 +9,12 @@ use proptest::strategy::BoxedStrategy;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
 use crate::report::{CheckOutcome, CheckResult, Failure, PluginReport};
+use crate::reproducer::{Payload, ReportFolder, Reproducer};
 use crate::{inputs, Check, HostResult, Options, Progress, TestHost};
 
 /// A failure that names no function or input: the check's own message.
 pub(crate) fn fail(message: impl Into<String>) -> CheckOutcome {
-    CheckOutcome::Fail(Failure { message: message.into(), function: None, input_hex: None, reproducer: None })
+    CheckOutcome::Fail(Failure::new(message))
 }
 
 /// A check that does not apply to the plugin, and why.
@@ -29,6 +30,12 @@ pub(crate) struct Run<'a, H: TestHost> {
     pub(crate) options: &'a Options,
     results: Vec<CheckResult>,
     makes_host_calls: bool,
+    /// Where reproducers too long for a terminal are written.
+    folder: ReportFolder,
+    /// The check running, which names its reproducer files.
+    current: Option<Check>,
+    /// How many test vectors the `vectors` check ran, for its result.
+    pub(crate) vectors_ran: Option<u32>,
 }
 
 impl<'a, H: TestHost + Sync> Run<'a, H> {
@@ -39,7 +46,18 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
         options: &'a Options,
         makes_host_calls: bool,
     ) -> Self {
-        Run { host, path, wasm, options, results: Vec::new(), makes_host_calls }
+        let folder = ReportFolder::new(options.report_dir.clone(), path);
+        Run {
+            host,
+            path,
+            wasm,
+            options,
+            results: Vec::new(),
+            makes_host_calls,
+            folder,
+            current: None,
+            vectors_ran: None,
+        }
     }
 
     pub(crate) fn record(
@@ -49,9 +67,12 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
         body: impl FnOnce(&mut Self) -> CheckOutcome,
     ) {
         progress(Progress::Started { check });
+        self.current = Some(check);
         let started = Instant::now();
         let outcome = body(self);
-        self.results.push(CheckResult::new(check, outcome, started.elapsed()));
+        let mut result = CheckResult::new(check, outcome, started.elapsed());
+        result.vectors = self.vectors_ran.take();
+        self.results.push(result);
     }
 
     pub(crate) fn finish(self) -> PluginReport {
@@ -132,14 +153,38 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
             self.runner(cases).run(&strategy, |input| (property.borrow_mut())(&input).map_err(TestCaseError::fail));
         match result {
             Ok(()) => CheckOutcome::Pass,
-            Err(TestError::Fail(reason, input)) => CheckOutcome::Fail(Failure {
-                message: reason.message().to_string(),
-                function: Some(function.to_string()),
-                reproducer: Some(format!("pabi run {} {function} --input-hex '{}'", self.path, encode_hex(&input))),
-                input_hex: Some(encode_hex(&input)),
+            Err(TestError::Fail(reason, input)) => self.reproduced(reason.message(), Some(function), function, |r| {
+                r.function = Some(function.to_string());
+                r.input = Some(Payload::Inline(input));
             }),
             Err(TestError::Abort(reason)) => fail(format!("generation aborted: {reason}")),
         }
+    }
+}
+
+impl<H: TestHost> Run<'_, H> {
+    /// A failure of the running check on `function`, with the reproducer
+    /// `build` gives, its bytes inline; those too long for a report are
+    /// written to files named `<plugin>-<check>-<name>…` of the report
+    /// folder ([`ReportFolder::place`]). When a file cannot be written, the
+    /// message says so in place of a reproducer.
+    pub(crate) fn reproduced(
+        &self,
+        message: impl Into<String>,
+        function: Option<&str>,
+        name: &str,
+        build: impl FnOnce(&mut Reproducer),
+    ) -> CheckOutcome {
+        let mut failure = Failure::new(message);
+        failure.function = function.map(String::from);
+        let mut reproducer = Reproducer::new(self.path, None);
+        build(&mut reproducer);
+        let check = self.current.map_or("check", Check::id);
+        match self.folder.place(&mut reproducer, &format!("{check}-{name}")) {
+            Ok(()) => failure.reproducer = Some(Box::new(reproducer)),
+            Err(e) => failure.message += &format!(" (no reproducer: {e})"),
+        }
+        CheckOutcome::Fail(failure)
     }
 }
 
@@ -153,11 +198,38 @@ pub(crate) fn same_result(a: &HostResult<Vec<u8>>, b: &HostResult<Vec<u8>>) -> b
     }
 }
 
-/// A call's result for a failure message; a long output by its digest.
+/// A call's result for a failure message: its output as text or hex (a
+/// long one cut, with its length and digest), or its failure.
 pub(crate) fn describe(result: &HostResult<Vec<u8>>) -> String {
     match result {
-        Ok(out) if out.len() <= 32 => format!("output {}", encode_hex(out)),
-        Ok(out) => format!("{} bytes of output (sha256 {})", out.len(), sha256_hex(out)),
+        Ok(out) => format!("output {}", show_bytes(out)),
         Err(f) => f.to_string(),
     }
+}
+
+/// How many bytes of output or input a failure message quotes.
+const SHOWN_BYTES: usize = 64;
+
+/// Bytes for a failure message: `text "…"` when they are printable UTF-8,
+/// else `hex …`; past [`SHOWN_BYTES`], the start, the length and the
+/// digest. A report escapes what the text holds (`SEC-3`).
+pub(crate) fn show_bytes(bytes: &[u8]) -> String {
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|text| !text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')));
+    let shown = match text {
+        Some(text) => {
+            let mut end = text.len().min(SHOWN_BYTES);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let quoted = pabi_abi::text::escape_controls(&text[..end]).replace('"', "\\\"");
+            format!("text \"{quoted}\"")
+        }
+        None => format!("hex {}", encode_hex(&bytes[..bytes.len().min(SHOWN_BYTES)])),
+    };
+    if bytes.len() <= SHOWN_BYTES {
+        return if bytes.is_empty() { "(empty)".to_string() } else { shown };
+    }
+    format!("{shown}… ({} bytes, sha256 {})", bytes.len(), sha256_hex(bytes))
 }

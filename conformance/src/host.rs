@@ -70,6 +70,18 @@ pub enum Offer {
     Only(Vec<String>),
 }
 
+/// The offer in words, for a failure message.
+impl std::fmt::Display for Offer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Offer::All => f.write_str("every declared host call offered"),
+            Offer::RequiredOnly => f.write_str("only the required host calls offered"),
+            Offer::Only(names) if names.is_empty() => f.write_str("no host call offered"),
+            Offer::Only(names) => write!(f, "only {} offered", names.join(", ")),
+        }
+    }
+}
+
 /// How the conformance host plays the application's side of host calls.
 #[derive(Clone, Debug)]
 pub enum Application {

@@ -20,6 +20,7 @@ mod host;
 pub mod inputs;
 mod reference;
 pub mod report;
+pub mod reproducer;
 
 use pabi_testkit::vectors::VectorFile;
 
@@ -42,11 +43,27 @@ pub struct Options {
     pub vectors: Option<VectorFile>,
     /// Run only this check.
     pub only: Option<Check>,
+    /// The folder for reproducer files: a failing input, configuration or
+    /// host-call table too long to show in a report
+    /// ([`reproducer::INLINE_BYTES`], [`reproducer::INLINE_TABLE_BYTES`])
+    /// is written there, and the report names the file. `None` (the
+    /// default): a fresh temporary folder, made only when a file is
+    /// written, and kept.
+    pub report_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { cases: 256, seed: 0x9ab1, vectors: None, only: None }
+        Options { cases: 256, seed: 0x9ab1, vectors: None, only: None, report_dir: None }
+    }
+}
+
+impl Options {
+    /// These options with reproducer files written to `dir`
+    /// ([`Options::report_dir`]).
+    pub fn with_report_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.report_dir = Some(dir.into());
+        self
     }
 }
 

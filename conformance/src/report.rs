@@ -3,10 +3,14 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use pabi_abi::Clause;
+use pabi_testkit::hex::encode_hex;
 
+use crate::reproducer::{Payload, Reproducer};
 use crate::Check;
 
 /// Version of the JSON report shape (`spec/schemas/conform-report.schema.json`).
@@ -23,26 +27,83 @@ pub enum CheckOutcome {
     },
 }
 
-/// A failed check: what failed, on which (shrunk) input, and how to replay it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A failed check: what failed, on which (shrunk) input, and how to replay
+/// it. `#[non_exhaustive]`: start from [`Failure::new`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Failure {
     pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
-    /// The minimal failing input, hex; shrunk by proptest.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub input_hex: Option<String>,
-    /// A command that reproduces the failure.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reproducer: Option<String>,
+    /// A command that reproduces the failure, with the minimal failing
+    /// input (shrunk by proptest) and any host-call table. Boxed: it is
+    /// large, and most outcomes have none.
+    pub reproducer: Option<Box<Reproducer>>,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure { message: message.into(), function: None, reproducer: None }
+    }
+
+    /// The failing bytes: the input of the call, or the configuration when
+    /// the failure was in `pabi_init`.
+    pub fn input(&self) -> Option<&Payload> {
+        let reproducer = self.reproducer.as_ref()?;
+        reproducer.input.as_ref().or(reproducer.config.as_ref())
+    }
+
+    /// The host-call table of the reproducer, when it is in a file.
+    pub fn host_calls_file(&self) -> Option<&Path> {
+        self.reproducer.as_ref()?.host_calls.as_ref()?.file()
+    }
+}
+
+/// The JSON of a failure: the fields of
+/// `spec/schemas/conform-report.schema.json`, the input inline (hex) when
+/// short and by its file when not.
+impl Serialize for Failure {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            function: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            input_hex: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            input_len: Option<usize>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            input_file: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            host_calls_file: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reproducer: Option<&'a Reproducer>,
+        }
+        let input = self.input();
+        Json {
+            message: &self.message,
+            function: self.function.as_deref(),
+            input_hex: input.and_then(Payload::inline_hex),
+            input_len: input.map(Payload::len),
+            input_file: input.and_then(Payload::file),
+            host_calls_file: self.host_calls_file(),
+            reproducer: self.reproducer.as_deref(),
+        }
+        .serialize(serializer)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct CheckResult {
     pub check: Check,
     pub clauses: &'static [Clause],
     #[serde(flatten)]
     pub outcome: CheckOutcome,
+    /// How many of the plugin's test vectors ran (the `vectors` check;
+    /// after a failure, up to and with the failing one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<u32>,
     #[serde(rename = "millis")]
     #[serde(serialize_with = "as_millis")]
     pub duration: Duration,
@@ -54,7 +115,7 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
 
 impl CheckResult {
     pub fn new(check: Check, outcome: CheckOutcome, duration: Duration) -> Self {
-        CheckResult { check, clauses: check.clauses(), outcome, duration }
+        CheckResult { check, clauses: check.clauses(), outcome, vectors: None, duration }
     }
 
     pub fn failed(&self) -> bool {
@@ -64,6 +125,7 @@ impl CheckResult {
 
 /// The conformance of one plugin.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct PluginReport {
     pub path: String,
     pub conformant: bool,
@@ -79,41 +141,87 @@ impl PluginReport {
     }
 }
 
-/// Plain text, one line per check, details under failures.
+/// The longest line [`human`] writes, in characters: a longer one is cut
+/// with a note. Long inputs and tables go to files, so only a plugin's own
+/// text (a message, a name) can reach it.
+pub const MAX_LINE_CHARS: usize = 500;
+
+/// Plain text, one line per check, details under failures; no line is
+/// longer than [`MAX_LINE_CHARS`].
 pub fn human(report: &PluginReport) -> String {
     let mut out = format!("{} (seed {}, {} cases)\n", report.path, report.seed, report.cases);
     for r in &report.checks {
         let clauses = r.clauses.iter().map(|c| c.id()).collect::<Vec<_>>().join(", ");
         match &r.outcome {
-            CheckOutcome::Pass => writeln!(out, "  pass  {:<14} [{clauses}] {} ms", r.check, r.duration.as_millis()),
-            CheckOutcome::Skip { reason } => writeln!(out, "  skip  {:<14} [{clauses}] {reason}", r.check),
-            CheckOutcome::Fail(f) => {
-                // A failure quotes the plugin's message and output (`SEC-3`).
-                let message = pabi_abi::text::escape_controls(&f.message);
-                let mut text = format!("  FAIL  {:<14} [{clauses}] {message}\n", r.check);
-                if let Some(function) = &f.function {
-                    text += &format!("        function: {function}\n");
-                }
-                if let Some(input) = &f.input_hex {
-                    let shown = if input.len() > 128 {
-                        format!("{}… ({} bytes)", &input[..128], input.len() / 2)
-                    } else {
-                        input.clone()
-                    };
-                    text += &format!("        minimal input (hex): {shown}\n");
-                }
-                if let Some(cmd) = &f.reproducer {
-                    text += &format!("        reproduce: {cmd}\n");
-                }
-                out.push_str(&text);
-                Ok(())
+            CheckOutcome::Pass => {
+                let vectors = r.vectors.map(|n| format!("{n} vector{}, ", plural(n))).unwrap_or_default();
+                writeln!(out, "  pass  {:<14} [{clauses}] {vectors}{} ms", r.check, r.duration.as_millis())
             }
+            CheckOutcome::Skip { reason } => writeln!(out, "  skip  {:<14} [{clauses}] {reason}", r.check),
+            CheckOutcome::Fail(f) => failure_lines(&mut out, r, &clauses, f),
         }
         .expect("writing to a String");
     }
     let verdict = if report.conformant { "conformant" } else { "NOT conformant" };
     out += &format!("{}: {verdict} (replay with --seed {})\n", report.path, report.seed);
-    out
+    out.lines().map(|line| clip(line) + "\n").collect()
+}
+
+/// The lines of a failed check.
+fn failure_lines(out: &mut String, r: &CheckResult, clauses: &str, f: &Failure) -> std::fmt::Result {
+    // A failure quotes the plugin's message and output
+    // (`SEC-3`): each line escaped, and the lines after the
+    // first (a backtrace) marked, so none can pass for a line
+    // of the report.
+    let mut lines = f.message.lines().map(pabi_abi::text::escape_controls);
+    let first = lines.next().unwrap_or_default();
+    writeln!(out, "  FAIL  {:<14} [{clauses}] {first}", r.check)?;
+    for line in lines {
+        writeln!(out, "        | {line}")?;
+    }
+    if let Some(function) = &f.function {
+        writeln!(out, "        function: {function}")?;
+    }
+    if let Some(n) = r.vectors {
+        writeln!(out, "        vectors run: {n}, the last failed")?;
+    }
+    match f.input() {
+        Some(Payload::Inline(bytes)) => writeln!(out, "        minimal input (hex): {}", encode_hex(bytes))?,
+        Some(Payload::File { path, len, prefix }) => writeln!(
+            out,
+            "        minimal input: {len} bytes, starting {}…, in {}",
+            encode_hex(prefix),
+            path.display()
+        )?,
+        None => {}
+    }
+    if let Some(path) = f.host_calls_file() {
+        writeln!(out, "        host-call table: {}", path.display())?;
+    }
+    if let Some(cmd) = &f.reproducer {
+        writeln!(out, "        reproduce: {cmd}")?;
+    }
+    Ok(())
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `line` cut to [`MAX_LINE_CHARS`], saying how much was cut.
+fn clip(line: &str) -> String {
+    let total = line.chars().count();
+    if total <= MAX_LINE_CHARS {
+        return line.to_string();
+    }
+    // Room for the note: at most 40 characters.
+    let kept = MAX_LINE_CHARS - 40;
+    let head: String = line.chars().take(kept).collect();
+    format!("{head}… ({} more characters)", total - kept)
 }
 
 pub fn json(reports: &[PluginReport]) -> serde_json::Value {
@@ -142,19 +250,32 @@ pub fn junit(reports: &[PluginReport]) -> String {
                 c.duration.as_secs_f64()
             );
             match &c.outcome {
-                CheckOutcome::Pass => {}
+                CheckOutcome::Pass => {
+                    if let Some(n) = c.vectors {
+                        out += &format!("<system-out>{n} vector{} ran</system-out>", plural(n));
+                    }
+                }
                 CheckOutcome::Skip { reason } => out += &format!("<skipped message=\"{}\"/>", xml(reason)),
                 CheckOutcome::Fail(f) => {
+                    // The attribute has the first line (a parser turns its
+                    // line breaks into spaces); the body the whole message.
+                    let first = f.message.lines().next().unwrap_or_default();
                     let body = [
+                        Some(f.message.clone()),
                         f.function.as_ref().map(|v| format!("function: {v}")),
-                        f.input_hex.as_ref().map(|v| format!("input: {v}")),
+                        c.vectors.map(|n| format!("vectors run: {n}, the last failed")),
+                        f.input().map(|input| match input {
+                            Payload::Inline(bytes) => format!("input: {}", encode_hex(bytes)),
+                            Payload::File { path, len, .. } => format!("input: {len} bytes in {}", path.display()),
+                        }),
+                        f.host_calls_file().map(|path| format!("host-call table: {}", path.display())),
                         f.reproducer.as_ref().map(|v| format!("reproduce: {v}")),
                     ]
                     .into_iter()
                     .flatten()
                     .collect::<Vec<_>>()
                     .join("\n");
-                    out += &format!("<failure message=\"{}\">{}</failure>", xml(&f.message), xml(&body));
+                    out += &format!("<failure message=\"{}\">{}</failure>", xml(first), xml(&body));
                 }
             }
             out += "</testcase>\n";
@@ -178,4 +299,36 @@ fn xml(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(message: &str) -> PluginReport {
+        let outcome = CheckOutcome::Fail(Failure::new(message));
+        PluginReport::new("p.wasm".into(), 1, 1, vec![CheckResult::new(Check::Status, outcome, Duration::ZERO)])
+    }
+
+    /// A message's lines (a backtrace) stay lines, marked so that text of
+    /// the plugin's cannot pass for a line of the report (`SEC-3`).
+    #[test]
+    fn a_message_keeps_its_lines_and_cannot_forge_one() {
+        let text = human(&failed("trapped\nwasm backtrace:\n  0: f\nreproduce: rm -rf \u{1b}[2J"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].ends_with("] trapped"), "{text}");
+        assert_eq!(
+            lines[2..5],
+            ["        | wasm backtrace:", "        |   0: f", "        | reproduce: rm -rf \\u{1b}[2J"]
+        );
+        assert!(!text.lines().any(|line| line.trim_start().starts_with("reproduce:")), "{text}");
+    }
+
+    #[test]
+    fn no_line_passes_the_limit() {
+        let text = human(&failed(&"x".repeat(100_000)));
+        assert!(text.lines().all(|line| line.chars().count() <= MAX_LINE_CHARS), "{text}");
+        let cut = text.lines().nth(1).unwrap();
+        assert!(cut.starts_with("  FAIL  status ") && cut.ends_with(" more characters)"), "{cut}");
+    }
 }

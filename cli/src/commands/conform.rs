@@ -34,6 +34,11 @@ pub struct Opts {
     /// Run only this check (the list is below).
     #[arg(long, value_name = "CHECK")]
     only: Option<Check>,
+    /// Folder for reproducer files: a failing input or host-call table
+    /// longer than a report shows is written there, and the report names
+    /// the file [default: a new temporary folder, made only when needed].
+    #[arg(long, value_name = "DIR")]
+    report_dir: Option<PathBuf>,
 }
 
 /// The output formats of `pabi conform`.
@@ -60,6 +65,7 @@ Examples:
   pabi conform --cases 1000 --vectors text-cases.json text.wasm
   pabi conform --format junit target/plugins/go/*.wasm > conform.xml
   pabi conform --seed 1234 --only status plugin.wasm   # replay a failure
+  pabi conform --report-dir reproducers plugin.wasm    # long inputs there
 
 Exit codes:
   0  every plugin is conformant
@@ -72,6 +78,7 @@ impl Opts {
         let given = self.vectors.as_deref().map(read_vectors).transpose()?;
         let mut options = Options::default();
         (options.cases, options.seed, options.only) = (self.cases, self.seed, self.only);
+        options.report_dir = self.report_dir;
         let host = ReferenceHost::new()?;
         let tty = std::io::stderr().is_terminal() && self.format == ConformFormat::Human;
         let mut reports: Vec<PluginReport> = Vec::new();

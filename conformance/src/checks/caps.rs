@@ -2,9 +2,8 @@
 //! messages are UTF-8.
 
 use pabi_abi::HostErrorKind;
-use pabi_testkit::hex::encode_hex;
 
-use crate::harness::Run;
+use crate::harness::{show_bytes, Run};
 use crate::report::CheckOutcome;
 use crate::{PluginUnderTest, TestHost};
 
@@ -20,7 +19,7 @@ impl<H: TestHost + Sync> Run<'_, H> {
             Err(f) if f.kind == Some(HostErrorKind::OutputLimit) => Err(format!("the output passed the cap: {f}")),
             Err(f) if f.message.len() as u64 > max_message => Err("the error message passes its cap".into()),
             Err(f) if std::str::from_utf8(&f.message).is_err() => {
-                Err(format!("the error message is not UTF-8: {}", encode_hex(&f.message)))
+                Err(format!("the error message is not UTF-8: {}", show_bytes(&f.message)))
             }
             _ => Ok(()),
         })

@@ -6,8 +6,9 @@ use pabi_abi::Metadata;
 use pabi_testkit::hex::encode_hex;
 use proptest::test_runner::{TestCaseError, TestError};
 
-use crate::harness::{describe, fail, same_result, skip, Run};
-use crate::report::{CheckOutcome, Failure};
+use crate::harness::{describe, fail, same_result, show_bytes, skip, Run};
+use crate::report::CheckOutcome;
+use crate::reproducer::Payload;
 use crate::{inputs, reference, AnsweredCall, Application, Offer, PluginUnderTest, TestHost};
 
 impl<H: TestHost + Sync> Run<'_, H> {
@@ -26,14 +27,15 @@ impl<H: TestHost + Sync> Run<'_, H> {
                 // A fresh instance per case: a failure then shows as itself,
                 // not as the crash loop that failures on one plugin end in.
                 if let Err(e) = self.host.load_offering(self.wasm, b"", &offer) {
-                    return fail(format!("the plugin does not load when offered {offer:?}: {e}"));
+                    return fail(format!("the plugin does not load with {offer}: {e}"));
                 }
                 let deterministic = function.deterministic;
                 let strategy = (self.inputs(), inputs::host_call_answers());
                 let outcome = self.runner(cases).run(&strategy, |(input, script)| {
-                    let mut plugin = self.host.load_offering(self.wasm, b"", &offer).map_err(|e| {
-                        TestCaseError::fail(format!("the plugin does not load when offered {offer:?}: {e}"))
-                    })?;
+                    let mut plugin = self
+                        .host
+                        .load_offering(self.wasm, b"", &offer)
+                        .map_err(|e| TestCaseError::fail(format!("the plugin does not load with {offer}: {e}")))?;
                     plugin.set_application(Application::Script(script.clone()));
                     let got = plugin.call(&function.name, &input);
                     let calls = plugin.take_host_calls();
@@ -43,7 +45,7 @@ impl<H: TestHost + Sync> Run<'_, H> {
                         Err(f) if f.is_defined_plugin_error() => {}
                         Err(f) => {
                             return Err(TestCaseError::fail(format!(
-                                "offered {offer:?}: the call failed with {f} after the host calls {}",
+                                "with {offer}: after the host calls {}, the call failed with {f}",
                                 conversation()
                             )))
                         }
@@ -58,7 +60,7 @@ impl<H: TestHost + Sync> Run<'_, H> {
                         let again_calls = fresh.take_host_calls();
                         if !same_result(&got, &again) || again_calls != calls {
                             return Err(TestCaseError::fail(format!(
-                                "offered {offer:?}: deterministic, but the same input and replies gave {} then {} \
+                                "with {offer}: deterministic, but the same input and replies gave {} then {} \
                                  (host calls {} then {})",
                                 describe(&got),
                                 describe(&again),
@@ -89,23 +91,16 @@ impl<H: TestHost + Sync> Run<'_, H> {
                                 reproducer_table(&plugin.take_host_calls(), &offered)
                             })
                             .unwrap_or_default();
-                        return CheckOutcome::Fail(Failure {
-                            message: reason.message().to_string(),
-                            function: Some(function.name.clone()),
-                            reproducer: Some(format!(
-                                "pabi run {} {} --input-hex '{}' --max-reply {} --host-calls FILE, with FILE holding \
-                                 {table}{}",
-                                self.path,
-                                function.name,
-                                encode_hex(&input),
-                                reference::HOST_CALL_REPLY_CAP,
-                                if offer == Offer::RequiredOnly {
-                                    " (optional calls not in it are absent)"
-                                } else {
-                                    ""
-                                }
-                            )),
-                            input_hex: Some(encode_hex(&input)),
+                        let name = match offer {
+                            Offer::RequiredOnly => format!("{}-required-only", function.name),
+                            _ => function.name.clone(),
+                        };
+                        return self.reproduced(reason.message(), Some(&function.name), &name, |r| {
+                            r.function = Some(function.name.clone());
+                            r.input = Some(Payload::Inline(input));
+                            r.max_reply = Some(reference::HOST_CALL_REPLY_CAP);
+                            r.host_calls = Some(Payload::Inline(table.into_bytes()));
+                            r.required_calls_only = offer == Offer::RequiredOnly;
                         });
                     }
                     Err(TestError::Abort(reason)) => return fail(format!("generation aborted: {reason}")),
@@ -153,10 +148,12 @@ fn conversation(calls: &[AnsweredCall]) -> String {
                     format!("reply {}", encode_hex(reply))
                 }
                 pabi_testkit::host_calls::Answer::Reply(reply) => format!("a {}-byte reply", reply.len()),
-                pabi_testkit::host_calls::Answer::Fail(message) => format!("failure {message:?}"),
+                pabi_testkit::host_calls::Answer::Fail(message) => {
+                    format!("failure {}", show_bytes(message.as_bytes()))
+                }
                 pabi_testkit::host_calls::Answer::Reenter(function) => format!("a call back into `{function}`"),
             };
-            format!("{}({}) -> {answer}", call.name, encode_hex(&call.request))
+            format!("{}({}) -> {answer}", call.name, show_bytes(&call.request))
         })
         .collect();
     shown.join(", ")

@@ -1,11 +1,11 @@
 //! The `init-config` check: init with arbitrary configuration bytes gives a
 //! defined status and never traps.
 
-use pabi_testkit::hex::encode_hex;
 use proptest::test_runner::{TestCaseError, TestError};
 
 use crate::harness::{fail, Run};
-use crate::report::{CheckOutcome, Failure};
+use crate::report::CheckOutcome;
+use crate::reproducer::Payload;
 use crate::{inputs, TestHost};
 
 impl<H: TestHost + Sync> Run<'_, H> {
@@ -19,12 +19,12 @@ impl<H: TestHost + Sync> Run<'_, H> {
             });
         match result {
             Ok(()) => CheckOutcome::Pass,
-            Err(TestError::Fail(reason, config)) => CheckOutcome::Fail(Failure {
-                message: reason.message().to_string(),
-                function: Some("pabi_init".into()),
-                reproducer: Some(format!("pabi run {} <function> --config-hex '{}'", self.path, encode_hex(&config))),
-                input_hex: Some(encode_hex(&config)),
-            }),
+            // `pabi_init` runs at load, before any function is called.
+            Err(TestError::Fail(reason, config)) => {
+                self.reproduced(reason.message(), Some("pabi_init"), "pabi_init", |r| {
+                    r.config = Some(Payload::Inline(config));
+                })
+            }
             Err(TestError::Abort(reason)) => fail(format!("generation aborted: {reason}")),
         }
     }

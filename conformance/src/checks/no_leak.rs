@@ -48,17 +48,14 @@ impl<H: TestHost + Sync> Run<'_, H> {
         let at_cap = after > plugin.max_memory() / 10 * 9;
         if still_growing || at_cap {
             let why = if at_cap { "ran into the memory cap" } else { "was still growing in the second half" };
-            CheckOutcome::Fail(Failure {
-                message: format!(
-                    "memory {why}: {warm} bytes after warm-up, {middle} after {} calls, {after} after {LEAK_CALLS} \
+            let mut failure = Failure::new(format!(
+                "memory {why}: {warm} bytes after warm-up, {middle} after {} calls, {after} after {LEAK_CALLS} \
                      (inputs of at most 4 KiB; a second half may grow by at most {} bytes)",
-                    LEAK_CALLS / 2,
-                    leak_bound(middle)
-                ),
-                function: Some(function.to_string()),
-                input_hex: None,
-                reproducer: None,
-            })
+                LEAK_CALLS / 2,
+                leak_bound(middle)
+            ));
+            failure.function = Some(function.to_string());
+            CheckOutcome::Fail(failure)
         } else {
             CheckOutcome::Pass
         }
