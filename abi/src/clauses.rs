@@ -207,6 +207,30 @@ impl Clause {
     pub fn from_id(id: &str) -> Option<Clause> {
         Clause::ALL.iter().copied().find(|c| c.id() == id)
     }
+
+    /// The HTML anchor of the clause in `spec/abi.md`, its ID in lower case
+    /// (`mem-3`), so that `spec/abi.md#mem-3` lands on the clause.
+    pub fn anchor(self) -> String {
+        self.id().to_ascii_lowercase()
+    }
+}
+
+/// The IDs a spec text defines, in order: each line that starts a clause,
+/// `- <a id="mem-3"></a>**[MEM-3]** …`, gives its ID. The anchor is optional
+/// here, so that a clause added without one is still found (and then
+/// refused by the anchor check, not silently skipped).
+pub fn defined_ids(spec: &str) -> Vec<&str> {
+    spec.lines().filter_map(|line| clause_definition(line).map(|(id, _)| id)).collect()
+}
+
+/// The ID and the rest of the line when `line` starts a clause.
+pub fn clause_definition(line: &str) -> Option<(&str, &str)> {
+    let rest = line.trim_start().strip_prefix("- ").unwrap_or(line.trim_start());
+    let rest = match rest.strip_prefix("<a id=\"") {
+        Some(anchored) => anchored.split_once("\"></a>")?.1,
+        None => rest,
+    };
+    rest.strip_prefix("**[")?.split_once("]**")
 }
 
 impl fmt::Display for Clause {
@@ -250,13 +274,51 @@ mod tests {
     #[test]
     fn matches_the_spec() {
         let spec = include_str!("../../spec/abi.md");
-        let defined: Vec<&str> = spec
-            .lines()
-            .filter_map(|line| line.trim_start().trim_start_matches("- ").strip_prefix("**["))
-            .filter_map(|rest| rest.split_once("]**").map(|(id, _)| id))
-            .collect();
+        let defined = defined_ids(spec);
         let ours: Vec<&str> = Clause::ALL.iter().map(|c| c.id()).collect();
         assert_eq!(ours, defined, "abi/src/clauses.rs and spec/abi.md list different clauses");
+    }
+
+    /// Every anchor `<a id="…">` of spec/abi.md.
+    fn anchors(spec: &str) -> Vec<&str> {
+        spec.split("<a id=\"").skip(1).map(|rest| rest.split('"').next().unwrap_or_default()).collect()
+    }
+
+    /// Every clause has exactly one anchor, on the line that defines it, and
+    /// every anchor of spec/abi.md is a clause's: a tool that prints
+    /// `spec/abi.md#imp-3` (the validator's help) lands on the clause. A
+    /// clause added to the spec without its anchor fails here.
+    #[test]
+    fn every_clause_has_one_anchor_and_every_anchor_is_a_clause() {
+        let spec = include_str!("../../spec/abi.md");
+        let anchors = anchors(spec);
+        for clause in Clause::ALL {
+            let anchor = clause.anchor();
+            let count = anchors.iter().filter(|a| **a == anchor).count();
+            assert_eq!(count, 1, "{clause} has {count} anchors `{anchor}` in spec/abi.md, not one");
+            let definition = format!("- <a id=\"{anchor}\"></a>**[{}]**", clause.id());
+            assert!(
+                spec.lines().any(|line| line.trim_start().starts_with(&definition)),
+                "{clause} is not defined as `{definition}`"
+            );
+        }
+        for anchor in anchors {
+            assert!(
+                Clause::ALL.iter().any(|c| c.anchor() == anchor),
+                "spec/abi.md has the anchor `{anchor}`, which is not a clause's"
+            );
+        }
+    }
+
+    /// The parser finds a clause with or without its anchor, and nothing in
+    /// prose that only mentions a clause.
+    #[test]
+    fn definitions_are_found_with_or_without_an_anchor() {
+        let text = "- <a id=\"mem-3\"></a>**[MEM-3]** A host MUST …\n- **[MEM-4]** Pointers …\n\
+                    Each clause starts with an ID, such as **[MEM-3]** (MEM-3).\n  (see [MEM-3](#mem-3))\n";
+        assert_eq!(defined_ids(text), ["MEM-3", "MEM-4"]);
+        assert_eq!(anchors(text), ["mem-3"]);
+        assert_eq!(Clause::Imp3.anchor(), "imp-3");
     }
 
     #[test]

@@ -19,22 +19,33 @@ pub enum EnvelopeError {
     TooLarge(usize),
     #[error("metadata is not UTF-8")]
     NotUtf8,
-    #[error("metadata is not a JSON object: {0}")]
-    NotAnObject(String),
-    #[error("metadata has no string member `abi`")]
+    /// Not JSON, or JSON that breaks a rule of I-JSON or the depth limit.
+    #[error("metadata is not JSON: {0}")]
+    NotJson(String),
+    /// JSON whose value is not an object.
+    #[error("metadata is not a JSON object but {0}")]
+    NotAnObject(&'static str),
+    #[error("metadata has no member `abi`")]
     NoAbi,
+    #[error("metadata `abi` is {0}, not a string")]
+    AbiNotString(&'static str),
     #[error("metadata `abi`: {0}")]
     BadAbi(#[from] VersionParseError),
 }
 
 impl EnvelopeError {
-    /// The clause an unreadable envelope breaks (`VER-8`, step 2).
+    /// The clause an unreadable envelope breaks (`VER-8`, step 2): the
+    /// section's count is `META-1`'s; its bytes, JSON and top-level shape
+    /// are `META-2`'s; the `abi` member is `VER-1`'s.
     pub fn clause(&self) -> Clause {
         match self {
             EnvelopeError::Malformed(_) => Clause::Mod1,
             EnvelopeError::NoSection | EnvelopeError::SeveralSections(_) => Clause::Meta1,
-            EnvelopeError::TooLarge(_) | EnvelopeError::NotUtf8 | EnvelopeError::NotAnObject(_) => Clause::Meta2,
-            EnvelopeError::NoAbi | EnvelopeError::BadAbi(_) => Clause::Ver1,
+            EnvelopeError::TooLarge(_)
+            | EnvelopeError::NotUtf8
+            | EnvelopeError::NotJson(_)
+            | EnvelopeError::NotAnObject(_) => Clause::Meta2,
+            EnvelopeError::NoAbi | EnvelopeError::AbiNotString(_) | EnvelopeError::BadAbi(_) => Clause::Ver1,
         }
     }
 }
@@ -59,11 +70,24 @@ pub fn read_envelope(wasm: &[u8]) -> Result<AbiVersion, EnvelopeError> {
     let text = std::str::from_utf8(&wasm[section.data.clone()]).map_err(|_| EnvelopeError::NotUtf8)?;
     // The I-JSON rules guard the parse (depth) and make `abi` unambiguous
     // (no second `abi` member).
-    crate::ijson::check(text).map_err(|e| EnvelopeError::NotAnObject(e.to_string()))?;
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| EnvelopeError::NotAnObject(e.to_string()))?;
-    let object = value.as_object().ok_or_else(|| EnvelopeError::NotAnObject("not an object".into()))?;
-    let abi = object.get("abi").and_then(|v| v.as_str()).ok_or(EnvelopeError::NoAbi)?;
+    crate::ijson::check(text).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    let object = value.as_object().ok_or_else(|| EnvelopeError::NotAnObject(json_type(&value)))?;
+    let abi = object.get("abi").ok_or(EnvelopeError::NoAbi)?;
+    let abi = abi.as_str().ok_or_else(|| EnvelopeError::AbiNotString(json_type(abi)))?;
     Ok(abi.parse::<AbiVersion>()?)
+}
+
+/// A JSON value's type, as a message names it.
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// Every function import of the module as (module, name), read from the
@@ -115,6 +139,12 @@ mod tests {
         assert_eq!(clause(&with_metadata(r#"{"version":"1.0"}"#)), Clause::Ver1);
         assert_eq!(clause(&with_metadata(r#"{"abi":"1.0.0"}"#)), Clause::Ver1);
         assert_eq!(clause(&with_metadata(r#"{"abi":1}"#)), Clause::Ver1);
+        assert_eq!(clause(&with_metadata(r#"{"abi":"1.700000"}"#)), Clause::Ver1);
+        assert_eq!(read_envelope(&with_metadata("[1]")), Err(EnvelopeError::NotAnObject("an array")));
+        assert_eq!(read_envelope(&with_metadata(r#"{"abi":1}"#)), Err(EnvelopeError::AbiNotString("a number")));
+        assert_eq!(read_envelope(&with_metadata(r#"{"name":"x"}"#)), Err(EnvelopeError::NoAbi));
+        let deep = format!(r#"{{"abi":"2.0","x":{}{}}}"#, "[".repeat(64), "]".repeat(64));
+        assert_eq!(clause(&with_metadata(&deep)), Clause::Meta2, "65 levels, the object being level 1");
         let huge = format!(r#"{{"abi":"1.0","x-pad":"{}"}}"#, "a".repeat(crate::MAX_METADATA_BYTES));
         assert_eq!(read_envelope(&with_metadata(&huge)).unwrap_err(), EnvelopeError::TooLarge(huge.len()));
     }

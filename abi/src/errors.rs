@@ -73,7 +73,9 @@ impl HostErrorKind {
         match self {
             HostErrorKind::InvalidModule => "the plugin is not a valid pabi module",
             HostErrorKind::VersionMismatch => "the plugin needs an ABI version this host does not implement",
-            HostErrorKind::MissingCapability => "the plugin declares a capability the host does not allow",
+            HostErrorKind::MissingCapability => {
+                "the plugin declares a capability or a required host call that this host does not grant"
+            }
             HostErrorKind::AbiViolation => "the plugin broke the ABI",
             HostErrorKind::Trap => "the plugin trapped",
             HostErrorKind::Timeout => "the call ran past its deadline",

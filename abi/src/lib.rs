@@ -35,7 +35,7 @@ mod trap;
 mod version;
 mod wasi;
 
-pub use clauses::{Area, Clause, UnknownClause};
+pub use clauses::{clause_definition, defined_ids, Area, Clause, UnknownClause};
 pub use errors::HostErrorKind;
 pub use features::{feature_profile, named_features, PROFILE_NAME};
 pub use imports::{

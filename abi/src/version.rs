@@ -44,7 +44,9 @@ impl fmt::Display for AbiVersion {
 
 /// A version string that is not `major.minor` with decimal parts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an ABI version of the form MAJOR.MINOR")]
+#[error(
+    "`{0}` is not an ABI version of the form MAJOR.MINOR: two numbers of one to five digits, without leading zeros"
+)]
 pub struct VersionParseError(pub String);
 
 impl FromStr for AbiVersion {

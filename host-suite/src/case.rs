@@ -121,7 +121,8 @@ pub struct Expectation {
     pub clause: Option<Clause>,
     #[serde(default)]
     pub trap: Option<TrapKind>,
-    /// The host calls the plugin made, in order (`CALL-1`).
+    /// The host calls the application received, in order (`CALL-4`); `[]`
+    /// checks that it received none.
     #[serde(default)]
     pub host_calls: Option<Vec<HostCallRecord>>,
 }

@@ -107,8 +107,9 @@ pub fn judge_vector(vector: &Vector, lines: &[ResultLine]) -> Result<(), VectorM
             lines.get(i).ok_or_else(|| VectorMismatch::NoLine { step: i + 1, function: step.function.clone() })?;
         let ok = match (&step.expect, got) {
             (Expect::Output(expected), ResultLine::Ok { output, .. }) => expected.matches(output),
-            (Expect::Status(status), ResultLine::Failed(failed)) => {
-                failed.kind == LineKind::Error(HostErrorKind::PluginError) && failed.status == Some(*status)
+            (expect @ Expect::Status { .. }, ResultLine::Failed(failed)) => {
+                failed.kind == LineKind::Error(HostErrorKind::PluginError)
+                    && expect.failure_matches(failed.status, failed.message.as_bytes())
             }
             _ => false,
         };

@@ -35,10 +35,7 @@ pub enum Error {
     /// The plugin declares capabilities the host configuration does not
     /// allow (`WASI-5`), or required host calls it does not offer to this
     /// plugin (`CALL-5`), named `host_call:NAME`.
-    #[error(
-        "MISSING_CAPABILITY: the plugin declares {}, which this host does not allow",
-        missing(capabilities, host_calls)
-    )]
+    #[error("MISSING_CAPABILITY: {}", missing(capabilities, host_calls))]
     MissingCapability { capabilities: Vec<Capability>, host_calls: Vec<String> },
     /// The plugin broke a clause of the ABI at run time (`ERR-8`).
     #[error("ABI_VIOLATION: the plugin broke the ABI ({clause}): {detail}")]
@@ -346,15 +343,27 @@ fn join(findings: &[ModuleFinding]) -> String {
     findings.iter().map(ModuleFinding::to_string).collect::<Vec<_>>().join("; ")
 }
 
+/// A capability is allowed or not by the host's configuration (`WASI-5`);
+/// a host call is offered or not, by the application's handlers and the
+/// configuration (`CALL-5`). The message says which of the two failed.
 fn missing(capabilities: &[Capability], host_calls: &[String]) -> String {
     // An `fs:` path is the plugin's text (`SEC-3`); host-call names follow
     // a grammar without control characters (`CALL-2`).
-    capabilities
-        .iter()
-        .map(|c| format!("`{}`", escape_controls(&c.to_string())))
-        .chain(host_calls.iter().map(|name| format!("`host_call:{name}`")))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let capabilities: Vec<String> =
+        capabilities.iter().map(|c| format!("`{}`", escape_controls(&c.to_string()))).collect();
+    let host_calls: Vec<String> = host_calls.iter().map(|name| format!("`host_call:{name}`")).collect();
+    let mut parts = Vec::new();
+    if !capabilities.is_empty() {
+        parts.push(format!("the plugin declares {}, which this host does not allow", capabilities.join(", ")));
+    }
+    if !host_calls.is_empty() {
+        let calls = if host_calls.len() == 1 { "host call" } else { "host calls" };
+        parts.push(format!(
+            "the plugin requires the {calls} {}, which this host does not offer to it",
+            host_calls.join(", ")
+        ));
+    }
+    parts.join("; ")
 }
 
 fn missing_suffix(missing: &[String]) -> String {
@@ -409,6 +418,26 @@ fn status_name(status: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A capability is "not allowed", a host call "not offered": the
+    /// message never says a host call is not allowed.
+    #[test]
+    fn missing_capabilities_and_host_calls_are_worded_apart() {
+        let calls = Error::MissingCapability { capabilities: vec![], host_calls: vec!["kv.get".into()] };
+        assert_eq!(
+            calls.to_string(),
+            "MISSING_CAPABILITY: the plugin requires the host call `host_call:kv.get`, which this host does not offer to it"
+        );
+        let both = Error::MissingCapability {
+            capabilities: vec![Capability::Clock, Capability::Random],
+            host_calls: vec!["kv.get".into(), "kv.put".into()],
+        };
+        assert_eq!(
+            both.to_string(),
+            "MISSING_CAPABILITY: the plugin declares `clock`, `random`, which this host does not allow; \
+             the plugin requires the host calls `host_call:kv.get`, `host_call:kv.put`, which this host does not offer to it"
+        );
+    }
 
     #[test]
     fn display_starts_with_the_kind_name() {

@@ -197,12 +197,19 @@ impl Deadline {
     /// waiting for its turn; `Ok` at once without a gate or with a permit
     /// held. Waiting ends at a cancel or at the call's deadline.
     pub fn take_turn(&self, lane: usize) -> Result<(), NoTurn> {
+        self.take_turn_as(lane, true)
+    }
+
+    /// [`Deadline::take_turn`]; `kick`: whether the calls that have had
+    /// their slice give their permits up at once (a call that arrives), or
+    /// at their next tick (a call that just gave its own up).
+    fn take_turn_as(&self, lane: usize, kick: bool) -> Result<(), NoTurn> {
         let Some(seat) = &self.seat else { return Ok(()) };
         if seat.held.get() {
             return Ok(());
         }
         let end = self.wall.unwrap_or_else(std::time::Instant::now);
-        seat.gate.acquire(lane, &self.cancel, end)?;
+        seat.gate.acquire(lane, &self.cancel, end, kick)?;
         seat.held.set(true);
         seat.lane.set(lane);
         seat.since.set(std::time::Instant::now());
@@ -212,7 +219,11 @@ impl Deadline {
     /// [`Deadline::take_turn`] from inside wasm's call: a cancel or the
     /// deadline ends the call as the epoch callback would.
     pub fn take_turn_in_call(&self, lane: usize) -> wasmtime::Result<()> {
-        self.take_turn(lane).map_err(|why| match why {
+        self.take_turn_in_call_as(lane, true)
+    }
+
+    fn take_turn_in_call_as(&self, lane: usize, kick: bool) -> wasmtime::Result<()> {
+        self.take_turn_as(lane, kick).map_err(|why| match why {
             NoTurn::Cancelled => wasmtime::Error::new(Abort(Error::Cancelled)),
             NoTurn::DeadlinePassed => wasmtime::Error::new(wasmtime::Trap::Interrupt),
         })
@@ -291,17 +302,22 @@ impl Deadline {
         if deadline.cancel.swap(false, Ordering::Relaxed) {
             return Err(wasmtime::Error::new(Abort(Error::Cancelled)));
         }
-        if deadline.remaining == 0 {
-            return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
-        }
         if let Some(seat) = &deadline.seat {
+            // Under a gate, the deadline is the wall clock's alone: a call
+            // that arrives to wait advances the epoch besides the ticker
+            // (`CpuGate::kick`), so ticks no longer measure time.
             if deadline.wall.is_some_and(|wall| std::time::Instant::now() >= wall) {
                 return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
             }
-            if seat.gate.has_waiters() && seat.held.get() && seat.since.get().elapsed() >= seat.gate.slice() {
+            if seat.held.get() && seat.gate.should_yield(seat.since.get().elapsed()) {
                 deadline.give_turn();
-                deadline.take_turn_in_call(lane)?;
+                deadline.take_turn_in_call_as(lane, false)?;
             }
+            deadline.granted = 1;
+            return Ok(UpdateDeadline::Continue(1));
+        }
+        if deadline.remaining == 0 {
+            return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
         }
         deadline.granted = deadline.remaining.min(deadline.look_every());
         deadline.remaining -= deadline.granted;

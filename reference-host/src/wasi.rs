@@ -149,7 +149,8 @@ pub(crate) fn random(grants: &Grants) -> rand::rngs::StdRng {
 /// `poll_oneoff` (virtual time, and real sleeps bounded by the call's
 /// deadline, which the epoch cannot enforce in host code: `LIM-3`,
 /// `WASI-6`, `WASI-9`), `random_get` (any length, written in place rather
-/// than allocated on the host), and `proc_raise` and `path_symlink`
+/// than allocated on the host), `fd_write` and `fd_read` (the descriptor
+/// before the pointers, `MEM-3`), and `proc_raise` and `path_symlink`
 /// (`WASI-10`).
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     wasmtime_wasi::p1::add_to_linker_sync(linker, StoreData::wasi)?;
@@ -161,6 +162,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<
     linker.func_wrap(WASI, "random_get", random_get)?;
     linker.func_wrap(WASI, "args_get", args_get)?;
     linker.func_wrap(WASI, "environ_get", environ_get)?;
+    linker.func_wrap(WASI, "fd_write", |caller: Caller<'_, StoreData>, fd: i32, iovs: i32, len: i32, out: i32| {
+        descriptor_first(caller, Transfer::Write, fd, iovs, len, out)
+    })?;
+    linker.func_wrap(WASI, "fd_read", |caller: Caller<'_, StoreData>, fd: i32, iovs: i32, len: i32, out: i32| {
+        descriptor_first(caller, Transfer::Read, fd, iovs, len, out)
+    })?;
     linker.func_wrap(WASI, "proc_raise", |_: i32| -> i32 { ERRNO_NOSYS })?;
     linker.func_wrap(WASI, "path_symlink", |_: i32, _: i32, _: i32, _: i32, _: i32| -> i32 { ERRNO_NOTCAPABLE })?;
     linker.allow_shadowing(false);
@@ -200,6 +207,64 @@ fn wasi_range(
         .map_err(|_| violation(Clause::Mem3, format!("{function}: a range of {len} bytes is past 2^32")))?;
     let range = checked_range(function, ptr, len as i32, memory.data_size(caller))?;
     Ok((memory, range))
+}
+
+/// Which of the two stream functions [`descriptor_first`] serves.
+#[derive(Clone, Copy)]
+enum Transfer {
+    Read,
+    Write,
+}
+
+/// `fd_write` and `fd_read`, deciding the descriptor before any pointer
+/// (`MEM-3`): a descriptor that is not open, or whose rights lack the
+/// operation, is errno `badf` whatever the pointers, as a function that
+/// fails before it needs a pointer never dereferences it. wasmtime's own
+/// versions read the iovec array first, so a bad descriptor with an array
+/// outside memory aborted the call instead. The call is wasmtime's own
+/// function, called as its linker glue calls it (the host-call fuel set
+/// first); a pointer fault stays the `wiggle::GuestError` that
+/// [`crate::classify`] reports as `MEM-3`.
+fn descriptor_first(
+    mut caller: Caller<'_, StoreData>,
+    transfer: Transfer,
+    fd: i32,
+    iovs: i32,
+    len: i32,
+    out: i32,
+) -> wasmtime::Result<i32> {
+    use wasmtime::AsContextMut as _;
+    use wasmtime_wasi::p1::types::{Errno, Fd, Rights};
+    use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1 as _};
+
+    let fuel = caller.as_context_mut().hostcall_fuel();
+    let memory = caller.data().memory.ok_or_else(|| violation(Clause::Exp1, "the plugin exports no memory".into()))?;
+    let (bytes, data) = memory.data_and_store_mut(&mut caller);
+    let mut guest = wiggle::GuestMemory::Unshared(bytes);
+    let ctx = data.wasi();
+    ctx.set_hostcall_fuel(fuel);
+    wasmtime_wasi::runtime::in_tokio(async {
+        let done = match transfer {
+            Transfer::Read => p1::fd_read(ctx, &mut guest, fd, iovs, len, out).await,
+            Transfer::Write => p1::fd_write(ctx, &mut guest, fd, iovs, len, out).await,
+        };
+        // Only a pointer fault can come before the descriptor's errno, and
+        // the array is read before anything moves: the descriptor is looked
+        // at then, not on every call.
+        let fault = match done {
+            Err(fault) if fault.downcast_ref::<wiggle::GuestError>().is_some() => fault,
+            done => return done,
+        };
+        let right = match transfer {
+            Transfer::Read => Rights::FD_READ,
+            Transfer::Write => Rights::FD_WRITE,
+        };
+        match ctx.fd_fdstat_get(&mut guest, Fd::from(fd as u32)).await {
+            Ok(stat) if stat.fs_rights_base.contains(right) => Err(fault),
+            Ok(_) => Ok(Errno::Badf as i32),
+            Err(error) => Ok(error.downcast()? as i32),
+        }
+    })
 }
 
 /// `clock_time_get(id, precision, *time)`: the virtual clock for every id

@@ -221,7 +221,9 @@ pub struct FailedLine {
     pub clause: Option<Clause>,
     /// For `TRAP` (optional).
     pub trap: Option<TrapKind>,
-    /// The host calls the plugin made in the call, in order (`CALL-1`).
+    /// The host calls the application received in the call, in order: those
+    /// whose handler ran (`CALL-4`), not those answered `E_UNAVAILABLE`,
+    /// `E_ABSENT` or `E_LIMIT` for the request cap.
     pub host_calls: Vec<HostCallRecord>,
 }
 

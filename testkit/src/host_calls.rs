@@ -19,7 +19,10 @@
 //! Each name the table lists is offered; a name it does not list is not.
 //! For a call, the first rule whose `request` (or `request_hex`) equals the
 //! request answers; a rule without one matches any request. When no rule
-//! matches, the handler fails with a message that names the request.
+//! matches (a name with no rules included), the handler fails (`E_FAILED`)
+//! with exactly the message of [`no_rule_message`], which every host that
+//! reads tables gives byte for byte: a plugin may pass it on (`enrich`
+//! copies it into its own message), so a vector must not depend on the host.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -64,7 +67,8 @@ pub enum Answer {
 /// The message of a handler whose re-entrant call was refused (`CALL-8`).
 pub const REENTRY_REFUSED: &str = "refused";
 
-/// A host call as the plugin made it: the name and the request bytes.
+/// A host call as the application received it: the name and the request
+/// bytes.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct HostCallRecord {
     pub name: String,
@@ -137,18 +141,29 @@ impl HostCallTable {
         let rule = rules.iter().find(|rule| rule.request.as_deref().is_none_or(|r| r == request));
         Some(match rule {
             Some(rule) => (rule.answer.clone(), rule.delay),
-            None => (
-                Answer::Fail(format!("the table has no reply for `{name}` with the request {}", shown(request))),
-                Duration::ZERO,
-            ),
+            None => (Answer::Fail(no_rule_message(name, request)), Duration::ZERO),
         })
     }
 }
 
-/// A request as text when it is printable UTF-8, else as hex.
+/// The failure message of a request that no rule of `name` matches, as
+/// `spec/schemas/host-calls.schema.json` fixes it: ``the table has no reply
+/// for `NAME` with the request R``, where R is the request as a JSON string
+/// when it is UTF-8 without a control character (U+0000 to U+001F, U+007F
+/// to U+009F), else `0x` and its bytes in lowercase hex.
+pub fn no_rule_message(name: &str, request: &[u8]) -> String {
+    format!("the table has no reply for `{name}` with the request {}", shown(request))
+}
+
+/// A request as R of [`no_rule_message`]. Without control characters, a
+/// JSON string escapes only `"` and `\`, so every JSON encoder writes it
+/// alike; Rust's `{:?}` would also escape characters such as U+200B, which
+/// another host's encoder keeps.
 fn shown(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
-        Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}"),
+        Ok(text) if !text.chars().any(char::is_control) => {
+            serde_json::to_string(text).unwrap_or_else(|_| format!("0x{}", encode_hex(bytes)))
+        }
         _ => format!("0x{}", encode_hex(bytes)),
     }
 }
@@ -226,10 +241,37 @@ mod tests {
             Some((Answer::Fail("no such key".into()), Duration::from_millis(5)))
         );
         assert_eq!(table.answer("kv.get", b"pear"), Some((Answer::Reply(vec![10, 11]), Duration::ZERO)));
-        let Some((Answer::Fail(message), _)) = table.answer("kv.note", b"x") else { panic!("no failure") };
-        assert!(message.contains("kv.note") && message.contains("\"x\""), "{message}");
+        assert_eq!(
+            table.answer("kv.note", b"x").map(|(answer, _)| answer),
+            Some(Answer::Fail(no_rule_message("kv.note", b"x")))
+        );
         assert_eq!(table.answer("kv.put", b""), None);
         assert!(table.offers("kv.note") && !table.offers("kv.put"));
+    }
+
+    /// The message of an unmatched request is fixed to the byte: a JSON
+    /// string escaping only `"` and `\\`, or hex.
+    #[test]
+    fn an_unmatched_request_fails_with_the_fixed_message() {
+        let table = HostCallTable::parse(EXAMPLE).unwrap();
+        let failure = |name: &str, request: &[u8]| match table.answer(name, request) {
+            Some((Answer::Fail(message), delay)) if delay.is_zero() => message,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(failure("kv.note", b"x"), "the table has no reply for `kv.note` with the request \"x\"");
+        assert_eq!(failure("kv.note", b""), "the table has no reply for `kv.note` with the request \"\"");
+        assert_eq!(
+            failure("kv.note", "a\"b\\c\u{200b}\u{e9}".as_bytes()),
+            "the table has no reply for `kv.note` with the request \"a\\\"b\\\\c\u{200b}\u{e9}\""
+        );
+        assert_eq!(failure("kv.note", b"a\nb"), "the table has no reply for `kv.note` with the request 0x610a62");
+        assert_eq!(failure("kv.note", &[0xff]), "the table has no reply for `kv.note` with the request 0xff");
+        // A name whose rules all name other requests fails the same way.
+        let table = HostCallTable::parse(r#"{"kv.get": [{"request": "apple", "reply": "red"}]}"#).unwrap();
+        assert_eq!(
+            table.answer("kv.get", b"pear").map(|(answer, _)| answer),
+            Some(Answer::Fail("the table has no reply for `kv.get` with the request \"pear\"".into()))
+        );
     }
 
     #[test]

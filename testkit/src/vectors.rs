@@ -50,12 +50,13 @@ pub struct ExpectedRequest {
 }
 
 impl Step {
-    /// Whether the host calls made (name, request) are the expected ones.
+    /// Whether the host calls the application received (name, request) are
+    /// the expected ones.
     /// A step without `requests` accepts any.
-    pub fn requests_match(&self, made: &[(String, Vec<u8>)]) -> bool {
+    pub fn requests_match(&self, received: &[(String, Vec<u8>)]) -> bool {
         let Some(expected) = &self.requests else { return true };
-        expected.len() == made.len()
-            && expected.iter().zip(made).all(|(want, (name, request))| {
+        expected.len() == received.len()
+            && expected.iter().zip(received).all(|(want, (name, request))| {
                 want.name == *name && want.request.resolve().is_ok_and(|bytes| bytes == *request)
             })
     }
@@ -77,14 +78,58 @@ pub struct Repeat {
     pub count: usize,
 }
 
-/// What a step must give.
+/// What a step must give: `{"output": …}`, or `{"status": N}` with, when
+/// the contract fixes it, the plugin's `"message"`.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[serde(try_from = "ExpectFields")]
 pub enum Expect {
     /// Status OK with this output.
     Output(ExpectedOutput),
-    /// This non-OK plugin status; the output is ignored.
-    Status(i32),
+    /// This non-OK plugin status, reported as `PLUGIN_ERROR`; the output is
+    /// ignored. With `message`, the plugin's message must be exactly it.
+    Status { status: i32, message: Option<String> },
+}
+
+/// [`Expect`] as a file writes it: one object whose fields say which.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectFields {
+    #[serde(default)]
+    output: Option<ExpectedOutput>,
+    #[serde(default)]
+    status: Option<i32>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// An `expect` object that is neither an output nor a status.
+#[derive(Debug, thiserror::Error)]
+#[error("`expect` gives either `output`, or `status` with an optional `message`")]
+pub struct ExpectShapeError;
+
+impl TryFrom<ExpectFields> for Expect {
+    type Error = ExpectShapeError;
+
+    fn try_from(fields: ExpectFields) -> Result<Self, Self::Error> {
+        match fields {
+            ExpectFields { output: Some(output), status: None, message: None } => Ok(Expect::Output(output)),
+            ExpectFields { output: None, status: Some(status), message } => Ok(Expect::Status { status, message }),
+            _ => Err(ExpectShapeError),
+        }
+    }
+}
+
+impl Expect {
+    /// Whether a `PLUGIN_ERROR` with this status and message meets a
+    /// [`Expect::Status`]; never an [`Expect::Output`].
+    pub fn failure_matches(&self, got_status: Option<i32>, got_message: &[u8]) -> bool {
+        match self {
+            Expect::Output(_) => false,
+            Expect::Status { status, message } => {
+                got_status == Some(*status) && message.as_ref().is_none_or(|m| m.as_bytes() == got_message)
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -172,6 +217,34 @@ mod tests {
         let Expect::Output(expected) = &file.vectors[2].steps[0].expect else { panic!() };
         assert!(expected.matches(b""));
         assert!(!expected.matches(b"x"));
+        // A status alone accepts any message.
+        assert!(b.steps().next().unwrap().expect.failure_matches(Some(1), b"anything"));
+    }
+
+    /// A status with a message needs both; an expectation with both an
+    /// output and a status, or a message without a status, is refused.
+    #[test]
+    fn a_status_can_fix_the_message() {
+        let file = VectorFile::parse(
+            br#"{"plugin":"t","vectors":[{"name":"m","function":"f","input":{"text":""},"expect":{"status":3,"message":"kv.get k: no such key"}}]}"#,
+        )
+        .unwrap();
+        let expect = &file.vectors[0].steps().next().unwrap().expect;
+        assert!(expect.failure_matches(Some(3), b"kv.get k: no such key"));
+        assert!(!expect.failure_matches(Some(3), b"kv.get k: something else"));
+        assert!(!expect.failure_matches(Some(1), b"kv.get k: no such key"));
+        for bad in [
+            r#"{"output":{"text":""},"status":1}"#,
+            r#"{"message":"x"}"#,
+            r#"{"output":{"text":""},"message":"x"}"#,
+            r#"{"status":1,"mesage":"x"}"#,
+            r#"{}"#,
+        ] {
+            let json = format!(
+                r#"{{"plugin":"t","vectors":[{{"name":"x","function":"f","input":{{"text":""}},"expect":{bad}}}]}}"#
+            );
+            assert!(VectorFile::parse(json.as_bytes()).is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use pabi_abi::{
     feature_profile, find_import, is_valid_function_name, named_features, wasi_import_requirement, wasi_signature,
-    Capability, Metadata, MetadataError, Profile, ValType, WasiRequirement, WasiValType, EXPORTS, FN_EXPORT_PREFIX,
-    HOST_ABI, IMPORT_MODULE, METADATA_SECTION, PROFILE_NAME, RESERVED_EXPORT_PREFIX, WASI_MODULE,
+    AbiVersion, Capability, Clause, Metadata, MetadataError, Profile, ValType, WasiRequirement, WasiValType, EXPORTS,
+    FN_EXPORT_PREFIX, HOST_ABI, IMPORT_MODULE, METADATA_SECTION, PROFILE_NAME, RESERVED_EXPORT_PREFIX, WASI_MODULE,
 };
 use wasmparser::{ExternalKind, FuncType, TypeRef, WasmFeatures};
 
@@ -15,46 +15,132 @@ use crate::{Finding, ForeignAbi, PluginShape, Report, Rule};
 /// Data segments above this total earn a `MOD-6` warning.
 const LARGE_DATA_BYTES: u64 = 16 << 20;
 
+/// The steps of `VER-8`, in order: a host that could refuse a plugin for
+/// several findings cites the first, so findings are reported step by step
+/// (and by offset within a step), whatever order the checks below find
+/// them in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    /// Step 2 and 3: the `pabi` section, the envelope, the version.
+    Envelope,
+    /// Step 4, from here on: the schema and the metadata's other rules.
+    Metadata,
+    /// The Since of every item used: imports (`IMP-4`), then exports,
+    /// metadata fields and capability kinds (`VER-9`).
+    Since,
+    /// The feature profile and the rest of MOD.
+    Module,
+    Imports,
+    Exports,
+}
+
+/// Who checks a plugin, so that a message can name the version it
+/// implements (`VER-4`).
+#[derive(Clone, Copy)]
+struct Checker {
+    abi: AbiVersion,
+    noun: &'static str,
+}
+
+impl Checker {
+    fn of(options: &crate::Options) -> Checker {
+        match options.host_abi {
+            Some(abi) => Checker { abi, noun: "host" },
+            None => Checker { abi: HOST_ABI, noun: "validator" },
+        }
+    }
+}
+
 struct Sink {
-    findings: Vec<Finding>,
+    findings: Vec<(Step, Finding)>,
+    /// The step the findings pushed now belong to.
+    step: Step,
 }
 
 impl Sink {
     fn push(&mut self, rule: Rule, message: impl Into<String>, offset: Option<usize>, subject: Option<&str>) {
-        self.findings.push(Finding { rule, message: message.into(), offset, subject: subject.map(str::to_string) });
+        let step = self.step;
+        self.push_in(step, rule, message, offset, subject);
+    }
+
+    fn push_in(
+        &mut self,
+        step: Step,
+        rule: Rule,
+        message: impl Into<String>,
+        offset: Option<usize>,
+        subject: Option<&str>,
+    ) {
+        let finding = Finding { rule, message: message.into(), offset, subject: subject.map(str::to_string) };
+        self.findings.push((step, finding));
+    }
+
+    /// The findings in the order of `VER-8`, then of their offsets; the
+    /// sort is stable, so findings at one offset keep the order they were
+    /// found in.
+    fn into_findings(mut self) -> Vec<Finding> {
+        self.findings.sort_by_key(|(step, f)| (*step, f.offset.unwrap_or(usize::MAX)));
+        self.findings.into_iter().map(|(_, f)| f).collect()
     }
 }
 
-pub(crate) fn run(wasm: &[u8]) -> Report {
-    let mut sink = Sink { findings: Vec::new() };
+pub(crate) fn run(wasm: &[u8], options: &crate::Options) -> Report {
+    let checker = Checker::of(options);
+    let mut sink = Sink { findings: Vec::new(), step: Step::Envelope };
+    let section_offset =
+        || pabi_abi::find_custom_sections(wasm, METADATA_SECTION).ok().and_then(|s| s.first().map(|s| s.section.start));
     // The envelope before anything of a version (`VER-8`): a plugin of a
     // version this validator does not implement gets that one finding, and
-    // none for the fields, features or imports its version may add.
-    if let Ok(version) = pabi_abi::read_envelope(wasm) {
-        if !HOST_ABI.accepts(version) {
+    // none for the fields, features or imports its version may add. An
+    // envelope that cannot be read gets one finding too, citing the clause
+    // of step 2 it breaks; a missing section (META-1) and malformed section
+    // headers (MOD-1) are found below, where the module is still decoded to
+    // name a foreign ABI.
+    let stop = |sink: Sink, abi| Report {
+        findings: sink.into_findings(),
+        abi,
+        metadata: None,
+        shape: None,
+        foreign_abi: None,
+    };
+    match pabi_abi::read_envelope(wasm) {
+        Ok(version) if !checker.abi.accepts(version) => {
             sink.push(
                 Rule::UnsupportedVersion,
-                format!("the plugin declares ABI {version}, but this validator implements ABI {HOST_ABI}"),
-                pabi_abi::find_custom_sections(wasm, METADATA_SECTION)
-                    .ok()
-                    .and_then(|s| s.first().map(|s| s.section.start)),
+                format!("the plugin declares ABI {version}, but this {} implements ABI {}", checker.noun, checker.abi),
+                section_offset(),
                 Some("abi"),
             );
-            return Report {
-                findings: sink.findings,
-                abi: Some(version),
-                metadata: None,
-                shape: None,
-                foreign_abi: None,
+            return stop(sink, Some(version));
+        }
+        Ok(_) => {}
+        Err(err) => {
+            let rule = match err.clause() {
+                Clause::Meta2 => Some(Rule::MetadataEncoding),
+                Clause::Ver1 => Some(Rule::VersionSyntax),
+                _ => None,
             };
+            if let Some(rule) = rule {
+                let subject = if rule == Rule::VersionSyntax { "abi" } else { "pabi" };
+                sink.push(rule, err.to_string(), section_offset(), Some(subject));
+                return stop(sink, None);
+            }
         }
     }
     // Metadata first: it is read without validating code (META-6), and it
     // says whether the float scan is needed.
     let metadata = read_metadata(wasm, &mut sink);
-    let has_section = !sink.findings.iter().any(|f| f.rule == Rule::MetadataSection && f.offset.is_none());
+    let has_section = !sink.findings.iter().any(|(_, f)| f.rule == Rule::MetadataSection && f.offset.is_none());
     let scan_floats = metadata.as_ref().is_some_and(|m| m.functions.iter().any(|f| f.deterministic));
+    // The Since of the exports, metadata fields and capability kinds needs
+    // no decoded module, so a module that cannot be decoded gets it too.
+    if let Some(meta) = &metadata {
+        for finding in crate::since::newer_than_declared(wasm, meta.abi, &pabi_abi::since::Catalog::current()) {
+            sink.findings.push((Step::Since, finding));
+        }
+    }
 
+    sink.step = Step::Module;
     let module = match decode(wasm, feature_profile(), scan_floats) {
         Ok(module) => module,
         Err(err) => {
@@ -63,7 +149,7 @@ pub(crate) fn run(wasm: &[u8]) -> Report {
                 Some(module) => module,
                 None => {
                     return Report {
-                        findings: sink.findings,
+                        findings: sink.into_findings(),
                         abi: abi_of(&metadata),
                         metadata,
                         shape: None,
@@ -75,14 +161,18 @@ pub(crate) fn run(wasm: &[u8]) -> Report {
     };
 
     check_shape(&module, &mut sink);
-    check_imports(&module, metadata.as_ref(), &mut sink);
+    if let Some(meta) = &metadata {
+        check_float_use(&module, meta, &mut sink);
+    }
+    sink.step = Step::Imports;
+    check_imports(&module, metadata.as_ref(), checker, &mut sink);
+    sink.step = Step::Exports;
     check_exports(&module, &mut sink);
     if let Some(meta) = &metadata {
         check_metadata_against_module(&module, meta, &mut sink);
-        sink.findings.extend(crate::since::newer_than_declared(wasm, meta.abi, &pabi_abi::since::Catalog::current()));
     }
     Report {
-        findings: sink.findings,
+        findings: sink.into_findings(),
         abi: abi_of(&metadata),
         metadata,
         shape: Some(PluginShape::from(&module)),
@@ -173,19 +263,9 @@ fn read_metadata(wasm: &[u8], sink: &mut Sink) -> Option<Metadata> {
         }
     };
     let at = Some(section.section.start);
+    sink.step = Step::Metadata;
     match Metadata::parse(&wasm[section.data.clone()]) {
-        Ok(meta) => {
-            let version = meta.abi;
-            if !HOST_ABI.accepts(version) {
-                sink.push(
-                    Rule::UnsupportedVersion,
-                    format!("the plugin declares ABI {version}, but this validator implements ABI {HOST_ABI}"),
-                    at,
-                    Some("abi"),
-                );
-            }
-            Some(meta)
-        }
+        Ok(meta) => Some(meta),
         Err(err) => {
             let rule = match &err {
                 MetadataError::TooLarge(_) | MetadataError::NotUtf8(_) | MetadataError::NotJson(_) => {
@@ -318,7 +398,8 @@ struct ImportGroup {
 enum GroupKind {
     FromModule(String),
     NotAFunction,
-    UnknownHostFunction,
+    /// With the versions a refusal names (`VER-4`), as a message ends.
+    UnknownHostFunction(String),
     WasiInCore,
     WasiNeedsFs,
     WasiSocket,
@@ -346,9 +427,11 @@ impl ImportGroups {
                 continue;
             }
             let count = members.len();
+            // A refusal names every import the host lacks (`VER-4`).
+            let shown = if matches!(kind, GroupKind::UnknownHostFunction(_)) { count } else { GROUP_NAMES_SHOWN };
             let mut names: Vec<String> =
-                members.iter().take(GROUP_NAMES_SHOWN).map(|(subject, ..)| format!("`{subject}`")).collect();
-            if count > GROUP_NAMES_SHOWN {
+                members.iter().take(shown).map(|(subject, ..)| format!("`{subject}`")).collect();
+            if count > shown {
                 names.push(format!("and {} more", count - GROUP_NAMES_SHOWN));
             }
             let names = names.join(", ");
@@ -359,8 +442,8 @@ impl ImportGroups {
                 GroupKind::NotAFunction => {
                     format!("{count} imports are not functions ({names}); plugins import only functions")
                 }
-                GroupKind::UnknownHostFunction => {
-                    format!("{count} `{IMPORT_MODULE}` imports are not host functions of ABI {HOST_ABI}: {names}")
+                GroupKind::UnknownHostFunction(versions) => {
+                    format!("{count} `{IMPORT_MODULE}` imports are not host functions of {versions}: {names}")
                 }
                 GroupKind::WasiInCore => {
                     format!("{count} WASI imports ({names}), but the plugin declares the `core` profile")
@@ -382,11 +465,21 @@ impl ImportGroups {
     }
 }
 
-fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Sink) {
+fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, checker: Checker, sink: &mut Sink) {
     let profile = metadata.map(|m| m.profile);
     let declared = metadata.map(|m| m.capabilities.clone()).unwrap_or_default();
     let plugin_abi = metadata.map(|m| m.abi);
+    // `VER-4`: a refusal for an import the host lacks names both versions.
+    let (abi, noun) = (checker.abi, checker.noun);
+    let versions = match plugin_abi {
+        Some(plugin) => format!("ABI {abi} (the plugin declares ABI {plugin}, and this {noun} implements ABI {abi})"),
+        None => format!("ABI {abi} (this {noun} implements ABI {abi})"),
+    };
     let mut groups = ImportGroups::default();
+    // A preview1 import's type is judged after whether it is allowed at
+    // all (`WASI-4` before `WASI-11`, `VER-8`): these findings follow the
+    // grouped ones, and keep that order at one offset.
+    let mut wasi_types = Sink { findings: Vec::new(), step: Step::Imports };
     for import in &module.imports {
         let subject = format!("{}.{}", import.module, import.name);
         let at = Some(import.offset);
@@ -409,9 +502,9 @@ fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Si
                 let Some(spec) = find_import(&import.name) else {
                     groups.push(
                         Rule::UnknownHostFunction,
-                        GroupKind::UnknownHostFunction,
+                        GroupKind::UnknownHostFunction(versions.clone()),
                         &subject,
-                        format!("`{subject}` is not a host function of ABI {HOST_ABI}"),
+                        format!("`{subject}` is not a host function of {versions}"),
                         at,
                     );
                     continue;
@@ -430,7 +523,10 @@ fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Si
                 }
                 if let Some(plugin_abi) = plugin_abi {
                     if spec.since.major == plugin_abi.major && spec.since.minor > plugin_abi.minor {
-                        sink.push(
+                        // The Since of an import comes before the
+                        // feature profile and the other import rules (`VER-8`).
+                        sink.push_in(
+                            Step::Since,
                             Rule::ImportTooNew,
                             format!("`{subject}` arrived in ABI {}, but the plugin declares ABI {plugin_abi}", spec.since),
                             at,
@@ -441,7 +537,7 @@ fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Si
             }
             WASI_MODULE => {
                 check_wasi_import(&import.name, &subject, at, profile, &declared, &mut groups);
-                check_wasi_type(&import.name, &subject, at, profile, func_ty, sink);
+                check_wasi_type(&import.name, &subject, at, profile, func_ty, &mut wasi_types);
             }
             other => groups.push(
                 Rule::ForeignImport,
@@ -453,6 +549,7 @@ fn check_imports(module: &ModuleInfo, metadata: Option<&Metadata>, sink: &mut Si
         }
     }
     groups.flush(sink);
+    sink.findings.append(&mut wasi_types.findings);
 }
 
 /// A preview1 import with a type other than preview1's (`WASI-11`): an
@@ -640,6 +737,11 @@ fn check_metadata_against_module(module: &ModuleInfo, meta: &Metadata, sink: &mu
             Some(extra),
         );
     }
+}
+
+/// `MOD-7`: a NaN-producing instruction in a plugin that declares a
+/// deterministic function.
+fn check_float_use(module: &ModuleInfo, meta: &Metadata, sink: &mut Sink) {
     if let Some((func, offset)) = module.first_float_function {
         let deterministic: Vec<&str> =
             meta.functions.iter().filter(|f| f.deterministic).map(|f| f.name.as_str()).collect();

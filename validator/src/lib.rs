@@ -91,6 +91,11 @@ pub struct Options {
     /// Rules whose findings are dropped (`--allow MOD-7`). Only warnings can
     /// be allowed.
     pub allow: Vec<Rule>,
+    /// The ABI version of the host the plugin is checked for, when a host
+    /// checks it: the newest version a plugin may declare, and the one a
+    /// refusal names (`VER-4`, `CALL-9`). `None` checks against
+    /// [`pabi_abi::HOST_ABI`], for this validator.
+    pub host_abi: Option<AbiVersion>,
 }
 
 /// Validates a plugin binary without running it.
@@ -100,13 +105,13 @@ pub fn validate(wasm: &[u8]) -> Report {
 
 /// Validates a plugin binary with options.
 pub fn validate_with(wasm: &[u8], options: &Options) -> Report {
-    let mut report = checks::run(wasm);
+    let mut report = checks::run(wasm, options);
     report.findings.retain(|f| f.severity() == Severity::Error || !options.allow.contains(&f.rule));
-    // Errors first; among them a missing or broken `pabi` section, which
-    // usually explains the rest; then module order.
-    report.findings.sort_by_key(|f| {
-        (std::cmp::Reverse(f.severity()), f.rule != Rule::MetadataSection, f.offset.unwrap_or(usize::MAX))
-    });
+    // Errors first, each group in the order of `VER-8`'s steps, which the
+    // checks give (the envelope, the metadata, the Since of what is used,
+    // the module, the imports, the exports), and by offset within a step:
+    // a host cites the first error.
+    report.findings.sort_by_key(|f| std::cmp::Reverse(f.severity()));
     report
 }
 

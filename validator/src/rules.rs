@@ -101,7 +101,7 @@ impl Rule {
 
     /// Where the clause is defined, relative to the repository root.
     pub fn spec_anchor(self) -> String {
-        format!("spec/abi.md#{}", self.id().to_ascii_lowercase())
+        format!("spec/abi.md#{}", self.clause().anchor())
     }
 }
 

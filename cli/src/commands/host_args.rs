@@ -22,11 +22,13 @@ pub struct HostArgs {
     /// Output cap per call, e.g. `1MiB` or bytes.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_output: Option<u64>,
-    /// A host call's request cap, e.g. `64KiB` [default: 1MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    /// A host call's request cap, e.g. `64KiB` [default: 1MiB; at most
+    /// 2147483647 bytes].
+    #[arg(long, value_name = "SIZE", value_parser = parse_host_call_cap)]
     max_request: Option<u64>,
-    /// A host call's reply cap, e.g. `64KiB` [default: 1MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    /// A host call's reply cap, e.g. `64KiB` [default: 1MiB; at most
+    /// 2147483647 bytes].
+    #[arg(long, value_name = "SIZE", value_parser = parse_host_call_cap)]
     max_reply: Option<u64>,
     /// Fuel per call (deterministic instruction budget); off by default.
     #[arg(long, value_name = "N")]
@@ -189,6 +191,19 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         _ => return Err(format!("`{text}`: the unit must be B, KiB, MiB or GiB (or KB, MB, GB)")),
     };
     value.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// A host-call cap: a size of at most 2^31 - 1 bytes, what `host_call`'s
+/// `i32` result can count (`LIM-14`). A larger one is a usage error, not
+/// lowered to the maximum, so that a run never has a cap other than the one
+/// asked for (the adapter protocol's exit 2).
+fn parse_host_call_cap(text: &str) -> Result<u64, String> {
+    const MAX: u64 = i32::MAX as u64;
+    let cap = parse_size(text)?;
+    if cap > MAX {
+        return Err(format!("`{text}` is {cap} bytes; a host-call cap is at most {MAX} bytes (LIM-14)"));
+    }
+    Ok(cap)
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {

@@ -57,7 +57,7 @@ pub enum ValidateFormat {
 
 impl Opts {
     pub fn run(self) -> anyhow::Result<u8> {
-        let options = Options { allow: parse_allowed(&self.allow)? };
+        let options = Options { allow: parse_allowed(&self.allow)?, ..Options::default() };
         let files = expand_paths(&self.paths)?;
         let max = self.max_module_size.unwrap_or_else(default_max_module_bytes);
         let mut loaded = Vec::with_capacity(files.len());

@@ -31,6 +31,22 @@ fn run_prints_the_output_and_exits_by_result_kind() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("error: failed to read"));
 }
 
+/// A host-call cap above `LIM-14`'s maximum is a usage error (exit 2), as
+/// the adapter protocol has it, not a run under a lower cap.
+#[test]
+fn a_host_call_cap_past_the_abi_maximum_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = fixture("host-conformance", "io", dir.path());
+    for flag in ["--max-request", "--max-reply"] {
+        let over =
+            pabi(&["run", &io, "count", "--input-hex", "", flag, "2147483648", "--format", "json", "--no-cache"]);
+        assert_eq!(exit_code(&over), 2, "{flag}: {}", String::from_utf8_lossy(&over.stderr));
+        assert!(over.stdout.is_empty() && String::from_utf8_lossy(&over.stderr).contains("LIM-14"), "{flag}");
+        let max = pabi(&["run", &io, "count", "--input-hex", "", flag, "2147483647", "--format", "json", "--no-cache"]);
+        assert_eq!(exit_code(&max), 0, "{flag}: {}", String::from_utf8_lossy(&max.stderr));
+    }
+}
+
 #[test]
 fn run_in_json_prints_one_line_per_call() {
     let dir = tempfile::tempdir().unwrap();
@@ -266,6 +282,90 @@ fn conform_picks_up_vectors_beside_the_plugin() {
     let out = pabi(&["conform", "--only", "vectors", &core]);
     assert_eq!(exit_code(&out), 1, "the wrong vector beside the plugin is used");
     assert!(String::from_utf8_lossy(&out.stdout).contains("echoes"));
+}
+
+/// Runs a reproducer command as a shell would, with this build's `pabi`.
+fn replay(reproducer: &str) -> std::process::Output {
+    let command = reproducer.strip_prefix("pabi ").unwrap_or_else(|| panic!("not a pabi command: {reproducer}"));
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$PABI\" {command} --no-cache"))
+        .env("PABI", env!("CARGO_BIN_EXE_pabi"))
+        .output()
+        .unwrap()
+}
+
+/// A failure on an input of many KiB fits a terminal: the input is written
+/// to a file of `--report-dir`, which the human, JUnit and JSON reports
+/// name, and the `reproduce:` command replays the failure from it.
+#[test]
+fn conform_writes_a_long_failing_input_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = fixture("broken", "status-200-large-input", dir.path());
+    // By default, in a new temporary folder that the report names.
+    let human = pabi(&["conform", "--cases", "32", &plugin]);
+    assert_eq!(exit_code(&human), 1, "{}", String::from_utf8_lossy(&human.stderr));
+    for stream in [&human.stdout, &human.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        let longest = text.lines().map(|line| line.chars().count()).max().unwrap_or(0);
+        assert!(longest <= 500, "a line of {longest} characters:\n{text}");
+    }
+    let text = String::from_utf8_lossy(&human.stdout);
+    let (size, input) = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("minimal input: ")?.split_once(" bytes, starting "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let input = std::path::PathBuf::from(input.split_once(", in ").unwrap().1);
+    let len = std::fs::metadata(&input).unwrap().len();
+    assert!(len > 5000 && size == len.to_string(), "{size} bytes shown, {len} in the file");
+    let reproducer = text.lines().find_map(|line| line.trim().strip_prefix("reproduce: ")).unwrap();
+    assert!(reproducer.ends_with(&format!("--input {}", input.display())), "{reproducer}");
+    let replayed = replay(reproducer);
+    assert_eq!(exit_code(&replayed), 3, "{}", String::from_utf8_lossy(&replayed.stderr));
+    assert!(String::from_utf8_lossy(&replayed.stderr).contains("UNKNOWN_STATUS"));
+    std::fs::remove_dir_all(input.parent().unwrap()).unwrap();
+
+    // With --report-dir, there.
+    let reports = dir.path().join("reproducers");
+    let conform = |format: &str| {
+        let out =
+            pabi(&["conform", "--cases", "32", "--format", format, "--report-dir", reports.to_str().unwrap(), &plugin]);
+        assert_eq!(exit_code(&out), 1, "{}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let input = reports.join("status-200-large-input-status-f.input");
+    let junit = String::from_utf8(conform("junit").stdout).unwrap();
+    let len = std::fs::metadata(&input).unwrap().len();
+    assert!(junit.contains(&format!("input: {len} bytes in {}", input.display())), "{junit}");
+    let json: serde_json::Value = serde_json::from_slice(&conform("json").stdout).unwrap();
+    let status = &json["plugins"][0]["checks"][1];
+    assert_eq!((status["input_file"].as_str(), status["input_len"].as_u64()), (input.to_str(), Some(len)), "{status}");
+}
+
+/// A failing vector's reproducer gives the vector's host-call table, so
+/// that the replay offers the required call and gives what the vector got
+/// (without it, the plugin does not load: MISSING_CAPABILITY).
+#[test]
+fn conform_reproduces_a_failing_vector_with_its_host_call_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = fixture("broken", "host-call-traps-on-failure", dir.path());
+    let vectors = write(
+        dir.path(),
+        "vectors.json",
+        br#"{"plugin":"p","vectors":[{"name":"shouts","host_calls":{"kv.get":[{"reply":"v"}]},"function":"f","input":{"text":"hi"},"expect":{"output":{"text":"HI"}}}]}"#,
+    );
+    let out = pabi(&["conform", "--only", "vectors", "--vectors", &vectors, "--format", "json", &plugin]);
+    assert_eq!(exit_code(&out), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vectors_check = &json["plugins"][0]["checks"][0];
+    assert_eq!(vectors_check["vectors"], 1, "{vectors_check}");
+    assert_eq!(vectors_check["message"], r#"vector `shouts`: expected output text "HI", got output (empty)"#);
+    let reproducer = vectors_check["reproducer"].as_str().unwrap();
+    let (command, table) = reproducer.split_once(", with FILE holding ").unwrap_or_else(|| panic!("{reproducer}"));
+    let table_file = write(dir.path(), "table.json", table.as_bytes());
+    let replayed = replay(&command.replace("--host-calls FILE", &format!("--host-calls {table_file}")));
+    let stderr = String::from_utf8_lossy(&replayed.stderr);
+    assert_eq!((exit_code(&replayed), replayed.stdout.as_slice()), (0, b"".as_slice()), "{stderr}");
 }
 
 /// The traps `pabi conform` provokes on purpose make the host warn; those

@@ -52,6 +52,15 @@ function integer(text, what) {
   return Number(text);
 }
 
+// LIM-14: a host-call cap is at most 2^31 - 1 bytes, what an i32 return
+// value can count; a larger one is a bad argument, not lowered to the
+// maximum, so that a case never runs under a cap other than the one it set.
+function hostCallCap(text, what) {
+  const cap = integer(text, what);
+  if (cap > 2147483647) usage(`${what}: at most 2147483647 bytes (LIM-14), not ${text}`);
+  return cap;
+}
+
 // `--dir HOST:GUEST[:ro]`: HOST is split at the last `:` followed by `/`,
 // since a guest path starts with `/` (host-guide, "The adapter command").
 function dir(text) {
@@ -123,8 +132,8 @@ function parseArgs(argv) {
         break;
       }
       case '--dir': opts.dirs.push(dir(value())); break;
-      case '--max-request': opts.limits.maxRequest = integer(value(), a); break;
-      case '--max-reply': opts.limits.maxReply = integer(value(), a); break;
+      case '--max-request': opts.limits.maxRequest = hostCallCap(value(), a); break;
+      case '--max-reply': opts.limits.maxReply = hostCallCap(value(), a); break;
       case '--host-calls': opts.hostCalls = hostCallTable(value()); break;
       case '--abi': {
         // CALL-9: the version the host offers, one it implements.

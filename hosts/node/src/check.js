@@ -248,10 +248,15 @@ function parseDocument(payload) {
 }
 
 // VER-7, VER-8: the envelope alone, read before anything that belongs to a
-// version: UTF-8 I-JSON, an object, and a string `abi` of the form
-// MAJOR.MINOR. Whatever else a future version puts in the metadata is not
-// looked at until the version is known to be this host's.
+// version: every rule of META-2 (at most 65,536 bytes, UTF-8 I-JSON nesting
+// at most 64 levels, an object), and a string `abi` of the form
+// MAJOR.MINOR (VER-1). Whatever else a future version puts in the metadata
+// is not looked at until the version is known to be this host's.
+export const MAX_METADATA_BYTES = 65536;
 export function readEnvelope(payload) {
+  // The size first: the envelope belongs to no version, so a plugin of any
+  // version gets no more than 64 KiB of JSON parsed before it is refused.
+  if (payload.length > MAX_METADATA_BYTES) throw invalid('META-2', `the metadata is ${payload.length} bytes, more than 65,536`);
   const doc = parseDocument(payload);
   if (!isObject(doc)) throw invalid('META-2', 'the metadata is not a JSON object');
   if (typeof doc.abi !== 'string' || !/^(0|[1-9][0-9]{0,4})\.(0|[1-9][0-9]{0,4})$/.test(doc.abi)) throw invalid('VER-1', `metadata: "abi" must be MAJOR.MINOR, not ${JSON.stringify(doc.abi)}`);
@@ -260,7 +265,7 @@ export function readEnvelope(payload) {
 
 // host-guide section 3.
 export function checkMetadata(payload) {
-  if (payload.length > 65536) throw invalid('META-2', `the metadata is ${payload.length} bytes, more than 65,536`);
+  if (payload.length > MAX_METADATA_BYTES) throw invalid('META-2', `the metadata is ${payload.length} bytes, more than 65,536`);
   const doc = parseDocument(payload);
   const bad = (what) => invalid('META-3', `metadata: ${what}`);
   if (!isObject(doc)) throw bad('not a JSON object');
@@ -463,10 +468,25 @@ export function checkPlugin(bytes, { allow = [], budget = {}, abi: offered = HOS
     try { new WebAssembly.Module(bytes); } catch (e) { why = e.message; }
     if (ENGINE_LIMIT.test(why) && !/memory count/i.test(why)) throw moduleLimit(`the engine (V8) refuses the module past one of its limits: ${why}`);
   }
-  if (unreadable) throw invalid(unreadable.clause, unreadable.message);
-
-  // Only now the rest of the metadata, under this version's schema.
+  // VER-8 (4), in its order: only now the rest of the metadata, under this
+  // version's schema; then the Since of every item used (VER-9): the
+  // imports (IMP-4), the exports (none is newer than 1.0), the metadata
+  // fields and the capability kinds (every kind is 1.0, and the schema
+  // refuses any other); then the module's features and shape, the imports
+  // and the exports.
   const metadata = checkMetadata(pabi[0].payload);
+  for (const imp of m?.imports ?? []) {
+    const want = imp.module === 'pabi' && imp.kind === 'func' && Object.hasOwn(PABI_FUNCTIONS, imp.name) ? PABI_FUNCTIONS[imp.name] : null;
+    if (want && newer(want.since, major, minor)) {
+      throw invalid('IMP-4', `the import \`pabi.${imp.name}\` is Since ${want.since.join('.')}, newer than the declared ABI ${metadata.abi}`);
+    }
+  }
+  for (const [field, since] of Object.entries(METADATA_SINCE)) {
+    if (field in metadata && newer(since, major, minor)) {
+      throw invalid('VER-9', `the metadata field \`${field}\` arrived in ABI ${since.join('.')}, but the plugin declares ABI ${metadata.abi}`);
+    }
+  }
+  if (unreadable) throw invalid(unreadable.clause, unreadable.message);
 
   // Section 5: the memory, the feature profile and validation. HOST-1: one
   // construct that breaks several clauses is refused citing the most
@@ -496,7 +516,9 @@ export function checkPlugin(bytes, { allow = [], budget = {}, abi: offered = HOS
   }
   if (m.hasStart) throw invalid('MOD-3', 'the module has a start section');
 
-  // Imports (IMP-1..4, WASI-1, WASI-4, HOST-2).
+  // Imports (IMP-1..3, WASI-1, WASI-4, WASI-11, HOST-2); IMP-4 was judged
+  // with the Since of the other items, above. An import that WASI-4 does
+  // not allow is refused for that before its type is compared (WASI-11).
   if (lacking.length) {
     throw invalid('IMP-2', `the plugin imports ${lacking.map((n) => `\`${n}\``).join(', ')}, which this host (ABI ${offered}) does not provide; ${who}`);
   }
@@ -513,9 +535,6 @@ export function checkPlugin(bytes, { allow = [], budget = {}, abi: offered = HOS
       const want = PABI_FUNCTIONS[imp.name];
       const got = m.types[imp.type];
       if (!sameType(got, want)) throw invalid('IMP-3', `the import \`${full}\` has type ${sig(got)}, not ${sig(want)}`);
-      if (newer(want.since, major, minor)) {
-        throw invalid('IMP-4', `the import \`${full}\` is Since ${want.since.join('.')}, newer than the declared ABI ${metadata.abi}`);
-      }
     } else if (imp.module === 'wasi_snapshot_preview1') {
       if (metadata.profile !== 'wasi') throw invalid('WASI-1', `a core-profile plugin imports \`${full}\``);
       if (!Object.hasOwn(WASI_TYPES, imp.name)) throw invalid('WASI-4', `the import \`${full}\` is not a preview1 function`);
@@ -563,13 +582,6 @@ export function checkPlugin(bytes, { allow = [], budget = {}, abi: offered = HOS
   const declared = new Set(metadata.functions.map((f) => f.name));
   for (const name of functions.keys()) if (!declared.has(name)) throw invalid('META-4', `the export pabi_fn_${name} is not listed in the metadata`);
   for (const name of declared) if (!functions.has(name)) throw invalid('META-4', `the metadata lists "${name}", which is not exported`);
-  // VER-9: a metadata field newer than the declared version, the last
-  // INVALID_MODULE check, as in the validator.
-  for (const [field, since] of Object.entries(METADATA_SINCE)) {
-    if (field in metadata && newer(since, major, minor)) {
-      throw invalid('VER-9', `the metadata field \`${field}\` arrived in ABI ${since.join('.')}, but the plugin declares ABI ${metadata.abi}`);
-    }
-  }
 
   if (unsupported.length) {
     throw new PabiError(KINDS.UNSUPPORTED, {

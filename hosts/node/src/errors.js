@@ -36,7 +36,7 @@ export const KINDS = Object.freeze({
 export const DESCRIPTIONS = Object.freeze({
   [KINDS.INVALID_MODULE]: 'the plugin is not a valid pabi module',
   [KINDS.VERSION_MISMATCH]: 'the plugin needs an ABI version this host does not implement',
-  [KINDS.MISSING_CAPABILITY]: 'the plugin declares a capability the host does not allow',
+  [KINDS.MISSING_CAPABILITY]: 'the plugin declares a capability or a required host call that this host does not grant',
   [KINDS.ABI_VIOLATION]: 'the plugin broke the ABI',
   [KINDS.TRAP]: 'the plugin trapped',
   [KINDS.TIMEOUT]: 'the call ran past its deadline',

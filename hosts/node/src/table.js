@@ -3,8 +3,10 @@
 // `--host-calls FILE` reads (host-guide, "The adapter command"). Each name
 // it lists is offered (CALL-5); for a request, the first rule whose
 // `request` (or `request_hex`) equals it answers, and a rule without one
-// matches any request. When no rule matches, the handler fails with a
-// message that names the request (CALL-4). `delay_ms` makes the handler
+// matches any request. When no rule matches (a name with no rules
+// included), the handler fails (CALL-4) with exactly the message the schema
+// fixes, ``the table has no reply for `NAME` with the request R``, which
+// every host gives byte for byte: a plugin may pass it on. `delay_ms` makes the handler
 // take that long before it answers (CALL-7). `reenter` makes the handler
 // call a function of the plugin whose host call it serves, with the
 // request as the input, through this host's API: the host refuses that
@@ -75,7 +77,9 @@ function readRule(rule, at) {
 
 const sameBytes = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 
-// A request as text when it is UTF-8 without control characters, else as hex.
+// R of that message: the request as a JSON string when it is UTF-8 without
+// control characters (then JSON escapes only `"` and `\`, as every
+// encoder does), else 0x and lowercase hex.
 function shown(bytes) {
   try {
     const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);

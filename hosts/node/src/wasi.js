@@ -71,6 +71,12 @@ export function makeWasi({ memory, capabilities, env = {}, write, entropy }) {
     }
   }
 
+  // The descriptors open in this instance: stdin, stdout and stderr until
+  // the plugin closes one (WASI-8). A closed one is `badf` from then on, as
+  // in WASI; a fresh instance has all three again.
+  const open = new Set([0, 1, 2]);
+  const isOpen = (fd) => open.has(fd >>> 0);
+
   const buffer = () => memory().buffer;
   const dv = () => new DataView(buffer());
 
@@ -195,7 +201,7 @@ export function makeWasi({ memory, capabilities, env = {}, write, entropy }) {
           // stdin is empty (at its end) and stdout/stderr always take
           // writes: a subscription on fds 0-2 is ready at once.
           const fd = d.getUint32(at + 16, true);
-          events.push({ i, userdata, type: tag, error: fd <= 2 ? ERRNO.SUCCESS : ERRNO.BADF });
+          events.push({ i, userdata, type: tag, error: isOpen(fd) ? ERRNO.SUCCESS : ERRNO.BADF });
         } else {
           events.push({ i, userdata, type: tag, error: ERRNO.INVAL });
         }
@@ -236,7 +242,8 @@ export function makeWasi({ memory, capabilities, env = {}, write, entropy }) {
     proc_raise: () => ERRNO.NOSYS, // WASI-10: a plugin is not a process
     fd_write: (fd, iovs, iovsLen, nwritten) => {
       iovs >>>= 0; iovsLen >>>= 0; nwritten >>>= 0;
-      if (fd !== 1 && fd !== 2) return ERRNO.BADF;
+      // MEM-3: the descriptor decides before any pointer is looked at.
+      if ((fd !== 1 && fd !== 2) || !isOpen(fd)) return ERRNO.BADF;
       need('fd_write', iovs, IOVEC, iovsLen);
       need('fd_write', nwritten, U32);
       const d = dv();
@@ -262,34 +269,39 @@ export function makeWasi({ memory, capabilities, env = {}, write, entropy }) {
     },
     fd_read: (fd, iovs, iovsLen, nread) => {
       iovs >>>= 0; iovsLen >>>= 0; nread >>>= 0;
-      if (fd !== 0) return ERRNO.BADF;
+      if (fd !== 0 || !isOpen(fd)) return ERRNO.BADF;
       need('fd_read', iovs, IOVEC, iovsLen);
       need('fd_read', nread, U32);
       dv().setUint32(nread, 0, true); // stdin is empty (WASI-8)
       return ERRNO.SUCCESS;
     },
-    fd_close: (fd) => (fd >>> 0 <= 2 ? ERRNO.SUCCESS : ERRNO.BADF),
-    fd_seek: (fd) => (fd >>> 0 <= 2 ? ERRNO.SPIPE : ERRNO.BADF),
-    fd_tell: (fd) => (fd >>> 0 <= 2 ? ERRNO.SPIPE : ERRNO.BADF),
-    fd_sync: (fd) => (fd >>> 0 <= 2 ? ERRNO.SUCCESS : ERRNO.BADF),
-    fd_datasync: (fd) => (fd >>> 0 <= 2 ? ERRNO.SUCCESS : ERRNO.BADF),
-    fd_advise: (fd) => (fd >>> 0 <= 2 ? ERRNO.SUCCESS : ERRNO.BADF),
-    fd_allocate: (fd) => (fd >>> 0 <= 2 ? ERRNO.INVAL : ERRNO.BADF),
+    // WASI-8: closing stdin, stdout or stderr closes it for this instance.
+    fd_close: (fd) => (open.delete(fd >>> 0) ? ERRNO.SUCCESS : ERRNO.BADF),
+    fd_seek: (fd) => (isOpen(fd) ? ERRNO.SPIPE : ERRNO.BADF),
+    fd_tell: (fd) => (isOpen(fd) ? ERRNO.SPIPE : ERRNO.BADF),
+    fd_sync: (fd) => (isOpen(fd) ? ERRNO.SUCCESS : ERRNO.BADF),
+    fd_datasync: (fd) => (isOpen(fd) ? ERRNO.SUCCESS : ERRNO.BADF),
+    fd_advise: (fd) => (isOpen(fd) ? ERRNO.SUCCESS : ERRNO.BADF),
+    fd_allocate: (fd) => (isOpen(fd) ? ERRNO.INVAL : ERRNO.BADF),
+    // WASI-8: stdio is of an unknown file type (filetype 0: the host's log
+    // is not a terminal, which a character device would suggest), with no
+    // flags, and the rights of its one operation, inherited alike.
     fd_fdstat_get: (fd, ptr) => {
       ptr >>>= 0;
-      if (fd >>> 0 > 2) return ERRNO.BADF;
+      if (!isOpen(fd)) return ERRNO.BADF;
       need('fd_fdstat_get', ptr, FDSTAT);
       const d = dv();
+      const rights = fd === 0 ? 0x2n : 0x40n; // fd_read / fd_write
       new Uint8Array(buffer(), ptr, 24).fill(0);
-      d.setUint8(ptr, 2); // character device
-      d.setBigUint64(ptr + 8, fd === 0 ? 0x2n : 0x40n, true); // fd_read / fd_write
+      d.setBigUint64(ptr + 8, rights, true);
+      d.setBigUint64(ptr + 16, rights, true);
       return ERRNO.SUCCESS;
     },
-    fd_fdstat_set_flags: (fd) => (fd >>> 0 <= 2 ? ERRNO.SUCCESS : ERRNO.BADF),
-    fd_fdstat_set_rights: (fd) => (fd >>> 0 <= 2 ? ERRNO.SUCCESS : ERRNO.BADF),
+    fd_fdstat_set_flags: (fd) => (isOpen(fd) ? ERRNO.SUCCESS : ERRNO.BADF),
+    fd_fdstat_set_rights: (fd) => (isOpen(fd) ? ERRNO.SUCCESS : ERRNO.BADF),
     fd_filestat_get: (fd, ptr) => {
       ptr >>>= 0;
-      if (fd >>> 0 > 2) return ERRNO.BADF;
+      if (!isOpen(fd)) return ERRNO.BADF;
       need('fd_filestat_get', ptr, FILESTAT);
       new Uint8Array(buffer(), ptr, 64).fill(0);
       dv().setUint8(ptr + 16, 2);

@@ -432,6 +432,9 @@ test('without --host-calls nothing is offered: a required host call is MISSING_C
   assert.equal(r.lines.length, 1);
   assert.equal(r.lines[0].kind, 'MISSING_CAPABILITY');
   assert.match(r.lines[0].message, /host_call:kv\.get/);
+  // A host call is offered or not; only a capability is allowed or not.
+  assert.match(r.lines[0].message, /does not offer/);
+  assert.doesNotMatch(r.lines[0].message, /not allow/);
   assert.deepEqual(run(required, 'count', '--input-hex', '', '--host-calls', table({ 'kv.get': [] }), '--format', 'json').lines, [{ ok: true, output_hex: '01000000' }]);
 });
 
@@ -443,6 +446,18 @@ test('--abi 1.0 refuses a 1.1 plugin with VERSION_MISMATCH naming both versions;
   assert.match(r.lines[0].message, /ABI 1\.0/);
   assert.deepEqual(run(hcWasm, 'count', '--input-hex', '', '--abi', '1.1', '--format', 'json').lines, [{ ok: true, output_hex: '01000000' }]);
   for (const bad of ['1.2', '2.0', '1', 'x']) assert.equal(run(hcWasm, 'count', '--input-hex', '', '--abi', bad, '--format', 'json').status, 2, bad);
+});
+
+test('a host-call cap above 2^31 - 1 bytes is a bad argument: exit 2 (LIM-14)', () => {
+  for (const flag of ['--max-request', '--max-reply']) {
+    const over = run(hcWasm, 'count', '--input-hex', '', flag, '2147483648', '--format', 'json');
+    assert.equal(over.status, 2, flag);
+    assert.deepEqual(over.lines, []);
+    assert.match(over.stderr, /LIM-14/);
+    const max = run(hcWasm, 'count', '--input-hex', '', flag, '2147483647', '--format', 'json');
+    assert.equal(max.status, 0, max.stderr);
+    assert.deepEqual(max.lines, [{ ok: true, output_hex: '01000000' }]);
+  }
 });
 
 test('a host-call table that does not follow the schema, or cannot be read, is a bad argument: exit 2', () => {

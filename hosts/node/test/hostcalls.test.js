@@ -337,11 +337,11 @@ test('a 1.0 plugin may not use the host_calls field (VER-9) or import host_call 
   e = refusal(() => checkPlugin(replyOnly));
   assert.equal(e.clause, 'IMP-4');
   assert.match(e.message, /pabi\.reply_read/);
-  // A host offering 1.0 does not provide them at all (IMP-2, VER-4).
+  // A host offering 1.0 does not provide them at all, but the plugin's
+  // own fault, an import newer than it declares, comes first (VER-8).
   e = refusal(() => checkPlugin(replyOnly, { abi: '1.0' }));
-  assert.equal(e.clause, 'IMP-2');
+  assert.equal(e.clause, 'IMP-4');
   assert.match(e.message, /pabi\.reply_read/);
-  assert.match(e.message, /ABI 1\.0/);
 });
 
 test('a host offering ABI 1.0 only refuses a 1.1 plugin with VERSION_MISMATCH naming both versions, and still runs 1.0 plugins (CALL-9, VER-3, VER-4)', () => {

@@ -2,7 +2,7 @@
 // count code points.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkMetadata } from '../src/check.js';
+import { checkMetadata, readEnvelope } from '../src/check.js';
 import { PabiError } from '../src/index.js';
 
 const BASE = '"abi":"1.0","name":"m","version":"1.0.0","profile":"wasi","functions":[{"name":"f"}]';
@@ -64,4 +64,25 @@ test('pattern lengths count code points: an fs: path of 600 astral characters is
   assert.equal(refusal(doc('', `["fs:/${'\u{1F600}'.repeat(600)}:ro"]`)), null);
   const e = refusal(doc('', `["fs:/${'\u{1F600}'.repeat(1024)}:ro"]`));
   assert.equal(e.clause, 'META-3');
+});
+
+test('the envelope applies every rule of META-2, the size cap included, whatever the version (VER-7)', () => {
+  const envelope = (payload) => {
+    try {
+      return readEnvelope(payload);
+    } catch (e) {
+      if (e instanceof PabiError) return e.clause;
+      throw e;
+    }
+  };
+  const pad = (n) => Buffer.from(`{"abi":"2.0","x-pad":"${'a'.repeat(n)}"}`);
+  const fits = pad(65536 - pad(0).length);
+  assert.equal(fits.length, 65536);
+  assert.equal(envelope(fits), '2.0');
+  assert.equal(envelope(pad(65537 - pad(0).length)), 'META-2');
+  assert.equal(envelope(Buffer.from(`{"abi":"2.0"${nested(64)}}`)), 'META-2');
+  assert.equal(envelope(Buffer.from('[{"abi":"1.0"}]')), 'META-2');
+  assert.equal(envelope(Buffer.from('{"name":"x"}')), 'VER-1');
+  assert.equal(envelope(Buffer.from('{"abi":1.0}')), 'VER-1');
+  assert.equal(envelope(Buffer.from('{"abi":"1.700000"}')), 'VER-1');
 });

@@ -2,6 +2,7 @@
 
 mod embedding;
 mod matrix;
+mod order;
 mod outputs;
 mod robustness;
 mod snapshots;

@@ -39,9 +39,11 @@ fn each_hand_written_case_breaks_exactly_its_clauses() {
 fn allowing_a_warning_drops_only_that_warning() {
     let case =
         pabi_fixtures::compile_wat(&pabi_fixtures::fixtures_dir().join("invalid/float-deterministic.wat")).unwrap();
-    let options = pabi_validator::Options { allow: vec![pabi_validator::Rule::FloatInDeterministic] };
+    let options =
+        pabi_validator::Options { allow: vec![pabi_validator::Rule::FloatInDeterministic], ..Default::default() };
     assert!(pabi_validator::validate_with(&case.wasm, &options).findings.is_empty());
-    let options = pabi_validator::Options { allow: vec![pabi_validator::Rule::MissingNameSection] };
+    let options =
+        pabi_validator::Options { allow: vec![pabi_validator::Rule::MissingNameSection], ..Default::default() };
     assert_eq!(rule_ids(&pabi_validator::validate_with(&case.wasm, &options)), ["MOD-7"]);
 }
 
