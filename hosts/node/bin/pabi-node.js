@@ -17,8 +17,8 @@
 
 import fs from 'node:fs';
 import { loadPlugin, readPluginFile, Oversized, escapeText, PabiError, KINDS, ABI_VERSIONS, DEFAULT_LIMITS } from '../src/index.js';
-import { failure, success } from '../src/result.js';
-import { parseHostCallTable, tableFunctions, TableError } from '../src/table.js';
+import { failure, success } from '../../shared/result.js';
+import { parseHostCallTable, tableFunctions, TableError } from '../../shared/table.js';
 
 function usage(message) {
   process.stderr.write(`pabi-node: ${message}\n`);
