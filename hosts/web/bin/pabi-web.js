@@ -6,7 +6,7 @@
 //   pabi-web --driver URL --browser chromium|firefox PLUGIN.wasm FUNCTION ... --format json
 //
 // It reads the arguments and the files here, in Node, hands the case to a
-// page of the browser kept running by the driver (../test/driver.js, whose
+// page of the browser kept running by the driver (../driver/driver.js, whose
 // first line gives URL), and prints the result lines the page gives back;
 // the plugin's log goes to standard error. Exits 0 whenever the case ran,
 // 2 on bad arguments, 1 when the driver or the page failed.
@@ -41,7 +41,7 @@ function own(argv) {
     else if (argv[i] === '--browser') browser = argv[++i];
     else rest.push(argv[i]);
   }
-  if (!driver) usage('--driver URL is needed: the line the driver (hosts/web/test/driver.js) printed');
+  if (!driver) usage('--driver URL is needed: the line the driver (hosts/web/driver/driver.js) printed');
   if (browser !== 'chromium' && browser !== 'firefox') usage('--browser chromium or --browser firefox is needed');
   return { driver, browser, rest };
 }

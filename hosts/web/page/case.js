@@ -1,6 +1,6 @@
 // The conformance adapter's steps (spec/host-guide.md, "The adapter
-// command"), run in a page with the browser host: bin/pabi-web.js reads
-// the arguments and the files in Node, the driver (driver.js) hands the
+// command"), run in a page with the browser host: ../bin/pabi-web.js reads
+// the arguments and the files in Node, the driver (../driver/driver.js) hands the
 // case to this page, and the result lines come back. The same steps as
 // hosts/node/bin/pabi-node.js, awaited.
 
@@ -25,7 +25,7 @@ function bytesOf(v) {
  * Runs one case; resolves with { lines, log }: the result lines, and the
  * plugin's log lines for standard error. An error of the host's own code
  * resolves with { internal } instead.
- * @param {any} c the case (bin/pabi-web.js, caseOf)
+ * @param {any} c the case (../bin/pabi-web.js)
  */
 export async function runCase(c) {
   const lines = [];

@@ -4,7 +4,7 @@
 // browser adapter (../bin/pabi-web.js) hands a case to a page, so that a
 // case does not pay for a browser's start.
 //
-//   node hosts/web/test/driver.js [--browsers chromium,firefox]
+//   node hosts/web/driver/driver.js [--browsers chromium,firefox]
 //
 // prints one line `driver http://127.0.0.1:PORT/` when every browser has
 // its page ready (the adapter's `--driver`), then serves until its standard
@@ -36,7 +36,7 @@ export async function startBrowsers(names) {
     for (const name of names) {
       if (!BROWSERS.includes(name)) throw new Error(`unknown browser ${name}; known: ${BROWSERS.join(', ')}`);
       const browser = await launch(/** @type {any} */ (name));
-      const pageUrl = `${url}hosts/web/test/page.html`;
+      const pageUrl = `${url}hosts/web/page/`;
       const entry = { browser, page: null, pageUrl };
       entry.page = await openReady(browser, pageUrl);
       pages.set(name, entry);

@@ -40,8 +40,10 @@ export function executableOf(name) {
 /**
  * Starts `name` headless; resolves with { version, open(url), close() },
  * where open() resolves with a page: evaluate(fn, arg), waitFor(fn, ms)
- * (until fn() is true in the page), close(), and `raw`, the driver's own
- * page object. The two drivers differ in waitForFunction's arguments.
+ * (until fn() is true in the page), setFile(selector, path) (picks a file
+ * in a file input, as a user does), fill(selector, text), click(selector),
+ * close(), and `raw`, the driver's own page object. The two drivers name
+ * and shape these differently.
  * @param {'chromium' | 'firefox'} name
  */
 export async function launch(name) {
@@ -57,6 +59,9 @@ export async function launch(name) {
           raw: page,
           evaluate: (fn, arg) => page.evaluate(fn, arg),
           waitFor: (fn, ms) => page.waitForFunction(fn, undefined, { timeout: ms }),
+          setFile: (selector, path) => page.setInputFiles(selector, path),
+          fill: (selector, text) => page.fill(selector, text),
+          click: (selector) => page.click(selector),
           close: () => page.close(),
         };
       },
@@ -73,6 +78,12 @@ export async function launch(name) {
         raw: page,
         evaluate: (fn, arg) => page.evaluate(fn, arg),
         waitFor: (fn, ms) => page.waitForFunction(fn, { timeout: ms }),
+        setFile: async (selector, path) => (await page.$(selector)).uploadFile(path),
+        fill: async (selector, text) => {
+          await page.$eval(selector, (e) => { e.value = ''; });
+          await page.type(selector, text);
+        },
+        click: (selector) => page.click(selector),
         close: () => page.close(),
       };
     },

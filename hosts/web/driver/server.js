@@ -6,7 +6,7 @@
 //   Cross-Origin-Opener-Policy: same-origin
 //   Cross-Origin-Embedder-Policy: require-corp
 //
-//   node hosts/web/test/server.js [--port N] [--no-isolation]
+//   node hosts/web/driver/server.js [--port N] [--no-isolation]
 //
 // prints `serving http://127.0.0.1:PORT/` and runs until stopped. Only GET
 // and HEAD of files under the repository root; `--no-isolation` leaves the
