@@ -8,7 +8,9 @@
 //
 // prints one line `driver http://127.0.0.1:PORT/` when every browser has
 // its page ready (the adapter's `--driver`), then serves until its standard
-// input closes or it is sent SIGTERM. POST /case?browser=NAME with a case
+// input closes or it is sent SIGTERM. Started with a pipe as standard input
+// (suite.js does), it ends with the process that started it, however that
+// one ends. POST /case?browser=NAME with a case
 // (bin/pabi-web.js) answers { lines, log } or { internal }; a case that has
 // not ended within CASE_MS is an error, and the page is loaded again so
 // that the next case starts clean.
