@@ -70,10 +70,12 @@ const MAX_HOST_CALL_NAME = 4 * 32 + 3;
  *                       runs from here (LIM-3)
  *   entropy(view)       fills `view` with the platform's entropy (`random`)
  *   monotonicNs()       the platform's monotonic clock (WASI-9)
+ *   resolutionNs()      the resolution of its real clocks (WASI-9), 1 ns if
+ *                       not given
  * and gets handle(request), which answers one request, and
  * transfers(answer), the buffers of the answer to hand over rather than copy.
  */
-export function makeInstance({ ask, started, entropy, monotonicNs }) {
+export function makeInstance({ ask, started, entropy, monotonicNs, resolutionNs = () => 1n }) {
   // Per-instance and per-call state.
   let instance = null;
   let memory = null;

@@ -54,8 +54,10 @@ const FILESTAT = [64, 8];
  * entropy(view)   fills with OS entropy (`random`)
  * monotonicNs()   the platform's monotonic clock, in nanoseconds (a BigInt);
  *                 by default performance.now(), which both platforms have
+ * resolutionNs()  the resolution of the real clocks, in nanoseconds (a
+ *                 BigInt): 1 by default; a browser coarsens its clocks
  */
-export function makeWasi({ memory, capabilities, env = {}, write, entropy, monotonicNs = performanceNs }) {
+export function makeWasi({ memory, capabilities, env = {}, write, entropy, monotonicNs = performanceNs, resolutionNs = () => 1n }) {
   const caps = new Set(capabilities);
   let virtualNs = VIRTUAL_ORIGIN_NS;
   // xorshift128+ with a fixed seed (WASI-7): the same bytes for every fresh instance.
@@ -156,7 +158,8 @@ export function makeWasi({ memory, capabilities, env = {}, write, entropy, monot
       id >>>= 0; res >>>= 0;
       if (id > 3) return ERRNO.INVAL;
       need('clock_res_get', res, U64);
-      dv().setBigUint64(res, 1n, true);
+      // WASI-9: 1 on the virtual clock; the real clocks' own resolution.
+      dv().setBigUint64(res, caps.has('clock') ? resolutionNs() : 1n, true);
       return ERRNO.SUCCESS;
     },
     clock_time_get: (id, _precision, time) => {

@@ -16,6 +16,28 @@ function entropy(view) {
   for (let at = 0; at < view.length; at += 65536) crypto.getRandomValues(view.subarray(at, Math.min(view.length, at + 65536)));
 }
 
+// The resolution of performance.now() here: browsers coarsen it (to 5 µs
+// or more in a cross-origin isolated page), and clock_res_get says so
+// (WASI-9). Measured once, the first time it is asked for, as the smallest
+// step the clock takes.
+let resolution = 0n;
+function resolutionNs() {
+  if (!resolution) {
+    let smallest = Infinity;
+    let last = performance.now();
+    for (let steps = 0; steps < 5;) {
+      const t = performance.now();
+      if (t !== last) {
+        smallest = Math.min(smallest, t - last);
+        last = t;
+        steps++;
+      }
+    }
+    resolution = BigInt(Math.max(1, Math.round(smallest * 1e6)));
+  }
+  return resolution;
+}
+
 const { handle, transfers } = makeInstance({
   ask(name, request) {
     // The request is handed over, not copied.
@@ -33,6 +55,7 @@ const { handle, transfers } = makeInstance({
   },
   entropy,
   monotonicNs: () => BigInt(Math.round(performance.now() * 1e6)),
+  resolutionNs,
 });
 
 self.onmessage = (e) => {
