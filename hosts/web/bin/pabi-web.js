@@ -12,11 +12,13 @@
 // 2 on bad arguments, 1 when the driver or the page failed.
 
 import fs from 'node:fs';
-import { readPluginFile, PabiError, DEFAULT_LIMITS } from '../../node/src/index.js';
+import { readPluginFile } from '../../node/src/file.js';
+import { PabiError } from '../../shared/errors.js';
+import { DEFAULT_LIMITS, Oversized } from '../../shared/options.js';
 import { parseArgs, usage } from '../../node/src/adapter-args.js';
 import { failure } from '../../shared/result.js';
 import { tableFunctions } from '../../shared/table.js';
-import { Oversized } from '../../shared/options.js';
+
 
 // Above the driver's own bound for a case (50 s), below the runner's 60 s.
 const REQUEST_MS = 55000;

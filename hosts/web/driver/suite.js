@@ -1,10 +1,10 @@
 // The host conformance suite and the shared vectors against the browser
 // host, in each browser: starts the driver (driver.js) once, then runs
 // `pabi host-test` with the browser adapter (../bin/pabi-web.js) pointed at
-// it, for Chromium and then Firefox. Exits 1 when any run failed, 2 when
+// it, for Chromium and Firefox at once. Exits 1 when any run failed, 2 when
 // the driver could not start (a browser missing among the reasons).
 //
-//   node hosts/web/driver/suite.js [--browsers chromium,firefox] [-- HOST-TEST ARGS...]
+//   node hosts/web/driver/suite.js [--browsers chromium,firefox] [--serial] [-- HOST-TEST ARGS...]
 //
 // Run from the repository root, after ci/build-plugins; the arguments
 // after `--` replace the default `--vectors fixtures/vectors --plugins
@@ -48,18 +48,35 @@ if (!url) {
   process.exit(2);
 }
 
-let failed = 0;
-for (const browser of browsers) {
-  process.stdout.write(`\n==> browser host in ${browser} (hosts/web)\n`);
+// The browsers run their suites at the same time, each in its own page of
+// the one driver: a case is mostly waiting (an adapter process starting,
+// a message crossing to a worker), so two take little more wall time than
+// one. Each run's output is printed whole when it ends, so that the two
+// do not interleave; `--serial` runs them one after the other.
+const serial = own.includes('--serial');
+function hostTest(browser) {
   const started = Date.now();
-  const code = await new Promise((resolve) => {
-    const run = spawn('target/debug/pabi', ['host-test', '--adapter', `node ${ADAPTER} --driver ${url} --browser ${browser}`, ...hostTestArgs], { cwd: ROOT, stdio: 'inherit' });
-    run.on('exit', (c, signal) => resolve(c ?? (signal ? 128 : 1)));
-    run.on('error', (e) => { process.stderr.write(`error: cannot run target/debug/pabi: ${e.message}\n`); resolve(2); });
+  return new Promise((resolve) => {
+    const run = spawn('target/debug/pabi', ['host-test', '--adapter', `node ${ADAPTER} --driver ${url} --browser ${browser}`, ...hostTestArgs], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const chunks = [];
+    run.stdout.on('data', (d) => chunks.push(d));
+    run.stderr.on('data', (d) => chunks.push(d));
+    const done = (code) => {
+      process.stdout.write(`\n==> browser host in ${browser} (hosts/web)\n${Buffer.concat(chunks).toString()}`);
+      process.stdout.write(`${browser}: pabi host-test exited ${code} after ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+      resolve(code);
+    };
+    run.on('close', (c, signal) => done(c ?? (signal ? 128 : 1)));
+    run.on('error', (e) => { chunks.push(Buffer.from(`error: cannot run target/debug/pabi: ${e.message}\n`)); });
   });
-  process.stdout.write(`${browser}: pabi host-test exited ${code} after ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
-  if (code !== 0) failed++;
 }
+const codes = [];
+if (serial) {
+  for (const browser of browsers) codes.push(await hostTest(browser));
+} else {
+  codes.push(...(await Promise.all(browsers.map(hostTest))));
+}
+const failed = codes.filter((c) => c !== 0).length;
 driver.stdin.end();
 await new Promise((resolve) => (driver.exitCode !== null ? resolve() : driver.on('exit', resolve)));
 process.exit(failed ? 1 : 0);

@@ -61,6 +61,35 @@ async function moduleBytes(source, maxModuleSize) {
   return toBytes(/** @type {import('../../shared/options.js').BytesLike} */ (given));
 }
 
+// Compiled modules, by the SHA-256 of the bytes compiled (the rewritten
+// module, so the caps are part of the key): a page that loads the same
+// plugin again, or a second plugin object of it, compiles it once. A
+// WebAssembly.Module is immutable, and each plugin object instantiates its
+// own. The oldest entry goes past CACHE_ENTRIES.
+const CACHE_ENTRIES = 16;
+/** @type {Map<string, WebAssembly.Module>} */
+const compiled = new Map();
+
+/**
+ * The module of `bytes`, compiled once per page.
+ * @param {Uint8Array} bytes
+ * @returns {Promise<WebAssembly.Module>}
+ */
+async function compile(bytes) {
+  // crypto.subtle exists in a secure context only (https, or 127.0.0.1);
+  // without it every load compiles.
+  if (!globalThis.crypto?.subtle) return WebAssembly.compile(/** @type {Uint8Array<ArrayBuffer>} */ (bytes));
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', /** @type {Uint8Array<ArrayBuffer>} */ (bytes)));
+  const key = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+  let module = compiled.get(key);
+  if (!module) {
+    module = await WebAssembly.compile(/** @type {Uint8Array<ArrayBuffer>} */ (bytes));
+    compiled.set(key, module);
+    if (compiled.size > CACHE_ENTRIES) compiled.delete(compiled.keys().next().value);
+  }
+  return module;
+}
+
 /**
  * Loads a plugin: the static checks (HOST-1), then a first instance with
  * `_initialize` and `pabi_init` (LIFE-1, LIFE-2). Rejects with PabiError
@@ -75,7 +104,7 @@ export async function loadPlugin(source, options = {}) {
   const bytes = await moduleBytes(source, options.limits?.maxModuleSize ?? 32 << 20);
   const core = new Lifecycle(bytes, options, OUTPUT);
   try {
-    core.module = await WebAssembly.compile(/** @type {Uint8Array<ArrayBuffer>} */ (core.moduleBytes));
+    core.module = await compile(core.moduleBytes);
   } catch (e) {
     throw Lifecycle.compileFailure(e);
   }
