@@ -167,7 +167,16 @@ export class PageEnd {
       this.#onLost = (why) => fail(KINDS.HOST_FAILURE, `${why} (during ${req.export ?? 'instantiation'})`);
       this.#onMessage = (m) => {
         if (m.answer) return end(m.answer);
-        if (m.hostCall) return this.#hostCall(req, m.hostCall, wait, end, fail, look);
+        if (m.hostCall) {
+          // The handler's own failures are replies (runHandler); anything
+          // thrown here is the host's, and ends the call rather than
+          // leaving it to its deadline.
+          try {
+            return this.#hostCall(req, m.hostCall, wait, end, fail, look);
+          } catch (e) {
+            return fail(KINDS.HOST_FAILURE, `host error while serving host call \`${m.hostCall.name}\`: ${e && e.message}`);
+          }
+        }
         return fail(KINDS.HOST_FAILURE, `the worker sent an unknown message during ${req.export ?? 'instantiation'}`);
       };
       if (this.#lostWhy) return fail(KINDS.HOST_FAILURE, this.#lostWhy);
