@@ -16,6 +16,7 @@
 // that the next case starts clean.
 
 import http from 'node:http';
+import { pathToFileURL } from 'node:url';
 import { serve } from './server.js';
 import { launch, BROWSERS } from './browsers.js';
 
@@ -124,7 +125,7 @@ async function main() {
   process.stdout.write(`driver http://127.0.0.1:${control.address().port}/\n`);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   main().catch((e) => {
     process.stderr.write(`driver: ${e && e.stack ? e.stack : e}\n`);
     process.exit(1);
