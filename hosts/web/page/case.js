@@ -1,8 +1,8 @@
 // The conformance adapter's steps (spec/host-guide.md, "The adapter
-// command"), run in a page with the browser host: ../bin/pabi-web.js reads
-// the arguments and the files in Node, the driver (../driver/driver.js) hands the
-// case to this page, and the result lines come back. The same steps as
-// hosts/node/bin/pabi-node.js, awaited.
+// command"), run in a page with the browser host: ../bin/pabi-web.js
+// reads the arguments and the files in Node, the driver
+// (../driver/driver.js) hands the case to this page, and the result lines
+// come back. The same steps as hosts/node/bin/pabi-node.js, awaited.
 
 import { loadPlugin, Oversized, escapeText, PabiError, KINDS } from '../src/index.js';
 import { failure, success } from '../../shared/result.js';

@@ -1,6 +1,7 @@
 // The browser host in real browsers, headless: Chromium and Firefox ESR
-// (browsers.js). Each browser gets the demo (a plugin file picked, `upper`
-// of `hello` read back as `HELLO`), the isolation check, and the parts of
+// (../driver/browsers.js). Each browser gets the demo (a plugin file
+// picked, `upper` of `hello` read back as `HELLO`; `enrich` answered by the
+// page's host-call table), the isolation check, and the parts of
 // the API a page uses differently from Node: calls that wait their turn,
 // cancel() from the page, and the limits a browser cannot set. The
 // conformance cases and the shared vectors run through the adapter
@@ -48,6 +49,38 @@ for (const name of BROWSERS) {
         await page.waitFor(() => document.getElementById('output').textContent !== '' || document.getElementById('kind').textContent !== '', 30000);
         const shown = await page.evaluate(() => ({ output: document.getElementById('output').textContent, kind: document.getElementById('kind').textContent }));
         assert.deepEqual(shown, { output: 'HELLO', kind: '' });
+      } finally {
+        await page.close();
+      }
+    });
+
+    test('the demo\'s host-call table answers enrich\'s host calls, and a plugin error shows its kind', async () => {
+      const enrich = `${ROOT}/target/plugins/c/enrich.wasm`;
+      assert.ok(fs.existsSync(enrich), `${enrich} is missing: run ci/build-plugins`);
+      const page = await browser.open(`${isolated.url}hosts/web/demo/`);
+      try {
+        await page.waitFor(() => document.getElementById('status').textContent === 'pick a plugin file', 30000);
+        // The table first: without kv.get, which enrich requires, it would not load.
+        await page.evaluate(() => {
+          const table = document.getElementById('table');
+          table.value = JSON.stringify({ 'kv.get': [{ request: 'apple', reply: 'red' }] });
+        });
+        await page.setFile('#plugin', enrich);
+        await page.waitFor(() => [...document.querySelectorAll('#function option')].some((o) => o.value === 'enrich'), 30000);
+        await page.evaluate(() => { document.getElementById('function').value = 'enrich'; });
+        await page.fill('#input', 'apple');
+        await page.click('#run');
+        await page.waitFor(() => document.getElementById('output').textContent !== '' || document.getElementById('kind').textContent !== '', 30000);
+        const first = await page.evaluate(() => document.getElementById('output').textContent);
+        assert.equal(first, 'apple\tred\n');
+        // A key the table does not know: the handler fails, and enrich
+        // reports a plugin error, whose kind the page shows.
+        await page.evaluate(() => { document.getElementById('output').textContent = ''; document.getElementById('kind').textContent = ''; });
+        await page.fill('#input', 'plum');
+        await page.click('#run');
+        await page.waitFor(() => document.getElementById('output').textContent !== '' || document.getElementById('kind').textContent !== '', 30000);
+        const kind = await page.evaluate(() => document.getElementById('kind').textContent);
+        assert.match(kind, /^PLUGIN_ERROR/);
       } finally {
         await page.close();
       }
