@@ -9,6 +9,8 @@ import { ABI_VERSIONS } from '../../shared/check.js';
 import { parseHostCallTable, TableError } from '../../shared/table.js';
 
 let program = 'pabi-node';
+// The usage line's command: the program, and any arguments of its own.
+let command = 'pabi-node';
 
 /**
  * Says what is wrong with the arguments, and exits with 2.
@@ -17,7 +19,7 @@ let program = 'pabi-node';
  */
 export function usage(message) {
   process.stderr.write(`${program}: ${message}\n`);
-  process.stderr.write(`usage: ${program} PLUGIN.wasm FUNCTION --input-hex HEX [--then FUNCTION:HEX]... [--config-hex HEX] [--timeout-ms N] [--max-memory BYTES] [--max-output BYTES] [--fuel N] [--allow-clock] [--allow-random] [--env NAME=VALUE]... [--dir HOST:GUEST[:ro]]... [--max-request BYTES] [--max-reply BYTES] [--host-calls FILE] [--abi VERSION] --format json\n`);
+  process.stderr.write(`usage: ${command} PLUGIN.wasm FUNCTION --input-hex HEX [--then FUNCTION:HEX]... [--config-hex HEX] [--timeout-ms N] [--max-memory BYTES] [--max-output BYTES] [--fuel N] [--allow-clock] [--allow-random] [--env NAME=VALUE]... [--dir HOST:GUEST[:ro]]... [--max-request BYTES] [--max-reply BYTES] [--host-calls FILE] [--abi VERSION] --format json\n`);
   process.exit(2);
 }
 
@@ -86,12 +88,15 @@ function hostCallTable(path) {
 
 /**
  * The adapter's arguments (host-guide, "The adapter command"); exits
- * with 2 on a bad one. `name` is the adapter's, for its messages.
+ * with 2 on a bad one. `name` is the adapter's, for its messages;
+ * `own`, the arguments it takes before these, for its usage line.
  * @param {string[]} argv
  * @param {string} name
+ * @param {string} [own]
  */
-export function parseArgs(argv, name) {
+export function parseArgs(argv, name, own = '') {
   program = name;
+  command = own ? `${name} ${own}` : name;
   const positional = [];
   // The grant flags are the host's configuration (WASI-5): what the plugin
   // may be granted, not what it gets; it gets only what it also declares.

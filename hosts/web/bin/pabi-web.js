@@ -43,14 +43,14 @@ function own(argv) {
     else if (argv[i] === '--browser') browser = argv[++i];
     else rest.push(argv[i]);
   }
-  if (!driver) usage('--driver URL is needed: the line the driver (hosts/web/driver/driver.js) printed');
-  if (browser !== 'chromium' && browser !== 'firefox') usage('--browser chromium or --browser firefox is needed');
   return { driver, browser, rest };
 }
 
 async function main() {
   const { driver, browser, rest } = own(process.argv.slice(2));
-  const opts = parseArgs(rest, 'pabi-web');
+  const opts = parseArgs(rest, 'pabi-web', '--driver URL --browser chromium|firefox');
+  if (!driver) usage('--driver URL is needed: the line the driver (hosts/web/driver/driver.js) printed');
+  if (browser !== 'chromium' && browser !== 'firefox') usage('--browser chromium or --browser firefox is needed');
   let bytes;
   try {
     // As Node's adapter: a file past the compile budget is not read, and
