@@ -58,6 +58,7 @@ export function now() {
 }
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
+const MAX_DELAY_MS = 0x7fffffff;
 
 /**
  * The page's end of the channel to one worker. A plugin makes one when it
@@ -161,7 +162,9 @@ export class PageEnd {
           if (left <= 0) return fail(KINDS.TIMEOUT, `[LIM-3] the call of ${req.export} ran past its deadline of ${timeoutMs} ms`);
         }
         if (crossThread) left = Math.min(left, CANCEL_CHECK_MS);
-        timer = setTimeout(look, Math.max(1, Math.ceil(left)));
+        // setTimeout takes at most 2^31 - 1 ms (a longer delay fires at
+        // once); a longer deadline is looked at again then.
+        timer = setTimeout(look, Math.min(MAX_DELAY_MS, Math.max(1, Math.ceil(left))));
       };
       this.#poke = look;
       this.#onLost = (why) => fail(KINDS.HOST_FAILURE, `${why} (during ${req.export ?? 'instantiation'})`);
