@@ -76,7 +76,7 @@ async function cancels() {
         canceller.cancel();
       }
     });
-  `, { eval: true, workerData: { url: new URL('../src/cancel.js', import.meta.url).href, buffer: p.canceller.buffer, at: at.buffer } });
+  `, { eval: true, workerData: { url: new URL('../../shared/cancel.js', import.meta.url).href, buffer: p.canceller.buffer, at: at.buffer } });
   await new Promise((resolve) => thread.once('online', resolve));
   for (let i = 0; i < rounds; i++) {
     const e = fail(() => p.call('spin'));

@@ -27,7 +27,7 @@
 // be told apart from a lost message or a worker that never started.
 
 import { receiveMessageOnPort } from 'node:worker_threads';
-import { KINDS } from './errors.js';
+import { KINDS } from '../../shared/errors.js';
 
 export const STATE = 0;
 // Values of STATE. POSTED: a request waits for the worker; STARTED: the
@@ -155,23 +155,8 @@ export function describe(ctl) {
 
 // --- the main thread's end ---------------------------------------------
 
-/**
- * A request to the worker: `instantiate` makes the instance, `invoke` runs
- * one export (worker.js, handle).
- * @typedef {{ op: string, export?: string, [field: string]: unknown }} Request
- */
-
-/**
- * What a request ended with when the worker did not answer it: the kind,
- * and the host's explanation.
- * @typedef {{ kind: import('./errors.js').Kind, detail: string, clause?: string, trap?: string }} Failure
- */
-
-/**
- * The answer of the worker, or the failure that ended the request on this
- * side (a deadline, a cancel, a lost worker, a broken channel).
- * @typedef {{ error?: Failure, [field: string]: any }} Answer
- */
+/** @typedef {import('../../shared/lifecycle.js').Request} Request */
+/** @typedef {import('../../shared/lifecycle.js').Answer} Answer */
 
 /**
  * How MainEnd.request waits.

@@ -5,7 +5,7 @@
 // after that, or a pipe, is read only up to one byte past the cap.
 
 import fs from 'node:fs';
-import { COMPILE_BUDGET, moduleSizeLimit } from './check.js';
+import { COMPILE_BUDGET, moduleSizeLimit } from '../../shared/check.js';
 
 const CHUNK = 1 << 20;
 

@@ -1,10 +1,11 @@
 // @ts-check
-// pabi host for Node.js: the public API, and nothing else. The other
-// modules of src/ are the host's own.
+// pabi host for Node.js: the public API, and nothing else. The platform's
+// own modules are in this folder; the code both platforms share is in
+// ../../shared/.
 export { loadPlugin, Plugin, Host } from './plugin.js';
-export { DEFAULT_LIMITS, Oversized, escapeText } from './options.js';
-export { Canceller } from './cancel.js';
-export { HostFunction } from './host.js';
-export { PabiError, KINDS, DESCRIPTIONS } from './errors.js';
-export { checkPlugin, HOST_ABI_TEXT, ABI_VERSIONS } from './check.js';
+export { DEFAULT_LIMITS, Oversized, escapeText } from '../../shared/options.js';
+export { Canceller } from '../../shared/cancel.js';
+export { HostFunction } from '../../shared/host.js';
+export { PabiError, KINDS, DESCRIPTIONS } from '../../shared/errors.js';
+export { checkPlugin, HOST_ABI_TEXT, ABI_VERSIONS } from '../../shared/check.js';
 export { readPluginFile } from './file.js';

@@ -5,7 +5,7 @@
 // (channel.js, MainEnd).
 
 import { Worker, MessageChannel } from 'node:worker_threads';
-import { PabiError, KINDS } from './errors.js';
+import { PabiError, KINDS } from '../../shared/errors.js';
 import { STATE, DONE, DIED_OTHERWISE, EXITED, control, markDead, MainEnd } from './channel.js';
 
 const MONITOR_URL = new URL('./monitor.js', import.meta.url);

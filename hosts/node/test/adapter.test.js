@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ioPlugin, buildPlugin, op, IMP, hcPlugin, hcInput } from './helpers.js';
-import { parseHostCallTable, tableFunctions, TableError } from '../src/table.js';
+import { parseHostCallTable, tableFunctions, TableError } from '../../shared/table.js';
 import { loadPlugin, PabiError } from '../src/index.js';
 
 const ADAPTER = fileURLToPath(new URL('../bin/pabi-node.js', import.meta.url));
@@ -170,7 +170,7 @@ test('every kind of line the adapter prints has exactly the protocol shape', () 
 });
 
 test('failure lines leave out fields that have no value or do not belong to the kind', async () => {
-  const { failure } = await import('../src/result.js');
+  const { failure } = await import('../../shared/result.js');
   const { PabiError } = await import('../src/index.js');
   const e = new PabiError('PLUGIN_ERROR', { status: 1, pluginMessage: new Uint8Array([0x68, 0xff]) });
   assert.deepEqual(failure(e), { ok: false, kind: 'PLUGIN_ERROR', message: 'h\ufffd', status: 1 });

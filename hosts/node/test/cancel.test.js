@@ -26,7 +26,7 @@ async function canceller(plugin) {
         Atomics.wait(pause, 0, 0, 1);
       }
     });
-  `, { eval: true, workerData: { url: new URL('../src/cancel.js', import.meta.url).href, buffer: plugin.canceller.buffer } });
+  `, { eval: true, workerData: { url: new URL('../../shared/cancel.js', import.meta.url).href, buffer: plugin.canceller.buffer } });
   await new Promise((resolve) => thread.once('online', resolve));
   return thread;
 }

@@ -7,7 +7,9 @@ import fs from 'node:fs';
 // clause of spec/abi.md, whose anchor is the ID in lower case
 // (`<a id="mem-3"></a>**[MEM-3]**`), so that `spec/abi.md#mem-3` finds it.
 const spec = fs.readFileSync(new URL('../../../spec/abi.md', import.meta.url), 'utf8');
-const src = new URL('../src/', import.meta.url);
+// The host's sources: Node's platform layer, the shared core, and the
+// browser's platform layer.
+const sources = ['../src/', '../../shared/', '../../web/src/'].map((dir) => new URL(dir, import.meta.url));
 
 /** Every anchor of the spec, with how often it occurs. */
 function anchors(text) {
@@ -32,10 +34,12 @@ function printedIds(text) {
 test('every clause ID this host prints lands on exactly one anchor of spec/abi.md', () => {
   const found = anchors(spec);
   const printed = new Set();
-  for (const name of fs.readdirSync(src).filter((n) => n.endsWith('.js'))) {
-    for (const id of printedIds(fs.readFileSync(new URL(name, src), 'utf8'))) printed.add(id);
+  for (const src of sources.filter((dir) => fs.existsSync(dir))) {
+    for (const name of fs.readdirSync(src).filter((n) => n.endsWith('.js'))) {
+      for (const id of printedIds(fs.readFileSync(new URL(name, src), 'utf8'))) printed.add(id);
+    }
   }
-  assert.ok(printed.size >= 30, `only ${printed.size} clause IDs found in src/`);
+  assert.ok(printed.size >= 30, `only ${printed.size} clause IDs found in the sources`);
   for (const id of printed) {
     assert.equal(found.get(id.toLowerCase()), 1, `${id}: spec/abi.md has ${found.get(id.toLowerCase()) ?? 0} anchors "${id.toLowerCase()}"`);
     assert.ok(spec.includes(`<a id="${id.toLowerCase()}"></a>**[${id}]**`), `${id} is not defined at its anchor`);

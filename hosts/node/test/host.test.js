@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { loadPlugin, checkPlugin, DESCRIPTIONS } from '../src/index.js';
-import { walkSections, parseModule, checkFeatures } from '../src/reader.js';
-import { rewriteModule } from '../src/rewrite.js';
+import { walkSections, parseModule, checkFeatures } from '../../shared/reader.js';
+import { rewriteModule } from '../../shared/rewrite.js';
 import { bounds } from '../src/channel.js';
 import { buildPlugin, ioPlugin, op, IMP, failure } from './helpers.js';
 

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildPlugin, op as g, hcPlugin, hcInput as req } from './helpers.js';
 import { loadPlugin, Host, HostFunction, PabiError, checkPlugin } from '../src/index.js';
-import { failureReply, runHandler, FAILURE_CAP } from '../src/host.js';
+import { failureReply, runHandler, FAILURE_CAP } from '../../shared/host.js';
 
 // What `call` and `seq` output: the code, the count read, the bytes read.
 function answer(output) {

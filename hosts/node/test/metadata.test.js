@@ -2,7 +2,7 @@
 // count code points.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkMetadata, readEnvelope } from '../src/check.js';
+import { checkMetadata, readEnvelope } from '../../shared/check.js';
 import { PabiError } from '../src/index.js';
 
 const BASE = '"abi":"1.0","name":"m","version":"1.0.0","profile":"wasi","functions":[{"name":"f"}]';

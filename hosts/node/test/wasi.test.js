@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { loadPlugin, PabiError, checkPlugin } from '../src/index.js';
-import { WASI_TYPES, WASI_BASELINE, checkGuestPaths } from '../src/check.js';
-import { makeWasi } from '../src/wasi.js';
+import { WASI_TYPES, WASI_BASELINE, checkGuestPaths } from '../../shared/check.js';
+import { makeWasi } from '../../shared/wasi.js';
 import { buildPlugin, op, IMP } from './helpers.js';
 
 const CLOCK = 4; // function index of the clock_time_get import below

@@ -15,6 +15,7 @@
 import { HostFunction } from './host.js';
 import { HOST_CALL_NAME } from './check.js';
 import { PabiError, KINDS } from './errors.js';
+import { toHex, fromHex } from './hex.js';
 
 const HEX = /^([0-9a-fA-F]{2})*$/;
 const RULE_KEYS = new Set(['request', 'request_hex', 'reply', 'reply_hex', 'fail', 'reenter', 'delay_ms']);
@@ -57,7 +58,7 @@ function readRule(rule, at) {
   const hex = (key) => {
     const v = text(key);
     if (v !== undefined && !HEX.test(v)) throw new TableError(`${at}: "${key}" is not hex: ${JSON.stringify(v)}`);
-    return v === undefined ? undefined : new Uint8Array(Buffer.from(v, 'hex'));
+    return v === undefined ? undefined : fromHex(v);
   };
   const utf8 = (key) => {
     const v = text(key);
@@ -87,12 +88,20 @@ function shown(bytes) {
   } catch {
     // not UTF-8: hex below
   }
-  return `0x${Buffer.from(bytes).toString('hex')}`;
+  return `0x${toHex(bytes)}`;
 }
 
-// Blocks this thread for `ms` milliseconds, as a slow handler would.
+// Blocks this thread for `ms` milliseconds, as a slow handler would. The
+// main thread of a web page may not block in Atomics.wait (it throws
+// there), so a page's handler spins on the clock instead.
 function sleep(ms) {
-  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  if (!(ms > 0)) return;
+  try {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  } catch {
+    const until = performance.now() + ms;
+    while (performance.now() < until);
+  }
 }
 
 /** The message of a handler whose call back into its plugin was refused (CALL-8). */

@@ -119,12 +119,19 @@ export function readLimits(given = {}) {
 }
 
 /**
+ * Where a platform writes the host's own lines and the default log: Node's
+ * standard error, a browser's console.
+ * @typedef {{ name: string, writeError: (line: string) => void }} Output
+ */
+
+/**
  * The settings of `options` that do not depend on the plugin, defaults
  * filled in. The limits are read before the host functions, so that a
  * fuel budget is refused first.
  * @param {LoadOptions} options
+ * @param {Output} output
  */
-export function readOptions(options) {
+export function readOptions(options, output) {
   const limits = readLimits(options.limits);
   const allow = (options.allow ?? []).filter((c) => !c.startsWith('fs:'));
   const hostFunctions = toHostFunctions(options.hostFunctions);
@@ -134,7 +141,7 @@ export function readOptions(options) {
     hostFunctions,
     abi: options.abi ?? HOST_ABI_TEXT,
     env: options.env ?? {},
-    onHostLog: options.onHostLog ?? ((/** @type {string} */ text) => { process.stderr.write(`pabi-node: ${text}\n`); }),
+    onHostLog: options.onHostLog ?? ((/** @type {string} */ text) => { output.writeError(`${output.name}: ${text}`); }),
     crashLoop: { max: 5, windowMs: 60000, ...(options.crashLoop ?? {}) },
   };
 }
@@ -172,13 +179,14 @@ export function escapeText(text) {
 }
 
 /**
- * The default onLog: a plugin's records on standard error, escaped.
+ * The default onLog: a plugin's records on the platform's error output, escaped.
  * @param {string} pluginName
+ * @param {Output} output
  * @returns {(level: number, text: string) => void}
  */
-export function defaultLog(pluginName) {
+export function defaultLog(pluginName, output) {
   return (level, text) => {
-    process.stderr.write(`[${pluginName}] ${LEVELS[level]}: ${escapeText(text)}\n`);
+    output.writeError(`[${pluginName}] ${LEVELS[level]}: ${escapeText(text)}`);
   };
 }
 

@@ -116,7 +116,7 @@ const LIFECYCLE = {
 };
 const FN_TYPE = { params: ['i32'], results: ['i32'] };
 
-// LIM-12 defaults; the host's limits (plugin.js) override them.
+// LIM-12 defaults; the host's limits (options.js, lifecycle.js) override them.
 export const COMPILE_BUDGET = Object.freeze({
   maxModuleSize: 32 * 1024 * 1024,
   maxFunctions: 100000,

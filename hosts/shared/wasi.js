@@ -1,6 +1,6 @@
 // The `wasi_snapshot_preview1` baseline of WASI-2, served by the host itself
-// rather than by `node:wasi`: node:wasi always exposes the real clocks and
-// real entropy, while WASI-6 and WASI-7 require a virtual clock and a
+// rather than by `node:wasi` (nor a browser's shim): node:wasi always
+// exposes the real clocks and real entropy, while WASI-6 and WASI-7 require a virtual clock and a
 // fixed-seed generator when the plugin has no `clock` or `random`
 // capability. No file system is offered: this host never allows `fs:`
 // capabilities, so the WASI-4 file-system functions (path_symlink among
@@ -23,6 +23,11 @@ export class Exit {
     this.detail = `other: the plugin called proc_exit(${code})`;
   }
 }
+
+// The monotonic clock of any platform: performance.now(), in nanoseconds.
+// A browser coarsens it (to a few microseconds in a cross-origin isolated
+// page); Node's platform layer passes process.hrtime instead.
+const performanceNs = () => BigInt(Math.round(performance.now() * 1e6));
 
 // Where the virtual clock starts (WASI-6), in nanoseconds.
 export const VIRTUAL_ORIGIN_NS = 1000000000n;
@@ -47,8 +52,12 @@ const FILESTAT = [64, 8];
  *                 against the log cap and splits it into records (WASI-8,
  *                 LIM-11); `view` is only valid during the call
  * entropy(view)   fills with OS entropy (`random`)
+ * monotonicNs()   the platform's monotonic clock, in nanoseconds (a BigInt);
+ *                 by default performance.now(), which both platforms have
+ * resolutionNs()  the resolution of the real clocks, in nanoseconds (a
+ *                 BigInt): 1 by default; a browser coarsens its clocks
  */
-export function makeWasi({ memory, capabilities, env = {}, write, entropy }) {
+export function makeWasi({ memory, capabilities, env = {}, write, entropy, monotonicNs = performanceNs, resolutionNs = () => 1n }) {
   const caps = new Set(capabilities);
   let virtualNs = VIRTUAL_ORIGIN_NS;
   // xorshift128+ with a fixed seed (WASI-7): the same bytes for every fresh instance.
@@ -102,7 +111,7 @@ export function makeWasi({ memory, capabilities, env = {}, write, entropy }) {
   const now = (id) => {
     if (caps.has('clock')) {
       if (id === 0) return BigInt(Date.now()) * 1000000n;
-      return process.hrtime.bigint(); // WASI-9: ids 1-3 read the monotonic clock
+      return monotonicNs(); // WASI-9: ids 1-3 read the monotonic clock
     }
     return virtualNs; // WASI-9: every id reads the virtual clock
   };
@@ -149,7 +158,8 @@ export function makeWasi({ memory, capabilities, env = {}, write, entropy }) {
       id >>>= 0; res >>>= 0;
       if (id > 3) return ERRNO.INVAL;
       need('clock_res_get', res, U64);
-      dv().setBigUint64(res, 1n, true);
+      // WASI-9: 1 on the virtual clock; the real clocks' own resolution.
+      dv().setBigUint64(res, caps.has('clock') ? resolutionNs() : 1n, true);
       return ERRNO.SUCCESS;
     },
     clock_time_get: (id, _precision, time) => {

@@ -1,12 +1,14 @@
 // @ts-check
 // Host functions: what the embedding application offers to plugins' host
 // calls (CALL-1 … CALL-9). The Host that holds them with the settings
-// shared by every plugin it loads is in plugin.js.
+// shared by every plugin it loads is HostSettings in lifecycle.js, which
+// each platform's Host extends.
 //
 // A handler is a synchronous JavaScript function of the request bytes. It
-// runs in the main thread while the plugin's call waits in its worker
-// (worker.js, plugin.js): the plugin is blocked inside `host_call`, so the
-// handler's time counts against the call's deadline (CALL-7).
+// runs in the main thread (Node's, or a page's) while the plugin's call
+// waits in its worker (instance.js): the plugin is blocked inside
+// `host_call`, so the handler's time counts against the call's deadline
+// (CALL-7).
 
 import { HOST_CALL_NAME } from './check.js';
 

@@ -1,8 +1,10 @@
 // The result lines of the conformance adapter (spec/host-guide.md, "Result
-// lines"), kept apart from bin/pabi-node.js so that tests can check every
-// shape a line can take without spawning the adapter.
+// lines"), shared by the adapters of both platforms and kept apart from
+// them so that tests can check every shape a line can take without
+// spawning an adapter.
 
 import { PabiError, KINDS } from './errors.js';
+import { toHex } from './hex.js';
 
 // Fields a failure line may carry, each only for the kinds the protocol
 // gives it (host-guide, "Result lines"; spec/schemas/adapter-result.schema.json).
@@ -23,7 +25,7 @@ const INT32_MAX = 2147483647;
 // { name, request_hex }; the field is left out when there were none
 // (host-guide, "Result lines").
 function withHostCalls(line, hostCalls) {
-  if (hostCalls && hostCalls.length) line.host_calls = hostCalls.map(({ name, request }) => ({ name, request_hex: Buffer.from(request).toString('hex') }));
+  if (hostCalls && hostCalls.length) line.host_calls = hostCalls.map(({ name, request }) => ({ name, request_hex: toHex(request) }));
   return line;
 }
 
@@ -48,5 +50,5 @@ export function failure(e, hostCalls = []) {
 
 /** The line of a call that returned OK with `output`; `hostCalls` as for failure(). */
 export function success(output, hostCalls = []) {
-  return withHostCalls({ ok: true, output_hex: Buffer.from(output).toString('hex') }, hostCalls);
+  return withHostCalls({ ok: true, output_hex: toHex(output) }, hostCalls);
 }
