@@ -49,25 +49,7 @@ import threading
 import time
 import urllib.request
 
-
-def hey(hey_bin, url, seconds, workers, body, rate=None, nice=False):
-    """Runs hey, each worker at most `rate` requests/s if given, at the
-    lowest CPU priority if `nice`; returns (requests/s, p50 s, p99 s,
-    {status: count}, errors)."""
-    out = subprocess.run(
-        [*(["nice", "-n", "19"] if nice else []), hey_bin, "-z", f"{seconds}s", "-c", str(workers), *(["-q", str(rate)] if rate else []),
-         "-m", "POST", "-D", body, url],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    # hey leaves out a percentile it has too few answers for.
-    def percentile(p):
-        found = re.search(rf"{p}%+ in ([\d.]+) secs", out)
-        return float(found.group(1)) if found else float("nan")
-    p50, p99 = percentile(50), percentile(99)
-    codes = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
-    errors = re.findall(r"\[\d+\]\s+(.+)", out.split("Error distribution:")[1]) if "Error distribution:" in out else []
-    return rps, p50, p99, codes, errors
+from hey import hey
 
 
 def http(url, body=None):

@@ -179,11 +179,16 @@ impl InProcessPool {
                 }
             }
             // Every instance was busy: into the queue, once, then wait for
-            // an instance to come back, a cancel, or the queue timeout. A
-            // return between the attempt and the wait leaves a permit in
-            // `freed`, so it is not missed.
+            // an instance to come back, a cancel, or the queue timeout.
             if queued.is_none() {
                 queued = Some(Waiting::enter(inner)?);
+                // An instance that came back between the attempt and
+                // the entry signalled no one, as no call was waiting:
+                // look again, here, without a hop to a thread. Once
+                // counted as waiting, a return leaves a permit in `freed`.
+                if self.any_free() {
+                    continue;
+                }
             }
             let timeout = inner.queue_timeout;
             let Some(left) = timeout.checked_sub(started.elapsed()).filter(|left| !left.is_zero()) else {
@@ -202,6 +207,14 @@ impl InProcessPool {
                 }
             }
         }
+    }
+
+    /// Whether an instance is free now; it may be taken by the time the
+    /// caller looks for it.
+    fn any_free(&self) -> bool {
+        let inner = &*self.inner;
+        let active = inner.active.load(Ordering::SeqCst).min(inner.slots.len());
+        inner.slots[..active].iter().any(|slot| slot.plugin.try_lock().is_ok())
     }
 
     /// Calls on a free instance; `None`, having done nothing, when every

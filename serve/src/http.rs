@@ -1,5 +1,6 @@
 //! The HTTP routes and the mapping of host errors to HTTP answers.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,11 +18,13 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use pabi_abi::HostErrorKind;
 use pabi_host::Error;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::metrics::{CallLabels, ErrorLabels, PluginLabel};
+use crate::metrics::{CallLabels, ErrorLabels, Metrics, PluginLabel};
 use crate::{read, State as Shared};
 
 /// The JSON Schema of [`CallErrorBody`].
@@ -442,23 +445,23 @@ async fn call(
             return answer(CallErrorKind::UnknownPlugin, message, None);
         }
     };
-    let known = loaded.pool.functions().contains(&function);
-    // Unknown names share one label: a client cannot grow the metrics.
-    let label = if known { function.clone() } else { "(unknown)".into() };
-    state.metrics.calls.get_or_create(&CallLabels { plugin: plugin.clone(), function: label }).inc();
+    let known = loaded.calls.functions.get(&function);
+    match known {
+        Some(known) => {
+            known.calls.inc();
+        }
+        // Unknown names share one label: a client cannot grow the metrics.
+        None => {
+            let labels = CallLabels { plugin: plugin.clone(), function: "(unknown)".into() };
+            state.metrics.calls.get_or_create(&labels).inc();
+        }
+    }
     let result = admit_and_call(&state, &loaded, &function, &headers, body).await;
-    let plugin_label = PluginLabel { plugin: plugin.clone() };
-    state.metrics.latency.get_or_create(&plugin_label).observe(started.elapsed().as_secs_f64());
+    loaded.calls.latency.observe(started.elapsed().as_secs_f64());
     match result {
         Ok(output) => {
-            let media = loaded
-                .pool
-                .metadata()
-                .function(&function)
-                .and_then(|f| f.output.clone())
-                .unwrap_or_else(|| "application/octet-stream".into());
             let mut response = (StatusCode::OK, Body::new(output)).into_response();
-            if let Ok(media) = HeaderValue::from_str(&media) {
+            if let Some(media) = known.and_then(|known| known.media.clone()) {
                 response.headers_mut().insert(header::CONTENT_TYPE, media);
             }
             response
@@ -468,7 +471,7 @@ async fn call(
                 let message = match &failed {
                     Failed::Host(_, body) | Failed::Server { body, .. } => &body.message,
                 };
-                tracing::warn!(plugin = %plugin_label.plugin, "answered 503: {message}");
+                tracing::warn!(plugin = %plugin, "answered 503: {message}");
             }
             let kind = failed.kind().name().to_string();
             state.metrics.errors.get_or_create(&ErrorLabels { plugin, kind }).inc();
@@ -477,6 +480,41 @@ async fn call(
                 Failed::Server { status, body, retry_after } => error_response(status, body, retry_after),
             }
         }
+    }
+}
+
+/// What a call of one version of a plugin needs besides its pool, looked
+/// up once when that version is taken in rather than on every request:
+/// the handles of its metrics (a lookup by labels builds the labels, two
+/// strings, and hashes them) and the media type of each function's
+/// output as a header. A version whose functions changed under a reload
+/// in progress falls back on the lookups.
+pub(crate) struct CallPath {
+    latency: Histogram,
+    functions: HashMap<String, FunctionPath>,
+}
+
+struct FunctionPath {
+    calls: Counter,
+    /// `None`: a media type that cannot be a header value is left out.
+    media: Option<HeaderValue>,
+}
+
+impl CallPath {
+    pub(crate) fn new(metrics: &Metrics, plugin: &str, pool: &pabi_host::Pool) -> CallPath {
+        let metadata = pool.metadata();
+        let functions = pool
+            .functions()
+            .iter()
+            .map(|function| {
+                let labels = CallLabels { plugin: plugin.to_string(), function: function.clone() };
+                let media = metadata.function(function).and_then(|f| f.output.as_deref());
+                let media = HeaderValue::from_str(media.unwrap_or("application/octet-stream")).ok();
+                (function.clone(), FunctionPath { calls: metrics.calls.get_or_create(&labels).clone(), media })
+            })
+            .collect();
+        let latency = metrics.latency.get_or_create(&PluginLabel { plugin: plugin.to_string() }).clone();
+        CallPath { latency, functions }
     }
 }
 

@@ -112,6 +112,8 @@ pub(crate) struct Loaded {
     /// and outputs held are bounded by the settings, not by the clients.
     /// A reload keeps the semaphore, as it keeps the pool.
     pub admission: Arc<tokio::sync::Semaphore>,
+    /// What a call of this version needs besides the pool, looked up once.
+    pub calls: http::CallPath,
 }
 
 /// A refusal, and which version of the file: the same version is not
@@ -386,6 +388,7 @@ impl Server {
             let loaded = Loaded {
                 file: file.to_path_buf(),
                 sha256: sha256.to_string(),
+                calls: http::CallPath::new(&state.metrics, name, &current.pool),
                 pool: current.pool.clone(),
                 settings,
                 admission: current.admission.clone(),
@@ -412,7 +415,8 @@ impl Server {
         let host = Host::new(config.build()).map_err(refused)?;
         let pool = builder.build(&host, wasm).map_err(refused)?;
         let admission = Arc::new(tokio::sync::Semaphore::new(settings.instances() + settings.max_queue()));
-        let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool, settings, admission };
+        let calls = http::CallPath::new(&state.metrics, name, &pool);
+        let loaded = Loaded { file: file.to_path_buf(), sha256: sha256.to_string(), pool, settings, admission, calls };
         write(&state.plugins).insert(name.to_string(), Arc::new(loaded));
         tracing::info!(plugin = %name, "loaded");
         Ok(TakenIn::Loaded)
