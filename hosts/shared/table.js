@@ -141,3 +141,40 @@ export function tableFunctions(table, record = () => {}, reenter = null) {
     return rule.reply;
   }));
 }
+
+/**
+ * A table as the conformance adapters run it (host-guide, "The adapter
+ * command"), on any platform: its host functions (none without a table);
+ * `take()`, the requests the handlers received since the last take, in
+ * order, for the next result line (host-guide, "Result lines"); and
+ * `serve(plugin)`, which gives the `reenter` answers the loaded plugin to
+ * call back into (the host refuses: CALL-8). While the first load runs
+ * pabi_init the application has no handle on the plugin yet; that
+ * instance is as busy, and the call is refused the same way.
+ * @param {Map<string, any[]> | null} table a parsed table, or null
+ */
+export function adapterTable(table) {
+  let received = [];
+  /** @type {{ call(fn: string, input: Uint8Array): any } | null} */
+  let plugin = null;
+  const reenter = (fn, input) => {
+    if (!plugin) {
+      throw new PabiError(KINDS.HOST_FAILURE, {
+        clause: 'CALL-8',
+        detail: `[CALL-8] ${fn} was called while the plugin initializes and waits for a host call's handler; a handler must not call into the instance whose host call it serves`,
+      });
+    }
+    return plugin.call(fn, input);
+  };
+  return {
+    functions: table === null ? [] : tableFunctions(table, (name, request) => received.push({ name, request }), reenter),
+    take() {
+      const list = received;
+      received = [];
+      return list;
+    },
+    serve(loaded) {
+      plugin = loaded;
+    },
+  };
+}

@@ -17,7 +17,7 @@
 
 import { loadPlugin, readPluginFile, escapeText, PabiError, KINDS, DEFAULT_LIMITS } from '../src/index.js';
 import { failure, success } from '../../shared/result.js';
-import { tableFunctions } from '../../shared/table.js';
+import { adapterTable } from '../../shared/table.js';
 import { parseArgs, usage } from '../src/adapter-args.js';
 
 function print(obj) {
@@ -51,37 +51,19 @@ function main() {
     })));
     return null;
   }
-  // Every request the application's handlers receive, in order; each
-  // result line takes those of its call (host-guide, "Result lines").
-  let received = [];
-  const take = () => { const list = received; received = []; return list; };
-  // The plugin object, once loaded: a table's `reenter` answers call it
-  // back through the host's API, which refuses (CALL-8). While the first
-  // load runs pabi_init, the application has no handle on it yet; that
-  // instance is as busy, and the call is refused the same way.
-  let plugin = null;
-  const reenter = (fn, input) => {
-    if (!plugin) {
-      throw new PabiError(KINDS.HOST_FAILURE, {
-        clause: 'CALL-8',
-        detail: `[CALL-8] ${fn} was called while the plugin initializes and waits for a host call's handler; a handler must not call into the instance whose host call it serves`,
-      });
-    }
-    return plugin.call(fn, input);
-  };
-  let hostFunctions = [];
-  if (opts.hostCalls) {
-    try {
-      hostFunctions = tableFunctions(opts.hostCalls, (name, request) => received.push({ name, request }), reenter);
-    } catch (e) {
-      // A name the schema allows but no host may offer (CALL-2: `pabi.`).
-      if (e instanceof TypeError) usage(`--host-calls: ${e.message}`);
-      throw e;
-    }
+  let table;
+  try {
+    table = adapterTable(opts.hostCalls ?? null);
+  } catch (e) {
+    // A name the schema allows but no host may offer (CALL-2: `pabi.`).
+    if (e instanceof TypeError) usage(`--host-calls: ${e.message}`);
+    throw e;
   }
+  const take = () => table.take();
+  let plugin;
   try {
     plugin = loadPlugin(bytes, {
-      hostFunctions,
+      hostFunctions: table.functions,
       abi: opts.abi,
       config: opts.config,
       limits: opts.limits,
@@ -96,6 +78,7 @@ function main() {
     print(failure(e, take()));
     return;
   }
+  table.serve(plugin);
   // Host calls of the first load's pabi_init are reported with the first
   // call, as those of a later re-load are with the call that made it.
   for (const call of opts.calls) {

@@ -6,7 +6,7 @@
 
 import { loadPlugin, Oversized, escapeText, PabiError, KINDS } from '../src/index.js';
 import { failure, success } from '../../shared/result.js';
-import { parseHostCallTable, tableFunctions } from '../../shared/table.js';
+import { adapterTable, parseHostCallTable } from '../../shared/table.js';
 
 /**
  * Bytes sent by the adapter: base64, or the length of bytes too large to
@@ -40,24 +40,14 @@ export async function runCase(c) {
       })));
       return { lines, log };
     }
-    let received = [];
-    const take = () => { const list = received; received = []; return list; };
-    let plugin = null;
-    const reenter = (fn, input) => {
-      if (!plugin) {
-        throw new PabiError(KINDS.HOST_FAILURE, {
-          clause: 'CALL-8',
-          detail: `[CALL-8] ${fn} was called while the plugin initializes and waits for a host call's handler; a handler must not call into the instance whose host call it serves`,
-        });
-      }
-      // Refused at once, synchronously, while the handler runs (CALL-8).
-      return plugin.call(fn, input);
-    };
-    const hostFunctions = c.hostCallsText === null ? []
-      : tableFunctions(parseHostCallTable(c.hostCallsText), (name, request) => received.push({ name, request }), reenter);
+    // A `reenter` answer's call is refused at once, synchronously, while
+    // the handler runs (CALL-8).
+    const table = adapterTable(c.hostCallsText === null ? null : parseHostCallTable(c.hostCallsText));
+    const take = () => table.take();
+    let plugin;
     try {
       plugin = await loadPlugin(bytesOf(c.plugin), {
-        hostFunctions,
+        hostFunctions: table.functions,
         abi: c.abi,
         config: bytesOf(c.config),
         limits: c.limits,
@@ -70,6 +60,7 @@ export async function runCase(c) {
       lines.push(failure(e, take()));
       return { lines, log };
     }
+    table.serve(plugin);
     for (const call of c.calls) {
       try {
         let output;
