@@ -8,6 +8,9 @@ use pabi_testkit::hex::{encode_hex, sha256_hex};
 use proptest::strategy::BoxedStrategy;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
+use pabi_abi::Metadata;
+
+use crate::inputs::Shape;
 use crate::report::{CheckOutcome, CheckResult, Failure, PluginReport};
 use crate::reproducer::{Payload, ReportFolder, Reproducer};
 use crate::{inputs, Check, HostResult, Options, Progress, TestHost};
@@ -29,7 +32,11 @@ pub(crate) struct Run<'a, H: TestHost> {
     pub(crate) wasm: &'a [u8],
     pub(crate) options: &'a Options,
     results: Vec<CheckResult>,
-    makes_host_calls: bool,
+    /// The shape of each function's input, from its declared media type.
+    shapes: std::collections::HashMap<String, Shape>,
+    /// The largest input generated: the run's cap, lower for a plugin that
+    /// makes host calls ([`inputs::MAX_INPUT_WITH_HOST_CALLS`]).
+    max_input: usize,
     /// Where reproducers too long for a terminal are written.
     folder: ReportFolder,
     /// The check running, which names its reproducer files.
@@ -44,16 +51,23 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
         path: &'a str,
         wasm: &'a [u8],
         options: &'a Options,
-        makes_host_calls: bool,
+        meta: Option<&Metadata>,
     ) -> Self {
         let folder = ReportFolder::new(options.report_dir.clone(), path);
+        let makes_host_calls = meta.is_some_and(|m| !m.host_calls.is_empty());
+        let max_input =
+            if makes_host_calls { options.max_input.min(inputs::MAX_INPUT_WITH_HOST_CALLS) } else { options.max_input };
+        let shapes = meta
+            .map(|m| m.functions.iter().map(|f| (f.name.clone(), Shape::of(f.input.as_deref()))).collect())
+            .unwrap_or_default();
         Run {
             host,
             path,
             wasm,
             options,
             results: Vec::new(),
-            makes_host_calls,
+            shapes,
+            max_input,
             folder,
             current: None,
             vectors_ran: None,
@@ -86,14 +100,16 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
         TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed))
     }
 
-    /// The inputs of the property checks: smaller for a plugin that makes
-    /// host calls ([`inputs::any_input_for_host_calls`]).
-    pub(crate) fn inputs(&self) -> BoxedStrategy<Vec<u8>> {
-        if self.makes_host_calls {
-            inputs::any_input_for_host_calls()
-        } else {
-            inputs::any_input()
-        }
+    /// The shape of `function`'s input, from its declared media type.
+    pub(crate) fn shape(&self, function: &str) -> Shape {
+        self.shapes.get(function).copied().unwrap_or(Shape::Bytes)
+    }
+
+    /// The inputs of the property checks for `function`: shaped by its
+    /// declared input media type, up to the run's input cap (smaller for a
+    /// plugin that makes host calls).
+    pub(crate) fn inputs(&self, function: &str) -> BoxedStrategy<Vec<u8>> {
+        inputs::for_shape(self.shape(function), self.max_input)
     }
 
     pub(crate) fn costly_cases(&self) -> u32 {
@@ -153,10 +169,20 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
             self.runner(cases).run(&strategy, |input| (property.borrow_mut())(&input).map_err(TestCaseError::fail));
         match result {
             Ok(()) => CheckOutcome::Pass,
-            Err(TestError::Fail(reason, input)) => self.reproduced(reason.message(), Some(function), function, |r| {
-                r.function = Some(function.to_string());
-                r.input = Some(Payload::Inline(input));
-            }),
+            Err(TestError::Fail(reason, input)) => {
+                let mut message = reason.message().to_string();
+                let input = minimise(input, |candidate| match (property.borrow_mut())(candidate) {
+                    Err(failure) => {
+                        message = failure;
+                        true
+                    }
+                    Ok(()) => false,
+                });
+                self.reproduced(message, Some(function), function, |r| {
+                    r.function = Some(function.to_string());
+                    r.input = Some(Payload::Inline(input));
+                })
+            }
             Err(TestError::Abort(reason)) => fail(format!("generation aborted: {reason}")),
         }
     }
@@ -186,6 +212,45 @@ impl<H: TestHost> Run<'_, H> {
         }
         CheckOutcome::Fail(failure)
     }
+}
+
+/// How many runs [`minimise`] may spend.
+const MINIMISE_RUNS: usize = 256;
+
+/// `input` made smaller while `fails` holds, after proptest's shrinking:
+/// proptest takes a byte vector apart one element at a time and stops at
+/// its iteration cap, which leaves inputs of kilobytes; this removes
+/// halves, then quarters, and so on (delta debugging), within
+/// [`MINIMISE_RUNS`] runs. `fails` sees each candidate; the last one it
+/// failed on is the result.
+pub(crate) fn minimise(mut input: Vec<u8>, mut fails: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
+    let mut runs = 0;
+    if input.is_empty() {
+        return input;
+    }
+    runs += 1;
+    if fails(&[]) {
+        return Vec::new();
+    }
+    let mut chunk = input.len().div_ceil(2);
+    while chunk >= 1 && runs < MINIMISE_RUNS {
+        let mut start = 0;
+        while start < input.len() && runs < MINIMISE_RUNS {
+            let end = (start + chunk).min(input.len());
+            let candidate: Vec<u8> = input[..start].iter().chain(&input[end..]).copied().collect();
+            runs += 1;
+            if fails(&candidate) {
+                input = candidate;
+            } else {
+                start = end;
+            }
+        }
+        if chunk == 1 {
+            break;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+    input
 }
 
 /// Whether two calls gave the same result: the same output, or the same

@@ -52,6 +52,13 @@ pub trait TestHost {
     /// Loads the plugin and initialises one instance with `config`.
     fn load(&self, wasm: &[u8], config: &[u8]) -> HostResult<Self::Plugin>;
 
+    /// Compiles the plugin ahead of the checks, which then load it on
+    /// several threads at once: without it, each of them would compile it.
+    /// A failure is left for the first load to report.
+    fn precompile(&self, wasm: &[u8]) {
+        let _ = wasm;
+    }
+
     /// Loads the plugin on a host that offers only some of its declared
     /// host calls (ABI 1.1): the others are absent (`CALL-5`). A host
     /// without host calls loads it as [`TestHost::load`] does.
@@ -82,8 +89,10 @@ impl std::fmt::Display for Offer {
     }
 }
 
-/// How the conformance host plays the application's side of host calls.
+/// How the conformance host plays the application's side of host calls:
+/// per call, or a state held for as long as it is set, across calls.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Application {
     /// Each call succeeds with its request as the reply.
     Echo,
@@ -92,6 +101,12 @@ pub enum Application {
     /// These answers, in order, one per host call; echo after the last.
     /// The `host-calls` check generates and shrinks them.
     Script(Vec<ScriptedAnswer>),
+    /// The application is down: every host call fails with this message
+    /// (`CALL-4`).
+    Down(String),
+    /// The application is slow: every host call is answered as `Echo`
+    /// does, each after this long (`CALL-7`).
+    Slow(std::time::Duration),
 }
 
 /// One answer of a script, and how long the application takes to give it.
@@ -127,6 +142,10 @@ pub trait PluginUnderTest {
     fn max_output(&self) -> u64;
     /// The error-message cap the host enforces.
     fn max_error_message(&self) -> u64;
+    /// The deadline of each call (`LIM-3`).
+    fn deadline(&self) -> std::time::Duration {
+        pabi_abi::Limits::default().timeout
+    }
     /// Sets how the application answers host calls from now on (and
     /// restarts a random one from its seed). A host without host calls
     /// ignores it.

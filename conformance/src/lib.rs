@@ -50,11 +50,17 @@ pub struct Options {
     /// default): a fresh temporary folder, made only when a file is
     /// written, and kept.
     pub report_dir: Option<std::path::PathBuf>,
+    /// The largest input generated, in bytes ([`inputs::MAX_INPUT`] by
+    /// default): the input cap the plugin is meant to run under. The
+    /// boundary sizes ([`inputs::boundary_sizes`]) go up to it. A plugin
+    /// that makes host calls gets at most
+    /// [`inputs::MAX_INPUT_WITH_HOST_CALLS`].
+    pub max_input: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { cases: 256, seed: 0x9ab1, vectors: None, only: None, report_dir: None }
+        Options { cases: 256, seed: 0x9ab1, vectors: None, only: None, report_dir: None, max_input: inputs::MAX_INPUT }
     }
 }
 
@@ -82,10 +88,12 @@ pub fn conform<H: TestHost + Sync>(
     progress: &mut dyn FnMut(Progress),
 ) -> PluginReport {
     let report = pabi_validator::validate(wasm);
-    let makes_host_calls = report.metadata.as_ref().is_some_and(|m| !m.host_calls.is_empty());
-    let mut run = Run::new(host, path, wasm, options, makes_host_calls);
+    let mut run = Run::new(host, path, wasm, options, report.metadata.as_ref());
     // Dynamic checks need a plugin that passes the static one.
     let meta = report.metadata.clone().filter(|_| !report.has_errors());
+    if meta.is_some() {
+        host.precompile(wasm);
+    }
     for check in Check::ALL {
         if options.only.is_some_and(|only| only != check) {
             continue;

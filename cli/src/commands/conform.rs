@@ -39,6 +39,13 @@ pub struct Opts {
     /// the file [default: a new temporary folder, made only when needed].
     #[arg(long, value_name = "DIR")]
     report_dir: Option<PathBuf>,
+    /// The largest input generated, in bytes: the input cap the plugin
+    /// will run under. Inputs at the boundary sizes (0, 1, around every
+    /// power of two and 64 KiB) go up to it; a plugin that makes host
+    /// calls gets at most 65,537 [at most 2,147,483,647, LIM-13].
+    #[arg(long, value_name = "BYTES", default_value_t = pabi_conform::inputs::MAX_INPUT as u64,
+          value_parser = clap::value_parser!(u64).range(0..=i32::MAX as u64))]
+    max_input: u64,
 }
 
 /// The output formats of `pabi conform`.
@@ -66,6 +73,7 @@ Examples:
   pabi conform --format junit target/plugins/go/*.wasm > conform.xml
   pabi conform --seed 1234 --only status plugin.wasm   # replay a failure
   pabi conform --report-dir reproducers plugin.wasm    # long inputs there
+  pabi conform --max-input 16777216 plugin.wasm        # inputs up to 16 MiB
 
 Exit codes:
   0  every plugin is conformant
@@ -79,6 +87,8 @@ impl Opts {
         let mut options = Options::default();
         (options.cases, options.seed, options.only) = (self.cases, self.seed, self.only);
         options.report_dir = self.report_dir;
+        options.max_input =
+            usize::try_from(self.max_input).context("--max-input is larger than this machine's memory")?;
         let host = ReferenceHost::new()?;
         let tty = std::io::stderr().is_terminal() && self.format == ConformFormat::Human;
         let mut reports: Vec<PluginReport> = Vec::new();

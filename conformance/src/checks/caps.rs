@@ -14,7 +14,7 @@ impl<H: TestHost + Sync> Run<'_, H> {
             Err(outcome) => return outcome,
         };
         let (max_output, max_message) = (plugin.max_output(), plugin.max_error_message());
-        self.property(function, self.options.cases, self.inputs(), |input| match plugin.call(function, input) {
+        self.property(function, self.options.cases, self.inputs(function), |input| match plugin.call(function, input) {
             Ok(out) if out.len() as u64 > max_output => Err(format!("{} bytes of output pass the cap", out.len())),
             Err(f) if f.kind == Some(HostErrorKind::OutputLimit) => Err(format!("the output passed the cap: {f}")),
             Err(f) if f.message.len() as u64 > max_message => Err("the error message passes its cap".into()),

@@ -16,7 +16,7 @@ impl<H: TestHost + Sync> Run<'_, H> {
         }
         let all: Vec<&str> = meta.functions.iter().map(|f| f.name.as_str()).collect();
         self.for_each_function(&deterministic, |run, function| {
-            run.property(function, run.costly_cases(), run.inputs(), |input| {
+            run.property(function, run.costly_cases(), run.inputs(function), |input| {
                 let first = run.host.load(run.wasm, b"").and_then(|mut p| p.call(function, input));
                 let second = run.host.load(run.wasm, b"").and_then(|mut p| p.call(function, input));
                 if !same_result(&first, &second) {

@@ -104,7 +104,10 @@ impl Check {
     pub fn summary(self) -> &'static str {
         match self {
             Check::Static => "the plugin passes the static validator (pabi validate)",
-            Check::Status => "every call returns a defined status and never traps, for generated inputs",
+            Check::Status => {
+                "every call returns a defined status and never traps, for inputs shaped by the declared media type \
+                 and at the boundary sizes"
+            }
             Check::Caps => "output and error message stay within the caps; messages are UTF-8",
             Check::Determinism => {
                 "a function declared deterministic gives the same result on fresh instances and after other calls"
@@ -116,9 +119,10 @@ impl Check {
             Check::State => "state save -> load -> save round-trips to the same bytes",
             Check::InputRead => "the host serves input_read at any chunking and offset (host side, WAT fixture)",
             Check::HostCalls => {
-                "with generated replies of every size, handler failures, replies past the cap, a slow reply and \
-                 absent optional calls, every call returns a defined status, never traps and calls only declared \
-                 names; a deterministic function repeats for the same replies"
+                "with replies of every size up to the reply cap and past it, failures with messages up to their cap, \
+                 absent optional calls and slow replies, per call and held across calls (the application down), \
+                 every call returns a defined status, never traps and calls only declared names; a deterministic \
+                 function repeats for the same replies, and recovers when the application does"
             }
             Check::Vectors => "the plugin's own test vectors (PLUGIN.vectors.json or --vectors) all pass",
         }

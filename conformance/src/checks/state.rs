@@ -2,6 +2,7 @@
 //! same bytes.
 
 use pabi_testkit::hex::encode_hex;
+use proptest::strategy::{Just, Strategy};
 use proptest::test_runner::{TestCaseError, TestError};
 
 use crate::harness::{fail, skip, Run};
@@ -17,7 +18,10 @@ impl<H: TestHost + Sync> Run<'_, H> {
         if !probe.has_state() {
             return skip("the plugin exports no state functions");
         }
-        let history = proptest::collection::vec((0..functions.len(), inputs::bounded_input()), 0..6);
+        // Each earlier call's input is of its function's shape.
+        let shapes: Vec<_> = functions.iter().map(|f| self.shape(f)).collect();
+        let call = (0..functions.len()).prop_flat_map(move |index| (Just(index), inputs::bounded_input(shapes[index])));
+        let history = proptest::collection::vec(call, 0..6);
         let result = self.runner(self.costly_cases()).run(&history, |history| {
             let round_trip = || -> HostOutcomeResult {
                 let mut first = self.host.load(self.wasm, b"")?;

@@ -11,7 +11,7 @@ impl<H: TestHost + Sync> Run<'_, H> {
             Ok(p) => p,
             Err(outcome) => return outcome,
         };
-        self.property(function, self.options.cases, self.inputs(), |input| match plugin.call(function, input) {
+        self.property(function, self.options.cases, self.inputs(function), |input| match plugin.call(function, input) {
             Ok(_) => Ok(()),
             Err(f) if f.is_defined_plugin_error() => Ok(()),
             Err(f) => Err(format!("the call failed with {f}")),
