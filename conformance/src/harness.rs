@@ -96,7 +96,16 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
     pub(crate) fn runner(&self, cases: u32) -> TestRunner {
         let mut seed = [0u8; 32];
         seed[..8].copy_from_slice(&self.options.seed.to_le_bytes());
-        let config = Config { cases, failure_persistence: None, max_shrink_iters: 1024, ..Config::default() };
+        // Shrinking a failure that costs a deadline per step (a call that
+        // times out) would take minutes: it stops after its time budget,
+        // with the smallest input so far.
+        let config = Config {
+            cases,
+            failure_persistence: None,
+            max_shrink_iters: 1024,
+            max_shrink_time: SHRINK_MILLIS,
+            ..Config::default()
+        };
         TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed))
     }
 
@@ -217,14 +226,19 @@ impl<H: TestHost> Run<'_, H> {
 /// How many runs [`minimise`] may spend.
 const MINIMISE_RUNS: usize = 256;
 
+/// How long proptest may shrink one failure, in milliseconds; [`minimise`]
+/// takes at most a third of it more.
+const SHRINK_MILLIS: u32 = 12_000;
+
 /// `input` made smaller while `fails` holds, after proptest's shrinking:
 /// proptest takes a byte vector apart one element at a time and stops at
 /// its iteration cap, which leaves inputs of kilobytes; this removes
 /// halves, then quarters, and so on (delta debugging), within
-/// [`MINIMISE_RUNS`] runs. `fails` sees each candidate; the last one it
+/// [`MINIMISE_RUNS`] runs and a third of [`SHRINK_MILLIS`]. `fails` sees each candidate; the last one it
 /// failed on is the result.
 pub(crate) fn minimise(mut input: Vec<u8>, mut fails: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
     let mut runs = 0;
+    let deadline = Instant::now() + std::time::Duration::from_millis(u64::from(SHRINK_MILLIS / 3));
     if input.is_empty() {
         return input;
     }
@@ -233,9 +247,10 @@ pub(crate) fn minimise(mut input: Vec<u8>, mut fails: impl FnMut(&[u8]) -> bool)
         return Vec::new();
     }
     let mut chunk = input.len().div_ceil(2);
-    while chunk >= 1 && runs < MINIMISE_RUNS {
+    let spent = |runs: usize| runs >= MINIMISE_RUNS || Instant::now() > deadline;
+    while chunk >= 1 && !spent(runs) {
         let mut start = 0;
-        while start < input.len() && runs < MINIMISE_RUNS {
+        while start < input.len() && !spent(runs) {
             let end = (start + chunk).min(input.len());
             let candidate: Vec<u8> = input[..start].iter().chain(&input[end..]).copied().collect();
             runs += 1;

@@ -19,6 +19,12 @@ impl Default for VirtualClock {
 }
 
 impl VirtualClock {
+    /// A virtual clock that starts at `nanos` (at least
+    /// [`VIRTUAL_CLOCK_START`]).
+    pub(crate) fn starting_at(nanos: u64) -> VirtualClock {
+        VirtualClock(Arc::new(AtomicU64::new(nanos.max(VIRTUAL_CLOCK_START))))
+    }
+
     pub(crate) fn now_nanos(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }

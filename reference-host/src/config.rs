@@ -364,10 +364,11 @@ impl ConfigBuilder {
     }
 
     /// Accept plugins that declare `clock` or `random` as if both were
-    /// allowed, but serve them the virtual clock of plugins without the
-    /// capability (`WASI-6`), so a sleep costs nothing, and a pseudo-random
-    /// generator seeded for each instance from a counter, so that a run
-    /// repeats exactly while two instances still see different bytes. For
+    /// allowed, but serve them a virtual clock like that of plugins without
+    /// the capability (`WASI-6`), so a sleep costs nothing, and a
+    /// pseudo-random generator; each instance's clock start and generator
+    /// seed come from a counter, so that a run repeats exactly while two
+    /// instances still see different times and bytes. For
     /// test and conformance runs, which must be repeatable and must not hang
     /// on a plugin that sleeps forever. Default: `false`.
     pub fn simulate_clock_and_random(mut self, simulate: bool) -> Self {

@@ -14,7 +14,7 @@ use pabi_abi::Clause;
 use wasmtime::{Caller, Linker, Memory};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::clock::{PluginClock, RealClock, VirtualClock};
+use crate::clock::{PluginClock, RealClock, VirtualClock, VIRTUAL_CLOCK_START};
 use crate::config::Allow;
 use crate::error::Unavailable;
 use crate::imports::{checked_range, violation};
@@ -32,6 +32,8 @@ pub(crate) struct Grants {
     pub random: bool,
     /// `random` granted under [`crate::ConfigBuilder::simulate_clock_and_random`].
     pub simulated_random: bool,
+    /// `clock` granted under [`crate::ConfigBuilder::simulate_clock_and_random`].
+    pub simulated_clock: bool,
     pub env: Vec<(String, String)>,
     pub dirs: Vec<(std::path::PathBuf, String, bool)>,
 }
@@ -43,7 +45,10 @@ pub(crate) fn grants(metadata: &Metadata, allow: &Allow) -> Result<Grants, Vec<C
     let mut refused = Vec::new();
     for declared in &metadata.capabilities {
         let granted = match declared.clone() {
-            Capability::Clock if allow.simulated() => true,
+            Capability::Clock if allow.simulated() => {
+                grants.simulated_clock = true;
+                true
+            }
             Capability::Random if allow.simulated() => {
                 grants.simulated_random = true;
                 true
@@ -120,7 +125,18 @@ pub(crate) fn context(
         builder.monotonic_clock(real);
         PluginClock::Real(real)
     } else {
-        let virtual_clock = VirtualClock::default();
+        let virtual_clock = if grants.simulated_clock {
+            // A start per instance from a counter, a second apart, as the
+            // simulated generator's seed: a run repeats exactly, and two
+            // instances of a plugin that declares `clock` still read
+            // different times, so a deterministic function that lets the
+            // time reach its result is caught (`FN-5`).
+            static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            VirtualClock::starting_at(VIRTUAL_CLOCK_START + (instance % (1 << 20)) * 1_000_000_000)
+        } else {
+            VirtualClock::default()
+        };
         builder.wall_clock(virtual_clock.clone());
         builder.monotonic_clock(virtual_clock.clone());
         PluginClock::Virtual(virtual_clock)
