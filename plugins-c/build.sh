@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Builds the C example plugins.
 #
-#   plugins-c/build.sh OUT_DIR [freestanding|wasi-libc]
+#   plugins-c/build.sh OUT_DIR [freestanding|wasi-libc] [PLUGINS_DIR]
 #
-# writes OUT_DIR/<plugin>.wasm for every plugins-c/examples/<plugin>/, with
-# the metadata of its pabi.json embedded by `pabi embed` (clang cannot write
-# custom sections). The pabi CLI is $PABI, else `pabi` on PATH.
+# writes OUT_DIR/<plugin>.wasm for every PLUGINS_DIR/<plugin>/ (default
+# plugins-c/examples), with the metadata of its pabi.json embedded by
+# `pabi embed` (clang cannot write custom sections). The pabi CLI is $PABI,
+# else `pabi` on PATH. Other folders of plugins (fixtures/defects/c) build
+# with the same flags through PLUGINS_DIR.
 #
 # freestanding (the default): --target=wasm32 -nostdlib, no libc at all.
 # wasi-libc: --target=wasm32-wasi -mexec-model=reactor, with malloc & co.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:?usage: plugins-c/build.sh OUT_DIR [freestanding|wasi-libc]}
+usage="usage: plugins-c/build.sh OUT_DIR [freestanding|wasi-libc] [PLUGINS_DIR]"
+out=${1:?$usage}
 mode=${2:-freestanding}
+plugins=${3:-$here/examples}
+[ -d "$plugins" ] || { echo "error: no such folder: $plugins" >&2; exit 2; }
 pabi=${PABI:-pabi}
 cc=${CC:-clang}
 
@@ -30,7 +35,7 @@ esac
 mkdir -p "$out"
 objs=$(mktemp -d)
 trap 'rm -rf "$objs"' EXIT
-for dir in "$here"/examples/*/; do
+for dir in "$plugins"/*/; do
   name=$(basename "$dir")
   raw="$out/$name.raw.wasm"
   # Compiled with -O2, then linked in a second command without any -O:
