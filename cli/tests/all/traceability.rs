@@ -123,7 +123,7 @@ fn conform_explores() -> String {
     let sizes = boundary_sizes(4096).iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     out += &format!(
         "\nInputs are shaped by the function's declared input media type (`META-4`): `application/json` and \
-         `application/…+json` get JSON documents (nested up to 2,000 levels, a few hundred elements, edge numbers \
+         `application/…+json` get JSON documents (nested up to 100,000 levels, a few hundred elements, edge numbers \
          such as `1e309` and `9007199254740993`, escapes, surrogate pairs and lone surrogates, duplicate and \
          non-ASCII keys) and a tenth that are almost JSON (cut short, a trailing comma, single quotes); `text/*` \
          gets UTF-8 text with edge characters (NUL, every line end, a byte-order mark, combining marks, characters \
