@@ -36,6 +36,8 @@ pub(crate) struct Run<'a, H: TestHost> {
     current: Option<Check>,
     /// How many test vectors the `vectors` check ran, for its result.
     pub(crate) vectors_ran: Option<u32>,
+    /// What the `explore` check reached, for its result.
+    pub(crate) coverage: Option<crate::coverage::CoverageReport>,
 }
 
 impl<'a, H: TestHost + Sync> Run<'a, H> {
@@ -57,6 +59,7 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
             folder,
             current: None,
             vectors_ran: None,
+            coverage: None,
         }
     }
 
@@ -72,6 +75,7 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
         let outcome = body(self);
         let mut result = CheckResult::new(check, outcome, started.elapsed());
         result.vectors = self.vectors_ran.take();
+        result.coverage = self.coverage.take().map(Box::new);
         self.results.push(result);
     }
 

@@ -15,6 +15,7 @@
 //! ```
 
 mod checks;
+pub mod coverage;
 mod harness;
 mod host;
 pub mod inputs;
@@ -36,7 +37,8 @@ use report::PluginReport;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Options {
-    /// Generated cases per function for the status and caps checks; the
+    /// Generated cases per function for the status and caps checks, and
+    /// calls per function for the explore check; the
     /// costlier checks use a tenth of it (at least 16).
     pub cases: u32,
     pub seed: u64,
@@ -50,11 +52,31 @@ pub struct Options {
     /// default): a fresh temporary folder, made only when a file is
     /// written, and kept.
     pub report_dir: Option<std::path::PathBuf>,
+    /// The corpus folder of the `explore` check: the inputs in
+    /// `<corpus>/<plugin>/<function>/` are its first seeds, and the inputs
+    /// that reach new blocks are added there. `None`: no corpus is kept.
+    pub corpus: Option<std::path::PathBuf>,
+    /// The `explore` check fails when it reaches less than this percentage
+    /// of the plugin's blocks.
+    pub min_coverage: Option<f64>,
+    /// Whether the `explore` check is guided by coverage (the default);
+    /// `false` runs generated inputs only, the baseline guidance is
+    /// measured against.
+    pub guided: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { cases: 256, seed: 0x9ab1, vectors: None, only: None, report_dir: None }
+        Options {
+            cases: 256,
+            seed: 0x9ab1,
+            vectors: None,
+            only: None,
+            report_dir: None,
+            corpus: None,
+            min_coverage: None,
+            guided: true,
+        }
     }
 }
 

@@ -104,6 +104,10 @@ pub struct CheckResult {
     /// after a failure, up to and with the failing one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vectors: Option<u32>,
+    /// The blocks the `explore` check reached. Boxed: most checks have
+    /// none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Box<crate::coverage::CoverageReport>>,
     #[serde(rename = "millis")]
     #[serde(serialize_with = "as_millis")]
     pub duration: Duration,
@@ -115,7 +119,7 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
 
 impl CheckResult {
     pub fn new(check: Check, outcome: CheckOutcome, duration: Duration) -> Self {
-        CheckResult { check, clauses: check.clauses(), outcome, vectors: None, duration }
+        CheckResult { check, clauses: check.clauses(), outcome, vectors: None, coverage: None, duration }
     }
 
     pub fn failed(&self) -> bool {
