@@ -67,7 +67,9 @@ impl<H: TestHost + Sync> Run<'_, H> {
             reached.merge(&explored.reached);
             summaries.extend(explored.summary);
             if let Some(stats) = explored.corpus {
-                let total = corpus.get_or_insert_with(|| CorpusStats { dir: stats.dir.clone(), ..Default::default() });
+                // The plugin's folder, over its functions' folders.
+                let dir = stats.dir.parent().map_or_else(|| stats.dir.clone(), Into::into);
+                let total = corpus.get_or_insert_with(|| CorpusStats { dir, ..Default::default() });
                 total.read += stats.read;
                 total.written += stats.written;
                 total.write_error = total.write_error.take().or(stats.write_error);
@@ -126,7 +128,7 @@ impl<H: TestHost + Sync> Run<'_, H> {
         let mut kept: Vec<Vec<u8>> = Vec::new();
         let mut pending: std::collections::VecDeque<Vec<u8>> = seeds.into();
         // Calls spent appending single-byte tokens to new entries, at most
-        // a quarter of the budget.
+        // a third of the budget and 16.
         let mut appended = 0;
         let mut ran = 0;
         let mut unconfirmed = None;
@@ -174,7 +176,7 @@ impl<H: TestHost + Sync> Run<'_, H> {
                 // A prefix the code accepted so far, continued by each
                 // byte the code compares against (a magic number checked
                 // byte by byte).
-                if input.len() <= 64 && appended + singles.len() <= budget / 4 {
+                if input.len() <= 64 && appended + singles.len() <= budget / 3 + 16 {
                     appended += singles.len();
                     for token in &singles {
                         let mut next = input.clone();
@@ -221,7 +223,8 @@ impl<H: TestHost + Sync> Run<'_, H> {
     }
 }
 
-/// Removes chunks of `input`, halving their size, while the failure
+/// Cuts `input` to the shortest failing prefix a bisection finds, then
+/// removes chunks of it, halving their size, while the failure
 /// reproduces; at most [`MINIMISE_CALLS`] calls.
 fn minimise(
     mut input: Vec<u8>,
@@ -229,6 +232,18 @@ fn minimise(
     fails: &mut impl FnMut(&[u8]) -> Option<String>,
 ) -> (Vec<u8>, String) {
     let mut calls = 0;
+    // A failure past a length (a buffer that overflows) would take a
+    // call per byte to shrink by chunks.
+    let (mut short, mut long) = (0, input.len());
+    while short < long && calls < MINIMISE_CALLS {
+        let mid = short + (long - short) / 2;
+        calls += 1;
+        match fails(&input[..mid]) {
+            Some(m) => (long, message) = (mid, m),
+            None => short = mid + 1,
+        }
+    }
+    input.truncate(long);
     let mut chunk = input.len().div_ceil(2).max(1);
     while !input.is_empty() && calls < MINIMISE_CALLS {
         let mut at = 0;

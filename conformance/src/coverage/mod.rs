@@ -142,6 +142,7 @@ pub struct FunctionCoverage {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct CorpusStats {
+    /// The plugin's folder, `<corpus>/<plugin>`.
     pub dir: std::path::PathBuf,
     pub read: u32,
     pub written: u32,
