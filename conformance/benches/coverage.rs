@@ -65,7 +65,13 @@ fn main() {
 }
 
 /// Blocks reached and total, and seconds, of one `explore` run.
-fn explore(host: &ReferenceHost, path: &std::path::Path, wasm: &[u8], cases: u32, guided: bool) -> (Option<(u32, u32)>, f64) {
+fn explore(
+    host: &ReferenceHost,
+    path: &std::path::Path,
+    wasm: &[u8],
+    cases: u32,
+    guided: bool,
+) -> (Option<(u32, u32)>, f64) {
     let mut options = Options::default();
     options.cases = cases;
     options.only = Some(Check::Explore);

@@ -201,8 +201,7 @@ pub fn coverage_lines(c: &CoverageReport) -> Vec<String> {
     if !by_function.is_empty() {
         lines.push(format!("explored: {}", by_function.join(", ")));
     }
-    let mut least: Vec<&FunctionCoverage> =
-        c.functions.iter().filter(|f| f.blocks_reached < f.blocks_total).collect();
+    let mut least: Vec<&FunctionCoverage> = c.functions.iter().filter(|f| f.blocks_reached < f.blocks_total).collect();
     least.sort_by_key(|f| std::cmp::Reverse(f.blocks_total - f.blocks_reached));
     let least: Vec<String> = least
         .iter()
@@ -214,11 +213,7 @@ pub fn coverage_lines(c: &CoverageReport) -> Vec<String> {
     }
     for f in c.plugin_functions.iter().filter_map(|f| f.unconfirmed.as_ref().map(|m| (&f.function, m))) {
         let first = f.1.lines().next().unwrap_or_default();
-        lines.push(format!(
-            "not confirmed on the plugin ({}): {}",
-            f.0,
-            pabi_abi::text::escape_controls(first)
-        ));
+        lines.push(format!("not confirmed on the plugin ({}): {}", f.0, pabi_abi::text::escape_controls(first)));
     }
     if let Some(corpus) = &c.corpus {
         let mut line = format!("corpus: {} ({} read, {} new)", corpus.dir.display(), corpus.read, corpus.written);

@@ -109,7 +109,8 @@ impl Opts {
                 .with_context(|| format!("cannot create the corpus folder `{}`", corpus.display()))?;
             options.corpus = Some(corpus.clone());
         }
-        let lcov_path = self.coverage_report.clone().or_else(|| self.report_dir.as_ref().map(|d| d.join("coverage.lcov")));
+        let lcov_path =
+            self.coverage_report.clone().or_else(|| self.report_dir.as_ref().map(|d| d.join("coverage.lcov")));
         let host = ReferenceHost::new()?;
         let tty = std::io::stderr().is_terminal() && self.format == ConformFormat::Human;
         let mut reports: Vec<PluginReport> = Vec::new();
@@ -152,7 +153,9 @@ impl Opts {
 fn write_lcov(path: &Path, reports: &[PluginReport]) -> anyhow::Result<()> {
     let lcov: String = reports
         .iter()
-        .flat_map(|r| r.checks.iter().filter_map(|c| c.coverage.as_deref()).map(|c| pabi_conform::coverage::lcov(c, &r.path)))
+        .flat_map(|r| {
+            r.checks.iter().filter_map(|c| c.coverage.as_deref()).map(|c| pabi_conform::coverage::lcov(c, &r.path))
+        })
         .collect();
     if lcov.is_empty() {
         return Ok(());

@@ -106,7 +106,8 @@ impl<H: TestHost + Sync> Run<'_, H> {
         };
         explored.reached.merge(&Bits(init));
         let corpus_dir = self.options.corpus.as_ref().map(|dir| CorpusDir::new(dir, self.path, function));
-        let mut stats = corpus_dir.as_ref().map(|dir| CorpusStats { dir: dir.path().to_path_buf(), ..Default::default() });
+        let mut stats =
+            corpus_dir.as_ref().map(|dir| CorpusStats { dir: dir.path().to_path_buf(), ..Default::default() });
         let budget = self.options.cases as usize;
         let mut rng = Rng::new(self.options.seed ^ fnv(function));
         let mut seeds: Vec<Vec<u8>> = Vec::new();

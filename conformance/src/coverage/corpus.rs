@@ -21,7 +21,9 @@ impl CorpusDir {
     /// `dir/<plugin stem>/<function>`, each part made safe for a file name.
     pub fn new(dir: &Path, plugin: &str, function: &str) -> Self {
         let stem = Path::new(plugin).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        CorpusDir { path: dir.join(crate::reproducer::file_name_part(&stem)).join(crate::reproducer::file_name_part(function)) }
+        CorpusDir {
+            path: dir.join(crate::reproducer::file_name_part(&stem)).join(crate::reproducer::file_name_part(function)),
+        }
     }
 
     pub fn path(&self) -> &Path {

@@ -54,7 +54,12 @@ pub fn instrument(wasm: &[u8]) -> Result<Instrumented, InstrumentError> {
     let mut locals: Vec<(FunctionId, &LocalFunction)> = module.funcs.iter_local().collect();
     locals.sort_by_key(|(id, _)| id.index());
     for (id, local) in locals {
-        let name = module.funcs.get(id).name.clone().unwrap_or_else(|| format!("func[{}]", id.index()));
+        // Rust's symbols, demangled without their hash; other names as
+        // they are.
+        let name = match &module.funcs.get(id).name {
+            Some(name) => format!("{:#}", rustc_demangle::demangle(name)),
+            None => format!("func[{}]", id.index()),
+        };
         let first = blocks.len();
         let mut plan = Plan::new();
         let mut pending = vec![local.entry_block()];

@@ -32,7 +32,8 @@ pub struct BlockInfo {
 pub struct WasmFunction {
     /// Its index in the module's function index space.
     pub index: u32,
-    /// Its name from the name section, or `func[INDEX]`.
+    /// Its name from the name section (a Rust symbol demangled), or
+    /// `func[INDEX]`.
     pub name: String,
     /// Its blocks: bits `blocks.start..blocks.end` of the counters.
     pub blocks: Range<u32>,

@@ -54,7 +54,8 @@ const JSON_TOKENS: [&[u8]; 16] = [
     b"{\"\":", b" ",
 ];
 
-const NUMBERS: [&[u8]; 8] = [b"0", b"-1", b"18446744073709551616", b"1e308", b"-9223372036854775809", b"0.5", b"NaN", b"00"];
+const NUMBERS: [&[u8]; 8] =
+    [b"0", b"-1", b"18446744073709551616", b"1e308", b"-9223372036854775809", b"0.5", b"NaN", b"00"];
 
 /// `input` changed by one to four stacked mutations; `other` is another
 /// corpus entry to splice with, `tokens` the plugin's dictionary.

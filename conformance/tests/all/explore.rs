@@ -122,11 +122,7 @@ fn the_corpus_is_written_and_read_back() {
 }
 
 fn walk(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
-        .sum()
+    std::fs::read_dir(dir).unwrap().flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum()
 }
 
 /// `--min-coverage` fails a run below it, and only below it.
