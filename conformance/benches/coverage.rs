@@ -31,6 +31,10 @@ fn main() {
     }
     let mut plugins: Vec<PathBuf> = walk(&dir);
     plugins.sort();
+    // A plugin whose input decides its path: a trap behind a magic prefix
+    // compared byte by byte. The examples mostly ignore their input's
+    // shape, so guidance has little to find in them.
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/broken/magic-prefix.wat");
     if plugins.is_empty() {
         eprintln!("no plugins under {}: run ci/build-plugins first", dir.display());
         std::process::exit(2);
@@ -41,8 +45,12 @@ fn main() {
         "{:<16} {:>7} {:>15} {:>15} {:>6} {:>9} {:>9}",
         "plugin", "blocks", "random", "guided", "ratio", "random s", "guided s"
     );
-    for path in plugins {
+    let fixture_wasm = std::fs::read_to_string(&fixture).ok().and_then(|text| wat::parse_str(text).ok());
+    let examples = plugins.into_iter().map(|path| {
         let wasm = std::fs::read(&path).unwrap();
+        (path, wasm)
+    });
+    for (path, wasm) in fixture_wasm.map(|wasm| (fixture.clone(), wasm)).into_iter().chain(examples) {
         let name = format!(
             "{}/{}",
             path.parent().and_then(|p| p.file_name()).unwrap_or_default().to_string_lossy(),
