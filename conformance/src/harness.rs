@@ -36,6 +36,8 @@ pub(crate) struct Run<'a, H: TestHost> {
     current: Option<Check>,
     /// How many test vectors the `vectors` check ran, for its result.
     pub(crate) vectors_ran: Option<u32>,
+    /// The instrumented copy, made beside the first checks.
+    pub(crate) instrumented: Option<crate::coverage::Prepared>,
     /// What the `explore` check reached, for its result.
     pub(crate) coverage: Option<crate::coverage::CoverageReport>,
 }
@@ -60,6 +62,7 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
             current: None,
             vectors_ran: None,
             coverage: None,
+            instrumented: None,
         }
     }
 

@@ -108,14 +108,32 @@ pub fn conform<H: TestHost + Sync>(
     let mut run = Run::new(host, path, wasm, options, makes_host_calls);
     // Dynamic checks need a plugin that passes the static one.
     let meta = report.metadata.clone().filter(|_| !report.has_errors());
-    for check in Check::ALL {
-        if options.only.is_some_and(|only| only != check) {
-            continue;
+    let explores = meta.is_some() && options.only.is_none_or(|only| only == Check::Explore);
+    std::thread::scope(|scope| {
+        // The instrumented copy is made and compiled (a load fills the
+        // host's module cache) while the checks before `explore` run: for
+        // a large plugin that takes seconds, and those checks often leave
+        // a core idle.
+        if explores {
+            let (send, receive) = std::sync::mpsc::channel();
+            scope.spawn(move || {
+                let map = coverage::instrument(wasm).map(std::sync::Arc::new);
+                if let Ok(map) = &map {
+                    let _ = host.load(&map.wasm, b"");
+                }
+                let _ = send.send(map);
+            });
+            run.instrumented = Some(std::sync::Mutex::new(receive));
         }
-        if check != Check::Static && meta.is_none() {
-            break;
+        for check in Check::ALL {
+            if options.only.is_some_and(|only| only != check) {
+                continue;
+            }
+            if check != Check::Static && meta.is_none() {
+                break;
+            }
+            run.record(check, progress, |run| run.check(check, &report, meta.as_ref()));
         }
-        run.record(check, progress, |run| run.check(check, &report, meta.as_ref()));
-    }
+    });
     run.finish()
 }

@@ -41,8 +41,13 @@ struct Explored {
 
 impl<H: TestHost + Sync> Run<'_, H> {
     pub(super) fn explore(&mut self, functions: &[String]) -> CheckOutcome {
-        let map = match instrument(self.wasm) {
-            Ok(map) => Arc::new(map),
+        let prepared = self.instrumented.take().map(|p| p.into_inner().unwrap_or_else(|e| e.into_inner()));
+        let made = match prepared.and_then(|prepared| prepared.recv().ok()) {
+            Some(made) => made,
+            None => instrument(self.wasm).map(Arc::new),
+        };
+        let map = match made {
+            Ok(map) => map,
             Err(e) => return skip(format!("the plugin cannot be instrumented for coverage: {e}")),
         };
         let results: Mutex<Vec<(String, Explored)>> = Mutex::default();

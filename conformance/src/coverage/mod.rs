@@ -18,6 +18,10 @@ use serde::Serialize;
 pub use instrument::{instrument, InstrumentError, COUNTER_PREFIX};
 pub use lcov::lcov;
 
+/// The instrumented copy on its way from the thread that makes it (in a
+/// mutex, so that the run stays `Sync` for its function threads).
+pub(crate) type Prepared = std::sync::Mutex<std::sync::mpsc::Receiver<Result<Arc<Instrumented>, InstrumentError>>>;
+
 /// One block of the instrumented code: its function (an index into
 /// [`Instrumented::functions`]) and the module offset of its first
 /// instruction, when it has one.
