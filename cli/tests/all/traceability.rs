@@ -125,7 +125,8 @@ fn conform_reports() -> String {
          trapping call's blocks count; those of a `pabi_init` that traps while re-instantiating do not.\n\
          \n\
          Per plugin function, within `--cases` calls: the seeds are the function's corpus \
-         (`--corpus DIR`: `DIR/<plugin>/<function>/<sha256>`, in file-name order), the empty input and a quarter \
+         (`--corpus DIR`: `DIR/<plugin>/<function>/<sha256>`, in file-name order), the empty input, inputs as long as the small \
+         constants the code compares against (a length check; at most 16) and a quarter \
          of the budget (at most 64) of generated inputs; then inputs that reached new blocks are mutated (bit and \
          byte flips, inserted, deleted and duplicated ranges, splices of two entries, interesting integers, \
          ASCII-digit and JSON-token edits, lengths around powers of two, and tokens of the plugin's dictionary: \

@@ -129,6 +129,10 @@ impl<H: TestHost + Sync> Run<'_, H> {
         let generated = if guided { (budget / 4).clamp(1, 64) } else { budget };
         if guided {
             seeds.push(Vec::new());
+            // Inputs as long as a constant the code compares against: a
+            // length check (`input_len != 4`) is a branch random lengths
+            // seldom take.
+            seeds.extend(lengths(&map.tokens).into_iter().map(|n| vec![b'0'; n]));
         }
         seeds.extend(self.generated_inputs(generated));
         let singles: Vec<Vec<u8>> = map.tokens.iter().filter(|t| t.len() == 1).take(32).cloned().collect();
@@ -276,6 +280,29 @@ fn minimise(
         }
     }
     (input, message)
+}
+
+/// The most inputs [`lengths`] gives.
+const LENGTH_SEEDS: usize = 16;
+
+/// Small integers among the dictionary's tokens (a byte, or 2 or 4
+/// little-endian bytes, from 2 to 4096), the first [`LENGTH_SEEDS`] in
+/// order.
+fn lengths(tokens: &[Vec<u8>]) -> Vec<usize> {
+    let mut lengths: Vec<usize> = tokens
+        .iter()
+        .filter_map(|t| match t.as_slice() {
+            [b] => Some(usize::from(*b)),
+            [a, b] => Some(usize::from(u16::from_le_bytes([*a, *b]))),
+            [a, b, c, d] => usize::try_from(u32::from_le_bytes([*a, *b, *c, *d])).ok(),
+            _ => None,
+        })
+        .filter(|n| (2..=4096).contains(n))
+        .collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    lengths.truncate(LENGTH_SEEDS);
+    lengths
 }
 
 /// FNV-1a of a function name: each function explores from its own seed.
