@@ -127,7 +127,8 @@ fn conform_reports() -> String {
          Per plugin function, within `--cases` calls: the seeds are the function's corpus \
          (`--corpus DIR`: `DIR/<plugin>/<function>/<sha256>`, in file-name order), the empty input, inputs as long as the small \
          constants the code compares against (a length check; at most 16) and a quarter \
-         of the budget (at most 64) of generated inputs; then inputs that reached new blocks are mutated (bit and \
+         of the budget (at most 64) of generated inputs; then, every other call, another generated input (up to half \
+         the budget in all), and otherwise a mutant of an input that reached new blocks (bit and \
          byte flips, inserted, deleted and duplicated ranges, splices of two entries, interesting integers, \
          ASCII-digit and JSON-token edits, lengths around powers of two, and tokens of the plugin's dictionary: \
          the constants its code compares against and the strings of its data segments), and each new entry is \

@@ -124,9 +124,11 @@ impl<H: TestHost + Sync> Run<'_, H> {
             seeds.extend(read);
         }
         let guided = self.options.guided;
-        // A quarter of the budget: the generator's shapes (large inputs above
-        // all) reach code that mutating small inputs does not.
-        let generated = if guided { (budget / 4).clamp(1, 64) } else { budget };
+        // Half the budget, a quarter (at most 64) of it first and the rest
+        // every other call among the mutants: the generator's shapes (large
+        // inputs above all) reach code that mutating small inputs does not.
+        let generated = if guided { budget.div_ceil(2) } else { budget };
+        let mut fresh: std::collections::VecDeque<Vec<u8>> = self.generated_inputs(generated).into();
         if guided {
             seeds.push(Vec::new());
             // Inputs as long as a constant the code compares against: a
@@ -134,7 +136,8 @@ impl<H: TestHost + Sync> Run<'_, H> {
             // seldom take.
             seeds.extend(lengths(&map.tokens).into_iter().map(|n| vec![b'0'; n]));
         }
-        seeds.extend(self.generated_inputs(generated));
+        let first = if guided { (budget / 4).clamp(1, 64) } else { budget };
+        seeds.extend(fresh.drain(..fresh.len().min(first)));
         let singles: Vec<Vec<u8>> = map.tokens.iter().filter(|t| t.len() == 1).take(32).cloned().collect();
         // Inputs that reached new blocks, the newest last.
         let mut kept: Vec<Vec<u8>> = Vec::new();
@@ -148,6 +151,7 @@ impl<H: TestHost + Sync> Run<'_, H> {
             let input = match pending.pop_front() {
                 Some(input) => input,
                 None if kept.is_empty() || !guided => break,
+                None if ran % 2 == 0 && !fresh.is_empty() => fresh.pop_front().unwrap_or_default(),
                 None => {
                     let base = if rng.chance(2) { kept.len() - 1 } else { rng.below(kept.len()) };
                     let other = &kept[rng.below(kept.len())];
