@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Validate and conformance-check pabi plugins in any CI system.
 #
-#   ci/conform.sh [--report-dir DIR] [--cases N] [--seed S] PATH...
+#   ci/conform.sh [--report-dir DIR] [--cases N] [--seed S] [--corpus DIR]
+#                 [--min-coverage PCT] PATH...
 #
 # PATH is a plugin file or a folder searched for .wasm files. For each
 # plugin, `PLUGIN.vectors.json` beside it (if present) is run as its test
-# vectors. Writes DIR/pabi.sarif, DIR/conform-*.xml (JUnit) and, for a
-# failing input too long to show, DIR/reproducers/ (named in the JUnit); exits
-# 0 when every plugin is valid and conformant, 1 when one is not, 2 on a
-# usage or I/O error. Uses `pabi` from PATH, or this repository's build.
+# vectors. Writes DIR/pabi.sarif, DIR/conform-*.xml (JUnit), DIR/coverage-*.lcov
+# (blocks the explore check reached) and, for a failing input too long to
+# show, DIR/reproducers/ (named in the JUnit), and prints each plugin's
+# coverage; keep the --corpus folder between runs to explore further. Exits
+# 0 when every plugin is valid and conformant, 1 when one is not (or is below
+# --min-coverage), 2 on a usage or I/O error. Uses `pabi` from PATH, or this
+# repository's build.
 set -euo pipefail
 
 report_dir=""
@@ -17,8 +21,8 @@ paths=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --report-dir) report_dir="$2"; shift 2 ;;
-    --cases|--seed) extra+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --cases|--seed|--corpus|--min-coverage) extra+=("$1" "$2"); shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "error: unknown option $1" >&2; exit 2 ;;
     *) paths+=("$1"); shift ;;
   esac
@@ -62,8 +66,12 @@ for plugin in "${plugins[@]}"; do
   [ -f "$vectors" ] && args+=(--vectors "$vectors")
   if [ -n "$report_dir" ]; then
     name="$(echo "$plugin" | tr '/' '_')"
-    "$pabi" conform "${args[@]}" --format junit --report-dir "$report_dir/reproducers" "$plugin" \
-      > "$report_dir/conform-${name%.wasm}.xml" || conform_status=$?
+    junit="$report_dir/conform-${name%.wasm}.xml"
+    "$pabi" conform "${args[@]}" --format junit --report-dir "$report_dir/reproducers" \
+      --coverage-report "$report_dir/coverage-${name%.wasm}.lcov" "$plugin" > "$junit" || conform_status=$?
+    # The explore check's figures, from the JUnit properties.
+    coverage="$(sed -n 's/.*name="coverage.blocks_reached" value="\([0-9]*\)".*name="coverage.blocks_total" value="\([0-9]*\)".*name="coverage.percent" value="\([0-9.]*\)".*/\1\/\2 blocks (\3%)/p' "$junit" | head -n 1)"
+    echo "$plugin: coverage ${coverage:-not measured}"
   else
     "$pabi" conform "${args[@]}" "$plugin" || conform_status=$?
   fi

@@ -43,6 +43,10 @@ pub(crate) struct Run<'a, H: TestHost> {
     current: Option<Check>,
     /// How many test vectors the `vectors` check ran, for its result.
     pub(crate) vectors_ran: Option<u32>,
+    /// The instrumented copy, made beside the first checks.
+    pub(crate) instrumented: Option<crate::coverage::Prepared>,
+    /// What the `explore` check reached, for its result.
+    pub(crate) coverage: Option<crate::coverage::CoverageReport>,
 }
 
 impl<'a, H: TestHost + Sync> Run<'a, H> {
@@ -71,6 +75,8 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
             folder,
             current: None,
             vectors_ran: None,
+            coverage: None,
+            instrumented: None,
         }
     }
 
@@ -86,6 +92,7 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
         let outcome = body(self);
         let mut result = CheckResult::new(check, outcome, started.elapsed());
         result.vectors = self.vectors_ran.take();
+        result.coverage = self.coverage.take().map(Box::new);
         self.results.push(result);
     }
 

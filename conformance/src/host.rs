@@ -152,6 +152,14 @@ pub trait PluginUnderTest {
     fn set_application(&mut self, application: Application) {
         let _ = application;
     }
+    /// The coverage bits of an instrumented copy
+    /// ([`crate::coverage::instrument`]) set since the last read, counter
+    /// `k` at index `k`; the first read starts the count and holds what
+    /// loading reached. `None`: the host cannot read them, and the
+    /// `explore` check skips.
+    fn coverage(&mut self) -> Option<Vec<u64>> {
+        None
+    }
     /// The host calls made since the last take, with their answers.
     fn take_host_calls(&mut self) -> Vec<AnsweredCall> {
         Vec::new()

@@ -15,6 +15,7 @@
 //! ```
 
 mod checks;
+pub mod coverage;
 mod harness;
 mod host;
 pub mod inputs;
@@ -36,7 +37,8 @@ use report::PluginReport;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Options {
-    /// Generated cases per function for the status and caps checks; the
+    /// Generated cases per function for the status and caps checks, and
+    /// calls per function for the explore check; the
     /// costlier checks use a tenth of it (at least 16).
     pub cases: u32,
     pub seed: u64,
@@ -56,11 +58,32 @@ pub struct Options {
     /// that makes host calls gets at most
     /// [`inputs::MAX_INPUT_WITH_HOST_CALLS`].
     pub max_input: usize,
+    /// The corpus folder of the `explore` check: the inputs in
+    /// `<corpus>/<plugin>/<function>/` are its first seeds, and the inputs
+    /// that reach new blocks are added there. `None`: no corpus is kept.
+    pub corpus: Option<std::path::PathBuf>,
+    /// The `explore` check fails when it reaches less than this percentage
+    /// of the plugin's blocks.
+    pub min_coverage: Option<f64>,
+    /// Whether the `explore` check is guided by coverage (the default);
+    /// `false` runs generated inputs only, the baseline guidance is
+    /// measured against.
+    pub guided: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { cases: 256, seed: 0x9ab1, vectors: None, only: None, report_dir: None, max_input: inputs::MAX_INPUT }
+        Options {
+            cases: 256,
+            seed: 0x9ab1,
+            vectors: None,
+            only: None,
+            report_dir: None,
+            corpus: None,
+            min_coverage: None,
+            guided: true,
+            max_input: inputs::MAX_INPUT,
+        }
     }
 }
 
@@ -94,14 +117,32 @@ pub fn conform<H: TestHost + Sync>(
     if meta.is_some() {
         host.precompile(wasm);
     }
-    for check in Check::ALL {
-        if options.only.is_some_and(|only| only != check) {
-            continue;
+    let explores = meta.is_some() && options.only.is_none_or(|only| only == Check::Explore);
+    std::thread::scope(|scope| {
+        // The instrumented copy is made and compiled (a load fills the
+        // host's module cache) while the checks before `explore` run: for
+        // a large plugin that takes seconds, and those checks often leave
+        // a core idle.
+        if explores {
+            let (send, receive) = std::sync::mpsc::channel();
+            scope.spawn(move || {
+                let map = coverage::instrument(wasm).map(std::sync::Arc::new);
+                if let Ok(map) = &map {
+                    let _ = host.load(&map.wasm, b"");
+                }
+                let _ = send.send(map);
+            });
+            run.instrumented = Some(std::sync::Mutex::new(receive));
         }
-        if check != Check::Static && meta.is_none() {
-            break;
+        for check in Check::ALL {
+            if options.only.is_some_and(|only| only != check) {
+                continue;
+            }
+            if check != Check::Static && meta.is_none() {
+                break;
+            }
+            run.record(check, progress, |run| run.check(check, &report, meta.as_ref()));
         }
-        run.record(check, progress, |run| run.check(check, &report, meta.as_ref()));
-    }
+    });
     run.finish()
 }

@@ -132,6 +132,9 @@ pub struct ReferencePlugin {
     scratch: Arc<Scratch>,
     log_dropped: u64,
     app: Option<App>,
+    /// For each kept global, its counter number: `None` until the first
+    /// coverage read.
+    counters: Option<Vec<usize>>,
 }
 
 impl ReferencePlugin {
@@ -286,7 +289,7 @@ impl TestHost for ReferenceHost {
             state.calls.clear();
         }
         let plugin = host.load_with_plugin_config(wasm, config).map_err(failure)?;
-        let mut plugin = ReferencePlugin { log_dropped: 0, plugin, scratch, app };
+        let mut plugin = ReferencePlugin { log_dropped: 0, plugin, scratch, app, counters: None };
         plugin.after_call()?;
         Ok(plugin)
     }
@@ -352,6 +355,24 @@ impl PluginUnderTest for ReferencePlugin {
             state.mode = application;
             state.calls.clear();
         }
+    }
+
+    fn coverage(&mut self) -> Option<Vec<u64>> {
+        let prefix = crate::coverage::COUNTER_PREFIX;
+        let counters = self.counters.get_or_insert_with(|| {
+            let names = self.plugin.keep_global_bits(prefix);
+            // Not a counter of ours: past every counter, so dropped below.
+            names.iter().map(|name| name[prefix.len()..].parse().unwrap_or(usize::MAX)).collect()
+        });
+        let bits = self.plugin.take_global_bits();
+        let len = counters.iter().filter(|&&k| k != usize::MAX).map(|k| k + 1).max().unwrap_or(0);
+        let mut out = vec![0; len];
+        for (&k, value) in counters.iter().zip(bits) {
+            if let Some(slot) = out.get_mut(k) {
+                *slot = value;
+            }
+        }
+        Some(out)
     }
 
     fn take_host_calls(&mut self) -> Vec<AnsweredCall> {

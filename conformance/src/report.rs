@@ -10,6 +10,7 @@ use serde::Serialize;
 use pabi_abi::Clause;
 use pabi_testkit::hex::encode_hex;
 
+use crate::coverage::{CoverageReport, FunctionCoverage};
 use crate::reproducer::{Payload, Reproducer};
 use crate::Check;
 
@@ -104,6 +105,10 @@ pub struct CheckResult {
     /// after a failure, up to and with the failing one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vectors: Option<u32>,
+    /// The blocks the `explore` check reached. Boxed: most checks have
+    /// none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Box<crate::coverage::CoverageReport>>,
     #[serde(rename = "millis")]
     #[serde(serialize_with = "as_millis")]
     pub duration: Duration,
@@ -115,7 +120,7 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
 
 impl CheckResult {
     pub fn new(check: Check, outcome: CheckOutcome, duration: Duration) -> Self {
-        CheckResult { check, clauses: check.clauses(), outcome, vectors: None, duration }
+        CheckResult { check, clauses: check.clauses(), outcome, vectors: None, coverage: None, duration }
     }
 
     pub fn failed(&self) -> bool {
@@ -161,10 +166,63 @@ pub fn human(report: &PluginReport) -> String {
             CheckOutcome::Fail(f) => failure_lines(&mut out, r, &clauses, f),
         }
         .expect("writing to a String");
+        if let Some(coverage) = &r.coverage {
+            for line in coverage_lines(coverage) {
+                out += &format!("        {line}\n");
+            }
+        }
     }
     let verdict = if report.conformant { "conformant" } else { "NOT conformant" };
     out += &format!("{}: {verdict} (replay with --seed {})\n", report.path, report.seed);
     out.lines().map(|line| clip(line) + "\n").collect()
+}
+
+/// How many of the least covered wasm functions a report names.
+const LEAST_COVERED: usize = 5;
+
+/// The coverage of the `explore` check in a few lines: the total, each
+/// plugin function's blocks, the functions with the most blocks never
+/// reached, and the corpus. A module can have thousands of functions; the
+/// JSON report and the lcov file list them all.
+pub fn coverage_lines(c: &CoverageReport) -> Vec<String> {
+    let mut lines = vec![format!(
+        "coverage: {}/{} blocks ({:.1}%), {}/{} wasm functions entered",
+        c.blocks_reached,
+        c.blocks_total,
+        c.percent(),
+        c.functions_reached(),
+        c.functions.len()
+    )];
+    let by_function: Vec<String> = c
+        .plugin_functions
+        .iter()
+        .map(|f| format!("{} {} blocks in {} calls", f.function, f.blocks_reached, f.cases))
+        .collect();
+    if !by_function.is_empty() {
+        lines.push(format!("explored: {}", by_function.join(", ")));
+    }
+    let mut least: Vec<&FunctionCoverage> = c.functions.iter().filter(|f| f.blocks_reached < f.blocks_total).collect();
+    least.sort_by_key(|f| std::cmp::Reverse(f.blocks_total - f.blocks_reached));
+    let least: Vec<String> = least
+        .iter()
+        .take(LEAST_COVERED)
+        .map(|f| format!("{} {}/{}", pabi_abi::text::escape_controls(&f.name), f.blocks_reached, f.blocks_total))
+        .collect();
+    if !least.is_empty() {
+        lines.push(format!("most blocks missed: {}", least.join(", ")));
+    }
+    for f in c.plugin_functions.iter().filter_map(|f| f.unconfirmed.as_ref().map(|m| (&f.function, m))) {
+        let first = f.1.lines().next().unwrap_or_default();
+        lines.push(format!("not confirmed on the plugin ({}): {}", f.0, pabi_abi::text::escape_controls(first)));
+    }
+    if let Some(corpus) = &c.corpus {
+        let mut line = format!("corpus: {} ({} read, {} new)", corpus.dir.display(), corpus.read, corpus.written);
+        if let Some(error) = &corpus.write_error {
+            line += &format!("; not written: {error}");
+        }
+        lines.push(line);
+    }
+    lines
 }
 
 /// The lines of a failed check.
@@ -240,7 +298,17 @@ pub fn junit(reports: &[PluginReport]) -> String {
             xml(&report.path),
             report.checks.len()
         );
-        out += &format!("    <properties><property name=\"seed\" value=\"{}\"/></properties>\n", report.seed);
+        let mut properties = format!("<property name=\"seed\" value=\"{}\"/>", report.seed);
+        if let Some(c) = report.checks.iter().find_map(|c| c.coverage.as_deref()) {
+            properties += &format!(
+                "<property name=\"coverage.blocks_reached\" value=\"{}\"/><property name=\"coverage.blocks_total\" \
+                 value=\"{}\"/><property name=\"coverage.percent\" value=\"{:.1}\"/>",
+                c.blocks_reached,
+                c.blocks_total,
+                c.percent()
+            );
+        }
+        out += &format!("    <properties>{properties}</properties>\n");
         for c in &report.checks {
             out += &format!(
                 "    <testcase classname=\"{}\" name=\"{} [{}]\" time=\"{:.3}\">",
@@ -249,6 +317,7 @@ pub fn junit(reports: &[PluginReport]) -> String {
                 c.clauses.iter().map(|c| c.id()).collect::<Vec<_>>().join(","),
                 c.duration.as_secs_f64()
             );
+            let coverage = c.coverage.as_deref().map(|c| coverage_lines(c).join("\n"));
             match &c.outcome {
                 CheckOutcome::Pass => {
                     if let Some(n) = c.vectors {
@@ -277,6 +346,9 @@ pub fn junit(reports: &[PluginReport]) -> String {
                     .join("\n");
                     out += &format!("<failure message=\"{}\">{}</failure>", xml(first), xml(&body));
                 }
+            }
+            if let Some(coverage) = coverage {
+                out += &format!("<system-out>{}</system-out>", xml(&coverage));
             }
             out += "</testcase>\n";
         }

@@ -251,7 +251,7 @@ impl ReportFolder {
 }
 
 /// `text` with every character a file name should not have as `_`.
-fn file_name_part(text: &str) -> String {
+pub(crate) fn file_name_part(text: &str) -> String {
     let name: String =
         text.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
     let name = name.trim_start_matches('.');

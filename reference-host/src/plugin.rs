@@ -39,6 +39,9 @@ pub struct Plugin {
     /// Who a host call's handler serves, for re-entry checks (`CALL-8`):
     /// this plugin, or the pool it belongs to.
     group: usize,
+    /// The exported globals whose bits outlive instances (`testing`).
+    #[cfg(feature = "testing")]
+    kept_bits: Option<KeptBits>,
 }
 
 /// A fresh re-entry group.
@@ -116,6 +119,8 @@ impl Plugin {
             cancel,
             log_drops,
             plugin_log,
+            #[cfg(feature = "testing")]
+            kept_bits: None,
         })
     }
 
@@ -409,6 +414,12 @@ impl Plugin {
             Err(e) => {
                 output.clear();
                 let error = classify(e, &live.store, &self.shared.config);
+                // The bits the failed call set are read before its
+                // instance goes.
+                #[cfg(feature = "testing")]
+                if let Some(kept) = &mut self.kept_bits {
+                    kept.collect(live);
+                }
                 self.instance = None;
                 Err(self.record_failure(error))
             }
@@ -445,6 +456,70 @@ impl Plugin {
     fn crash_loop(&self) -> Error {
         let config = &self.shared.config;
         Error::CrashLoop { failures: config.crash_limit(), window: config.crash_window() }
+    }
+}
+
+/// Bits of exported mutable `i64` globals, OR-ed over calls and instances:
+/// what coverage counters of an instrumented copy of a plugin need.
+#[cfg(feature = "testing")]
+#[derive(Debug)]
+struct KeptBits {
+    names: Vec<String>,
+    bits: Vec<u64>,
+}
+
+#[cfg(feature = "testing")]
+impl KeptBits {
+    /// ORs the instance's globals into the kept bits and zeroes them.
+    fn collect(&mut self, live: &mut Instance) {
+        for (name, kept) in self.names.iter().zip(&mut self.bits) {
+            let Some(global) = live.instance.get_global(&mut live.store, name) else { continue };
+            if let Some(value) = global.get(&mut live.store).i64().filter(|v| *v != 0) {
+                *kept |= value as u64;
+                // A global of the wrong type was left out of `names`.
+                let _ = global.set(&mut live.store, wasmtime::Val::I64(0));
+            }
+        }
+    }
+}
+
+/// Test tooling: reading an instrumented plugin's counters.
+#[cfg(feature = "testing")]
+impl Plugin {
+    /// Starts keeping the bits of the plugin's exported mutable `i64`
+    /// globals whose names start with `prefix` (an instrumented copy's
+    /// coverage bitsets): [`Plugin::take_global_bits`] returns them OR-ed
+    /// since the last take, including those set by a call that trapped,
+    /// whose instance is read before it is dropped. Bits set while a
+    /// fresh instance ran `pabi_init` after a failure are kept only if
+    /// `pabi_init` returns. Returns the globals' names, in the order of
+    /// the bits.
+    pub fn keep_global_bits(&mut self, prefix: &str) -> Vec<String> {
+        let names: Vec<String> = self
+            .prepared
+            .pre
+            .module()
+            .exports()
+            .filter(|export| {
+                export.name().starts_with(prefix)
+                    && matches!(export.ty(), wasmtime::ExternType::Global(g)
+                        if g.content().is_i64() && g.mutability() == wasmtime::Mutability::Var)
+            })
+            .map(|export| export.name().to_string())
+            .collect();
+        self.kept_bits = Some(KeptBits { bits: vec![0; names.len()], names: names.clone() });
+        names
+    }
+
+    /// The kept bits since the last take (all zero before
+    /// [`Plugin::keep_global_bits`]), in the order of its names; the
+    /// globals start again from zero.
+    pub fn take_global_bits(&mut self) -> Vec<u64> {
+        let Some(kept) = &mut self.kept_bits else { return Vec::new() };
+        if let Some(live) = &mut self.instance {
+            kept.collect(live);
+        }
+        std::mem::replace(&mut kept.bits, vec![0; kept.names.len()])
     }
 }
 

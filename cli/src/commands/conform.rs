@@ -46,6 +46,28 @@ pub struct Opts {
     #[arg(long, value_name = "BYTES", default_value_t = pabi_conform::inputs::MAX_INPUT as u64,
           value_parser = clap::value_parser!(u64).range(0..=i32::MAX as u64))]
     max_input: u64,
+    /// Corpus folder of the explore check: the inputs in
+    /// DIR/<plugin>/<function>/ seed it, and inputs that reach new code
+    /// are added there; keep it between runs and each run explores further.
+    #[arg(long, value_name = "DIR")]
+    corpus: Option<PathBuf>,
+    /// Fail (exit 1) when the explore check reaches less than PCT percent
+    /// of a plugin's blocks.
+    #[arg(long, value_name = "PCT", value_parser = percentage)]
+    min_coverage: Option<f64>,
+    /// Write the blocks the explore check reached and missed, per wasm
+    /// function, as an lcov tracefile [default: DIR/coverage.lcov with
+    /// --report-dir DIR, else none].
+    #[arg(long, value_name = "FILE")]
+    coverage_report: Option<PathBuf>,
+}
+
+/// A `--min-coverage` value: a number from 0 to 100.
+fn percentage(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(pct) if (0.0..=100.0).contains(&pct) => Ok(pct),
+        _ => Err(format!("`{text}` is not a percentage from 0 to 100")),
+    }
 }
 
 /// The output formats of `pabi conform`.
@@ -74,10 +96,12 @@ Examples:
   pabi conform --seed 1234 --only status plugin.wasm   # replay a failure
   pabi conform --report-dir reproducers plugin.wasm    # long inputs there
   pabi conform --max-input 16777216 plugin.wasm        # inputs up to 16 MiB
+  pabi conform --corpus corpus --min-coverage 60 --coverage-report cov.lcov plugin.wasm
 
 Exit codes:
   0  every plugin is conformant
-  1  a plugin is not conformant
+  1  a plugin is not conformant, or its explore check reached less than
+     --min-coverage
   2  usage or I/O error, or a plugin larger than the spec's compile
      budget of 32 MiB, which is not read (MODULE_LIMIT)";
 
@@ -86,9 +110,17 @@ impl Opts {
         let given = self.vectors.as_deref().map(read_vectors).transpose()?;
         let mut options = Options::default();
         (options.cases, options.seed, options.only) = (self.cases, self.seed, self.only);
-        options.report_dir = self.report_dir;
+        options.report_dir = self.report_dir.clone();
+        options.min_coverage = self.min_coverage;
         options.max_input =
             usize::try_from(self.max_input).context("--max-input is larger than this machine's memory")?;
+        if let Some(corpus) = &self.corpus {
+            std::fs::create_dir_all(corpus)
+                .with_context(|| format!("cannot create the corpus folder `{}`", corpus.display()))?;
+            options.corpus = Some(corpus.clone());
+        }
+        let lcov_path =
+            self.coverage_report.clone().or_else(|| self.report_dir.as_ref().map(|d| d.join("coverage.lcov")));
         let host = ReferenceHost::new()?;
         let tty = std::io::stderr().is_terminal() && self.format == ConformFormat::Human;
         let mut reports: Vec<PluginReport> = Vec::new();
@@ -114,6 +146,9 @@ impl Opts {
             }
             reports.push(report);
         }
+        if let Some(path) = &lcov_path {
+            write_lcov(path, &reports)?;
+        }
         match self.format {
             ConformFormat::Human => {}
             ConformFormat::Json => outln!("{:#}", report::json(&reports)),
@@ -121,6 +156,24 @@ impl Opts {
         }
         Ok(if reports.iter().all(|r| r.conformant) { exit::OK } else { exit::FAILURE })
     }
+}
+
+/// The lcov tracefile of every plugin the explore check covered; none
+/// when it ran on no plugin.
+fn write_lcov(path: &Path, reports: &[PluginReport]) -> anyhow::Result<()> {
+    let lcov: String = reports
+        .iter()
+        .flat_map(|r| {
+            r.checks.iter().filter_map(|c| c.coverage.as_deref()).map(|c| pabi_conform::coverage::lcov(c, &r.path))
+        })
+        .collect();
+    if lcov.is_empty() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create `{}`", parent.display()))?;
+    }
+    std::fs::write(path, lcov).with_context(|| format!("cannot write the coverage report `{}`", path.display()))
 }
 
 fn read_vectors(path: &Path) -> anyhow::Result<VectorFile> {

@@ -78,3 +78,31 @@ fn a_closed_stdout_ends_quietly() {
     assert!(stderr.is_empty(), "{stderr}");
     assert_eq!(exit_code(&out), 1, "the usual code: the plugins are invalid");
 }
+
+/// `pabi conform --min-coverage` fails (exit 1) below it and refuses a
+/// value that is not a percentage (exit 2); `--coverage-report` writes the
+/// lcov file and `--corpus` the inputs that reached new blocks.
+#[test]
+fn conform_reports_and_enforces_coverage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "core.wasm", &pabi_fixtures::good("core").unwrap());
+    let lcov = dir.path().join("out/core.lcov");
+    let corpus = dir.path().join("corpus");
+    let base = ["conform", "--only", "explore", "--cases", "32"];
+    let args = [&base[..], &["--coverage-report", lcov.to_str().unwrap(), "--corpus", corpus.to_str().unwrap(), &path]]
+        .concat();
+    let out = pabi(&args);
+    assert_eq!(exit_code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("        coverage: ") && stdout.contains(" blocks ("), "{stdout}");
+    assert!(stdout.lines().all(|l| l.chars().count() <= 500), "{stdout}");
+    let lcov = std::fs::read_to_string(lcov).unwrap();
+    assert!(lcov.starts_with("TN:explore\n") && lcov.contains(&format!("SF:{path}\n")), "{lcov}");
+    assert!(corpus.join("core").is_dir(), "no corpus written");
+
+    let out = pabi(&[&base[..], &["--min-coverage", "100", &path]].concat());
+    assert_eq!(exit_code(&out), 1);
+    assert!(String::from_utf8(out.stdout).unwrap().contains("below --min-coverage 100%"));
+    assert_eq!(exit_code(&pabi(&[&base[..], &["--min-coverage", "0", &path]].concat())), 0);
+    assert_eq!(exit_code(&pabi(&[&base[..], &["--min-coverage", "101", &path]].concat())), 2);
+}

@@ -105,7 +105,40 @@ fn conform_reports() -> String {
          (the conversation of the `host-calls` check, or a test vector's table) of up to {INLINE_TABLE_BYTES} bytes \
          of JSON is quoted; a longer one is written to a file of `pabi conform --report-dir` (by default a new \
          temporary folder, made only then), and the report gives its size, its first bytes and the file, so that \
-         no line of it is longer than {max_line} characters. The `vectors` check reports how many vectors ran.\n"
+         no line of it is longer than {max_line} characters. The `vectors` check reports how many vectors ran.\n\
+         \n\
+         ## What the `explore` check explores\n\
+         \n\
+         The `explore` check verifies the property of `status` (every call returns a defined status and never \
+         traps) on inputs chosen by coverage, as a coverage-guided fuzzer chooses them. It makes an instrumented \
+         copy of the plugin: a probe at the entry of every *block* sets that block's bit in an exported mutable \
+         `i64` global named `{prefix}<k>` (bit `b` of global `k` is block `64k + b`; the name does not start with \
+         the reserved `pabi_`, `EXP-2`, and other exports are allowed, `EXP-9`). A block starts at the start of \
+         every structured sequence (a function body; the body of a `block`, `loop` or `try_table`; both arms of an \
+         `if`, a missing `else` included) and after every nested `block`, `loop`, `if` or `try_table` (where it \
+         ends or is branched out of) and every conditional branch (`br_if`, `br_on_null`, `br_on_non_null`: its \
+         fall-through). The copy keeps the plugin's exports, metadata and name section, passes the validator, and \
+         is used for guidance only: the plugin under test runs unchanged, and every failure is confirmed on it \
+         and minimised there (the shortest failing prefix, then chunks removed while it still fails) before it \
+         is reported; a failure the plugin does not repeat (the probes cost time and fuel) is noted, not \
+         reported. The host reads the bits after each call, and before it drops an instance that trapped, so a \
+         trapping call's blocks count; those of a `pabi_init` that traps while re-instantiating do not.\n\
+         \n\
+         Per plugin function, within `--cases` calls: the seeds are the function's corpus \
+         (`--corpus DIR`: `DIR/<plugin>/<function>/<sha256>`, in file-name order), the empty input, inputs as long as the small \
+         constants the code compares against (a length check; at most 16) and a quarter \
+         of the budget (at most 64) of generated inputs; then, every other call, another generated input (up to half \
+         the budget in all), and otherwise a mutant of an input that reached new blocks (bit and \
+         byte flips, inserted, deleted and duplicated ranges, splices of two entries, interesting integers, \
+         ASCII-digit and JSON-token edits, lengths around powers of two, and tokens of the plugin's dictionary: \
+         the constants its code compares against and the strings of its data segments), and each new entry is \
+         continued by every byte the code compares against (a magic number checked byte by byte). Inputs that \
+         reach new blocks are written to the corpus, so a CI that keeps the folder explores further each run. \
+         The report gives the blocks reached in total, per plugin function and per wasm function (names from the \
+         name section); `--coverage-report FILE` writes an lcov tracefile of every block reached and missed, whose \
+         line numbers are the blocks' byte offsets in the module (DWARF line tables are not read); \
+         `--min-coverage PCT` fails the check below PCT percent of the blocks.\n",
+        prefix = pabi_conform::coverage::COUNTER_PREFIX,
     )
 }
 

@@ -4,6 +4,7 @@
 
 mod caps;
 mod determinism;
+mod explore;
 mod host_calls;
 mod init_config;
 mod input_read;
@@ -34,6 +35,7 @@ use r#static::static_check;
 pub enum Check {
     Static,
     Status,
+    Explore,
     Caps,
     Determinism,
     NoLeak,
@@ -48,9 +50,10 @@ pub enum Check {
 
 impl Check {
     /// Every check, in run order.
-    pub const ALL: [Check; 12] = [
+    pub const ALL: [Check; 13] = [
         Check::Static,
         Check::Status,
+        Check::Explore,
         Check::Caps,
         Check::Determinism,
         Check::NoLeak,
@@ -68,6 +71,7 @@ impl Check {
         match self {
             Check::Static => "static",
             Check::Status => "status",
+            Check::Explore => "explore",
             Check::Caps => "caps",
             Check::Determinism => "determinism",
             Check::NoLeak => "no-leak",
@@ -86,7 +90,8 @@ impl Check {
         use Clause::*;
         match self {
             Check::Static => &[Host1],
-            Check::Status => &[Fn2, Fn6, Err1, Err2, Err4],
+            // The property of `status`, on other inputs.
+            Check::Status | Check::Explore => &[Fn2, Fn6, Err1, Err2, Err4],
             Check::Caps => &[Fn4, Fn8, Lim5, Lim6],
             Check::Determinism => &[Fn5],
             Check::NoLeak => &[Fn7],
@@ -107,6 +112,10 @@ impl Check {
             Check::Status => {
                 "every call returns a defined status and never traps, for inputs shaped by the declared media type \
                  and at the boundary sizes"
+            }
+            Check::Explore => {
+                "as status, on inputs mutated from a corpus toward code not reached yet (coverage-guided, on an \
+                 instrumented copy; failures confirmed on the plugin); reports the blocks reached"
             }
             Check::Caps => "output and error message stay within the caps; messages are UTF-8",
             Check::Determinism => {
@@ -172,6 +181,7 @@ impl<H: TestHost + Sync> Run<'_, H> {
         match check {
             Check::Static => static_check(report),
             Check::Status => self.for_each_function(&functions, |run, f| run.status(f)),
+            Check::Explore => self.explore(&functions),
             Check::Caps => self.for_each_function(&functions, |run, f| run.caps(f)),
             Check::Determinism => self.determinism(meta),
             Check::NoLeak => self.for_each_function(&functions, |run, f| run.no_leak(f)),

@@ -5,6 +5,8 @@ use pabi_conform::report::{CheckOutcome, Failure, PluginReport};
 use pabi_conform::reproducer::Payload;
 use pabi_conform::{conform, Check, Options, ReferenceHost};
 
+mod explore;
+
 fn run(name: &str, wasm: &[u8]) -> PluginReport {
     run_with(name, wasm, Options::default())
 }
@@ -226,9 +228,16 @@ fn the_json_report_follows_its_schema() {
         .unwrap(),
     );
     reports.push(run_with("vectors", &large.wasm, options));
+    // With a corpus and every coverage field.
+    let corpus = tempfile::tempdir().unwrap();
+    let mut options = Options::default();
+    options.corpus = Some(corpus.path().to_path_buf());
+    options.only = Some(Check::Explore);
+    reports.push(run_with("corpus", &pabi_fixtures::good("core").unwrap(), options));
     let json = pabi_conform::report::json(&reports);
     let text = json.to_string();
     assert!(text.contains("\"input_file\"") && text.contains("\"vectors\":1"), "{text}");
+    assert!(text.contains("\"coverage\"") && text.contains("\"written\""), "{text}");
     let errors: Vec<String> = validator.iter_errors(&json).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "{errors:#?}");
     let mut broken = json.clone();
@@ -236,7 +245,7 @@ fn the_json_report_follows_its_schema() {
     assert!(!validator.is_valid(&broken), "the schema must reject a bad report");
 }
 
-fn broken(name: &str) -> pabi_fixtures::Fixture {
+pub(crate) fn broken(name: &str) -> pabi_fixtures::Fixture {
     pabi_fixtures::compile_wat(&pabi_fixtures::fixtures_dir().join(format!("broken/{name}.wat"))).unwrap()
 }
 
