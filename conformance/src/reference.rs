@@ -165,13 +165,21 @@ impl ReferencePlugin {
 
 impl ReferenceHost {
     /// The reference host with default limits. Fails only if the wasm
-    /// engine or the scratch folder cannot be set up.
+    /// engine or the scratch folder cannot be set up. Compiled plugins are
+    /// kept for the life of the host ([`ReferenceHost::with_cache_dir`]).
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_cache_dir(None)
+    }
+
+    /// The reference host with default limits, keeping compiled plugins in
+    /// `cache_dir` between runs: a plugin and its instrumented copy are
+    /// compiled once, not on every run (a Go plugin takes seconds). `None`:
+    /// a folder of this host's own, removed with it. Either way each
+    /// scoped host, which has an engine of its own, reads the plugin from
+    /// that cache rather than compiling it again.
+    pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let scratch = tempfile::tempdir()?;
-        // Each scoped host has an engine of its own; with one compile cache
-        // on disk for all of them, a plugin is compiled once per run, not
-        // once per host (a Go plugin takes seconds to compile).
-        let compiled = scratch.path().join("compiled");
+        let compiled = cache_dir.unwrap_or_else(|| scratch.path().join("compiled"));
         std::fs::create_dir_all(&compiled)?;
         let config = Config::builder()
             .allow_clock(true)

@@ -46,6 +46,13 @@ pub struct Opts {
     #[arg(long, value_name = "BYTES", default_value_t = pabi_conform::inputs::MAX_INPUT as u64,
           value_parser = clap::value_parser!(u64).range(0..=i32::MAX as u64))]
     max_input: u64,
+    /// Keep compiled plugins (and their instrumented copies) here between
+    /// runs [default: the user cache folder, as `pabi run`].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every plugin again on each run; write no cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
     /// Corpus folder of the explore check: the inputs in
     /// DIR/<plugin>/<function>/ seed it, and inputs that reach new code
     /// are added there; keep it between runs and each run explores further.
@@ -121,7 +128,9 @@ impl Opts {
         }
         let lcov_path =
             self.coverage_report.clone().or_else(|| self.report_dir.as_ref().map(|d| d.join("coverage.lcov")));
-        let host = ReferenceHost::new()?;
+        let cache_dir =
+            if self.no_cache { None } else { self.cache_dir.clone().or_else(super::host_args::default_cache_dir) };
+        let host = ReferenceHost::with_cache_dir(cache_dir)?;
         let tty = std::io::stderr().is_terminal() && self.format == ConformFormat::Human;
         let mut reports: Vec<PluginReport> = Vec::new();
         for path in &self.plugins {

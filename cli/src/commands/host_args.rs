@@ -156,7 +156,9 @@ impl HostArgs {
     }
 }
 
-fn default_cache_dir() -> Option<PathBuf> {
+/// The user cache folder of compiled plugins, shared by `pabi run` and
+/// `pabi conform`.
+pub(crate) fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
