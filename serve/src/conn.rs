@@ -6,8 +6,10 @@
 //! waited longest with no request in progress (idle, or still sending a
 //! head): clients that only hold connections open cannot keep a normal
 //! client out, since each new connection pushes the oldest idle one out,
-//! not the newest. Only when every connection has a request in progress
-//! is the new one refused.
+//! not the newest. The new connection takes the old one's place at once;
+//! the old one, with nothing in progress, closes at its next poll. Only
+//! when every connection has a request in progress is the new one
+//! refused.
 //!
 //! axum's own `serve` bounds neither the number of connections nor their
 //! time, and hyper's `header_read_timeout` also runs while a kept-alive
@@ -41,54 +43,81 @@ use crate::{lock, ServerSettings, State};
 /// file descriptors, most often): the error would come back at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// How long a connection past the cap waits for the place of the idle
-/// connection it pushed out; past it, it is refused.
-const EVICTION_WAIT: Duration = Duration::from_millis(500);
-
-/// The connections open, each with its phase and the signal that closes
-/// it, so that a new connection at the cap can push out the longest idle.
+/// The connections open, each with its phase, its place under
+/// `max_connections` and the signal that closes it, so that a new
+/// connection at the cap can take the place of the longest idle.
 #[derive(Default)]
 struct Registry {
     next: u64,
-    open: std::collections::HashMap<u64, (Shared, Arc<tokio::sync::Notify>)>,
+    open: std::collections::HashMap<u64, Entry>,
+}
+
+struct Entry {
+    phase: Shared,
+    close: Arc<tokio::sync::Notify>,
+    slot: OwnedSemaphorePermit,
 }
 
 type Connections = Arc<Mutex<Registry>>;
 
-impl Registry {
-    fn enter(registry: &Connections, phase: &Shared) -> (Registered, Arc<tokio::sync::Notify>) {
-        let close = Arc::new(tokio::sync::Notify::new());
-        let mut open = lock(registry);
-        let id = open.next;
-        open.next += 1;
-        open.open.insert(id, (phase.clone(), close.clone()));
-        (Registered { registry: registry.clone(), id }, close)
-    }
+/// Whether a connection just accepted may be served.
+enum Place {
+    /// A free place under the cap.
+    Free(OwnedSemaphorePermit),
+    /// The place of the connection that waited longest with no request
+    /// in progress, which has been told to close.
+    PushedOut(OwnedSemaphorePermit),
+    /// Every connection has a request in progress.
+    Full,
+}
 
-    /// Closes the connection that has waited longest with no request in
-    /// progress; whether there was one.
-    fn push_out_longest_idle(registry: &Connections) -> bool {
+impl Registry {
+    /// A place for a new connection. Decided under the registry's lock,
+    /// which a connection also takes to give its place back, so that a
+    /// place given back as this runs is never missed.
+    fn place(registry: &Connections, slots: &Arc<Semaphore>) -> Place {
         let mut open = lock(registry);
+        if let Ok(slot) = slots.clone().try_acquire_owned() {
+            return Place::Free(slot);
+        }
         let oldest = open
             .open
             .iter()
-            .filter_map(|(id, (phase, _))| {
-                let phase = lock(phase);
+            .filter_map(|(id, entry)| {
+                let phase = lock(&entry.phase);
                 (phase.in_flight == 0).then(|| (phase.head_since.or(phase.idle_since), *id))
             })
             // `None` (waiting on neither) sorts first: nothing to wait for.
             .min();
         match oldest.and_then(|(_, id)| open.open.remove(&id)) {
-            Some((_, close)) => {
+            // The place moves to the new connection at once: waiting for
+            // the old one to close could take long on a loaded machine,
+            // and the old one, with nothing in progress, closes at its
+            // next poll.
+            Some(Entry { close, slot, .. }) => {
                 close.notify_one();
-                true
+                Place::PushedOut(slot)
             }
-            None => false,
+            None => Place::Full,
         }
+    }
+
+    fn enter(
+        registry: &Connections,
+        phase: &Shared,
+        slot: OwnedSemaphorePermit,
+    ) -> (Registered, Arc<tokio::sync::Notify>) {
+        let close = Arc::new(tokio::sync::Notify::new());
+        let mut open = lock(registry);
+        let id = open.next;
+        open.next += 1;
+        open.open.insert(id, Entry { phase: phase.clone(), close: close.clone(), slot });
+        (Registered { registry: registry.clone(), id }, close)
     }
 }
 
-/// A connection's entry in the registry, removed when it ends.
+/// A connection's entry in the registry, removed when it ends, which
+/// gives its place back (if it was not pushed out).
 struct Registered {
     registry: Connections,
     id: u64,
@@ -96,7 +125,9 @@ struct Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        lock(&self.registry).open.remove(&self.id);
+        let mut open = lock(&self.registry);
+        // The place is given back under the lock: see `Registry::place`.
+        open.open.remove(&self.id);
     }
 }
 
@@ -122,25 +153,15 @@ pub(crate) async fn serve(
             // Finished connections are reaped as they end.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match slots.clone().try_acquire_owned() {
-                    Ok(slot) => {
-                        let connection =
-                            connection(state.clone(), app.clone(), stream, draining.clone(), slot, registry.clone());
-                        connections.spawn(connection);
+                Ok((stream, _)) => match Registry::place(&registry, &slots) {
+                    Place::Free(slot) => {
+                        connections.spawn(connection(state.clone(), app.clone(), stream, draining.clone(), slot, registry.clone()));
                     }
-                    Err(_) if Registry::push_out_longest_idle(&registry) => {
+                    Place::PushedOut(slot) => {
                         state.metrics.connections_pushed_out.inc();
-                        let (state, app, draining, slots, registry) =
-                            (state.clone(), app.clone(), draining.clone(), slots.clone(), registry.clone());
-                        let max = settings.max_connections();
-                        connections.spawn(async move {
-                            match tokio::time::timeout(EVICTION_WAIT, slots.acquire_owned()).await {
-                                Ok(Ok(slot)) => connection(state, app, stream, draining, slot, registry).await,
-                                _ => refuse(&state, stream, max),
-                            }
-                        });
+                        connections.spawn(connection(state.clone(), app.clone(), stream, draining.clone(), slot, registry.clone()));
                     }
-                    Err(_) => refuse(&state, stream, settings.max_connections()),
+                    Place::Full => refuse(&state, stream, settings.max_connections()),
                 },
                 Err(error) => {
                     tracing::warn!("cannot accept a connection: {error}");
@@ -240,7 +261,7 @@ async fn connection(
     app: axum::Router,
     stream: TcpStream,
     mut draining: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
     registry: Connections,
 ) {
     let _open = Open::new(&state);
@@ -252,7 +273,7 @@ async fn connection(
         idle_since: None,
         write_blocked_since: None,
     }));
-    let (_registered, pushed_out) = Registry::enter(&registry, &phase);
+    let (_registered, pushed_out) = Registry::enter(&registry, &phase, slot);
     let io = TokioIo::new(Watched { stream, phase: phase.clone() });
     let service = {
         let phase = phase.clone();
