@@ -25,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{Request, StatusCode};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use pabi_abi::HostErrorKind;
@@ -274,7 +274,7 @@ async fn connection(
         write_blocked_since: None,
     }));
     let (_registered, pushed_out) = Registry::enter(&registry, &phase, slot);
-    let io = TokioIo::new(Watched { stream, phase: phase.clone() });
+    let io = TokioIo::new(Watched { stream, phase: phase.clone(), replacing: None });
     let service = {
         let phase = phase.clone();
         hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -400,10 +400,13 @@ impl hyper::body::Body for Tracked {
 }
 
 /// The socket, telling the watchdog when the next request's first byte
-/// comes and how long a write has waited.
+/// comes and how long a write has waited, and giving hyper's own answer
+/// to a head it cannot parse the documented JSON body.
 struct Watched {
     stream: TcpStream,
     phase: Shared,
+    /// The answer written in place of hyper's, and how much of it is out.
+    replacing: Option<(Vec<u8>, usize)>,
 }
 
 impl Watched {
@@ -416,6 +419,65 @@ impl Watched {
         }
         poll
     }
+
+    /// Writes `len` bytes of hyper's, which begin with `first`: as they
+    /// are, or, for hyper's answer to a head it could not parse, as the
+    /// JSON answer that stands for them.
+    fn poll_answer(
+        &mut self,
+        cx: &mut Context<'_>,
+        first: &[u8],
+        len: usize,
+        write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if self.replacing.is_none() {
+            match hypers_own_answer(first) {
+                Some(status) => self.replacing = Some((parse_error_answer(status), 0)),
+                None => {
+                    let poll = write(Pin::new(&mut self.stream), cx);
+                    return self.wrote(poll);
+                }
+            }
+        }
+        let (bytes, written) = self.replacing.as_mut().expect("set above");
+        while *written < bytes.len() {
+            match Pin::new(&mut self.stream).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(error)) => return self.wrote(Poll::Ready(Err(error))),
+                Poll::Pending => return self.wrote(Poll::Pending),
+            }
+        }
+        // hyper's bytes stand replaced; the connection closes after them.
+        self.wrote(Poll::Ready(Ok(len)))
+    }
+}
+
+/// The status of `bytes` if they are hyper's automatic answer to a head
+/// it could not parse (`400`, `414` or `431` with no body). The server's
+/// own answers with those statuses always have a JSON body, so an empty
+/// one is hyper's.
+fn hypers_own_answer(bytes: &[u8]) -> Option<StatusCode> {
+    let rest = bytes.strip_prefix(b"HTTP/1.1 ")?;
+    let status = StatusCode::from_bytes(rest.get(..3)?).ok()?;
+    let automatic = [StatusCode::BAD_REQUEST, StatusCode::URI_TOO_LONG, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE];
+    let head_end = rest.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let empty = rest[..head_end].split(|&b| b == b'\n').any(|line| line.eq_ignore_ascii_case(b"content-length: 0\r"));
+    (automatic.contains(&status) && empty).then_some(status)
+}
+
+/// The JSON answer to a head that could not be parsed, with `status`.
+fn parse_error_answer(status: StatusCode) -> Vec<u8> {
+    let why = match status {
+        StatusCode::URI_TOO_LONG => "the request's path is too long",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "the request's head is too large",
+        _ => "the request's head is malformed",
+    };
+    let body = error_json(CallErrorKind::BadRequest, format!("BAD_REQUEST: {status}: {why}. No call ran."));
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    [head.into_bytes(), body].concat()
 }
 
 impl AsyncRead for Watched {
@@ -437,9 +499,7 @@ impl AsyncRead for Watched {
 
 impl AsyncWrite for Watched {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.wrote(poll)
+        self.get_mut().poll_answer(cx, buf, buf.len(), |stream, cx| stream.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -447,9 +507,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.wrote(poll)
+        let first = bufs.iter().find(|buf| !buf.is_empty()).map_or(&[][..], |buf| &buf[..]);
+        let len = bufs.iter().map(|buf| buf.len()).sum();
+        self.get_mut().poll_answer(cx, first, len, |stream, cx| stream.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {

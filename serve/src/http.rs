@@ -54,7 +54,8 @@ pub enum CallErrorKind {
     /// method (405).
     UnknownRoute,
     /// `BAD_REQUEST`: the request cannot be read as one: a malformed
-    /// chunked body, a path segment that is not UTF-8 (400). No call ran.
+    /// chunked body, a path segment that is not UTF-8, a head that cannot
+    /// be parsed (400); a path or a head too long (414, 431). No call ran.
     BadRequest,
     /// `REQUEST_TIMEOUT`: the request body came slower than the server's
     /// `body_timeout` and `min_body_rate` allow (408). No call ran.

@@ -363,3 +363,31 @@ fn malformed_requests_and_unknown_routes_are_answered_in_json() {
     }
     assert_eq!(running.server.pool("io").unwrap().stats().calls, 0, "no call ran");
 }
+
+/// A head hyper cannot parse is answered by hyper itself, before any
+/// route runs: the server gives that answer the documented JSON body too.
+#[test]
+fn heads_that_cannot_be_parsed_are_answered_in_json() {
+    let dir = plugin_dir();
+    let running = Running::start(dir.path(), "");
+    let huge = format!("POST /v1/plugins/io/echo HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(1 << 20));
+    for (head, status) in [
+        ("GARBAGE\r\n\r\n".to_string(), StatusCode::BAD_REQUEST),
+        ("POST /v1/plugins/io/echo HTTP/1.1\r\nBad Header\r\n\r\n".to_string(), StatusCode::BAD_REQUEST),
+        (huge, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+    ] {
+        let mut client = running.connect();
+        // The server may answer and close before it has read all of a
+        // huge head: the write's outcome is not what is tested.
+        let _ = client.write_all(head.as_bytes());
+        let answer = answer(&mut client).unwrap_or_else(|| panic!("no answer to {:?}", &head[..20.min(head.len())]));
+        assert_eq!(
+            (answer.status, answer.error().kind.name()),
+            (status, "BAD_REQUEST"),
+            "{:?}",
+            &head[..20.min(head.len())]
+        );
+        assert!(answer.error().message.contains(status.as_str()), "{}", answer.error().message);
+    }
+    assert_eq!(running.server.pool("io").unwrap().stats().calls, 0, "no call ran");
+}
