@@ -535,3 +535,56 @@ fn run_holds_host_call_commands_to_the_reply_cap_and_the_deadline() {
     assert_eq!(exit_code(&slow), 3, "{}", String::from_utf8_lossy(&slow.stderr));
     assert!(String::from_utf8_lossy(&slow.stderr).contains("TIMEOUT"));
 }
+
+/// A host killed with `SIGKILL` takes its `--host-call-command` with it:
+/// no code of the host runs then, so the kernel's parent-death signal is
+/// what ends the command.
+#[test]
+fn a_host_call_command_dies_with_a_killed_host() {
+    use std::time::{Duration, Instant};
+    // A bound against a hang only: every wait below is for an event.
+    const GUARD: Duration = Duration::from_secs(15);
+    /// The state letter and parent of a process, from `/proc`; `None`
+    /// once it is gone.
+    fn stat(pid: u32) -> Option<(char, u32)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
+        Some((fields.next()?.chars().next()?, fields.next()?.parse().ok()?))
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = fixture("host-conformance", "host-calls", dir.path());
+    // `call`: read 16 reply bytes from 0 after calling kv.get with nothing.
+    let input = "000000001000000006000000".to_string() + "6b762e676574";
+    let mut host = std::process::Command::new(env!("CARGO_BIN_EXE_pabi"))
+        .args(["run", &plugin, "call", "--input-hex", &input, "--no-cache", "--timeout", "60s"])
+        .args(["--host-call-command", "kv.get=sleep 3600.25"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let command = loop {
+        let children =
+            std::fs::read_dir("/proc").unwrap().filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok());
+        let mut sleeping = children.filter(|&pid: &u32| {
+            stat(pid).is_some_and(|(_, parent)| parent == host.id())
+                && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| line == b"sleep\x003600.25\x00")
+        });
+        if let Some(pid) = sleeping.next() {
+            break pid;
+        }
+        assert!(started.elapsed() < GUARD, "the command did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    host.kill().unwrap();
+    host.wait().unwrap();
+    // Gone, or dead and waiting to be reaped: not running on.
+    let killed = Instant::now();
+    while stat(command).is_some_and(|(state, _)| !matches!(state, 'Z' | 'X')) {
+        if killed.elapsed() > GUARD {
+            let _ = std::process::Command::new("kill").args(["-KILL", &command.to_string()]).status();
+            panic!("the command {command} outlived its host");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
