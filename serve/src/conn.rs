@@ -182,6 +182,7 @@ pub(crate) async fn serve(
     if !join_all(&mut connections, cancel_at).await {
         tracing::warn!(open = connections.len(), "grace period over: cancelling the calls in flight");
         let _ = state.abort.send(true);
+        state.calls.cancel_all();
         if !join_all(&mut connections, cancel_at + answering).await {
             tracing::warn!(open = connections.len(), "closing the connections still open");
             connections.shutdown().await;
@@ -460,9 +461,14 @@ fn hypers_own_answer(bytes: &[u8]) -> Option<StatusCode> {
     let rest = bytes.strip_prefix(b"HTTP/1.1 ")?;
     let status = StatusCode::from_bytes(rest.get(..3)?).ok()?;
     let automatic = [StatusCode::BAD_REQUEST, StatusCode::URI_TOO_LONG, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE];
+    if !automatic.contains(&status) {
+        // Every answer but these is the server's own, and is left alone
+        // without reading further.
+        return None;
+    }
     let head_end = rest.windows(4).position(|w| w == b"\r\n\r\n")?;
     let empty = rest[..head_end].split(|&b| b == b'\n').any(|line| line.eq_ignore_ascii_case(b"content-length: 0\r"));
-    (automatic.contains(&status) && empty).then_some(status)
+    empty.then_some(status)
 }
 
 /// The JSON answer to a head that could not be parsed, with `status`.

@@ -429,6 +429,69 @@ fn shrinking_retires_idle_instances_and_growing_creates_them_on_demand() {
     assert!(pool.stats().live <= 2);
 }
 
+/// In this process only: once a pool's last 8 calls were short, its
+/// async calls run in place, on the thread of the task that awaits them,
+/// without a hop to a blocking thread and back; a [`CancelHandle`] stops
+/// such a call, and a long call sends the next ones back to blocking
+/// threads.
+#[test]
+fn short_async_calls_run_in_place_until_a_long_one() {
+    #[derive(Default)]
+    struct Seen {
+        thread: std::sync::Mutex<Option<std::thread::ThreadId>>,
+        /// While set, the host call waits until its call is cancelled.
+        hold: std::sync::atomic::AtomicBool,
+    }
+    let seen = Arc::new(Seen::default());
+    let function = {
+        let seen = seen.clone();
+        HostFunction::new("app.reenter", move |cx, _| {
+            *seen.thread.lock().unwrap() = Some(std::thread::current().id());
+            while seen.hold.load(std::sync::atomic::Ordering::Relaxed) && !cx.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(Vec::new())
+        })
+    };
+    let host = host_with(|c| c.host_function(function));
+    let pool = builder(Isolation::InProcess).instances(1).build(&host, &asker()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // Whether the call ran on the thread of the task that awaited it, and
+    // its result.
+    let ask = |cancel: CancelHandle| {
+        let (pool, seen) = (pool.clone(), seen.clone());
+        let task = runtime.spawn(async move {
+            let here = std::thread::current().id();
+            let result = pool.call_async_cancellable("ask", Vec::new(), cancel).await;
+            (seen.thread.lock().unwrap().take() == Some(here), result)
+        });
+        runtime.block_on(task).unwrap()
+    };
+    assert!(!ask(CancelHandle::new()).0, "a pool's first async call runs on a blocking thread");
+    // A loaded machine may make a call long, which starts the count again.
+    let mut hopped = 1;
+    while !ask(CancelHandle::new()).0 {
+        hopped += 1;
+        assert!(hopped < 1000, "short calls never ran in place");
+    }
+    assert!(hopped >= 8, "a call ran in place after {hopped} calls on blocking threads, not 8");
+    seen.hold.store(true, std::sync::atomic::Ordering::Relaxed);
+    let cancel = CancelHandle::new();
+    let canceller = {
+        let (pool, cancel) = (pool.clone(), cancel.clone());
+        std::thread::spawn(move || {
+            wait_until("the held call runs", || pool.stats().busy == 1);
+            cancel.cancel();
+        })
+    };
+    let (in_place, result) = ask(cancel);
+    canceller.join().unwrap();
+    assert!(in_place, "the held call ran in place");
+    assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
+    seen.hold.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(!ask(CancelHandle::new()).0, "after a long call, calls run on blocking threads again");
+}
+
 /// A pool of one instance whose call `spin` loops until its deadline.
 fn spinning_pool(isolation: Isolation, max_queue: usize, timeout: Duration) -> Pool {
     let host = host_with(|c| c.timeout(timeout));
