@@ -47,8 +47,9 @@ impl HostFunction {
     /// reaps the command, so none is left running or a zombie. A process
     /// that leaves the group (`setsid`) is beyond its reach. If the host
     /// itself is killed (`SIGKILL`), the kernel kills the command with it
-    /// (Linux's parent-death signal); what the command started is then
-    /// orphaned.
+    /// (Linux's parent-death signal), unless the command is set-user-ID,
+    /// set-group-ID or has file capabilities (the kernel clears the signal
+    /// for those); what the command started is then orphaned.
     ///
     /// ```no_run
     /// use pabi_host::{Config, HostFunction};
@@ -127,7 +128,11 @@ fn run(program: &OsString, args: &[OsString], cx: &CallContext<'_>, request: &[u
 /// comes when the thread that started the command ends; that thread waits
 /// for the command in [`run`] until the command is ended, so it never
 /// comes early. Only the command itself is covered: what it started, in
-/// its group, is orphaned by such a death.
+/// its group, is orphaned by such a death, and so is a command the kernel
+/// clears the signal for at its exec (set-user-ID, set-group-ID or with
+/// file capabilities). Setting it makes the standard library fork rather
+/// than `posix_spawn`: a host call's command costs a process start either
+/// way.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn ends_with_the_host(command: &mut std::process::Command) {
     let host = rustix::process::getpid();

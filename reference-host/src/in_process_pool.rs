@@ -95,6 +95,10 @@ const SHORT_CALL: Duration = Duration::from_millis(1);
 /// one call at least [`SHORT_CALL`] sends them back to blocking threads.
 const SHORT_STREAK: u32 = 8;
 
+/// What an attempt at a call on a free instance gave: `None` if every
+/// instance was busy; `Err` with its message if its thread panicked.
+type Attempt = Result<Option<Result<Vec<u8>, Error>>, String>;
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -168,12 +172,12 @@ impl InProcessPool {
     /// other tasks to another thread while it runs). The hop there and
     /// back, two thread switches, was half the CPU time of a short call in
     /// `pabi serve`. A call in place is not dropped while it runs; a
-    /// [`CancelHandle`] still stops it, and the first call of
-    /// [`SHORT_CALL`] or more sends the next calls back to blocking
-    /// threads.
+    /// [`CancelHandle`] still stops it. A call of [`SHORT_CALL`] or more
+    /// sends the calls that start after it ends back to blocking threads
+    /// (those that started while it ran stay in place).
     pub(crate) async fn call_async(&self, name: &str, input: Vec<u8>, cancel: CancelHandle) -> Result<Vec<u8>, Error> {
-        // The call runs on a blocking thread; dropping this future cancels
-        // it there.
+        // A call on a blocking thread goes on while this future is
+        // dropped: dropping it cancels the call there.
         struct CancelOnDrop(Option<CancelHandle>);
         impl Drop for CancelOnDrop {
             fn drop(&mut self) {
@@ -191,11 +195,13 @@ impl InProcessPool {
                 return Err(error);
             }
             let mut guard = CancelOnDrop(Some(cancel.clone()));
-            let attempt = if self.runs_in_place() {
-                Ok(tokio::task::block_in_place(|| self.call_if_free(&call.0, &call.1, &cancel)))
-            } else {
-                let (pool, call, cancel) = (self.clone(), call.clone(), cancel.clone());
-                tokio::task::spawn_blocking(move || pool.call_if_free(&call.0, &call.1, &cancel)).await
+            let attempt = match self.call_in_place(&call.0, &call.1, &cancel) {
+                Some(attempt) => attempt,
+                None => {
+                    let (pool, call, cancel) = (self.clone(), call.clone(), cancel.clone());
+                    let blocking = tokio::task::spawn_blocking(move || pool.call_if_free(&call.0, &call.1, &cancel));
+                    blocking.await.map_err(|e| e.to_string())
+                }
             };
             guard.0 = None;
             match attempt {
@@ -233,6 +239,43 @@ impl InProcessPool {
                 () = tokio::time::sleep(left) => {
                     return Err(Error::HostUnavailable(Unavailable::QueueTimeout { timeout }));
                 }
+            }
+        }
+    }
+
+    /// [`InProcessPool::call_if_free`] in place, if the pool's calls are
+    /// short (see [`InProcessPool::call_async`]); `Err` with its message
+    /// if the call panicked, as a blocking thread's would be; `None` if
+    /// it did not run.
+    fn call_in_place(
+        &self,
+        name: &str,
+        input: &[u8],
+        cancel: &CancelHandle,
+    ) -> Option<Attempt> {
+        if !self.runs_in_place() {
+            return None;
+        }
+        let mut ran = false;
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tokio::task::block_in_place(|| {
+                ran = true;
+                self.call_if_free(name, input, cancel)
+            })
+        }));
+        match attempt {
+            Ok(attempt) => Some(Ok(attempt)),
+            // tokio refused to block here (a current-thread `block_on`
+            // inside an entered multi-threaded runtime): nothing ran, and
+            // a blocking thread will do.
+            Err(_) if !ran => None,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                Some(Err(format!("the call panicked: {message}")))
             }
         }
     }

@@ -185,7 +185,10 @@ pub(crate) async fn serve(
         state.calls.cancel_all();
         if !join_all(&mut connections, cancel_at + answering).await {
             tracing::warn!(open = connections.len(), "closing the connections still open");
-            connections.shutdown().await;
+            // Aborted, not awaited: a task whose call runs in place, in a
+            // host function that does not look at its cancel, would hold
+            // the drain until that function returns.
+            connections.abort_all();
         }
     }
     Ok(())
@@ -198,7 +201,9 @@ async fn join_all(connections: &mut JoinSet<()>, deadline: Instant) -> bool {
 
 /// A connection past `max_connections` while every connection has a
 /// request in progress: answered `503` with `Retry-After` and closed, so
-/// that the client knows, and the server holds no more than the cap. The answer goes out in one write to the fresh socket's
+/// that the client knows, and the server holds no more than the cap (and,
+/// for a moment, the connections it pushed out, which close at their next
+/// poll). The answer goes out in one write to the fresh socket's
 /// empty send buffer; a client that sent its request already may see the
 /// connection reset before it reads it.
 fn refuse(state: &State, stream: TcpStream, max: usize) {
@@ -226,6 +231,9 @@ struct Phase {
     idle_since: Option<Instant>,
     /// Since when a write has waited for the client to read.
     write_blocked_since: Option<Instant>,
+    /// Whether bytes of a response may still be in hyper's buffer: from a
+    /// request's start until hyper flushes with no request in progress.
+    unflushed: bool,
 }
 
 /// Why the watchdog closed a connection.
@@ -237,6 +245,11 @@ enum Expired {
 }
 
 impl Phase {
+    /// See [`Watched::waits_for_a_head`].
+    fn waits_for_a_head(&self) -> bool {
+        self.in_flight == 0 && !self.unflushed
+    }
+
     fn expired(&self, settings: &ServerSettings, now: Instant) -> Option<Expired> {
         let past = |since: Option<Instant>, limit: Duration| since.is_some_and(|since| now >= since + limit);
         if past(self.write_blocked_since, settings.send_timeout()) {
@@ -273,6 +286,7 @@ async fn connection(
         head_since: Some(Instant::now()),
         idle_since: None,
         write_blocked_since: None,
+        unflushed: false,
     }));
     let (_registered, pushed_out) = Registry::enter(&registry, &phase, slot);
     let io = TokioIo::new(Watched { stream, phase: phase.clone(), replacing: None });
@@ -360,6 +374,7 @@ impl InFlight {
     fn start(phase: &Shared) -> InFlight {
         let mut p = lock(phase);
         p.in_flight += 1;
+        p.unflushed = true;
         p.head_since = None;
         p.idle_since = None;
         drop(p);
@@ -432,7 +447,7 @@ impl Watched {
         write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
         if self.replacing.is_none() {
-            match hypers_own_answer(first) {
+            match self.waits_for_a_head().then(|| hypers_own_answer(first, len)).flatten() {
                 Some(status) => self.replacing = Some((parse_error_answer(status), 0)),
                 None => {
                     let poll = write(Pin::new(&mut self.stream), cx);
@@ -441,6 +456,11 @@ impl Watched {
             }
         }
         let (bytes, written) = self.replacing.as_mut().expect("set above");
+        if *written == bytes.len() {
+            // hyper writes nothing after its answer; should it, the
+            // connection is over all the same.
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
         while *written < bytes.len() {
             match Pin::new(&mut self.stream).poll_write(cx, &bytes[*written..]) {
                 Poll::Ready(Ok(n)) => *written += n,
@@ -451,13 +471,22 @@ impl Watched {
         // hyper's bytes stand replaced; the connection closes after them.
         self.wrote(Poll::Ready(Ok(len)))
     }
+
+    /// Whether hyper is reading a request's head, with no request of the
+    /// connection in progress and every response written: the only time
+    /// it answers on its own. (A response's last bytes may be written
+    /// after its request has ended, and a plugin's output may look like
+    /// anything.)
+    fn waits_for_a_head(&self) -> bool {
+        lock(&self.phase).waits_for_a_head()
+    }
 }
 
-/// The status of `bytes` if they are hyper's automatic answer to a head
-/// it could not parse (`400`, `414` or `431` with no body). The server's
-/// own answers with those statuses always have a JSON body, so an empty
-/// one is hyper's.
-fn hypers_own_answer(bytes: &[u8]) -> Option<StatusCode> {
+/// The status of a write of `len` bytes that begin with `bytes`, if it is
+/// hyper's automatic answer to a head it could not parse: exactly one head
+/// of `400`, `414` or `431` with no body. The server's own answers with
+/// those statuses always have a JSON body, so an empty one is hyper's.
+fn hypers_own_answer(bytes: &[u8], len: usize) -> Option<StatusCode> {
     let rest = bytes.strip_prefix(b"HTTP/1.1 ")?;
     let status = StatusCode::from_bytes(rest.get(..3)?).ok()?;
     let automatic = [StatusCode::BAD_REQUEST, StatusCode::URI_TOO_LONG, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE];
@@ -467,7 +496,11 @@ fn hypers_own_answer(bytes: &[u8]) -> Option<StatusCode> {
         return None;
     }
     let head_end = rest.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let empty = rest[..head_end].split(|&b| b == b'\n').any(|line| line.eq_ignore_ascii_case(b"content-length: 0\r"));
+    if b"HTTP/1.1 ".len() + head_end + 4 != len {
+        return None;
+    }
+    let empty =
+        rest[..head_end + 2].split(|&b| b == b'\n').any(|line| line.eq_ignore_ascii_case(b"content-length: 0\r"));
     empty.then_some(status)
 }
 
@@ -523,10 +556,62 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_flush(cx);
+        if poll.is_ready() {
+            // hyper flushes the socket once its buffer is written: with no
+            // request in progress, every response is out.
+            let mut phase = lock(&this.phase);
+            if phase.in_flight == 0 {
+                phase.unflushed = false;
+            }
+        }
+        poll
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYPERS: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: now\r\n\r\n";
+
+    #[test]
+    fn only_a_whole_bodiless_parse_error_head_is_hypers_own_answer() {
+        assert_eq!(hypers_own_answer(HYPERS, HYPERS.len()), Some(StatusCode::BAD_REQUEST));
+        let too_large = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(hypers_own_answer(too_large, too_large.len()), Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+        // More bytes in the same write than the head: not an answer alone.
+        assert_eq!(hypers_own_answer(HYPERS, HYPERS.len() + 1), None);
+        // The server's own 400 has a JSON body.
+        let own = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n";
+        assert_eq!(hypers_own_answer(own, own.len()), None);
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(hypers_own_answer(ok, ok.len()), None);
+        assert_eq!(hypers_own_answer(b"HTTP/1.1 400 Bad", 16), None);
+    }
+
+    /// A response's last bytes may be written after its request ended:
+    /// hyper answers on its own only once every response is flushed.
+    #[test]
+    fn hyper_answers_on_its_own_only_with_every_response_flushed() {
+        let phase: Shared = Arc::new(Mutex::new(Phase {
+            in_flight: 0,
+            head_since: Some(Instant::now()),
+            idle_since: None,
+            write_blocked_since: None,
+            unflushed: false,
+        }));
+        assert!(lock(&phase).waits_for_a_head(), "a fresh connection");
+        let request = InFlight::start(&phase);
+        assert!(!lock(&phase).waits_for_a_head(), "a request in progress");
+        drop(request);
+        assert!(!lock(&phase).waits_for_a_head(), "its response not flushed yet");
+        lock(&phase).unflushed = false;
+        assert!(lock(&phase).waits_for_a_head(), "flushed");
     }
 }

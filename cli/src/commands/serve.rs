@@ -179,7 +179,7 @@ impl Opts {
         }
         let runtime =
             tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
-        runtime.block_on(async {
+        let served = runtime.block_on(async {
             // Bound before loading, so a port in use fails at once; calls
             // wait in the backlog until the plugins are in.
             let listener = tokio::net::TcpListener::bind(self.listen)
@@ -195,7 +195,11 @@ impl Opts {
             // The one line a script waits for (the port, when it asked for 0).
             eprintln!("listening on http://{address}");
             server.serve(listener, self.watch, stop).await.context("the server failed")
-        })?;
+        });
+        // The drain is over: a call still in a host function that does not
+        // look at its cancel must not hold the exit.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        served?;
         Ok(crate::exit::OK)
     }
 }

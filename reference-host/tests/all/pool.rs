@@ -441,14 +441,21 @@ fn short_async_calls_run_in_place_until_a_long_one() {
         thread: std::sync::Mutex<Option<std::thread::ThreadId>>,
         /// While set, the host call waits until its call is cancelled.
         hold: std::sync::atomic::AtomicBool,
+        /// Set as the host call starts.
+        entered: std::sync::atomic::AtomicBool,
     }
     let seen = Arc::new(Seen::default());
     let function = {
         let seen = seen.clone();
         HostFunction::new("app.reenter", move |cx, _| {
             *seen.thread.lock().unwrap() = Some(std::thread::current().id());
-            while seen.hold.load(std::sync::atomic::Ordering::Relaxed) && !cx.is_cancelled() {
-                std::thread::sleep(Duration::from_millis(1));
+            seen.entered.store(true, std::sync::atomic::Ordering::SeqCst);
+            if seen.hold.load(std::sync::atomic::Ordering::SeqCst) {
+                // Long whenever the cancel comes.
+                std::thread::sleep(Duration::from_millis(2));
+                while !cx.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
             Ok(Vec::new())
         })
@@ -468,27 +475,45 @@ fn short_async_calls_run_in_place_until_a_long_one() {
         runtime.block_on(task).unwrap()
     };
     assert!(!ask(CancelHandle::new()).0, "a pool's first async call runs on a blocking thread");
-    // A loaded machine may make a call long, which starts the count again.
-    let mut hopped = 1;
-    while !ask(CancelHandle::new()).0 {
-        hopped += 1;
-        assert!(hopped < 1000, "short calls never ran in place");
-    }
-    assert!(hopped >= 8, "a call ran in place after {hopped} calls on blocking threads, not 8");
-    seen.hold.store(true, std::sync::atomic::Ordering::Relaxed);
-    let cancel = CancelHandle::new();
-    let canceller = {
-        let (pool, cancel) = (pool.clone(), cancel.clone());
-        std::thread::spawn(move || {
-            wait_until("the held call runs", || pool.stats().busy == 1);
-            cancel.cancel();
-        })
+    // Short calls until one runs in place: a loaded machine may make a
+    // call long, which starts the count again.
+    let until_in_place = || {
+        let mut hopped = 0;
+        while !ask(CancelHandle::new()).0 {
+            hopped += 1;
+            assert!(hopped < 1000, "short calls never ran in place");
+        }
+        hopped
     };
-    let (in_place, result) = ask(cancel);
-    canceller.join().unwrap();
-    assert!(in_place, "the held call ran in place");
+    let hopped = 1 + until_in_place();
+    assert!(hopped >= 8, "a call ran in place after {hopped} calls on blocking threads, not 8");
+    // A call held in its host call until it is cancelled, run in place
+    // when the calls before it were short (tried again when one was not).
+    let mut tries = 0;
+    let result = loop {
+        tries += 1;
+        assert!(tries < 100, "the held call never ran in place");
+        until_in_place();
+        seen.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+        seen.entered.store(false, std::sync::atomic::Ordering::SeqCst);
+        let cancel = CancelHandle::new();
+        let canceller = {
+            let (seen, cancel) = (seen.clone(), cancel.clone());
+            std::thread::spawn(move || {
+                wait_until("the held call is in its host call", || {
+                    seen.entered.load(std::sync::atomic::Ordering::SeqCst)
+                });
+                cancel.cancel();
+            })
+        };
+        let (in_place, result) = ask(cancel);
+        canceller.join().unwrap();
+        seen.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+        if in_place {
+            break result;
+        }
+    };
     assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
-    seen.hold.store(false, std::sync::atomic::Ordering::Relaxed);
     assert!(!ask(CancelHandle::new()).0, "after a long call, calls run on blocking threads again");
 }
 
