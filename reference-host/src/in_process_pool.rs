@@ -55,9 +55,6 @@ struct Instances {
     /// The re-entry group of every instance (`CALL-8`).
     group: usize,
     born: Instant,
-    /// Calls in a row shorter than [`SHORT_CALL`], up to [`SHORT_STREAK`]:
-    /// whether async calls run in place ([`InProcessPool::call_async`]).
-    short_streak: std::sync::atomic::AtomicU32,
 }
 
 /// The plugin serving now: what an emptied slot is refilled from, and
@@ -83,21 +80,6 @@ struct InstanceSlot {
     /// takes the state from (`LIFE-11`).
     last_used: AtomicU64,
 }
-
-/// A call shorter than this counts toward running the pool's async calls
-/// in place. The hop to a blocking thread and back costs tens of
-/// microseconds of switching, which a call of this length or longer
-/// hardly notices; a call in place cannot be dropped while it runs, which
-/// for a call this short is no loss.
-const SHORT_CALL: Duration = Duration::from_millis(1);
-
-/// How many short calls in a row let the pool's async calls run in place;
-/// one call at least [`SHORT_CALL`] sends them back to blocking threads.
-const SHORT_STREAK: u32 = 8;
-
-/// What an attempt at a call on a free instance gave: `None` if every
-/// instance was busy; `Err` with its message if its thread panicked.
-type Attempt = Result<Option<Result<Vec<u8>, Error>>, String>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -142,7 +124,6 @@ impl InProcessPool {
                 reloading: Mutex::new(()),
                 group,
                 born: Instant::now(),
-                short_streak: std::sync::atomic::AtomicU32::new(0),
             }),
         })
     }
@@ -160,24 +141,13 @@ impl InProcessPool {
 
     /// [`InProcessPool::call_into`] for async callers. Waiting for an
     /// instance is an entry in the queue, and holds no thread: only a call
-    /// that has an instance runs on a thread of its own. When every
-    /// instance was busy, a plugin whose calls block (a slow host call)
-    /// used to hold a thread per queued call too, and starved every other
-    /// plugin of the runtime's blocking threads.
-    ///
-    /// A call runs on one of tokio's blocking threads, which a dropped
-    /// future cancels; but once the pool's last [`SHORT_STREAK`] calls
-    /// each took under [`SHORT_CALL`], on a multi-threaded runtime, it
-    /// runs in place instead (`block_in_place`: tokio hands the executor's
-    /// other tasks to another thread while it runs). The hop there and
-    /// back, two thread switches, was half the CPU time of a short call in
-    /// `pabi serve`. A call in place is not dropped while it runs; a
-    /// [`CancelHandle`] still stops it. A call of [`SHORT_CALL`] or more
-    /// sends the calls that start after it ends back to blocking threads
-    /// (those that started while it ran stay in place).
+    /// that has an instance runs on one of tokio's blocking threads. When
+    /// every instance was busy, a plugin whose calls block (a slow host
+    /// call) used to hold a thread per queued call too, and starved every
+    /// other plugin of the runtime's blocking threads.
     pub(crate) async fn call_async(&self, name: &str, input: Vec<u8>, cancel: CancelHandle) -> Result<Vec<u8>, Error> {
-        // A call on a blocking thread goes on while this future is
-        // dropped: dropping it cancels the call there.
+        // The call runs on a blocking thread; dropping this future cancels
+        // it there.
         struct CancelOnDrop(Option<CancelHandle>);
         impl Drop for CancelOnDrop {
             fn drop(&mut self) {
@@ -195,13 +165,9 @@ impl InProcessPool {
                 return Err(error);
             }
             let mut guard = CancelOnDrop(Some(cancel.clone()));
-            let attempt = match self.call_in_place(&call.0, &call.1, &cancel) {
-                Some(attempt) => attempt,
-                None => {
-                    let (pool, call, cancel) = (self.clone(), call.clone(), cancel.clone());
-                    let blocking = tokio::task::spawn_blocking(move || pool.call_if_free(&call.0, &call.1, &cancel));
-                    blocking.await.map_err(|e| e.to_string())
-                }
+            let attempt = {
+                let (pool, call, cancel) = (self.clone(), call.clone(), cancel.clone());
+                tokio::task::spawn_blocking(move || pool.call_if_free(&call.0, &call.1, &cancel)).await
             };
             guard.0 = None;
             match attempt {
@@ -243,65 +209,6 @@ impl InProcessPool {
         }
     }
 
-    /// [`InProcessPool::call_if_free`] in place, if the pool's calls are
-    /// short (see [`InProcessPool::call_async`]); `Err` with its message
-    /// if the call panicked, as a blocking thread's would be; `None` if
-    /// it did not run.
-    fn call_in_place(
-        &self,
-        name: &str,
-        input: &[u8],
-        cancel: &CancelHandle,
-    ) -> Option<Attempt> {
-        if !self.runs_in_place() {
-            return None;
-        }
-        let mut ran = false;
-        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            tokio::task::block_in_place(|| {
-                ran = true;
-                self.call_if_free(name, input, cancel)
-            })
-        }));
-        match attempt {
-            Ok(attempt) => Some(Ok(attempt)),
-            // tokio refused to block here (a current-thread `block_on`
-            // inside an entered multi-threaded runtime): nothing ran, and
-            // a blocking thread will do.
-            Err(_) if !ran => None,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".into());
-                Some(Err(format!("the call panicked: {message}")))
-            }
-        }
-    }
-
-    /// Whether the next async call runs in place (see
-    /// [`InProcessPool::call_async`]).
-    fn runs_in_place(&self) -> bool {
-        self.inner.short_streak.load(Ordering::Relaxed) >= SHORT_STREAK
-            && matches!(
-                tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()),
-                Ok(tokio::runtime::RuntimeFlavor::MultiThread)
-            )
-    }
-
-    /// Counts a call that took `took` toward running async calls in place.
-    fn took(&self, took: Duration) {
-        let streak = &self.inner.short_streak;
-        if took >= SHORT_CALL {
-            streak.store(0, Ordering::Relaxed);
-        } else if streak.load(Ordering::Relaxed) < SHORT_STREAK {
-            // Two calls that end at once may count as one: a streak a call
-            // longer is no harm.
-            streak.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// Whether an instance is free now; it may be taken by the time the
     /// caller looks for it.
     fn any_free(&self) -> bool {
@@ -322,10 +229,7 @@ impl InProcessPool {
             Err(error) => return Some(Err(error)),
         };
         let mut output = Vec::new();
-        let started = Instant::now();
-        let result = call_leased(lease, name, input, &mut output, Some(cancel));
-        self.took(started.elapsed());
-        Some(result.map(|()| output))
+        Some(call_leased(lease, name, input, &mut output, Some(cancel)).map(|()| output))
     }
 
     /// The plugin's metadata (of the version serving now).

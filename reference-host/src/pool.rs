@@ -287,23 +287,12 @@ impl Pool {
         result
     }
 
-    /// [`Pool::call`] for async applications: a plugin call never holds
-    /// the executor's other tasks up, a call waiting in the queue holds no
+    /// [`Pool::call`] for async applications: a long plugin call never
+    /// holds an executor thread, a call waiting in the queue holds no
     /// thread at all, and dropping the future (a client gone, a `select!`
-    /// timeout) while the call waits, or while it runs on a blocking
-    /// thread, cancels it. Needs a tokio runtime with its time driver
-    /// (`enable_time` or `enable_all`), which the queue timeout uses.
-    ///
-    /// In this process, once the pool's recent calls were all short (the
-    /// last 8 under 1 ms) and on a multi-threaded runtime, a call runs in
-    /// place (tokio's `block_in_place`, which hands the executor's other
-    /// tasks to another thread while it runs) rather than on a blocking
-    /// thread: it saves two thread switches per call, which were half of
-    /// a short call's cost. Such a call cannot be dropped while it runs: a
-    /// timeout around the future waits for it to end. A [`CancelHandle`]
-    /// ([`Pool::call_async_cancellable`]) stops it all the same, and a
-    /// call of 1 ms or more sends the calls that start after it back to
-    /// blocking threads.
+    /// timeout) cancels the call. Needs a tokio runtime with its time
+    /// driver (`enable_time` or `enable_all`), which the queue timeout
+    /// uses.
     pub async fn call_async(&self, name: &str, input: Vec<u8>) -> Result<Vec<u8>, Error> {
         self.call_async_cancellable(name, input, CancelHandle::new()).await
     }
