@@ -45,11 +45,7 @@ impl HostFunction {
     ///
     /// Ending a command kills its whole process group (`SIGKILL`) and
     /// reaps the command, so none is left running or a zombie. A process
-    /// that leaves the group (`setsid`) is beyond its reach. If the host
-    /// itself is killed (`SIGKILL`), the kernel kills the command with it
-    /// (Linux's parent-death signal), unless the command is set-user-ID,
-    /// set-group-ID or has file capabilities (the kernel clears the signal
-    /// for those); what the command started is then orphaned.
+    /// that leaves the group (`setsid`) is beyond its reach.
     ///
     /// ```no_run
     /// use pabi_host::{Config, HostFunction};
@@ -72,16 +68,15 @@ impl HostFunction {
 /// Runs one command for one host call.
 fn run(program: &OsString, args: &[OsString], cx: &CallContext<'_>, request: &[u8]) -> Result<Vec<u8>, HostCallError> {
     let shown = program.to_string_lossy();
-    let mut command = std::process::Command::new(program);
-    command
+    let child = std::process::Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own group, so that ending it ends what it started.
-        .process_group(0);
-    ends_with_the_host(&mut command);
-    let child = command.spawn().map_err(|e| HostCallError::new(format!("cannot run `{shown}`: {e}")))?;
+        .process_group(0)
+        .spawn()
+        .map_err(|e| HostCallError::new(format!("cannot run `{shown}`: {e}")))?;
     let mut group = Group(child);
     let mut pipes = Pipes::new(&mut group.0, request).map_err(|e| HostCallError::new(format!("`{shown}`: {e}")))?;
     let reply_cap = usize::try_from(cx.max_reply()).unwrap_or(usize::MAX).saturating_add(1);
@@ -122,43 +117,6 @@ fn run(program: &OsString, args: &[OsString], cx: &CallContext<'_>, request: &[u
         }
     }
 }
-
-/// Has the kernel kill the command if the host dies without ending it (a
-/// `SIGKILL` of the host, which no code of the host sees). The signal
-/// comes when the thread that started the command ends; that thread waits
-/// for the command in [`run`] until the command is ended, so it never
-/// comes early. Only the command itself is covered: what it started, in
-/// its group, is orphaned by such a death, and so is a command the kernel
-/// clears the signal for at its exec (set-user-ID, set-group-ID or with
-/// file capabilities). Setting it makes the standard library fork rather
-/// than `posix_spawn`: a host call's command costs a process start either
-/// way.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn ends_with_the_host(command: &mut std::process::Command) {
-    let host = rustix::process::getpid();
-    let in_child = move || {
-        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-        // The host may have died before the line above: then nothing
-        // would send the signal.
-        if rustix::process::getppid() != Some(host) {
-            // An error without an allocation, which is not safe here.
-            return Err(rustix::io::Errno::SRCH.into());
-        }
-        Ok(())
-    };
-    // SAFETY: the closure runs between fork and exec, where only
-    // async-signal-safe work is allowed: it makes three system calls
-    // (rustix calls the kernel directly) and allocates nothing.
-    #[allow(unsafe_code)]
-    unsafe {
-        command.pre_exec(in_child);
-    }
-}
-
-/// Other systems have no parent-death signal: a command outlives a host
-/// killed with `SIGKILL` there.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn ends_with_the_host(_command: &mut std::process::Command) {}
 
 /// A command's process group; killed and its leader reaped on drop, so
 /// that no path out of [`run`] leaves a process running or a zombie.
