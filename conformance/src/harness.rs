@@ -186,14 +186,8 @@ impl<'a, H: TestHost + Sync> Run<'a, H> {
         match result {
             Ok(()) => CheckOutcome::Pass,
             Err(TestError::Fail(reason, input)) => {
-                let mut message = reason.message().to_string();
-                let input = minimise(input, |candidate| match (property.borrow_mut())(candidate) {
-                    Err(failure) => {
-                        message = failure;
-                        true
-                    }
-                    Ok(()) => false,
-                });
+                let message = reason.message().to_string();
+                let (input, message) = minimise(input, message, |candidate| (property.borrow_mut())(candidate).err());
                 self.reproduced(message, Some(function), function, |r| {
                     r.function = Some(function.to_string());
                     r.input = Some(Payload::Inline(input));
@@ -231,48 +225,65 @@ impl<H: TestHost> Run<'_, H> {
 }
 
 /// How many runs [`minimise`] may spend.
-const MINIMISE_RUNS: usize = 256;
+const MINIMISE_RUNS: usize = 1024;
 
 /// How long proptest may shrink one failure, in milliseconds; [`minimise`]
 /// takes at most a third of it more.
 const SHRINK_MILLIS: u32 = 12_000;
 
-/// `input` made smaller while `fails` holds, after proptest's shrinking:
-/// proptest takes a byte vector apart one element at a time and stops at
-/// its iteration cap, which leaves inputs of kilobytes; this removes
-/// halves, then quarters, and so on (delta debugging), within
-/// [`MINIMISE_RUNS`] runs and a third of [`SHRINK_MILLIS`]. `fails` sees each candidate; the last one it
-/// failed on is the result.
-pub(crate) fn minimise(mut input: Vec<u8>, mut fails: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
-    let mut runs = 0;
+/// `input`, which fails with `failure`, made smaller while it still
+/// fails: after proptest's shrinking, which takes a byte vector apart one
+/// element at a time and stops at its iteration cap, leaving inputs of
+/// kilobytes. First the shortest failing prefix a bisection finds (a
+/// failure past a length, a buffer that overflows, would take a run per
+/// byte to reach by chunks); then chunks are removed, halves, then
+/// quarters, and so on (delta debugging). Within [`MINIMISE_RUNS`] runs
+/// and a third of [`SHRINK_MILLIS`]. `fails` gives a candidate's failure,
+/// or `None`; the result is the smallest input that failed, with its
+/// failure.
+pub(crate) fn minimise<T>(
+    mut input: Vec<u8>,
+    mut failure: T,
+    mut fails: impl FnMut(&[u8]) -> Option<T>,
+) -> (Vec<u8>, T) {
     let deadline = Instant::now() + std::time::Duration::from_millis(u64::from(SHRINK_MILLIS / 3));
-    if input.is_empty() {
-        return input;
+    let mut runs = 0;
+    let spent = |runs: &mut usize| {
+        *runs += 1;
+        *runs > MINIMISE_RUNS || Instant::now() > deadline
+    };
+    let (mut short, mut long) = (0, input.len());
+    while short < long && !spent(&mut runs) {
+        let mid = short + (long - short) / 2;
+        match fails(&input[..mid]) {
+            Some(f) => (long, failure) = (mid, f),
+            None => short = mid + 1,
+        }
     }
-    runs += 1;
-    if fails(&[]) {
-        return Vec::new();
-    }
-    let mut chunk = input.len().div_ceil(2);
-    let spent = |runs: usize| runs >= MINIMISE_RUNS || Instant::now() > deadline;
-    while chunk >= 1 && !spent(runs) {
+    input.truncate(long);
+    let mut chunk = input.len().div_ceil(2).max(1);
+    while !input.is_empty() {
         let mut start = 0;
-        while start < input.len() && !spent(runs) {
+        let mut progress = false;
+        while start < input.len() {
+            if spent(&mut runs) {
+                return (input, failure);
+            }
             let end = (start + chunk).min(input.len());
             let candidate: Vec<u8> = input[..start].iter().chain(&input[end..]).copied().collect();
-            runs += 1;
-            if fails(&candidate) {
-                input = candidate;
-            } else {
-                start = end;
+            match fails(&candidate) {
+                Some(f) => (input, failure, progress) = (candidate, f, true),
+                None => start = end,
             }
         }
-        if chunk == 1 {
-            break;
+        if !progress {
+            if chunk == 1 {
+                break;
+            }
+            chunk = chunk.div_ceil(2);
         }
-        chunk = chunk.div_ceil(2);
     }
-    input
+    (input, failure)
 }
 
 /// Whether two calls gave the same result: the same output, or the same
@@ -319,4 +330,34 @@ pub(crate) fn show_bytes(bytes: &[u8]) -> String {
         return if bytes.is_empty() { "(empty)".to_string() } else { shown };
     }
     format!("{shown}… ({} bytes, sha256 {})", bytes.len(), sha256_hex(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimising_keeps_only_what_the_failure_needs() {
+        let input = b"xxxxPxxAxxBxxIxxxxxxxxx".to_vec();
+        let fails = |i: &[u8]| {
+            let keep: Vec<u8> = i.iter().copied().filter(|b| *b != b'x').collect();
+            (keep == b"PABI").then(|| format!("fails at {}", i.len()))
+        };
+        let (minimal, failure) = minimise(input, "fails at 23".to_string(), fails);
+        assert_eq!((minimal.as_slice(), failure.as_str()), (&b"PABI"[..], "fails at 4"));
+    }
+
+    /// A failure past a length is found by bisecting the prefix, in a few
+    /// runs, not one run per byte.
+    #[test]
+    fn a_failure_past_a_length_is_cut_to_it_in_few_runs() {
+        let mut lengths = Vec::new();
+        let (minimal, ()) = minimise(vec![7; 1 << 20], (), |i: &[u8]| {
+            lengths.push(i.len());
+            (i.len() > 1000).then_some(())
+        });
+        assert_eq!(minimal.len(), 1001);
+        let found = lengths.iter().position(|&len| len == 1001);
+        assert!(found.is_some_and(|runs| runs < 25), "1001 bytes tried after {found:?} runs");
+    }
 }

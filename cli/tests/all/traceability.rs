@@ -165,7 +165,8 @@ fn conform_explores() -> String {
          Every shape also comes at the boundary sizes: 0, 1, one either side of every power of two and of 64 KiB, \
          up to the input cap of the run (`pabi conform --max-input`, {MAX_INPUT} bytes by default; {} bytes for \
          a plugin that makes host calls), e.g. {sizes} up to 4 KiB. A failing input is shrunk by proptest, then \
-         cut down by removing halves, quarters and so on while it still fails.\n\n\
+         cut to its shortest failing prefix and then by removing halves, quarters and so on while it still \
+         fails.\n\n\
          The `host-calls` check plays every legal application (`CALL-4` … `CALL-7`, `LIM-14`). Per call, a script \
          of answers: replies of the declared reply media type at every boundary size from empty up to the reply \
          cap of `LIM-14` (1 MiB) and one byte past it (`E_LIMIT`), failures with messages up to the message cap and \

@@ -18,9 +18,6 @@ use crate::report::CheckOutcome;
 use crate::reproducer::Payload;
 use crate::{HostResult, PluginUnderTest, TestHost};
 
-/// The most calls minimising a failure may make.
-const MINIMISE_CALLS: u32 = 1024;
-
 /// The property of `status`: a defined status, or the message of the
 /// failure.
 fn property(result: &HostResult<Vec<u8>>) -> Result<(), String> {
@@ -231,60 +228,13 @@ impl<H: TestHost + Sync> Run<'_, H> {
         };
         let mut fails = |input: &[u8]| property(&original.call(function, input)).err();
         let message = fails(input)?;
-        let (minimal, message) = minimise(input.to_vec(), message, &mut fails);
+        let (minimal, message) = crate::harness::minimise(input.to_vec(), message, &mut fails);
         let message = format!("{message} (found by coverage-guided exploration)");
         Some(self.reproduced(message, Some(function), function, |r| {
             r.function = Some(function.to_string());
             r.input = Some(Payload::Inline(minimal));
         }))
     }
-}
-
-/// Cuts `input` to the shortest failing prefix a bisection finds, then
-/// removes chunks of it, halving their size, while the failure
-/// reproduces; at most [`MINIMISE_CALLS`] calls.
-fn minimise(
-    mut input: Vec<u8>,
-    mut message: String,
-    fails: &mut impl FnMut(&[u8]) -> Option<String>,
-) -> (Vec<u8>, String) {
-    let mut calls = 0;
-    // A failure past a length (a buffer that overflows) would take a
-    // call per byte to shrink by chunks.
-    let (mut short, mut long) = (0, input.len());
-    while short < long && calls < MINIMISE_CALLS {
-        let mid = short + (long - short) / 2;
-        calls += 1;
-        match fails(&input[..mid]) {
-            Some(m) => (long, message) = (mid, m),
-            None => short = mid + 1,
-        }
-    }
-    input.truncate(long);
-    let mut chunk = input.len().div_ceil(2).max(1);
-    while !input.is_empty() && calls < MINIMISE_CALLS {
-        let mut at = 0;
-        let mut progress = false;
-        while at < input.len() && calls < MINIMISE_CALLS {
-            let end = (at + chunk).min(input.len());
-            let mut candidate = input[..at].to_vec();
-            candidate.extend_from_slice(&input[end..]);
-            calls += 1;
-            match fails(&candidate) {
-                Some(m) => {
-                    (input, message, progress) = (candidate, m, true);
-                }
-                None => at += chunk,
-            }
-        }
-        if !progress {
-            if chunk == 1 {
-                break;
-            }
-            chunk = chunk.div_ceil(2);
-        }
-    }
-    (input, message)
 }
 
 /// The most inputs [`lengths`] gives.
@@ -313,20 +263,4 @@ fn lengths(tokens: &[Vec<u8>]) -> Vec<usize> {
 /// FNV-1a of a function name: each function explores from its own seed.
 fn fnv(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn minimising_keeps_only_what_the_failure_needs() {
-        let input = b"xxxxPxxAxxBxxIxxxxxxxxx".to_vec();
-        let mut fails = |i: &[u8]| {
-            let keep: Vec<u8> = i.iter().copied().filter(|b| *b != b'x').collect();
-            (keep == b"PABI").then(|| "fails".to_string())
-        };
-        let (minimal, _) = minimise(input, "fails".into(), &mut fails);
-        assert_eq!(minimal, b"PABI");
-    }
 }

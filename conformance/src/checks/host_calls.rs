@@ -130,11 +130,14 @@ impl<H: TestHost + Sync> Run<'_, H> {
                     Err(TestError::Fail(reason, (input, script))) => {
                         // The same answers on a smaller input, while the
                         // call still fails as it did.
-                        let input = minimise(input, |candidate| {
-                            self.host.load_offering(self.wasm, b"", &offer).is_ok_and(|mut plugin| {
-                                plugin.set_application(Application::Script(script.clone()));
-                                plugin.call(&function.name, candidate).is_err_and(|f| !f.is_defined_plugin_error())
-                            })
+                        let (input, ()) = minimise(input, (), |candidate| {
+                            self.host
+                                .load_offering(self.wasm, b"", &offer)
+                                .is_ok_and(|mut plugin| {
+                                    plugin.set_application(Application::Script(script.clone()));
+                                    plugin.call(&function.name, candidate).is_err_and(|f| !f.is_defined_plugin_error())
+                                })
+                                .then_some(())
                         });
                         // Replay the shrunk case once more for its
                         // conversation, and give it as a host-call table.
