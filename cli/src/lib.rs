@@ -26,6 +26,10 @@ pub struct Cli {
 pub fn main() -> ExitCode {
     // `pabi serve --isolation worker_process` starts its workers from this
     // executable; a worker is not a command a user types.
+    // Nor is the reaper of host-call commands (`--host-call-command`).
+    if pabi_host::command_reaper::is_command_reaper() {
+        return ExitCode::from(u8::try_from(pabi_host::command_reaper::run_command_reaper()).unwrap_or(exit::USAGE));
+    }
     if pabi_host::worker::is_worker() {
         init_logging(false, "info");
         return ExitCode::from(u8::try_from(pabi_host::worker::run()).unwrap_or(exit::USAGE));

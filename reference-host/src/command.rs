@@ -45,7 +45,10 @@ impl HostFunction {
     ///
     /// Ending a command kills its whole process group (`SIGKILL`) and
     /// reaps the command, so none is left running or a zombie. A process
-    /// that leaves the group (`setsid`) is beyond its reach.
+    /// that leaves the group (`setsid`) is beyond its reach. If the host
+    /// itself is killed (`SIGKILL`) and has started the command reaper
+    /// ([`crate::command_reaper`]), the reaper kills the groups of the
+    /// commands still running.
     ///
     /// ```no_run
     /// use pabi_host::{Config, HostFunction};
@@ -77,8 +80,9 @@ fn run(program: &OsString, args: &[OsString], cx: &CallContext<'_>, request: &[u
         .process_group(0)
         .spawn()
         .map_err(|e| HostCallError::new(format!("cannot run `{shown}`: {e}")))?;
-    let mut group = Group(child);
-    let mut pipes = Pipes::new(&mut group.0, request).map_err(|e| HostCallError::new(format!("`{shown}`: {e}")))?;
+    let mut group = Group { child, reaped: false };
+    crate::command_reaper::tell('+', Pid::from_child(&group.child));
+    let mut pipes = Pipes::new(&mut group.child, request).map_err(|e| HostCallError::new(format!("`{shown}`: {e}")))?;
     let reply_cap = usize::try_from(cx.max_reply()).unwrap_or(usize::MAX).saturating_add(1);
     let mut pause = Duration::from_micros(50);
     loop {
@@ -120,33 +124,47 @@ fn run(program: &OsString, args: &[OsString], cx: &CallContext<'_>, request: &[u
 
 /// A command's process group; killed and its leader reaped on drop, so
 /// that no path out of [`run`] leaves a process running or a zombie.
-struct Group(Child);
+struct Group {
+    child: Child,
+    /// Whether the leader was reaped: its pid, the group's id, may then
+    /// be another's.
+    reaped: bool,
+}
 
 impl Group {
     /// Whether the command exited, leaving it unreaped: while it is a
     /// zombie its pid, the group's id, cannot be reused, so killing the
     /// group after this kills no stranger.
     fn exited(&self) -> bool {
-        let pid = Pid::from_child(&self.0);
+        let pid = Pid::from_child(&self.child);
         let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
         // An error (no such child) means it is gone already.
         rustix::process::waitid(WaitId::Pid(pid), options).map_or(true, |status| status.is_some())
     }
 
     fn kill(&self) {
-        // ESRCH: the group is empty already.
-        let _ = rustix::process::kill_process_group(Pid::from_child(&self.0), Signal::KILL);
+        if !self.reaped {
+            // ESRCH: the group is empty already.
+            let _ = rustix::process::kill_process_group(Pid::from_child(&self.child), Signal::KILL);
+        }
     }
 
+    /// Reaps the leader, once the group is killed. The reaper forgets
+    /// the group first, while the unreaped leader keeps its id from being
+    /// reused.
     fn reap(&mut self) -> Option<ExitStatus> {
-        self.0.wait().ok()
+        if !self.reaped {
+            crate::command_reaper::tell('-', Pid::from_child(&self.child));
+            self.reaped = true;
+        }
+        self.child.wait().ok()
     }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
         self.kill();
-        let _ = self.0.wait();
+        self.reap();
     }
 }
 

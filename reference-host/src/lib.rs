@@ -226,6 +226,8 @@ mod classify;
 mod clock;
 #[cfg(unix)]
 mod command;
+#[cfg(unix)]
+pub mod command_reaper;
 mod config;
 mod cpu_gate;
 mod engine;

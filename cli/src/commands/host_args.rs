@@ -95,6 +95,13 @@ impl HostCallArgs {
             let table = HostCallTable::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             functions.extend(pabi_host::testing::table_functions_reentering(&table, transcript, reenter));
         }
+        if !self.host_call_commands.is_empty() {
+            // So that a kill of this process (`SIGKILL`) ends the commands
+            // too; without it, only that case is left uncovered.
+            if let Err(error) = pabi_host::command_reaper::start_command_reaper_from_current_exe() {
+                tracing::warn!("cannot start the reaper of host-call commands: {error}");
+            }
+        }
         for (name, command) in &self.host_call_commands {
             let words = shlex::split(command)
                 .filter(|w| !w.is_empty())

@@ -535,3 +535,64 @@ fn run_holds_host_call_commands_to_the_reply_cap_and_the_deadline() {
     assert_eq!(exit_code(&slow), 3, "{}", String::from_utf8_lossy(&slow.stderr));
     assert!(String::from_utf8_lossy(&slow.stderr).contains("TIMEOUT"));
 }
+
+/// A host killed with `SIGKILL` takes the process groups of its
+/// `--host-call-command`s with it, what the commands started included: no
+/// code of the host runs then, so the reaper it started ends them.
+#[test]
+fn host_call_commands_die_with_a_killed_host() {
+    use std::time::{Duration, Instant};
+    // A bound against a hang only: every wait below is for an event.
+    const GUARD: Duration = Duration::from_secs(15);
+    /// The state letter of a process, from `/proc`; `None` once it is gone.
+    fn state(pid: u32) -> Option<char> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        text[text.rfind(')')? + 1..].split_whitespace().next()?.chars().next()
+    }
+    /// The processes whose command line is `sleep SECONDS`.
+    fn sleeping(seconds: &str) -> Vec<u32> {
+        let wanted = format!("sleep\0{seconds}\0");
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|pid: &u32| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| line == wanted.as_bytes())
+            })
+            .collect()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = fixture("host-conformance", "host-calls", dir.path());
+    // `call`: read 16 reply bytes from 0 after calling kv.get with nothing.
+    let input = "000000001000000006000000".to_string() + "6b762e676574";
+    // Durations no other process has: the command and what it starts.
+    let (child, command) = (format!("3600.{}1", std::process::id()), format!("3600.{}2", std::process::id()));
+    let mut host = std::process::Command::new(env!("CARGO_BIN_EXE_pabi"))
+        .args(["run", &plugin, "call", "--input-hex", &input, "--no-cache", "--timeout", "60s"])
+        .args(["--host-call-command", &format!("kv.get=sh -c 'sleep {child} & exec sleep {command}'")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let pids = loop {
+        let pids = [sleeping(&child), sleeping(&command)].concat();
+        if pids.len() == 2 {
+            break pids;
+        }
+        assert!(started.elapsed() < GUARD, "the command and its child did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    host.kill().unwrap();
+    host.wait().unwrap();
+    // Gone, or dead and waiting to be reaped: not running on.
+    let killed = Instant::now();
+    while let Some(&pid) = pids.iter().find(|&&pid| state(pid).is_some_and(|s| !matches!(s, 'Z' | 'X'))) {
+        if killed.elapsed() > GUARD {
+            for pid in &pids {
+                let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+            panic!("{pid} outlived its host");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
