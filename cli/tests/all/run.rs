@@ -544,12 +544,8 @@ fn host_call_commands_die_with_a_killed_host() {
     use std::time::{Duration, Instant};
     // A bound against a hang only: every wait below is for an event.
     const GUARD: Duration = Duration::from_secs(15);
-    /// The state letter of a process, from `/proc`; `None` once it is gone.
-    fn state(pid: u32) -> Option<char> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        text[text.rfind(')')? + 1..].split_whitespace().next()?.chars().next()
-    }
-    /// The processes whose command line is `sleep SECONDS`.
+    /// The processes running `sleep SECONDS` (a zombie has no command
+    /// line, so a dead one is not among them).
     fn sleeping(seconds: &str) -> Vec<u32> {
         let wanted = format!("sleep\0{seconds}\0");
         std::fs::read_dir("/proc")
@@ -566,32 +562,34 @@ fn host_call_commands_die_with_a_killed_host() {
     let input = "000000001000000006000000".to_string() + "6b762e676574";
     // Durations no other process has: the command and what it starts.
     let (child, command) = (format!("3600.{}1", std::process::id()), format!("3600.{}2", std::process::id()));
+    let running = || [sleeping(&child), sleeping(&command)].concat();
     let mut host = std::process::Command::new(env!("CARGO_BIN_EXE_pabi"))
         .args(["run", &plugin, "call", "--input-hex", &input, "--no-cache", "--timeout", "60s"])
-        .args(["--host-call-command", &format!("kv.get=sh -c 'sleep {child} & exec sleep {command}'")])
+        // The command reads its request to the end first: the host closes
+        // it after it has told the reaper of the command's group, so the
+        // sleeps start only once the group is covered.
+        .args(["--host-call-command", &format!("kv.get=sh -c 'cat >/dev/null; sleep {child} & exec sleep {command}'")])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let started = Instant::now();
-    let pids = loop {
-        let pids = [sleeping(&child), sleeping(&command)].concat();
-        if pids.len() == 2 {
-            break pids;
+    while running().len() < 2 {
+        if started.elapsed() > GUARD {
+            let _ = host.kill();
+            panic!("the command and its child did not start");
         }
-        assert!(started.elapsed() < GUARD, "the command and its child did not start");
         std::thread::sleep(Duration::from_millis(10));
-    };
+    }
     host.kill().unwrap();
     host.wait().unwrap();
-    // Gone, or dead and waiting to be reaped: not running on.
     let killed = Instant::now();
-    while let Some(&pid) = pids.iter().find(|&&pid| state(pid).is_some_and(|s| !matches!(s, 'Z' | 'X'))) {
+    while !running().is_empty() {
         if killed.elapsed() > GUARD {
-            for pid in &pids {
+            for pid in running() {
                 let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             }
-            panic!("{pid} outlived its host");
+            panic!("the command or its child outlived its host");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
