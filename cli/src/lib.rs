@@ -25,8 +25,8 @@ pub struct Cli {
 /// Parses the arguments, runs the subcommand and prints its error, if any.
 pub fn main() -> ExitCode {
     // `pabi serve --isolation worker_process` starts its workers from this
-    // executable; a worker is not a command a user types.
-    // Nor is the reaper of host-call commands (`--host-call-command`).
+    // executable, and `--host-call-command` the reaper of the commands;
+    // neither is a command a user types.
     if pabi_host::command_reaper::is_command_reaper() {
         return ExitCode::from(u8::try_from(pabi_host::command_reaper::run_command_reaper()).unwrap_or(exit::USAGE));
     }

@@ -81,7 +81,7 @@ fn run(program: &OsString, args: &[OsString], cx: &CallContext<'_>, request: &[u
         .spawn()
         .map_err(|e| HostCallError::new(format!("cannot run `{shown}`: {e}")))?;
     let mut group = Group { child, reaped: false };
-    crate::command_reaper::tell('+', Pid::from_child(&group.child));
+    crate::command_reaper::started(Pid::from_child(&group.child));
     let mut pipes = Pipes::new(&mut group.child, request).map_err(|e| HostCallError::new(format!("`{shown}`: {e}")))?;
     let reply_cap = usize::try_from(cx.max_reply()).unwrap_or(usize::MAX).saturating_add(1);
     let mut pause = Duration::from_micros(50);
@@ -154,7 +154,7 @@ impl Group {
     /// reused.
     fn reap(&mut self) -> Option<ExitStatus> {
         if !self.reaped {
-            crate::command_reaper::tell('-', Pid::from_child(&self.child));
+            crate::command_reaper::ending(Pid::from_child(&self.child));
             self.reaped = true;
         }
         self.child.wait().ok()

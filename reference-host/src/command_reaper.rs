@@ -145,19 +145,25 @@ pub fn start_command_reaper_from_current_exe() -> std::io::Result<()> {
     start_command_reaper(std::env::current_exe()?, std::iter::empty::<OsString>())
 }
 
-/// Tells the reaper that the group `pgid` started (`+`, with its leader's
-/// start time) or is about to end (`-`).
-pub(crate) fn tell(sign: char, pgid: Pid) {
+/// Tells the reaper that the group `pgid` started, with its leader's
+/// start time.
+pub(crate) fn started(pgid: Pid) {
+    let id = pgid.as_raw_nonzero();
+    tell(match start_time(pgid) {
+        Some(started) => format!("+{id} {started}\n"),
+        // Not known (no `/proc`): the reaper kills it unchecked.
+        None => format!("+{id}\n"),
+    });
+}
+
+/// Tells the reaper that the group `pgid` is about to end.
+pub(crate) fn ending(pgid: Pid) {
+    tell(format!("-{}\n", pgid.as_raw_nonzero()));
+}
+
+fn tell(line: String) {
     let mut reaper = lock();
     if let Some(pipe) = reaper.as_mut() {
-        let line = match sign {
-            '+' => match start_time(pgid) {
-                Some(started) => format!("+{} {started}\n", pgid.as_raw_nonzero()),
-                // Not known (no `/proc`): the reaper kills it unchecked.
-                None => format!("+{}\n", pgid.as_raw_nonzero()),
-            },
-            _ => format!("{sign}{}\n", pgid.as_raw_nonzero()),
-        };
         // A line of a few bytes goes into a pipe whole or not at all.
         match pipe.write_all(line.as_bytes()) {
             Ok(()) => {}

@@ -153,16 +153,20 @@ pub(crate) async fn serve(
             // Finished connections are reaped as they end.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match Registry::place(&registry, &slots) {
-                    Place::Free(slot) => {
-                        connections.spawn(connection(state.clone(), app.clone(), stream, draining.clone(), slot, registry.clone()));
-                    }
-                    Place::PushedOut(slot) => {
-                        state.metrics.connections_pushed_out.inc();
-                        connections.spawn(connection(state.clone(), app.clone(), stream, draining.clone(), slot, registry.clone()));
-                    }
-                    Place::Full => refuse(&state, stream, settings.max_connections()),
-                },
+                Ok((stream, _)) => {
+                    let slot = match Registry::place(&registry, &slots) {
+                        Place::Free(slot) => slot,
+                        Place::PushedOut(slot) => {
+                            state.metrics.connections_pushed_out.inc();
+                            slot
+                        }
+                        Place::Full => {
+                            refuse(&state, stream, settings.max_connections());
+                            continue;
+                        }
+                    };
+                    connections.spawn(connection(state.clone(), app.clone(), stream, draining.clone(), slot, registry.clone()));
+                }
                 Err(error) => {
                     tracing::warn!("cannot accept a connection: {error}");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -241,6 +245,17 @@ enum Expired {
 }
 
 impl Phase {
+    /// A fresh connection's: waiting for its first request's head.
+    fn fresh() -> Phase {
+        Phase {
+            in_flight: 0,
+            head_since: Some(Instant::now()),
+            idle_since: None,
+            write_blocked_since: None,
+            unflushed: false,
+        }
+    }
+
     /// See [`Watched::waits_for_a_head`].
     fn waits_for_a_head(&self) -> bool {
         self.in_flight == 0 && !self.unflushed
@@ -276,14 +291,7 @@ async fn connection(
 ) {
     let _open = Open::new(&state);
     let settings = state.config.server.clone();
-    // A fresh connection is waiting for its first request's head.
-    let phase: Shared = Arc::new(Mutex::new(Phase {
-        in_flight: 0,
-        head_since: Some(Instant::now()),
-        idle_since: None,
-        write_blocked_since: None,
-        unflushed: false,
-    }));
+    let phase: Shared = Arc::new(Mutex::new(Phase::fresh()));
     let (_registered, pushed_out) = Registry::enter(&registry, &phase, slot);
     let io = TokioIo::new(Watched { stream, phase: phase.clone(), replacing: None });
     let service = {
@@ -597,13 +605,7 @@ mod tests {
     /// hyper answers on its own only once every response is flushed.
     #[test]
     fn hyper_answers_on_its_own_only_with_every_response_flushed() {
-        let phase: Shared = Arc::new(Mutex::new(Phase {
-            in_flight: 0,
-            head_since: Some(Instant::now()),
-            idle_since: None,
-            write_blocked_since: None,
-            unflushed: false,
-        }));
+        let phase: Shared = Arc::new(Mutex::new(Phase::fresh()));
         assert!(lock(&phase).waits_for_a_head(), "a fresh connection");
         let request = InFlight::start(&phase);
         assert!(!lock(&phase).waits_for_a_head(), "a request in progress");
