@@ -55,6 +55,17 @@ struct Instances {
     /// The re-entry group of every instance (`CALL-8`).
     group: usize,
     born: Instant,
+    /// Calls in a row shorter than [`SHORT_CALL`], up to [`SHORT_STREAK`]:
+    /// whether async calls run in place ([`InProcessPool::call_async`]).
+    short_streak: std::sync::atomic::AtomicU32,
+    /// Set when a call in place took [`SHORT_CALL`] or more: this version
+    /// of the plugin runs no call in place any more. Cleared by a reload.
+    in_place_ended: AtomicBool,
+    /// Calls run in place so far.
+    in_place: AtomicU64,
+    /// Whether the version serving can block in host code (a host call's
+    /// handler, a real sleep): its calls never run in place.
+    can_block: AtomicBool,
 }
 
 /// The plugin serving now: what an emptied slot is refilled from, and
@@ -81,6 +92,37 @@ struct InstanceSlot {
     last_used: AtomicU64,
 }
 
+/// A call shorter than this counts toward running the pool's async calls
+/// in place. The hop to a blocking thread and back costs tens of
+/// microseconds of switching, which a call of this length or longer
+/// hardly notices; a call in place cannot be dropped while it runs, which
+/// for a call this short is no loss.
+const SHORT_CALL: Duration = Duration::from_millis(1);
+
+/// How many short calls in a row let the pool's async calls run in place;
+/// one call at least [`SHORT_CALL`] sends them back to blocking threads.
+const SHORT_STREAK: u32 = 8;
+
+/// A call in place that held its executor thread this long, computing or
+/// not (put aside by the system, waiting for a turn at the CPU gate), ends
+/// running in place for its plugin's version all the same.
+const HELD_TOO_LONG: Duration = Duration::from_millis(100);
+
+/// The CPU time the calling thread has used, where the system tells it.
+fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Some(Duration::new(u64::try_from(time.tv_sec).ok()?, u32::try_from(time.tv_nsec).ok()?))
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// What an attempt at a call on a free instance gave: `None` if every
+/// instance was busy; `Err` with its message if its thread panicked.
+type Attempt = Result<Option<Result<Vec<u8>, Error>>, String>;
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -96,6 +138,7 @@ impl InProcessPool {
             plugin.join_group(group);
             slots.push(InstanceSlot { plugin: Mutex::new(Some(plugin)), ..InstanceSlot::default() });
         }
+        let can_block = lock(&slots[0].plugin).as_ref().is_some_and(Plugin::can_block);
         let serving = {
             let first = lock(&slots[0].plugin);
             let first = first.as_ref().expect("just created");
@@ -124,6 +167,10 @@ impl InProcessPool {
                 reloading: Mutex::new(()),
                 group,
                 born: Instant::now(),
+                short_streak: std::sync::atomic::AtomicU32::new(0),
+                in_place_ended: AtomicBool::new(false),
+                in_place: AtomicU64::new(0),
+                can_block: AtomicBool::new(can_block),
             }),
         })
     }
@@ -141,13 +188,27 @@ impl InProcessPool {
 
     /// [`InProcessPool::call_into`] for async callers. Waiting for an
     /// instance is an entry in the queue, and holds no thread: only a call
-    /// that has an instance runs on one of tokio's blocking threads. When
-    /// every instance was busy, a plugin whose calls block (a slow host
-    /// call) used to hold a thread per queued call too, and starved every
-    /// other plugin of the runtime's blocking threads.
+    /// that has an instance runs on a thread of its own. When every
+    /// instance was busy, a plugin whose calls block (a slow host call)
+    /// used to hold a thread per queued call too, and starved every other
+    /// plugin of the runtime's blocking threads.
+    ///
+    /// A call runs on one of tokio's blocking threads, which a dropped
+    /// future cancels; but once the pool's last [`SHORT_STREAK`] calls
+    /// each took under [`SHORT_CALL`], it runs in place instead, on the
+    /// executor thread that polls it: the hop there and back, two thread
+    /// switches and their wake-ups, was half the CPU time of a short call
+    /// in `pabi serve`. Only where that cannot hold the executor up for
+    /// long: on a multi-threaded runtime, for a plugin that cannot block
+    /// in host code (no host calls, no real clock), while no call waits
+    /// for a turn at the host's [`crate::CpuGate`]. A call in place that
+    /// takes [`SHORT_CALL`] or more (a plugin whose calls change) ends
+    /// running in place for this version of the plugin: one such call
+    /// holds one executor thread, once. A call in place is not dropped
+    /// while it runs; a [`CancelHandle`] still stops it.
     pub(crate) async fn call_async(&self, name: &str, input: Vec<u8>, cancel: CancelHandle) -> Result<Vec<u8>, Error> {
-        // The call runs on a blocking thread; dropping this future cancels
-        // it there.
+        // A call on a blocking thread goes on while this future is
+        // dropped: dropping it cancels the call there.
         struct CancelOnDrop(Option<CancelHandle>);
         impl Drop for CancelOnDrop {
             fn drop(&mut self) {
@@ -165,9 +226,13 @@ impl InProcessPool {
                 return Err(error);
             }
             let mut guard = CancelOnDrop(Some(cancel.clone()));
-            let attempt = {
-                let (pool, call, cancel) = (self.clone(), call.clone(), cancel.clone());
-                tokio::task::spawn_blocking(move || pool.call_if_free(&call.0, &call.1, &cancel)).await
+            let attempt = match self.call_in_place(&call.0, &call.1, &cancel) {
+                Some(attempt) => attempt,
+                None => {
+                    let (pool, call, cancel) = (self.clone(), call.clone(), cancel.clone());
+                    let blocking = tokio::task::spawn_blocking(move || pool.call_if_free(&call.0, &call.1, &cancel));
+                    blocking.await.map_err(|e| e.to_string())
+                }
             };
             guard.0 = None;
             match attempt {
@@ -209,6 +274,71 @@ impl InProcessPool {
         }
     }
 
+    /// [`InProcessPool::call_if_free`] in place, if the pool's calls are
+    /// short (see [`InProcessPool::call_async`]); `Err` with its message
+    /// if the call panicked, as a blocking thread's would be; `None` if
+    /// it did not run.
+    fn call_in_place(&self, name: &str, input: &[u8], cancel: &CancelHandle) -> Option<Attempt> {
+        if !self.runs_in_place() {
+            return None;
+        }
+        let (started, cpu) = (Instant::now(), thread_cpu_time());
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.call_if_free(name, input, cancel)));
+        // Wall time alone would end it for a short call that the system
+        // put aside for a moment, which on a busy machine comes often.
+        let computed = match (cpu, thread_cpu_time()) {
+            (Some(before), Some(after)) => after.saturating_sub(before),
+            _ => started.elapsed(),
+        };
+        if computed >= SHORT_CALL || started.elapsed() >= HELD_TOO_LONG {
+            // It held an executor thread for that long: never again in
+            // this version of the plugin.
+            self.inner.in_place_ended.store(true, Ordering::Relaxed);
+        }
+        // An attempt that found every instance busy ran nothing.
+        if !matches!(attempt, Ok(None)) {
+            self.inner.in_place.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(attempt.map_err(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            format!("the call panicked: {message}")
+        }))
+    }
+
+    /// Whether the next async call runs in place (see
+    /// [`InProcessPool::call_async`]): the pool's last calls were short,
+    /// none in place was long, the runtime has other threads for the
+    /// executor's other tasks, and no call waits for a turn at the host's
+    /// [`crate::CpuGate`] (a call in place that waited for its turn would
+    /// hold an executor thread meanwhile).
+    fn runs_in_place(&self) -> bool {
+        let inner = &*self.inner;
+        inner.short_streak.load(Ordering::Relaxed) >= SHORT_STREAK
+            && !inner.in_place_ended.load(Ordering::Relaxed)
+            && !inner.can_block.load(Ordering::Relaxed)
+            && inner.host.config().cpu_gate().is_none_or(|gate| gate.waiting() == 0)
+            && matches!(
+                tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()),
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread)
+            )
+    }
+
+    /// Counts a call that took `took` toward running async calls in place.
+    fn took(&self, took: Duration) {
+        let streak = &self.inner.short_streak;
+        if took >= SHORT_CALL {
+            streak.store(0, Ordering::Relaxed);
+        } else if streak.load(Ordering::Relaxed) < SHORT_STREAK {
+            // Two calls that end at once may count as one: a streak a call
+            // longer is no harm.
+            streak.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Whether an instance is free now; it may be taken by the time the
     /// caller looks for it.
     fn any_free(&self) -> bool {
@@ -229,7 +359,10 @@ impl InProcessPool {
             Err(error) => return Some(Err(error)),
         };
         let mut output = Vec::new();
-        Some(call_leased(lease, name, input, &mut output, Some(cancel)).map(|()| output))
+        let started = Instant::now();
+        let result = call_leased(lease, name, input, &mut output, Some(cancel));
+        self.took(started.elapsed());
+        Some(result.map(|()| output))
     }
 
     /// The plugin's metadata (of the version serving now).
@@ -267,6 +400,7 @@ impl InProcessPool {
             waiting: inner.waiting.load(Ordering::SeqCst),
             reloads: inner.reloads.load(Ordering::SeqCst),
             calls: inner.slots.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum(),
+            calls_in_place: inner.in_place.load(Ordering::Relaxed),
             // Known to the `Pool` around this one, which sets it.
             disabled: false,
             log_records_dropped,
@@ -342,6 +476,10 @@ impl InProcessPool {
             log: fresh[0].plugin_log().clone(),
         };
         inner.reloads.fetch_add(1, Ordering::SeqCst);
+        // The new version earns running in place by its own calls.
+        inner.short_streak.store(0, Ordering::Relaxed);
+        inner.in_place_ended.store(false, Ordering::Relaxed);
+        inner.can_block.store(fresh[0].can_block(), Ordering::Relaxed);
         let mut fresh = fresh.into_iter();
         let old = std::mem::replace(&mut *source, fresh.next());
         drop(source);

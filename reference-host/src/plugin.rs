@@ -186,6 +186,12 @@ impl Plugin {
         self.prepared.has_state
     }
 
+    /// Whether a call can block in host code: a host call's handler, or a
+    /// real sleep (the clock capability).
+    pub(crate) fn can_block(&self) -> bool {
+        can_block(&self.prepared)
+    }
+
     /// Calls `pabi_fn_<name>` with `input` and returns its output.
     pub fn call(&mut self, name: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
         let mut output = Vec::new();
@@ -568,6 +574,12 @@ fn status_result<T>(status: i32, output: T, message: &mut Vec<u8>) -> Result<T, 
 
 /// A call that could not get its turn at the CPU gate, as the error of the
 /// call: cancelled, or past its deadline while it waited.
+/// Whether calls of `prepared` can block in host code (`LIM-3`,
+/// `CALL-7`): a host call's handler, or a real sleep.
+fn can_block(prepared: &Prepared) -> bool {
+    prepared.grants.as_ref().is_some_and(|g| g.clock) || !prepared.host_calls.calls.is_empty()
+}
+
 fn no_turn(why: crate::cpu_gate::NoTurn, config: &Config) -> Error {
     match why {
         crate::cpu_gate::NoTurn::Cancelled => Error::Cancelled,
@@ -633,12 +645,7 @@ fn instantiate(
         },
         // Host code that can block (a real sleep, a host call's handler)
         // needs the wall-clock end of the call (`LIM-3`, `CALL-7`).
-        deadline: Deadline::new(
-            limits.timeout,
-            cancel.clone(),
-            prepared.grants.as_ref().is_some_and(|g| g.clock) || !prepared.host_calls.calls.is_empty(),
-            shared.config.cpu_gate().cloned(),
-        ),
+        deadline: Deadline::new(limits.timeout, cancel.clone(), can_block(prepared), shared.config.cpu_gate().cloned()),
         wasi,
         clock,
         random,

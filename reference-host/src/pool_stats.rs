@@ -19,6 +19,10 @@ pub struct PoolStats {
     pub reloads: u64,
     /// Calls started so far.
     pub calls: u64,
+    /// Async calls that ran in place, on the executor thread that awaited
+    /// them, rather than on a blocking thread ([`crate::Pool::call_async`]);
+    /// always 0 in a worker process.
+    pub calls_in_place: u64,
     /// Whether the plugin is disabled by a crash loop (`LIFE-7`): a call
     /// was refused with `CRASH_LOOP` less than
     /// [`crate::Config::crash_reset`] ago and none has succeeded since.

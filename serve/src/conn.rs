@@ -186,9 +186,13 @@ pub(crate) async fn serve(
     if !join_all(&mut connections, cancel_at).await {
         tracing::warn!(open = connections.len(), "grace period over: cancelling the calls in flight");
         let _ = state.abort.send(true);
+        state.calls.cancel_all();
         if !join_all(&mut connections, cancel_at + answering).await {
             tracing::warn!(open = connections.len(), "closing the connections still open");
-            connections.shutdown().await;
+            // Aborted, not awaited: a task whose call runs in place, in a
+            // host function that does not look at its cancel, would hold
+            // the drain until that function returns.
+            connections.abort_all();
         }
     }
     Ok(())
@@ -451,9 +455,7 @@ impl Watched {
         write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
         if self.replacing.is_none() {
-            // The bytes first: they rule out nearly every write without
-            // the lock.
-            match hypers_own_answer(first, len).filter(|_| self.waits_for_a_head()) {
+            match self.waits_for_a_head().then(|| hypers_own_answer(first, len)).flatten() {
                 Some(status) => self.replacing = Some((parse_error_answer(status), 0)),
                 None => {
                     let poll = write(Pin::new(&mut self.stream), cx);

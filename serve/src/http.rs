@@ -265,6 +265,53 @@ impl Drop for Held {
     }
 }
 
+/// The calls running, which the end of a drain's grace cancels where
+/// they run: a call the pool runs in place cannot be dropped
+/// (`pabi_host::Pool::call_async`), so `aborted` alone would not end it.
+/// In shards, so that calls on different threads rarely share a lock.
+#[derive(Default)]
+pub(crate) struct CallsRunning {
+    next: std::sync::atomic::AtomicU64,
+    shards: [std::sync::Mutex<HashMap<u64, pabi_host::CancelHandle>>; 16],
+}
+
+impl CallsRunning {
+    /// Counts `cancel`'s call as running until the guard drops; cancels it
+    /// at once if the grace has run out already.
+    fn enter<'a>(&'a self, cancel: &pabi_host::CancelHandle, state: &Shared) -> RunningCall<'a> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let shard = &self.shards[id as usize % self.shards.len()];
+        crate::lock(shard).insert(id, cancel.clone());
+        // Looked at after the entry: a drain ending now either sees the
+        // entry or is seen here.
+        if *state.abort.borrow() {
+            cancel.cancel();
+        }
+        RunningCall { shard, id }
+    }
+
+    /// Cancels every call running.
+    pub(crate) fn cancel_all(&self) {
+        for shard in &self.shards {
+            for cancel in crate::lock(shard).values() {
+                cancel.cancel();
+            }
+        }
+    }
+}
+
+/// A call's entry in [`CallsRunning`], removed when it drops.
+struct RunningCall<'a> {
+    shard: &'a std::sync::Mutex<HashMap<u64, pabi_host::CancelHandle>>,
+    id: u64,
+}
+
+impl Drop for RunningCall<'_> {
+    fn drop(&mut self) {
+        crate::lock(self.shard).remove(&self.id);
+    }
+}
+
 /// Completes once the drain's grace has run out: what a call or a body
 /// still in progress then gives way to.
 pub(crate) async fn aborted(state: &Shared) {
@@ -574,10 +621,16 @@ async fn admit_and_call(
         ),
         Unread::Drained => drained(),
     })?;
-    let call = loaded.pool.call_async(function, input);
+    let cancel = pabi_host::CancelHandle::new();
+    let _running = state.calls.enter(&cancel, state);
+    let call = loaded.pool.call_async_cancellable(function, input, cancel);
     // The input moved into the call; it is held until the call returns.
     let output = tokio::select! {
-        result = call => result.map_err(Failed::host)?,
+        result = call => match result {
+            // Cancelled by the drain's end, where it ran in place.
+            Err(Error::Cancelled) if *state.abort.borrow() => return Err(drained()),
+            result => result.map_err(Failed::host)?,
+        },
         // Dropping the call cancels it.
         () = aborted(state) => return Err(drained()),
     };
@@ -667,6 +720,7 @@ async fn metrics(State(state): State<Arc<Shared>>) -> Response {
         let count = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         state.metrics.log_records_dropped.get_or_create(&label).set(count(stats.log_records_dropped));
         state.metrics.log_bytes_dropped.get_or_create(&label).set(count(stats.log_bytes_dropped));
+        state.metrics.calls_in_place.get_or_create(&label).set(count(stats.calls_in_place));
     }
     state.metrics.waiting_for_turn.set(i64::try_from(state.gate.waiting()).unwrap_or(i64::MAX));
     let mut response = state.metrics.encode().into_response();

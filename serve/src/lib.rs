@@ -99,6 +99,8 @@ pub(crate) struct State {
     warned: Mutex<Vec<String>>,
     /// `max_running` permits, shared by every in-process plugin's host.
     pub(crate) gate: pabi_host::CpuGate,
+    /// The calls running, for the drain to cancel.
+    calls: http::CallsRunning,
 }
 
 /// A plugin being served.
@@ -211,6 +213,7 @@ impl Server {
                 worker: Mutex::default(),
                 host_functions: Mutex::default(),
                 warned: Mutex::default(),
+                calls: Default::default(),
             }),
         }
     }

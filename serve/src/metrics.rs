@@ -62,6 +62,8 @@ pub(crate) struct Metrics {
     /// Set from the pool's counts at each scrape, as `worker_restarts`.
     pub log_records_dropped: Family<PluginLabel, Gauge>,
     pub log_bytes_dropped: Family<PluginLabel, Gauge>,
+    /// Set from the pool's count at each scrape.
+    pub calls_in_place: Family<PluginLabel, Gauge>,
 }
 
 impl Metrics {
@@ -131,6 +133,12 @@ impl Metrics {
             log_records_dropped.clone(),
         );
         registry.register("log_bytes_dropped", "Bytes of log text of a plugin dropped", log_bytes_dropped.clone());
+        let calls_in_place = Family::<PluginLabel, Gauge>::default();
+        registry.register(
+            "calls_in_place",
+            "Calls of a plugin run on the thread that read their request, without a hop to a blocking thread (short calls, in process)",
+            calls_in_place.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -150,6 +158,7 @@ impl Metrics {
             disabled,
             log_records_dropped,
             log_bytes_dropped,
+            calls_in_place,
         }
     }
 

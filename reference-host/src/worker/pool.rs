@@ -317,6 +317,7 @@ impl WorkerPool {
             waiting: in_flight - busy,
             reloads: state.reloads.load(Ordering::Relaxed),
             calls: state.calls.load(Ordering::Relaxed),
+            calls_in_place: 0,
             // Known to the `Pool` around this one, which sets it.
             disabled: false,
             log_records_dropped: state.log_records_dropped.load(Ordering::Relaxed),

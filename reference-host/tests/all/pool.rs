@@ -429,6 +429,74 @@ fn shrinking_retires_idle_instances_and_growing_creates_them_on_demand() {
     assert!(pool.stats().live <= 2);
 }
 
+/// A plugin with a short call (`quick`) and a long one (`spin`, to its
+/// deadline).
+const QUICK_AND_SPIN: &str = r#"(module
+  (import "pabi" "output_write" (func $output_write (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "pabi_fn_quick") (param i32) (result i32) (i32.const 0))
+  (func (export "pabi_fn_spin") (param i32) (result i32) (loop $again (br $again)) (i32.const 0))
+  (@custom "pabi" "{\"abi\":\"1.0\",\"name\":\"quick-and-spin\",\"version\":\"1.0.0\",\"profile\":\"core\",\"functions\":[{\"name\":\"quick\"},{\"name\":\"spin\"}],\"capabilities\":[]}")
+)"#;
+
+/// In this process only: once a pool's last 8 calls were short, its
+/// async calls run in place, on the executor thread, without a hop to a
+/// blocking thread and back; a call in place that turns long ends that
+/// for the plugin's version, and a reload starts it again; a plugin that
+/// can block in host code (host calls) never runs in place.
+#[test]
+fn short_async_calls_run_in_place_until_one_is_long() {
+    let host = host_with(|c| c.timeout(Duration::from_millis(20)));
+    let wasm = wat::parse_str(QUICK_AND_SPIN).unwrap();
+    let pool = builder(Isolation::InProcess).instances(1).build(&host, &wasm).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // Whether the call ran in place, and its result.
+    let ask = |pool: &Pool, function: &str| {
+        let before = pool.stats().calls_in_place;
+        let result = runtime.block_on(pool.call_async(function, Vec::new()));
+        (pool.stats().calls_in_place > before, result)
+    };
+    for call in 0..8 {
+        assert!(!ask(&pool, "quick").0, "call {call} ran in place before 8 short ones");
+    }
+    // Short calls until one runs in place: a loaded machine may make a
+    // call long, which starts the count again.
+    let until_in_place = |pool: &Pool| {
+        let mut hopped = 0;
+        while !ask(pool, "quick").0 {
+            hopped += 1;
+            assert!(hopped < 1000, "short calls never ran in place");
+        }
+    };
+    until_in_place(&pool);
+    // A long call, in place once the calls before it were short (tried
+    // again when one was not): after it, no call runs in place.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        assert!(tries < 100, "the long call never ran in place");
+        until_in_place(&pool);
+        let (in_place, result) = ask(&pool, "spin");
+        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+        if in_place {
+            break;
+        }
+    }
+    for _ in 0..100 {
+        assert!(!ask(&pool, "quick").0, "a call ran in place after a long one in place");
+    }
+    // A new version earns it again.
+    pool.reload(&wasm).unwrap();
+    until_in_place(&pool);
+    // Host calls can block: never in place.
+    let host = host_with(|c| c.host_function(HostFunction::new("app.reenter", |_, _| Ok(Vec::new()))));
+    let asking = builder(Isolation::InProcess).instances(1).build(&host, &asker()).unwrap();
+    for _ in 0..100 {
+        let (in_place, result) = ask(&asking, "ask");
+        assert!(!in_place && result.is_ok(), "{result:?}");
+    }
+}
+
 /// A pool of one instance whose call `spin` loops until its deadline.
 fn spinning_pool(isolation: Isolation, max_queue: usize, timeout: Duration) -> Pool {
     let host = host_with(|c| c.timeout(timeout));
