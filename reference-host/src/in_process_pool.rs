@@ -202,7 +202,8 @@ impl InProcessPool {
     /// long: on a multi-threaded runtime, for a plugin that cannot block
     /// in host code (no host calls, no real clock), while no call waits
     /// for a turn at the host's [`crate::CpuGate`]. A call in place that
-    /// takes [`SHORT_CALL`] or more (a plugin whose calls change) ends
+    /// computes [`SHORT_CALL`] or more (a plugin whose calls change), or
+    /// holds its thread [`HELD_TOO_LONG`], ends
     /// running in place for this version of the plugin: one such call
     /// holds one executor thread, once. A call in place is not dropped
     /// while it runs; a [`CancelHandle`] still stops it.

@@ -287,8 +287,9 @@ impl Pool {
         result
     }
 
-    /// [`Pool::call`] for async applications: a long plugin call never
-    /// holds an executor thread, a call waiting in the queue holds no
+    /// [`Pool::call`] for async applications: a long plugin call runs on
+    /// one of tokio's blocking threads, not an executor thread (but see
+    /// below: once), a call waiting in the queue holds no
     /// thread at all, and dropping the future (a client gone, a `select!`
     /// timeout) while the call waits, or while it runs on a blocking
     /// thread, cancels it. Needs a tokio runtime with its time driver
@@ -300,8 +301,10 @@ impl Pool {
     /// switches, was half of a short call's cost. Only on a multi-threaded
     /// runtime, for a plugin without host calls or a real clock (which can
     /// block in host code), and while no call waits for a turn at the
-    /// host's [`crate::CpuGate`]. A call in place of 1 ms or more ends
-    /// this for the plugin's version (until a reload): a plugin whose
+    /// host's [`crate::CpuGate`]. A call in place that computes 1 ms or
+    /// more (its thread's CPU time, so that a short call the system put
+    /// aside does not count) or holds its thread 100 ms ends this for the
+    /// plugin's version (until a reload): a plugin whose
     /// calls turn long holds one executor thread once, for at most its
     /// deadline. A call in place cannot be dropped while it runs: a
     /// timeout around the future waits for it to end; a [`CancelHandle`]
