@@ -123,6 +123,27 @@ def start(args, plugins, config, *extra):
     return server, (host, int(port))
 
 
+def durations(address, plugin):
+    """The server's histogram of a plugin's call durations (from its head
+    read to its response): {upper bound in seconds: count}, cumulative."""
+    text = http(f"{address}/metrics")[1].decode()
+    pattern = r'^pabi_call_duration_seconds_bucket\{le="([^"]+)",plugin="' + re.escape(plugin) + r'"\} (\d+)'
+    return {float(le): int(n) for le, n in re.findall(pattern, text, re.M)}
+
+
+def server_side(before, after, quantiles=(0.5, 0.99)):
+    """The bucket bounds under which each quantile of the calls between two
+    histograms fell: what the server itself took, without the client's and
+    the kernel's time before the server reads a request."""
+    counts = sorted((le, after[le] - before.get(le, 0)) for le in after)
+    total = counts[-1][1] if counts else 0
+    found = []
+    for q in quantiles:
+        bound = next((le for le, n in counts if total and n >= q * total), float("inf"))
+        found.append(bound)
+    return found
+
+
 def rss_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -429,7 +450,9 @@ def hostile_mix(args, work, body, isolation, burners=5, clients=140):
     # share, not the latency of a light plugin.
     light = dict(workers=8, rate=25)
     try:
+        before = durations(address, "echo")
         solo = report(f"{tag} light echo, solo (8 x 25/s)", hey(args.hey, echo, args.seconds, body=body, **light))
+        solo_server = server_side(before, durations(address, "echo"))
         solo_full = report(f"{tag} echo at full speed, solo (8 clients)", hey(args.hey, echo, args.seconds, 8, body))
         results = {}
         seconds = 2 * args.seconds + 2
@@ -450,8 +473,10 @@ def hostile_mix(args, work, body, isolation, burners=5, clients=140):
         for t in threads:
             t.start()
         time.sleep(1)
+        before = durations(address, "echo")
         noisy = report(f"{tag} light echo, beside the hostile mix",
                        hey(args.hey, echo, args.seconds, body=body, **light))
+        noisy_server = server_side(before, durations(address, "echo"))
         noisy_full = report(f"{tag} echo at full speed, beside the same", hey(args.hey, echo, args.seconds, 8, body))
         waiting = re.search(r"^pabi_calls_waiting_for_turn (\d+)", http(f"{address}/metrics")[1].decode(), re.M)
         rss = rss_mib(server.pid)
@@ -470,6 +495,9 @@ def hostile_mix(args, work, body, isolation, burners=5, clients=140):
     lost = failures(noisy) + failures(noisy_full)
     print(f"{tag} light echo beside the hostile mix / solo: p50 {noisy[1] / solo[1]:.2f}x, "
           f"p99 {noisy[2] / solo[2]:.2f}x (goal <= 2x); failed echo requests: {lost}")
+    ms = lambda bounds: "/".join(f"{b * 1000:g}" for b in bounds)  # noqa: E731
+    print(f"{tag} the same calls in the server (head read to response), p50/p99 at most: "
+          f"solo {ms(solo_server)} ms, beside the mix {ms(noisy_server)} ms (histogram bucket bounds)")
     print(f"{tag} echo at full speed beside it: {noisy_full[0] / solo_full[0]:.2f}x its solo requests/s "
           f"(one share of the CPU among the 6 busy plugins would be 0.17x), p99 {noisy_full[2] / solo_full[2]:.2f}x; "
           f"exit status after SIGTERM: {server.returncode}\n")
