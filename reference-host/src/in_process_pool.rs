@@ -58,14 +58,13 @@ struct Instances {
     /// Calls in a row shorter than [`SHORT_CALL`], up to [`SHORT_STREAK`]:
     /// whether async calls run in place ([`InProcessPool::call_async`]).
     short_streak: std::sync::atomic::AtomicU32,
-    /// Set when a call in place took [`SHORT_CALL`] or more: this version
-    /// of the plugin runs no call in place any more. Cleared by a reload.
-    in_place_ended: AtomicBool,
+    /// Whether no call of the version serving runs in place: one that can
+    /// block in host code (a host call's handler, a real sleep), or one
+    /// whose call in place took [`SHORT_CALL`] or more. Set anew by a
+    /// reload.
+    in_place_barred: AtomicBool,
     /// Calls run in place so far.
     in_place: AtomicU64,
-    /// Whether the version serving can block in host code (a host call's
-    /// handler, a real sleep): its calls never run in place.
-    can_block: AtomicBool,
 }
 
 /// The plugin serving now: what an emptied slot is refilled from, and
@@ -168,9 +167,8 @@ impl InProcessPool {
                 group,
                 born: Instant::now(),
                 short_streak: std::sync::atomic::AtomicU32::new(0),
-                in_place_ended: AtomicBool::new(false),
                 in_place: AtomicU64::new(0),
-                can_block: AtomicBool::new(can_block),
+                in_place_barred: AtomicBool::new(can_block),
             }),
         })
     }
@@ -294,7 +292,7 @@ impl InProcessPool {
         if computed >= SHORT_CALL || started.elapsed() >= HELD_TOO_LONG {
             // It held an executor thread for that long: never again in
             // this version of the plugin.
-            self.inner.in_place_ended.store(true, Ordering::Relaxed);
+            self.inner.in_place_barred.store(true, Ordering::Relaxed);
         }
         // An attempt that found every instance busy ran nothing.
         if !matches!(attempt, Ok(None)) {
@@ -319,8 +317,7 @@ impl InProcessPool {
     fn runs_in_place(&self) -> bool {
         let inner = &*self.inner;
         inner.short_streak.load(Ordering::Relaxed) >= SHORT_STREAK
-            && !inner.in_place_ended.load(Ordering::Relaxed)
-            && !inner.can_block.load(Ordering::Relaxed)
+            && !inner.in_place_barred.load(Ordering::Relaxed)
             && inner.host.config().cpu_gate().is_none_or(|gate| gate.waiting() == 0)
             && matches!(
                 tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()),
@@ -479,8 +476,7 @@ impl InProcessPool {
         inner.reloads.fetch_add(1, Ordering::SeqCst);
         // The new version earns running in place by its own calls.
         inner.short_streak.store(0, Ordering::Relaxed);
-        inner.in_place_ended.store(false, Ordering::Relaxed);
-        inner.can_block.store(fresh[0].can_block(), Ordering::Relaxed);
+        inner.in_place_barred.store(fresh[0].can_block(), Ordering::Relaxed);
         let mut fresh = fresh.into_iter();
         let old = std::mem::replace(&mut *source, fresh.next());
         drop(source);

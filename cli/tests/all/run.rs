@@ -539,58 +539,70 @@ fn run_holds_host_call_commands_to_the_reply_cap_and_the_deadline() {
 /// A host killed with `SIGKILL` takes the process groups of its
 /// `--host-call-command`s with it, what the commands started included: no
 /// code of the host runs then, so the reaper it started ends them.
+#[cfg(target_os = "linux")]
 #[test]
 fn host_call_commands_die_with_a_killed_host() {
-    use std::time::{Duration, Instant};
+    use std::io::Read;
+    use std::time::Duration;
     // A bound against a hang only: every wait below is for an event.
     const GUARD: Duration = Duration::from_secs(15);
-    /// The processes running `sleep SECONDS` (a zombie has no command
-    /// line, so a dead one is not among them).
-    fn sleeping(seconds: &str) -> Vec<u32> {
-        let wanted = format!("sleep\0{seconds}\0");
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|pid: &u32| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| line == wanted.as_bytes())
-            })
-            .collect()
-    }
     let dir = tempfile::tempdir().unwrap();
     let plugin = fixture("host-conformance", "host-calls", dir.path());
     // `call`: read 16 reply bytes from 0 after calling kv.get with nothing.
     let input = "000000001000000006000000".to_string() + "6b762e676574";
-    // Durations no other process has: the command and what it starts.
-    let (child, command) = (format!("3600.{}1", std::process::id()), format!("3600.{}2", std::process::id()));
-    let running = || [sleeping(&child), sleeping(&command)].concat();
+    // The command says its own pid and its child's through a FIFO once
+    // both run.
+    let fifo = dir.path().join("pids");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let told = {
+        let (send, told) = std::sync::mpsc::channel();
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            std::fs::File::open(fifo).and_then(|mut f| f.read_to_string(&mut line)).unwrap();
+            let _ = send.send(line);
+        });
+        told
+    };
     let mut host = std::process::Command::new(env!("CARGO_BIN_EXE_pabi"))
         .args(["run", &plugin, "call", "--input-hex", &input, "--no-cache", "--timeout", "60s"])
         // The command reads its request to the end first: the host closes
         // it after it has told the reaper of the command's group, so the
-        // sleeps start only once the group is covered.
-        .args(["--host-call-command", &format!("kv.get=sh -c 'cat >/dev/null; sleep {child} & exec sleep {command}'")])
+        // sleep starts only once the group is covered.
+        .arg("--host-call-command")
+        .arg(format!("kv.get=sh -c 'cat >/dev/null; sleep 3600 & echo $$ $! >{}; exec sleep 3600'", fifo.display()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while running().len() < 2 {
-        if started.elapsed() > GUARD {
-            let _ = host.kill();
-            panic!("the command and its child did not start");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let Ok(line) = told.recv_timeout(GUARD) else {
+        let _ = host.kill();
+        panic!("the command and its child did not start");
+    };
+    let pids: Vec<i32> = line.split_whitespace().map(|pid| pid.parse().unwrap()).collect();
+    assert_eq!(pids.len(), 2, "{line:?}");
+    // Opened before the host dies: a pid the system gives to another
+    // process later cannot be mistaken for them.
+    let exits: Vec<_> = pids
+        .iter()
+        .map(|&pid| {
+            rustix::process::pidfd_open(
+                rustix::process::Pid::from_raw(pid).unwrap(),
+                rustix::process::PidfdFlags::empty(),
+            )
+        })
+        .collect::<Result<_, _>>()
+        .expect("the command and its child run");
     host.kill().unwrap();
     host.wait().unwrap();
-    let killed = Instant::now();
-    while !running().is_empty() {
-        if killed.elapsed() > GUARD {
-            for pid in running() {
+    let guard = rustix::time::Timespec { tv_sec: GUARD.as_secs() as _, tv_nsec: 0 };
+    for (pid, exit) in pids.iter().zip(&exits) {
+        let mut ended = [rustix::event::PollFd::new(exit, rustix::event::PollFlags::IN)];
+        if rustix::event::poll(&mut ended, Some(&guard)).unwrap() == 0 {
+            for pid in &pids {
                 let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             }
-            panic!("the command or its child outlived its host");
+            panic!("{pid}, the command or its child, outlived its host");
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }

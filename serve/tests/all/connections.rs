@@ -180,9 +180,13 @@ fn a_drain_ends_within_its_grace_whatever_the_clients_hold() {
     // Short calls until one runs in place, so that the next one does too,
     // where only a cancel, not a drop, can end it.
     let pool = running.server.pool("io").unwrap();
-    let started = Instant::now();
-    while pool.stats().calls_in_place == 0 {
-        assert!(started.elapsed() < GUARD, "no short call ran in place");
+    for short in 0.. {
+        if pool.stats().calls_in_place > 0 {
+            break;
+        }
+        // A loaded machine may make a call long, which starts the count
+        // again; a thousand are many times what it takes.
+        assert!(short < 1000, "no short call ran in place");
         let mut client = running.send(format!("{}hi", post_head(echo, "Content-Length: 2\r\n")).as_bytes());
         assert_eq!(answer(&mut client).unwrap().status, StatusCode::OK);
     }
