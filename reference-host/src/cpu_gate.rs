@@ -10,7 +10,9 @@
 //! engine the gate serves, so a call past its slice gives its permit up
 //! within microseconds; and a call whose plugin is next in line (it held
 //! permits the least: a light plugin) takes a permit from a call that has
-//! run a tenth of its slice, without waiting for the slice to end. Turns go to plugins, not to calls: each plugin (a pool, or a
+//! run a tenth of its slice, without waiting for the slice to end (when
+//! none has run that long yet, it advances the epochs again the moment
+//! the first one has). Turns go to plugins, not to calls: each plugin (a pool, or a
 //! lone [`crate::Plugin`]) has a lane of waiting calls, first come first
 //! served within it, and a freed permit goes to the lane that has held
 //! permits for the least time, so a plugin with one waiting call gets the
@@ -96,6 +98,9 @@ struct State {
     /// Every plugin with calls waiting, and those ahead of them in time
     /// held.
     lanes: Vec<Lane>,
+    /// When each permit held now was granted: when the first holder may be
+    /// cut short for a call next in line.
+    granted: Vec<Instant>,
 }
 
 /// The calls of one plugin waiting for a turn, and the time its calls
@@ -104,8 +109,10 @@ struct Lane {
     key: usize,
     waiters: VecDeque<Arc<Waiter>>,
     /// Time its calls held permits while others waited. A lane that comes
-    /// back after a pause starts level with the least-served lane that
-    /// waits: no credit banked while idle.
+    /// back after a pause starts one slice ahead of the least-served lane
+    /// that waits, and no further: a plugin with little work goes before
+    /// the plugins that burn CPU, but banks no credit while idle. Level
+    /// with it, it would tie with a burner's lane and wait a slice.
     used: Duration,
 }
 
@@ -145,7 +152,7 @@ impl CpuGate {
                 engines: Mutex::default(),
                 waiting: AtomicUsize::new(0),
                 urgent: AtomicBool::new(false),
-                state: Mutex::new(State { free: permits, lanes: Vec::new() }),
+                state: Mutex::new(State { free: permits, lanes: Vec::new(), granted: Vec::new() }),
             }),
         }
     }
@@ -199,15 +206,17 @@ impl CpuGate {
             let mut state = self.lock();
             if state.free > 0 && state.lanes.iter().all(|l| l.waiters.is_empty()) {
                 state.free -= 1;
+                state.granted.push(Instant::now());
                 return Ok(());
             }
             let waiter = Arc::new(Waiter::default());
-            state.enqueue(lane, waiter.clone());
+            state.enqueue(lane, waiter.clone(), self.inner.slice);
             self.inner.waiting.fetch_add(1, Ordering::Relaxed);
             // A plugin next in line (one that has held permits the least,
             // a light one above all) takes a running call's permit at
             // once; others wait for a slice to end.
-            if kick && state.next_lane() == Some(lane) {
+            let urgent = kick && state.next_lane() == Some(lane);
+            if urgent {
                 self.inner.urgent.store(true, Ordering::Relaxed);
             }
             // A permit may be free while others wait only for an instant
@@ -216,11 +225,14 @@ impl CpuGate {
             if waiter.granted.load(Ordering::Relaxed) {
                 self.inner.urgent.store(false, Ordering::Relaxed);
             }
-            waiter
+            (waiter, urgent)
         };
+        let (waiter, urgent) = waiter;
         if kick && !waiter.granted.load(Ordering::Relaxed) {
             self.kick();
         }
+        let min_turn = self.inner.slice / MIN_TURN_PER_SLICE;
+        let mut kicked_at = Instant::now();
         let mut state = self.lock();
         loop {
             if waiter.granted.load(Ordering::Relaxed) {
@@ -238,7 +250,24 @@ impl CpuGate {
                 self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
                 return Err(why);
             }
-            let wait = end.saturating_duration_since(Instant::now()).min(CANCEL_LOOK);
+            let now = Instant::now();
+            let mut wait = end.saturating_duration_since(now).min(CANCEL_LOOK);
+            if urgent {
+                // No call had run its shortest turn at the last kick: kick
+                // again when the first one has, rather than at the epoch's
+                // next tick, 2 ms away. One timed wait per holder, for the
+                // one call next in line.
+                let next = state.granted.iter().map(|g| *g + min_turn).filter(|t| *t > kicked_at).min();
+                if let Some(next) = next {
+                    if next <= now {
+                        self.inner.urgent.store(true, Ordering::Relaxed);
+                        self.kick();
+                        kicked_at = now;
+                        continue;
+                    }
+                    wait = wait.min(next - now);
+                }
+            }
             state = waiter.wake.wait_timeout(state, wait).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
@@ -269,6 +298,13 @@ impl CpuGate {
     pub(crate) fn release(&self, lane: usize, held: Duration) {
         let mut state = self.lock();
         state.free += 1;
+        // The grant this release ends: the one nearest its start. Two
+        // grants of the same instant are alike.
+        let since = Instant::now().checked_sub(held).unwrap_or_else(Instant::now);
+        let distance = |at: &Instant| at.max(&since).duration_since(*at.min(&since));
+        if let Some(at) = (0..state.granted.len()).min_by_key(|&i| distance(&state.granted[i])) {
+            state.granted.swap_remove(at);
+        }
         // Time counts only while someone waits: without contention there
         // is nothing to share.
         if state.lanes.iter().any(|l| !l.waiters.is_empty()) {
@@ -282,6 +318,7 @@ impl CpuGate {
         while state.free > 0 {
             let Some(waiter) = state.next_waiter() else { return };
             state.free -= 1;
+            state.granted.push(Instant::now());
             self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
             waiter.granted.store(true, Ordering::Relaxed);
             waiter.wake.notify_one();
@@ -313,11 +350,18 @@ impl State {
         lane.used = lane.used.saturating_add(held);
     }
 
-    fn enqueue(&mut self, key: usize, waiter: Arc<Waiter>) {
+    fn enqueue(&mut self, key: usize, waiter: Arc<Waiter>, credit: Duration) {
         let floor = self.floor().unwrap_or_default();
-        let lane = self.lane(key);
+        let start = floor.saturating_sub(credit);
+        let lane = match self.lanes.iter().position(|l| l.key == key) {
+            Some(at) => &mut self.lanes[at],
+            None => {
+                self.lanes.push(Lane { key, waiters: VecDeque::new(), used: start });
+                self.lanes.last_mut().expect("pushed")
+            }
+        };
         if lane.waiters.is_empty() {
-            lane.used = lane.used.max(floor);
+            lane.used = lane.used.max(start);
         }
         lane.waiters.push_back(waiter);
     }
@@ -477,6 +521,76 @@ mod tests {
         gate.release(0, Duration::ZERO);
         first.join().unwrap();
         second.join().unwrap();
+    }
+
+    /// A plugin back from a pause goes before a lane that waits at the
+    /// floor, rather than tying with it, and no further ahead than a slice.
+    #[test]
+    fn a_lane_back_from_a_pause_goes_one_slice_ahead_of_the_floor() {
+        let slice = Duration::from_millis(1);
+        let mut state = State { free: 0, lanes: Vec::new(), granted: Vec::new() };
+        state.enqueue(1, Arc::default(), slice);
+        state.charge(1, Duration::from_millis(5));
+        state.enqueue(2, Arc::default(), slice);
+        assert_eq!(state.next_lane(), Some(2));
+        let used = |state: &State, key| state.lanes.iter().find(|l| l.key == key).map(|l| l.used);
+        assert_eq!(used(&state, 2), Some(Duration::from_millis(4)));
+        // A lane ahead of the floor keeps its debt when it comes back.
+        state.charge(3, Duration::from_millis(9));
+        let debt = used(&state, 3);
+        assert!(debt > Some(Duration::from_millis(5)), "{debt:?}");
+        state.enqueue(3, Arc::default(), slice);
+        assert_eq!(used(&state, 3), debt);
+    }
+
+    /// A call next in line that arrives while no running call has had its
+    /// shortest turn advances the epochs again when the first one has, and
+    /// so takes its permit then, not at the epoch's next tick (no ticker
+    /// runs here: without the second kick the call would wait to its end).
+    #[test]
+    fn a_call_next_in_line_kicks_again_when_a_turn_can_be_cut() {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        // A shortest turn of 1 s: the arrival comes well before it.
+        let gate = CpuGate::with_slice(1, Duration::from_secs(10));
+        gate.serve_engine(&engine);
+        let wasm = wat::parse_str(r#"(module (func (export "spin") (loop (br 0))))"#).unwrap();
+        let module = wasmtime::Module::new(&engine, wasm).unwrap();
+        let never = AtomicBool::new(false);
+        gate.acquire(0, &never, far(), false).unwrap();
+        let granted = Instant::now();
+        let (armed, deadline_set) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinner = {
+            let (engine, gate, stop) = (engine.clone(), gate.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut store = wasmtime::Store::new(&engine, ());
+                store.set_epoch_deadline(1);
+                armed.send(()).unwrap();
+                store.epoch_deadline_callback(move |_| {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(wasmtime::Error::msg("stopped"));
+                    }
+                    // As `Deadline::on_epoch` does under a gate.
+                    if gate.should_yield(granted.elapsed()) {
+                        gate.release(0, granted.elapsed());
+                        return Err(wasmtime::Error::msg("gave its permit up"));
+                    }
+                    Ok(wasmtime::UpdateDeadline::Continue(1))
+                });
+                let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+                let spin = instance.get_typed_func::<(), ()>(&mut store, "spin").unwrap();
+                spin.call(&mut store, ()).unwrap_err();
+            })
+        };
+        deadline_set.recv().unwrap();
+        let turn = gate.acquire(1, &never, Instant::now() + Duration::from_secs(20), true);
+        // End the loop either way, so that a failure does not hang.
+        stop.store(true, Ordering::Relaxed);
+        engine.increment_epoch();
+        spinner.join().unwrap();
+        assert_eq!(turn, Ok(()), "the call next in line got the permit before its end");
     }
 
     #[test]

@@ -50,6 +50,9 @@ struct Instances {
     returned: Condvar,
     /// What async waiters wait on: signalled with `returned`.
     freed: tokio::sync::Notify,
+    /// Async calls waiting in the queue, which the thread that ends a
+    /// call runs next on the same instance ([`Handoff`]).
+    handoffs: Mutex<std::collections::VecDeque<Arc<Handoff>>>,
     /// One reload at a time.
     reloading: Mutex<()>,
     /// The re-entry group of every instance (`CALL-8`).
@@ -65,6 +68,8 @@ struct Instances {
     in_place_barred: AtomicBool,
     /// Calls run in place so far.
     in_place: AtomicU64,
+    /// Waiting calls run by the thread that ended the call before them.
+    handed_on: AtomicU64,
 }
 
 /// The plugin serving now: what an emptied slot is refilled from, and
@@ -163,11 +168,13 @@ impl InProcessPool {
                 queue: Mutex::new(()),
                 returned: Condvar::new(),
                 freed: tokio::sync::Notify::new(),
+                handoffs: Mutex::default(),
                 reloading: Mutex::new(()),
                 group,
                 born: Instant::now(),
                 short_streak: std::sync::atomic::AtomicU32::new(0),
                 in_place: AtomicU64::new(0),
+                handed_on: AtomicU64::new(0),
                 in_place_barred: AtomicBool::new(can_block),
             }),
         })
@@ -205,6 +212,15 @@ impl InProcessPool {
     /// running in place for this version of the plugin: one such call
     /// holds one executor thread, once. A call in place is not dropped
     /// while it runs; a [`CancelHandle`] still stops it.
+    ///
+    /// A call that waits in the queue is also published there
+    /// ([`Handoff`]): the blocking thread that ends a call runs the calls
+    /// waiting next, on the same instance, up to [`HANDOFFS_IN_A_ROW`],
+    /// and the waiting task only takes the result. Otherwise each queued
+    /// call would need its task woken, a hop to a thread and, under a
+    /// [`crate::CpuGate`], a turn of its own; on a busy machine each of
+    /// those waits for the system's scheduler, and a burst of calls on a
+    /// pool of 2 instances waited for them again in every round.
     pub(crate) async fn call_async(&self, name: &str, input: Vec<u8>, cancel: CancelHandle) -> Result<Vec<u8>, Error> {
         // A call on a blocking thread goes on while this future is
         // dropped: dropping it cancels the call there.
@@ -229,8 +245,13 @@ impl InProcessPool {
                 Some(attempt) => attempt,
                 None => {
                     let (pool, call, cancel) = (self.clone(), call.clone(), cancel.clone());
-                    let blocking = tokio::task::spawn_blocking(move || pool.call_if_free(&call.0, &call.1, &cancel));
-                    blocking.await.map_err(|e| e.to_string())
+                    let (sent, result) = tokio::sync::oneshot::channel();
+                    let _thread = tokio::task::spawn_blocking(move || {
+                        pool.call_then_run_queued(&call.0, &call.1, &cancel, |r| {
+                            let _ = sent.send(r);
+                        });
+                    });
+                    result.await.unwrap_or_else(|_| Err("its thread ended".to_string()))
                 }
             };
             guard.0 = None;
@@ -263,12 +284,24 @@ impl InProcessPool {
                 let woken = woken.clone();
                 Box::new(move || woken.notify_one())
             });
-            tokio::select! {
-                () = inner.freed.notified() => {}
-                () = woken.notified() => {}
-                () = tokio::time::sleep(left) => {
-                    return Err(Error::HostUnavailable(Unavailable::QueueTimeout { timeout }));
+            let handoff = HandoffGuard::publish(inner, call.clone(), cancel.clone());
+            let (freed, timed_out) = tokio::select! {
+                biased;
+                () = handoff.0.done.notified() => (false, false),
+                () = inner.freed.notified() => (true, false),
+                () = woken.notified() => (false, false),
+                () = tokio::time::sleep(left) => (false, true),
+            };
+            if let Some(result) = handoff.settle().await {
+                // A thread ran this call meanwhile: the instance freed is
+                // for another waiting call.
+                if freed {
+                    inner.freed.notify_one();
                 }
+                return result;
+            }
+            if timed_out {
+                return Err(Error::HostUnavailable(Unavailable::QueueTimeout { timeout }));
             }
         }
     }
@@ -298,14 +331,7 @@ impl InProcessPool {
         if !matches!(attempt, Ok(None)) {
             self.inner.in_place.fetch_add(1, Ordering::Relaxed);
         }
-        Some(attempt.map_err(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
-            format!("the call panicked: {message}")
-        }))
+        Some(attempt.map_err(|panic| format!("the call panicked: {}", panic_message(&*panic))))
     }
 
     /// Whether the next async call runs in place (see
@@ -363,6 +389,73 @@ impl InProcessPool {
         Some(result.map(|()| output))
     }
 
+    /// [`InProcessPool::call_if_free`], whose outcome goes to `done`; then,
+    /// on the same instance and thread, the async calls that wait in the
+    /// queue ([`Handoff`]), up to [`HANDOFFS_IN_A_ROW`]. A waiting call so
+    /// starts as soon as an instance frees, without a wake-up of its task
+    /// and a hop to another thread, each of which a busy machine can
+    /// delay by a scheduler's slice.
+    fn call_then_run_queued(&self, name: &str, input: &[u8], cancel: &CancelHandle, done: impl FnOnce(Attempt)) {
+        if crate::host_fn::is_serving(self.inner.group) {
+            return done(Ok(Some(Err(Error::HostUnavailable(Unavailable::Reentrant)))));
+        }
+        let mut lease = match self.try_slots() {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return done(Ok(None)),
+            Err(error) => return done(Ok(Some(Err(error)))),
+        };
+        let first =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.call_on(&mut lease, name, input, cancel)));
+        let panicked = first.is_err();
+        done(first.map(Some).map_err(|panic| format!("the call panicked: {}", panic_message(&*panic))));
+        if panicked {
+            return;
+        }
+        let inner = &*self.inner;
+        for _ in 0..HANDOFFS_IN_A_ROW {
+            if inner.closed.load(Ordering::SeqCst) || lease.slot >= inner.active.load(Ordering::SeqCst) {
+                return;
+            }
+            let Some(handoff) = take_handoff(inner) else { return };
+            let mut panicked = false;
+            let result = match refusal(inner, Some(&handoff.cancel)) {
+                Some(error) => Err(error),
+                None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.call_on(&mut lease, &handoff.call.0, &handoff.call.1, &handoff.cancel)
+                }))
+                .unwrap_or_else(|panic| {
+                    panicked = true;
+                    let detail =
+                        format!("the call's thread ended abnormally: the call panicked: {}", panic_message(&*panic));
+                    Err(Error::HostUnavailable(Unavailable::Engine(detail)))
+                }),
+            };
+            inner.handed_on.fetch_add(1, Ordering::Relaxed);
+            *lock(&handoff.result) = Some(result);
+            handoff.done.notify_one();
+            // A panic may have left the instance half-way: the waiting
+            // calls find their own.
+            if panicked {
+                return;
+            }
+        }
+    }
+
+    /// One call on a leased instance, counted toward running in place.
+    fn call_on(
+        &self,
+        lease: &mut Lease<'_>,
+        name: &str,
+        input: &[u8],
+        cancel: &CancelHandle,
+    ) -> Result<Vec<u8>, Error> {
+        let mut output = Vec::new();
+        let started = Instant::now();
+        let result = call_on_lease(lease, name, input, &mut output, Some(cancel));
+        self.took(started.elapsed());
+        result.map(|()| output)
+    }
+
     /// The plugin's metadata (of the version serving now).
     pub fn metadata(&self) -> Arc<pabi_abi::Metadata> {
         lock(&self.inner.serving).metadata.clone()
@@ -399,6 +492,7 @@ impl InProcessPool {
             reloads: inner.reloads.load(Ordering::SeqCst),
             calls: inner.slots.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum(),
             calls_in_place: inner.in_place.load(Ordering::Relaxed),
+            calls_handed_on: inner.handed_on.load(Ordering::Relaxed),
             // Known to the `Pool` around this one, which sets it.
             disabled: false,
             log_records_dropped,
@@ -594,6 +688,94 @@ impl Drop for Lease<'_> {
     }
 }
 
+/// What a panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// How many waiting calls the thread that ended a call runs in a row
+/// before it lets its instance go: a reload or a resize waits for the
+/// instance meanwhile.
+const HANDOFFS_IN_A_ROW: usize = 16;
+
+/// An async call waiting in the queue, published for the thread that ends
+/// a call on an instance to run next there ([`InProcessPool::call_then_run_queued`]).
+/// Whoever sets `taken` first runs it: that thread, or the waiting call
+/// itself when it wakes to try on its own, times out or is dropped.
+struct Handoff {
+    call: Arc<(String, Vec<u8>)>,
+    cancel: CancelHandle,
+    taken: AtomicBool,
+    result: Mutex<Option<Result<Vec<u8>, Error>>>,
+    done: tokio::sync::Notify,
+}
+
+/// The first waiting call no one has taken, taken.
+fn take_handoff(inner: &Instances) -> Option<Arc<Handoff>> {
+    let mut handoffs = lock(&inner.handoffs);
+    while let Some(handoff) = handoffs.pop_front() {
+        if !handoff.taken.swap(true, Ordering::SeqCst) {
+            return Some(handoff);
+        }
+    }
+    None
+}
+
+/// A waiting call's [`Handoff`], taken back on drop if no thread took it,
+/// or cancelled if a thread runs it.
+struct HandoffGuard<'a>(Arc<Handoff>, &'a Instances, bool);
+
+impl<'a> HandoffGuard<'a> {
+    fn publish(inner: &'a Instances, call: Arc<(String, Vec<u8>)>, cancel: CancelHandle) -> HandoffGuard<'a> {
+        let handoff = Arc::new(Handoff {
+            call,
+            cancel,
+            taken: AtomicBool::new(false),
+            result: Mutex::new(None),
+            done: tokio::sync::Notify::new(),
+        });
+        lock(&inner.handoffs).push_back(handoff.clone());
+        HandoffGuard(handoff, inner, true)
+    }
+
+    /// The call's outcome if a thread took it (waiting for its end);
+    /// `None` once taken back here, not run.
+    async fn settle(mut self) -> Option<Result<Vec<u8>, Error>> {
+        if self.take_back() {
+            self.2 = false;
+            return None;
+        }
+        loop {
+            if let Some(result) = lock(&self.0.result).take() {
+                self.2 = false;
+                return Some(result);
+            }
+            self.0.done.notified().await;
+        }
+    }
+
+    fn take_back(&self) -> bool {
+        if self.0.taken.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        lock(&self.1.handoffs).retain(|h| !Arc::ptr_eq(h, &self.0));
+        true
+    }
+}
+
+impl Drop for HandoffGuard<'_> {
+    fn drop(&mut self) {
+        // A call dropped while a thread runs it: the cancel stops it there.
+        if self.2 && !self.take_back() && lock(&self.0.result).is_none() {
+            self.0.cancel.cancel();
+        }
+    }
+}
+
 /// What ends a call before it gets an instance, looked at on the way in
 /// and at every wake-up in the queue.
 fn refusal(inner: &Instances, cancel: Option<&CancelHandle>) -> Option<Error> {
@@ -630,6 +812,17 @@ impl Drop for Waiting<'_> {
 /// the instance's own flag, which its deadline watches.
 fn call_leased(
     mut lease: Lease<'_>,
+    name: &str,
+    input: &[u8],
+    output: &mut Vec<u8>,
+    cancel: Option<&CancelHandle>,
+) -> Result<(), Error> {
+    call_on_lease(&mut lease, name, input, output, cancel)
+}
+
+/// [`call_leased`] on a lease kept for the next call.
+fn call_on_lease(
+    lease: &mut Lease<'_>,
     name: &str,
     input: &[u8],
     output: &mut Vec<u8>,

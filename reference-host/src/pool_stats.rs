@@ -23,6 +23,11 @@ pub struct PoolStats {
     /// them, rather than on a blocking thread ([`crate::Pool::call_async`]);
     /// always 0 in a worker process.
     pub calls_in_place: u64,
+    /// Async calls that waited in the queue and ran on the thread that
+    /// ended the call before them, on its instance, without a wake-up of
+    /// their task and a hop to a thread of their own
+    /// ([`crate::Pool::call_async`]); always 0 in a worker process.
+    pub calls_handed_on: u64,
     /// Whether the plugin is disabled by a crash loop (`LIFE-7`): a call
     /// was refused with `CRASH_LOOP` less than
     /// [`crate::Config::crash_reset`] ago and none has succeeded since.

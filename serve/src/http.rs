@@ -721,6 +721,7 @@ async fn metrics(State(state): State<Arc<Shared>>) -> Response {
         state.metrics.log_records_dropped.get_or_create(&label).set(count(stats.log_records_dropped));
         state.metrics.log_bytes_dropped.get_or_create(&label).set(count(stats.log_bytes_dropped));
         state.metrics.calls_in_place.get_or_create(&label).set(count(stats.calls_in_place));
+        state.metrics.calls_handed_on.get_or_create(&label).set(count(stats.calls_handed_on));
     }
     state.metrics.waiting_for_turn.set(i64::try_from(state.gate.waiting()).unwrap_or(i64::MAX));
     let mut response = state.metrics.encode().into_response();

@@ -64,6 +64,7 @@ pub(crate) struct Metrics {
     pub log_bytes_dropped: Family<PluginLabel, Gauge>,
     /// Set from the pool's count at each scrape.
     pub calls_in_place: Family<PluginLabel, Gauge>,
+    pub calls_handed_on: Family<PluginLabel, Gauge>,
 }
 
 impl Metrics {
@@ -139,6 +140,12 @@ impl Metrics {
             "Calls of a plugin run on the thread that read their request, without a hop to a blocking thread (short calls, in process)",
             calls_in_place.clone(),
         );
+        let calls_handed_on = Family::<PluginLabel, Gauge>::default();
+        registry.register(
+            "calls_handed_on",
+            "Calls of a plugin that waited in its queue and ran on the thread that ended the call before them (in process)",
+            calls_handed_on.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -159,6 +166,7 @@ impl Metrics {
             log_records_dropped,
             log_bytes_dropped,
             calls_in_place,
+            calls_handed_on,
         }
     }
 

@@ -318,6 +318,7 @@ impl WorkerPool {
             reloads: state.reloads.load(Ordering::Relaxed),
             calls: state.calls.load(Ordering::Relaxed),
             calls_in_place: 0,
+            calls_handed_on: 0,
             // Known to the `Pool` around this one, which sets it.
             disabled: false,
             log_records_dropped: state.log_records_dropped.load(Ordering::Relaxed),
