@@ -1,6 +1,6 @@
 //! The OS limits a worker process puts on itself (Linux): no new
 //! privileges, no core dumps, death with its parent, CPU time and address
-//! space.
+//! space; and the lower priority of a worker whose calls compute long.
 
 use super::protocol::WorkerLimits;
 
@@ -50,4 +50,37 @@ pub(super) fn limit_process(_: &WorkerLimits) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 pub(super) fn cap_address_space(_: u64) -> std::io::Result<()> {
     Err(std::io::Error::other("the worker's OS limits are implemented for Linux only"))
+}
+
+/// How much lower a worker's priority goes once a call of its plugin
+/// computed long ([`lower_priority`]): at nice 10 a thread gets about a
+/// tenth of the share of one at nice 0 while both want a CPU, and the
+/// system lets a thread at nice 0 that wakes run before it.
+pub(super) const HEAVY_NICE: i32 = 10;
+
+/// Lowers the priority of every thread of this worker, and so of the
+/// threads it starts later, by [`HEAVY_NICE`], for good: the system cannot
+/// raise it back without a privilege, which the worker gives up. Calls of
+/// a plugin in a worker process do not take turns at the server's CPU
+/// gate; the system shares the CPUs between the workers. Without this, a
+/// plugin with little work waits behind the slices of the workers that
+/// burn CPU at every wake-up of its call's several threads.
+#[cfg(target_os = "linux")]
+pub(super) fn lower_priority() -> std::io::Result<()> {
+    use rustix::process::{getpriority_process, setpriority_process, Pid};
+    // Linux keeps a priority per thread: each one is lowered.
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        let Some(tid) = entry?.file_name().to_str().and_then(|t| t.parse::<i32>().ok()).and_then(Pid::from_raw) else {
+            continue;
+        };
+        // A thread that ended since the listing is no error.
+        let Ok(nice) = getpriority_process(Some(tid)) else { continue };
+        let _ = setpriority_process(Some(tid), nice.saturating_add(HEAVY_NICE).min(19));
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn lower_priority() -> std::io::Result<()> {
+    Err(std::io::Error::other("a worker lowers its priority on Linux only"))
 }

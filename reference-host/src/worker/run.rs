@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use super::lock;
-use super::os_limits::{cap_address_space, limit_process};
+use super::os_limits::{cap_address_space, limit_process, lower_priority};
 use super::protocol::{read_frame_bounded, take_message, write_frame, FromWorker, HostFunctionOffer, ToWorker};
 use crate::in_process_pool::InProcessPool;
 use crate::pool_settings::PoolSettings;
@@ -104,6 +105,9 @@ struct Calls {
     done: Condvar,
     /// The plugin's log drops reported to the pool so far.
     reported: (AtomicU64, AtomicU64),
+    /// Whether a call computed [`HEAVY_CALL`] and the worker lowered its
+    /// priority.
+    lowered: AtomicBool,
 }
 
 impl Calls {
@@ -119,6 +123,7 @@ impl Calls {
             running: Mutex::default(),
             done: Condvar::new(),
             reported: Default::default(),
+            lowered: AtomicBool::new(false),
         })
     }
 
@@ -150,6 +155,16 @@ impl Calls {
         }
     }
 
+    /// Lowers the worker's priority, the first time a call computed
+    /// [`HEAVY_CALL`] ([`lower_priority`]).
+    fn lower_priority_once(&self) {
+        if !self.lowered.swap(true, Ordering::Relaxed) {
+            if let Err(error) = lower_priority() {
+                tracing::debug!("cannot lower the worker's priority: {error}");
+            }
+        }
+    }
+
     fn cancel(&self, id: u64) {
         if let Some(cancel) = lock(&self.running).get(&id) {
             cancel.cancel();
@@ -162,6 +177,25 @@ impl Calls {
             running = self.done.wait(running).unwrap_or_else(|p| p.into_inner());
         }
     }
+}
+
+/// A call that computes this long (its thread's CPU time, not the time it
+/// waited for a CPU) makes its worker lower its priority for good
+/// ([`lower_priority`]): the same bound that ends running calls in place
+/// in this process ([`crate::Pool::call_async`]).
+const HEAVY_CALL: Duration = Duration::from_millis(1);
+
+/// The CPU time the calling thread has used, or zero where the system
+/// does not tell it.
+fn thread_cpu_time() -> Duration {
+    #[cfg(unix)]
+    {
+        let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        if let (Ok(secs), Ok(nanos)) = (u64::try_from(time.tv_sec), u32::try_from(time.tv_nsec)) {
+            return Duration::new(secs, nanos);
+        }
+    }
+    Duration::ZERO
 }
 
 /// Threads past this many are not started; calls past them wait for one.
@@ -196,7 +230,11 @@ fn read_input(
                 let (output, reporter) = (output.clone(), calls.clone());
                 calls.spawn(id, move |pool, cancel| {
                     let mut result = Vec::new();
+                    let before = thread_cpu_time();
                     let answer = pool.call_into(&function, &body, &mut result, Some(cancel)).map(|()| result);
+                    if thread_cpu_time().saturating_sub(before) >= HEAVY_CALL {
+                        reporter.lower_priority_once();
+                    }
                     // Before the answer: a caller that has it sees the
                     // drops in the pool's stats.
                     reporter.report_log_drops(pool, &output);
