@@ -217,10 +217,12 @@ impl InProcessPool {
     /// ([`Handoff`]): the blocking thread that ends a call runs the calls
     /// waiting next, on the same instance, up to [`HANDOFFS_IN_A_ROW`],
     /// and the waiting task only takes the result. Otherwise each queued
-    /// call would need its task woken, a hop to a thread and, under a
-    /// [`crate::CpuGate`], a turn of its own; on a busy machine each of
-    /// those waits for the system's scheduler, and a burst of calls on a
-    /// pool of 2 instances waited for them again in every round.
+    /// call would need its task woken and a hop to a thread before it
+    /// even asked for its turn at a [`crate::CpuGate`]; on a busy machine
+    /// each of those waits for the system's scheduler, and a burst of
+    /// calls on a pool of 2 instances waited for them again in every
+    /// round. A call handed on still counts in the queue
+    /// ([`PoolStats::waiting`]) until its task takes the result.
     pub(crate) async fn call_async(&self, name: &str, input: Vec<u8>, cancel: CancelHandle) -> Result<Vec<u8>, Error> {
         // A call on a blocking thread goes on while this future is
         // dropped: dropping it cancels the call there.
@@ -284,7 +286,7 @@ impl InProcessPool {
                 let woken = woken.clone();
                 Box::new(move || woken.notify_one())
             });
-            let handoff = HandoffGuard::publish(inner, call.clone(), cancel.clone());
+            let mut handoff = HandoffGuard::publish(inner, call.clone(), cancel.clone());
             let (freed, timed_out) = tokio::select! {
                 biased;
                 () = handoff.0.done.notified() => (false, false),
@@ -292,13 +294,13 @@ impl InProcessPool {
                 () = woken.notified() => (false, false),
                 () = tokio::time::sleep(left) => (false, true),
             };
-            if let Some(result) = handoff.settle().await {
-                // A thread ran this call meanwhile: the instance freed is
-                // for another waiting call.
+            if !handoff.take_back() {
+                // A thread runs this call: an instance freed meanwhile is
+                // for another waiting call, now, not once this one ends.
                 if freed {
                     inner.freed.notify_one();
                 }
-                return result;
+                return handoff.outcome().await;
             }
             if timed_out {
                 return Err(Error::HostUnavailable(Unavailable::QueueTimeout { timeout }));
@@ -407,6 +409,9 @@ impl InProcessPool {
         let first =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.call_on(&mut lease, name, input, cancel)));
         let panicked = first.is_err();
+        if panicked {
+            lease.discard();
+        }
         done(first.map(Some).map_err(|panic| format!("the call panicked: {}", panic_message(&*panic))));
         if panicked {
             return;
@@ -420,21 +425,27 @@ impl InProcessPool {
             let mut panicked = false;
             let result = match refusal(inner, Some(&handoff.cancel)) {
                 Some(error) => Err(error),
-                None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.call_on(&mut lease, &handoff.call.0, &handoff.call.1, &handoff.cancel)
-                }))
-                .unwrap_or_else(|panic| {
-                    panicked = true;
-                    let detail =
-                        format!("the call's thread ended abnormally: the call panicked: {}", panic_message(&*panic));
-                    Err(Error::HostUnavailable(Unavailable::Engine(detail)))
-                }),
+                None => {
+                    inner.slots[lease.slot].calls.fetch_add(1, Ordering::Relaxed);
+                    inner.handed_on.fetch_add(1, Ordering::Relaxed);
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.call_on(&mut lease, &handoff.call.0, &handoff.call.1, &handoff.cancel)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        panicked = true;
+                        lease.discard();
+                        let detail = format!(
+                            "the call's thread ended abnormally: the call panicked: {}",
+                            panic_message(&*panic)
+                        );
+                        Err(Error::HostUnavailable(Unavailable::Engine(detail)))
+                    })
+                }
             };
-            inner.handed_on.fetch_add(1, Ordering::Relaxed);
             *lock(&handoff.result) = Some(result);
             handoff.done.notify_one();
-            // A panic may have left the instance half-way: the waiting
-            // calls find their own.
+            // The instance is gone with the panic: the waiting calls find
+            // their own (the slot makes a new one).
             if panicked {
                 return;
             }
@@ -453,6 +464,9 @@ impl InProcessPool {
         let started = Instant::now();
         let result = call_on_lease(lease, name, input, &mut output, Some(cancel));
         self.took(started.elapsed());
+        // A reload takes the state of the instance that served the latest
+        // call (`LIFE-11`): a lease kept for the next call says so now.
+        lease.mark_used();
         result.map(|()| output)
     }
 
@@ -668,14 +682,28 @@ impl Lease<'_> {
     fn plugin(&mut self) -> &mut Plugin {
         self.plugin.as_mut().and_then(|p| p.as_mut()).expect("a leased slot holds an instance")
     }
+
+    /// Drops the instance, which a panic may have left half-way: the slot
+    /// makes a new one for its next call.
+    fn discard(&mut self) {
+        if let Some(slot) = self.plugin.as_mut() {
+            drop(slot.take());
+        }
+    }
 }
 
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
+impl Lease<'_> {
+    fn mark_used(&self) {
         // A clock, not a shared counter: a counter's cache line would travel
         // between the calling threads on every call.
         let now = u64::try_from(self.pool.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.pool.slots[self.slot].last_used.store(now, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.mark_used();
         // Unlock before signalling, so that the woken waiter finds the slot
         // free; a waiter that scanned before this sleeps under the queue
         // lock, which the signal takes.
@@ -742,27 +770,25 @@ impl<'a> HandoffGuard<'a> {
         HandoffGuard(handoff, inner, true)
     }
 
-    /// The call's outcome if a thread took it (waiting for its end);
-    /// `None` once taken back here, not run.
-    async fn settle(mut self) -> Option<Result<Vec<u8>, Error>> {
-        if self.take_back() {
-            self.2 = false;
-            return None;
-        }
+    /// The outcome of the call a thread took, once it ends.
+    async fn outcome(mut self) -> Result<Vec<u8>, Error> {
         loop {
             if let Some(result) = lock(&self.0.result).take() {
                 self.2 = false;
-                return Some(result);
+                return result;
             }
             self.0.done.notified().await;
         }
     }
 
-    fn take_back(&self) -> bool {
+    /// Takes the call back from the queue, unless a thread took it first:
+    /// whether it did.
+    fn take_back(&mut self) -> bool {
         if self.0.taken.swap(true, Ordering::SeqCst) {
             return false;
         }
         lock(&self.1.handoffs).retain(|h| !Arc::ptr_eq(h, &self.0));
+        self.2 = false;
         true
     }
 }

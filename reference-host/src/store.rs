@@ -209,10 +209,10 @@ impl Deadline {
             return Ok(());
         }
         let end = self.wall.unwrap_or_else(std::time::Instant::now);
-        seat.gate.acquire(lane, &self.cancel, end, kick)?;
+        let granted = seat.gate.acquire(lane, &self.cancel, end, kick)?;
         seat.held.set(true);
         seat.lane.set(lane);
-        seat.since.set(std::time::Instant::now());
+        seat.since.set(granted);
         Ok(())
     }
 

@@ -58,29 +58,54 @@ pub(super) fn cap_address_space(_: u64) -> std::io::Result<()> {
 /// system lets a thread at nice 0 that wakes run before it.
 pub(super) const HEAVY_NICE: i32 = 10;
 
-/// Lowers the priority of every thread of this worker, and so of the
-/// threads it starts later, by [`HEAVY_NICE`], for good: the system cannot
-/// raise it back without a privilege, which the worker gives up. Calls of
-/// a plugin in a worker process do not take turns at the server's CPU
-/// gate; the system shares the CPUs between the workers. Without this, a
-/// plugin with little work waits behind the slices of the workers that
-/// burn CPU at every wake-up of its call's several threads.
+/// Lowers the priority of every thread of this worker to `base`, the
+/// worker's own at its start, plus [`HEAVY_NICE`], for good: the system
+/// cannot raise it back without a privilege, which the worker gives up.
+/// Calls of a plugin in a worker process do not take turns at the
+/// server's CPU gate; the system shares the CPUs between the workers.
+/// Without this, a plugin with little work waits behind the slices of the
+/// workers that burn CPU at every wake-up of its call's several threads.
+/// A thread started meanwhile may be missed: each call's thread also
+/// lowers itself ([`lower_this_thread`]).
 #[cfg(target_os = "linux")]
-pub(super) fn lower_priority() -> std::io::Result<()> {
-    use rustix::process::{getpriority_process, setpriority_process, Pid};
+pub(super) fn lower_priority(base: i32) -> std::io::Result<()> {
+    use rustix::process::{setpriority_process, Pid};
     // Linux keeps a priority per thread: each one is lowered.
     for entry in std::fs::read_dir("/proc/self/task")? {
         let Some(tid) = entry?.file_name().to_str().and_then(|t| t.parse::<i32>().ok()).and_then(Pid::from_raw) else {
             continue;
         };
         // A thread that ended since the listing is no error.
-        let Ok(nice) = getpriority_process(Some(tid)) else { continue };
-        let _ = setpriority_process(Some(tid), nice.saturating_add(HEAVY_NICE).min(19));
+        let _ = setpriority_process(Some(tid), lowered(base));
     }
     Ok(())
 }
 
+/// Lowers the calling thread's priority as [`lower_priority`] does, if it
+/// is not yet.
+#[cfg(target_os = "linux")]
+pub(super) fn lower_this_thread(base: i32) {
+    use rustix::process::{getpriority_process, setpriority_process};
+    // Without a pid, Linux reads and sets the calling thread's priority.
+    if getpriority_process(None).is_ok_and(|nice| nice < lowered(base)) {
+        let _ = setpriority_process(None, lowered(base));
+    }
+}
+
+/// The calling thread's priority (its nice value), 0 where unknown.
+pub(super) fn nice() -> i32 {
+    rustix::process::getpriority_process(None).unwrap_or(0)
+}
+
+#[cfg(target_os = "linux")]
+fn lowered(base: i32) -> i32 {
+    base.saturating_add(HEAVY_NICE).min(19)
+}
+
 #[cfg(not(target_os = "linux"))]
-pub(super) fn lower_priority() -> std::io::Result<()> {
+pub(super) fn lower_this_thread(_: i32) {}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn lower_priority(_: i32) -> std::io::Result<()> {
     Err(std::io::Error::other("a worker lowers its priority on Linux only"))
 }

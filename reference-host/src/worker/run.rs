@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::lock;
-use super::os_limits::{cap_address_space, limit_process, lower_priority};
+use super::os_limits::{cap_address_space, limit_process, lower_priority, lower_this_thread, nice};
 use super::protocol::{read_frame_bounded, take_message, write_frame, FromWorker, HostFunctionOffer, ToWorker};
 use crate::in_process_pool::InProcessPool;
 use crate::pool_settings::PoolSettings;
@@ -105,9 +105,12 @@ struct Calls {
     done: Condvar,
     /// The plugin's log drops reported to the pool so far.
     reported: (AtomicU64, AtomicU64),
-    /// Whether a call computed [`HEAVY_CALL`] and the worker lowered its
-    /// priority.
+    /// Calls in a row that computed [`HEAVY_CALL`] or more.
+    heavy_in_a_row: AtomicU32,
+    /// Whether the worker lowered its priority ([`lower_priority`]).
     lowered: AtomicBool,
+    /// The worker's priority at its start.
+    base_nice: i32,
 }
 
 impl Calls {
@@ -123,7 +126,9 @@ impl Calls {
             running: Mutex::default(),
             done: Condvar::new(),
             reported: Default::default(),
+            heavy_in_a_row: AtomicU32::new(0),
             lowered: AtomicBool::new(false),
+            base_nice: nice(),
         })
     }
 
@@ -155,11 +160,17 @@ impl Calls {
         }
     }
 
-    /// Lowers the worker's priority, the first time a call computed
-    /// [`HEAVY_CALL`] ([`lower_priority`]).
-    fn lower_priority_once(&self) {
-        if !self.lowered.swap(true, Ordering::Relaxed) {
-            if let Err(error) = lower_priority() {
+    /// Counts a call that computed for `computed`: the second call in a
+    /// row of [`HEAVY_CALL`] or more lowers the worker's priority, once
+    /// ([`lower_priority`]). Two, because the call after a trap also
+    /// makes the new instance.
+    fn computed(&self, computed: Duration) {
+        if computed < HEAVY_CALL {
+            self.heavy_in_a_row.store(0, Ordering::Relaxed);
+        } else if self.heavy_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= HEAVY_IN_A_ROW
+            && !self.lowered.swap(true, Ordering::Relaxed)
+        {
+            if let Err(error) = lower_priority(self.base_nice) {
                 tracing::debug!("cannot lower the worker's priority: {error}");
             }
         }
@@ -179,11 +190,15 @@ impl Calls {
     }
 }
 
-/// A call that computes this long (its thread's CPU time, not the time it
-/// waited for a CPU) makes its worker lower its priority for good
-/// ([`lower_priority`]): the same bound that ends running calls in place
-/// in this process ([`crate::Pool::call_async`]).
+/// Calls that compute this long (their thread's CPU time, not the time
+/// they waited for a CPU), [`HEAVY_IN_A_ROW`] in a row, make their worker
+/// lower its priority for good ([`lower_priority`]): the same bound that
+/// ends running calls in place in this process
+/// ([`crate::Pool::call_async`]).
 const HEAVY_CALL: Duration = Duration::from_millis(1);
+
+/// Calls in a row of [`HEAVY_CALL`] that lower the worker's priority.
+const HEAVY_IN_A_ROW: u32 = 2;
 
 /// The CPU time the calling thread has used, or zero where the system
 /// does not tell it.
@@ -230,11 +245,12 @@ fn read_input(
                 let (output, reporter) = (output.clone(), calls.clone());
                 calls.spawn(id, move |pool, cancel| {
                     let mut result = Vec::new();
+                    if reporter.lowered.load(Ordering::Relaxed) {
+                        lower_this_thread(reporter.base_nice);
+                    }
                     let before = thread_cpu_time();
                     let answer = pool.call_into(&function, &body, &mut result, Some(cancel)).map(|()| result);
-                    if thread_cpu_time().saturating_sub(before) >= HEAVY_CALL {
-                        reporter.lower_priority_once();
-                    }
+                    reporter.computed(thread_cpu_time().saturating_sub(before));
                     // Before the answer: a caller that has it sees the
                     // drops in the pool's stats.
                     reporter.report_log_drops(pool, &output);
