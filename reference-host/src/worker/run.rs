@@ -192,10 +192,10 @@ impl Calls {
 
 /// Calls that compute this long (their thread's CPU time, not the time
 /// they waited for a CPU), [`HEAVY_IN_A_ROW`] in a row, make their worker
-/// lower its priority for good ([`lower_priority`]): the same bound that
-/// ends running calls in place in this process
-/// ([`crate::Pool::call_async`]).
-const HEAVY_CALL: Duration = Duration::from_millis(1);
+/// lower its priority for good ([`lower_priority`]): a slice of the CPU
+/// gate ([`crate::CpuGate`]), past which an in-process call gives its
+/// permit up to a waiting one.
+const HEAVY_CALL: Duration = Duration::from_micros(500);
 
 /// Calls in a row of [`HEAVY_CALL`] that lower the worker's priority.
 const HEAVY_IN_A_ROW: u32 = 2;
