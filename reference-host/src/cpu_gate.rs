@@ -118,9 +118,9 @@ struct Lane {
 
 #[derive(Default)]
 struct Waiter {
-    granted: AtomicBool,
-    /// When the permit was granted: the start of the holder's turn.
-    at: std::sync::OnceLock<Instant>,
+    /// When the permit was granted, once it is: the start of the holder's
+    /// turn.
+    granted: std::sync::OnceLock<Instant>,
     wake: Condvar,
 }
 
@@ -235,21 +235,21 @@ impl CpuGate {
             // A permit may be free while others wait only for an instant
             // (between a release and the grant): grant now rather than wait.
             self.grant_free(&mut state);
-            if waiter.granted.load(Ordering::Relaxed) {
+            if waiter.granted.get().is_some() {
                 self.inner.urgent.store(false, Ordering::Relaxed);
             }
             (waiter, urgent)
         };
         let (waiter, urgent) = waiter;
-        if kick && !waiter.granted.load(Ordering::Relaxed) {
+        if kick && waiter.granted.get().is_none() {
             self.kick();
         }
         let min_turn = self.inner.slice / MIN_TURN_PER_SLICE;
         let mut kicked_at = Instant::now();
         let mut state = self.lock();
         loop {
-            if waiter.granted.load(Ordering::Relaxed) {
-                return Ok(waiter.at.get().copied().unwrap_or_else(Instant::now));
+            if let Some(granted) = waiter.granted.get() {
+                return Ok(*granted);
             }
             let stop = if cancel.swap(false, Ordering::Relaxed) {
                 Some(NoTurn::Cancelled)
@@ -315,17 +315,14 @@ impl CpuGate {
         }
     }
 
-    /// Gives back a permit that a call of the plugin `lane` held for
-    /// `held`: to the next lane's first waiter, or to the free count when
-    /// none waits.
-    pub(crate) fn release(&self, lane: usize, held: Duration) {
+    /// Gives back a permit that a call of the plugin `lane` holds since
+    /// `granted` (what [`CpuGate::acquire`] returned): to the next lane's
+    /// first waiter, or to the free count when none waits.
+    pub(crate) fn release(&self, lane: usize, granted: Instant) {
+        let held = granted.elapsed();
         let mut state = self.lock();
         state.free += 1;
-        // The grant this release ends: the one nearest its start. Two
-        // grants of the same instant are alike.
-        let since = Instant::now().checked_sub(held).unwrap_or_else(Instant::now);
-        let distance = |at: &Instant| at.max(&since).duration_since(*at.min(&since));
-        if let Some(at) = (0..state.granted.len()).min_by_key(|&i| distance(&state.granted[i])) {
+        if let Some(at) = state.granted.iter().position(|g| *g == granted) {
             state.granted.swap_remove(at);
         }
         // Time counts only while someone waits: without contention there
@@ -343,9 +340,8 @@ impl CpuGate {
             state.free -= 1;
             let now = Instant::now();
             state.granted.push(now);
-            let _ = waiter.at.set(now);
             self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
-            waiter.granted.store(true, Ordering::Relaxed);
+            let _ = waiter.granted.set(now);
             waiter.wake.notify_one();
         }
     }
@@ -360,10 +356,15 @@ impl State {
     /// The lane of `key`, made at the floor if it has gone.
     fn lane(&mut self, key: usize) -> &mut Lane {
         let floor = self.floor().unwrap_or_default();
+        self.lane_at(key, floor)
+    }
+
+    /// The lane of `key`, made with `used` if it has gone.
+    fn lane_at(&mut self, key: usize, used: Duration) -> &mut Lane {
         let at = match self.lanes.iter().position(|l| l.key == key) {
             Some(at) => at,
             None => {
-                self.lanes.push(Lane { key, waiters: VecDeque::new(), used: floor });
+                self.lanes.push(Lane { key, waiters: VecDeque::new(), used });
                 self.lanes.len() - 1
             }
         };
@@ -378,13 +379,7 @@ impl State {
     fn enqueue(&mut self, key: usize, waiter: Arc<Waiter>, credit: Duration) {
         let floor = self.floor().unwrap_or_default();
         let start = floor.saturating_sub(credit);
-        let lane = match self.lanes.iter().position(|l| l.key == key) {
-            Some(at) => &mut self.lanes[at],
-            None => {
-                self.lanes.push(Lane { key, waiters: VecDeque::new(), used: start });
-                self.lanes.last_mut().expect("pushed")
-            }
-        };
+        let lane = self.lane_at(key, start);
         if lane.waiters.is_empty() {
             lane.used = lane.used.max(start);
         }
@@ -450,21 +445,21 @@ mod tests {
     fn a_plugin_with_one_waiting_call_goes_before_one_with_many() {
         let gate = CpuGate::new(1);
         let never = AtomicBool::new(false);
-        gate.acquire(0, &never, far(), false).unwrap();
+        let first = gate.acquire(0, &never, far(), false).unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let waiter = |lane: usize| {
             let (gate, order) = (gate.clone(), order.clone());
             std::thread::spawn(move || {
-                gate.acquire(lane, &AtomicBool::new(false), far(), false).unwrap();
+                let granted = gate.acquire(lane, &AtomicBool::new(false), far(), false).unwrap();
                 order.lock().unwrap().push(lane);
-                gate.release(lane, Duration::from_millis(1));
+                gate.release(lane, granted);
             })
         };
         let mut threads: Vec<_> = (0..5).map(|_| waiter(1)).collect();
         wait_until(|| gate.waiting() == 5);
         threads.push(waiter(2));
         wait_until(|| gate.waiting() == 6);
-        gate.release(0, Duration::from_millis(1));
+        gate.release(0, first);
         threads.into_iter().for_each(|t| t.join().unwrap());
         let order = order.lock().unwrap();
         assert_eq!(order.first(), Some(&2), "{order:?}");
@@ -521,7 +516,7 @@ mod tests {
     fn a_call_next_in_line_cuts_a_turn_short_once() {
         let gate = CpuGate::with_slice(1, Duration::from_secs(60));
         let never = AtomicBool::new(false);
-        gate.acquire(0, &never, far(), false).unwrap();
+        let held = gate.acquire(0, &never, far(), false).unwrap();
         let min_turn = Duration::from_secs(6);
         let short = min_turn + Duration::from_micros(1);
         assert!(!gate.should_yield(short), "no one waits");
@@ -530,8 +525,8 @@ mod tests {
         let waiter = |lane: usize| {
             let gate = gate.clone();
             std::thread::spawn(move || {
-                gate.acquire(lane, &AtomicBool::new(false), far(), true).unwrap();
-                gate.release(lane, Duration::ZERO);
+                let granted = gate.acquire(lane, &AtomicBool::new(false), far(), true).unwrap();
+                gate.release(lane, granted);
             })
         };
         let first = waiter(2);
@@ -543,7 +538,7 @@ mod tests {
         wait_until(|| gate.waiting() == 2);
         assert!(!gate.should_yield(short), "lane 1 is behind lane 2: it waits for a slice");
         assert!(gate.should_yield(Duration::from_secs(60)), "a whole slice");
-        gate.release(0, Duration::ZERO);
+        gate.release(0, held);
         first.join().unwrap();
         second.join().unwrap();
     }
@@ -583,8 +578,7 @@ mod tests {
         let wasm = wat::parse_str(r#"(module (func (export "spin") (loop (br 0))))"#).unwrap();
         let module = wasmtime::Module::new(&engine, wasm).unwrap();
         let never = AtomicBool::new(false);
-        gate.acquire(0, &never, far(), false).unwrap();
-        let granted = Instant::now();
+        let granted = gate.acquire(0, &never, far(), false).unwrap();
         let (armed, deadline_set) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let spinner = {
@@ -599,7 +593,7 @@ mod tests {
                     }
                     // As `Deadline::on_epoch` does under a gate.
                     if gate.should_yield(granted.elapsed()) {
-                        gate.release(0, granted.elapsed());
+                        gate.release(0, granted);
                         return Err(wasmtime::Error::msg("gave its permit up"));
                     }
                     Ok(wasmtime::UpdateDeadline::Continue(1))
@@ -622,13 +616,13 @@ mod tests {
     fn a_waiting_call_stops_at_a_cancel_or_its_end() {
         let gate = CpuGate::new(1);
         let never = AtomicBool::new(false);
-        gate.acquire(0, &never, far(), false).unwrap();
+        let first = gate.acquire(0, &never, far(), false).unwrap();
         let cancel = AtomicBool::new(true);
         assert_eq!(gate.acquire(1, &cancel, far(), false), Err(NoTurn::Cancelled));
         assert!(!cancel.load(Ordering::Relaxed), "the cancel is taken");
         assert_eq!(gate.acquire(1, &never, Instant::now(), false), Err(NoTurn::DeadlinePassed));
         assert_eq!(gate.waiting(), 0);
-        gate.release(0, Duration::ZERO);
+        gate.release(0, first);
         gate.acquire(1, &never, far(), false).unwrap();
     }
 }

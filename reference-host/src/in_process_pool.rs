@@ -113,7 +113,7 @@ const SHORT_STREAK: u32 = 8;
 const HELD_TOO_LONG: Duration = Duration::from_millis(100);
 
 /// The CPU time the calling thread has used, where the system tells it.
-fn thread_cpu_time() -> Option<Duration> {
+pub(crate) fn thread_cpu_time() -> Option<Duration> {
     #[cfg(unix)]
     {
         let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
@@ -187,8 +187,8 @@ impl InProcessPool {
         output: &mut Vec<u8>,
         cancel: Option<&CancelHandle>,
     ) -> Result<(), Error> {
-        let lease = self.checkout(cancel)?;
-        call_leased(lease, name, input, output, cancel)
+        let mut lease = self.checkout(cancel)?;
+        call_on_lease(&mut lease, name, input, output, cancel)
     }
 
     /// [`InProcessPool::call_into`] for async callers. Waiting for an
@@ -260,10 +260,7 @@ impl InProcessPool {
             match attempt {
                 Ok(Some(result)) => return result,
                 Ok(None) => {}
-                Err(e) => {
-                    let detail = format!("the call's thread ended abnormally: {e}");
-                    return Err(Error::HostUnavailable(Unavailable::Engine(detail)));
-                }
+                Err(e) => return Err(thread_ended(e)),
             }
             // Every instance was busy: into the queue, once, then wait for
             // an instance to come back, a cancel, or the queue timeout.
@@ -289,7 +286,7 @@ impl InProcessPool {
             let mut handoff = HandoffGuard::publish(inner, call.clone(), cancel.clone());
             let (freed, timed_out) = tokio::select! {
                 biased;
-                () = handoff.0.done.notified() => (false, false),
+                () = handoff.handoff.done.notified() => (false, false),
                 () = inner.freed.notified() => (true, false),
                 () = woken.notified() => (false, false),
                 () = tokio::time::sleep(left) => (false, true),
@@ -376,19 +373,21 @@ impl InProcessPool {
     /// Calls on a free instance; `None`, having done nothing, when every
     /// instance is busy.
     fn call_if_free(&self, name: &str, input: &[u8], cancel: &CancelHandle) -> Option<Result<Vec<u8>, Error>> {
-        if crate::host_fn::is_serving(self.inner.group) {
-            return Some(Err(Error::HostUnavailable(Unavailable::Reentrant)));
+        match self.lease_if_free() {
+            Ok(Some(mut lease)) => Some(self.call_on(&mut lease, name, input, cancel)),
+            Ok(None) => None,
+            Err(error) => Some(Err(error)),
         }
-        let lease = match self.try_slots() {
-            Ok(Some(lease)) => lease,
-            Ok(None) => return None,
-            Err(error) => return Some(Err(error)),
-        };
-        let mut output = Vec::new();
-        let started = Instant::now();
-        let result = call_leased(lease, name, input, &mut output, Some(cancel));
-        self.took(started.elapsed());
-        Some(result.map(|()| output))
+    }
+
+    /// A free instance, `None` when every one is busy; an error when a
+    /// handler of this pool's plugin calls it (`CALL-8`) or a new
+    /// instance cannot be made.
+    fn lease_if_free(&self) -> Result<Option<Lease<'_>>, Error> {
+        if crate::host_fn::is_serving(self.inner.group) {
+            return Err(Error::HostUnavailable(Unavailable::Reentrant));
+        }
+        self.try_slots()
     }
 
     /// [`InProcessPool::call_if_free`], whose outcome goes to `done`; then,
@@ -398,10 +397,7 @@ impl InProcessPool {
     /// and a hop to another thread, each of which a busy machine can
     /// delay by a scheduler's slice.
     fn call_then_run_queued(&self, name: &str, input: &[u8], cancel: &CancelHandle, done: impl FnOnce(Attempt)) {
-        if crate::host_fn::is_serving(self.inner.group) {
-            return done(Ok(Some(Err(Error::HostUnavailable(Unavailable::Reentrant)))));
-        }
-        let mut lease = match self.try_slots() {
+        let mut lease = match self.lease_if_free() {
             Ok(Some(lease)) => lease,
             Ok(None) => return done(Ok(None)),
             Err(error) => return done(Ok(Some(Err(error)))),
@@ -434,11 +430,7 @@ impl InProcessPool {
                     .unwrap_or_else(|panic| {
                         panicked = true;
                         lease.discard();
-                        let detail = format!(
-                            "the call's thread ended abnormally: the call panicked: {}",
-                            panic_message(&*panic)
-                        );
-                        Err(Error::HostUnavailable(Unavailable::Engine(detail)))
+                        Err(thread_ended(format!("the call panicked: {}", panic_message(&*panic))))
                     })
                 }
             };
@@ -464,9 +456,6 @@ impl InProcessPool {
         let started = Instant::now();
         let result = call_on_lease(lease, name, input, &mut output, Some(cancel));
         self.took(started.elapsed());
-        // A reload takes the state of the instance that served the latest
-        // call (`LIFE-11`): a lease kept for the next call says so now.
-        lease.mark_used();
         result.map(|()| output)
     }
 
@@ -690,9 +679,10 @@ impl Lease<'_> {
             drop(slot.take());
         }
     }
-}
 
-impl Lease<'_> {
+    /// Marks the instance as the one that served the latest call, whose
+    /// state a reload takes (`LIFE-11`): after each call, as a lease may
+    /// serve several.
     fn mark_used(&self) {
         // A clock, not a shared counter: a counter's cache line would travel
         // between the calling threads on every call.
@@ -703,7 +693,6 @@ impl Lease<'_> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        self.mark_used();
         // Unlock before signalling, so that the woken waiter finds the slot
         // free; a waiter that scanned before this sleeps under the queue
         // lock, which the signal takes.
@@ -714,6 +703,11 @@ impl Drop for Lease<'_> {
             self.pool.freed.notify_one();
         }
     }
+}
+
+/// A call whose thread ended abnormally (a panic), as `HOST_FAILURE`.
+fn thread_ended(detail: impl std::fmt::Display) -> Error {
+    Error::HostUnavailable(Unavailable::Engine(format!("the call's thread ended abnormally: {detail}")))
 }
 
 /// What a panic said.
@@ -755,7 +749,13 @@ fn take_handoff(inner: &Instances) -> Option<Arc<Handoff>> {
 
 /// A waiting call's [`Handoff`], taken back on drop if no thread took it,
 /// or cancelled if a thread runs it.
-struct HandoffGuard<'a>(Arc<Handoff>, &'a Instances, bool);
+struct HandoffGuard<'a> {
+    handoff: Arc<Handoff>,
+    pool: &'a Instances,
+    /// Whether this call still has to be taken back or cancelled on drop:
+    /// cleared once taken back, or once its outcome is taken.
+    armed: bool,
+}
 
 impl<'a> HandoffGuard<'a> {
     fn publish(inner: &'a Instances, call: Arc<(String, Vec<u8>)>, cancel: CancelHandle) -> HandoffGuard<'a> {
@@ -767,28 +767,28 @@ impl<'a> HandoffGuard<'a> {
             done: tokio::sync::Notify::new(),
         });
         lock(&inner.handoffs).push_back(handoff.clone());
-        HandoffGuard(handoff, inner, true)
+        HandoffGuard { handoff, pool: inner, armed: true }
     }
 
     /// The outcome of the call a thread took, once it ends.
     async fn outcome(mut self) -> Result<Vec<u8>, Error> {
         loop {
-            if let Some(result) = lock(&self.0.result).take() {
-                self.2 = false;
+            if let Some(result) = lock(&self.handoff.result).take() {
+                self.armed = false;
                 return result;
             }
-            self.0.done.notified().await;
+            self.handoff.done.notified().await;
         }
     }
 
     /// Takes the call back from the queue, unless a thread took it first:
     /// whether it did.
     fn take_back(&mut self) -> bool {
-        if self.0.taken.swap(true, Ordering::SeqCst) {
+        if self.handoff.taken.swap(true, Ordering::SeqCst) {
             return false;
         }
-        lock(&self.1.handoffs).retain(|h| !Arc::ptr_eq(h, &self.0));
-        self.2 = false;
+        lock(&self.pool.handoffs).retain(|h| !Arc::ptr_eq(h, &self.handoff));
+        self.armed = false;
         true
     }
 }
@@ -796,8 +796,8 @@ impl<'a> HandoffGuard<'a> {
 impl Drop for HandoffGuard<'_> {
     fn drop(&mut self) {
         // A call dropped while a thread runs it: the cancel stops it there.
-        if self.2 && !self.take_back() && lock(&self.0.result).is_none() {
-            self.0.cancel.cancel();
+        if self.armed && !self.take_back() && lock(&self.handoff.result).is_none() {
+            self.handoff.cancel.cancel();
         }
     }
 }
@@ -834,19 +834,9 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Runs one call on a leased instance. With a cancel handle, a cancel sets
-/// the instance's own flag, which its deadline watches.
-fn call_leased(
-    mut lease: Lease<'_>,
-    name: &str,
-    input: &[u8],
-    output: &mut Vec<u8>,
-    cancel: Option<&CancelHandle>,
-) -> Result<(), Error> {
-    call_on_lease(&mut lease, name, input, output, cancel)
-}
-
-/// [`call_leased`] on a lease kept for the next call.
+/// Runs one call on a leased instance, and marks it as the latest used.
+/// With a cancel handle, a cancel sets the instance's own flag, which its
+/// deadline watches.
 fn call_on_lease(
     lease: &mut Lease<'_>,
     name: &str,
@@ -855,18 +845,24 @@ fn call_on_lease(
     cancel: Option<&CancelHandle>,
 ) -> Result<(), Error> {
     let plugin = lease.plugin();
-    let Some(cancel) = cancel else { return plugin.call_into(name, input, output) };
-    let flag = plugin.cancel_flag().clone();
-    let stop = {
-        let flag = flag.clone();
-        Box::new(move || flag.store(true, Ordering::Relaxed))
+    let result = match cancel {
+        None => plugin.call_into(name, input, output),
+        Some(cancel) => {
+            let flag = plugin.cancel_flag().clone();
+            let stop = {
+                let flag = flag.clone();
+                Box::new(move || flag.store(true, Ordering::Relaxed))
+            };
+            let running = cancel.running(stop);
+            let result = plugin.call_into(name, input, output);
+            drop(running);
+            // A cancel that came as the call ended, and that no call took,
+            // must not end the instance's next call, someone else's.
+            flag.store(false, Ordering::Relaxed);
+            result
+        }
     };
-    let running = cancel.running(stop);
-    let result = plugin.call_into(name, input, output);
-    drop(running);
-    // A cancel that came as the call ended, and that no call took, must
-    // not end the instance's next call, someone else's.
-    flag.store(false, Ordering::Relaxed);
+    lease.mark_used();
     result
 }
 

@@ -135,7 +135,7 @@ impl Drop for Seat {
         // A call that unwound past its end (a panic) does not keep a permit
         // for good: the instance's store goes, and the permit with it.
         if self.held.get() {
-            self.gate.release(self.lane.get(), self.since.get().elapsed());
+            self.gate.release(self.lane.get(), self.since.get());
         }
     }
 }
@@ -234,7 +234,7 @@ impl Deadline {
     pub fn give_turn(&self) {
         if let Some(seat) = &self.seat {
             if seat.held.replace(false) {
-                seat.gate.release(seat.lane.get(), seat.since.get().elapsed());
+                seat.gate.release(seat.lane.get(), seat.since.get());
             }
         }
     }

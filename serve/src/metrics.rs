@@ -64,6 +64,7 @@ pub(crate) struct Metrics {
     pub log_bytes_dropped: Family<PluginLabel, Gauge>,
     /// Set from the pool's count at each scrape.
     pub calls_in_place: Family<PluginLabel, Gauge>,
+    /// Set from the pool's count at each scrape.
     pub calls_handed_on: Family<PluginLabel, Gauge>,
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::lock;
 use super::os_limits::{cap_address_space, limit_process, lower_priority, lower_this_thread, nice};
 use super::protocol::{read_frame_bounded, take_message, write_frame, FromWorker, HostFunctionOffer, ToWorker};
-use crate::in_process_pool::InProcessPool;
+use crate::in_process_pool::{thread_cpu_time, InProcessPool};
 use crate::pool_settings::PoolSettings;
 use crate::{CancelHandle, Config, Error, Host, HostCallError, HostFunction};
 
@@ -200,19 +200,6 @@ const HEAVY_CALL: Duration = Duration::from_micros(500);
 /// Calls in a row of [`HEAVY_CALL`] that lower the worker's priority.
 const HEAVY_IN_A_ROW: u32 = 2;
 
-/// The CPU time the calling thread has used, or zero where the system
-/// does not tell it.
-fn thread_cpu_time() -> Duration {
-    #[cfg(unix)]
-    {
-        let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-        if let (Ok(secs), Ok(nanos)) = (u64::try_from(time.tv_sec), u32::try_from(time.tv_nsec)) {
-            return Duration::new(secs, nanos);
-        }
-    }
-    Duration::ZERO
-}
-
 /// Threads past this many are not started; calls past them wait for one.
 const MAX_THREADS: usize = 4096;
 
@@ -245,12 +232,17 @@ fn read_input(
                 let (output, reporter) = (output.clone(), calls.clone());
                 calls.spawn(id, move |pool, cancel| {
                     let mut result = Vec::new();
-                    if reporter.lowered.load(Ordering::Relaxed) {
+                    // Once lowered, a worker measures its calls no more.
+                    let before = if reporter.lowered.load(Ordering::Relaxed) {
                         lower_this_thread(reporter.base_nice);
-                    }
-                    let before = thread_cpu_time();
+                        None
+                    } else {
+                        thread_cpu_time()
+                    };
                     let answer = pool.call_into(&function, &body, &mut result, Some(cancel)).map(|()| result);
-                    reporter.computed(thread_cpu_time().saturating_sub(before));
+                    if let (Some(before), Some(after)) = (before, thread_cpu_time()) {
+                        reporter.computed(after.saturating_sub(before));
+                    }
                     // Before the answer: a caller that has it sees the
                     // drops in the pool's stats.
                     reporter.report_log_drops(pool, &output);
