@@ -52,31 +52,41 @@ pub(super) fn cap_address_space(_: u64) -> std::io::Result<()> {
     Err(std::io::Error::other("the worker's OS limits are implemented for Linux only"))
 }
 
-/// How much lower a worker's priority goes once a call of its plugin
-/// computed long ([`lower_priority`]): at nice 10 a thread gets about a
-/// tenth of the share of one at nice 0 while both want a CPU, and the
-/// system lets a thread at nice 0 that wakes run before it.
-pub(super) const HEAVY_NICE: i32 = 10;
+/// How much lower a worker's nice value goes once its calls compute long,
+/// where the system refuses the idle policy ([`lower_priority`]): at nice
+/// 10 a thread gets about a tenth of the share of one at nice 0 while both
+/// want a CPU.
+const HEAVY_NICE: i32 = 10;
 
-/// Lowers the priority of every thread of this worker to `base`, the
-/// worker's own at its start, plus [`HEAVY_NICE`], for good: the system
-/// cannot raise it back without a privilege, which the worker gives up.
-/// Calls of a plugin in a worker process do not take turns at the
-/// server's CPU gate; the system shares the CPUs between the workers.
-/// Without this, a plugin with little work waits behind the slices of the
-/// workers that burn CPU at every wake-up of its call's several threads.
+/// Lowers every thread of this worker to the lowest priority, for good:
+/// the system does not let it raise the priority back without a
+/// privilege, which the worker gives up. Calls of a plugin in a worker
+/// process do not take turns at the server's CPU gate; the system shares
+/// the CPUs between the workers. Without this, a plugin with little work
+/// waits behind the workers that burn CPU at every wake-up of its call's
+/// several threads.
+///
+/// Each thread takes Linux's `SCHED_IDLE` policy: it gives its CPU at once
+/// to any thread of another policy that wakes, and gets a share of about
+/// 1/340 of a thread at nice 0 while both want the CPU. At nice 10 alone
+/// (the first version) the system let a burning thread finish its slice,
+/// milliseconds, before a light worker's thread that woke could run. A
+/// heavy worker loses little: it has the CPUs back as soon as the light
+/// calls are done. Where the system refuses the policy, the thread's nice
+/// value goes to `base`, the worker's own at its start, plus
+/// [`HEAVY_NICE`].
+///
 /// A thread started meanwhile may be missed: each call's thread also
 /// lowers itself ([`lower_this_thread`]).
 #[cfg(target_os = "linux")]
 pub(super) fn lower_priority(base: i32) -> std::io::Result<()> {
-    use rustix::process::{setpriority_process, Pid};
     // Linux keeps a priority per thread: each one is lowered.
     for entry in std::fs::read_dir("/proc/self/task")? {
-        let Some(tid) = entry?.file_name().to_str().and_then(|t| t.parse::<i32>().ok()).and_then(Pid::from_raw) else {
+        let Some(tid) = entry?.file_name().to_str().and_then(|t| t.parse::<i32>().ok()) else {
             continue;
         };
         // A thread that ended since the listing is no error.
-        let _ = setpriority_process(Some(tid), lowered(base));
+        lower_thread(tid, base);
     }
     Ok(())
 }
@@ -85,21 +95,35 @@ pub(super) fn lower_priority(base: i32) -> std::io::Result<()> {
 /// is not yet.
 #[cfg(target_os = "linux")]
 pub(super) fn lower_this_thread(base: i32) {
-    use rustix::process::{getpriority_process, setpriority_process};
-    // Without a pid, Linux reads and sets the calling thread's priority.
-    if getpriority_process(None).is_ok_and(|nice| nice < lowered(base)) {
-        let _ = setpriority_process(None, lowered(base));
+    // Linux reads and sets the calling thread's policy at pid 0.
+    lower_thread(0, base);
+}
+
+/// Lowers thread `tid` of this process (0: the calling thread), if it is
+/// not yet; see [`lower_priority`].
+#[cfg(target_os = "linux")]
+fn lower_thread(tid: i32, base: i32) {
+    use rustix::process::{getpriority_process, setpriority_process, Pid};
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain system calls on a thread id; `param` is a valid
+    // `sched_param` that outlives the call, which only reads it.
+    #[allow(unsafe_code)]
+    let idle = unsafe {
+        libc::sched_getscheduler(tid) == libc::SCHED_IDLE || libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) == 0
+    };
+    if idle {
+        return;
+    }
+    let lowered = base.saturating_add(HEAVY_NICE).min(19);
+    let tid = Pid::from_raw(tid);
+    if getpriority_process(tid).is_ok_and(|nice| nice < lowered) {
+        let _ = setpriority_process(tid, lowered);
     }
 }
 
 /// The calling thread's priority (its nice value), 0 where unknown.
 pub(super) fn nice() -> i32 {
     rustix::process::getpriority_process(None).unwrap_or(0)
-}
-
-#[cfg(target_os = "linux")]
-fn lowered(base: i32) -> i32 {
-    base.saturating_add(HEAVY_NICE).min(19)
 }
 
 #[cfg(not(target_os = "linux"))]
