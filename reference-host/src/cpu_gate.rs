@@ -53,6 +53,12 @@ const CANCEL_LOOK: Duration = Duration::from_millis(10);
 /// wall time): a plugin whose calls need all their deadline alone may time
 /// out under load. A cancel ends a waiting call as it ends a running one.
 ///
+/// A short async call that a pool runs in place, on the executor thread
+/// that polls it ([`crate::Pool::call_async`]), takes no turn: waiting
+/// there would hold the executor thread. At most one such call per
+/// executor thread runs outside the gate, each of a plugin whose last
+/// calls were short.
+///
 /// A host without a gate (the default) runs every call at once, and pays
 /// nothing for it. Calls of a pool in a worker process
 /// ([`crate::Isolation::WorkerProcess`]) are not gated: the worker's

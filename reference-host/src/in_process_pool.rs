@@ -205,13 +205,21 @@ impl InProcessPool {
     /// switches and their wake-ups, was half the CPU time of a short call
     /// in `pabi serve`. Only where that cannot hold the executor up for
     /// long: on a multi-threaded runtime, for a plugin that cannot block
-    /// in host code (no host calls, no real clock), while no call waits
-    /// for a turn at the host's [`crate::CpuGate`]. A call in place that
+    /// in host code (no host calls, no real clock). A call in place that
     /// computes [`SHORT_CALL`] or more (a plugin whose calls change), or
     /// holds its thread [`HELD_TOO_LONG`], ends
     /// running in place for this version of the plugin: one such call
     /// holds one executor thread, once. A call in place is not dropped
     /// while it runs; a [`CancelHandle`] still stops it.
+    ///
+    /// A call in place takes no turn at the host's [`crate::CpuGate`]
+    /// ([`crate::store::outside_the_gate`]): waiting for one would hold the
+    /// executor thread, and a light plugin beside CPU-heavy ones waited
+    /// mostly for the hops and turns that running in place saves. What runs
+    /// outside the gate so stays bounded: at most one call per executor
+    /// thread, each under [`SHORT_CALL`] but for one per plugin version.
+    /// The first version ran in place only while no call waited for a
+    /// turn, so beside the burners a light echo hopped on every call.
     ///
     /// A call that waits in the queue is also published there
     /// ([`Handoff`]): the blocking thread that ends a call runs the calls
@@ -314,7 +322,9 @@ impl InProcessPool {
             return None;
         }
         let (started, cpu) = (Instant::now(), thread_cpu_time());
-        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.call_if_free(name, input, cancel)));
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::store::outside_the_gate(|| self.call_if_free(name, input, cancel))
+        }));
         // Wall time alone would end it for a short call that the system
         // put aside for a moment, which on a busy machine comes often.
         let computed = match (cpu, thread_cpu_time()) {
@@ -335,15 +345,12 @@ impl InProcessPool {
 
     /// Whether the next async call runs in place (see
     /// [`InProcessPool::call_async`]): the pool's last calls were short,
-    /// none in place was long, the runtime has other threads for the
-    /// executor's other tasks, and no call waits for a turn at the host's
-    /// [`crate::CpuGate`] (a call in place that waited for its turn would
-    /// hold an executor thread meanwhile).
+    /// none in place was long, and the runtime has other threads for the
+    /// executor's other tasks.
     fn runs_in_place(&self) -> bool {
         let inner = &*self.inner;
         inner.short_streak.load(Ordering::Relaxed) >= SHORT_STREAK
             && !inner.in_place_barred.load(Ordering::Relaxed)
-            && inner.host.config().cpu_gate().is_none_or(|gate| gate.waiting() == 0)
             && matches!(
                 tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()),
                 Ok(tokio::runtime::RuntimeFlavor::MultiThread)

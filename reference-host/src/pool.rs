@@ -299,9 +299,10 @@ impl Pool {
     /// a call runs in place, on the executor thread that polls it, rather
     /// than on a blocking thread: the hop there and back, two thread
     /// switches, was half of a short call's cost. Only on a multi-threaded
-    /// runtime, for a plugin without host calls or a real clock (which can
-    /// block in host code), and while no call waits for a turn at the
-    /// host's [`crate::CpuGate`]. A call in place that computes 1 ms or
+    /// runtime, and for a plugin without host calls or a real clock (which
+    /// can block in host code). A call in place takes no turn at the
+    /// host's [`crate::CpuGate`]: at most one per executor thread runs
+    /// outside it, each short. A call in place that computes 1 ms or
     /// more (its thread's CPU time, so that a short call the system put
     /// aside does not count) or holds its thread 100 ms ends this for the
     /// plugin's version (until a reload): a plugin whose

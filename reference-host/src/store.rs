@@ -119,6 +119,34 @@ pub(crate) const EPOCH_TICK: std::time::Duration = std::time::Duration::from_mil
 /// every tick, so that a call gives its turn up within a slice.
 const CHECK_TICKS: u64 = 5;
 
+thread_local! {
+    /// Set while this thread runs a call outside its host's [`CpuGate`]
+    /// ([`outside_the_gate`]).
+    static OUTSIDE_THE_GATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `call` (a plugin call on this thread) without turns at its host's
+/// [`CpuGate`]: for a short call that an async pool runs in place, on the
+/// executor thread that polls it. Waiting for a turn there would hold the
+/// executor thread, and the hops to a blocking thread and back that it
+/// saves are most of what a light plugin's call waits beside CPU-heavy
+/// neighbours. What so runs outside the gate stays bounded (see
+/// `InProcessPool::call_async`): one call per executor thread, each of a
+/// plugin whose last calls were short and that cannot block, and a call in
+/// place that computes long ends running in place for its plugin's
+/// version.
+pub(crate) fn outside_the_gate<R>(call: impl FnOnce() -> R) -> R {
+    // Put back on the way out, a panic's included.
+    struct PutBack(bool);
+    impl Drop for PutBack {
+        fn drop(&mut self) {
+            OUTSIDE_THE_GATE.set(self.0);
+        }
+    }
+    let _put_back = PutBack(OUTSIDE_THE_GATE.replace(true));
+    call()
+}
+
 /// A call's place at its host's [`CpuGate`]: whether it holds a permit,
 /// and since when. Cells, so that code holding the store's state shared
 /// (a host call's handler) can give the permit up.
@@ -205,7 +233,7 @@ impl Deadline {
     /// at their next tick (a call that just gave its own up).
     fn take_turn_as(&self, lane: usize, kick: bool) -> Result<(), NoTurn> {
         let Some(seat) = &self.seat else { return Ok(()) };
-        if seat.held.get() {
+        if seat.held.get() || OUTSIDE_THE_GATE.get() {
             return Ok(());
         }
         let end = self.wall.unwrap_or_else(std::time::Instant::now);

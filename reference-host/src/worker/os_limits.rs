@@ -109,7 +109,8 @@ fn lower_thread(tid: i32, base: i32) {
     // `sched_param` that outlives the call, which only reads it.
     #[allow(unsafe_code)]
     let idle = unsafe {
-        libc::sched_getscheduler(tid) == libc::SCHED_IDLE || libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) == 0
+        libc::sched_getscheduler(tid) == libc::SCHED_IDLE
+            || libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) == 0
     };
     if idle {
         return;

@@ -114,3 +114,56 @@ fn a_call_blocked_in_a_host_call_holds_no_permit() {
     drop(opens);
     assert_eq!(call.join().unwrap().unwrap(), b"done");
 }
+
+/// A short async call that a pool runs in place, on the executor thread,
+/// takes no turn at the gate: it runs while a spin holds the only permit
+/// and another call waits for it. Before, a call waiting at the gate sent
+/// every async call to a blocking thread and a turn of its own.
+#[test]
+fn a_call_in_place_runs_while_calls_wait_for_their_turn() {
+    // A slice past every deadline here: the spin never gives its permit up.
+    let gate = CpuGate::with_slice(1, Duration::from_secs(60));
+    let spinner = gated(&gate, Duration::from_secs(30), &fixture("host-conformance", "io"));
+    // A call of this pool that waits for a turn times out after 1 s.
+    let echo = gated(&gate, Duration::from_secs(1), &fixture("good", "core"));
+    let other = gated(&gate, Duration::from_secs(30), &fixture("good", "core"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let ask = |input: &[u8]| {
+        let before = echo.stats().calls_in_place;
+        let result = runtime.block_on(echo.call_async("echo", input.to_vec()));
+        (echo.stats().calls_in_place > before, result)
+    };
+    // A loaded machine may make a short call long, which starts the
+    // pool's count of short calls again: tried until the call beside the
+    // spin is one in place.
+    for tries in 0.. {
+        assert!(tries < 20, "no call ran in place beside the spin");
+        // Short calls until one runs in place, while the gate is free.
+        let mut hopped = 0;
+        while !ask(b"warm").0 {
+            hopped += 1;
+            assert!(hopped < 1000, "short calls never ran in place");
+        }
+        let (stop_spin, spinning) = spin(&spinner);
+        let stop_waiting = CancelHandle::new();
+        let waiting = {
+            let (other, cancel) = (other.clone(), stop_waiting.clone());
+            std::thread::spawn(move || other.call_cancellable("echo", b"x", &cancel))
+        };
+        wait_until("a call waits for its turn", || gate.waiting() == 1);
+        let (in_place, result) = ask(b"beside");
+        let still = (spinner.stats().busy, gate.waiting());
+        stop_waiting.cancel();
+        stop_spin.cancel();
+        assert_eq!(waiting.join().unwrap().unwrap_err(), Error::Cancelled);
+        assert_eq!(spinning.join().unwrap().unwrap_err(), Error::Cancelled);
+        if in_place {
+            assert_eq!(result.unwrap(), b"beside");
+            assert_eq!(still, (1, 1), "the spin held the permit and the other call waited meanwhile");
+            break;
+        }
+        // Not in place: it waited for a turn until its deadline.
+        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+    }
+    assert_eq!(gate.waiting(), 0);
+}

@@ -463,10 +463,7 @@ fn a_worker_whose_call_computes_long_lowers_its_priority() {
     assert!(unchanged(worker), "{:?}", priority_of_threads(worker));
     assert!(pool.call("spin", b"").is_err());
     let lowered = priority_of_threads(worker);
-    assert!(
-        lowered.iter().all(|&(nice, policy)| policy == SCHED_IDLE || nice == (ours.0 + 10).min(19)),
-        "{lowered:?}"
-    );
+    assert!(lowered.iter().all(|&(nice, policy)| policy == SCHED_IDLE || nice == (ours.0 + 10).min(19)), "{lowered:?}");
     assert_eq!(pool.call("echo", b"still").unwrap(), b"still");
     assert_eq!(pid(&pool), worker, "the same worker");
 }
