@@ -96,8 +96,8 @@ struct InstanceSlot {
     last_used: AtomicU64,
 }
 
-/// A call shorter than this counts toward running the pool's async calls
-/// in place. The hop to a blocking thread and back costs tens of
+/// A call that computes less than this (its thread's CPU time) counts
+/// toward running the pool's async calls in place. The hop to a blocking thread and back costs tens of
 /// microseconds of switching, which a call of this length or longer
 /// hardly notices; a call in place cannot be dropped while it runs, which
 /// for a call this short is no loss.
@@ -121,6 +121,19 @@ pub(crate) fn thread_cpu_time() -> Option<Duration> {
     }
     #[cfg(not(unix))]
     None
+}
+
+/// The CPU time the calling thread has used since `started`, when it had
+/// used `cpu`; the wall time where the system does not tell. Wall time
+/// would count a short call long whenever the system put it aside for a
+/// moment or it waited for a turn at a [`crate::CpuGate`], which on a busy
+/// machine comes often: beside CPU-heavy neighbours a light plugin then
+/// never had 8 short calls in a row, and never ran in place again.
+fn computed_since(started: Instant, cpu: Option<Duration>) -> Duration {
+    match (cpu, thread_cpu_time()) {
+        (Some(before), Some(after)) => after.saturating_sub(before),
+        _ => started.elapsed(),
+    }
 }
 
 /// What an attempt at a call on a free instance gave: `None` if every
@@ -200,7 +213,7 @@ impl InProcessPool {
     ///
     /// A call runs on one of tokio's blocking threads, which a dropped
     /// future cancels; but once the pool's last [`SHORT_STREAK`] calls
-    /// each took under [`SHORT_CALL`], it runs in place instead, on the
+    /// computed under [`SHORT_CALL`], it runs in place instead, on the
     /// executor thread that polls it: the hop there and back, two thread
     /// switches and their wake-ups, was half the CPU time of a short call
     /// in `pabi serve`. Only where that cannot hold the executor up for
@@ -325,13 +338,7 @@ impl InProcessPool {
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             crate::store::outside_the_gate(|| self.call_if_free(name, input, cancel))
         }));
-        // Wall time alone would end it for a short call that the system
-        // put aside for a moment, which on a busy machine comes often.
-        let computed = match (cpu, thread_cpu_time()) {
-            (Some(before), Some(after)) => after.saturating_sub(before),
-            _ => started.elapsed(),
-        };
-        if computed >= SHORT_CALL || started.elapsed() >= HELD_TOO_LONG {
+        if computed_since(started, cpu) >= SHORT_CALL || started.elapsed() >= HELD_TOO_LONG {
             // It held an executor thread for that long: never again in
             // this version of the plugin.
             self.inner.in_place_barred.store(true, Ordering::Relaxed);
@@ -357,10 +364,11 @@ impl InProcessPool {
             )
     }
 
-    /// Counts a call that took `took` toward running async calls in place.
-    fn took(&self, took: Duration) {
+    /// Counts a call that computed for `computed` toward running async
+    /// calls in place.
+    fn took(&self, computed: Duration) {
         let streak = &self.inner.short_streak;
-        if took >= SHORT_CALL {
+        if computed >= SHORT_CALL {
             streak.store(0, Ordering::Relaxed);
         } else if streak.load(Ordering::Relaxed) < SHORT_STREAK {
             // Two calls that end at once may count as one: a streak a call
@@ -460,9 +468,9 @@ impl InProcessPool {
         cancel: &CancelHandle,
     ) -> Result<Vec<u8>, Error> {
         let mut output = Vec::new();
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), thread_cpu_time());
         let result = call_on_lease(lease, name, input, &mut output, Some(cancel));
-        self.took(started.elapsed());
+        self.took(computed_since(started, cpu));
         result.map(|()| output)
     }
 

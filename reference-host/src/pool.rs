@@ -295,7 +295,8 @@ impl Pool {
     /// thread, cancels it. Needs a tokio runtime with its time driver
     /// (`enable_time` or `enable_all`), which the queue timeout uses.
     ///
-    /// In this process, once the pool's last 8 calls each took under 1 ms,
+    /// In this process, once the pool's last 8 calls each computed under
+    /// 1 ms (their thread's CPU time, not the time they waited),
     /// a call runs in place, on the executor thread that polls it, rather
     /// than on a blocking thread: the hop there and back, two thread
     /// switches, was half of a short call's cost. Only on a multi-threaded

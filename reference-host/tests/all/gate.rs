@@ -167,3 +167,40 @@ fn a_call_in_place_runs_while_calls_wait_for_their_turn() {
     }
     assert_eq!(gate.waiting(), 0);
 }
+
+/// A call that waited long for its turn, but computed little, counts as
+/// short toward running in place: a light plugin whose calls wait at the
+/// gate beside a burner earns its calls in place all the same. Counted in
+/// wall time, each of those waits made the count start again.
+#[test]
+fn a_call_that_waited_for_its_turn_still_counts_as_short() {
+    // A slice past every deadline here: the spin never gives its permit up.
+    let gate = CpuGate::with_slice(1, Duration::from_secs(60));
+    let spinner = gated(&gate, Duration::from_secs(30), &fixture("host-conformance", "io"));
+    let echo = gated(&gate, Duration::from_secs(30), &fixture("good", "core"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    for round in 0.. {
+        assert!(round < 30, "the echo's calls never ran in place");
+        let (stop_spin, spinning) = spin(&spinner);
+        let before = echo.stats().calls_in_place;
+        let call = runtime.spawn({
+            let echo = echo.clone();
+            async move { echo.call_async("echo", b"x".to_vec()).await }
+        });
+        if !call.is_finished() {
+            // Not in place: it waits for its turn. The sleep orders
+            // nothing (the count above did); it makes the wait a long one.
+            wait_until("the echo waits for its turn", || gate.waiting() == 1 || call.is_finished());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop_spin.cancel();
+        assert_eq!(runtime.block_on(call).unwrap().unwrap(), b"x");
+        assert_eq!(spinning.join().unwrap().unwrap_err(), Error::Cancelled);
+        if echo.stats().calls_in_place > before {
+            // 8 short calls in a row first, the one that made the instance
+            // perhaps not among them.
+            assert!(round >= 8, "in place after {round} calls");
+            break;
+        }
+    }
+}
