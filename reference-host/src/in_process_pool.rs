@@ -63,7 +63,7 @@ struct Instances {
     short_streak: std::sync::atomic::AtomicU32,
     /// Whether no call of the version serving runs in place: one that can
     /// block in host code (a host call's handler, a real sleep), or one
-    /// whose call in place took [`SHORT_CALL`] or more. Set anew by a
+    /// whose call in place took [`LONG_IN_PLACE`] or more. Set anew by a
     /// reload.
     in_place_barred: AtomicBool,
     /// Calls run in place so far.
@@ -97,11 +97,19 @@ struct InstanceSlot {
 }
 
 /// A call that computes less than this (its thread's CPU time) counts
-/// toward running the pool's async calls in place. The hop to a blocking thread and back costs tens of
-/// microseconds of switching, which a call of this length or longer
-/// hardly notices; a call in place cannot be dropped while it runs, which
-/// for a call this short is no loss.
-const SHORT_CALL: Duration = Duration::from_millis(1);
+/// toward running the pool's async calls in place. A call in place takes
+/// no turn at the CPU gate and holds an executor thread, which serves
+/// every connection, so only calls far shorter than a turn of the gate
+/// (0.5 ms) run there: at 1 ms, a burner's calls of 0.5 ms ran in place,
+/// outside the gate, and a light echo beside them waited for the executor
+/// threads. The hop to a blocking thread and back, tens of microseconds,
+/// is a small part of any longer call.
+const SHORT_CALL: Duration = Duration::from_micros(100);
+
+/// A call in place that computes this long ends running in place for its
+/// plugin's version; one that computes [`SHORT_CALL`] or more only starts
+/// the count of short calls again.
+const LONG_IN_PLACE: Duration = Duration::from_millis(1);
 
 /// How many short calls in a row let the pool's async calls run in place;
 /// one call at least [`SHORT_CALL`] sends them back to blocking threads.
@@ -219,7 +227,7 @@ impl InProcessPool {
     /// in `pabi serve`. Only where that cannot hold the executor up for
     /// long: on a multi-threaded runtime, for a plugin that cannot block
     /// in host code (no host calls, no real clock). A call in place that
-    /// computes [`SHORT_CALL`] or more (a plugin whose calls change), or
+    /// computes [`LONG_IN_PLACE`] or more (a plugin whose calls change), or
     /// holds its thread [`HELD_TOO_LONG`], ends
     /// running in place for this version of the plugin: one such call
     /// holds one executor thread, once. A call in place is not dropped
@@ -230,7 +238,9 @@ impl InProcessPool {
     /// executor thread, and a light plugin beside CPU-heavy ones waited
     /// mostly for the hops and turns that running in place saves. What runs
     /// outside the gate so stays bounded: at most one call per executor
-    /// thread, each under [`SHORT_CALL`] but for one per plugin version.
+    /// thread, each of a plugin whose last calls computed under
+    /// [`SHORT_CALL`]; a call in place of [`SHORT_CALL`] or more sends the
+    /// plugin's next calls back to blocking threads.
     /// The first version ran in place only while no call waited for a
     /// turn, so beside the burners a light echo hopped on every call.
     ///
@@ -338,7 +348,7 @@ impl InProcessPool {
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             crate::store::outside_the_gate(|| self.call_if_free(name, input, cancel))
         }));
-        if computed_since(started, cpu) >= SHORT_CALL || started.elapsed() >= HELD_TOO_LONG {
+        if computed_since(started, cpu) >= LONG_IN_PLACE || started.elapsed() >= HELD_TOO_LONG {
             // It held an executor thread for that long: never again in
             // this version of the plugin.
             self.inner.in_place_barred.store(true, Ordering::Relaxed);
