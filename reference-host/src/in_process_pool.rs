@@ -58,9 +58,10 @@ struct Instances {
     /// The re-entry group of every instance (`CALL-8`).
     group: usize,
     born: Instant,
-    /// Calls in a row shorter than [`SHORT_CALL`], up to [`SHORT_STREAK`]:
-    /// whether async calls run in place ([`InProcessPool::call_async`]).
-    short_streak: std::sync::atomic::AtomicU32,
+    /// The CPU time of the pool's calls, in nanoseconds, averaged with
+    /// weight [`AVERAGE_WEIGHT`] for the latest: whether async calls run in
+    /// place ([`InProcessPool::call_async`]).
+    computed_ns: AtomicU64,
     /// Whether no call of the version serving runs in place: one that can
     /// block in host code (a host call's handler, a real sleep), or one
     /// whose call in place took [`LONG_IN_PLACE`] or more. Set anew by a
@@ -96,8 +97,8 @@ struct InstanceSlot {
     last_used: AtomicU64,
 }
 
-/// A call that computes less than this (its thread's CPU time) counts
-/// toward running the pool's async calls in place. A call in place takes
+/// The pool's async calls run in place while its calls compute less than
+/// this on average (their thread's CPU time). A call in place takes
 /// no turn at the CPU gate and holds an executor thread, which serves
 /// every connection, so only calls far shorter than a turn of the gate
 /// (0.5 ms) run there: at 1 ms, a burner's calls of 0.5 ms ran in place,
@@ -107,13 +108,19 @@ struct InstanceSlot {
 const SHORT_CALL: Duration = Duration::from_micros(100);
 
 /// A call in place that computes this long ends running in place for its
-/// plugin's version; one that computes [`SHORT_CALL`] or more only starts
-/// the count of short calls again.
+/// plugin's version. A new pool, or a new version, starts at this
+/// average: about 18 calls of a few microseconds bring it under
+/// [`SHORT_CALL`].
 const LONG_IN_PLACE: Duration = Duration::from_millis(1);
 
-/// How many short calls in a row let the pool's async calls run in place;
-/// one call at least [`SHORT_CALL`] sends them back to blocking threads.
-const SHORT_STREAK: u32 = 8;
+/// The weight of the latest call in the pool's average CPU time per call:
+/// 1/8. An average, not a run of short calls in a row: a light plugin has
+/// a call of a few hundred microseconds now and then (a page of memory
+/// touched first, an instance made anew), and with a run that sent it
+/// back to hops, where beside CPU-heavy neighbours its calls also waited
+/// for turns at the gate; a plugin whose calls mostly compute long (a
+/// burner of 0.5 ms per call) never averages under [`SHORT_CALL`].
+const AVERAGE_WEIGHT: u64 = 8;
 
 /// A call in place that held its executor thread this long, computing or
 /// not (put aside by the system, waiting for a turn at the CPU gate), ends
@@ -131,12 +138,17 @@ pub(crate) fn thread_cpu_time() -> Option<Duration> {
     None
 }
 
+/// A duration in whole nanoseconds, saturated.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The CPU time the calling thread has used since `started`, when it had
 /// used `cpu`; the wall time where the system does not tell. Wall time
 /// would count a short call long whenever the system put it aside for a
 /// moment or it waited for a turn at a [`crate::CpuGate`], which on a busy
 /// machine comes often: beside CPU-heavy neighbours a light plugin then
-/// never had 8 short calls in a row, and never ran in place again.
+/// never had its calls count as short, and never ran in place again.
 fn computed_since(started: Instant, cpu: Option<Duration>) -> Duration {
     match (cpu, thread_cpu_time()) {
         (Some(before), Some(after)) => after.saturating_sub(before),
@@ -193,7 +205,7 @@ impl InProcessPool {
                 reloading: Mutex::new(()),
                 group,
                 born: Instant::now(),
-                short_streak: std::sync::atomic::AtomicU32::new(0),
+                computed_ns: AtomicU64::new(nanos(LONG_IN_PLACE)),
                 in_place: AtomicU64::new(0),
                 handed_on: AtomicU64::new(0),
                 in_place_barred: AtomicBool::new(can_block),
@@ -220,8 +232,9 @@ impl InProcessPool {
     /// plugin of the runtime's blocking threads.
     ///
     /// A call runs on one of tokio's blocking threads, which a dropped
-    /// future cancels; but once the pool's last [`SHORT_STREAK`] calls
-    /// computed under [`SHORT_CALL`], it runs in place instead, on the
+    /// future cancels; but while the pool's calls compute under
+    /// [`SHORT_CALL`] on average ([`AVERAGE_WEIGHT`]), it runs in place
+    /// instead, on the
     /// executor thread that polls it: the hop there and back, two thread
     /// switches and their wake-ups, was half the CPU time of a short call
     /// in `pabi serve`. Only where that cannot hold the executor up for
@@ -238,9 +251,8 @@ impl InProcessPool {
     /// executor thread, and a light plugin beside CPU-heavy ones waited
     /// mostly for the hops and turns that running in place saves. What runs
     /// outside the gate so stays bounded: at most one call per executor
-    /// thread, each of a plugin whose last calls computed under
-    /// [`SHORT_CALL`]; a call in place of [`SHORT_CALL`] or more sends the
-    /// plugin's next calls back to blocking threads.
+    /// thread, each of a plugin whose calls compute under [`SHORT_CALL`] on
+    /// average.
     /// The first version ran in place only while no call waited for a
     /// turn, so beside the burners a light echo hopped on every call.
     ///
@@ -366,7 +378,7 @@ impl InProcessPool {
     /// executor's other tasks.
     fn runs_in_place(&self) -> bool {
         let inner = &*self.inner;
-        inner.short_streak.load(Ordering::Relaxed) >= SHORT_STREAK
+        inner.computed_ns.load(Ordering::Relaxed) < nanos(SHORT_CALL)
             && !inner.in_place_barred.load(Ordering::Relaxed)
             && matches!(
                 tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()),
@@ -377,14 +389,12 @@ impl InProcessPool {
     /// Counts a call that computed for `computed` toward running async
     /// calls in place.
     fn took(&self, computed: Duration) {
-        let streak = &self.inner.short_streak;
-        if computed >= SHORT_CALL {
-            streak.store(0, Ordering::Relaxed);
-        } else if streak.load(Ordering::Relaxed) < SHORT_STREAK {
-            // Two calls that end at once may count as one: a streak a call
-            // longer is no harm.
-            streak.fetch_add(1, Ordering::Relaxed);
-        }
+        // Two calls that end at once may count as one: an average a call
+        // behind is no harm.
+        let average = self.inner.computed_ns.load(Ordering::Relaxed);
+        let computed = nanos(computed);
+        let average = (average - average / AVERAGE_WEIGHT).saturating_add(computed / AVERAGE_WEIGHT);
+        self.inner.computed_ns.store(average, Ordering::Relaxed);
     }
 
     /// Whether an instance is free now; it may be taken by the time the
@@ -597,7 +607,7 @@ impl InProcessPool {
         };
         inner.reloads.fetch_add(1, Ordering::SeqCst);
         // The new version earns running in place by its own calls.
-        inner.short_streak.store(0, Ordering::Relaxed);
+        inner.computed_ns.store(nanos(LONG_IN_PLACE), Ordering::Relaxed);
         inner.in_place_barred.store(fresh[0].can_block(), Ordering::Relaxed);
         let mut fresh = fresh.into_iter();
         let old = std::mem::replace(&mut *source, fresh.next());

@@ -295,16 +295,16 @@ impl Pool {
     /// thread, cancels it. Needs a tokio runtime with its time driver
     /// (`enable_time` or `enable_all`), which the queue timeout uses.
     ///
-    /// In this process, once the pool's last 8 calls each computed under
-    /// 0.1 ms (their thread's CPU time, not the time they waited),
+    /// In this process, while the pool's calls compute under 0.1 ms on
+    /// average (their thread's CPU time, not the time they waited; the
+    /// latest call weighs 1/8; a new pool or version starts at 1 ms),
     /// a call runs in place, on the executor thread that polls it, rather
     /// than on a blocking thread: the hop there and back, two thread
     /// switches, was half of a short call's cost. Only on a multi-threaded
     /// runtime, and for a plugin without host calls or a real clock (which
     /// can block in host code). A call in place takes no turn at the
     /// host's [`crate::CpuGate`]: at most one per executor thread runs
-    /// outside it, each short. A call in place that computes 0.1 ms sends
-    /// the next calls back to blocking threads; one that computes 1 ms or
+    /// outside it, each short. A call in place that computes 1 ms or
     /// more (its thread's CPU time, so that a short call the system put
     /// aside does not count) or holds its thread 100 ms ends this for the
     /// plugin's version (until a reload): a plugin whose

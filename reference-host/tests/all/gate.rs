@@ -180,7 +180,7 @@ fn a_call_that_waited_for_its_turn_still_counts_as_short() {
     let echo = gated(&gate, Duration::from_secs(30), &fixture("good", "core"));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     for round in 0.. {
-        assert!(round < 30, "the echo's calls never ran in place");
+        assert!(round < 100, "the echo's calls never ran in place");
         let (stop_spin, spinning) = spin(&spinner);
         let before = echo.stats().calls_in_place;
         let call = runtime.spawn({
@@ -197,8 +197,8 @@ fn a_call_that_waited_for_its_turn_still_counts_as_short() {
         assert_eq!(runtime.block_on(call).unwrap().unwrap(), b"x");
         assert_eq!(spinning.join().unwrap().unwrap_err(), Error::Cancelled);
         if echo.stats().calls_in_place > before {
-            // 8 short calls in a row first, the one that made the instance
-            // perhaps not among them.
+            // A new pool's average starts at 1 ms: 8 calls of nothing do
+            // not bring it under 0.1 ms.
             assert!(round >= 8, "in place after {round} calls");
             break;
         }
