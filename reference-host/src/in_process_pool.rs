@@ -348,7 +348,7 @@ impl InProcessPool {
         }
     }
 
-    /// [`InProcessPool::call_if_free`] in place, if the pool's calls are
+    /// A call on a free instance in place, if the pool's calls are
     /// short (see [`InProcessPool::call_async`]); `Err` with its message
     /// if the call panicked, as a blocking thread's would be; `None` if
     /// it did not run.
@@ -356,17 +356,30 @@ impl InProcessPool {
         if !self.runs_in_place() {
             return None;
         }
-        let (started, cpu) = (Instant::now(), thread_cpu_time());
+        // When the call started, and the thread's CPU time then; `None`
+        // while no call ran (every instance was busy).
+        let mut ran = None;
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::store::outside_the_gate(|| self.call_if_free(name, input, cancel))
+            crate::store::outside_the_gate(|| {
+                let mut lease = match self.lease_if_free() {
+                    Ok(Some(lease)) => lease,
+                    Ok(None) => return None,
+                    Err(error) => return Some(Err(error)),
+                };
+                // Measured from here: making an instance, which taking a
+                // lease may do once per slot, is not the plugin's call.
+                // Counted in, it took 1 ms now and then, and ended
+                // running in place for a light plugin for good.
+                ran = Some((Instant::now(), thread_cpu_time()));
+                Some(self.call_on(&mut lease, name, input, cancel))
+            })
         }));
-        if computed_since(started, cpu) >= LONG_IN_PLACE || started.elapsed() >= HELD_TOO_LONG {
-            // It held an executor thread for that long: never again in
-            // this version of the plugin.
-            self.inner.in_place_barred.store(true, Ordering::Relaxed);
-        }
-        // An attempt that found every instance busy ran nothing.
-        if !matches!(attempt, Ok(None)) {
+        if let Some((started, cpu)) = ran {
+            if computed_since(started, cpu) >= LONG_IN_PLACE || started.elapsed() >= HELD_TOO_LONG {
+                // It held an executor thread for that long: never again in
+                // this version of the plugin.
+                self.inner.in_place_barred.store(true, Ordering::Relaxed);
+            }
             self.inner.in_place.fetch_add(1, Ordering::Relaxed);
         }
         Some(attempt.map_err(|panic| format!("the call panicked: {}", panic_message(&*panic))))
@@ -405,16 +418,6 @@ impl InProcessPool {
         inner.slots[..active].iter().any(|slot| slot.plugin.try_lock().is_ok())
     }
 
-    /// Calls on a free instance; `None`, having done nothing, when every
-    /// instance is busy.
-    fn call_if_free(&self, name: &str, input: &[u8], cancel: &CancelHandle) -> Option<Result<Vec<u8>, Error>> {
-        match self.lease_if_free() {
-            Ok(Some(mut lease)) => Some(self.call_on(&mut lease, name, input, cancel)),
-            Ok(None) => None,
-            Err(error) => Some(Err(error)),
-        }
-    }
-
     /// A free instance, `None` when every one is busy; an error when a
     /// handler of this pool's plugin calls it (`CALL-8`) or a new
     /// instance cannot be made.
@@ -425,7 +428,8 @@ impl InProcessPool {
         self.try_slots()
     }
 
-    /// [`InProcessPool::call_if_free`], whose outcome goes to `done`; then,
+    /// A call on a free instance, whose outcome goes to `done` (`None`,
+    /// having done nothing, when every instance is busy); then,
     /// on the same instance and thread, the async calls that wait in the
     /// queue ([`Handoff`]), up to [`HANDOFFS_IN_A_ROW`]. A waiting call so
     /// starts as soon as an instance frees, without a wake-up of its task
