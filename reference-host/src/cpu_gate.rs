@@ -56,8 +56,8 @@ const CANCEL_LOOK: Duration = Duration::from_millis(10);
 /// A short async call that a pool runs in place, on the executor thread
 /// that polls it ([`crate::Pool::call_async`]), takes no turn: waiting
 /// there would hold the executor thread. At most one such call per
-/// executor thread runs outside the gate, each of a plugin whose last
-/// calls were short.
+/// executor thread runs outside the gate, each of a plugin whose calls
+/// compute under 0.1 ms on average.
 ///
 /// A host without a gate (the default) runs every call at once, and pays
 /// nothing for it. Calls of a pool in a worker process

@@ -132,7 +132,8 @@ thread_local! {
 /// saves are most of what a light plugin's call waits beside CPU-heavy
 /// neighbours. What so runs outside the gate stays bounded (see
 /// `InProcessPool::call_async`): one call per executor thread, each of a
-/// plugin whose last calls were short and that cannot block, and a call in
+/// plugin whose calls compute under 0.1 ms on average and that cannot
+/// block, and a call in
 /// place that computes long ends running in place for its plugin's
 /// version.
 pub(crate) fn outside_the_gate<R>(call: impl FnOnce() -> R) -> R {

@@ -70,9 +70,11 @@ const HEAVY_NICE: i32 = 10;
 /// to any thread of another policy that wakes, and gets a share of about
 /// 1/340 of a thread at nice 0 while both want the CPU. At nice 10 alone
 /// (the first version) the system let a burning thread finish its slice,
-/// milliseconds, before a light worker's thread that woke could run. A
-/// heavy worker loses little: it has the CPUs back as soon as the light
-/// calls are done. Where the system refuses the policy, the thread's nice
+/// milliseconds, before a light worker's thread that woke could run. The
+/// price is the heavy worker's share: it runs in the CPU time that no
+/// other thread wants (in `bench/serve` the burners' calls per second fell
+/// to about a third, the bench's own load generators on the same CPUs
+/// taking part of it). Where the system refuses the policy, the thread's nice
 /// value goes to `base`, the worker's own at its start, plus
 /// [`HEAVY_NICE`].
 ///
