@@ -68,6 +68,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--only-clients", action="store_true", help="only the hostile-client scenarios")
     parser.add_argument("--only-mix", action="store_true", help="only the hostile mix beside a light echo")
+    parser.add_argument("--isolation", choices=["in_process", "worker_process"],
+                        help="only this isolation in the hostile mix (both by default)")
     parser.add_argument("--max-running", type=int, help="`pabi serve --max-running` for the CPU-heavy neighbours")
     args = parser.parse_args()
     fixtures = os.path.join(args.root, "target", "release", "pabi-fixtures")
@@ -91,7 +93,8 @@ def main():
     if args.only_clients:
         sys.exit(0 if hostile_clients(args, work, plugins) else 1)
     if args.only_mix:
-        sys.exit(0 if all([hostile_mix(args, work, body, i) for i in ["in_process", "worker_process"]]) else 1)
+        isolations = [args.isolation] if args.isolation else ["in_process", "worker_process"]
+        sys.exit(0 if all([hostile_mix(args, work, body, i) for i in isolations]) else 1)
     print(f"{args.seconds} s per phase; echo: 2 instances, 8 clients; 1 KiB bodies\n")
     print(f"{'phase':<44} {'req/s':>9} {'p50':>9} {'p99':>9}  answers")
     failed = False
@@ -129,6 +132,13 @@ def durations(address, plugin):
     text = http(f"{address}/metrics")[1].decode()
     pattern = r'^pabi_call_duration_seconds_bucket\{le="([^"]+)",plugin="' + re.escape(plugin) + r'"\} (\d+)'
     return {float(le): int(n) for le, n in re.findall(pattern, text, re.M)}
+
+
+def in_place(address, plugin):
+    """How many of a plugin's calls ran in place so far (in process)."""
+    text = http(f"{address}/metrics")[1].decode()
+    found = re.search(r'^pabi_calls_in_place\{plugin="' + re.escape(plugin) + r'"\} (\d+)', text, re.M)
+    return int(found.group(1)) if found else 0
 
 
 def server_side(before, after, quantiles=(0.5, 0.99)):
@@ -473,10 +483,13 @@ def hostile_mix(args, work, body, isolation, burners=5, clients=140):
         for t in threads:
             t.start()
         time.sleep(1)
-        before = durations(address, "echo")
+        before, in_place_before = durations(address, "echo"), in_place(address, "echo")
         noisy = report(f"{tag} light echo, beside the hostile mix",
                        hey(args.hey, echo, args.seconds, body=body, **light))
-        noisy_server = server_side(before, durations(address, "echo"))
+        after = durations(address, "echo")
+        noisy_server = server_side(before, after)
+        calls = max(after.values(), default=0) - max(before.values(), default=0)
+        noisy_in_place = (in_place(address, "echo") - in_place_before) / max(calls, 1)
         noisy_full = report(f"{tag} echo at full speed, beside the same", hey(args.hey, echo, args.seconds, 8, body))
         waiting = re.search(r"^pabi_calls_waiting_for_turn (\d+)", http(f"{address}/metrics")[1].decode(), re.M)
         rss = rss_mib(server.pid)
@@ -497,7 +510,8 @@ def hostile_mix(args, work, body, isolation, burners=5, clients=140):
           f"p99 {noisy[2] / solo[2]:.2f}x (goal <= 2x); failed echo requests: {lost}")
     ms = lambda bounds: "/".join(f"{b * 1000:g}" for b in bounds)  # noqa: E731
     print(f"{tag} the same calls in the server (head read to response), p50/p99 at most: "
-          f"solo {ms(solo_server)} ms, beside the mix {ms(noisy_server)} ms (histogram bucket bounds)")
+          f"solo {ms(solo_server)} ms, beside the mix {ms(noisy_server)} ms (histogram bucket bounds)"
+          + (f"; beside the mix, {noisy_in_place:.0%} of them ran in place" if isolation == "in_process" else ""))
     print(f"{tag} echo at full speed beside it: {noisy_full[0] / solo_full[0]:.2f}x its solo requests/s "
           f"(one share of the CPU among the 6 busy plugins would be 0.17x), p99 {noisy_full[2] / solo_full[2]:.2f}x; "
           f"exit status after SIGTERM: {server.returncode}\n")

@@ -243,8 +243,8 @@ const PING_EVERY: Duration = Duration::from_millis(250);
 
 /// How long a worker may leave a `ping` unanswered before it is taken for
 /// stuck (stopped, or gone wrong) and ended. Its input is read, and the
-/// ping answered, by a thread that does nothing else, so a live worker
-/// answers within milliseconds even with every instance busy.
+/// ping answered, by a thread that runs no call while it reads, so a live
+/// worker answers within milliseconds even with every instance busy.
 pub(super) const LIVENESS: Duration = Duration::from_secs(2);
 
 /// The liveness check of one worker, on a thread of its own until the
@@ -287,8 +287,9 @@ pub(super) fn watch(link: &Weak<Link>) {
 }
 
 /// How long a worker may leave its input unread, while a frame waits, before
-/// it is taken for stuck (stopped, or gone wrong) and ended. It reads on a
-/// thread of its own that does nothing else, so a live worker never comes
+/// it is taken for stuck (stopped, or gone wrong) and ended. The thread
+/// that reads does nothing else meanwhile (a call it reads runs once
+/// another thread took the reading over), so a live worker never comes
 /// near this.
 const STALL: Duration = Duration::from_secs(1);
 

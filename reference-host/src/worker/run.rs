@@ -59,13 +59,20 @@ pub fn run() -> i32 {
             return 2;
         }
     };
-    // Standard input is read on a thread of its own from now on: a host
-    // call in `pabi_init`, below, waits for a reply that comes in on it.
-    let reader = {
-        let (calls, output, relays) = (calls.clone(), output.clone(), relays.clone());
-        let host_limits = config.limits().clone();
-        std::thread::spawn(move || read_input(input, &host_limits, &calls, &output, &relays))
+    // Standard input is read on another thread from now on: a host call
+    // in `pabi_init`, below, waits for a reply that comes in on it. The
+    // reading moves from thread to thread ([`Reader::read`]); the one that
+    // reads its end sends the exit code.
+    let (ended, exit_code) = std::sync::mpsc::channel();
+    let reader = Reader {
+        input,
+        limits: Arc::new(config.limits().clone()),
+        calls: calls.clone(),
+        output: output.clone(),
+        relays: relays.clone(),
+        ended,
     };
+    std::thread::spawn(move || reader.read());
     let pool = match load(config, settings, &wasm, &relays, &offers) {
         Ok(pool) => pool,
         Err(error) => {
@@ -82,7 +89,8 @@ pub fn run() -> i32 {
     if send(&output, &ready, b"").is_err() {
         return 2;
     }
-    let code = reader.join().unwrap_or(2);
+    // No code: the thread reading panicked.
+    let code = exit_code.recv().unwrap_or(2);
     // The pool's side closed the session: the calls received are finished
     // and answered (a host call waiting for it fails), then the instances
     // get `pabi_shutdown`.
@@ -115,10 +123,10 @@ struct Calls {
 
 impl Calls {
     fn new(settings: &PoolSettings) -> std::io::Result<Calls> {
-        // A thread for every call that may run or wait at once, and one for
-        // a reload: the pool refuses any call past those at once, so none
-        // waits for a thread.
-        let threads = settings.instances.saturating_add(settings.max_queue).saturating_add(2).min(MAX_THREADS);
+        // A thread for every call that may run or wait at once, one for a
+        // reload and one for the reading ([`Reader::read`]): the pool
+        // refuses any call past those at once, so none waits for a thread.
+        let threads = settings.instances.saturating_add(settings.max_queue).saturating_add(3).min(MAX_THREADS);
         let threads = tokio::runtime::Builder::new_current_thread().max_blocking_threads(threads).build()?;
         Ok(Calls {
             pool: std::sync::OnceLock::new(),
@@ -134,18 +142,30 @@ impl Calls {
 
     /// Runs `job` on a thread of its own, as the call or reload `id`.
     fn spawn(self: &Arc<Calls>, id: u64, job: impl FnOnce(&InProcessPool, &CancelHandle) + Send + 'static) {
+        if let Some(run) = self.start(id) {
+            drop(self.threads.spawn_blocking(move || run(job)));
+        }
+    }
+
+    /// Registers the call or reload `id`, whose cancel frame may come next,
+    /// and returns what runs it, on any thread; `None` before the plugin
+    /// is ready.
+    fn start<J>(self: &Arc<Calls>, id: u64) -> Option<impl FnOnce(J) + Send + 'static>
+    where
+        J: FnOnce(&InProcessPool, &CancelHandle),
+    {
         let Some(pool) = self.pool.get().cloned() else {
             tracing::error!("a call or reload came before the plugin was ready");
-            return;
+            return None;
         };
         let cancel = CancelHandle::new();
         lock(&self.running).insert(id, cancel.clone());
         let calls = self.clone();
-        drop(self.threads.spawn_blocking(move || {
+        Some(move |job: J| {
             job(&pool, &cancel);
             lock(&calls.running).remove(&id);
             calls.done.notify_all();
-        }));
+        })
     }
 
     /// Reports the log drops of the plugin not reported yet, if any: the
@@ -203,87 +223,109 @@ const HEAVY_IN_A_ROW: u32 = 2;
 /// Threads past this many are not started; calls past them wait for one.
 const MAX_THREADS: usize = 4096;
 
-/// Reads the pool's frames until standard input ends; the exit code.
-fn read_input(
-    mut input: BufReader<File>,
-    limits: &pabi_abi::Limits,
-    calls: &Arc<Calls>,
-    output: &Output,
-    relays: &Relays,
-) -> i32 {
-    loop {
-        // Every frame is held to the cap of what it carries: a pool's side
-        // gone wrong cannot make the worker allocate past it.
-        let (message, body) = match read_frame_bounded::<ToWorker>(&mut input, |frame| frame.max_body(limits)) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => {
-                relays.close();
-                return 0;
-            }
-            Err(error) => {
-                tracing::error!("the pool's side broke the worker protocol: {error}");
-                relays.close();
-                return 2;
-            }
-        };
-        match message {
-            ToWorker::HostReply { id, error } => relays.reply(id, error.map_or(Ok(body), Err)),
-            ToWorker::Call { id, function } => {
-                let (output, reporter) = (output.clone(), calls.clone());
-                calls.spawn(id, move |pool, cancel| {
-                    let mut result = Vec::new();
-                    // Once lowered, a worker measures its calls no more.
-                    let before = if reporter.lowered.load(Ordering::Relaxed) {
-                        lower_this_thread(reporter.base_nice);
-                        None
-                    } else {
-                        thread_cpu_time()
-                    };
-                    let answer = pool.call_into(&function, &body, &mut result, Some(cancel)).map(|()| result);
-                    if let (Some(before), Some(after)) = (before, thread_cpu_time()) {
-                        reporter.computed(after.saturating_sub(before));
-                    }
-                    // Before the answer: a caller that has it sees the
-                    // drops in the pool's stats.
-                    reporter.report_log_drops(pool, &output);
-                    let _ = match answer {
-                        Ok(bytes) => send(&output, &FromWorker::Output { id }, &bytes),
-                        Err(error) => {
-                            let (error, message) = take_message(error);
-                            send(&output, &FromWorker::Failed { id, error }, &message)
+/// Reads the pool's frames until standard input ends, on one thread at a
+/// time.
+struct Reader {
+    input: BufReader<File>,
+    limits: Arc<pabi_abi::Limits>,
+    calls: Arc<Calls>,
+    output: Output,
+    relays: Relays,
+    /// Where the exit code goes once standard input ends.
+    ended: std::sync::mpsc::Sender<i32>,
+}
+
+impl Reader {
+    /// Reads frames until standard input ends, then sends the exit code;
+    /// or until a call comes: the thread that read it hands the reading on
+    /// to a thread of the call pool and runs the call itself. Before, the
+    /// reading thread handed the call to a call thread, whose wake-up each
+    /// call waited for; beside busy neighbours the system's scheduler can
+    /// delay a wake-up by a slice of another thread. Now the reading
+    /// thread's successor wakes while the call runs.
+    fn read(mut self) {
+        let code = loop {
+            // Every frame is held to the cap of what it carries: a pool's
+            // side gone wrong cannot make the worker allocate past it.
+            let frame = read_frame_bounded::<ToWorker>(&mut self.input, |frame| frame.max_body(&self.limits));
+            let (message, body) = match frame {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break 0,
+                Err(error) => {
+                    tracing::error!("the pool's side broke the worker protocol: {error}");
+                    break 2;
+                }
+            };
+            let (calls, output) = (&self.calls, &self.output);
+            match message {
+                ToWorker::HostReply { id, error } => self.relays.reply(id, error.map_or(Ok(body), Err)),
+                ToWorker::Call { id, function } => {
+                    // Registered before the reading moves on: the call's
+                    // cancel frame may be the next one read.
+                    let Some(run) = calls.start(id) else { continue };
+                    let (output, reporter) = (output.clone(), calls.clone());
+                    // Every call that may run or wait at once has a thread
+                    // of the pool, and so does the reading ([`Calls::new`]).
+                    let threads = calls.threads.handle().clone();
+                    drop(threads.spawn_blocking(move || self.read()));
+                    run(move |pool: &InProcessPool, cancel: &CancelHandle| {
+                        let mut result = Vec::new();
+                        // Once lowered, a worker measures its calls no more.
+                        let before = if reporter.lowered.load(Ordering::Relaxed) {
+                            lower_this_thread(reporter.base_nice);
+                            None
+                        } else {
+                            thread_cpu_time()
+                        };
+                        let answer = pool.call_into(&function, &body, &mut result, Some(cancel)).map(|()| result);
+                        if let (Some(before), Some(after)) = (before, thread_cpu_time()) {
+                            reporter.computed(after.saturating_sub(before));
                         }
-                    };
-                });
-            }
-            ToWorker::Cancel { id } => calls.cancel(id),
-            // Answered from this thread, which only reads: a worker whose
-            // calls all run or wait still says it lives.
-            ToWorker::Ping => {
-                let _ = send(output, &FromWorker::Pong, b"");
-            }
-            ToWorker::Resize { instances } => {
-                if let Some(pool) = calls.pool.get() {
-                    pool.resize(instances);
+                        // Before the answer: a caller that has it sees the
+                        // drops in the pool's stats.
+                        reporter.report_log_drops(pool, &output);
+                        let _ = match answer {
+                            Ok(bytes) => send(&output, &FromWorker::Output { id }, &bytes),
+                            Err(error) => {
+                                let (error, message) = take_message(error);
+                                send(&output, &FromWorker::Failed { id, error }, &message)
+                            }
+                        };
+                    });
+                    return;
+                }
+                ToWorker::Cancel { id } => calls.cancel(id),
+                // Answered by the thread that reads, which runs no call
+                // while it does: a worker whose calls all run or wait still
+                // says it lives.
+                ToWorker::Ping => {
+                    let _ = send(output, &FromWorker::Pong, b"");
+                }
+                ToWorker::Resize { instances } => {
+                    if let Some(pool) = calls.pool.get() {
+                        pool.resize(instances);
+                    }
+                }
+                ToWorker::Reload { id } => {
+                    let output = output.clone();
+                    // Off the reading thread: calls keep flowing while the
+                    // new version compiles.
+                    calls.spawn(id, move |pool, _| {
+                        let answer = match pool.reload(&body) {
+                            Ok(()) => FromWorker::Reloaded { id, metadata: Box::new((*pool.metadata()).clone()) },
+                            Err(error) => FromWorker::Failed { id, error },
+                        };
+                        let _ = send(&output, &answer, b"");
+                    });
+                }
+                ToWorker::Load { .. } => {
+                    tracing::error!("the pool's side sent a second `load`");
+                    break 2;
                 }
             }
-            ToWorker::Reload { id } => {
-                let output = output.clone();
-                // Off the reading thread: calls keep flowing while the new
-                // version compiles.
-                calls.spawn(id, move |pool, _| {
-                    let answer = match pool.reload(&body) {
-                        Ok(()) => FromWorker::Reloaded { id, metadata: Box::new((*pool.metadata()).clone()) },
-                        Err(error) => FromWorker::Failed { id, error },
-                    };
-                    let _ = send(&output, &answer, b"");
-                });
-            }
-            ToWorker::Load { .. } => {
-                tracing::error!("the pool's side sent a second `load`");
-                relays.close();
-                return 2;
-            }
-        }
+        };
+        self.relays.close();
+        let _ = self.ended.send(code);
     }
 }
 
