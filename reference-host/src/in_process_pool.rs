@@ -63,10 +63,13 @@ struct Instances {
     /// place ([`InProcessPool::call_async`]).
     computed_ns: AtomicU64,
     /// Whether no call of the version serving runs in place: one that can
-    /// block in host code (a host call's handler, a real sleep), or one
-    /// whose call in place took [`LONG_IN_PLACE`] or more. Set anew by a
-    /// reload.
+    /// block in host code (a host call's handler, a real sleep). Set anew
+    /// by a reload.
     in_place_barred: AtomicBool,
+    /// Until when no call runs in place, in nanoseconds since `born`,
+    /// after a call in place that was long ([`BARRED_FOR`]). Cleared by a
+    /// reload.
+    in_place_after: AtomicU64,
     /// Calls run in place so far.
     in_place: AtomicU64,
     /// Waiting calls run by the thread that ended the call before them.
@@ -107,11 +110,25 @@ struct InstanceSlot {
 /// is a small part of any longer call.
 const SHORT_CALL: Duration = Duration::from_micros(100);
 
-/// A call in place that computes this long ends running in place for its
-/// plugin's version. A new pool, or a new version, starts at this
+/// A call in place that computes this long ends running in place for a
+/// while ([`BARRED_FOR`]). A new pool, or a new version, starts at this
 /// average: about 18 calls of a few microseconds bring it under
 /// [`SHORT_CALL`].
 const LONG_IN_PLACE: Duration = Duration::from_millis(1);
+
+/// A call in place that computed [`LONG_IN_PLACE`] or held its thread
+/// [`HELD_TOO_LONG`] ends running in place for this many times as long
+/// as it held its thread: a plugin whose calls are short but for a long
+/// one now and then so holds an executor thread at most 1% of the time.
+/// It used to end running in place for the plugin's version, for good.
+/// But on a virtual machine the system counts the time the hypervisor
+/// takes a CPU away as the time of the thread that ran on it: a light
+/// echo's call of a few microseconds counted 1-8 ms of CPU time now and
+/// then, without a page fault, when its calls kept both CPUs busy, and
+/// that one call ended running in place for the rest of the server's
+/// life. That was the hostile-mix runs where the light echo hopped on
+/// every call beside the mix, about half of them.
+const BARRED_FOR: u32 = 100;
 
 /// The weight of the latest call in the pool's average CPU time per call:
 /// 1/8. An average, not a run of short calls in a row: a light plugin has
@@ -123,8 +140,8 @@ const LONG_IN_PLACE: Duration = Duration::from_millis(1);
 const AVERAGE_WEIGHT: u64 = 8;
 
 /// A call in place that held its executor thread this long, computing or
-/// not (put aside by the system, waiting for a turn at the CPU gate), ends
-/// running in place for its plugin's version all the same.
+/// not (put aside by the system), ends running in place for a while all
+/// the same ([`BARRED_FOR`]).
 const HELD_TOO_LONG: Duration = Duration::from_millis(100);
 
 /// The CPU time the calling thread has used, where the system tells it.
@@ -209,6 +226,7 @@ impl InProcessPool {
                 in_place: AtomicU64::new(0),
                 handed_on: AtomicU64::new(0),
                 in_place_barred: AtomicBool::new(can_block),
+                in_place_after: AtomicU64::new(0),
             }),
         })
     }
@@ -241,9 +259,10 @@ impl InProcessPool {
     /// long: on a multi-threaded runtime, for a plugin that cannot block
     /// in host code (no host calls, no real clock). A call in place that
     /// computes [`LONG_IN_PLACE`] or more (a plugin whose calls change), or
-    /// holds its thread [`HELD_TOO_LONG`], ends
-    /// running in place for this version of the plugin: one such call
-    /// holds one executor thread, once. A call in place is not dropped
+    /// holds its thread [`HELD_TOO_LONG`], ends running in place for a
+    /// hundred times as long as it held its thread ([`BARRED_FOR`]): such
+    /// calls hold an executor thread at most 1% of the time. A call in
+    /// place is not dropped
     /// while it runs; a [`CancelHandle`] still stops it.
     ///
     /// A call in place takes no turn at the host's [`crate::CpuGate`]
@@ -369,7 +388,7 @@ impl InProcessPool {
                 // Measured from here: making an instance, which taking a
                 // lease may do once per slot, is not the plugin's call.
                 // Counted in, it took 1 ms now and then, and ended
-                // running in place for a light plugin for good.
+                // running in place for a light plugin.
                 ran = Some(Instant::now());
                 let (result, took) = self.call_measured(&mut lease, name, input, cancel);
                 computed = Some(took);
@@ -378,10 +397,12 @@ impl InProcessPool {
         }));
         if let Some(started) = ran {
             // A call that panicked is judged by its wall time alone.
-            if computed.is_some_and(|took| took >= LONG_IN_PLACE) || started.elapsed() >= HELD_TOO_LONG {
-                // It held an executor thread for that long: never again in
-                // this version of the plugin.
-                self.inner.in_place_barred.store(true, Ordering::Relaxed);
+            let held = started.elapsed();
+            if computed.is_some_and(|took| took >= LONG_IN_PLACE) || held >= HELD_TOO_LONG {
+                // It held an executor thread for that long: not again for
+                // a hundred times as long.
+                let until = self.inner.born.elapsed().saturating_add(held.saturating_mul(BARRED_FOR));
+                self.inner.in_place_after.fetch_max(nanos(until), Ordering::Relaxed);
             }
             self.inner.in_place.fetch_add(1, Ordering::Relaxed);
         }
@@ -389,13 +410,17 @@ impl InProcessPool {
     }
 
     /// Whether the next async call runs in place (see
-    /// [`InProcessPool::call_async`]): the pool's last calls were short,
-    /// none in place was long, and the runtime has other threads for the
-    /// executor's other tasks.
+    /// [`InProcessPool::call_async`]): the pool's calls were short on
+    /// average, no call in place was long lately ([`BARRED_FOR`]), and the
+    /// runtime has other threads for the executor's other tasks.
     fn runs_in_place(&self) -> bool {
         let inner = &*self.inner;
         inner.computed_ns.load(Ordering::Relaxed) < nanos(SHORT_CALL)
             && !inner.in_place_barred.load(Ordering::Relaxed)
+            && match inner.in_place_after.load(Ordering::Relaxed) {
+                0 => true,
+                after => nanos(inner.born.elapsed()) >= after,
+            }
             && matches!(
                 tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()),
                 Ok(tokio::runtime::RuntimeFlavor::MultiThread)
@@ -630,6 +655,7 @@ impl InProcessPool {
         // The new version earns running in place by its own calls.
         inner.computed_ns.store(nanos(LONG_IN_PLACE), Ordering::Relaxed);
         inner.in_place_barred.store(fresh[0].can_block(), Ordering::Relaxed);
+        inner.in_place_after.store(0, Ordering::Relaxed);
         let mut fresh = fresh.into_iter();
         let old = std::mem::replace(&mut *source, fresh.next());
         drop(source);

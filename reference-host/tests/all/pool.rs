@@ -478,23 +478,41 @@ fn short_async_calls_run_in_place_until_one_is_long() {
     until_in_place(&pool);
     // A long call, in place once the calls before it were short (tried
     // again when one was not): after it, no call runs in place.
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        assert!(tries < 100, "the long call never ran in place");
-        until_in_place(&pool);
-        let (in_place, result) = ask(&pool, "spin");
-        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
-        if in_place {
-            break;
+    let long_in_place = |pool: &Pool| {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            assert!(tries < 100, "the long call never ran in place");
+            until_in_place(pool);
+            let (in_place, result) = ask(pool, "spin");
+            assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+            if in_place {
+                break;
+            }
         }
-    }
+    };
+    long_in_place(&pool);
+    // The spin held its thread for its deadline, 20 ms: no call runs in
+    // place for 100 times that, 2 s, which these calls take far less than.
+    let after_the_spin = std::time::Instant::now();
     for _ in 0..100 {
         assert!(!ask(&pool, "quick").0, "a call ran in place after a long one in place");
     }
-    // A new version earns it again.
+    // Then the pool earns it again: one long call does not end it for good.
+    let mut hopped = 0;
+    while !ask(&pool, "quick").0 {
+        hopped += 1;
+        assert!(after_the_spin.elapsed() < Duration::from_secs(60), "no call ran in place again ({hopped} hopped)");
+    }
+    // The pause counts from the spin's end, a little before this clock's
+    // start: a margin for that.
+    assert!(after_the_spin.elapsed() >= Duration::from_millis(1900), "a call ran in place before the pause ended");
+    // A new version earns it by its own short calls, without the pause.
+    long_in_place(&pool);
     pool.reload(&wasm).unwrap();
+    let reloaded = std::time::Instant::now();
     until_in_place(&pool);
+    assert!(reloaded.elapsed() < Duration::from_secs(2), "the new version waited out the old one's pause");
     // Host calls can block: never in place.
     let host = host_with(|c| c.host_function(HostFunction::new("app.reenter", |_, _| Ok(Vec::new()))));
     let asking = builder(Isolation::InProcess).instances(1).build(&host, &asker()).unwrap();
