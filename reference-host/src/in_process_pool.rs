@@ -62,13 +62,10 @@ struct Instances {
     /// weight [`AVERAGE_WEIGHT`] for the latest: whether async calls run in
     /// place ([`InProcessPool::call_async`]).
     computed_ns: AtomicU64,
-    /// Whether no call of the version serving runs in place: one that can
-    /// block in host code (a host call's handler, a real sleep). Set anew
-    /// by a reload.
-    in_place_barred: AtomicBool,
-    /// Until when no call runs in place, in nanoseconds since `born`,
-    /// after a call in place that was long ([`BARRED_FOR`]). Cleared by a
-    /// reload.
+    /// Until when no call runs in place, in nanoseconds since `born`: after
+    /// a call in place that was long ([`BARRED_FOR`]); `u64::MAX`, never,
+    /// for a version that can block in host code (a host call's handler, a
+    /// real sleep). Set anew by a reload.
     in_place_after: AtomicU64,
     /// Calls run in place so far.
     in_place: AtomicU64,
@@ -156,6 +153,16 @@ pub(crate) fn thread_cpu_time() -> Option<Duration> {
 }
 
 /// A duration in whole nanoseconds, saturated.
+/// Where a version's pause of running in place starts: never over for one
+/// that can block in host code, none for others.
+fn never_in_place_if(can_block: bool) -> u64 {
+    if can_block {
+        u64::MAX
+    } else {
+        0
+    }
+}
+
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -225,8 +232,7 @@ impl InProcessPool {
                 computed_ns: AtomicU64::new(nanos(LONG_IN_PLACE)),
                 in_place: AtomicU64::new(0),
                 handed_on: AtomicU64::new(0),
-                in_place_barred: AtomicBool::new(can_block),
-                in_place_after: AtomicU64::new(0),
+                in_place_after: AtomicU64::new(never_in_place_if(can_block)),
             }),
         })
     }
@@ -411,14 +417,15 @@ impl InProcessPool {
 
     /// Whether the next async call runs in place (see
     /// [`InProcessPool::call_async`]): the pool's calls were short on
-    /// average, no call in place was long lately ([`BARRED_FOR`]), and the
-    /// runtime has other threads for the executor's other tasks.
+    /// average, its plugin cannot block, no call in place was long lately
+    /// ([`BARRED_FOR`]), and the runtime has other threads for the
+    /// executor's other tasks.
     fn runs_in_place(&self) -> bool {
         let inner = &*self.inner;
         inner.computed_ns.load(Ordering::Relaxed) < nanos(SHORT_CALL)
-            && !inner.in_place_barred.load(Ordering::Relaxed)
             && match inner.in_place_after.load(Ordering::Relaxed) {
                 0 => true,
+                u64::MAX => false,
                 after => nanos(inner.born.elapsed()) >= after,
             }
             && matches!(
@@ -654,8 +661,7 @@ impl InProcessPool {
         inner.reloads.fetch_add(1, Ordering::SeqCst);
         // The new version earns running in place by its own calls.
         inner.computed_ns.store(nanos(LONG_IN_PLACE), Ordering::Relaxed);
-        inner.in_place_barred.store(fresh[0].can_block(), Ordering::Relaxed);
-        inner.in_place_after.store(0, Ordering::Relaxed);
+        inner.in_place_after.store(never_in_place_if(fresh[0].can_block()), Ordering::Relaxed);
         let mut fresh = fresh.into_iter();
         let old = std::mem::replace(&mut *source, fresh.next());
         drop(source);
