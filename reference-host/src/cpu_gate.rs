@@ -220,6 +220,8 @@ impl CpuGate {
         end: Instant,
         kick: bool,
     ) -> Result<Instant, NoTurn> {
+        // Once for each thread: see `thread_priority`.
+        crate::thread_priority::lower_this_thread();
         let waiter = {
             let mut state = self.lock();
             if state.free > 0 && state.lanes.iter().all(|l| l.waiters.is_empty()) {

@@ -244,6 +244,7 @@ mod pool_settings;
 mod pool_stats;
 mod store;
 pub mod testing;
+mod thread_priority;
 pub mod typed;
 mod wasi;
 #[cfg(feature = "worker-process")]

@@ -7,13 +7,14 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::lock;
-use super::os_limits::{cap_address_space, limit_process, lower_priority, lower_this_thread, nice};
+use super::os_limits::{cap_address_space, limit_process};
 use super::protocol::{read_frame_bounded, take_message, write_frame, FromWorker, HostFunctionOffer, ToWorker};
 use crate::in_process_pool::{thread_cpu_time, InProcessPool};
 use crate::pool_settings::PoolSettings;
+use crate::thread_priority::{lower_every_thread, lower_this_thread};
 use crate::{CancelHandle, Config, Error, Host, HostCallError, HostFunction};
 
 /// Serves one plugin on standard input and output until standard input
@@ -113,12 +114,10 @@ struct Calls {
     done: Condvar,
     /// The plugin's log drops reported to the pool so far.
     reported: (AtomicU64, AtomicU64),
-    /// Calls in a row that computed [`HEAVY_CALL`] or more.
-    heavy_in_a_row: AtomicU32,
-    /// Whether the worker lowered its priority ([`lower_priority`]).
+    /// Whether the calls make the worker heavy.
+    load: Load,
+    /// Whether the worker lowered its threads ([`lower_every_thread`]).
     lowered: AtomicBool,
-    /// The worker's priority at its start.
-    base_nice: i32,
 }
 
 impl Calls {
@@ -134,9 +133,8 @@ impl Calls {
             running: Mutex::default(),
             done: Condvar::new(),
             reported: Default::default(),
-            heavy_in_a_row: AtomicU32::new(0),
+            load: Load::new(Instant::now()),
             lowered: AtomicBool::new(false),
-            base_nice: nice(),
         })
     }
 
@@ -180,18 +178,13 @@ impl Calls {
         }
     }
 
-    /// Counts a call that computed for `computed`: the second call in a
-    /// row of [`HEAVY_CALL`] or more lowers the worker's priority, once
-    /// ([`lower_priority`]). Two, because the call after a trap also
-    /// makes the new instance.
+    /// Counts a call that computed for `computed`: once the calls make
+    /// the worker heavy ([`Load`]), it lowers its threads for good
+    /// ([`lower_every_thread`]).
     fn computed(&self, computed: Duration) {
-        if computed < HEAVY_CALL {
-            self.heavy_in_a_row.store(0, Ordering::Relaxed);
-        } else if self.heavy_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= HEAVY_IN_A_ROW
-            && !self.lowered.swap(true, Ordering::Relaxed)
-        {
-            if let Err(error) = lower_priority(self.base_nice) {
-                tracing::debug!("cannot lower the worker's priority: {error}");
+        if self.load.heavy_after(computed, Instant::now()) && !self.lowered.swap(true, Ordering::Relaxed) {
+            if let Err(error) = lower_every_thread() {
+                tracing::debug!("cannot lower the worker's threads: {error}");
             }
         }
     }
@@ -210,15 +203,64 @@ impl Calls {
     }
 }
 
+/// Whether a worker's calls make it heavy: two calls in a row that
+/// computed [`HEAVY_CALL`] or more (two, because the call after a trap
+/// also makes the new instance), or calls that computed [`BUSY_SHARE`] of
+/// a CPU over a [`BUSY_WINDOW`].
+struct Load {
+    /// Calls in a row that computed [`HEAVY_CALL`] or more.
+    heavy_in_a_row: AtomicU32,
+    /// The CPU time the calls computed since the window began, and when
+    /// it began.
+    busy: Mutex<(Duration, Instant)>,
+}
+
+impl Load {
+    fn new(now: Instant) -> Load {
+        Load { heavy_in_a_row: AtomicU32::new(0), busy: Mutex::new((Duration::ZERO, now)) }
+    }
+
+    /// Counts a call that computed for `computed` and ended at `now`;
+    /// true once the calls make the worker heavy.
+    fn heavy_after(&self, computed: Duration, now: Instant) -> bool {
+        let long = if computed < HEAVY_CALL {
+            self.heavy_in_a_row.store(0, Ordering::Relaxed);
+            false
+        } else {
+            self.heavy_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= HEAVY_IN_A_ROW
+        };
+        let mut busy = lock(&self.busy);
+        busy.0 = busy.0.saturating_add(computed);
+        let window = now.saturating_duration_since(busy.1);
+        if window < BUSY_WINDOW {
+            return long;
+        }
+        let share = busy.0.as_secs_f64() / window.as_secs_f64();
+        *busy = (Duration::ZERO, now);
+        long || share >= BUSY_SHARE
+    }
+}
+
 /// Calls that compute this long (their thread's CPU time, not the time
 /// they waited for a CPU), [`HEAVY_IN_A_ROW`] in a row, make their worker
-/// lower its priority for good ([`lower_priority`]): a slice of the CPU
-/// gate ([`crate::CpuGate`]), past which an in-process call gives its
-/// permit up to a waiting one.
+/// heavy ([`Load`]): a slice of the CPU gate ([`crate::CpuGate`]), past
+/// which an in-process call gives its permit up to a waiting one, and
+/// whose calls run lowered in the same way.
 const HEAVY_CALL: Duration = Duration::from_micros(500);
 
-/// Calls in a row of [`HEAVY_CALL`] that lower the worker's priority.
+/// Calls in a row of [`HEAVY_CALL`] that make the worker heavy.
 const HEAVY_IN_A_ROW: u32 = 2;
+
+/// The share of one CPU that a worker's calls compute, over a
+/// [`BUSY_WINDOW`], that makes it heavy as long calls do: a plugin whose
+/// short calls come without pause (a memory bomb refused at once, a log
+/// flood, an echo at full speed) is no plugin with little work, and its
+/// threads at the priority of one would delay it (in `bench/serve`, the
+/// light echo's 200 calls a second compute under 1 % of a CPU).
+const BUSY_SHARE: f64 = 0.1;
+
+/// The window over which [`BUSY_SHARE`] is measured.
+const BUSY_WINDOW: Duration = Duration::from_secs(1);
 
 /// Threads past this many are not started; calls past them wait for one.
 const MAX_THREADS: usize = 4096;
@@ -272,7 +314,7 @@ impl Reader {
                         let mut result = Vec::new();
                         // Once lowered, a worker measures its calls no more.
                         let before = if reporter.lowered.load(Ordering::Relaxed) {
-                            lower_this_thread(reporter.base_nice);
+                            lower_this_thread();
                             None
                         } else {
                             thread_cpu_time()
@@ -461,4 +503,42 @@ fn send(output: &Output, header: &FromWorker, body: &[u8]) -> std::io::Result<()
     let mut output = lock(output);
     write_frame(&mut *output, header, body)?;
     output.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_calls_two_in_a_row_make_a_worker_heavy() {
+        let start = Instant::now();
+        let load = Load::new(start);
+        assert!(!load.heavy_after(HEAVY_CALL, start));
+        // A short call between two long ones starts the count again.
+        assert!(!load.heavy_after(Duration::from_micros(10), start));
+        assert!(!load.heavy_after(HEAVY_CALL, start));
+        assert!(load.heavy_after(HEAVY_CALL, start));
+    }
+
+    #[test]
+    fn short_calls_make_a_worker_heavy_by_their_share_of_a_cpu_over_a_window() {
+        let start = Instant::now();
+        let call = Duration::from_micros(100);
+        // 1,000 short calls computing 0.1 s: under the share over 2 s,
+        // which the window's end alone decides.
+        let light = Load::new(start);
+        for _ in 0..999 {
+            assert!(!light.heavy_after(call, start));
+        }
+        assert!(!light.heavy_after(call, start + 2 * BUSY_WINDOW));
+        // The same calls over one window are the share: heavy at its end,
+        // not before.
+        let busy = Load::new(start);
+        for _ in 0..999 {
+            assert!(!busy.heavy_after(call, start + BUSY_WINDOW / 2));
+        }
+        assert!(busy.heavy_after(call, start + BUSY_WINDOW));
+        // A window starts again at the end of the last.
+        assert!(!busy.heavy_after(call, start + 2 * BUSY_WINDOW));
+    }
 }
