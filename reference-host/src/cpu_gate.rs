@@ -53,14 +53,6 @@ const CANCEL_LOOK: Duration = Duration::from_millis(10);
 /// wall time): a plugin whose calls need all their deadline alone may time
 /// out under load. A cancel ends a waiting call as it ends a running one.
 ///
-/// On Linux, a thread that takes a turn runs from then on 10 nice levels
-/// below the process's main thread (a thread cannot raise its priority
-/// back without a privilege): when every CPU computes calls, the threads
-/// that read requests and run short calls in place go first, instead of
-/// waiting for a computing thread's time slice at each wake-up. Among
-/// the threads that take turns nothing changes. An embedder whose own
-/// thread calls a gated pool has that thread lowered too.
-///
 /// A short async call that a pool runs in place, on the executor thread
 /// that polls it ([`crate::Pool::call_async`]), takes no turn: waiting
 /// there would hold the executor thread. At most one such call per
@@ -228,8 +220,6 @@ impl CpuGate {
         end: Instant,
         kick: bool,
     ) -> Result<Instant, NoTurn> {
-        // Once for each thread: see `thread_priority`.
-        crate::thread_priority::lower_this_thread();
         let waiter = {
             let mut state = self.lock();
             if state.free > 0 && state.lanes.iter().all(|l| l.waiters.is_empty()) {

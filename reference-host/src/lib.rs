@@ -244,6 +244,7 @@ mod pool_settings;
 mod pool_stats;
 mod store;
 pub mod testing;
+#[cfg(feature = "worker-process")]
 mod thread_priority;
 pub mod typed;
 mod wasi;

@@ -1,18 +1,14 @@
-//! The calls that compute long run below the threads that serve requests:
-//! [`lower_this_thread`].
+//! The threads of a worker whose calls are heavy run below the threads
+//! that serve requests: [`lower_every_thread`], [`lower_this_thread`].
 //!
 //! When every CPU is busy with calls that compute, a thread that wakes to
-//! read a request, to run a short call in place or to pass an answer on
-//! competes, at equal priority, with the computing threads, and Linux may
-//! let a running thread finish its time slice (about 1.4 ms on 2 CPUs)
-//! before one that wakes: a plugin with little work waits at the wake-ups
-//! on its call's path. With the computing threads 10 nice levels lower,
-//! the light echo of `bench/serve`'s hostile mix had a p99 of 1.1-2.8 ms
-//! beside it in process, against 2.0-3.8 ms at equal priority (the
-//! rationale has the runs). A thread at nice 10 gets about a tenth of the
-//! share of one at nice 0 while both want a CPU, and every CPU that no
-//! thread at nice 0 wants. Among lowered threads nothing changes: the CPU
-//! gate still shares the CPUs fairly between the plugins that compute.
+//! read a request or to pass an answer on competes, at equal priority,
+//! with the computing threads, and Linux may let a running thread finish
+//! its time slice (about 1.4 ms on 2 CPUs) before one that wakes: a plugin
+//! with little work waits at the wake-ups on its call's path. A thread at
+//! nice 10 gets about a tenth of the share of one at nice 0 while both
+//! want a CPU, and every CPU that no thread at nice 0 wants. Among lowered
+//! threads nothing changes.
 //!
 //! Linux keeps a nice value per thread; elsewhere `setpriority` would
 //! change the whole process, so nothing is lowered there.
@@ -35,9 +31,9 @@ fn lowered() -> i32 {
 }
 
 /// Lowers the calling thread for good, once: the system does not let a
-/// thread raise its priority back without a privilege. A thread that runs
-/// a call under the CPU gate ([`crate::CpuGate`]) or a worker's call that
-/// computes long is lowered.
+/// thread raise its priority back without a privilege. Each call's thread
+/// of a lowered worker lowers itself, in case [`lower_every_thread`]
+/// missed it.
 #[cfg(target_os = "linux")]
 pub(crate) fn lower_this_thread() {
     thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
@@ -49,7 +45,7 @@ pub(crate) fn lower_this_thread() {
 /// Lowers every thread of this process (a worker whose calls compute
 /// long): a thread started meanwhile may be missed, and lowers itself at
 /// its next call ([`lower_this_thread`]).
-#[cfg(all(target_os = "linux", feature = "worker-process"))]
+#[cfg(target_os = "linux")]
 pub(crate) fn lower_every_thread() -> std::io::Result<()> {
     for entry in std::fs::read_dir("/proc/self/task")? {
         // A thread that ended since the listing is no error.
@@ -74,7 +70,7 @@ fn lower(tid: Option<rustix::process::Pid>) {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn lower_this_thread() {}
 
-#[cfg(all(not(target_os = "linux"), feature = "worker-process"))]
+#[cfg(not(target_os = "linux"))]
 pub(crate) fn lower_every_thread() -> std::io::Result<()> {
     Err(std::io::Error::other("threads are lowered on Linux only"))
 }

@@ -204,28 +204,3 @@ fn a_call_that_waited_for_its_turn_still_counts_as_short() {
         }
     }
 }
-
-/// A thread that runs a call under the gate runs, from then on, 10 nice
-/// levels below the process's main thread (Linux, where the nice value is
-/// a thread's): the executor threads that read requests and run short
-/// calls in place then go first when every CPU computes. A thread that
-/// calls a pool without a gate keeps its priority.
-#[cfg(target_os = "linux")]
-#[test]
-fn a_thread_that_runs_a_call_under_the_gate_is_lowered() {
-    use rustix::process::{getpid, getpriority_process};
-    let ours = getpriority_process(Some(getpid())).unwrap();
-    let nice_after = |pool: Pool| {
-        std::thread::spawn(move || {
-            let before = getpriority_process(None).unwrap();
-            assert_eq!(pool.call("echo", b"x").unwrap(), b"x");
-            (before, getpriority_process(None).unwrap())
-        })
-        .join()
-        .unwrap()
-    };
-    let gate = CpuGate::new(1);
-    assert_eq!(nice_after(gated(&gate, Duration::from_secs(5), &fixture("good", "core"))), (ours, (ours + 10).min(19)));
-    let ungated = Pool::builder().instances(1).build(&host_with(|c| c), &fixture("good", "core")).unwrap();
-    assert_eq!(nice_after(ungated), (ours, ours));
-}
