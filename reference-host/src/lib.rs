@@ -244,8 +244,6 @@ mod pool_settings;
 mod pool_stats;
 mod store;
 pub mod testing;
-#[cfg(feature = "worker-process")]
-mod thread_priority;
 pub mod typed;
 mod wasi;
 #[cfg(feature = "worker-process")]

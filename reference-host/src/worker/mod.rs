@@ -25,6 +25,7 @@
 mod link;
 mod os_limits;
 mod pool;
+mod priority;
 pub mod protocol;
 mod relay;
 mod run;

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use super::lock;
 use super::os_limits::{cap_address_space, limit_process};
+use super::priority::{lower_every_thread, lower_this_thread};
 use super::protocol::{read_frame_bounded, take_message, write_frame, FromWorker, HostFunctionOffer, ToWorker};
 use crate::in_process_pool::{thread_cpu_time, InProcessPool};
 use crate::pool_settings::PoolSettings;
-use crate::thread_priority::{lower_every_thread, lower_this_thread};
 use crate::{CancelHandle, Config, Error, Host, HostCallError, HostFunction};
 
 /// Serves one plugin on standard input and output until standard input
@@ -244,8 +244,7 @@ impl Load {
 /// Calls that compute this long (their thread's CPU time, not the time
 /// they waited for a CPU), [`HEAVY_IN_A_ROW`] in a row, make their worker
 /// heavy ([`Load`]): a slice of the CPU gate ([`crate::CpuGate`]), past
-/// which an in-process call gives its permit up to a waiting one, and
-/// whose calls run lowered in the same way.
+/// which an in-process call gives its permit up to a waiting one.
 const HEAVY_CALL: Duration = Duration::from_micros(500);
 
 /// Calls in a row of [`HEAVY_CALL`] that make the worker heavy.

@@ -13,8 +13,7 @@
 //! Linux keeps a nice value per thread; elsewhere `setpriority` would
 //! change the whole process, so nothing is lowered there.
 
-/// How much lower a thread that runs long calls goes than the process's
-/// main thread, capped at the lowest priority, 19.
+/// How much lower a heavy worker's threads go than its main thread, capped at the lowest priority, 19.
 const LOWER_BY: i32 = 10;
 
 /// The nice value the process's threads are lowered to:
