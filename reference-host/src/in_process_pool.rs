@@ -152,7 +152,6 @@ pub(crate) fn thread_cpu_time() -> Option<Duration> {
     None
 }
 
-/// A duration in whole nanoseconds, saturated.
 /// Where a version's pause of running in place starts: never over for one
 /// that can block in host code, none for others.
 fn never_in_place_if(can_block: bool) -> u64 {
@@ -163,6 +162,7 @@ fn never_in_place_if(can_block: bool) -> u64 {
     }
 }
 
+/// A duration in whole nanoseconds, saturated.
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -426,7 +426,15 @@ impl InProcessPool {
             && match inner.in_place_after.load(Ordering::Relaxed) {
                 0 => true,
                 u64::MAX => false,
-                after => nanos(inner.born.elapsed()) >= after,
+                // A pause that is over is cleared, so that later calls
+                // read no clock; a reload or a new pause that came
+                // meanwhile stays.
+                after => {
+                    nanos(inner.born.elapsed()) >= after && {
+                        let _ = inner.in_place_after.compare_exchange(after, 0, Ordering::Relaxed, Ordering::Relaxed);
+                        true
+                    }
+                }
             }
             && matches!(
                 tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()),
